@@ -1,0 +1,141 @@
+"""Listing worker: walks the discovery endpoints into the deduplicated queue, persisting the cursor after every page.
+
+Deduplication happens here, before a credit is spent on /post-detail/: ids go into ``archive_queue`` with
+``INSERT ... ON CONFLICT DO NOTHING``. The cursor of each walk lives in the state database's ``cursors`` table,
+the one authoritative place (scope ``<endpoint>:<entity>:<ingest day>``); a crashed walk resumes from it, and a
+finished one is marked complete so rerunning the day spends nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tiklive_assets.capture.accounts import resolve_user_id
+from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.tikliveapi.client import ApiResponse
+from tiklive_assets.tikliveapi.errors import CursorStuck, NotFound
+from tiklive_assets.tikliveapi.pagination import VideoPages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DiscoveryReport:
+    pages: int = 0
+    listed: int = 0
+    new_ids: Counter = field(default_factory=Counter)  # by source
+    skipped_complete: int = 0
+    drift: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+    @property
+    def total_new(self) -> int:
+        return sum(self.new_ids.values())
+
+
+def complete_key(scope: str) -> str:
+    return f"complete:{scope}"
+
+
+def walk_listing(
+    session: CaptureSession,
+    *,
+    source: str,
+    endpoint: str,
+    entity: str,
+    fetch: Callable[[str], ApiResponse],
+    max_pages: int,
+    max_videos: int,
+    stop_when_all_known: bool,
+    report: DiscoveryReport,
+) -> None:
+    """Walk one listing for the session's day; resume from its persisted cursor; enqueue new ids."""
+    state = session.state
+    scope = session.cursor_scope(endpoint, entity)
+    if state.get_value(complete_key(scope)):
+        report.skipped_complete += 1
+        return
+    saved = state.get_cursor(scope)
+    pages_done = saved.pages if saved else 0
+    start = saved.value if saved else "0"
+    enqueued_today = int(state.get_value(f"enqueued:{scope}") or 0)
+    remaining_pages = max_pages - pages_done
+    try:
+        if remaining_pages > 0 and enqueued_today < max_videos:
+            for page in VideoPages(fetch, start=start, max_pages=remaining_pages).pages():
+                pages_done += 1
+                report.pages += 1
+                report.listed += len(page.items)
+                allowance = max_videos - enqueued_today
+                rows = [
+                    (str(item["aweme_id"]), source, (item.get("author") or {}).get("unique_id"))
+                    for item in page.items
+                    if item.get("aweme_id")
+                ]
+                known = state.known(row[0] for row in rows)
+                fresh = list({row[0]: row for row in rows if row[0] not in known}.values())
+                new = state.enqueue(fresh[:allowance])
+                enqueued_today += new
+                report.new_ids[source] += new
+                # The page is archived and its ids are queued: only now is the cursor advanced.
+                state.set_cursor(scope, page.next_cursor, pages_done)
+                state.set_value(f"enqueued:{scope}", str(enqueued_today))
+                if enqueued_today >= max_videos:
+                    break
+                if stop_when_all_known and rows and new == 0:
+                    break  # reached posts captured on an earlier day
+    except CursorStuck as exc:
+        log.warning("%s", exc)
+        report.drift.append(f"{source}: {exc}")
+        state.set_value(f"drift:{scope}", str(exc))
+    except NotFound as exc:
+        log.warning("%s is unavailable: %s", source, exc.reason)
+        report.unavailable.append(f"{source}: {exc.reason}")
+    state.set_value(complete_key(scope), "1")
+
+
+def discover(session: CaptureSession) -> DiscoveryReport:
+    """Walk every configured account, hashtag, keyword and sound for the session's day."""
+    config, client = session.config, session.client
+    report = DiscoveryReport()
+    for account in config.accounts:
+        try:
+            userid = resolve_user_id(session, account.handle)
+        except NotFound as exc:
+            report.unavailable.append(f"account:{account.handle}: {exc.reason}")
+            continue
+        walk_listing(
+            session, source=f"account:{account.handle}", endpoint="/user-posts/", entity=userid,
+            fetch=lambda cursor, uid=userid: client.user_posts(uid, cursor),
+            max_pages=config.max_pages(account), max_videos=config.max_videos(account),
+            stop_when_all_known=True, report=report,
+        )
+    for tag in config.hashtags:
+        walk_listing(
+            session, source=f"hashtag:{tag.id}", endpoint="/challenge-posts/",
+            entity=tag.id + (f"-{tag.region}" if tag.region else ""),
+            fetch=lambda cursor, t=tag: client.challenge_posts(t.id, cursor, region=t.region),
+            max_pages=config.max_pages(tag), max_videos=config.max_videos(tag),
+            stop_when_all_known=False, report=report,
+        )
+    for kw in config.keywords:
+        entity = "-".join(str(part) for part in (kw.keyword, kw.publish_time, kw.sort_by, kw.region) if part is not None)
+        walk_listing(
+            session, source=f"keyword:{kw.keyword}", endpoint="/search-video/", entity=entity,
+            fetch=lambda cursor, k=kw: client.search_video(
+                k.keyword, cursor, publish_time=k.publish_time, sort_by=k.sort_by, region=k.region
+            ),
+            max_pages=config.max_pages(kw), max_videos=config.max_videos(kw),
+            stop_when_all_known=False, report=report,
+        )
+    for music in config.music:
+        walk_listing(
+            session, source=f"music:{music.id}", endpoint="/music-posts/", entity=music.id,
+            fetch=lambda cursor, m=music: client.music_posts(m.id, cursor),
+            max_pages=config.max_pages(music), max_videos=config.max_videos(music),
+            stop_when_all_known=False, report=report,
+        )
+    return report

@@ -1,0 +1,49 @@
+"""One capture session: the client, the raw archive, the state database and the tracking config, wired together.
+
+Dagster assets and the CLI both build a ``CaptureSession`` and hand it to the workers in this package, so the
+workers never know which of the two is driving them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from tiklive_assets.capture.raw_archive import RawArchive
+from tiklive_assets.config import TrackingConfig
+from tiklive_assets.state import StateDB
+from tiklive_assets.storage import ObjectStore
+from tiklive_assets.tikliveapi.client import TikLiveClient
+
+
+class StateCreditLedger:
+    """The client's credit ledger, persisted in the state database so every process shares the day's budget."""
+
+    def __init__(self, state: StateDB, daily_budget: int | None):
+        self.state = state
+        self.daily_budget = daily_budget
+
+    def reserve(self, endpoint: str) -> None:
+        self.state.reserve_credit(datetime.now(UTC).date(), endpoint, self.daily_budget)
+
+
+@dataclass
+class CaptureSession:
+    client: TikLiveClient
+    archive: RawArchive
+    state: StateDB
+    store: ObjectStore
+    config: TrackingConfig
+    day: date
+    scratch: Path  # local directory for .part files of downloads in flight
+    counters: Counter = field(default_factory=Counter)
+
+    @property
+    def credits_spent(self) -> int:
+        return self.client.credits.total
+
+    def cursor_scope(self, endpoint: str, entity: str) -> str:
+        """The key of a discovery cursor: one walk per (endpoint, entity, ingest day)."""
+        return f"{endpoint.strip('/')}:{entity}:{self.day.isoformat()}"

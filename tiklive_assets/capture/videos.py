@@ -1,0 +1,185 @@
+"""Detail and download workers: resolve each queued id once with /post-detail/, then download the MP4 and cover at once.
+
+CDN URLs expire within minutes, so they are used immediately and never stored: a 403 from the CDN re-resolves
+the id (one more credit) and retries once. Files stream in chunks to a ``.part`` file (memory stays bounded
+whatever the size) and only then enter the store, atomically. A 404 from /post-detail/ is a dead letter: the
+credit is spent, and the id is never tried again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from tqdm import tqdm
+
+from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.state import QueueItem
+from tiklive_assets.storage.keys import cover_key, sidecar_key, video_key
+from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted, TikLiveError, VideoGone
+
+log = logging.getLogger(__name__)
+CHUNK = 1 << 16
+
+
+class CdnExpired(Exception):
+    """The signed CDN URL answered 403: it expired before we used it."""
+
+
+class DownloadFailed(Exception):
+    pass
+
+
+@dataclass
+class VideosReport:
+    resolved: int = 0
+    downloaded: int = 0
+    re_resolved: int = 0
+    bytes: int = 0
+    dead: Counter = field(default_factory=Counter)  # by reason
+    failed: list[str] = field(default_factory=list)
+    budget_stop: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+def _stream_to_part(session: CaptureSession, url: str, suffix: str) -> tuple[Path, str, int]:
+    """Stream one CDN object to a .part file; return (path, sha256, size). Never holds the file in memory."""
+    response = session.client.stream_cdn(url)
+    try:
+        if response.status_code == 403:
+            raise CdnExpired(url.split("?")[0])
+        if response.status_code != 200:
+            raise DownloadFailed(f"CDN answered HTTP {response.status_code} for {url.split('?')[0]}")
+        session.scratch.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="dl.", suffix=f"{suffix}.part", dir=session.scratch)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_content(chunk_size=CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return Path(tmp), digest.hexdigest(), size
+    finally:
+        response.close()
+
+
+def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
+    response = session.client.post_detail(item.aweme_id, item.author_handle or "_")
+    return response.json(), response.body
+
+
+def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, api_slots: threading.BoundedSemaphore) -> None:
+    state, store, day = session.state, session.store, session.day
+    try:
+        with api_slots:
+            detail, raw = _resolve(session, item)
+    except VideoGone as exc:
+        state.mark_dead(item.aweme_id, exc.reason, 404)
+        with report._lock:
+            report.dead[exc.reason] += 1
+        return
+    report.add(resolved=1)
+    handle = (detail.get("author") or {}).get("unique_id") or item.author_handle or "unknown"
+    state.mark_resolved(item.aweme_id, handle)
+    files: list[tuple[str, str, Path]] = []
+    try:
+        for attempt in (1, 2):
+            try:
+                url = detail.get("hdplay") or detail.get("play")
+                if not url:
+                    raise DownloadFailed("the detail response has neither hdplay nor play")
+                video = _stream_to_part(session, url, ".mp4")
+                files.append(("video", video_key(day, handle, item.aweme_id), video[0]))
+                if detail.get("cover"):
+                    cover = _stream_to_part(session, detail["cover"], ".jpg")
+                    files.append(("cover", cover_key(day, item.aweme_id), cover[0]))
+                break
+            except CdnExpired:
+                for _, _, path in files:
+                    path.unlink(missing_ok=True)
+                files.clear()
+                if attempt == 2:
+                    raise DownloadFailed("CDN URL expired twice in a row") from None
+                with api_slots:
+                    detail, raw = _resolve(session, item)  # one more credit, fresh URLs
+                report.add(re_resolved=1)
+        for kind, key, path in files:
+            result = store.put_file(key, path, content_type="video/mp4" if kind == "video" else "image/jpeg")
+            state.record_file(item.aweme_id, kind, key, result.sha256, result.size, day)
+            report.add(bytes=result.size)
+        sidecar = sidecar_key(day, handle, item.aweme_id)
+        result = store.put_bytes(sidecar, raw, content_type="application/json")
+        state.record_file(item.aweme_id, "sidecar", sidecar, result.sha256, result.size, day)
+        state.mark_downloaded(item.aweme_id)
+        report.add(downloaded=1)
+    finally:
+        for _, _, path in files:
+            path.unlink(missing_ok=True)
+
+
+def archive_pending(session: CaptureSession, *, batch: int = 200, limit: int | None = None) -> VideosReport:
+    """Resolve and download queued ids until the queue is empty, ``limit`` is reached, or the budget stops us.
+
+    Ids left ``resolved`` by a crashed run (their URLs long expired) are claimed first and resolved again.
+    An id that fails transiently is released for the next run, never retried in a loop within this one.
+    """
+    report = VideosReport()
+    capture = session.config.capture
+    lease = timedelta(seconds=capture.claim_lease_seconds)
+    api_slots = threading.BoundedSemaphore(capture.api_concurrency)
+    attempted: set[str] = set()
+    stop = threading.Event()
+
+    def work(item: QueueItem) -> None:
+        if stop.is_set():
+            session.state.release(item.aweme_id)
+            return
+        try:
+            archive_one(session, item, report, api_slots)
+        except CreditBudgetExhausted as exc:
+            report.budget_stop = str(exc)
+            session.state.release(item.aweme_id)
+            stop.set()
+        except (DownloadFailed, TikLiveError, OSError) as exc:
+            log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, exc)
+            session.state.release(item.aweme_id)
+            with report._lock:
+                report.failed.append(f"{item.aweme_id}: {exc}")
+
+    with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
+        progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
+        while not stop.is_set():
+            size = batch if limit is None else min(batch, limit - len(attempted))
+            if size <= 0:
+                break
+            items = session.state.claim_pending(size, lease=lease, state="resolved")
+            items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
+            fresh = [item for item in items if item.aweme_id not in attempted]
+            for item in items:
+                if item.aweme_id in attempted:
+                    session.state.release(item.aweme_id)
+            if not fresh:
+                break
+            attempted.update(item.aweme_id for item in fresh)
+            for _ in pool.map(work, fresh):
+                progress.update(1)
+        progress.close()
+    return report

@@ -1,0 +1,169 @@
+"""The ``tiklive`` command: run the daily pipeline, start the sandbox API, check a key.
+
+Run ``tiklive --help`` or ``tiklive <command> --help`` for every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from contextlib import ExitStack
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from tiklive_assets import settings
+
+EPILOG = """environment:
+  TIKLIVE_API_KEY    your TikLiveAPI key (X-Api-Key); never printed or logged
+  TIKLIVE_BASE_URL   API host (default https://api.tikliveapi.com; point it at a sandbox to use one)
+  TIKLIVE_HOME       data root (default ./data): archive/, state.sqlite, warehouse.duckdb, exports/
+  TIKLIVE_CONFIG     what to track (default tiklive.yaml)
+"""
+
+
+def _parse_day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD, e.g. 2026-05-29") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tiklive",
+        description="tiklive-assets: capture TikTok data into a durable raw archive and a queryable warehouse.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="materialize one day's pipeline in-process and print a summary",
+        description="Materialize the day's pipeline (the assets the daily schedule runs) in-process, with progress, "
+        "then print what was captured, the credits spent, dead letters by reason and where the files are.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    run.add_argument("--date", type=_parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
+    run.add_argument("--sandbox", action="store_true",
+                     help="start the bundled sandbox API in-process and capture from it (no key, no credits)")
+    run.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
+    run.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve the bundled sandbox TikLiveAPI over HTTP",
+        description="Serve the sandbox: every TikLiveAPI endpoint with the exact wire format, from deterministic "
+        "synthetic data, with optional faults. Point TIKLIVE_BASE_URL at it and use its key.",
+    )
+    sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
+    sandbox.add_argument("--api-key", default=None, help="key the sandbox accepts (default: sandbox-key)")
+    sandbox.add_argument("--seed", type=int, default=7, help="seed of the synthetic corpus (default 7)")
+    sandbox.add_argument("--rate-limit", type=int, default=None, help="requests allowed per window (default: unlimited)")
+    sandbox.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds (default 60)")
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every API call")
+    sandbox.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered with a 5xx")
+    sandbox.add_argument("--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)")
+    sandbox.add_argument("--video-size", type=int, default=50_000, help="approximate bytes of each sandbox MP4")
+
+    check = sub.add_parser(
+        "check-key",
+        help="verify an API key with one /userid/ and one /userinfo-by-id/ call (2 credits)",
+        description="Seed 000's key-rotation check: a one-shot /userid/ call, then confirm /userinfo-by-id/ returns "
+        "`user` and `stats`. Exit status 0 means the key works; 1 means it was rejected; 2 means another failure.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    check.add_argument("--username", default="cristiano", help="handle to look up (default: cristiano)")
+    check.add_argument("--base-url", default=None, help="API host (default: $TIKLIVE_BASE_URL or the real API)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "sandbox":
+        return cmd_sandbox(args)
+    if args.command == "check-key":
+        return cmd_check_key(args)
+    if args.command == "run":
+        return cmd_run(args)
+    raise AssertionError(args.command)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
+
+    config = SandboxConfig(
+        api_key=args.api_key or DEFAULT_API_KEY, seed=args.seed, rate_limit=args.rate_limit,
+        rate_window_seconds=args.rate_window, latency_ms=args.latency_ms, error_rate=args.error_rate,
+        cdn_ttl_seconds=args.cdn_ttl, video_size=args.video_size,
+    )
+    server = SandboxServer(config, port=args.port)
+    print(f"sandbox TikLiveAPI listening on {server.base_url}", flush=True)
+    print(f"  export TIKLIVE_BASE_URL={server.base_url}")
+    print("  export TIKLIVE_API_KEY=<the sandbox key: --api-key, default sandbox-key>")
+    print("  accounts: " + ", ".join(a.handle for a in server.corpus.accounts))
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_check_key(args: argparse.Namespace) -> int:
+    from tiklive_assets.tikliveapi.client import TikLiveClient
+    from tiklive_assets.tikliveapi.errors import AuthError, TikLiveError
+
+    base_url = args.base_url or settings.base_url()
+    try:
+        client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2)
+        user_id = str(client.userid(args.username).json()["id"])
+        info = client.userinfo_by_id(user_id).json()
+    except AuthError as exc:
+        print(f"key rejected: {exc}", file=sys.stderr)
+        return 1
+    except (TikLiveError, KeyError, TypeError) as exc:
+        print(f"check failed against {base_url}: {exc}", file=sys.stderr)
+        return 2
+    if not isinstance(info, dict) or "user" not in info or "stats" not in info:
+        print(f"check failed: /userinfo-by-id/ did not return `user` and `stats` (got keys {sorted(info)})", file=sys.stderr)
+        return 2
+    followers = info["stats"].get("followerCount")
+    print(f"key works against {base_url}: @{args.username} is user {user_id} with {followers} followers "
+          f"({client.credits.total} credits spent)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tiklive_assets.pipeline import run_day
+
+    with ExitStack() as stack:
+        if args.home:
+            os.environ[settings.HOME] = str(args.home.absolute())
+        if args.config:
+            os.environ[settings.CONFIG] = str(args.config)
+        if args.sandbox:
+            from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
+
+            server = stack.enter_context(SandboxServer(SandboxConfig()))
+            os.environ[settings.BASE_URL] = server.base_url
+            os.environ[settings.API_KEY] = DEFAULT_API_KEY
+            print(f"sandbox TikLiveAPI started at {server.base_url} (synthetic data, no credits billed)")
+        elif not os.environ.get(settings.API_KEY):
+            print("TIKLIVE_API_KEY is not set: export your TikLiveAPI key, or add --sandbox to use the bundled "
+                  "sandbox API.", file=sys.stderr)
+            return 2
+        day = args.date or datetime.now(UTC).date()
+        started = time.monotonic()
+        return run_day(day, started=started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

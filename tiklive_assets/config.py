@@ -1,0 +1,195 @@
+"""What to track and how hard to pull: the ``TIKLIVE_CONFIG`` YAML file (default ``tiklive.yaml``), validated.
+
+A malformed file or an unknown key fails with the file, the field and what is allowed, before any credit
+is spent. See ``tiklive.example.yaml`` for every option, documented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+HANDLE_PATTERN = r"^[A-Za-z0-9._]{1,64}$"
+ID_PATTERN = r"^[0-9]{1,32}$"
+
+
+class ConfigError(ValueError):
+    """The tracking config is unusable; the message names the file, the field and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Strict):
+    """Per-source bounds on one day's discovery."""
+
+    max_pages: int = Field(5, ge=1, le=1000, description="listing pages per source per day (30 ids a page)")
+    max_videos_per_day: int = Field(300, ge=0, description="new ids a source may enqueue per day")
+
+
+class CommentOptions(_Strict):
+    recent_videos: int = Field(3, ge=0, description="how many of the account's newest videos get comments captured")
+    max_pages: int = Field(2, ge=0, description="comment pages per video (50 comments a page)")
+    reply_depth: int = Field(1, ge=0, le=1, description="0: top-level comments only; 1: also replies")
+    max_reply_pages: int = Field(1, ge=0, description="reply pages per comment that has replies")
+
+
+def _promote(key: str):
+    """Let a list item be a bare string (the common case) or a mapping with options."""
+
+    def before(cls, value: Any) -> Any:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return {key: str(value)}
+        return value
+
+    return model_validator(mode="before")(classmethod(before))
+
+
+class Account(_Strict):
+    handle: str = Field(pattern=HANDLE_PATTERN)
+    max_pages: int | None = Field(None, ge=1, le=1000)
+    max_videos_per_day: int | None = Field(None, ge=0)
+    followers: bool = True
+    following: bool = True
+    follow_max_pages: int = Field(3, ge=0, description="followers/following pages per day (50 a page)")
+    comments: CommentOptions = CommentOptions()
+
+    _from_string = _promote("handle")
+
+
+class Hashtag(_Strict):
+    id: str = Field(pattern=ID_PATTERN, description="challenge id (hashtag name to id: /challenge-info-name/)")
+    region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    max_pages: int | None = Field(None, ge=1, le=1000)
+    max_videos_per_day: int | None = Field(None, ge=0)
+
+    _from_string = _promote("id")
+
+
+class Keyword(_Strict):
+    keyword: str = Field(min_length=1, max_length=100)
+    publish_time: Literal[0, 1, 7, 30, 90, 180] | None = None
+    sort_by: Literal[0, 1, 2] | None = None
+    region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    max_pages: int | None = Field(None, ge=1, le=1000)
+    max_videos_per_day: int | None = Field(None, ge=0)
+
+    _from_string = _promote("keyword")
+
+
+class Music(_Strict):
+    id: str = Field(pattern=ID_PATTERN)
+    max_pages: int | None = Field(None, ge=1, le=1000)
+    max_videos_per_day: int | None = Field(None, ge=0)
+
+    _from_string = _promote("id")
+
+
+class Plan(_Strict):
+    requests_per_minute: int = Field(200, ge=1, description="your TikLiveAPI plan's rate (standard: 200)")
+    daily_credit_budget: int | None = Field(None, ge=1, description="stop cleanly before spending more in a UTC day")
+
+
+class Capture(_Strict):
+    download_concurrency: int = Field(20, ge=1, le=256, description="parallel CDN downloads")
+    api_concurrency: int = Field(8, ge=1, le=64, description="parallel API calls (the rate limiter still rules)")
+    claim_lease_seconds: float = Field(
+        600, gt=0, description="how long a claimed queue id is reserved for one worker before another may take it"
+    )
+
+
+class TrackingConfig(_Strict):
+    plan: Plan = Plan()
+    limits: Limits = Limits()
+    capture: Capture = Capture()
+    accounts: list[Account] = []
+    hashtags: list[Hashtag] = []
+    keywords: list[Keyword] = []
+    music: list[Music] = []
+    research: dict[str, Any] | None = None
+
+    @field_validator("accounts", "hashtags", "keywords", "music", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    def max_pages(self, source: Account | Hashtag | Keyword | Music) -> int:
+        return source.max_pages or self.limits.max_pages
+
+    def max_videos(self, source: Account | Hashtag | Keyword | Music) -> int:
+        value = source.max_videos_per_day
+        return self.limits.max_videos_per_day if value is None else value
+
+
+def parse_config(data: Any, source: str = "<config>") -> TrackingConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return TrackingConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(source, exc)) from None
+
+
+def load_config(path: str | Path) -> TrackingConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no such file. Copy tiklive.example.yaml to {path} (or point TIKLIVE_CONFIG at your file)."
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_config(data, str(path))
+
+
+def _explain(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the tracking config:"]
+    for error in exc.errors():
+        location = _location(error["loc"])
+        if error["type"] == "extra_forbidden":
+            parent = _model_at(error["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "see tiklive.example.yaml"
+            lines.append(f"  - {location}: unknown key; allowed here: {allowed}")
+        else:
+            lines.append(f"  - {location}: {error['msg']} (got {error.get('input')!r})")
+    lines.append("  See tiklive.example.yaml for every option, documented.")
+    return "\n".join(lines)
+
+
+def _location(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-before[before(), Account]",) or "function-" in str(part):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = TrackingConfig
+    for part in loc:
+        if isinstance(part, int) or "function-" in str(part):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidate = inner[0] if inner else annotation
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            model = candidate
+        else:
+            return None
+    return model

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per domain; the composition root that wires clients, stores and state."""

@@ -1,0 +1,1 @@
+"""Capture domain: the raw archive, discovery queue, videos, profiles, follow graph and comments."""

@@ -1,0 +1,211 @@
+"""Capture assets, partitioned by ingest date: seed 001's workers as software-defined assets.
+
+Every response is archived raw before it is parsed. The API only knows the present, so only today's partition
+fetches: a past day that is already archived is reported as such and left unchanged; one that is not fails
+with the reason (the warehouse can still be rebuilt from whatever the archive holds).
+"""
+
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+
+import dagster as dg
+
+from tiklive_assets.capture.accounts import AccountsReport, capture_comments, capture_follow_graph, capture_profiles
+from tiklive_assets.capture.discovery import discover
+from tiklive_assets.capture.raw_archive import RawArchive
+from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
+from tiklive_assets.capture.videos import archive_pending
+from tiklive_assets.defs.partitions import daily
+from tiklive_assets.defs.resources import (
+    ArchiveStoreResource,
+    DataRootResource,
+    TikLiveApiResource,
+    TrackingConfigResource,
+)
+from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted
+
+API_POOL = "tiklive_api"
+GROUP = "capture"
+CAPTURE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+@contextmanager
+def capture_session(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> Iterator[CaptureSession]:
+    day = date.fromisoformat(context.partition_key)
+    config = tracking.load()
+    state = data_root.open_state()
+    store = archive_store.open()
+    archive = RawArchive(store, day)
+    client = tiklive_api.client(
+        requests_per_minute=config.plan.requests_per_minute,
+        credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
+        on_response=archive.write,
+    )
+    try:
+        yield CaptureSession(client, archive, state, store, config, day, data_root.scratch)
+    finally:
+        client.close()
+        state.close()
+
+
+def guard_partition(context: dg.AssetExecutionContext, data_root: DataRootResource, asset: str) -> dg.MaterializeResult | None:
+    """Today fetches. A past day already captured changes nothing; one never captured cannot be fetched now."""
+    day = date.fromisoformat(context.partition_key)
+    today = datetime.now(UTC).date()
+    if day == today:
+        return None
+    state = data_root.open_state()
+    try:
+        done = state.get_value(f"asset-complete:{asset}:{day.isoformat()}")
+    finally:
+        state.close()
+    if day < today and done:
+        context.log.info("%s for %s is already archived; nothing to fetch", asset, day)
+        return dg.MaterializeResult(metadata={"status": "already archived, unchanged", "credits_spent": 0})
+    raise dg.Failure(
+        description=(
+            f"{asset} cannot capture {day}: TikLiveAPI only serves the present ({today} UTC), so a day that was not "
+            "captured on the day cannot be fetched later. Materialize today's partition instead; to rebuild the "
+            "warehouse for past days from what the archive holds, run `tiklive replay`."
+        ),
+        allow_retries=False,
+    )
+
+
+def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, metadata: dict) -> dg.MaterializeResult:
+    session.state.set_value(f"asset-complete:{asset}:{session.day.isoformat()}", "1")
+    depth = session.state.queue_depth()
+    return dg.MaterializeResult(
+        metadata={
+            "credits_spent": session.credits_spent,
+            "credits_by_endpoint": dg.MetadataValue.json(session.client.credits.snapshot()),
+            "objects_written": session.archive.written.get("created", 0),
+            "objects_unchanged": session.archive.written.get("identical", 0),
+            "objects_conflicting": session.archive.written.get("conflict", 0),
+            "bytes_written": session.archive.bytes_written,
+            "queue_depth": dg.MetadataValue.json(depth),
+            "archive": session.store.describe(),
+            **metadata,
+        }
+    )
+
+
+def _budget_failure(exc: CreditBudgetExhausted) -> dg.Failure:
+    return dg.Failure(description=str(exc), allow_retries=False, metadata={"credits_spent_today": exc.spent, "budget": exc.budget})
+
+
+@dg.asset(
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"},
+    description="Tracked accounts: /userid/ once per handle (cached), /userinfo-by-id/ every day, archived raw.",
+)
+def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
+                     data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+    if (skipped := guard_partition(context, data_root, "account_profiles")) is not None:
+        return skipped
+    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
+        report = AccountsReport()
+        try:
+            capture_profiles(session, report)
+        except CreditBudgetExhausted as exc:
+            raise _budget_failure(exc) from None
+        return _finish(session, data_root, "account_profiles", {"profiles": report.profiles, "unavailable": dg.MetadataValue.json(report.unavailable)})
+
+
+@dg.asset(
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[account_profiles],
+    description="Discovery: /user-posts/, /challenge-posts/, /search-video/, /music-posts/ into the deduplicated archive_queue.",
+)
+def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
+                    data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+    if (skipped := guard_partition(context, data_root, "discovery_queue")) is not None:
+        return skipped
+    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
+        try:
+            report = discover(session)
+        except CreditBudgetExhausted as exc:
+            raise _budget_failure(exc) from None
+        for problem in report.drift:
+            context.log.warning("paginator drift: %s", problem)
+        return _finish(session, data_root, "discovery_queue", {
+            "pages": report.pages,
+            "ids_listed": report.listed,
+            "new_ids": report.total_new,
+            "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
+            "walks_already_complete": report.skipped_complete,
+            "drift": dg.MetadataValue.json(report.drift),
+            "unavailable": dg.MetadataValue.json(report.unavailable),
+        })
+
+
+@dg.asset(
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "s3"}, deps=[discovery_queue],
+    description="Each queued id resolved once with /post-detail/, its MP4 and cover downloaded at once; 404s dead-lettered.",
+)
+def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
+                    data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+    if (skipped := guard_partition(context, data_root, "archived_videos")) is not None:
+        return skipped
+    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
+        report = archive_pending(session)
+        if report.budget_stop:
+            raise dg.Failure(description=report.budget_stop, allow_retries=False,
+                             metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent})
+        return _finish(session, data_root, "archived_videos", {
+            "videos_resolved": report.resolved,
+            "videos_downloaded": report.downloaded,
+            "re_resolved_expired_urls": report.re_resolved,
+            "video_bytes": report.bytes,
+            "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
+            "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
+        })
+
+
+@dg.asset(
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[account_profiles],
+    description="Followers and following of tracked accounts (time pagination, the `followings` key), archived per day.",
+)
+def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
+                 data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+    if (skipped := guard_partition(context, data_root, "follow_graph")) is not None:
+        return skipped
+    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
+        report = AccountsReport()
+        try:
+            capture_follow_graph(session, report)
+        except CreditBudgetExhausted as exc:
+            raise _budget_failure(exc) from None
+        return _finish(session, data_root, "follow_graph", {
+            "pages": report.follow_pages, "edges": report.follow_edges,
+            "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
+        })
+
+
+@dg.asset(
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[discovery_queue],
+    description="Comments and replies of each tracked account's newest videos, archived per day.",
+)
+def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
+                  data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+    if (skipped := guard_partition(context, data_root, "post_comments")) is not None:
+        return skipped
+    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
+        report = AccountsReport()
+        try:
+            capture_comments(session, report)
+        except CreditBudgetExhausted as exc:
+            raise _budget_failure(exc) from None
+        return _finish(session, data_root, "post_comments", {
+            "pages": report.comment_pages, "comments": report.comments,
+            "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
+        })
+
+
+CAPTURE_ASSETS = [account_profiles, discovery_queue, archived_videos, follow_graph, post_comments]

@@ -1,0 +1,148 @@
+"""Thin resources: the TikLiveAPI client, the archive store, the state database and the tracking config.
+
+Switched by deployment through environment variables (embedded defaults under ``TIKLIVE_HOME``); the API key
+comes from ``dg.EnvVar("TIKLIVE_API_KEY")``. Nothing here connects or opens a file at definition-load time.
+"""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from tiklive_assets import settings
+from tiklive_assets.config import TrackingConfig, load_config
+from tiklive_assets.state import StateDB
+from tiklive_assets.storage import MirroredStore, ObjectStore, store_from_url
+from tiklive_assets.storage.local import LocalStore
+from tiklive_assets.storage.s3 import S3Store
+from tiklive_assets.tikliveapi.client import ApiResponse, CreditLedger, TikLiveClient
+from tiklive_assets.tikliveapi.ratelimit import RateLimiter, RatePlan
+
+
+class TrackingConfigResource(dg.ConfigurableResource):
+    """What to track: the YAML file named by TIKLIVE_CONFIG (default tiklive.yaml)."""
+
+    path: str | None = None
+
+    def load(self) -> TrackingConfig:
+        return load_config(self.path or settings.config_path())
+
+
+class DataRootResource(dg.ConfigurableResource):
+    """The embedded data root (TIKLIVE_HOME, default ./data) and the state database URL."""
+
+    home: str | None = None
+    state_url: str | None = None
+
+    def root(self) -> settings.DataRoot:
+        return settings.DataRoot(Path(self.home).absolute()) if self.home else settings.DataRoot.from_env()
+
+    def open_state(self) -> StateDB:
+        root = self.root()
+        url = self.state_url or root.state_url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return StateDB.from_url(url)
+
+    @property
+    def scratch(self) -> Path:
+        return self.root().home / "tmp"
+
+
+class ArchiveStoreResource(dg.ConfigurableResource):
+    """The object store: local disk (default) or an S3-compatible bucket through dagster-aws's S3Resource.
+
+    ``bucket`` unset means ``TIKLIVE_HOME/archive`` on local disk. For Cloudflare R2 or Backblaze B2 set the
+    S3Resource's ``endpoint_url``; checksums are sent only when required (what R2 and B2 accept), and B2,
+    which lacks conditional writes, takes ``conditional_writes: false``. ``secondary_bucket`` mirrors every write.
+    """
+
+    bucket: str | None = None
+    prefix: str = ""
+    s3: S3Resource | None = None
+    conditional_writes: bool = True
+    secondary_bucket: str | None = None
+    secondary_s3: S3Resource | None = None
+    secondary_conditional_writes: bool = True
+    local_root: str | None = None
+
+    def open(self) -> ObjectStore:
+        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        if self.bucket:
+            primary: ObjectStore = S3Store((self.s3 or S3Resource()).get_client(), self.bucket, self.prefix, self.conditional_writes)
+        elif self.local_root:
+            primary = LocalStore(Path(self.local_root))
+        else:
+            primary = store_from_url(settings.DataRoot.from_env().archive_url)
+        if self.secondary_bucket:
+            client = (self.secondary_s3 or self.s3 or S3Resource()).get_client()
+            secondary = S3Store(client, self.secondary_bucket, self.prefix, self.secondary_conditional_writes)
+            return MirroredStore(primary, secondary)
+        return primary
+
+
+class TikLiveApiResource(dg.ConfigurableResource):
+    """TikLiveAPI: the key (an EnvVar, never logged), the host, and where the shared rate limit lives."""
+
+    api_key: str
+    base_url: str | None = None
+    ratelimit_url: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+
+    def client(
+        self,
+        *,
+        requests_per_minute: int,
+        credit_ledger: CreditLedger | None = None,
+        on_response=None,
+        period_seconds: float = 60.0,
+    ) -> TikLiveClient:
+        limit = max(1, round(requests_per_minute * period_seconds / 60.0))
+        limiter = RateLimiter(
+            RatePlan(limit, period_seconds), self.ratelimit_url or settings.DataRoot.from_env().ratelimit_url
+        )
+        return TikLiveClient(
+            self.api_key,
+            self.base_url or settings.base_url(),
+            rate_limiter=limiter,
+            credit_ledger=credit_ledger,
+            on_response=on_response,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+        )
+
+
+def _archive_store_from_env() -> ArchiveStoreResource:
+    bucket = os.environ.get("TIKLIVE_ARCHIVE_BUCKET")
+    if not bucket:
+        return ArchiveStoreResource()
+    return ArchiveStoreResource(
+        bucket=bucket,
+        prefix=os.environ.get("TIKLIVE_ARCHIVE_PREFIX", ""),
+        s3=S3Resource(
+            endpoint_url=os.environ.get("TIKLIVE_S3_ENDPOINT_URL") or None,
+            region_name=os.environ.get("TIKLIVE_S3_REGION") or None,
+        ),
+        conditional_writes=os.environ.get("TIKLIVE_S3_CONDITIONAL_WRITES", "true").lower() != "false",
+        secondary_bucket=os.environ.get("TIKLIVE_ARCHIVE_SECONDARY_BUCKET") or None,
+        secondary_s3=S3Resource(endpoint_url=os.environ.get("TIKLIVE_SECONDARY_S3_ENDPOINT_URL") or None)
+        if os.environ.get("TIKLIVE_ARCHIVE_SECONDARY_BUCKET")
+        else None,
+    )
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "tiklive_api": TikLiveApiResource(api_key=dg.EnvVar(settings.API_KEY)),
+        "archive_store": _archive_store_from_env(),
+        "data_root": DataRootResource(),
+        "tracking": TrackingConfigResource(),
+    }
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=default_resources())

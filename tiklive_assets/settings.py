@@ -1,0 +1,61 @@
+"""Environment variables and the data root layout: every name other code, docs and checks rely on, in one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+API_KEY = "TIKLIVE_API_KEY"  # the X-Api-Key secret; read through dg.EnvVar, never logged
+BASE_URL = "TIKLIVE_BASE_URL"  # default https://api.tikliveapi.com
+HOME = "TIKLIVE_HOME"  # data root, default ./data
+CONFIG = "TIKLIVE_CONFIG"  # tracking YAML, default tiklive.yaml
+STATE_URL = "TIKLIVE_STATE_URL"  # queue, cursors, credits: sqlite (default, under HOME) or postgresql://
+ARCHIVE_URL = "TIKLIVE_ARCHIVE_URL"  # object store: a path (default HOME/archive) or s3://bucket/prefix?endpoint_url=..
+ARCHIVE_SECONDARY_URL = "TIKLIVE_ARCHIVE_SECONDARY_URL"  # optional mirror receiving every write (R2 + B2 pattern)
+RATELIMIT_URL = "TIKLIVE_RATELIMIT_URL"  # sqlite (default, one host), redis:// or postgresql:// (many hosts)
+
+DEFAULT_BASE_URL = "https://api.tikliveapi.com"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Where an embedded deployment keeps everything, under ``TIKLIVE_HOME``."""
+
+    home: Path
+
+    @classmethod
+    def from_env(cls) -> DataRoot:
+        return cls(Path(os.environ.get(HOME, "data")).absolute())
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def exports(self) -> Path:
+        return self.home / "exports"
+
+    @property
+    def state_url(self) -> str:
+        return os.environ.get(STATE_URL) or f"sqlite:///{self.home / 'state.sqlite'}"
+
+    @property
+    def archive_url(self) -> str:
+        return os.environ.get(ARCHIVE_URL) or str(self.archive)
+
+    @property
+    def ratelimit_url(self) -> str:
+        return os.environ.get(RATELIMIT_URL) or f"sqlite:///{self.home / 'ratelimit.sqlite'}"
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG, "tiklive.yaml"))
+
+
+def base_url() -> str:
+    return os.environ.get(BASE_URL) or DEFAULT_BASE_URL

@@ -1,0 +1,95 @@
+"""DDL for the state database, written once and specialised per dialect."""
+
+from __future__ import annotations
+
+# {ts}: timestamp type, {date}: calendar-day type, {serial_pk}: auto-increment primary key.
+_TYPES = {
+    "sqlite": {"ts": "TEXT", "date": "TEXT", "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT"},
+    "postgres": {"ts": "TIMESTAMPTZ", "date": "DATE", "serial_pk": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"},
+}
+
+_DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS archive_queue (
+        aweme_id TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        author_handle TEXT,
+        state TEXT NOT NULL DEFAULT 'pending'
+            CHECK (state IN ('pending', 'resolved', 'downloaded', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until {ts},
+        added_at {ts} NOT NULL,
+        resolved_at {ts},
+        downloaded_at {ts},
+        updated_at {ts} NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS archive_queue_state_idx ON archive_queue (state, added_at)",
+    """
+    CREATE TABLE IF NOT EXISTS dead_letter (
+        aweme_id TEXT PRIMARY KEY,
+        reason TEXT,
+        http_status INTEGER,
+        failed_at {ts} NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS dead_letter_failed_at_idx ON dead_letter (failed_at)",
+    """
+    CREATE TABLE IF NOT EXISTS archived_files (
+        aweme_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('video', 'cover', 'sidecar')),
+        storage_key TEXT NOT NULL,
+        sha256 TEXT,
+        bytes BIGINT,
+        ingest_date {date},
+        recorded_at {ts} NOT NULL,
+        PRIMARY KEY (aweme_id, kind)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS cursors (
+        scope TEXT PRIMARY KEY,
+        value TEXT,
+        pages INTEGER,
+        updated_at {ts} NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS cursor_history (
+        id {serial_pk},
+        scope TEXT NOT NULL,
+        value TEXT,
+        pages INTEGER,
+        recorded_at {ts} NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS cursor_history_scope_idx ON cursor_history (scope, id)",
+    """
+    CREATE TABLE IF NOT EXISTS credits (
+        day {date} NOT NULL,
+        endpoint TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, endpoint)
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS user_ids (
+        handle TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        resolved_at {ts} NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS kv (
+        key TEXT PRIMARY KEY,
+        value TEXT,
+        updated_at {ts} NOT NULL
+    )
+    """,
+]
+
+
+def ddl_for(dialect: str) -> list[str]:
+    """The CREATE statements for ``dialect`` ('sqlite' or 'postgres'), in dependency order."""
+    types = _TYPES[dialect]
+    return [stmt.format(**types).strip() for stmt in _DDL]

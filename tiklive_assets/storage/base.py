@@ -1,0 +1,273 @@
+"""The ObjectStore interface: atomic, idempotent, never-overwriting writes of keys and bytes, on any backend."""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from .keys import InvalidKeyPart
+
+logger = logging.getLogger(__name__)
+
+PutStatus = Literal["created", "identical", "conflict"]
+
+CONFLICT_MARKER = ".conflict-"
+PART_SUFFIX = ".part"
+MAX_KEY_BYTES = 1024
+HASH_CHUNK = 1 << 20
+_RACE_ATTEMPTS = 5
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+KEY_RULE = (
+    "a relative '/'-separated key of at most 1024 bytes, without '.' or '..' or empty segments, "
+    "backslashes, control characters, a leading '/', or a trailing '.part' (reserved for in-flight writes)"
+)
+PREFIX_RULE = "'' or the start of a key: relative, no '.' or '..' segments, no backslashes or control characters"
+
+
+class NotFound(KeyError):
+    """No object exists at the key."""
+
+    def __init__(self, key: str, where: str = "") -> None:
+        self.key = key
+        self.where = where
+        super().__init__(key)
+
+    def __str__(self) -> str:
+        return f"no object at key {self.key!r}" + (f" in {self.where}" if self.where else "")
+
+
+class StoreError(RuntimeError):
+    """The store could not complete a write safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PutResult:
+    key: str
+    status: PutStatus
+    size: int
+    sha256: str
+    conflict_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it cannot escape the store's root or prefix, else raise InvalidKeyPart."""
+    if not isinstance(key, str) or not key or len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidKeyPart("key", key, KEY_RULE)
+    if key.startswith("/") or "\\" in key or _CONTROL_RE.search(key) or key.endswith(PART_SUFFIX):
+        raise InvalidKeyPart("key", key, KEY_RULE)
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidKeyPart("key", key, KEY_RULE)
+    return key
+
+
+def check_list_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str):
+        raise InvalidKeyPart("prefix", prefix, PREFIX_RULE)
+    if prefix == "":
+        return prefix
+    if prefix.startswith("/") or "\\" in prefix or _CONTROL_RE.search(prefix):
+        raise InvalidKeyPart("prefix", prefix, PREFIX_RULE)
+    segments = prefix.split("/")
+    if any(s in (".", "..") for s in segments) or any(s == "" for s in segments[:-1]):
+        raise InvalidKeyPart("prefix", prefix, PREFIX_RULE)
+    return prefix
+
+
+def conflict_key(key: str, sha256: str) -> str:
+    """Where different bytes for an existing key are kept: ``<key>.conflict-<sha256[:16]>``."""
+    return f"{key}{CONFLICT_MARKER}{sha256[:16]}"
+
+
+def is_conflict_key(key: str) -> bool:
+    return re.search(re.escape(CONFLICT_MARKER) + r"[0-9a-f]{16}$", key) is not None
+
+
+def is_sha256(value: object) -> bool:
+    return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(hex sha256, size) of a local file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def sha256_stream(stream: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    while chunk := stream.read(HASH_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ObjectStore(abc.ABC):
+    """Keys and bytes. Writes are atomic and idempotent and never overwrite different bytes.
+
+    ``put_bytes``/``put_file`` return ``created`` for a new key, ``identical`` when the key already holds the
+    same bytes (nothing written), and ``conflict`` when it holds different bytes: the existing object stays
+    untouched and the new bytes go beside it at ``<key>.conflict-<sha256[:16]>`` (``conflict_key``).
+    """
+
+    @abc.abstractmethod
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
+    ) -> PutResult:
+        """Store ``data`` at ``key`` atomically; see the class docstring for the three outcomes."""
+
+    @abc.abstractmethod
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str,
+        content_encoding: str | None = None,
+    ) -> PutResult:
+        """Like ``put_bytes``, streaming from a local file that is never read whole into memory."""
+
+    # -- reads and housekeeping --
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The whole object; raises NotFound."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """A binary file-like object streaming the object (use as a context manager); raises NotFound."""
+
+    def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
+
+    @abc.abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Size and modification time, or None when no object is at ``key``."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (recursive), in ascending key order."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def sweep_incomplete(self, older_than: timedelta) -> int:
+        """Remove leftovers of interrupted writes started more than ``older_than`` ago; returns how many."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the store is, for humans and run summaries; never includes credentials."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+class CreateIfAbsentStore(ObjectStore):
+    """The write protocol shared by single backends, built on one primitive they supply: create-if-absent.
+
+    Try to create; if the key is taken, compare sha256: same bytes -> identical; different -> create the
+    conflict copy beside it (itself create-if-absent) and log a warning. A key that vanishes between the
+    attempt and the comparison (a concurrent delete) is simply tried again.
+    """
+
+    def put_bytes(
+        self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
+    ) -> PutResult:
+        check_key(key)
+        data = bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+
+        def create(target: str) -> bool:
+            return self._create_from_bytes(target, data, digest, content_type, content_encoding)
+
+        return self._settle(key, digest, len(data), create)
+
+    def put_file(
+        self,
+        key: str,
+        path: str | os.PathLike[str],
+        *,
+        content_type: str,
+        content_encoding: str | None = None,
+    ) -> PutResult:
+        check_key(key)
+        source = Path(path)
+        digest, size = sha256_file(source)
+
+        def create(target: str) -> bool:
+            return self._create_from_file(target, source, digest, size, content_type, content_encoding)
+
+        return self._settle(key, digest, size, create)
+
+    def _settle(self, key: str, digest: str, size: int, create: Callable[[str], bool]) -> PutResult:
+        for attempt in range(_RACE_ATTEMPTS):
+            if create(key):
+                return PutResult(key, "created", size, digest)
+            existing = self._stored_sha256(key)
+            if existing is None:  # deleted, or a concurrent write not yet visible: try again
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if existing == digest:
+                return PutResult(key, "identical", size, digest)
+            beside = conflict_key(key, digest)
+            self._settle_beside(key, beside, digest, create)
+            logger.warning(
+                "%s: %s already holds different bytes (sha256 %s); kept it and wrote the new bytes "
+                "(sha256 %s) beside it at %s",
+                self.describe(), key, existing, digest, beside,
+            )
+            return PutResult(key, "conflict", size, digest, beside)
+        raise StoreError(f"{self.describe()}: gave up writing {key!r} after {_RACE_ATTEMPTS} racing attempts")
+
+    def _settle_beside(self, key: str, beside: str, digest: str, create: Callable[[str], bool]) -> None:
+        for attempt in range(_RACE_ATTEMPTS):
+            if create(beside):
+                return
+            existing = self._stored_sha256(beside)
+            if existing == digest:
+                return
+            if existing is not None:
+                raise StoreError(
+                    f"{self.describe()}: conflict copy {beside!r} for {key!r} holds yet other bytes "
+                    f"(sha256 {existing}, expected {digest}); inspect both objects by hand"
+                )
+            time.sleep(0.05 * (attempt + 1))
+        raise StoreError(f"{self.describe()}: gave up writing conflict copy {beside!r} after racing attempts")
+
+    @abc.abstractmethod
+    def _create_from_bytes(
+        self, key: str, data: bytes, sha256: str, content_type: str, content_encoding: str | None
+    ) -> bool:
+        """Store ``data`` at ``key`` only if nothing is there; True if stored, False if the key was taken."""
+
+    @abc.abstractmethod
+    def _create_from_file(
+        self, key: str, path: Path, sha256: str, size: int, content_type: str, content_encoding: str | None
+    ) -> bool:
+        """Like ``_create_from_bytes`` but streaming from a local file."""
+
+    @abc.abstractmethod
+    def _stored_sha256(self, key: str) -> str | None:
+        """sha256 of the object at ``key``, or None when there is none."""

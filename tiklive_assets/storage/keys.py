@@ -1,0 +1,224 @@
+"""The object key layout (raw archive, videos, sidecars, covers) in one place, validated so no key escapes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Literal
+
+RAW_PREFIX = "tiklive-raw"
+RAW_SUFFIX = ".json.gz"
+
+PageKind = Literal["cursor", "time"]
+PAGE_KINDS: tuple[str, ...] = ("cursor", "time")
+
+_HANDLE_RE = re.compile(r"[A-Za-z0-9._]{1,64}")
+_ID_RE = re.compile(r"[0-9]{1,32}")
+_PAGE_VALUE_RE = re.compile(r"[0-9]{1,32}")
+_ENDPOINT_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+_SAFE_SLUG_RE = re.compile(r"[a-z0-9_-]{1,64}")
+_SLUG_RE = re.compile(r"[A-Za-z0-9._-]{1,160}")
+_PREFIX_SEGMENT_RE = re.compile(r"[A-Za-z0-9._=-]{1,128}")
+_PAGE_SLUG_RE = re.compile(r"(?P<entity>.+)-(?P<kind>cursor|time)(?P<value>[0-9]{1,32})")
+_SAFE_SLUG_MAX = 64
+_SAFE_SLUG_HASH_LEN = 8
+
+HANDLE_RULE = "1-64 characters from A-Z a-z 0-9 . _, not only dots"
+ID_RULE = "1-32 decimal digits"
+PAGE_VALUE_RULE = "1-32 decimal digits (a non-negative integer)"
+ENDPOINT_RULE = "lowercase words joined by '-', such as 'user-posts' (surrounding slashes are stripped)"
+SLUG_RULE = "1-160 characters from A-Z a-z 0-9 . _ -, not only dots"
+PREFIX_RULE = "'/'-separated segments of A-Z a-z 0-9 . _ = -, none of them '.' or '..'"
+
+
+class InvalidKeyPart(ValueError):
+    """A value cannot go into an object key: it names the field, the value, and what is allowed."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {field} {value!r} for an object key: allowed is {allowed}")
+
+
+def _as_text(field: str, value: object, allowed: str) -> str:
+    if isinstance(value, bool):
+        raise InvalidKeyPart(field, value, allowed)
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidKeyPart(field, value, allowed)
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise InvalidKeyPart(field, value, allowed)
+
+
+def _not_only_dots(text: str) -> bool:
+    return text.strip(".") != ""
+
+
+def check_handle(handle: str, field: str = "handle") -> str:
+    """Return ``handle`` if it is a TikTok unique_id safe for a key segment, else raise InvalidKeyPart."""
+    text = _as_text(field, handle, HANDLE_RULE)
+    if not _HANDLE_RE.fullmatch(text) or not _not_only_dots(text):
+        raise InvalidKeyPart(field, handle, HANDLE_RULE)
+    return text
+
+
+def check_id(value: str | int, field: str = "id") -> str:
+    """Return a numeric TikTok id (aweme_id, user id, comment id, challenge or music id) as text, else raise."""
+    text = _as_text(field, value, ID_RULE)
+    if not _ID_RE.fullmatch(text):
+        raise InvalidKeyPart(field, value, ID_RULE)
+    return text
+
+
+def check_page_value(value: str | int, field: str = "cursor") -> str:
+    text = _as_text(field, value, PAGE_VALUE_RULE)
+    if not _PAGE_VALUE_RE.fullmatch(text):
+        raise InvalidKeyPart(field, value, PAGE_VALUE_RULE)
+    return text
+
+
+def check_endpoint(endpoint: str) -> str:
+    """Return the endpoint without slashes (``/user-posts/`` -> ``user-posts``), else raise InvalidKeyPart."""
+    text = _as_text("endpoint", endpoint, ENDPOINT_RULE).strip("/")
+    if not _ENDPOINT_RE.fullmatch(text):
+        raise InvalidKeyPart("endpoint", endpoint, ENDPOINT_RULE)
+    return text
+
+
+def check_slug(slug: str) -> str:
+    text = _as_text("slug", slug, SLUG_RULE)
+    if not _SLUG_RE.fullmatch(text) or not _not_only_dots(text):
+        raise InvalidKeyPart("slug", slug, SLUG_RULE)
+    return text
+
+
+def check_prefix(prefix: str, field: str = "prefix") -> str:
+    text = _as_text(field, prefix, PREFIX_RULE)
+    segments = text.split("/")
+    if not all(_PREFIX_SEGMENT_RE.fullmatch(s) and _not_only_dots(s) for s in segments):
+        raise InvalidKeyPart(field, prefix, PREFIX_RULE)
+    return text
+
+
+def _check_day(day: date) -> date:
+    if isinstance(day, datetime):
+        return day.date()
+    if not isinstance(day, date):
+        raise InvalidKeyPart("day", day, "a datetime.date")
+    return day
+
+
+def safe_slug(text: str) -> str:
+    """Make free text (a search keyword) into a key-safe slug: lowercase ``[a-z0-9_-]``, at most 64 characters.
+
+    When anything had to change, a short sha1 of the original text is appended, so two keywords that clean up
+    to the same letters ("Cats!" and "cats?") still get different slugs. Already-safe text comes back as is.
+    """
+    if not isinstance(text, str) or text == "":
+        raise InvalidKeyPart("keyword", text, "a non-empty string")
+    if _SAFE_SLUG_RE.fullmatch(text):
+        return text
+    digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:_SAFE_SLUG_HASH_LEN]
+    base = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
+    base = base[: _SAFE_SLUG_MAX - _SAFE_SLUG_HASH_LEN - 1].rstrip("-")
+    return f"{base}-{digest}" if base else digest
+
+
+def slug_userid(handle: str) -> str:
+    """Slug for ``/userid/?username=<handle>``: the handle itself."""
+    return check_handle(handle)
+
+
+def slug_id(value: str | int, field: str = "id") -> str:
+    """Slug for an unpaginated lookup by id, such as ``post-detail/<aweme_id>``."""
+    return check_id(value, field)
+
+
+def slug_page(entity_id: str | int, kind: PageKind, value: str | int) -> str:
+    """Slug for one page of a paginated listing: ``<entity_id>-cursor<N>`` or ``<entity_id>-time<N>``.
+
+    ``entity_id`` is a numeric id (user, aweme, comment, challenge, music) or, for keyword searches, the
+    output of :func:`safe_slug`. ``kind`` names the paginator so a replay knows how the page was fetched.
+    """
+    if kind not in PAGE_KINDS:
+        raise InvalidKeyPart("page kind", kind, "'cursor' or 'time'")
+    text = _as_text("entity_id", entity_id, ID_RULE)
+    if not (_ID_RE.fullmatch(text) or (text and safe_slug(text) == text)):
+        raise InvalidKeyPart("entity_id", entity_id, f"{ID_RULE}, or a keyword passed through safe_slug()")
+    return f"{text}-{kind}{check_page_value(value, kind)}"
+
+
+def raw_key(day: date, endpoint: str, slug: str, prefix: str = RAW_PREFIX) -> str:
+    """``tiklive-raw/YYYY/MM/DD/<endpoint>/<slug>.json.gz`` for one archived API response."""
+    day = _check_day(day)
+    return f"{check_prefix(prefix)}/{day:%Y/%m/%d}/{check_endpoint(endpoint)}/{check_slug(slug)}{RAW_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class PageSlug:
+    entity: str
+    kind: PageKind
+    value: int
+
+
+def parse_page_slug(slug: str) -> PageSlug | None:
+    """The paginator a slug names (``107955-time0`` -> time page 0 of 107955), or None for unpaginated slugs."""
+    match = _PAGE_SLUG_RE.fullmatch(slug)
+    if not match:
+        return None
+    return PageSlug(match["entity"], match["kind"], int(match["value"]))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RawKey:
+    day: date
+    endpoint: str
+    slug: str
+
+    @property
+    def page(self) -> PageSlug | None:
+        return parse_page_slug(self.slug)
+
+
+def parse_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKey:
+    """Inverse of :func:`raw_key`; raises InvalidKeyPart for anything else (including conflict copies)."""
+    allowed = f"{prefix}/YYYY/MM/DD/<endpoint>/<slug>{RAW_SUFFIX}"
+    head = check_prefix(prefix) + "/"
+    if not isinstance(key, str) or not key.startswith(head) or not key.endswith(RAW_SUFFIX):
+        raise InvalidKeyPart("raw key", key, allowed)
+    parts = key[len(head) : -len(RAW_SUFFIX)].split("/")
+    if len(parts) != 5 or not all(p.isdigit() for p in parts[:3]):
+        raise InvalidKeyPart("raw key", key, allowed)
+    try:
+        day = date(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        raise InvalidKeyPart("raw key", key, allowed) from None
+    parsed = RawKey(day, check_endpoint(parts[3]), check_slug(parts[4]))
+    if raw_key(parsed.day, parsed.endpoint, parsed.slug, prefix) != key:  # e.g. a date written as 2026/5/29
+        raise InvalidKeyPart("raw key", key, allowed)
+    return parsed
+
+
+def video_key(day: date, handle: str, aweme_id: str | int) -> str:
+    """``videos/dt=YYYY-MM-DD/author=<handle>/<aweme_id>.mp4``, partitioned by ingest date."""
+    return f"{_video_stem(day, handle, aweme_id)}.mp4"
+
+
+def sidecar_key(day: date, handle: str, aweme_id: str | int) -> str:
+    """The JSON metadata sidecar that sits next to the MP4 of :func:`video_key`."""
+    return f"{_video_stem(day, handle, aweme_id)}.json"
+
+
+def cover_key(day: date, aweme_id: str | int) -> str:
+    """``covers/dt=YYYY-MM-DD/<aweme_id>.jpg``."""
+    return f"covers/dt={_check_day(day):%Y-%m-%d}/{check_id(aweme_id, 'aweme_id')}.jpg"
+
+
+def _video_stem(day: date, handle: str, aweme_id: str | int) -> str:
+    day = _check_day(day)
+    return f"videos/dt={day:%Y-%m-%d}/author={check_handle(handle)}/{check_id(aweme_id, 'aweme_id')}"

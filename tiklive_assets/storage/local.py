@@ -1,0 +1,223 @@
+"""LocalStore: the ObjectStore on a local directory, written with temp file + fsync + hard link, never overwriting."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat as stat_mode
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import (
+    HASH_CHUNK,
+    PART_SUFFIX,
+    NotFound,
+    ObjectInfo,
+    CreateIfAbsentStore,
+    StoreError,
+    check_key,
+    check_list_prefix,
+    sha256_file,
+)
+
+_FILE_MODE = 0o644
+_NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+
+
+class LocalStore(CreateIfAbsentStore):
+    """Objects as files under ``root``; key ``a/b/c`` is ``root/a/b/c``.
+
+    A write goes to ``<name>.<random>.part`` in the target directory, is fsynced, then published with
+    ``os.link``, which fails instead of replacing when the name exists, so concurrent writers of the same key
+    never overwrite each other. In-flight ``.part`` files are invisible to ``list`` and are swept by
+    :meth:`remove_stale_parts` once a crash has orphaned them. Nothing touches the disk until the first call.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(os.path.abspath(os.fspath(root)))
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    # -- writes --
+
+    def _create_from_bytes(
+        self, key: str, data: bytes, sha256: str, content_type: str, content_encoding: str | None
+    ) -> bool:
+        path = self._path(key)
+        if path.exists():
+            return False
+        return self._publish(path, lambda out: out.write(data))
+
+    def _create_from_file(
+        self, key: str, path: Path, sha256: str, size: int, content_type: str, content_encoding: str | None
+    ) -> bool:
+        target = self._path(key)
+        if target.exists():
+            return False
+
+        def copy(out: BinaryIO) -> None:
+            digest = hashlib.sha256()
+            with open(path, "rb") as src:
+                while chunk := src.read(HASH_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha256:
+                raise StoreError(f"{path} changed while it was being stored at {key!r}; write it again once complete")
+
+        return self._publish(target, copy)
+
+    def _publish(self, path: Path, write: Callable[[BinaryIO], object]) -> bool:
+        self._makedirs(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=PART_SUFFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(out.fileno(), _FILE_MODE)
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno in _NO_HARDLINKS:
+                    raise StoreError(
+                        f"{self.root} does not support hard links ({exc.strerror}); LocalStore needs them to "
+                        "publish without overwriting: use a local POSIX filesystem or an S3 store"
+                    ) from exc
+                raise
+            _fsync_dir(path.parent)
+            return True
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+    def _makedirs(self, directory: Path) -> None:
+        missing: list[Path] = []
+        current = directory
+        while not current.is_dir():
+            missing.append(current)
+            if current.parent == current:
+                break
+            current = current.parent
+        for new in reversed(missing):
+            try:
+                new.mkdir()
+            except FileExistsError:
+                if not new.is_dir():
+                    raise
+            _fsync_dir(new.parent)
+
+    def _stored_sha256(self, key: str) -> str | None:
+        try:
+            return sha256_file(self._path(key))[0]
+        except FileNotFoundError:
+            return None
+
+    # -- reads --
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key, self.describe()) from None
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(path)
+            return open(path, "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(key, self.describe()) from None
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat_mode.S_ISREG(st.st_mode):
+            return None
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_list_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*head.split("/")) if head else self.root
+        base = f"{head}/" if head else ""
+        yield from self._walk(start, base, prefix)
+
+    def _walk(self, directory: Path, base: str, prefix: str) -> Iterator[ObjectInfo]:
+        # Directories sort as "name/" so the output is in the same byte order an S3 listing uses.
+        try:
+            with os.scandir(directory) as scan:
+                entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in scan]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for sort_name, entry in sorted(entries, key=lambda pair: pair[0]):
+            key = base + sort_name
+            if sort_name.endswith("/"):
+                if key.startswith(prefix) or prefix.startswith(key):
+                    yield from self._walk(Path(entry.path), key, prefix)
+            elif (
+                key.startswith(prefix)
+                and not entry.name.endswith(PART_SUFFIX)
+                and entry.is_file(follow_symlinks=False)
+            ):
+                st = entry.stat(follow_symlinks=False)
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        _fsync_dir(path.parent)
+
+    # -- housekeeping --
+
+    def remove_stale_parts(self, older_than: timedelta) -> int:
+        """Delete ``*.part`` files (orphans of crashed writes) last modified more than ``older_than`` ago."""
+        cutoff = time.time() - older_than.total_seconds()
+        removed = 0
+        for dirpath, _dirnames, filenames in os.walk(self.root):
+            for name in filenames:
+                if not name.endswith(PART_SUFFIX):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.lstat(path).st_mtime < cutoff:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
+
+    def sweep_incomplete(self, older_than: timedelta) -> int:
+        return self.remove_stale_parts(older_than)
+
+    def describe(self) -> str:
+        return str(self.root)
+
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,251 @@
+"""S3Store: the ObjectStore on any S3-compatible bucket (AWS S3, Cloudflare R2, Backblaze B2, moto)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .base import (
+    NotFound,
+    ObjectInfo,
+    CreateIfAbsentStore,
+    StoreError,
+    check_key,
+    check_list_prefix,
+    is_sha256,
+    sha256_stream,
+)
+
+MIB = 1 << 20
+MULTIPART_THRESHOLD = 16 * MIB
+MULTIPART_CHUNKSIZE = 16 * MIB
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound"}
+_TAKEN_CODES = {"PreconditionFailed", "ConditionalRequestConflict"}
+
+
+def make_s3_client(
+    endpoint_url: str | None = None,
+    region_name: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> Any:
+    """A boto3 S3 client that works on AWS, R2 and B2: checksums only when required, standard retries.
+
+    Credentials left as None come from boto3's usual chain (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+    profiles, instance roles).
+    """
+    import boto3
+
+    config = Config(
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        retries={"max_attempts": 5, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region_name,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return _code(exc) in _MISSING_CODES or _status(exc) == 404
+
+
+def _is_taken(exc: ClientError) -> bool:
+    return _code(exc) in _TAKEN_CODES or _status(exc) == 412
+
+
+class S3Store(CreateIfAbsentStore):
+    """Objects at ``s3://<bucket>/<prefix>/<key>``.
+
+    New keys are created with ``If-None-Match: *`` so a concurrent writer can never be overwritten; stores
+    without conditional writes (Backblaze B2) take ``conditional_writes=False``, which checks with HEAD first
+    and leaves a small race window. Files at or above ``multipart_threshold`` go up with ``upload_file``
+    (multipart, memory bounded) after a HEAD check, because precondition support on multipart completion
+    varies between stores. Every object carries its sha256 in metadata so comparisons need only a HEAD.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        prefix: str = "",
+        conditional_writes: bool = True,
+        *,
+        multipart_threshold: int = MULTIPART_THRESHOLD,
+        multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+    ) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.conditional_writes = conditional_writes
+        self.multipart_threshold = multipart_threshold
+        self.transfer_config = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+        )
+
+    def _full(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _head(self, full_key: str) -> dict[str, Any] | None:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+
+    # -- writes --
+
+    def _object_args(self, sha256: str, content_type: str, content_encoding: str | None) -> dict[str, Any]:
+        args: dict[str, Any] = {"ContentType": content_type, "Metadata": {"sha256": sha256}}
+        if content_encoding:
+            args["ContentEncoding"] = content_encoding
+        return args
+
+    def _put_object_if_absent(self, full_key: str, body: bytes | BinaryIO, args: dict[str, Any]) -> bool:
+        if not self.conditional_writes:
+            if self._head(full_key) is not None:
+                return False
+            self.client.put_object(Bucket=self.bucket, Key=full_key, Body=body, **args)
+            return True
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=full_key, Body=body, IfNoneMatch="*", **args)
+            return True
+        except ClientError as exc:
+            if _is_taken(exc):
+                return False
+            if _code(exc) == "NotImplemented" or _status(exc) == 501:
+                raise StoreError(
+                    f"{self.describe()} rejected a conditional write (If-None-Match); this store lacks them: "
+                    "construct S3Store(..., conditional_writes=False) or add ?conditional_writes=false to the URL"
+                ) from exc
+            raise
+
+    def _create_from_bytes(
+        self, key: str, data: bytes, sha256: str, content_type: str, content_encoding: str | None
+    ) -> bool:
+        args = self._object_args(sha256, content_type, content_encoding)
+        return self._put_object_if_absent(self._full(key), data, args)
+
+    def _create_from_file(
+        self, key: str, path: Path, sha256: str, size: int, content_type: str, content_encoding: str | None
+    ) -> bool:
+        full_key = self._full(key)
+        args = self._object_args(sha256, content_type, content_encoding)
+        if size < self.multipart_threshold:
+            with open(path, "rb") as body:
+                return self._put_object_if_absent(full_key, body, args)
+        if self._head(full_key) is not None:
+            return False
+        self.client.upload_file(os.fspath(path), self.bucket, full_key, ExtraArgs=args, Config=self.transfer_config)
+        return True
+
+    def _stored_sha256(self, key: str) -> str | None:
+        full_key = self._full(key)
+        head = self._head(full_key)
+        if head is None:
+            return None
+        recorded = (head.get("Metadata") or {}).get("sha256")
+        if is_sha256(recorded):
+            return recorded
+        try:  # written by something else: hash the bytes
+            body = self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"]
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        with body:
+            return sha256_stream(body)
+
+    # -- reads --
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise NotFound(key, self.describe()) from None
+            raise
+
+    def get_bytes(self, key: str) -> bytes:
+        with self.open_read(key) as body:
+            return body.read()
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        head = self._head(self._full(key))
+        if head is None:
+            return None
+        return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"])
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_list_prefix(prefix)
+        root = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+            for obj in page.get("Contents", []):
+                yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+
+    # -- housekeeping --
+
+    def abort_stale_multipart_uploads(self, older_than: timedelta) -> int:
+        """Abort multipart uploads under this prefix started more than ``older_than`` ago (their parts cost money)."""
+        cutoff = datetime.now(timezone.utc) - older_than
+        root = f"{self.prefix}/" if self.prefix else ""
+        aborted = 0
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=root):
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"] > cutoff:
+                    continue
+                try:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                except ClientError as exc:
+                    if _code(exc) != "NoSuchUpload":
+                        raise
+                    continue
+                aborted += 1
+        return aborted
+
+    def sweep_incomplete(self, older_than: timedelta) -> int:
+        return self.abort_stale_multipart_uploads(older_than)
+
+    def describe(self) -> str:
+        location = f"s3://{self.bucket}/{self.prefix}"
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
+        if endpoint:
+            parts = urlsplit(endpoint)
+            host = parts.hostname or ""
+            if parts.port:
+                host = f"{host}:{parts.port}"
+            location += f" (endpoint {parts.scheme}://{host})"
+        return location

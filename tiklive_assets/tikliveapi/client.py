@@ -1,0 +1,316 @@
+"""TikLiveAPI client: one session, every endpoint of the wire format, rate-limited, retried, credit-counted.
+
+The client knows nothing of storage, the warehouse or Dagster. It hands every raw response to an optional
+``on_response`` hook *before* parsing it (the archive writes it there), then returns it with its parsed JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity.wait import wait_base
+
+from tiklive_assets.tikliveapi.errors import (
+    AuthError,
+    BadResponse,
+    MissingApiKey,
+    NotFound,
+    RateLimited,
+    TransientError,
+    VideoGone,
+)
+from tiklive_assets.tikliveapi.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.tikliveapi.com"
+MAX_PAGE_SIZE = {"videos": 30, "followers": 50, "comments": 50}
+_VIDEO_ID_IN_URL = re.compile(r"/video/(\d+)")
+
+
+def video_url(handle: str, aweme_id: str) -> str:
+    """The public TikTok URL that /post-detail/ and the comment endpoints take."""
+    return f"https://www.tiktok.com/@{handle}/video/{aweme_id}"
+
+
+def aweme_id_from_url(url: str) -> str | None:
+    match = _VIDEO_ID_IN_URL.search(url)
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One response exactly as received, plus when and how it was fetched."""
+
+    endpoint: str
+    params: dict[str, Any]
+    status: int
+    body: bytes
+    fetched_at: datetime
+    attempt: int = 1
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            raise BadResponse(self.endpoint, self.status, f"body is not JSON ({exc})") from None
+
+
+class CreditLedger(Protocol):
+    """Reserves one credit before a request is sent; raises CreditBudgetExhausted when the day's budget is spent."""
+
+    def reserve(self, endpoint: str) -> None: ...
+
+
+@dataclass
+class CreditMeter:
+    """Every request the client sent, by endpoint: 1 request = 1 credit, whatever it returned."""
+
+    by_endpoint: Counter = field(default_factory=Counter)
+    by_status: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, endpoint: str, status: int | str) -> None:
+        with self._lock:
+            self.by_endpoint[endpoint] += 1
+            self.by_status[str(status)] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.by_endpoint)
+
+
+class _WaitRetryAfter(wait_base):
+    """Sleep what a 429's Retry-After asks; otherwise exponential backoff with jitter."""
+
+    def __init__(self, fallback: wait_base):
+        self.fallback = fallback
+
+    def __call__(self, retry_state) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, _Throttled) and exc.retry_after is not None:
+            return exc.retry_after
+        return self.fallback(retry_state)
+
+
+class _Throttled(TransientError):
+    def __init__(self, endpoint: str, retry_after: float | None):
+        self.retry_after = retry_after
+        super().__init__(endpoint, f"HTTP 429, Retry-After {retry_after}", 429)
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class TikLiveClient:
+    """Calls TikLiveAPI. Thread-safe: share one instance between download and detail workers."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        credit_ledger: CreditLedger | None = None,
+        on_response: Callable[[ApiResponse], None] | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        pool_size: int = 32,
+    ):
+        if not api_key:
+            raise MissingApiKey()
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.rate_limiter = rate_limiter
+        self.credit_ledger = credit_ledger
+        self.on_response = on_response
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_attempts = max_attempts
+        self._wait = _WaitRetryAfter(wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial))
+        self.credits = CreditMeter()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"})
+        self._cdn = requests.Session()  # a separate session: the API key is never sent to the CDN
+        self._cdn.mount("http://", HTTPAdapter(pool_maxsize=pool_size))
+        self._cdn.mount("https://", HTTPAdapter(pool_maxsize=pool_size))
+
+    def __repr__(self) -> str:  # never show the key
+        return f"TikLiveClient(base_url={self.base_url!r}, credits={self.credits.total})"
+
+    def close(self) -> None:
+        self.session.close()
+        self._cdn.close()
+
+    # -- transport ---------------------------------------------------------------------------------------
+
+    def get(self, endpoint: str, params: dict[str, Any] | None = None) -> ApiResponse:
+        """GET one endpoint with retries. Returns the 200 response; raises a typed error otherwise."""
+        params = {k: v for k, v in (params or {}).items() if v is not None}
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send_once(endpoint, params, attempt.retry_state.attempt_number)
+        except _Throttled as exc:
+            raise RateLimited(endpoint, exc.retry_after) from None
+        raise AssertionError("unreachable")
+
+    def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int) -> ApiResponse:
+        if self.credit_ledger is not None:
+            self.credit_ledger.reserve(endpoint)
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire()
+        url = f"{self.base_url}{endpoint}"
+        try:
+            http = self.session.get(url, params=params, timeout=self.timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.credits.count(endpoint, "connection-error")
+            log.warning("%s: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
+            raise TransientError(endpoint, f"connection failed: {type(exc).__name__}") from None
+        status = http.status_code
+        self.credits.count(endpoint, status)
+        response = ApiResponse(endpoint, params, status, http.content, datetime.now(UTC), attempt)
+        if status in (200, 404) and self.on_response is not None:
+            self.on_response(response)  # archived before anything parses it
+        if status == 200:
+            return response
+        if status == 404:
+            reason = _error_message(http.content) or "not found"
+            aweme_id = aweme_id_from_url(str(params.get("url", "")))
+            if endpoint == "/post-detail/" and aweme_id:
+                raise VideoGone(aweme_id, reason)
+            subject = ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("count",))
+            raise NotFound(endpoint, subject, reason)
+        if status in (401, 403):
+            raise AuthError(status, endpoint)
+        if status == 429:
+            retry_after = _retry_after_seconds(http.headers.get("Retry-After"))
+            log.warning("%s: rate limited, waiting %s s (attempt %d)", endpoint, retry_after, attempt)
+            raise _Throttled(endpoint, retry_after)
+        if status >= 500:
+            log.warning("%s: HTTP %d (attempt %d)", endpoint, status, attempt)
+            raise TransientError(endpoint, f"HTTP {status}", status)
+        raise BadResponse(endpoint, status, _error_message(http.content) or "unexpected status")
+
+    # -- endpoints (one method each, as in wire-format.md) -------------------------------------------------
+
+    def userid(self, username: str) -> ApiResponse:
+        return self.get("/userid/", {"username": username})
+
+    def userinfo_by_username(self, username: str) -> ApiResponse:
+        return self.get("/userinfo-by-username/", {"username": username})
+
+    def userinfo_by_id(self, userid: str) -> ApiResponse:
+        return self.get("/userinfo-by-id/", {"userid": userid})
+
+    def user_posts(self, userid: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+        return self.get("/user-posts/", {"userid": userid, "count": count, "cursor": cursor or 0})
+
+    def user_followers(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
+        return self.get("/user-followers/", {"userid": userid, "count": count, "time": time or 0})
+
+    def user_following(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
+        return self.get("/user-following/", {"userid": userid, "count": count, "time": time or 0})
+
+    def post_detail(self, aweme_id: str, handle: str) -> ApiResponse:
+        return self.get("/post-detail/", {"url": video_url(handle, aweme_id)})
+
+    def download_video(self, aweme_id: str, handle: str) -> ApiResponse:
+        return self.get("/download-video/", {"url": video_url(handle, aweme_id)})
+
+    def post_comments(self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50) -> ApiResponse:
+        return self.get("/post-comments/", {"url": video_url(handle, aweme_id), "count": count, "cursor": cursor or 0})
+
+    def post_comment_replies(
+        self, comment_id: str, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
+    ) -> ApiResponse:
+        params = {"comment_id": comment_id, "url": video_url(handle, aweme_id), "count": count, "cursor": cursor or 0}
+        return self.get("/post-comment-replies/", params)
+
+    def challenge_posts(
+        self, challenge_id: str, cursor: str | int | None = None, count: int = 30, region: str | None = None
+    ) -> ApiResponse:
+        params = {"challenge_id": challenge_id, "count": count, "cursor": cursor or 0, "region": region}
+        return self.get("/challenge-posts/", params)
+
+    def search_video(
+        self,
+        keyword: str,
+        cursor: str | int | None = None,
+        count: int = 30,
+        publish_time: int | None = None,
+        sort_by: int | None = None,
+        region: str | None = None,
+    ) -> ApiResponse:
+        params = {
+            "keyword": keyword, "count": count, "cursor": cursor or 0,
+            "publish_time": publish_time, "sort_by": sort_by, "region": region,
+        }
+        return self.get("/search-video/", params)
+
+    def music_posts(self, music_id: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+        return self.get("/music-posts/", {"music_id": music_id, "count": count, "cursor": cursor or 0})
+
+    def region_list(self) -> ApiResponse:
+        return self.get("/region-list/")
+
+    def challenge_info_id(self, challenge_id: str) -> ApiResponse:
+        return self.get("/challenge-info-id/", {"challenge_id": challenge_id})
+
+    def challenge_info_name(self, challenge_name: str) -> ApiResponse:
+        return self.get("/challenge-info-name/", {"challenge_name": challenge_name})
+
+    def search_user(self, keyword: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+        return self.get("/search-user/", {"keyword": keyword, "count": count, "cursor": cursor or 0})
+
+    # -- CDN (no API key, no credit) -----------------------------------------------------------------------
+
+    def stream_cdn(self, url: str) -> requests.Response:
+        """Open a signed CDN URL for streaming. The key is never sent to the CDN."""
+        return self._cdn.get(url, stream=True, timeout=self.timeout)
+
+
+def _error_message(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        for key in ("error", "message", "msg"):
+            if isinstance(data.get(key), str):
+                return data[key]
+    return None
+
+

@@ -1,0 +1,111 @@
+"""Typed errors of the TikLiveAPI client: each says what happened and what to do next, never the key."""
+
+from __future__ import annotations
+
+
+class TikLiveError(Exception):
+    """Base class of every client error."""
+
+
+class AuthError(TikLiveError):
+    """401/403 from the API: the key is missing, wrong or revoked. Fatal, never retried."""
+
+    def __init__(self, status: int, endpoint: str):
+        self.status = status
+        self.endpoint = endpoint
+        super().__init__(
+            f"TikLiveAPI rejected the API key (HTTP {status} on {endpoint}). Check TIKLIVE_API_KEY: set it to a "
+            "current key from your TikLiveAPI profile page, then verify it with `tiklive check-key`."
+        )
+
+
+class MissingApiKey(AuthError):
+    def __init__(self) -> None:
+        self.status = 0
+        self.endpoint = ""
+        Exception.__init__(
+            self,
+            "TIKLIVE_API_KEY is not set. Export your TikLiveAPI key as TIKLIVE_API_KEY, or run against the bundled "
+            "sandbox with `tiklive run --sandbox`.",
+        )
+
+
+class NotFound(TikLiveError):
+    """404: the video or account is deleted, private or region-locked. The credit is spent; never retried."""
+
+    def __init__(self, endpoint: str, subject: str, reason: str):
+        self.endpoint = endpoint
+        self.subject = subject
+        self.reason = reason
+        super().__init__(f"{endpoint} {subject}: {reason} (HTTP 404; not retried)")
+
+
+class VideoGone(NotFound):
+    """A video that /post-detail/ no longer serves (deleted, private, region-locked)."""
+
+    def __init__(self, aweme_id: str, reason: str):
+        self.aweme_id = aweme_id
+        super().__init__("/post-detail/", aweme_id, reason)
+
+
+class RateLimited(TikLiveError):
+    """429 from the API, after the client's bounded retries gave up."""
+
+    def __init__(self, endpoint: str, retry_after: float | None):
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        super().__init__(
+            f"TikLiveAPI rate limit hit on {endpoint} (Retry-After: {retry_after}); lower `requests_per_minute` "
+            "in tiklive.yaml to your plan's rate"
+        )
+
+
+class TransientError(TikLiveError):
+    """5xx or a connection failure: retried with exponential backoff and jitter, bounded."""
+
+    def __init__(self, endpoint: str, detail: str, status: int | None = None):
+        self.endpoint = endpoint
+        self.status = status
+        super().__init__(f"{endpoint}: {detail}")
+
+
+class BadResponse(TikLiveError):
+    """A response that is not the JSON the wire format promises (or a 4xx other than 401/403/404/429)."""
+
+    def __init__(self, endpoint: str, status: int, detail: str):
+        self.endpoint = endpoint
+        self.status = status
+        super().__init__(f"{endpoint} answered HTTP {status}: {detail}")
+
+
+class CreditBudgetExhausted(TikLiveError):
+    """The configured daily credit budget is spent; the run stops cleanly before exceeding it.
+
+    Raised by a ``CreditLedger`` (the state database's is shared by every process) before a request is sent.
+    """
+
+    def __init__(self, day, spent: int, budget: int):
+        self.day = day
+        self.spent = spent
+        self.budget = budget
+        shown = day.isoformat() if hasattr(day, "isoformat") else day
+        super().__init__(
+            f"daily credit budget of {budget} reached for {shown}: {spent} credits spent; raise "
+            "`daily_credit_budget` in tiklive.yaml or wait until tomorrow (UTC): a rerun resumes where this stopped"
+        )
+
+    def __reduce__(self):  # picklable across processes (the args differ from the message)
+        return (type(self), (self.day, self.spent, self.budget))
+
+
+class CursorStuck(TikLiveError):
+    """A drifting paginator: a cursor that does not advance, a repeated page, or more pages than allowed."""
+
+    def __init__(self, endpoint: str, cursor: str | int | None, why: str):
+        self.endpoint = endpoint
+        self.cursor = cursor
+        self.why = why
+        super().__init__(
+            f"paginator drift on {endpoint} at cursor {cursor!r}: {why}. The pages fetched so far are archived; "
+            "inspect them and reset the cursor with `tiklive cursors`."
+        )

@@ -1,0 +1,86 @@
+"""The plan's request rate, enforced across threads, processes and (with Redis or Postgres) hosts.
+
+Built on pyrate-limiter's sliding-window log, the same algorithm the API applies: at most ``limit`` requests
+in any window of ``period_seconds``. Backends, chosen by URL:
+
+- ``memory://``: one process (tests, benchmarks of the limiter itself);
+- ``sqlite:///path/ratelimit.sqlite`` (default, a file under ``TIKLIVE_HOME``): every process on one host,
+  which is what the Dagster daemon needs since it launches each run as its own process;
+- ``redis://host:6379/0`` or ``postgresql://...``: shared by every host (Kubernetes run launcher).
+
+A small safety margin is added to the window so that network jitter between the client's clock and the
+server's arrival times cannot push two windows' worth of requests into one server window.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
+
+DEFAULT_MARGIN = 0.005  # 0.5 % of the window, at least 50 ms
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    limit: int
+    period_seconds: float = 60.0
+
+    @property
+    def per_minute(self) -> float:
+        return self.limit * 60.0 / self.period_seconds
+
+
+class RateLimiter:
+    """Blocks until one more request fits in the plan's window."""
+
+    def __init__(self, plan: RatePlan, backend_url: str = "memory://", margin: float = DEFAULT_MARGIN):
+        if plan.limit < 1:
+            raise ValueError(f"rate limit must be at least 1 request per window, got {plan.limit}")
+        self.plan = plan
+        self.backend_url = backend_url
+        interval_ms = int(plan.period_seconds * 1000 * (1 + margin)) + 50
+        self._rate = Rate(plan.limit, interval_ms)
+        self._bucket_key = f"tiklive-api-{plan.limit}-per-{interval_ms}ms"
+        self._limiter: Limiter | None = None
+        self._init_lock = threading.Lock()
+
+    def _build(self) -> Limiter:
+        parsed = urlparse(self.backend_url)
+        scheme = parsed.scheme
+        if scheme == "memory":
+            return Limiter(InMemoryBucket([self._rate]), buffer_ms=0)
+        if scheme == "sqlite":
+            path = Path(parsed.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            bucket = SQLiteBucket.init_from_file(
+                [self._rate], table=self._bucket_key.replace("-", "_"), db_path=str(path), use_file_lock=True
+            )
+            return Limiter(bucket, buffer_ms=0)
+        if scheme in ("redis", "rediss"):
+            from pyrate_limiter import RedisBucket
+            from redis import Redis
+
+            bucket = RedisBucket.init([self._rate], Redis.from_url(self.backend_url), self._bucket_key)
+            return Limiter(bucket, buffer_ms=0)
+        if scheme in ("postgresql", "postgres"):
+            from psycopg_pool import ConnectionPool
+            from pyrate_limiter import PostgresBucket
+
+            pool = ConnectionPool(self.backend_url, min_size=1, max_size=4, open=True)
+            bucket = PostgresBucket(pool, self._bucket_key.replace("-", "_"), [self._rate])
+            return Limiter(bucket, buffer_ms=0)
+        raise ValueError(
+            f"unknown rate-limit backend {self.backend_url!r}: use memory://, sqlite:///path, redis://host:port/db "
+            "or postgresql://..."
+        )
+
+    def acquire(self) -> None:
+        if self._limiter is None:
+            with self._init_lock:
+                if self._limiter is None:
+                    self._limiter = self._build()
+        self._limiter.try_acquire("api", blocking=True)

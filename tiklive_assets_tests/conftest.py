@@ -1,0 +1,96 @@
+"""Shared fixtures: the sandbox API over real HTTP, a real S3 endpoint (moto server), real Postgres and Redis.
+
+Servers bind to 127.0.0.1 only. Postgres and Redis tests run whenever the server is reachable, are skipped
+with a reason on a laptop without it, and fail (never skip) when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+POSTGRES_URL = os.environ.get("TIKLIVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TIKLIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if IN_CI:
+        pytest.fail(f"{message}, and CI=true makes it mandatory (.ci/run starts it)")
+    pytest.skip(f"{message}; start it to run this test (see README, 'Running the tests')")
+
+
+@pytest.fixture
+def sandbox() -> Iterator:
+    """A fresh sandbox TikLiveAPI on an ephemeral port."""
+    from tiklive_assets.sandbox import SandboxConfig, SandboxServer
+
+    with SandboxServer(SandboxConfig()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1, reached through boto3's endpoint_url."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_endpoint: str) -> str:
+    """A new empty bucket on the moto server."""
+    import boto3
+
+    name = f"tiklive-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+        aws_access_key_id="testing", aws_secret_access_key="testing",
+    ).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL on the real local Postgres, isolated in a schema of its own that is dropped afterwards."""
+    _require_service("PostgreSQL", "127.0.0.1", 5432)
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    _require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
