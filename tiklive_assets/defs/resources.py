@@ -91,11 +91,14 @@ class TikLiveApiResource(dg.ConfigurableResource):
     ratelimit_url: str | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    max_attempts: int = 5
+    backoff_initial: float = 0.5
 
     def client(
         self,
         *,
         requests_per_minute: int,
+        max_attempts: int | None = None,
         credit_ledger: CreditLedger | None = None,
         on_response=None,
         period_seconds: float = 60.0,
@@ -112,6 +115,8 @@ class TikLiveApiResource(dg.ConfigurableResource):
             on_response=on_response,
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
+            max_attempts=max_attempts or self.max_attempts,
+            backoff_initial=self.backoff_initial,
         )
 
 

@@ -39,6 +39,7 @@ class Paginator:
 
     items_key: ClassVar[str]
     cursor_key: ClassVar[str] = "cursor"
+    id_key: ClassVar[str] = "id"  # what identifies an item (comments carry their video's aweme_id too)
 
     def __init__(
         self,
@@ -61,16 +62,18 @@ class Paginator:
         seen_cursors: set[str] = set()
         seen_pages: set[str] = set()
         fetched = 0
+        endpoint = self._endpoint  # the real endpoint once a page names it (the guard's error must say which)
         while True:
             if self.max_pages is not None and fetched >= self.max_pages:
                 return
             if fetched >= self.page_guard:
-                raise CursorStuck(self._endpoint, cursor, f"more than {self.page_guard} pages in one walk")
+                raise CursorStuck(endpoint, cursor, f"more than {self.page_guard} pages in one walk")
             seen_cursors.add(cursor)
             response = self.fetch(cursor)
             fetched += 1
             page = self.parse(cursor, response)
-            fingerprint = _fingerprint(page.items)
+            endpoint = page.endpoint
+            fingerprint = _fingerprint(page.items, self.id_key)
             if page.items and fingerprint in seen_pages:
                 raise CursorStuck(page.endpoint, cursor, "the same page came back twice")
             seen_pages.add(fingerprint)
@@ -109,6 +112,7 @@ class VideoPages(Paginator):
     """``videos`` + ``cursor`` + ``hasMore``: user-posts, challenge-posts, search-video, music-posts."""
 
     items_key = "videos"
+    id_key = "aweme_id"
 
 
 class CommentPages(Paginator):
@@ -128,6 +132,6 @@ class FollowPages(Paginator):
         return cls(fetch, items_key="followings", **kwargs)
 
 
-def _fingerprint(items: list[dict[str, Any]]) -> str:
-    ids = [str(item.get("aweme_id") or item.get("id") or item) for item in items]
+def _fingerprint(items: list[dict[str, Any]], id_key: str) -> str:
+    ids = [str(item.get(id_key) or item) for item in items]
     return hashlib.sha1("\x1f".join(ids).encode()).hexdigest()

@@ -1,0 +1,135 @@
+"""Sensors that advance capture between daily runs: new posts within one tick, queued ids resolved in minutes.
+
+Seed 001: the window between discovery and resolution is the riskiest (videos vanish), so it must be minutes, not
+a day. The sensor cursor holds only the rotation over accounts and the newest post seen per account; the queue
+and discovery cursors stay in the state database (authoritative), written before the tick returns, so an
+exception in a tick loses no progress already made safe (the tick catches it and still returns its cursor).
+"""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from tiklive_assets.capture.accounts import resolve_user_id
+from tiklive_assets.capture.raw_archive import RawArchive
+from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
+from tiklive_assets.defs.archive.assets import archived_videos
+from tiklive_assets.defs.resources import (
+    ArchiveStoreResource,
+    DataRootResource,
+    TikLiveApiResource,
+    TrackingConfigResource,
+)
+from tiklive_assets.tikliveapi.errors import TikLiveError
+
+ACCOUNTS_PER_TICK = 10  # one credit each; bounded work, far inside the 60 s tick limit
+NEW_POSTS_INTERVAL = 60
+QUEUE_INTERVAL = 60
+
+capture_new_videos_job = dg.define_asset_job(
+    "capture_new_videos",
+    selection=dg.AssetSelection.assets(archived_videos),
+    description="Resolve and download whatever waits in the queue (launched by the sensors).",
+)
+
+
+def _today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def _run_key(prefix: str, ids: list[str]) -> str:
+    digest = hashlib.sha1("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+    return f"{prefix}:{_today()}:{digest}"
+
+
+def poll_new_posts(session: CaptureSession, handles: list[str], newest: dict[str, int]) -> tuple[list[str], list[str]]:
+    """Read each handle's first /user-posts/ page; queue ids newer than the newest seen. Returns (new ids, errors)."""
+    new_ids: list[str] = []
+    errors: list[str] = []
+    for handle in handles:
+        try:
+            user_id = resolve_user_id(session, handle)
+            page = session.client.user_posts(user_id, 0).json()
+        except TikLiveError as exc:
+            errors.append(f"{handle}: {exc}")
+            continue
+        videos = page.get("videos") or []
+        last_seen = newest.get(handle, 0)
+        fresh = [v for v in videos if int(v.get("create_time") or 0) > last_seen] if last_seen else []
+        if videos:
+            newest[handle] = max(last_seen, max(int(v.get("create_time") or 0) for v in videos))
+        rows = [(str(v["aweme_id"]), f"sensor:{handle}", (v.get("author") or {}).get("unique_id") or handle) for v in fresh]
+        if rows:
+            session.state.enqueue(rows)
+            new_ids.extend(row[0] for row in rows)
+    return new_ids, errors
+
+
+@dg.sensor(
+    job=capture_new_videos_job, minimum_interval_seconds=NEW_POSTS_INTERVAL, default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Polls each tracked account's first /user-posts/ page (a few accounts per tick) and captures new videos.",
+)
+def new_posts_sensor(
+    context: dg.SensorEvaluationContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.SensorResult:
+    cursor = json.loads(context.cursor) if context.cursor else {"next": 0, "newest": {}}
+    config = tracking.load()
+    handles = [account.handle for account in config.accounts]
+    if not handles:
+        return dg.SensorResult(skip_reason="no accounts in the tracking config", cursor=json.dumps(cursor))
+    start = cursor.get("next", 0) % len(handles)
+    batch = (handles[start:] + handles[:start])[: min(ACCOUNTS_PER_TICK, len(handles))]
+    day = datetime.now(UTC).date()
+    state = data_root.open_state()
+    store = archive_store.open()
+    archive = RawArchive(store, day)
+    client = tiklive_api.client(
+        requests_per_minute=config.plan.requests_per_minute,
+        max_attempts=2,  # a tick must stay far inside its 60 s limit; the next tick tries again
+        credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
+        on_response=archive.write,
+    )
+    session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
+    newest: dict[str, int] = dict(cursor.get("newest", {}))
+    try:
+        new_ids, errors = poll_new_posts(session, batch, newest)
+    except Exception as exc:  # never lose the cursor (dagster#6807): progress so far is already in the state DB
+        new_ids, errors = [], [f"tick failed: {type(exc).__name__}: {exc}"]
+    finally:
+        client.close()
+        state.close()
+    cursor = {"next": (start + len(batch)) % len(handles), "newest": newest}
+    if errors:
+        context.log.warning("new-posts sensor: %s", "; ".join(errors))
+    if not new_ids:
+        reason = f"no new posts among {', '.join(batch)}" + (f" ({len(errors)} errors: {errors[0]})" if errors else "")
+        return dg.SensorResult(skip_reason=reason, cursor=json.dumps(cursor))
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=_run_key("new-posts", new_ids), partition_key=_today(),
+                                    tags={"tiklive/new_ids": str(len(new_ids))})],
+        cursor=json.dumps(cursor),
+    )
+
+
+@dg.sensor(
+    job=capture_new_videos_job, minimum_interval_seconds=QUEUE_INTERVAL, default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Starts a resolve-and-download run when ids wait in the queue, so discovery-to-capture is minutes.",
+)
+def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
+    state = data_root.open_state()
+    try:
+        pending = [item.aweme_id for item in state.pending(1000)]
+    finally:
+        state.close()
+    if not pending:
+        return dg.SensorResult(skip_reason="the queue is empty")
+    # Same waiting ids -> same run key: re-evaluating the tick never requests a duplicate run.
+    return dg.SensorResult(run_requests=[
+        dg.RunRequest(run_key=_run_key("queue", pending), partition_key=_today(), tags={"tiklive/pending": str(len(pending))})
+    ])
