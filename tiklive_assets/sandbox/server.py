@@ -23,6 +23,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .corpus import HASHTAG_IDS, HASHTAGS, MUSIC, REGIONS, Corpus, cover_bytes, iter_video_bytes, music_bytes
+from .research import ResearchSandbox
 
 DEFAULT_API_KEY = "sandbox-key"
 
@@ -141,6 +142,7 @@ class SandboxServer:
         self._lock = threading.Lock()
         self._error_rng = random.Random(f"sandbox-errors:{cfg.seed}")
         self._window: deque[float] = deque()
+        self.research = ResearchSandbox()  # the official Research API under /v2/ (its own clock offset and quota)
         self.reset_stats()
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self.port = self._httpd.server_address[1]
@@ -510,6 +512,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._control(sb, method, path, body)
             elif path.startswith("/cdn/"):
                 self._cdn(sb, path, query)
+            elif path.startswith("/v2/"):
+                self._json(*sb.research.handle(method, path if path.endswith("/") else path + "/", query, self.headers, body))
             else:
                 if path != "/" and not path.endswith("/"):
                     path += "/"

@@ -1,0 +1,226 @@
+"""The warehouse schema, declared once: every table's columns (SQL and Arrow types), key, indices and load mode.
+
+Both backends (DuckDB and Postgres) create their tables from these declarations, the parsers build Arrow tables
+with these exact schemas, and the Parquet exports carry them too, so there is one schema whatever the backend.
+
+Two load modes make every table idempotent per day partition (``dt`` is always the archive day, from the key):
+
+* ``window``: history and event tables. Loading a day deletes the rows ``WHERE dt = <day>`` and inserts the
+  day's rows, in one transaction (the delete-the-window-then-insert idiom). Keyed on (id, captured_at) or (…, dt).
+* ``upsert``: entity tables (one row per id across all days). ``INSERT … ON CONFLICT (key) DO UPDATE``: the
+  row from the newest ``dt`` wins column by column; ``sticky`` columns keep a known value when the newer day
+  does not know it (a post listed again after its MP4 was archived keeps its ``storage_key``); ``immutable``
+  columns are written on insert only (``author_id``, ``create_time``… never change, and DuckDB cannot update
+  indexed columns in an upsert anyway).
+
+``captured_at`` is the archive object's ``last_modified`` (the moment the response was stored, within a
+second of when it was received), never the time of the replay: that is what makes a replay reproduce the tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+_SQL_TO_ARROW = {
+    "TEXT": pa.string(),
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "BOOLEAN": pa.bool_(),
+    "DATE": pa.date32(),
+    "TIMESTAMPTZ": TS,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str
+    not_null: bool = False
+
+    @property
+    def arrow(self) -> pa.DataType:
+        return _SQL_TO_ARROW[self.sql]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    mode: Literal["window", "upsert"]
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    description: str
+    indices: tuple[tuple[str, ...], ...] = ()
+    sticky: tuple[str, ...] = ()
+    immutable: tuple[str, ...] = ()
+    order_by: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow, nullable=not c.not_null) for c in self.columns])
+
+    def create_sql(self) -> list[str]:
+        cols = ",\n  ".join(f"{c.name} {c.sql}{' NOT NULL' if c.not_null else ''}" for c in self.columns)
+        statements = [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols},\n  PRIMARY KEY ({', '.join(self.key)})\n)"]
+        for index in self.indices:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {self.name}_{'_'.join(index)}_idx ON {self.name} ({', '.join(index)})"
+            )
+        return statements
+
+    def upsert_sql(self, source: str) -> str:
+        """``INSERT … SELECT … FROM source ON CONFLICT (key) DO UPDATE``, the same text for DuckDB and Postgres."""
+        names = self.column_names
+        sets = []
+        for name in names:
+            if name in self.key or name in self.immutable or name == "dt":
+                continue
+            new, old = f"EXCLUDED.{name}", f"{self.name}.{name}"
+            if name in self.sticky:
+                sets.append(f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR EXCLUDED.dt >= "
+                            f"{self.name}.dt THEN {new} ELSE {old} END")
+            else:
+                sets.append(f"{name} = CASE WHEN EXCLUDED.dt >= {self.name}.dt THEN {new} ELSE {old} END")
+        sets.append(f"dt = GREATEST(EXCLUDED.dt, {self.name}.dt)")
+        cols = ", ".join(names)
+        return (f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM {source} "
+                f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}")
+
+
+def _c(name: str, sql: str, not_null: bool = False) -> Column:
+    return Column(name, sql, not_null)
+
+
+DT = _c("dt", "DATE", True)
+
+POSTS = Table(
+    "posts", "upsert",
+    (
+        _c("aweme_id", "TEXT", True), _c("author_id", "TEXT", True), _c("author_handle", "TEXT", True),
+        _c("title", "TEXT"), _c("region", "TEXT"), _c("duration", "INTEGER"), _c("create_time", "BIGINT"),
+        _c("play_count", "BIGINT"), _c("digg_count", "BIGINT"), _c("comment_count", "BIGINT"),
+        _c("share_count", "BIGINT"), _c("music_id", "TEXT"), _c("storage_key", "TEXT"), _c("bytes", "BIGINT"),
+        _c("archived_at", "TIMESTAMPTZ"), DT,
+    ),
+    key=("aweme_id",),
+    indices=(("author_id",), ("music_id",), ("create_time",)),
+    sticky=("storage_key", "bytes", "archived_at"),
+    immutable=("author_id", "create_time", "music_id"),
+    description="Seed 001's posts: one row per video with its newest counters (from /post-detail/ and listings); "
+    "storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/<id>.mp4 object (NULL until archived).",
+)
+
+USERS = Table(
+    "users", "upsert",
+    (
+        _c("user_id", "TEXT", True), _c("handle", "TEXT"), _c("nickname", "TEXT"), _c("sec_uid", "TEXT"),
+        _c("verified", "BOOLEAN"), _c("private_account", "BOOLEAN"), _c("bio_link", "TEXT"),
+        _c("source", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), DT,
+    ),
+    key=("user_id",),
+    indices=(("handle",),),
+    sticky=("sec_uid", "verified", "private_account", "bio_link"),
+    description="Accounts: tracked profiles (/userinfo-by-id/, /userinfo-by-username/) and authors of captured posts.",
+)
+
+USER_SNAPSHOTS = Table(
+    "user_snapshots", "window",
+    (
+        _c("user_id", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), _c("handle", "TEXT"),
+        _c("follower_count", "BIGINT"), _c("following_count", "BIGINT"), _c("video_count", "BIGINT"),
+        _c("heart_count", "BIGINT"), _c("digg_count", "BIGINT"), _c("source_key", "TEXT", True), DT,
+    ),
+    key=("user_id", "captured_at"),
+    indices=(("dt",),),
+    description="One row per profile capture: follower, following, video, heart and digg counts.",
+)
+
+POST_METRICS_HISTORY = Table(
+    "post_metrics_history", "window",
+    (
+        _c("aweme_id", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), _c("play_count", "BIGINT"),
+        _c("digg_count", "BIGINT"), _c("comment_count", "BIGINT"), _c("share_count", "BIGINT"),
+        _c("download_count", "BIGINT"), _c("collect_count", "BIGINT"), _c("source", "TEXT", True),
+        _c("source_key", "TEXT", True), DT,
+    ),
+    key=("aweme_id", "captured_at"),
+    indices=(("dt",),),
+    description="One row per capture of a video's counters, from listings and /post-detail/ alike (counters are "
+    "true only at capture time). Two captures stored in the same instant keep the /post-detail/ one.",
+)
+
+COMMENTS = Table(
+    "comments", "upsert",
+    (
+        _c("comment_id", "TEXT", True), _c("aweme_id", "TEXT", True), _c("parent_id", "TEXT"),
+        _c("user_id", "TEXT"), _c("user_handle", "TEXT"), _c("text", "TEXT"), _c("digg_count", "BIGINT"),
+        _c("reply_total", "BIGINT"), _c("create_time", "BIGINT"), _c("captured_at", "TIMESTAMPTZ", True), DT,
+    ),
+    key=("comment_id",),
+    indices=(("aweme_id",), ("parent_id",)),
+    immutable=("aweme_id", "parent_id"),
+    description="Comments and replies (/post-comments/, /post-comment-replies/); a reply's parent_id is its comment.",
+)
+
+FOLLOW_EDGES = Table(
+    "follow_edges", "window",
+    (
+        _c("user_id", "TEXT", True), _c("direction", "TEXT", True), _c("other_id", "TEXT", True),
+        _c("other_handle", "TEXT"), _c("other_nickname", "TEXT"), _c("other_follower_count", "BIGINT"),
+        _c("other_aweme_count", "BIGINT"), _c("captured_at", "TIMESTAMPTZ", True), DT,
+    ),
+    key=("user_id", "direction", "other_id", "dt"),
+    indices=(("dt",),),
+    description="Follow graph per capture day: direction 'follower' (other follows user) or 'following'.",
+)
+
+MUSIC = Table(
+    "music", "upsert",
+    (_c("music_id", "TEXT", True), _c("title", "TEXT"), _c("author", "TEXT"), DT),
+    key=("music_id",),
+    description="Sounds, from the music_info of captured posts.",
+)
+
+HASHTAGS = Table(
+    "hashtags", "window",
+    (_c("hashtag", "TEXT", True), _c("aweme_id", "TEXT", True), _c("author_id", "TEXT"), DT),
+    key=("hashtag", "aweme_id", "dt"),
+    indices=(("dt",),),
+    description="Hashtags parsed from the titles of the posts captured that day (lowercase, without '#').",
+)
+
+DEAD_LETTERS = Table(
+    "dead_letters", "window",
+    (
+        _c("aweme_id", "TEXT", True), _c("reason", "TEXT", True), _c("http_status", "INTEGER", True),
+        _c("source_key", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), DT,
+    ),
+    key=("aweme_id", "dt"),
+    indices=(("dt",),),
+    description="Videos /post-detail/ no longer served (archived 404 bodies, '<id>-http404'); reason is the API's message.",
+)
+
+CREDITS_LEDGER = Table(
+    "credits_ledger", "window",
+    (
+        DT, _c("endpoint", "TEXT", True), _c("http_status", "INTEGER", True), _c("requests", "BIGINT", True),
+        _c("bytes", "BIGINT", True),
+    ),
+    key=("dt", "endpoint", "http_status"),
+    description="Credits by endpoint and day, counted from the archived responses (one archived response = one "
+    "credit). Retries of 429/5xx are not archived, so they are not in the ledger; conflict copies are.",
+)
+
+TABLES: tuple[Table, ...] = (
+    POSTS, USERS, USER_SNAPSHOTS, POST_METRICS_HISTORY, COMMENTS, FOLLOW_EDGES, MUSIC, HASHTAGS, DEAD_LETTERS,
+    CREDITS_LEDGER,
+)
+BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
+TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

@@ -1,0 +1,124 @@
+"""End to end on the production shape: dagster-daemon and dagster-webserver on the real local Postgres.
+
+The daily capture is launched through the webserver's GraphQL API, dequeued by the daemon, run in its own process
+against the sandbox API, and the archive and state are checked afterwards.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tiklive_assets.sandbox import DEFAULT_API_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_postgres_db(postgres_url):
+    """A database of its own on the local Postgres for Dagster's run, event-log and schedule storage."""
+    import psycopg
+
+    from tiklive_assets_tests.conftest import POSTGRES_URL
+
+    name = f"dagster_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = POSTGRES_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_path, dagster_postgres_db):
+    from dagster_graphql import DagsterGraphQLClient
+    from dagster import DagsterRunStatus
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
+    config = tmp_path / "tiklive.yaml"
+    config.write_text(
+        "plan: {requests_per_minute: 100000}\n"
+        "limits: {max_pages: 1, max_videos_per_day: 5}\n"
+        "accounts:\n  - handle: bob\n    follow_max_pages: 1\n    comments: {recent_videos: 1, max_pages: 1}\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_URL": dagster_postgres_db.replace("postgresql://", "postgresql+psycopg2://", 1),
+        "TIKLIVE_HOME": str(tmp_path / "data"),
+        "TIKLIVE_CONFIG": str(config),
+        "TIKLIVE_BASE_URL": sandbox.base_url,
+        "TIKLIVE_API_KEY": DEFAULT_API_KEY,
+    }
+    port = _free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    procs = [
+        subprocess.Popen([str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                         cwd=REPO, env=env, stdout=open(logs / "webserver.log", "w"), stderr=subprocess.STDOUT),
+        subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+                         cwd=REPO, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT),
+    ]
+    try:
+        client = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+                client._execute("{ version }")
+                break
+            except Exception:
+                time.sleep(1)
+        else:
+            pytest.fail(f"webserver did not come up:\n{(logs / 'webserver.log').read_text()[-3000:]}")
+        today = datetime.now(UTC).date().isoformat()
+        run_id = client.submit_job_execution(
+            "daily_capture", repository_location_name="tiklive_assets", repository_name="__repository__",
+            tags={"dagster/partition": today},
+        )
+        status = None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            status = client.get_run_status(run_id)
+            if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                break
+            time.sleep(2)
+        assert status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-4000:]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    archive = tmp_path / "data" / "archive"
+    day = datetime.now(UTC).date()
+    raw = list((archive / "tiklive-raw" / f"{day:%Y/%m/%d}").rglob("*.json.gz"))
+    videos = list((archive / "videos" / f"dt={day}").rglob("*.mp4"))
+    assert len(videos) == 5
+    assert any("userinfo-by-id" in str(path) for path in raw)
+    # the run really used Dagster's Postgres storage
+    import psycopg
+
+    with psycopg.connect(dagster_postgres_db) as conn:
+        assert conn.execute("SELECT count(*) FROM runs WHERE run_id = %s", [run_id]).fetchone()[0] == 1
