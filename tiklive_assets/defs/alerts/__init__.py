@@ -1,0 +1,1 @@
+"""Alerting domain: failed runs and failed asset checks notify a webhook or the log."""

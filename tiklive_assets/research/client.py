@@ -1,0 +1,325 @@
+"""TikTok Research API client: the client-credentials token (cached, refreshed), video query, user endpoints.
+
+Like the TikLiveAPI client it knows nothing of storage, the warehouse or Dagster: it takes parameters and
+returns :class:`ResearchResponse` (raw bytes + parsed envelope). Every response, errors included, goes to the
+optional ``on_response`` hook before anything else (the archive writes it there). A ``quota`` ledger, when
+given, reserves one request before each research call is sent, so a run never starts a request it knows
+would exceed the day's quota. Secrets are never logged, repr'd or put in an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+import requests
+
+from tiklive_assets.research.errors import (
+    ApiError,
+    AuthFailed,
+    MissingResearchCredentials,
+    ResearchError,
+    error_for,
+)
+
+log = logging.getLogger(__name__)
+
+CLIENT_KEY_ENV = "TIKTOK_RESEARCH_CLIENT_KEY"
+CLIENT_SECRET_ENV = "TIKTOK_RESEARCH_CLIENT_SECRET"
+BASE_URL_ENV = "TIKTOK_RESEARCH_BASE_URL"
+DEFAULT_BASE_URL = "https://open.tiktokapis.com"
+
+TOKEN_PATH = "/v2/oauth/token/"
+VIDEO_QUERY = "/v2/research/video/query/"
+USER_INFO = "/v2/research/user/info/"
+USER_FOLLOWERS = "/v2/research/user/followers/"
+USER_FOLLOWING = "/v2/research/user/following/"
+
+VIDEO_FIELDS = (
+    "id", "video_description", "create_time", "region_code", "share_count", "view_count", "like_count",
+    "comment_count", "music_id", "hashtag_names", "username", "effect_ids", "playlist_id", "voice_to_text",
+)
+USER_FIELDS = (
+    "display_name", "bio_description", "avatar_url", "is_verified", "follower_count", "following_count",
+    "likes_count", "video_count",
+)
+MAX_COUNT = 100
+QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
+
+
+def base_url_from_env() -> str:
+    return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+
+
+# -- query builder ------------------------------------------------------------------------------------------
+
+
+def condition(field_name: str, values: str | Iterable[str], operation: str | None = None) -> dict[str, Any]:
+    """One condition: ``EQ`` for one value, ``IN`` for several (values sorted, so the query hash is stable)."""
+    if field_name not in QUERY_FIELDS:
+        raise ValueError(f"unsupported query field {field_name!r}; one of {', '.join(QUERY_FIELDS)}")
+    vals = [values] if isinstance(values, str) else sorted({str(v) for v in values})
+    if not vals:
+        raise ValueError(f"a {field_name} condition needs at least one value")
+    op = operation or ("EQ" if len(vals) == 1 else "IN")
+    if op not in ("EQ", "IN") or (op == "EQ" and len(vals) != 1):
+        raise ValueError(f"operation {op!r} with {len(vals)} values: EQ takes one value, IN several")
+    return {"operation": op, "field_name": field_name, "field_values": vals}
+
+
+def build_query(
+    usernames: Iterable[str] = (),
+    *,
+    hashtags: Iterable[str] = (),
+    keywords: Iterable[str] = (),
+    regions: Iterable[str] = (),
+) -> dict[str, Any]:
+    """``{"and": [...]}`` of the given filters (each one EQ or IN); at least one filter is required."""
+    conditions = []
+    for name, values in (("username", usernames), ("hashtag_name", hashtags), ("keyword", keywords),
+                         ("region_code", regions)):
+        values = [v.lstrip("@#") if name in ("username", "hashtag_name") else v for v in values]
+        if values:
+            conditions.append(condition(name, values))
+    if not conditions:
+        raise ValueError("a Research API query needs at least one of usernames, hashtags, keywords, regions")
+    return {"and": conditions}
+
+
+def query_hash(query: dict[str, Any], fields: Sequence[str] = VIDEO_FIELDS) -> str:
+    """Ten hex digits naming a query (and the fields asked for) in archive slugs and window progress."""
+    canonical = json.dumps({"query": query, "fields": list(fields)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:10]
+
+
+# -- responses and quota ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResearchResponse:
+    """One response exactly as received, with the request that fetched it."""
+
+    endpoint: str
+    request: dict[str, Any]  # the JSON body sent
+    status: int
+    body: bytes
+    fetched_at: datetime
+    attempt: int = 1
+
+    def envelope(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise ApiError(self.endpoint, self.status, "bad_response", "the body is not a JSON object")
+        return data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.envelope().get("data") or {}
+
+    @property
+    def error_code(self) -> str:
+        try:
+            return str((self.envelope().get("error") or {}).get("code") or "ok")
+        except ApiError:
+            return "bad_response"
+
+
+class QuotaReserver(Protocol):
+    """Reserves one request of the day's quota before it is sent; raises QuotaExhausted to refuse it."""
+
+    def reserve(self, endpoint: str) -> None: ...
+
+    def mark_exhausted(self) -> None: ...
+
+
+@dataclass
+class RequestMeter:
+    """Requests this client sent to research endpoints (each costs quota), by endpoint and by answer code."""
+
+    by_endpoint: Counter = field(default_factory=Counter)
+    by_code: Counter = field(default_factory=Counter)
+    token_requests: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_endpoint.values())
+
+
+# -- the client -------------------------------------------------------------------------------------------
+
+
+class ResearchClient:
+    """Calls the Research API with a cached bearer token. One instance per run; not shared across threads."""
+
+    def __init__(
+        self,
+        client_key: str | None,
+        client_secret: str | None,
+        base_url: str | None = None,
+        *,
+        quota: QuotaReserver | None = None,
+        on_response: Callable[[ResearchResponse], None] | None = None,
+        refresh_margin: float = 300.0,
+        timeout: tuple[float, float] = (5.0, 60.0),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        missing = [name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value]
+        if missing:
+            raise MissingResearchCredentials(missing)
+        self._client_key = client_key
+        self._client_secret = client_secret
+        self.base_url = (base_url or base_url_from_env()).rstrip("/")
+        self.quota = quota
+        self.on_response = on_response
+        self.refresh_margin = refresh_margin
+        self.timeout = timeout
+        self.clock = clock
+        self.meter = RequestMeter()
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": "tiklive-assets/0.1 (research)"})
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> ResearchClient:
+        return cls(os.environ.get(CLIENT_KEY_ENV), os.environ.get(CLIENT_SECRET_ENV), **kwargs)
+
+    def __repr__(self) -> str:  # never show the secret or the token
+        return f"ResearchClient(base_url={self.base_url!r}, requests={self.meter.total})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- token --------------------------------------------------------------------------------------------
+
+    def token(self, *, force: bool = False) -> str:
+        """The cached token, fetched anew when missing, forced, or within ``refresh_margin`` of its expiry."""
+        with self._lock:
+            if not force and self._token and self.clock() < self._token_expires - self._margin():
+                return self._token
+            form = {"client_key": self._client_key, "client_secret": self._client_secret,
+                    "grant_type": "client_credentials"}
+            http = self.session.post(
+                f"{self.base_url}{TOKEN_PATH}", data=form, timeout=self.timeout,
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"},
+            )
+            self.meter.token_requests += 1
+            try:
+                body = http.json()
+            except ValueError:
+                body = {}
+            if http.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
+                err = body.get("error") if isinstance(body, dict) else None
+                code = (err.get("code") if isinstance(err, dict) else err) or "invalid_client"
+                message = (err.get("message") if isinstance(err, dict) else body.get("error_description")) or "no token"
+                raise AuthFailed(TOKEN_PATH, http.status_code, str(code), str(message),
+                                 (err or {}).get("log_id") if isinstance(err, dict) else None)
+            self._token = str(body["access_token"])
+            self._ttl = float(body.get("expires_in") or 7200)
+            self._token_expires = self.clock() + self._ttl
+            log.info("Research API token fetched, valid %.0f s", self._ttl)
+            return self._token
+
+    def _margin(self) -> float:
+        # a 2-hour token is refreshed 5 minutes early; a (sandbox) token of seconds, a tenth of its life early
+        return min(self.refresh_margin, getattr(self, "_ttl", 7200.0) / 10)
+
+    # -- transport ----------------------------------------------------------------------------------------
+
+    def post(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None = None) -> ResearchResponse:
+        """POST one research endpoint; returns the ``ok`` response, raises a typed ``ApiError`` otherwise.
+
+        ``access_token_expired``/``access_token_invalid`` refreshes the token and sends once more.
+        """
+        for attempt in (1, 2):
+            token = self.token(force=attempt == 2)
+            response = self._send(endpoint, body, fields, token, attempt)
+            if response.status == 200 and response.error_code == "ok":
+                return response
+            exc = self._error(response)
+            if isinstance(exc, AuthFailed) and exc.code in ("access_token_expired", "access_token_invalid") and attempt == 1:
+                log.info("%s: %s; refreshing the token once", endpoint, exc.code)
+                continue
+            raise exc
+        raise AssertionError("unreachable")
+
+    def _send(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, token: str, attempt: int) -> ResearchResponse:
+        if self.quota is not None:
+            self.quota.reserve(endpoint)
+        url = f"{self.base_url}{endpoint}"
+        params = {"fields": ",".join(fields)} if fields else None
+        http = self.session.post(url, params=params, data=json.dumps(body), timeout=self.timeout,
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = ResearchResponse(endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt)
+        self.meter.by_endpoint[endpoint] += 1
+        self.meter.by_code[response.error_code] += 1
+        if self.on_response is not None:
+            self.on_response(response)  # archived before anything else reads it
+        if response.error_code == "daily_quota_limit_exceeded" and self.quota is not None:
+            self.quota.mark_exhausted()
+        return response
+
+    @staticmethod
+    def _error(response: ResearchResponse) -> ApiError:
+        try:
+            err = response.envelope().get("error") or {}
+        except ApiError as exc:
+            return exc
+        if not isinstance(err, dict):
+            err = {"code": str(err)}
+        return error_for(response.endpoint, response.status, str(err.get("code") or "unknown"),
+                         str(err.get("message") or ""), err.get("log_id"))
+
+    # -- endpoints ----------------------------------------------------------------------------------------
+
+    def query_videos(
+        self,
+        query: dict[str, Any],
+        start_date: date,
+        end_date: date,
+        *,
+        cursor: int = 0,
+        search_id: str | None = None,
+        max_count: int = MAX_COUNT,
+        fields: Sequence[str] = VIDEO_FIELDS,
+    ) -> ResearchResponse:
+        if not 1 <= max_count <= MAX_COUNT:
+            raise ValueError(f"max_count must be 1..{MAX_COUNT}, got {max_count}")
+        body: dict[str, Any] = {
+            "query": query, "max_count": max_count,
+            "start_date": start_date.strftime("%Y%m%d"), "end_date": end_date.strftime("%Y%m%d"),
+        }
+        if cursor:
+            body["cursor"] = cursor
+        if search_id:
+            body["search_id"] = search_id
+        return self.post(VIDEO_QUERY, body, fields)
+
+    def user_info(self, username: str, fields: Sequence[str] = USER_FIELDS) -> ResearchResponse:
+        return self.post(USER_INFO, {"username": username.lstrip("@")}, fields)
+
+    def user_followers(self, username: str, cursor: int = 0, max_count: int = MAX_COUNT) -> ResearchResponse:
+        return self.post(USER_FOLLOWERS, {"username": username.lstrip("@"), "max_count": max_count, "cursor": cursor})
+
+    def user_following(self, username: str, cursor: int = 0, max_count: int = MAX_COUNT) -> ResearchResponse:
+        return self.post(USER_FOLLOWING, {"username": username.lstrip("@"), "max_count": max_count, "cursor": cursor})
+
+
+__all__ = [
+    "BASE_URL_ENV", "CLIENT_KEY_ENV", "CLIENT_SECRET_ENV", "DEFAULT_BASE_URL", "MAX_COUNT", "QuotaReserver",
+    "RequestMeter", "ResearchClient", "ResearchError", "ResearchResponse", "USER_FIELDS", "VIDEO_FIELDS",
+    "build_query", "condition", "query_hash",
+]

@@ -1,0 +1,124 @@
+"""The tracking config: every bad file fails with the file, the field and what is allowed; the shipped one loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tiklive_assets.config import ConfigError, TrackingConfig, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tiklive.yaml"
+    path.write_text(text)
+    return path
+
+
+def _error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    path = _write(tmp_path, "plan:\n  requests_per_minute: 200\naccounts:\n  - alice123\n   - bob: [1, 2\n")
+    message = _error(path)
+    assert "not valid YAML" in message
+    assert "line 5" in message
+
+
+def test_unknown_top_level_key_lists_the_sections(tmp_path):
+    message = _error(_write(tmp_path, "acounts:\n  - alice123\n"))
+    assert "acounts: unknown key" in message
+    for section in ("plan", "limits", "capture", "accounts", "hashtags", "keywords", "music"):
+        assert section in message.split("allowed here:")[1]
+
+
+def test_unknown_nested_key_names_the_allowed_keys(tmp_path):
+    message = _error(_write(tmp_path, "accounts:\n  - alice123\n  - handle: bob\n    maxpages: 2\n"))
+    assert "accounts[1].maxpages: unknown key" in message
+    allowed = message.split("allowed here:")[1].split("\n")[0]
+    assert [k.strip() for k in allowed.split(",")] == [
+        "handle", "max_pages", "max_videos_per_day", "followers", "following", "follow_max_pages", "comments"
+    ]
+
+
+def test_unknown_key_two_levels_down(tmp_path):
+    message = _error(_write(tmp_path, "accounts:\n  - handle: bob\n    comments:\n      depth: 1\n"))
+    assert "accounts[0].comments.depth: unknown key" in message
+    assert "reply_depth" in message and "max_reply_pages" in message
+
+
+def test_wrong_type_names_the_field_and_the_type(tmp_path):
+    message = _error(_write(tmp_path, "accounts:\n  - alice123\n  - handle: bob\n    max_pages: lots\n"))
+    assert "accounts[1].max_pages" in message
+    assert "valid integer" in message
+    assert "'lots'" in message
+
+
+def test_out_of_range_names_the_bound(tmp_path):
+    message = _error(_write(tmp_path, "accounts:\n  - handle: bob\n    comments:\n      reply_depth: 2\n"))
+    assert "accounts[0].comments.reply_depth" in message
+    assert "less than or equal to 1" in message
+
+
+def test_bad_handle_names_the_pattern(tmp_path):
+    message = _error(_write(tmp_path, "accounts:\n  - 'not a handle!'\n"))
+    assert "accounts[0].handle" in message
+    assert "^[A-Za-z0-9._]{1,64}$" in message
+    assert "'not a handle!'" in message
+
+
+def test_publish_time_outside_the_api_values(tmp_path):
+    message = _error(_write(tmp_path, "keywords:\n  - keyword: cooking\n    publish_time: 3\n"))
+    assert "keywords[0].publish_time" in message
+    assert "0, 1, 7, 30, 90 or 180" in message
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    message = _error(_write(tmp_path, "- alice123\n- bob\n"))
+    assert "top level must be a mapping" in message
+
+
+def test_missing_file_says_how_to_create_one(tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    message = _error(path)
+    assert "no such file" in message
+    assert "tiklive.example.yaml" in message
+    assert "TIKLIVE_CONFIG" in message
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    message = _error(_write(tmp_path, "plan:\n  requests_per_minute: 0\nhashtags:\n  - cats\n"))
+    assert "2 problem(s)" in message
+    assert "plan.requests_per_minute" in message
+    assert "hashtags[0].id" in message
+
+
+def test_the_shipped_config_loads():
+    config = load_config(REPO / "tiklive.yaml")
+    assert isinstance(config, TrackingConfig)
+    assert [a.handle for a in config.accounts] == ["alice123", "bob"]
+    assert config.max_pages(config.accounts[1]) == 2
+    assert config.max_pages(config.accounts[0]) == config.limits.max_pages
+    assert [k.publish_time for k in config.keywords] == [30]
+
+
+def test_the_example_config_loads_if_shipped():
+    example = REPO / "tiklive.example.yaml"
+    if not example.exists():
+        pytest.skip("tiklive.example.yaml is not in this checkout yet")
+    assert isinstance(load_config(example), TrackingConfig)
+
+
+def test_bare_values_and_empty_sections():
+    config = parse_config({"accounts": None, "hashtags": [1001], "music": ["9001"]})
+    assert config.accounts == []
+    assert config.hashtags[0].id == "1001"
+    assert config.music[0].id == "9001"
+    assert parse_config(None) == TrackingConfig()

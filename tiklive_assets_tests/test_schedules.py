@@ -1,0 +1,46 @@
+"""Schedules, evaluated: today's capture once a day, the janitor every hour; and the janitor's sweep itself."""
+
+import os
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from tiklive_assets.defs.archive.jobs import daily_capture_schedule, hourly_janitor_schedule, janitor_job
+from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
+from tiklive_assets.state import StateDB
+
+
+def test_daily_capture_targets_the_days_partition():
+    when = datetime(2026, 11, 24, 3, 15, tzinfo=UTC)
+    request = daily_capture_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert request.partition_key == "2026-11-24"
+    assert request.run_key == "daily-capture-2026-11-24"
+    assert daily_capture_schedule.cron_schedule == "15 3 * * *"
+
+
+def test_hourly_janitor_has_one_run_per_hour():
+    first = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))
+    again = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))
+    later = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 6, 0, tzinfo=UTC)))
+    assert first.run_key == again.run_key != later.run_key
+
+
+def test_janitor_removes_only_old_part_files(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    old, fresh = scratch / "dl.old.mp4.part", scratch / "dl.new.mp4.part"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    state.enqueue([("7300000000000000009", "test", "bob")])
+    state.mark_dead("7300000000000000009", "video not found (deleted)", 404)
+    result = janitor_job.execute_in_process(resources={
+        "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
+        "data_root": DataRootResource(home=str(tmp_path)),
+    })
+    assert result.success
+    assert not old.exists() and fresh.exists()
+    assert state.dead_letters_by_reason() == {"video not found (deleted)": 1}  # younger than the retention
