@@ -199,7 +199,6 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
         downloaded_before = rig.ids_in("downloaded")
         rig.assert_archived(downloaded_before)
         full_sizes = {len(expected_video(sb, a)) for a in in_flight}
-        print("DEBUG", in_flight, downloaded_before, [p.stat().st_size for p in parts], full_sizes, rig.queue())
         assert all(p.stat().st_size < min(full_sizes) for p in parts)
 
         # The next run, once the dead worker's leases lapse, finishes every video (fast CDN now).

@@ -98,13 +98,14 @@ def test_check_key_base_url_flag_overrides_the_environment(sandbox):
     assert sandbox.stats()["api_requests"] == 2
 
 
+@pytest.mark.timeout(60)
 def test_sandbox_command_serves_the_api_and_check_key_works_against_it():
     port = _free_port()
     proc = subprocess.Popen([TIKLIVE, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     try:
         first = proc.stdout.readline()  # printed once the socket is bound and about to serve
-        assert f"listening on http://127.0.0.1:{port}" in first, first + proc.stderr.read() if proc.poll() else first
+        assert f"listening on http://127.0.0.1:{port}" in first, (first, proc.poll())
         base_url = f"http://127.0.0.1:{port}"
         response = requests.get(f"{base_url}/userid/", params={"username": "cristiano"},
                                 headers={"X-Api-Key": DEFAULT_API_KEY}, timeout=10)
