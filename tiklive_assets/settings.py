@@ -11,8 +11,7 @@ BASE_URL = "TIKLIVE_BASE_URL"  # default https://api.tikliveapi.com
 HOME = "TIKLIVE_HOME"  # data root, default ./data
 CONFIG = "TIKLIVE_CONFIG"  # tracking YAML, default tiklive.yaml
 STATE_URL = "TIKLIVE_STATE_URL"  # queue, cursors, credits: sqlite (default, under HOME) or postgresql://
-ARCHIVE_URL = "TIKLIVE_ARCHIVE_URL"  # object store: a path (default HOME/archive) or s3://bucket/prefix?endpoint_url=..
-ARCHIVE_SECONDARY_URL = "TIKLIVE_ARCHIVE_SECONDARY_URL"  # optional mirror receiving every write (R2 + B2 pattern)
+ARCHIVE_BUCKET = "TIKLIVE_ARCHIVE_BUCKET"  # unset: local disk under HOME/archive; set: an S3-compatible bucket
 RATELIMIT_URL = "TIKLIVE_RATELIMIT_URL"  # sqlite (default, one host), redis:// or postgresql:// (many hosts)
 
 DEFAULT_BASE_URL = "https://api.tikliveapi.com"
@@ -43,10 +42,6 @@ class DataRoot:
     @property
     def state_url(self) -> str:
         return os.environ.get(STATE_URL) or f"sqlite:///{self.home / 'state.sqlite'}"
-
-    @property
-    def archive_url(self) -> str:
-        return os.environ.get(ARCHIVE_URL) or str(self.archive)
 
     @property
     def ratelimit_url(self) -> str:

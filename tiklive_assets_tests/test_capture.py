@@ -267,12 +267,8 @@ def test_a_deleted_video_costs_one_credit_and_is_dead_lettered(rig: Rig):
 # ------------------------------------------------------------------------------------------------------
 
 
-def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
-    rig, sb = local_rig, local_rig.sb
-    assert rig.run(account_profiles, discovery_queue).success
-    target = sorted(rig.ids_in("pending"))[0]
-
-    # The first /post-detail/ answer for `target` carries URLs signed an hour ago: born expired (the CDN says 403).
+def _expire_first_answer(sb, target: str, then=None) -> None:
+    """The first /post-detail/ answer for ``target`` carries URLs signed an hour ago: born expired (CDN 403)."""
     original = sb.corpus.detail_item
     served = []
 
@@ -280,10 +276,21 @@ def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
         now = sb.corpus.now() if now is None else now
         if post.aweme_id == target and not served:
             served.append(post.aweme_id)
-            return original(post, now - 3600)
+            answer = original(post, now - 3600)
+            if then:
+                then()
+            return answer
         return original(post, now)
 
     sb.corpus.detail_item = detail_item
+
+
+def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
+    rig, sb = local_rig, local_rig.sb
+    assert rig.run(account_profiles, discovery_queue).success
+    target = sorted(rig.ids_in("pending"))[0]
+
+    _expire_first_answer(sb, target)
     result = rig.run(archived_videos)
     assert result.success, failures(result)
     stats = sb.stats()
@@ -298,6 +305,24 @@ def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
     key = raw_key(today(), "post-detail", target)
     assert [k for k in rig.raw_keys(conflicts=True)] == [k for k in rig.listing(key) if k != key]
     assert len(rig.listing(key)) == 2
+
+
+def test_a_video_gone_when_its_expired_url_is_re_resolved_is_dead_lettered(local_rig: Rig):
+    rig, sb = local_rig, local_rig.sb
+    assert rig.run(account_profiles, discovery_queue).success
+    target = sorted(rig.ids_in("pending"))[0]
+    _expire_first_answer(sb, target, then=lambda: sb.delete_video(target))
+
+    result = rig.run(archived_videos)
+    assert result.success, failures(result)
+    md = metadata(result, archived_videos)
+    assert md["dead_letters_by_reason"] == {"video not found (deleted)": 1} and md["failed_left_in_queue"] == []
+    assert md["videos_downloaded"] == 7
+    assert sb.stats()["detail_requests_by_id"][target] == 2
+    assert rig.queue()[target] == "dead"
+    stats = sb.stats()
+    assert rig.run().success
+    assert sb.stats() == stats  # never tried again
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -86,15 +86,19 @@ def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     return response.json(), response.body
 
 
+def _dead_letter(session: CaptureSession, item: QueueItem, exc: VideoGone, report: VideosReport) -> None:
+    session.state.mark_dead(item.aweme_id, exc.reason, 404)
+    with report._lock:
+        report.dead[exc.reason] += 1
+
+
 def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, api_slots: threading.BoundedSemaphore) -> None:
     state, store, day = session.state, session.store, session.day
     try:
         with api_slots:
             detail, raw = _resolve(session, item)
     except VideoGone as exc:
-        state.mark_dead(item.aweme_id, exc.reason, 404)
-        with report._lock:
-            report.dead[exc.reason] += 1
+        _dead_letter(session, item, exc, report)
         return
     report.add(resolved=1)
     handle = (detail.get("author") or {}).get("unique_id") or item.author_handle or "unknown"
@@ -118,8 +122,12 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
                 files.clear()
                 if attempt == 2:
                     raise DownloadFailed("CDN URL expired twice in a row") from None
-                with api_slots:
-                    detail, raw = _resolve(session, item)  # one more credit, fresh URLs
+                try:
+                    with api_slots:
+                        detail, raw = _resolve(session, item)  # one more credit, fresh URLs
+                except VideoGone as exc:  # gone since the first resolution: dead, not retried on every run
+                    _dead_letter(session, item, exc, report)
+                    return
                 report.add(re_resolved=1)
         for kind, key, path in files:
             result = store.put_file(key, path, content_type="video/mp4" if kind == "video" else "image/jpeg")

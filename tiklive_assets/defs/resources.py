@@ -13,10 +13,10 @@ from dagster_aws.s3 import S3Resource
 from tiklive_assets import settings
 from tiklive_assets.config import TrackingConfig, load_config
 from tiklive_assets.state import StateDB
-from tiklive_assets.storage import MirroredStore, ObjectStore, store_from_url
+from tiklive_assets.storage import MirroredStore, ObjectStore
 from tiklive_assets.storage.local import LocalStore
 from tiklive_assets.storage.s3 import S3Store
-from tiklive_assets.tikliveapi.client import ApiResponse, CreditLedger, TikLiveClient
+from tiklive_assets.tikliveapi.client import CreditLedger, TikLiveClient
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter, RatePlan
 
 
@@ -75,7 +75,7 @@ class ArchiveStoreResource(dg.ConfigurableResource):
         elif self.local_root:
             primary = LocalStore(Path(self.local_root))
         else:
-            primary = store_from_url(settings.DataRoot.from_env().archive_url)
+            primary = LocalStore(settings.DataRoot.from_env().archive)
         if self.secondary_bucket:
             client = (self.secondary_s3 or self.s3 or S3Resource()).get_client()
             secondary = S3Store(client, self.secondary_bucket, self.prefix, self.secondary_conditional_writes)
@@ -121,7 +121,7 @@ class TikLiveApiResource(dg.ConfigurableResource):
 
 
 def _archive_store_from_env() -> ArchiveStoreResource:
-    bucket = os.environ.get("TIKLIVE_ARCHIVE_BUCKET")
+    bucket = os.environ.get(settings.ARCHIVE_BUCKET)
     if not bucket:
         return ArchiveStoreResource()
     return ArchiveStoreResource(

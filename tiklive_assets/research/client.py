@@ -114,6 +114,7 @@ class ResearchResponse:
     body: bytes
     fetched_at: datetime
     attempt: int = 1
+    fields: tuple[str, ...] = ()  # the ``fields`` query parameter
 
     def envelope(self) -> dict[str, Any]:
         try:
@@ -263,7 +264,8 @@ class ResearchClient:
         params = {"fields": ",".join(fields)} if fields else None
         http = self.session.post(url, params=params, data=json.dumps(body), timeout=self.timeout,
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-        response = ResearchResponse(endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt)
+        response = ResearchResponse(endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt,
+                                    tuple(fields or ()))
         self.meter.by_endpoint[endpoint] += 1
         self.meter.by_code[response.error_code] += 1
         if self.on_response is not None:

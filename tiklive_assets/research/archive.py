@@ -1,0 +1,113 @@
+"""The Research API raw archive: every response as received, gzip JSON, ``research-raw/YYYY/MM/DD/<endpoint>/<slug>.json.gz``.
+
+Partitioned by ingest date like ``tiklive-raw/``. The slug says how the page was fetched, so the warehouse can be
+rebuilt from these objects alone:
+
+- ``video-query/<YYYYMMDD-YYYYMMDD>-q<query hash>-g<generation>-cursor<N>``: one page of a window's search.
+  The generation grows when a window restarts (expired ``search_id``) or is collected again; the warehouse
+  lets a window's latest complete generation replace the earlier ones.
+- ``user-info/<username>``, ``user-followers/<username>-cursor<N>``, ``user-following/<username>-cursor<N>``.
+- Error responses get ``-<code>-<sha256[:8] of the body>`` appended: kept for the record, never parsed as data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+
+from tiklive_assets.research.client import (
+    USER_FOLLOWERS,
+    USER_FOLLOWING,
+    USER_INFO,
+    VIDEO_FIELDS,
+    VIDEO_QUERY,
+    ResearchResponse,
+    query_hash,
+)
+from tiklive_assets.research.windows import Window
+from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage.keys import check_handle, raw_key
+
+RESEARCH_PREFIX = "research-raw"
+ENDPOINT_NAMES = {
+    VIDEO_QUERY: "video-query",
+    USER_INFO: "user-info",
+    USER_FOLLOWERS: "user-followers",
+    USER_FOLLOWING: "user-following",
+}
+VIDEO_SLUG = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)-cursor(?P<cursor>\d+)")
+USER_PAGE_SLUG = re.compile(r"(?P<username>[A-Za-z0-9._]{1,64})-cursor(?P<cursor>\d+)")
+
+
+def video_slug(window: Window, qhash: str, generation: int, cursor: int) -> str:
+    return f"{window.key}-q{qhash}-g{int(generation)}-cursor{int(cursor)}"
+
+
+@dataclass(frozen=True)
+class VideoSlug:
+    window: Window
+    qhash: str
+    generation: int
+    cursor: int
+
+
+def parse_video_slug(slug: str) -> VideoSlug | None:
+    m = VIDEO_SLUG.fullmatch(slug)
+    if not m:
+        return None
+    return VideoSlug(Window.from_key(m["window"]), m["qhash"], int(m["gen"]), int(m["cursor"]))
+
+
+class ResearchArchive:
+    """The client's ``on_response`` hook: writes each response of one ingest day; counts what it wrote.
+
+    ``generation`` is set by the collector before it walks a window (one collector per archive, one thread).
+    """
+
+    def __init__(self, store: ObjectStore, day: date, prefix: str = RESEARCH_PREFIX) -> None:
+        self.store = store
+        self.day = day
+        self.prefix = prefix
+        self.generation = 1
+        self.written: Counter = Counter()
+        self.bytes_written = 0
+        self.keys: list[str] = []
+        self._lock = threading.Lock()
+
+    def slug_for(self, response: ResearchResponse) -> str:
+        req = response.request
+        if response.endpoint == VIDEO_QUERY:
+            window = Window.from_key(f"{req['start_date']}-{req['end_date']}")
+            qhash = query_hash(req["query"], response.fields or VIDEO_FIELDS)
+            slug = video_slug(window, qhash, self.generation, int(req.get("cursor") or 0))
+        elif response.endpoint == USER_INFO:
+            slug = check_handle(str(req["username"]))
+        elif response.endpoint in (USER_FOLLOWERS, USER_FOLLOWING):
+            slug = f"{check_handle(str(req['username']))}-cursor{int(req.get('cursor') or 0)}"
+        else:
+            raise ValueError(f"no research archive slug for endpoint {response.endpoint!r}")
+        code = response.error_code
+        if response.status != 200 or code != "ok":
+            slug += f"-{re.sub(r'[^a-z0-9_]', '', code.lower())[:40] or 'error'}-{hashlib.sha256(response.body).hexdigest()[:8]}"
+        return slug
+
+    def key_for(self, response: ResearchResponse) -> str:
+        return raw_key(self.day, ENDPOINT_NAMES[response.endpoint], self.slug_for(response), prefix=self.prefix)
+
+    def write(self, response: ResearchResponse) -> str:
+        key = self.key_for(response)
+        payload = gzip.compress(response.body, compresslevel=6, mtime=0)
+        result = self.store.put_bytes(key, payload, content_type="application/json", content_encoding="gzip")
+        with self._lock:
+            self.written[result.status] += 1
+            self.keys.append(key)
+            if result.status != "identical":
+                self.bytes_written += len(payload)
+        return key
+
+    __call__ = write
