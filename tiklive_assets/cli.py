@@ -19,7 +19,8 @@ from tiklive_assets import settings
 EPILOG = """environment:
   TIKLIVE_API_KEY    your TikLiveAPI key (X-Api-Key); never printed or logged
   TIKLIVE_BASE_URL   API host (default https://api.tikliveapi.com; point it at a sandbox to use one)
-  TIKLIVE_HOME       data root (default ./data): archive/, state.sqlite, warehouse.duckdb, exports/
+  TIKLIVE_HOME       data root (default ./data): archive/, state.sqlite, warehouse.duckdb, exports/, marts.duckdb
+  TIKLIVE_WAREHOUSE_URL  warehouse backend (default TIKLIVE_HOME/warehouse.duckdb; postgresql://user@host/db)
   TIKLIVE_CONFIG     what to track (default tiklive.yaml)
 """
 
@@ -70,6 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)")
     sandbox.add_argument("--video-size", type=int, default=50_000, help="approximate bytes of each sandbox MP4")
 
+    replay = sub.add_parser(
+        "replay",
+        help="rebuild the warehouse (or a scratch database) for a range of days from the raw archive alone",
+        description="Parse every archived response of each day from --from to --to (inclusive) and load it into the "
+        "warehouse, one transaction per day, replacing what each day held: replaying a day twice changes nothing, "
+        "and a deleted warehouse comes back identical (seed 000's 'database lost' scenario). Reads only the raw "
+        "archive ($TIKLIVE_HOME/archive, or the bucket named by $TIKLIVE_ARCHIVE_BUCKET), never the API.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  tiklive replay --from 2026-05-01 --to 2026-05-29\n"
+        "  tiklive replay --from 2026-05-29 --to 2026-05-29 --into /tmp/scratch.duckdb\n"
+        "  tiklive replay --from 2026-05-01 --to 2026-05-29 --into postgresql://postgres@127.0.0.1/restore_test\n\n"
+        + EPILOG,
+    )
+    replay.add_argument("--from", dest="start", type=_parse_day, required=True, metavar="YYYY-MM-DD",
+                        help="first archive day to replay")
+    replay.add_argument("--to", dest="end", type=_parse_day, required=True, metavar="YYYY-MM-DD",
+                        help="last archive day to replay (inclusive)")
+    replay.add_argument("--into", default=None, metavar="PATH_OR_URL",
+                        help="target: a DuckDB file path or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL, "
+                        "else $TIKLIVE_HOME/warehouse.duckdb)")
+    replay.add_argument("--exports", action="store_true",
+                        help="also rewrite the Parquet exports of each replayed day under $TIKLIVE_HOME/exports")
+    replay.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="parse a local archive's days over N processes (default 1; try 2 on a 2-core host)")
+    replay.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+
     check = sub.add_parser(
         "check-key",
         help="verify an API key with one /userid/ and one /userinfo-by-id/ call (2 credits)",
@@ -92,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check_key(args)
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "replay":
+        return cmd_replay(args)
     raise AssertionError(args.command)
 
 
@@ -162,6 +192,49 @@ def cmd_run(args: argparse.Namespace) -> int:
         day = args.date or datetime.now(UTC).date()
         started = time.monotonic()
         return run_day(day, started=started)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from tiklive_assets.defs.resources import default_resources
+    from tiklive_assets.warehouse import WarehouseError, default_url, describe_url, replay
+
+    if args.end < args.start:
+        print(f"--to {args.end} is before --from {args.start}", file=sys.stderr)
+        return 2
+    if args.home:
+        os.environ[settings.HOME] = str(args.home.absolute())
+    root = settings.DataRoot.from_env()
+    store = default_resources()["archive_store"].open()  # the same store the pipeline writes (local or S3)
+    target = args.into or default_url(root.home)
+    days = (args.end - args.start).days + 1
+    print(f"replaying {days} day(s) {args.start}..{args.end} from {store.describe()} into {describe_url(target)}")
+    bars: list[tqdm] = []
+
+    def progress_factory(total: int):
+        bars.append(tqdm(total=total, desc="replay", unit="obj", unit_scale=True, file=sys.stderr))
+        return bars[0].update
+
+    try:
+        report = replay(store, target, args.start, args.end, exports=root.exports if args.exports else None,
+                        processes=args.processes, progress_factory=progress_factory)
+    except WarehouseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    finally:
+        for bar in bars:
+            bar.close()
+    rate = report.objects / report.seconds if report.seconds else 0.0
+    print(f"replayed {report.objects} objects in {report.seconds:.1f}s ({rate:,.0f} objects/s):")
+    for name, rows in report.rows.items():
+        print(f"  {name:<22} {rows:>10,} rows")
+    if report.errors:
+        print(f"{len(report.errors)} object(s) could not be parsed and were skipped, for example:", file=sys.stderr)
+        for problem in report.errors[:5]:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,11 +1,12 @@
 """What to track and how hard to pull: the ``TIKLIVE_CONFIG`` YAML file (default ``tiklive.yaml``), validated.
 
 A malformed file or an unknown key fails with the file, the field and what is allowed, before any credit
-is spent. See ``tiklive.example.yaml`` for every option, documented.
+is spent. The repository's ``tiklive.yaml`` documents every option.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,6 +103,44 @@ class Capture(_Strict):
     )
 
 
+class ResearchConfig(_Strict):
+    """The official TikTok Research API (``tiklive research`` and the ``research`` assets)."""
+
+    usernames: list[str] = Field(default_factory=list, description="accounts whose videos are collected")
+    hashtags: list[str] = Field(default_factory=list, description="hashtag names (without #) to filter on")
+    keywords: list[str] = Field(default_factory=list, description="keywords in the video description")
+    regions: list[str] = Field(default_factory=list, description="two-letter region codes")
+    start_date: date | None = Field(None, description="first create date for `tiklive research` without --from")
+    end_date: date | None = Field(None, description="last create date for `tiklive research` without --to")
+    page_pause_seconds: float = Field(10.0, ge=0, description="pause between pages of one search (API needs ~10 s)")
+    max_count: int = Field(100, ge=1, le=100, description="records a request")
+    daily_quota: int = Field(1000, ge=1, description="requests a UTC day, shared by every run (state database)")
+    run_request_cap: int | None = Field(None, ge=1, description="stop a run cleanly after this many requests")
+    max_retries: int = Field(3, ge=0, le=10, description="internal_error retries of one page (each costs quota)")
+    users: bool = Field(True, description="also collect user info of the usernames")
+    followers: bool = True
+    following: bool = True
+    follow_max_pages: int | None = Field(None, ge=1, description="followers/following pages a user (100 a page)")
+
+    @field_validator("usernames", "hashtags", "keywords", "regions", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("usernames")
+    @classmethod
+    def _handles(cls, value: list[str]) -> list[str]:
+        import re
+
+        out = [v.lstrip("@") for v in value]
+        bad = [v for v in out if not re.fullmatch(HANDLE_PATTERN, v)]
+        if bad:
+            raise ValueError(f"not TikTok usernames: {bad} (allowed: A-Z a-z 0-9 . _, 1-64 characters)")
+        return out
+
+
 class TrackingConfig(_Strict):
     plan: Plan = Plan()
     limits: Limits = Limits()
@@ -110,7 +149,7 @@ class TrackingConfig(_Strict):
     hashtags: list[Hashtag] = []
     keywords: list[Keyword] = []
     music: list[Music] = []
-    research: dict[str, Any] | None = None
+    research: ResearchConfig | None = None
 
     @field_validator("accounts", "hashtags", "keywords", "music", mode="before")
     @classmethod
@@ -140,7 +179,8 @@ def load_config(path: str | Path) -> TrackingConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(
-            f"{path}: no such file. Copy tiklive.example.yaml to {path} (or point TIKLIVE_CONFIG at your file)."
+            f"{path}: no such file. Create it (the repository's tiklive.yaml is a documented starting point) or point "
+            "TIKLIVE_CONFIG at your file."
         )
     try:
         data = yaml.safe_load(path.read_text())
@@ -157,11 +197,11 @@ def _explain(source: str, exc: ValidationError) -> str:
         location = _location(error["loc"])
         if error["type"] == "extra_forbidden":
             parent = _model_at(error["loc"][:-1])
-            allowed = ", ".join(parent.model_fields) if parent else "see tiklive.example.yaml"
+            allowed = ", ".join(parent.model_fields) if parent else "see the documented tiklive.yaml"
             lines.append(f"  - {location}: unknown key; allowed here: {allowed}")
         else:
             lines.append(f"  - {location}: {error['msg']} (got {error.get('input')!r})")
-    lines.append("  See tiklive.example.yaml for every option, documented.")
+    lines.append("  The repository's tiklive.yaml documents every option.")
     return "\n".join(lines)
 
 

@@ -17,8 +17,10 @@ from tiklive_assets import settings
 from tiklive_assets.config import ConfigError, load_config
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import default_resources
+from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
+from tiklive_assets.defs.warehouse.resources import warehouse_resources
 
-STEPS = CAPTURE_ASSETS
+STEPS = [*CAPTURE_ASSETS, *WAREHOUSE_ASSETS]
 
 
 def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
@@ -31,10 +33,17 @@ def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict:
     out: dict = {}
+    rows = 0
     for event in result.get_asset_materialization_events():
         for key, value in event.materialization.metadata.items():
             out[key] = getattr(value, "value", value)
+        rows += int(getattr(event.materialization.metadata.get("dagster/row_count"), "value", 0) or 0)
+    out["rows"] = rows  # summed over the step's assets (a multi-asset step materializes several)
     return out
+
+
+def _step_name(asset: dg.AssetsDefinition) -> str:
+    return asset.node_def.name if len(asset.keys) > 1 else asset.key.to_user_string()
 
 
 def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
@@ -47,23 +56,25 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
         return 2
     print(f"capturing {day} into {root.home}: {len(config.accounts)} accounts, {len(config.hashtags)} hashtags, "
           f"{len(config.keywords)} keywords, {len(config.music)} sounds", file=out)
-    resources = default_resources()
+    resources = {**default_resources(), **warehouse_resources()}
     instance = _instance(root)
     totals: dict[str, dict] = {}
     failed: list[str] = []
     for number, asset in enumerate(STEPS, start=1):
-        name = asset.key.to_user_string()
+        name = _step_name(asset)
         step_start = time.monotonic()
         print(f"[{number}/{len(STEPS)}] {name} ...", end="", flush=True, file=out)
         result = dg.materialize(
-            STEPS, selection=[asset.key], partition_key=day.isoformat(), resources=resources,
+            STEPS, selection=list(asset.keys), partition_key=day.isoformat(), resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             instance=instance, raise_on_error=False, tags={"tiklive/launched_by": "cli"},
         )
         metadata = _metadata(result)
         totals[name] = metadata
         took = time.monotonic() - step_start
-        if result.success:
+        if result.success and asset in WAREHOUSE_ASSETS:
+            print(f" done in {took:.1f}s: {metadata.get('rows', 0)} rows", file=out)
+        elif result.success:
             print(f" done in {took:.1f}s: {metadata.get('credits_spent', 0)} credits, "
                   f"{metadata.get('objects_written', 0)} objects written", file=out)
         else:
@@ -94,3 +105,33 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     print(f"  state database:    {root.state_url}", file=out)
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
+    if "marts" not in failed and "marts" in totals:
+        _print_marts(day, root, totals.get("warehouse_tables", {}), out)
+
+
+def _print_marts(day: date, root: settings.DataRoot, tables: dict, out) -> None:
+    """A few lines from the marts, read from marts.duckdb the way an analyst would (read-only, over Parquet)."""
+    from tiklive_assets.warehouse import default_marts_path, query_marts
+
+    marts = default_marts_path(root.home)
+    print(f"  warehouse:         {tables.get('warehouse', root.warehouse)}", file=out)
+    print(f"  exports:           {root.exports}/<table>/dt={day}/ and {root.exports}/csv/", file=out)
+    print(f"  marts:             duckdb -readonly {marts}", file=out)
+    print("", file=out)
+    _, rows = query_marts(marts, "SELECT handle, followers, follower_delta FROM follower_growth WHERE day = $day "
+                          "ORDER BY handle", {"day": day})
+    print("follower growth:", file=out)
+    for handle, followers, delta in rows:
+        print(f"  @{handle:<20} {followers:>12,} followers" + (f" ({delta:+,} since the day before)" if delta is not None else ""),
+              file=out)
+    _, rows = query_marts(marts, "SELECT day, videos_archived, video_bytes, credits, dead_letters FROM daily_archive_summary "
+                          "WHERE day = $day", {"day": day})
+    for d, videos, size, credits, dead in rows:
+        print(f"archive summary {d}: {videos} videos ({size / 1e6:.1f} MB), {credits} credits, {dead} dead letters", file=out)
+    _, rows = query_marts(marts, "SELECT author_handle, aweme_id, max(views_per_hour) AS peak FROM video_virality "
+                          "WHERE day = $day GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT 3", {"day": day})
+    print("most viral today (views per hour since posting):", file=out)
+    for handle, aweme_id, peak in rows:
+        print(f"  @{handle:<20} {aweme_id}  {peak:>12,.0f}/h", file=out)
+    _, rows = query_marts(marts, "SELECT hashtag, posts FROM top_hashtags ORDER BY posts DESC, hashtag LIMIT 5")
+    print("top hashtags: " + ", ".join(f"#{tag} ({n})" for tag, n in rows), file=out)

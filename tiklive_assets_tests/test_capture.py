@@ -512,3 +512,41 @@ def test_a_past_day_never_captured_fails_and_one_already_archived_spends_nothing
         assert md == {"status": "already archived, unchanged", "credits_spent": 0}, asset
     assert sb.stats() == stats
     assert rig.listing() == listing
+
+
+def test_budget_stops_anywhere_in_the_day_and_reruns_never_fetch_a_page_twice(sb, tmp_path: Path):
+    """Follow graph and comments resume too: a day cut by the budget at every few credits costs what one run costs."""
+
+    def config(budget: int | None) -> dict:
+        return base_config(
+            plan={"requests_per_minute": 100_000, "daily_credit_budget": budget},
+            # bob: 109 followers (3 pages), and 59 comments on his second newest video (2 pages)
+            accounts=[{"handle": "bob", "max_videos_per_day": 2, "follow_max_pages": 3,
+                       "comments": {"recent_videos": 2, "max_pages": 2, "reply_depth": 1, "max_reply_pages": 1}}],
+            hashtags=[],
+        )
+
+    reference = Rig(sb, tmp_path / "reference", local_store(tmp_path / "reference"), config(None))
+    assert reference.run().success
+    expected = sb.stats()
+    assert expected["by_endpoint"]["/user-followers/"] == 3 and expected["by_endpoint"]["/post-comments/"] == 3
+    sb.reset_stats()
+
+    rig = Rig(sb, tmp_path / "budgeted", local_store(tmp_path / "budgeted"))
+    budget, stops = 3, 0
+    while True:
+        rig.config = config(budget)
+        result = rig.run()
+        assert sb.stats()["api_requests"] <= budget  # never one credit over
+        if result.success:
+            break
+        stops += 1
+        assert all("daily credit budget" in m and f"{budget} credits spent" in m for m in failures(result).values())
+        budget += 2
+    assert stops >= 5
+    stats = sb.stats()
+    assert stats["by_endpoint"] == expected["by_endpoint"]
+    assert stats["api_requests"] == expected["api_requests"] == len(rig.raw_keys())  # no page fetched twice
+    assert rig.raw_keys(conflicts=True) == []
+    assert rig.ids_in("downloaded") == reference.ids_in("downloaded") == set(rig.queue())
+    assert {k.split("/", 4)[4] for k in rig.raw_keys()} == {k.split("/", 4)[4] for k in reference.raw_keys()}

@@ -73,18 +73,26 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
             continue
         walks = []
         if account.followers:
-            walks.append(("user-followers", FollowPages(lambda t, u=user_id: client.user_followers(u, t), max_pages=account.follow_max_pages)))
+            walks.append(("user-followers", FollowPages, lambda t, u=user_id: client.user_followers(u, t)))
         if account.following:
-            walks.append(("user-following", FollowPages.following(lambda t, u=user_id: client.user_following(u, t), max_pages=account.follow_max_pages)))
-        for endpoint, walk in walks:
+            walks.append(("user-following", FollowPages.following, lambda t, u=user_id: client.user_following(u, t)))
+        for endpoint, make_walk, fetch in walks:
             task = f"{endpoint}:{user_id}"
             if not _once_per_day(session, task):
                 report.skipped_complete[endpoint] += 1
                 continue
+            # Resume from the persisted ``time`` of a walk a stopped run (credit budget, crash) left half done.
+            scope = session.cursor_scope(endpoint, user_id)
+            saved = session.state.get_cursor(scope)
+            pages_done = (saved.pages or 0) if saved else 0
+            walk = make_walk(fetch, start=saved.value if saved else None,
+                             max_pages=max(account.follow_max_pages - pages_done, 0))
             try:
                 for page in walk.pages():
+                    pages_done += 1
                     report.follow_pages += 1
                     report.follow_edges += len(page.items)
+                    session.state.set_cursor(scope, page.next_cursor, pages_done)
             except NotFound as exc:
                 report.unavailable.append(f"{account.handle} {endpoint}: {exc.reason}")
             except CursorStuck as exc:
@@ -101,6 +109,22 @@ def recent_videos(session: CaptureSession, user_id: str, limit: int) -> list[dic
     return list(page.get("videos") or [])[:limit]
 
 
+def _capture_replies(session: CaptureSession, report: AccountsReport, account, aweme_id: str, comments: list[dict]) -> None:
+    """The reply walks of one page of comments; each finished walk is marked so a resumed run skips it."""
+    for comment in comments:
+        reply_task = f"post-comment-replies:{aweme_id}-{comment['id']}"
+        if int(comment.get("reply_total") or 0) == 0 or not _once_per_day(session, reply_task):
+            continue
+        replies = CommentPages(
+            lambda c, cid=str(comment["id"]): session.client.post_comment_replies(cid, aweme_id, account.handle, c),
+            max_pages=account.comments.max_reply_pages,
+        )
+        for reply_page in replies.pages():
+            report.comment_pages += 1
+            report.comments += len(reply_page.items)
+        _mark_done(session, reply_task)
+
+
 def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
     client = session.client
     for account in session.config.accounts:
@@ -114,23 +138,31 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
             if not _once_per_day(session, task):
                 report.skipped_complete["comments"] += 1
                 continue
+            # A walk a stopped run (credit budget, crash) left half done resumes from its persisted cursor; the
+            # page whose replies were cut short is read back from the raw archive, never fetched again.
+            scope = session.cursor_scope("post-comments", aweme_id)
+            replies_of = f"replies-pending:{scope}"
+            saved = session.state.get_cursor(scope)
+            pages_done = (saved.pages or 0) if saved else 0
             try:
-                walk = CommentPages(lambda c, a=aweme_id: client.post_comments(a, account.handle, c), max_pages=options.max_pages)
+                pending = session.state.get_value(replies_of)
+                if pending is not None and options.reply_depth >= 1:
+                    key = raw_key(session.day, "post-comments", slug_page(aweme_id, "cursor", pending))
+                    if session.store.exists(key):
+                        page_items = json.loads(gzip.decompress(session.store.get_bytes(key))).get("comments") or []
+                        _capture_replies(session, report, account, aweme_id, page_items)
+                    session.state.delete_value(replies_of)
+                walk = CommentPages(lambda c, a=aweme_id: client.post_comments(a, account.handle, c),
+                                    start=saved.value if saved else None, max_pages=max(options.max_pages - pages_done, 0))
                 for page in walk.pages():
+                    pages_done += 1
                     report.comment_pages += 1
                     report.comments += len(page.items)
-                    if options.reply_depth < 1:
-                        continue
-                    for comment in page.items:
-                        if int(comment.get("reply_total") or 0) == 0:
-                            continue
-                        replies = CommentPages(
-                            lambda c, cid=str(comment["id"]), a=aweme_id: client.post_comment_replies(cid, a, account.handle, c),
-                            max_pages=options.max_reply_pages,
-                        )
-                        for reply_page in replies.pages():
-                            report.comment_pages += 1
-                            report.comments += len(reply_page.items)
+                    session.state.set_value(replies_of, page.cursor)
+                    session.state.set_cursor(scope, page.next_cursor, pages_done)
+                    if options.reply_depth >= 1:
+                        _capture_replies(session, report, account, aweme_id, page.items)
+                    session.state.delete_value(replies_of)
             except NotFound as exc:
                 report.unavailable.append(f"comments of {aweme_id}: {exc.reason}")
             except CursorStuck as exc:

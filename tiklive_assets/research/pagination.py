@@ -4,7 +4,8 @@ ones in ``tiklive_assets/tikliveapi/pagination.py``).
 Used by the video query (``videos``, with a ``search_id``) and by followers/following (``user_followers`` /
 ``user_following``, no ``search_id``). Pages of one search are paced: the next request leaves no sooner than
 ``pause`` seconds after the previous response arrived (the API errors on faster pages; 10 s by default).
-``internal_error`` and the pacing error retry the *same* page after the pause, at most ``max_retries`` times
+A search resumed from another run (``resumed=True``) waits one full pause before
+its first page. ``internal_error`` and the pacing error retry the *same* page after the pause, at most ``max_retries`` times
 in a row; every retry costs quota and is counted in ``retries``. An expired ``search_id`` is not handled here:
 it propagates as ``SearchIdExpired`` so the caller can restart the window (window-level idempotency).
 """
@@ -52,6 +53,7 @@ class ResearchPages:
         max_retries: int = DEFAULT_MAX_RETRIES,
         page_guard: int = DEFAULT_PAGE_GUARD,
         items_key: str | None = None,
+        resumed: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,7 +68,8 @@ class ResearchPages:
         self.sleep = sleep
         self.monotonic = monotonic
         self.retries = 0  # requests spent again on a page after internal_error or a pacing error
-        self._last: float | None = None
+        # resuming a search another run left (when its last page came is unknown) waits one full pause first
+        self._last: float | None = monotonic() if resumed else None
 
     def _wait(self) -> None:
         if self._last is None or self.pause <= 0:

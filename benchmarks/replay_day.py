@@ -1,0 +1,119 @@
+"""Benchmark (issue 4, item 11): replay one day of 50,000 archived /post-detail/ objects into DuckDB.
+
+Generates the day in the sandbox's exact shape (bodies from ``tiklive_assets.sandbox.Corpus.detail``, each object
+given its own aweme_id and counters, gzip JSON under ``tiklive-raw/YYYY/MM/DD/post-detail/<id>.json.gz`` on a local
+store), then times ``parse_day`` + ``load_day`` into a fresh DuckDB file and reports objects/s and peak RSS.
+Run it warm (the generation leaves the files in the page cache), as the issue's reference figures were:
+
+    .venv/bin/python benchmarks/replay_day.py                 # 50,000 objects, 2 processes
+    .venv/bin/python benchmarks/replay_day.py --processes 1   # single process
+    .venv/bin/python benchmarks/replay_day.py --days 3        # 3 days: per-day cost of a multi-day run
+
+Target: >= 20,000 objects/s end to end, peak RSS <= 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from tiklive_assets.sandbox import Corpus
+from tiklive_assets.storage import LocalStore
+from tiklive_assets.storage.keys import raw_key
+from tiklive_assets.warehouse import open_warehouse, parse_day
+
+TEMPLATES = 400
+
+
+def templates(now: float) -> list[dict]:
+    corpus = Corpus(seed=7, clock=lambda: now, accounts=6)
+    ids = corpus.all_post_ids(now)[:TEMPLATES]
+    return [corpus.detail(aweme_id, now) for aweme_id in ids]
+
+
+def generate(root: Path, day: date, count: int, bodies: list[dict]) -> int:
+    """Write ``count`` gzip JSON objects straight into the LocalStore layout (no fsync per file: a fixture)."""
+    directory = root / raw_key(day, "post-detail", "1").rsplit("/", 1)[0]
+    directory.mkdir(parents=True, exist_ok=True)
+    written = 0
+    base = int(day.strftime("%Y%m%d")) * 10**9
+    for i in range(count):
+        body = dict(bodies[i % len(bodies)])
+        aweme_id = str(7_000_000_000_000_000_000 + base + i)
+        body["aweme_id"] = aweme_id
+        for counter in ("play_count", "digg_count", "comment_count", "share_count"):
+            body[counter] = int(body[counter]) + i % 997
+        data = gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6, mtime=0)
+        (directory / f"{aweme_id}.json.gz").write_bytes(data)
+        written += len(data)
+    return written
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """(this process, largest child process) peak RSS in MB (Linux reports ru_maxrss in KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, children
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--objects", type=int, default=50_000, help="objects per day (default 50,000)")
+    parser.add_argument("--days", type=int, default=1, help="days to generate and replay in one run (default 1)")
+    parser.add_argument("--processes", type=int, default=2, help="parser processes (default 2: this host's cores)")
+    parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one, removed)")
+    args = parser.parse_args(argv)
+
+    work = args.dir or Path(tempfile.mkdtemp(prefix="tiklive-bench-"))
+    archive, target = work / "archive", work / "warehouse.duckdb"
+    first = date(2026, 5, 29)
+    days = [first + timedelta(days=n) for n in range(args.days)]
+    try:
+        started = time.monotonic()
+        bodies = templates(time.time())
+        gz_bytes = sum(generate(archive, day, args.objects, bodies) for day in days)
+        print(f"generated {args.objects:,} /post-detail/ objects x {args.days} day(s) "
+              f"({gz_bytes / 1e6:.1f} MB gzip) in {time.monotonic() - started:.1f}s under {archive}")
+        target.unlink(missing_ok=True)
+
+        store = LocalStore(archive)
+        per_day = []
+        started = time.monotonic()
+        with open_warehouse(str(target)) as warehouse:
+            for day in days:
+                t0 = time.monotonic()
+                parsed = parse_day(store, day, processes=args.processes)
+                t1 = time.monotonic()
+                warehouse.load_day(day, parsed.tables)
+                t2 = time.monotonic()
+                per_day.append((day, parsed.objects, t1 - t0, t2 - t1))
+            posts = warehouse.row_count("posts")
+            history = warehouse.row_count("post_metrics_history")
+        took = time.monotonic() - started
+        total = sum(n for _, n, _, _ in per_day)
+        own, children = peak_rss_mb()
+        for day, n, parse_s, load_s in per_day:
+            print(f"  {day}: {n:,} objects, parse {parse_s:.2f}s + load {load_s:.2f}s = "
+                  f"{n / (parse_s + load_s):,.0f} objects/s")
+        print(f"replayed {total:,} objects in {took:.2f}s: {total / took:,.0f} objects/s end to end "
+              f"({posts:,} posts, {history:,} metric rows) with {args.processes} process(es)")
+        print(f"peak RSS: {own:.0f} MB (main process), {children:.0f} MB (largest parser process)")
+        ok = total / took >= 20_000 and max(own, children) <= 500
+        print("target (>= 20,000 objects/s, <= 500 MB): " + ("met" if ok else "NOT met"))
+        return 0 if ok else 1
+    finally:
+        if args.dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

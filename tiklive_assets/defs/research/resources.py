@@ -1,0 +1,33 @@
+"""The Research API resource: client key and secret from ``dg.EnvVar`` (never logged), the host; nothing connects here."""
+
+import dagster as dg
+
+from tiklive_assets.research.client import (
+    CLIENT_KEY_ENV,
+    CLIENT_SECRET_ENV,
+    QuotaReserver,
+    ResearchClient,
+    base_url_from_env,
+)
+
+
+class TikTokResearchResource(dg.ConfigurableResource):
+    """TikTok Research API credentials (``TIKTOK_RESEARCH_CLIENT_KEY`` / ``_SECRET``) and ``TIKTOK_RESEARCH_BASE_URL``."""
+
+    client_key: str
+    client_secret: str
+    base_url: str | None = None
+
+    def client(self, *, quota: QuotaReserver | None = None, on_response=None) -> ResearchClient:
+        return ResearchClient(self.client_key, self.client_secret, self.base_url or base_url_from_env(),
+                              quota=quota, on_response=on_response)
+
+
+def research_resources() -> dict[str, dg.ConfigurableResource]:
+    return {"tiktok_research": TikTokResearchResource(client_key=dg.EnvVar(CLIENT_KEY_ENV),
+                                                      client_secret=dg.EnvVar(CLIENT_SECRET_ENV))}
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(resources=research_resources())

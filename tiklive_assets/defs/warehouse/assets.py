@@ -1,0 +1,169 @@
+"""Warehouse assets, partitioned by archive day: derived tables, Parquet exports, DuckDB marts, per-account CSVs.
+
+Every asset here reads the raw archive (or the exports derived from it), never an API response, and replaces
+its day window, so a backfill over any range reproduces what day-by-day runs produce. A backfill launched from
+an asset page runs as one run (``BackfillPolicy.single_run()``) that loads the days in ascending order, one
+transaction per day. Assets that write a DuckDB file take the ``duckdb_writer`` pool (limit 1 in
+dagster.yaml): one writer per file. Nothing opens a database before an asset runs.
+"""
+
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+
+from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.partitions import daily
+from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
+from tiklive_assets.defs.warehouse.resources import WarehouseResource
+from tiklive_assets.warehouse import (
+    MARTS,
+    TABLES,
+    build_marts,
+    default_marts_path,
+    describe_url,
+    export_day,
+    load_days,
+    mart_chart,
+    parse_day,
+    write_account_csvs,
+)
+from tiklive_assets.warehouse.marts import EXAMPLE_QUERIES
+
+DUCKDB_POOL = "duckdb_writer"
+GROUP = "warehouse"
+BACKFILL = dg.BackfillPolicy.single_run()
+CAPTURE_KEYS = [asset.key for asset in CAPTURE_ASSETS]
+TABLE_KEYS = {table.name: dg.AssetKey(["warehouse", table.name]) for table in TABLES}
+MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in MARTS}
+
+
+def partition_days(context: dg.AssetExecutionContext) -> list[date]:
+    """The days of this run: one partition, or the whole range of a single-run backfill."""
+    return [date.fromisoformat(key) for key in context.partition_keys]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(key, deps=CAPTURE_KEYS, description=table.description, group_name=GROUP,
+                     kinds={"duckdb", "postgres"}, metadata={"load_mode": table.mode, "key": ", ".join(table.key)})
+        for table, key in zip(TABLES, TABLE_KEYS.values())
+    ],
+    partitions_def=daily,
+    backfill_policy=BACKFILL,
+    pool=DUCKDB_POOL,
+    can_subset=False,
+    name="warehouse_tables",
+)
+def warehouse_tables(
+    context: dg.AssetExecutionContext,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    warehouse: WarehouseResource,
+) -> Iterator[dg.MaterializeResult]:
+    """Parse each day's archived objects and replace that day in the warehouse (DuckDB file or Postgres)."""
+    days = partition_days(context)
+    store = archive_store.open()
+    url = warehouse.resolved_url(data_root.root().home)
+    with warehouse.open(data_root.root().home) as wh:
+        report = load_days(store, wh, days)
+        totals = {name: wh.row_count(name) for name in TABLE_KEYS}
+    for problem in report.errors[:20]:
+        context.log.warning("skipped: %s", problem)
+    for name, key in TABLE_KEYS.items():
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "dagster/row_count": report.rows.get(name, 0),
+            "table_rows_total": totals[name],
+            "days": f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0]),
+            "archive_objects": report.objects,
+            "unreadable_objects": len(report.errors),
+            "warehouse": describe_url(url),
+            "seconds": round(report.seconds, 2),
+        })
+
+
+@dg.asset(
+    key=dg.AssetKey(["exports", "parquet"]),
+    deps=list(TABLE_KEYS.values()),
+    partitions_def=daily,
+    backfill_policy=BACKFILL,
+    group_name=GROUP,
+    kinds={"parquet"},
+    description="exports/<table>/dt=YYYY-MM-DD/part-0.parquet for every warehouse table (zstd, explicit schema), "
+    "swapped in atomically; written from the archive, so they never wait for the warehouse lock.",
+)
+def parquet_exports(
+    context: dg.AssetExecutionContext, archive_store: ArchiveStoreResource, data_root: DataRootResource
+) -> dg.MaterializeResult:
+    exports = data_root.root().exports
+    store = archive_store.open()
+    rows = files_bytes = 0
+    per_table: dict[str, int] = {}
+    for day in partition_days(context):
+        parsed = parse_day(store, day)
+        written = export_day(exports, day, parsed.tables)
+        files_bytes += sum(written.values())
+        for name, n in parsed.row_counts.items():
+            per_table[name] = per_table.get(name, 0) + n
+            rows += n
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": rows,
+        "rows_by_table": dg.MetadataValue.json(per_table),
+        "bytes": files_bytes,
+        "path": dg.MetadataValue.path(str(exports)),
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(key, deps=[parquet_exports.key], group_name=GROUP, kinds={"duckdb"},
+                     description=f"Mart `{mart}`: a view in TIKLIVE_HOME/marts.duckdb over the Parquet exports.")
+        for mart, key in MART_KEYS.items()
+    ],
+    partitions_def=daily,
+    backfill_policy=BACKFILL,
+    pool=DUCKDB_POOL,
+    can_subset=False,
+    name="marts",
+)
+def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Iterator[dg.MaterializeResult]:
+    """Rebuild marts.duckdb (views only; swapped in atomically) and chart each mart up to the run's last day."""
+    root = data_root.root()
+    path = build_marts(root.exports, default_marts_path(root.home))
+    last = partition_days(context)[-1]
+    for mart, key in MART_KEYS.items():
+        rows, chart = mart_chart(path, mart, last)
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "dagster/row_count": rows,
+            "chart": dg.MetadataValue.md(chart),
+            "marts_file": dg.MetadataValue.path(str(path)),
+            "example_query": dg.MetadataValue.md(f"```sql\n{EXAMPLE_QUERIES[mart]};\n```"),
+        })
+
+
+@dg.asset(
+    key=dg.AssetKey(["exports", "account_csv"]),
+    deps=[parquet_exports.key],
+    partitions_def=daily,
+    backfill_policy=BACKFILL,
+    group_name=GROUP,
+    kinds={"csv"},
+    description="Seed 002's CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
+    "comment_count, share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day.",
+)
+def account_csv_exports(
+    context: dg.AssetExecutionContext, data_root: DataRootResource, tracking: TrackingConfigResource
+) -> dg.MaterializeResult:
+    exports = data_root.root().exports
+    handles = [account.handle for account in tracking.load().accounts]
+    rows: dict[str, int] = {}
+    for day in partition_days(context):
+        rows = write_account_csvs(exports, handles, day)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": sum(rows.values()),
+        "rows_by_account": dg.MetadataValue.json(rows),
+        "path": dg.MetadataValue.path(str(exports / "csv")),
+    })
+
+
+WAREHOUSE_ASSETS = [warehouse_tables, parquet_exports, marts, account_csv_exports]

@@ -1,0 +1,315 @@
+"""Research API tables, derived only from the ``research-raw/`` archive (so ``tiklive replay`` rebuilds them).
+
+Knows nothing of the client: it lists archived objects, parses their keys and bodies, and replaces four tables
+in the main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres database given by URL:
+
+- ``research_videos``: one row per video ``id`` (the seed's fields), values of its latest capture;
+- ``research_video_counters``: the counters (views, likes, comments, shares) per video per capture day
+  (the ingest date of the archived page), the history a daily re-collection builds up;
+- ``research_users``: user info per username per capture day;
+- ``research_follows``: follower / following edges per capture day.
+
+Window-level idempotency: pages are grouped by (query hash, window); the latest *complete* generation of a
+window (one that reached ``has_more: false``) replaces every earlier generation, and a later incomplete one
+(a restart still in progress) adds to it. A video is a row once, however many windows, queries, restarts or
+re-fetches saw it. Conflict copies and error responses in the archive are skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from tiklive_assets.research.archive import RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
+from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage.keys import InvalidKeyPart, check_handle, parse_raw_key
+
+log = logging.getLogger(__name__)
+
+VIDEO_COLUMNS = (
+    ("id", "BIGINT PRIMARY KEY"), ("username", "TEXT"), ("create_time", "BIGINT"), ("create_date", "DATE"),
+    ("video_description", "TEXT"), ("region_code", "TEXT"), ("music_id", "TEXT"), ("hashtag_names", "TEXT"),
+    ("effect_ids", "TEXT"), ("playlist_id", "TEXT"), ("voice_to_text", "TEXT"), ("view_count", "BIGINT"),
+    ("like_count", "BIGINT"), ("comment_count", "BIGINT"), ("share_count", "BIGINT"),
+    ("first_captured_on", "DATE"), ("last_captured_on", "DATE"), ("source_key", "TEXT"),
+)
+COUNTER_COLUMNS = (
+    ("id", "BIGINT"), ("captured_on", "DATE"), ("view_count", "BIGINT"), ("like_count", "BIGINT"),
+    ("comment_count", "BIGINT"), ("share_count", "BIGINT"), ("source_key", "TEXT"),
+)
+USER_COLUMNS = (
+    ("username", "TEXT"), ("captured_on", "DATE"), ("display_name", "TEXT"), ("bio_description", "TEXT"),
+    ("avatar_url", "TEXT"), ("is_verified", "BOOLEAN"), ("follower_count", "BIGINT"), ("following_count", "BIGINT"),
+    ("likes_count", "BIGINT"), ("video_count", "BIGINT"), ("source_key", "TEXT"),
+)
+FOLLOW_COLUMNS = (
+    ("username", "TEXT"), ("direction", "TEXT"), ("other_username", "TEXT"), ("other_display_name", "TEXT"),
+    ("captured_on", "DATE"),
+)
+TABLES = {
+    "research_videos": (VIDEO_COLUMNS, None),
+    "research_video_counters": (COUNTER_COLUMNS, "id, captured_on"),
+    "research_users": (USER_COLUMNS, "username, captured_on"),
+    "research_follows": (FOLLOW_COLUMNS, "username, direction, other_username, captured_on"),
+}
+
+
+@dataclass
+class ResearchLoadReport:
+    objects_read: int = 0
+    objects_skipped: int = 0
+    pages_used: int = 0
+    pages_superseded: int = 0  # pages of generations a later complete generation replaced
+    rows: dict[str, int] = field(default_factory=dict)
+    target: str = ""
+
+
+@dataclass(frozen=True)
+class _Page:
+    key: str
+    day: date
+    generation: int
+    cursor: int
+    data: dict[str, Any]
+
+
+WAREHOUSE_URL = "TIKLIVE_WAREHOUSE_URL"  # the main warehouse's variable: postgresql://… or a DuckDB path
+
+
+def default_target() -> str:
+    """``TIKLIVE_WAREHOUSE_URL`` (as the main warehouse reads it), else ``TIKLIVE_HOME/warehouse.duckdb``."""
+    import os
+
+    from tiklive_assets.settings import DataRoot
+
+    return os.environ.get(WAREHOUSE_URL) or str(DataRoot.from_env().warehouse)
+
+
+def _duckdb_path(target: str) -> Path:
+    return Path(target.removeprefix("duckdb://")) if target.startswith("duckdb:///") else Path(target)
+
+
+def _read(store: ObjectStore, key: str) -> dict[str, Any] | None:
+    try:
+        body = json.loads(gzip.decompress(store.get_bytes(key)))
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable archived object (%s); skipped", key, exc)
+        return None
+    if not isinstance(body, dict) or (body.get("error") or {}).get("code", "ok") != "ok":
+        return None
+    data = body.get("data")
+    return data if isinstance(data, dict) else None
+
+
+def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[str, list[tuple]], ResearchLoadReport]:
+    """Every table's rows from the archive alone (pure: no database touched)."""
+    report = ResearchLoadReport()
+    windows: dict[tuple[str, str], dict[int, list[_Page]]] = defaultdict(lambda: defaultdict(list))
+    users: dict[tuple[str, date], tuple[dict, str]] = {}
+    follows: set[tuple] = set()
+    for info in store.list(prefix + "/"):
+        try:
+            raw = parse_raw_key(info.key, prefix)
+        except InvalidKeyPart:  # conflict copies and anything foreign
+            report.objects_skipped += 1
+            continue
+        if raw.endpoint == "video-query":
+            slug = parse_video_slug(raw.slug)
+            if slug is None:  # an error response
+                report.objects_skipped += 1
+                continue
+            data = _read(store, info.key)
+            if data is None:
+                report.objects_skipped += 1
+                continue
+            windows[(slug.qhash, slug.window.key)][slug.generation].append(
+                _Page(info.key, raw.day, slug.generation, slug.cursor, data))
+        elif raw.endpoint == "user-info":
+            try:
+                username = check_handle(raw.slug)
+            except InvalidKeyPart:
+                report.objects_skipped += 1
+                continue
+            data = _read(store, info.key)
+            if data is None:
+                report.objects_skipped += 1
+                continue
+            users[(username, raw.day)] = (data, info.key)
+        elif raw.endpoint in ("user-followers", "user-following"):
+            m = USER_PAGE_SLUG.fullmatch(raw.slug)
+            data = _read(store, info.key) if m else None
+            if data is None:
+                report.objects_skipped += 1
+                continue
+            direction = "follower" if raw.endpoint == "user-followers" else "following"
+            for person in data.get("user_followers" if direction == "follower" else "user_following") or []:
+                if isinstance(person, dict) and person.get("username"):
+                    follows.add((m["username"], direction, str(person["username"]),
+                                 person.get("display_name"), raw.day))
+        else:
+            report.objects_skipped += 1
+            continue
+        report.objects_read += 1
+
+    latest: dict[int, tuple[tuple, dict, str, date]] = {}  # id -> (order, video, key, day)
+    first_seen: dict[int, date] = {}
+    counters: dict[tuple[int, date], tuple[tuple, dict, str]] = {}
+    for (_qhash, _window), generations in windows.items():
+        complete = [g for g, pages in generations.items()
+                    if any(p.cursor == 0 for p in pages) and any(not p.data.get("has_more") for p in pages)]
+        floor = max(complete) if complete else min(generations)
+        for generation, pages in generations.items():
+            if generation < floor:
+                report.pages_superseded += len(pages)
+                continue
+            for page in pages:
+                report.pages_used += 1
+                order = (page.day, page.generation, page.cursor, page.key)
+                for video in page.data.get("videos") or []:
+                    if not isinstance(video, dict) or video.get("id") is None:
+                        continue
+                    vid = int(video["id"])
+                    if vid not in latest or order > latest[vid][0]:
+                        latest[vid] = (order, video, page.key, page.day)
+                    first_seen[vid] = min(first_seen.get(vid, page.day), page.day)
+                    ck = (vid, page.day)
+                    if ck not in counters or order > counters[ck][0]:
+                        counters[ck] = (order, video, page.key)
+
+    rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
+    for vid, (_order, v, key, day) in sorted(latest.items()):
+        ct = v.get("create_time")
+        rows["research_videos"].append((
+            vid, v.get("username"), ct,
+            datetime.fromtimestamp(int(ct), UTC).date() if ct is not None else None,
+            v.get("video_description"), v.get("region_code"), _text(v.get("music_id")),
+            _json(v.get("hashtag_names")), _json(v.get("effect_ids")), _text(v.get("playlist_id")),
+            v.get("voice_to_text"), v.get("view_count"), v.get("like_count"), v.get("comment_count"),
+            v.get("share_count"), first_seen[vid], day, key,
+        ))
+    for (vid, day), (_order, v, key) in sorted(counters.items()):
+        rows["research_video_counters"].append(
+            (vid, day, v.get("view_count"), v.get("like_count"), v.get("comment_count"), v.get("share_count"), key))
+    for (username, day), (d, key) in sorted(users.items()):
+        rows["research_users"].append((
+            username, day, d.get("display_name"), d.get("bio_description"), d.get("avatar_url"), d.get("is_verified"),
+            d.get("follower_count"), d.get("following_count"), d.get("likes_count"), d.get("video_count"), key))
+    rows["research_follows"] = sorted(follows, key=lambda r: (r[0], r[1], r[2], r[4]))
+    report.rows = {name: len(r) for name, r in rows.items()}
+    return rows, report
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _ddl(name: str) -> str:
+    columns, pk = TABLES[name]
+    body = ", ".join(f"{c} {t}" for c, t in columns)
+    if pk:
+        body += f", PRIMARY KEY ({pk})"
+    return f"CREATE TABLE IF NOT EXISTS {name} ({body})"
+
+
+def load_research_warehouse(
+    store: ObjectStore, target: str | Path | None = None, prefix: str = RESEARCH_PREFIX
+) -> ResearchLoadReport:
+    """Rebuild the research tables from the archive into DuckDB (a path) or Postgres (a ``postgresql://`` URL).
+
+    Replaces the tables' contents in one transaction: running it twice, or after ``tiklive replay`` wiped the
+    warehouse, gives the same rows.
+    """
+    target = target if target is not None else default_target()
+    rows, report = build_rows(store, prefix)
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        _write_postgres(text.replace("postgresql+psycopg://", "postgresql://"), rows)
+        report.target = "postgresql"
+    else:
+        _write_duckdb(_duckdb_path(text), rows)
+        report.target = str(text)
+    return report
+
+
+def _write_duckdb(path: Path, rows: dict[str, list[tuple]]) -> None:
+    import duckdb
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for name, (columns, _pk) in TABLES.items():
+            con.execute(_ddl(name))
+            con.execute(f"DELETE FROM {name}")
+            if rows[name]:
+                frame = pd.DataFrame(rows[name], columns=[c for c, _ in columns]).astype(object)
+                con.register("_incoming", frame)
+                con.execute(f"INSERT INTO {name} SELECT * FROM _incoming")
+                con.unregister("_incoming")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
+def _write_postgres(url: str, rows: dict[str, list[tuple]]) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn, conn.transaction():
+        for name, (columns, _pk) in TABLES.items():
+            conn.execute(_ddl(name))
+            conn.execute(f"DELETE FROM {name}")
+            if rows[name]:
+                with conn.cursor() as cur:
+                    with cur.copy(f"COPY {name} ({', '.join(c for c, _ in columns)}) FROM STDIN") as copy:
+                        for row in rows[name]:
+                            copy.write_row(row)
+
+
+def videos_per_user(target: str | Path | None = None, start: date | None = None, end: date | None = None,
+                    usernames: list[str] | None = None) -> dict[str, int]:
+    """Videos in ``research_videos`` per username, created from ``start`` to ``end`` (inclusive)."""
+    target = target if target is not None else default_target()
+    sql = "SELECT username, COUNT(*) FROM research_videos WHERE 1=1"
+    params: list[Any] = []
+    if start is not None:
+        sql += " AND create_date >= ?"
+        params.append(start)
+    if end is not None:
+        sql += " AND create_date <= ?"
+        params.append(end)
+    sql += " GROUP BY username ORDER BY username"
+    text = str(target)
+    if text.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(text) as conn:
+            result = dict(conn.execute(sql.replace("?", "%s"), params).fetchall())
+    else:
+        import duckdb
+
+        con = duckdb.connect(str(_duckdb_path(text)), read_only=True)
+        try:
+            result = dict(con.execute(sql, params).fetchall())
+        finally:
+            con.close()
+    counts = {str(k): int(v) for k, v in result.items()}
+    if usernames is not None:
+        return {u: counts.get(u, 0) for u in usernames}
+    return counts
+
+
+__all__ = ["ResearchLoadReport", "TABLES", "build_rows", "load_research_warehouse", "videos_per_user"]
