@@ -7,11 +7,12 @@ to hold ``--videos`` posts, with per-account quotas adding up to exactly that ma
 ``plan.requests_per_minute`` 10,000,000; follow graph and comments are off. Two hashtags whose posts overlap
 the tracked accounts' are walked too (duplicates: listed twice, must be detailed once), and ``--dead`` of the
 listed ids are deleted in the sandbox first (their /post-detail/ answers 404: one credit, a dead letter, never
-retried). Then ``tiklive_assets.pipeline.run_day`` (what ``tiklive run`` does: ``dagster.materialize`` of every
-capture asset, listing, detail, download, archive writes, state database) captures today into a temp
-TIKLIVE_HOME, and is run a second time to check that a rerun spends nothing.
+retried). Then ``dagster.materialize`` of each capture asset in turn (``CAPTURE_ASSETS`` with ``default_resources()``,
+exactly the loop of ``tiklive run`` / ``pipeline.run_day`` minus its warehouse steps: listing, detail, download,
+archive writes, state database) captures today into a temp TIKLIVE_HOME, and is run a second time to check
+that a rerun spends nothing.
 
-Figures: videos/s (wall of the whole run_day, and of the archived_videos step alone), CPU seconds per video
+Figures: videos/s (wall of the whole capture, and of the archived_videos step alone), CPU seconds per video
 (resource.getrusage, this process + reaped children: the pipeline only), credits per archived video (the server's
 count of API requests, every one a credit) against the floor 1 + 1/30 (one /post-detail/ + a 30-id listing page
 share), and the most /post-detail/ requests any single id received (server ``detail_requests_by_id``).
@@ -36,10 +37,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Self
 
 import yaml
 
@@ -88,7 +90,7 @@ class SandboxProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> "SandboxProcess":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,6 +165,44 @@ server.serve_forever()
 """
 
 
+def capture_day(day, out=sys.stdout) -> tuple[int, dict[str, float], dict[str, dict]]:
+    """Materialize the capture assets for ``day`` one step at a time, like ``tiklive run`` (pipeline.run_day) does,
+    with the same resources and a temp SQLite instance under TIKLIVE_HOME; but capture only: run_day also builds
+    the warehouse now, which is not what this benchmark measures. Returns (failed steps, seconds and metadata per step).
+    """
+    import dagster as dg
+
+    from tiklive_assets import settings
+    from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+    from tiklive_assets.defs.resources import default_resources
+
+    root = settings.DataRoot.from_env()
+    (root.home / "dagster").mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.local_temp(tempdir=str(root.home / "dagster"))
+    resources = default_resources()
+    failed, took, meta = 0, {}, {}
+    for asset in CAPTURE_ASSETS:
+        name = asset.key.to_user_string()
+        t0 = time.monotonic()
+        result = dg.materialize(
+            CAPTURE_ASSETS, selection=[asset.key], partition_key=day.isoformat(), resources=resources,
+            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+            instance=instance, raise_on_error=False, tags={"tiklive/launched_by": "benchmark"},
+        )
+        took[name] = time.monotonic() - t0
+        meta[name] = {k: getattr(v, "value", v) for e in result.get_asset_materialization_events()
+                      for k, v in e.materialization.metadata.items()}
+        status = "done" if result.success else "FAILED"
+        failed += not result.success
+        print(f"{name}: {status} in {took[name]:.1f} s, {meta[name].get('credits_spent', 0)} credits", file=out)
+        if not result.success:
+            for event in result.all_events:
+                if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+                    error = event.step_failure_data.error
+                    print(f"    {error.cause.message.strip() if error.cause else error.message.strip()}", file=out)
+    return failed, took, meta
+
+
 def _cpu() -> float:
     self_, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
@@ -178,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp TIKLIVE_HOME and print its path")
     args = ap.parse_args(argv)
 
-    from tiklive_assets.pipeline import run_day  # dagster's import is not part of the measurement
+    import tiklive_assets.defs.archive.assets  # noqa: F401 - dagster's import is not part of the measurement
     from tiklive_assets.sandbox import Corpus
     from tiklive_assets.state import StateDB
 
@@ -201,11 +241,11 @@ def main(argv: list[str] | None = None) -> int:
             sandbox.reset_stats()
             out = io.StringIO()
             cpu0, t0 = _cpu(), time.monotonic()
-            rc = run_day(day, out=out)
+            rc, took, _ = capture_day(day, out=out)
             wall, cpu = time.monotonic() - t0, _cpu() - cpu0
             first = sandbox.stats()
             out2 = io.StringIO()
-            rc2 = run_day(day, out=out2)
+            rc2, _, _ = capture_day(day, out=out2)
             second = sandbox.stats()
             state = StateDB.from_url(f"sqlite:///{home / 'state.sqlite'}")
             depth = state.queue_depth()
@@ -218,10 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print("  " + out.getvalue().strip().replace("\n", "\n  "))
-    step = None
-    for line in out.getvalue().splitlines():
-        if "archived_videos ... done in" in line:
-            step = float(line.split("done in ")[1].split("s:")[0])
+    step = took.get("archived_videos")
     downloaded = depth.get("downloaded", 0)
     credits = first["api_requests"]
     by_ep = first["by_endpoint"]
@@ -238,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     # 404s this benchmark provoked on purpose and the per-account profile calls (account_profiles, not videos).
     credits_per_video = (listing + detail - dead_credits) / downloaded if downloaded else float("nan")
     all_per_video = credits / downloaded if downloaded else float("nan")
-    print(f"  run_day exit {rc} (rerun exit {rc2}); queue {depth}; dead letters {dead_letters}")
+    print(f"  failed steps {rc} (rerun: {rc2}); queue {depth}; dead letters {dead_letters}")
     print(f"  server: {credits} API requests (= credits) {by_ep}; {first['cdn_requests']} CDN requests; "
           f"by_status {first['by_status']}")
     print(f"  videos archived: {downloaded} in {wall:.1f} s wall -> {rate:.1f} videos/s "

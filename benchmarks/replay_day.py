@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -30,6 +31,7 @@ from tiklive_assets.sandbox import Corpus
 from tiklive_assets.storage import LocalStore
 from tiklive_assets.storage.keys import raw_key
 from tiklive_assets.warehouse import open_warehouse, parse_day
+from tiklive_assets.warehouse.reader import parser_pool
 
 TEMPLATES = 400
 
@@ -58,11 +60,19 @@ def generate(root: Path, day: date, count: int, bodies: list[dict]) -> int:
     return written
 
 
+def _generate_days(archive: Path, days: list[date], count: int) -> int:
+    bodies = templates(time.time())
+    return sum(generate(archive, day, count, bodies) for day in days)
+
+
 def peak_rss_mb() -> tuple[float, float]:
     """(this process, largest child process) peak RSS in MB (Linux reports ru_maxrss in KiB)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, children
+
+
+GENERATOR_RSS_NOTE = "the generator child is excluded: parser children are measured after it exits"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     days = [first + timedelta(days=n) for n in range(args.days)]
     try:
         started = time.monotonic()
-        bodies = templates(time.time())
-        gz_bytes = sum(generate(archive, day, args.objects, bodies) for day in days)
+        # generate in a child process, so the replay below starts from a clean heap and its peak RSS is its own
+        with multiprocessing.get_context("fork").Pool(1) as generator:
+            gz_bytes = generator.apply(_generate_days, (archive, days, args.objects))
         print(f"generated {args.objects:,} /post-detail/ objects x {args.days} day(s) "
               f"({gz_bytes / 1e6:.1f} MB gzip) in {time.monotonic() - started:.1f}s under {archive}")
         target.unlink(missing_ok=True)
@@ -88,14 +99,17 @@ def main(argv: list[str] | None = None) -> int:
         store = LocalStore(archive)
         per_day = []
         started = time.monotonic()
+        pool = parser_pool(args.processes) if args.processes > 1 else None
         with open_warehouse(str(target)) as warehouse:
             for day in days:
                 t0 = time.monotonic()
-                parsed = parse_day(store, day, processes=args.processes)
+                parsed = parse_day(store, day, pool=pool)
                 t1 = time.monotonic()
                 warehouse.load_day(day, parsed.tables)
                 t2 = time.monotonic()
                 per_day.append((day, parsed.objects, t1 - t0, t2 - t1))
+            if pool is not None:
+                pool.shutdown()
             posts = warehouse.row_count("posts")
             history = warehouse.row_count("post_metrics_history")
         took = time.monotonic() - started

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--username", default="cristiano", help="handle to look up (default: cristiano)")
     check.add_argument("--base-url", default=None, help="API host (default: $TIKLIVE_BASE_URL or the real API)")
+
+    from tiklive_assets.research import cli as research_cli
+
+    research_cli.add_parser(sub)
     return parser
 
 

@@ -7,20 +7,23 @@ The sandbox runs on a frozen clock so its corpus is identical on every run; the 
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tiklive_assets.capture.janitor import sweep
 from tiklive_assets.defs.archive import assets as capture_assets
-from tiklive_assets.defs.archive.assets import account_profiles, archived_videos, discovery_queue
+from tiklive_assets.defs.archive.assets import (
+    account_profiles,
+    archived_videos,
+    discovery_queue,
+)
 from tiklive_assets.sandbox import DEFAULT_API_KEY, cover_bytes
 from tiklive_assets.storage.keys import raw_key
 from tiklive_assets_tests.support.capture import (
@@ -35,7 +38,6 @@ from tiklive_assets_tests.support.capture import (
     materialized,
     metadata,
     s3_store,
-    sha256,
     today,
 )
 
@@ -189,17 +191,20 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
                 proc.wait()
 
         parts = list(scratch.rglob("*.part"))
-        assert parts, "the killed download left its .part file"
-        in_flight = rig.ids_in("resolved")  # resolved (a credit spent), not yet downloaded
-        assert in_flight
+        mp4_parts = [p for p in parts if p.name.endswith(".mp4.part")]
+        assert mp4_parts, "the killed download left its .part file"
+        full_sizes = {len(expected_video(sb, a)) for a in rig.queue()}
+        assert all(p.stat().st_size < min(full_sizes) for p in mp4_parts)  # it really was cut mid-download
+        # No MP4 in the store is partial: every one holds the sandbox's exact bytes ...
+        stored = {k.rsplit("/", 1)[1].removesuffix(".mp4"): k for k in rig.listing("videos/") if k.endswith(".mp4")}
         store = rig.store()
-        for aweme_id in in_flight:
-            assert not [k for k in rig.listing("videos/") if k.endswith(f"/{aweme_id}.mp4")], aweme_id
-        # whatever did land in the store is complete
+        for aweme_id, key in stored.items():
+            assert store.get_bytes(key) == expected_video(sb, aweme_id), key
+        # ... and each id being downloaded when the process died (resolved, not downloaded) has none.
+        in_flight = rig.ids_in("resolved")
+        assert len(in_flight - set(stored)) >= len(mp4_parts)
         downloaded_before = rig.ids_in("downloaded")
         rig.assert_archived(downloaded_before)
-        full_sizes = {len(expected_video(sb, a)) for a in in_flight}
-        assert all(p.stat().st_size < min(full_sizes) for p in parts)
 
         # The next run, once the dead worker's leases lapse, finishes every video (fast CDN now).
         throttle["delay"] = 0
@@ -217,7 +222,6 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
         assert all(n <= 1 for n in spent_again.values())
         assert after["api_requests"] - before["api_requests"] == len(set(queued) - downloaded_before)
         assert all(n <= 2 for n in after["detail_requests_by_id"].values())
-        del store
 
         # The janitor sweeps the orphaned .part files.
         with rig.state() as state:
@@ -235,7 +239,7 @@ def test_a_deleted_video_costs_one_credit_and_is_dead_lettered(rig: Rig):
     assert discovered.success, failures(discovered)
     queued = rig.ids_in("pending")
     assert len(queued) == 8
-    gone = sorted(queued)[0]
+    gone = min(queued)
     rig.sb.delete_video(gone)
 
     result = rig.run(archived_videos)
@@ -288,7 +292,7 @@ def _expire_first_answer(sb, target: str, then=None) -> None:
 def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
     rig, sb = local_rig, local_rig.sb
     assert rig.run(account_profiles, discovery_queue).success
-    target = sorted(rig.ids_in("pending"))[0]
+    target = min(rig.ids_in("pending"))
 
     _expire_first_answer(sb, target)
     result = rig.run(archived_videos)
@@ -310,7 +314,7 @@ def test_an_expired_cdn_url_is_re_resolved_once(local_rig: Rig):
 def test_a_video_gone_when_its_expired_url_is_re_resolved_is_dead_lettered(local_rig: Rig):
     rig, sb = local_rig, local_rig.sb
     assert rig.run(account_profiles, discovery_queue).success
-    target = sorted(rig.ids_in("pending"))[0]
+    target = min(rig.ids_in("pending"))
     _expire_first_answer(sb, target, then=lambda: sb.delete_video(target))
 
     result = rig.run(archived_videos)

@@ -152,7 +152,7 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                         page_items = json.loads(gzip.decompress(session.store.get_bytes(key))).get("comments") or []
                         _capture_replies(session, report, account, aweme_id, page_items)
                     session.state.delete_value(replies_of)
-                walk = CommentPages(lambda c, a=aweme_id: client.post_comments(a, account.handle, c),
+                walk = CommentPages(lambda c, a=aweme_id, h=account.handle: client.post_comments(a, h, c),
                                     start=saved.value if saved else None, max_pages=max(options.max_pages - pages_done, 0))
                 for page in walk.pages():
                     pages_done += 1

@@ -81,6 +81,19 @@ def _stream_to_part(session: CaptureSession, url: str, suffix: str) -> tuple[Pat
         response.close()
 
 
+def _download_video(session: CaptureSession, detail: dict) -> tuple[Path, str, int]:
+    """hdplay, else play (both without watermark); a non-403 failure of hdplay falls back to play."""
+    urls = [detail[name] for name in ("hdplay", "play") if detail.get(name)]
+    if not urls:
+        raise DownloadFailed("the detail response has neither hdplay nor play")
+    for url in urls[:-1]:
+        try:
+            return _stream_to_part(session, url, ".mp4")
+        except DownloadFailed as exc:
+            log.warning("%s; falling back to play", exc)
+    return _stream_to_part(session, urls[-1], ".mp4")
+
+
 def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     response = session.client.post_detail(item.aweme_id, item.author_handle or "_")
     return response.json(), response.body
@@ -107,10 +120,7 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
     try:
         for attempt in (1, 2):
             try:
-                url = detail.get("hdplay") or detail.get("play")
-                if not url:
-                    raise DownloadFailed("the detail response has neither hdplay nor play")
-                video = _stream_to_part(session, url, ".mp4")
+                video = _download_video(session, detail)
                 files.append(("video", video_key(day, handle, item.aweme_id), video[0]))
                 if detail.get("cover"):
                     cover = _stream_to_part(session, detail["cover"], ".jpg")
@@ -147,47 +157,49 @@ def archive_pending(session: CaptureSession, *, batch: int = 200, limit: int | N
     """Resolve and download queued ids until the queue is empty, ``limit`` is reached, or the budget stops us.
 
     Ids left ``resolved`` by a crashed run (their URLs long expired) are claimed first and resolved again.
-    An id that fails transiently is released for the next run, never retried in a loop within this one.
+    An id that fails transiently keeps its claim until this run ends (so this run never loops on it) and is then
+    released for the next run.
     """
     report = VideosReport()
     capture = session.config.capture
     lease = timedelta(seconds=capture.claim_lease_seconds)
     api_slots = threading.BoundedSemaphore(capture.api_concurrency)
-    attempted: set[str] = set()
+    unfinished: list[str] = []
+    claimed = 0
     stop = threading.Event()
 
     def work(item: QueueItem) -> None:
         if stop.is_set():
-            session.state.release(item.aweme_id)
+            unfinished.append(item.aweme_id)
             return
         try:
             archive_one(session, item, report, api_slots)
         except CreditBudgetExhausted as exc:
             report.budget_stop = str(exc)
-            session.state.release(item.aweme_id)
+            unfinished.append(item.aweme_id)
             stop.set()
         except (DownloadFailed, TikLiveError, OSError) as exc:
             log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, exc)
-            session.state.release(item.aweme_id)
+            unfinished.append(item.aweme_id)
             with report._lock:
                 report.failed.append(f"{item.aweme_id}: {exc}")
 
-    with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
-        progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
-        while not stop.is_set():
-            size = batch if limit is None else min(batch, limit - len(attempted))
-            if size <= 0:
-                break
-            items = session.state.claim_pending(size, lease=lease, state="resolved")
-            items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
-            fresh = [item for item in items if item.aweme_id not in attempted]
-            for item in items:
-                if item.aweme_id in attempted:
-                    session.state.release(item.aweme_id)
-            if not fresh:
-                break
-            attempted.update(item.aweme_id for item in fresh)
-            for _ in pool.map(work, fresh):
-                progress.update(1)
-        progress.close()
+    try:
+        with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
+            progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
+            while not stop.is_set():
+                size = batch if limit is None else min(batch, limit - claimed)
+                if size <= 0:
+                    break
+                items = session.state.claim_pending(size, lease=lease, state="resolved")
+                items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
+                if not items:
+                    break
+                claimed += len(items)
+                for _ in pool.map(work, items):
+                    progress.update(1)
+            progress.close()
+    finally:
+        for aweme_id in unfinished:
+            session.state.release(aweme_id)
     return report

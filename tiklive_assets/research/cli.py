@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from tiklive_assets import settings
     from tiklive_assets.config import ConfigError
     from tiklive_assets.research.archive import ResearchArchive
-    from tiklive_assets.research.client import ResearchClient, build_query, query_hash
+    from tiklive_assets.research.client import VIDEO_QUERY, ResearchClient, build_query, query_hash
     from tiklive_assets.research.collect import CollectOptions, collect_users, collect_videos
     from tiklive_assets.research.errors import ResearchError
     from tiklive_assets.research.quota import QuotaLedger, ResearchState
@@ -196,9 +196,11 @@ def run(args: argparse.Namespace) -> int:
         width = max([len(u) for u in counts] + [8])
         for username, n in counts.items():
             print(f"  {username:<{width}} {n:>7} videos")
-        print(f"requests spent: {client.meter.total} this run (windows done need at least {floor}: windows + extra "
-              f"pages), {retries} retries, {restarts} window restarts, {client.meter.token_requests} token requests; "
-              f"quota left today: {ledger.left_today()}")
+        video_requests = client.meter.by_endpoint.get(VIDEO_QUERY, 0)
+        print(f"requests spent: {client.meter.total} this run ({video_requests} video query, "
+              f"{client.meter.total - video_requests} user endpoints); floor for the windows done: {floor} "
+              f"(windows + extra pages); {retries} retries, {restarts} window restarts, "
+              f"{client.meter.token_requests} token request(s); quota left today: {ledger.left_today()}")
         print(f"archive: {store.describe()}/research-raw ({archive.written.get('created', 0)} objects written); "
               f"warehouse: {loaded.target} ({loaded.rows.get('research_videos', 0)} research_videos)")
         if stopped:

@@ -5,7 +5,8 @@ in the main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres dat
 
 - ``research_videos``: one row per video ``id`` (the seed's fields), values of its latest capture;
 - ``research_video_counters``: the counters (views, likes, comments, shares) per video per capture day
-  (the ingest date of the archived page), the history a daily re-collection builds up;
+  (the ingest date of the archived page), the history re-collections build up (replaced generations' pages
+  count as captures too; one row per video and day);
 - ``research_users``: user info per username per capture day;
 - ``research_follows``: follower / following edges per capture day.
 
@@ -165,22 +166,24 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
                     if any(p.cursor == 0 for p in pages) and any(not p.data.get("has_more") for p in pages)]
         floor = max(complete) if complete else min(generations)
         for generation, pages in generations.items():
-            if generation < floor:
-                report.pages_superseded += len(pages)
-                continue
+            superseded = generation < floor
+            report.pages_superseded += len(pages) if superseded else 0
+            report.pages_used += 0 if superseded else len(pages)
             for page in pages:
-                report.pages_used += 1
                 order = (page.day, page.generation, page.cursor, page.key)
                 for video in page.data.get("videos") or []:
                     if not isinstance(video, dict) or video.get("id") is None:
                         continue
                     vid = int(video["id"])
-                    if vid not in latest or order > latest[vid][0]:
-                        latest[vid] = (order, video, page.key, page.day)
-                    first_seen[vid] = min(first_seen.get(vid, page.day), page.day)
+                    # counters are observations: every capture day keeps its latest, superseded or not
                     ck = (vid, page.day)
                     if ck not in counters or order > counters[ck][0]:
                         counters[ck] = (order, video, page.key)
+                    first_seen[vid] = min(first_seen.get(vid, page.day), page.day)
+                    if superseded:
+                        continue
+                    if vid not in latest or order > latest[vid][0]:
+                        latest[vid] = (order, video, page.key, page.day)
 
     rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
     for vid, (_order, v, key, day) in sorted(latest.items()):
@@ -194,6 +197,8 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
             v.get("share_count"), first_seen[vid], day, key,
         ))
     for (vid, day), (_order, v, key) in sorted(counters.items()):
+        if vid not in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
+            continue
         rows["research_video_counters"].append(
             (vid, day, v.get("view_count"), v.get("like_count"), v.get("comment_count"), v.get("share_count"), key))
     for (username, day), (d, key) in sorted(users.items()):

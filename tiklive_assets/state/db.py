@@ -233,7 +233,8 @@ class StateDB:
         with self._tx(write=True) as tx:
             cur = tx.execute(
                 "UPDATE archive_queue SET state = 'resolved', author_handle = COALESCE(?, author_handle), "
-                "resolved_at = ?, lease_until = NULL, updated_at = ? "
+                # the claim (lease) holds until downloaded, so no second worker pays for the same id again
+                "resolved_at = ?, updated_at = ? "
                 "WHERE aweme_id = ? AND state IN ('pending', 'resolved')",
                 [author_handle, now, now, aweme_id],
             )

@@ -7,9 +7,11 @@ disk reads are cheap and parsing (gzip + JSON) is the cost, so a day can be spli
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -48,13 +50,27 @@ def list_day(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> tuple[l
     return raw, videos
 
 
+def _reader(store: ObjectStore) -> Callable[[str], bytes]:
+    """``get_bytes`` for the store; for a LocalStore, a plain file read of keys its own listing returned."""
+    if isinstance(store, LocalStore):
+        root = str(store.root)
+
+        def read(key: str) -> bytes:
+            with open(os.path.join(root, key), "rb") as f:
+                return f.read()
+
+        return read
+    return store.get_bytes
+
+
 def iter_bodies(
     store: ObjectStore, infos: list[ObjectInfo], *, threads: int = 1, batch: int = DEFAULT_BATCH
 ) -> Iterator[tuple[ObjectInfo, bytes]]:
     """(info, bytes) for each object, in order; with ``threads > 1``, parallel GETs, one batch ahead at most."""
     if threads <= 1:
+        read = _reader(store)
         for info in infos:
-            yield info, store.get_bytes(info.key)
+            yield info, read(info.key)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-get") as pool:
         def submit(start: int) -> list[Future]:
@@ -72,11 +88,32 @@ def _default_threads(store: ObjectStore) -> int:
     return 1 if isinstance(store, LocalStore) else DEFAULT_S3_THREADS
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a day's rows pile up: they are acyclic tuples and dicts, and
+    otherwise every few thousand allocations trigger a traversal of all of them (a third of the parse time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _parse_chunk(store: ObjectStore, day: date, prefix: str, infos: list[ObjectInfo]) -> DayParser:
     parser = DayParser(day, prefix)
-    for info in infos:
-        parser.add(info, store.get_bytes(info.key))
+    read = _reader(store)
+    with _no_cyclic_gc():
+        for info in infos:
+            parser.add(info, read(info.key))
     return parser
+
+
+def parser_pool(processes: int) -> ProcessPoolExecutor:
+    """Worker processes for :func:`parse_day`, created once per replay (forked: no re-import per worker)."""
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(method))
 
 
 def parse_day(
@@ -85,31 +122,34 @@ def parse_day(
     *,
     prefix: str = RAW_PREFIX,
     threads: int | None = None,
-    processes: int = 1,
+    pool: Executor | None = None,
     batch: int = DEFAULT_BATCH,
     progress: Progress | None = None,
 ) -> ParsedDay:
     """Every warehouse table for ``day``, from the archived objects of that day only.
 
-    ``threads``: parallel GETs (default 16 for S3-like stores, 1 for local disk). ``processes``: split the
-    parsing of a local-disk day over that many processes (used by ``tiklive replay --processes`` and the
-    benchmark; only for a LocalStore, whose reads need no shared client).
+    ``threads``: parallel GETs (default 16 for S3-like stores, 1 for local disk). ``pool``: a
+    :func:`parser_pool` to split the parsing of a local-disk day over processes (``tiklive replay --processes``
+    and the benchmark; only for a LocalStore, whose reads need no shared client).
     """
+    with _no_cyclic_gc():
+        return _parse_day(store, day, prefix, threads, pool, batch, progress)
+
+
+def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
     raw, videos = list_day(store, day, prefix)
     parser = DayParser(day, prefix)
     for info in videos:
         parser.add_video(info)
-    if processes > 1 and isinstance(store, LocalStore) and len(raw) >= MIN_OBJECTS_PER_PROCESS:
-        parts = max(processes * 4, 1)
+    if pool is not None and isinstance(store, LocalStore) and len(raw) >= MIN_OBJECTS_PER_PROCESS:
+        parts = 8
         size = -(-len(raw) // parts)
         chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
-        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-            futures = [pool.submit(_parse_chunk, store, day, prefix, chunk) for chunk in chunks]
-            for chunk, future in zip(chunks, futures):
-                parser.merge(future.result())
-                if progress:
-                    progress(len(chunk))
+        futures = [pool.submit(_parse_chunk, store, day, prefix, chunk) for chunk in chunks]
+        for chunk, future in zip(chunks, futures):
+            parser.merge(future.result())
+            if progress:
+                progress(len(chunk))
     else:
         threads = _default_threads(store) if threads is None else threads
         done = 0

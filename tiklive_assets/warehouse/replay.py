@@ -17,7 +17,7 @@ from tiklive_assets.storage.keys import RAW_PREFIX
 
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
-from .reader import count_day_objects, parse_day
+from .reader import count_day_objects, parse_day, parser_pool
 
 
 @dataclass
@@ -61,12 +61,17 @@ def load_days(
 
     started = time.monotonic()
     report = ReplayReport()
-    for day in sorted(days):
-        parsed = parse_day(store, day, prefix=prefix, processes=processes, threads=threads, progress=progress)
-        warehouse.load_day(day, parsed.tables)
-        if exports is not None:
-            export_day(exports, day, parsed.tables)
-        report.add(day, parsed.objects, parsed.row_counts, parsed.errors)
+    pool = parser_pool(processes) if processes > 1 else None
+    try:
+        for day in sorted(days):
+            parsed = parse_day(store, day, prefix=prefix, pool=pool, threads=threads, progress=progress)
+            warehouse.load_day(day, parsed.tables)
+            if exports is not None:
+                export_day(exports, day, parsed.tables)
+            report.add(day, parsed.objects, parsed.row_counts, parsed.errors)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     report.seconds = time.monotonic() - started
     return report
 

@@ -28,7 +28,13 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
-from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer, cover_bytes, video_bytes
+from tiklive_assets.sandbox import (
+    DEFAULT_API_KEY,
+    SandboxConfig,
+    SandboxServer,
+    cover_bytes,
+    video_bytes,
+)
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.storage.base import is_conflict_key
