@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered with a 5xx")
     sandbox.add_argument("--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)")
     sandbox.add_argument("--video-size", type=int, default=50_000, help="approximate bytes of each sandbox MP4")
+    sandbox.add_argument("--accounts", type=int, default=6, help="synthetic accounts (default 6; more for load tests)")
 
     replay = sub.add_parser(
         "replay",
@@ -135,7 +136,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     config = SandboxConfig(
         api_key=args.api_key or DEFAULT_API_KEY, seed=args.seed, rate_limit=args.rate_limit,
         rate_window_seconds=args.rate_window, latency_ms=args.latency_ms, error_rate=args.error_rate,
-        cdn_ttl_seconds=args.cdn_ttl, video_size=args.video_size,
+        cdn_ttl_seconds=args.cdn_ttl, video_size=args.video_size, accounts=args.accounts,
     )
     server = SandboxServer(config, port=args.port)
     print(f"sandbox TikLiveAPI listening on {server.base_url}", flush=True)

@@ -7,9 +7,9 @@ days, written with the real store API under the real key layout, so no test wait
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
-import os
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from tiklive_assets.sandbox import Corpus
-from tiklive_assets.storage import LocalStore, ObjectStore, cover_key, raw_key, slug_page, video_key
+from tiklive_assets.storage import (
+    LocalStore,
+    ObjectStore,
+    cover_key,
+    raw_key,
+    slug_page,
+    video_key,
+)
 from tiklive_assets.warehouse import (
     TABLE_NAMES,
     TABLES,
@@ -45,7 +52,7 @@ def _put(store: ObjectStore, day: date, endpoint: str, slug: str, body: object) 
 
 def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
     """One day's capture in the sandbox's shapes: profiles, listings, details (one 404), follows, comments, MP4s."""
-    now = datetime(day.year, day.month, day.day, 12, tzinfo=timezone.utc).timestamp()
+    now = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
     for handle in HANDLES:
         account = corpus.account(handle)
         _put(store, day, "userid", handle, {"id": account.id})
@@ -275,7 +282,7 @@ def test_exports_marts_and_csv(tmp_path: Path, archive: LocalStore) -> None:
     for handle in HANDLES:
         series = [r for r in growth if r[0] == handle]
         assert [r[1] for r in series] == DAYS and series[0][3] is None
-        assert [r[3] for r in series[1:]] == [b[2] - a[2] for a, b in zip(series, series[1:])]
+        assert [r[3] for r in series[1:]] == [b[2] - a[2] for a, b in itertools.pairwise(series)]
     _, summary = query_marts(marts, "SELECT day, videos_archived, credits, dead_letters, dead_letters_by_reason "
                              "FROM daily_archive_summary ORDER BY day")
     assert [r[1] for r in summary] == [6, 6, 6] and all(r[3] == 1 for r in summary)
@@ -296,9 +303,8 @@ def test_exports_marts_and_csv(tmp_path: Path, archive: LocalStore) -> None:
 
 def test_definitions_open_no_database_and_declare_pools(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
-    from tiklive_assets.defs.warehouse import assets
-
     from tiklive_assets.definitions import defs as project_defs
+    from tiklive_assets.defs.warehouse import assets
 
     graph = project_defs().resolve_asset_graph()
     assert dg.AssetKey(["warehouse", "posts"]) in graph.get_all_asset_keys()
@@ -314,7 +320,11 @@ def test_definitions_open_no_database_and_declare_pools(tmp_path: Path, monkeypa
 
 
 def _materialize(home: Path, archive: LocalStore, *, days: list[date], single_run: bool) -> None:
-    from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
+    from tiklive_assets.defs.resources import (
+        ArchiveStoreResource,
+        DataRootResource,
+        TrackingConfigResource,
+    )
     from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
     from tiklive_assets.defs.warehouse.resources import WarehouseResource
 
@@ -338,7 +348,6 @@ def _materialize(home: Path, archive: LocalStore, *, days: list[date], single_ru
         materialized = {(e.asset_key, e.partition) for e in result.get_asset_materialization_events()}
         expected_days = [d for d in days if start <= str(d) <= end]
         assert {p for _, p in materialized} == {str(d) for d in expected_days}  # exactly the requested keys
-    return None
 
 
 def test_single_run_backfill_equals_day_by_day_runs(tmp_path: Path, archive: LocalStore) -> None:
@@ -353,3 +362,11 @@ def test_single_run_backfill_equals_day_by_day_runs(tmp_path: Path, archive: Loc
         assert path.read_bytes() == (daily_runs / path.relative_to(one_run)).read_bytes(), path
     _, rows = query_marts(one_run / "marts.duckdb", "SELECT count(*) FROM daily_archive_summary")
     assert rows[0][0] == 3
+
+
+def test_marts_need_exports_and_say_so(tmp_path: Path) -> None:
+    from tiklive_assets.warehouse import WarehouseError
+
+    with pytest.raises(WarehouseError, match="materialize exports/parquet"):
+        build_marts(tmp_path / "exports", tmp_path / "marts.duckdb")
+    assert not (tmp_path / "marts.duckdb").exists()

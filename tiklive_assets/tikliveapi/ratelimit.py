@@ -47,6 +47,8 @@ class RateLimiter:
         self._bucket_key = f"tiklive-api-{plan.limit}-per-{interval_ms}ms"
         self._limiter: Limiter | None = None
         self._init_lock = threading.Lock()
+        # Threads of one process queue here, not on the backend's file lock (whose 50 ms retry sleep wastes budget).
+        self._acquire_lock = threading.Lock()
 
     def _build(self) -> Limiter:
         parsed = urlparse(self.backend_url)
@@ -83,4 +85,5 @@ class RateLimiter:
             with self._init_lock:
                 if self._limiter is None:
                     self._limiter = self._build()
-        self._limiter.try_acquire("api", blocking=True)
+        with self._acquire_lock:
+            self._limiter.try_acquire("api", blocking=True)

@@ -23,7 +23,14 @@ from .backends import (
     open_warehouse,
 )
 from .exports import export_day, exported_days, write_account_csvs
-from .marts import MARTS, build_marts, default_marts_path, mart_chart, query_marts, sparkline
+from .marts import (
+    MARTS,
+    build_marts,
+    default_marts_path,
+    mart_chart,
+    query_marts,
+    sparkline,
+)
 from .parse import DayParser, UnreadableObject
 from .reader import ParsedDay, list_day, parse_day
 from .replay import ReplayReport, day_range, load_days, replay

@@ -111,6 +111,15 @@ def build_marts(exports: Path, marts_path: Path) -> Path:
     """(Re)write the marts file: views over ``exports``; swapped into place atomically."""
     import duckdb
 
+    from .backends import WarehouseError
+    from .exports import exported_days
+
+    missing = [spec.name for spec in schema.TABLES if not exported_days(exports, spec.name)]
+    if missing:
+        raise WarehouseError(
+            f"no Parquet exports of {', '.join(missing)} under {exports}: materialize exports/parquet for at least "
+            "one day first (or `tiklive replay --exports`)"
+        )
     marts_path = Path(marts_path).absolute()
     marts_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{marts_path.name}.", suffix=".tmp", dir=marts_path.parent)

@@ -24,7 +24,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -56,7 +56,7 @@ def video_day_prefix(day: date) -> str:
     return f"videos/dt={day.isoformat()}/"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -118,7 +118,7 @@ class DayParser:
         conflict = name.find(CONFLICT_MARKER)
         if conflict >= 0:
             name = name[:conflict]
-        slug = name[: -len(RAW_SUFFIX)] if name.endswith(RAW_SUFFIX) else name
+        slug = name.removesuffix(RAW_SUFFIX)
         status = 200
         if slug[-8:-3] == "-http":
             match = _STATUS_RE.search(slug)

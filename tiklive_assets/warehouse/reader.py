@@ -8,14 +8,13 @@ disk reads are cheap and parsing (gzip + JSON) is the cost, so a day can be spli
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
-
-import multiprocessing
 
 import pyarrow as pa
 

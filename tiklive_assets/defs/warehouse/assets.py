@@ -14,7 +14,11 @@ import dagster as dg
 
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.partitions import daily
-from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
+from tiklive_assets.defs.resources import (
+    ArchiveStoreResource,
+    DataRootResource,
+    TrackingConfigResource,
+)
 from tiklive_assets.defs.warehouse.resources import WarehouseResource
 from tiklive_assets.warehouse import (
     MARTS,
