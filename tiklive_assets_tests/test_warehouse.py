@@ -370,3 +370,18 @@ def test_marts_need_exports_and_say_so(tmp_path: Path) -> None:
     with pytest.raises(WarehouseError, match="materialize exports/parquet"):
         build_marts(tmp_path / "exports", tmp_path / "marts.duckdb")
     assert not (tmp_path / "marts.duckdb").exists()
+
+
+def test_parsing_in_processes_gives_the_same_tables(archive: LocalStore, monkeypatch) -> None:
+    from tiklive_assets.warehouse import reader
+
+    monkeypatch.setattr(reader, "PROCESS_CHUNK", 5)  # split even this small day over the worker processes
+    pool = reader.parser_pool(2)
+    try:
+        split = parse_day(archive, DAYS[2], pool=pool)
+    finally:
+        pool.shutdown()
+    whole = parse_day(archive, DAYS[2])
+    assert split.objects == whole.objects > 10
+    for name in TABLE_NAMES:
+        assert split.tables[name].equals(whole.tables[name]), name

@@ -25,7 +25,7 @@ from .parse import DayParser, raw_day_prefix, video_day_prefix
 
 DEFAULT_BATCH = 256
 DEFAULT_S3_THREADS = 16
-MIN_OBJECTS_PER_PROCESS = 5_000  # below this, starting processes costs more than it saves
+PROCESS_CHUNK = 4_096  # objects per task handed to a parser process; a day's remainder is parsed in-process
 
 Progress = Callable[[int], None]
 
@@ -136,20 +136,11 @@ def parse_day(
 
 
 def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
-    raw, videos = list_day(store, day, prefix)
     parser = DayParser(day, prefix)
-    for info in videos:
-        parser.add_video(info)
-    if pool is not None and isinstance(store, LocalStore) and len(raw) >= MIN_OBJECTS_PER_PROCESS:
-        parts = 8
-        size = -(-len(raw) // parts)
-        chunks = [raw[i : i + size] for i in range(0, len(raw), size)]
-        futures = [pool.submit(_parse_chunk, store, day, prefix, chunk) for chunk in chunks]
-        for chunk, future in zip(chunks, futures):
-            parser.merge(future.result())
-            if progress:
-                progress(len(chunk))
+    if pool is not None and isinstance(store, LocalStore):
+        _parse_in_processes(store, day, prefix, pool, parser, progress)
     else:
+        raw = [info for info in store.list(raw_day_prefix(day, prefix)) if ".json.gz" in info.key]
         threads = _default_threads(store) if threads is None else threads
         done = 0
         for info, gz in iter_bodies(store, raw, threads=threads, batch=batch):
@@ -159,8 +150,31 @@ def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
                 progress(batch)
         if progress and done % batch:
             progress(done % batch)
+    for info in store.list(video_day_prefix(day)):
+        parser.add_video(info)
     tables = parser.tables()
     return ParsedDay(day, tables, parser.objects, parser.errors)
+
+
+def _parse_in_processes(store: LocalStore, day: date, prefix: str, pool: Executor, parser: DayParser,
+                        progress: Progress | None) -> None:
+    """Hand full chunks to the pool while the listing goes on; parse the last partial chunk here meanwhile."""
+    futures: list[tuple[int, Future]] = []
+    chunk: list[ObjectInfo] = []
+    for info in store.list(raw_day_prefix(day, prefix)):
+        if ".json.gz" not in info.key:
+            continue
+        chunk.append(info)
+        if len(chunk) == PROCESS_CHUNK:
+            futures.append((len(chunk), pool.submit(_parse_chunk, store, day, prefix, chunk)))
+            chunk = []
+    parser.merge(_parse_chunk(store, day, prefix, chunk))
+    if progress and chunk:
+        progress(len(chunk))
+    for size, future in futures:
+        parser.merge(future.result())
+        if progress:
+            progress(size)
 
 
 def count_day_objects(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> int:
