@@ -1,0 +1,62 @@
+"""Integrity of the archive and the warehouse: non-empty days, unique posts, MP4s and posts rows that match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from tiklive_assets.storage import ObjectStore
+from tiklive_assets.warehouse import Warehouse
+from tiklive_assets.warehouse.parse import raw_day_prefix
+
+
+def empty_archive_days(store: ObjectStore, today: date, window_days: int = 30) -> list[date]:
+    """Past days in the window with no raw object, counted from the first day in the window that has one."""
+    days = [today - timedelta(days=back) for back in range(window_days, 0, -1)]
+    has_data = [next(iter(store.list(raw_day_prefix(day))), None) is not None for day in days]
+    if True not in has_data:
+        return []
+    first = has_data.index(True)
+    return [day for day, ok in zip(days[first:], has_data[first:]) if not ok]
+
+
+def duplicate_post_ids(warehouse: Warehouse, limit: int = 20) -> list[tuple[str, int]]:
+    return warehouse.query(
+        "SELECT aweme_id, count(*) FROM posts GROUP BY aweme_id HAVING count(*) > 1 ORDER BY 2 DESC LIMIT ?", [limit]
+    )
+
+
+@dataclass
+class VideoConsistency:
+    mp4_without_post: list[str]
+    post_without_mp4: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mp4_without_post and not self.post_without_mp4
+
+
+def video_consistency(store: ObjectStore, warehouse: Warehouse, today: date, window_days: int = 30) -> VideoConsistency:
+    """Within the window: every archived MP4 has a posts row, and every posts row that names an MP4 has it."""
+    since = today - timedelta(days=window_days)
+    mp4_keys: dict[str, str] = {}
+    for back in range(window_days + 1):
+        day = today - timedelta(days=back)
+        for info in store.list(f"videos/dt={day.isoformat()}/"):
+            if info.key.endswith(".mp4"):
+                mp4_keys[info.key] = info.key.rsplit("/", 1)[-1].removesuffix(".mp4")
+    rows = warehouse.query("SELECT aweme_id, storage_key FROM posts WHERE storage_key IS NOT NULL AND dt >= ?", [since])
+    post_ids = {row[0] for row in warehouse.query("SELECT aweme_id FROM posts")}
+    return VideoConsistency(
+        mp4_without_post=sorted(key for key, aweme_id in mp4_keys.items() if aweme_id not in post_ids),
+        post_without_mp4=sorted(key for _, key in rows if key not in mp4_keys and not store.exists(key)),
+    )
+
+
+def partition_landed(done: bool, now: datetime, by_hour: int) -> tuple[bool, str]:
+    """Today's partition must have landed by ``by_hour`` UTC; before that hour it is not due yet."""
+    if done:
+        return True, "landed"
+    if now.hour < by_hour:
+        return True, f"not due until {by_hour:02d}:00 UTC"
+    return False, f"today's capture has not landed and it is past {by_hour:02d}:00 UTC"
