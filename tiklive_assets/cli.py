@@ -110,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--username", default="cristiano", help="handle to look up (default: cristiano)")
     check.add_argument("--base-url", default=None, help="API host (default: $TIKLIVE_BASE_URL or the real API)")
 
+    cursors = sub.add_parser(
+        "cursors",
+        help="list discovery cursors (with drift signals) or reset one to a known-good value",
+        description="The state database's `cursors` table is the one authoritative place for discovery cursors "
+        "(scope <endpoint>:<entity>:<ingest day>). `list` shows each with its pages, completeness and drift; "
+        "`reset` sets one to a value (or to the value N writes back in its history) and reopens its walk "
+        "(seed 000, DR scenario 3: stop the worker, reset to the last known-good cursor, let it walk forward).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    cursors_sub = cursors.add_subparsers(dest="cursors_command", required=True, metavar="ACTION")
+    listing = cursors_sub.add_parser("list", help="list cursors (default: all)")
+    listing.add_argument("--prefix", default="", help="only scopes starting with this, e.g. user-posts:107955")
+    listing.add_argument("--history", metavar="SCOPE", default=None, help="show the recorded values of one scope")
+    reset = cursors_sub.add_parser("reset", help="reset one cursor and reopen its walk")
+    reset.add_argument("scope", help="the cursor's scope, as `tiklive cursors list` prints it")
+    target = reset.add_mutually_exclusive_group(required=True)
+    target.add_argument("--value", help="the cursor value to resume from (\"0\" restarts from the newest page)")
+    target.add_argument("--back", type=int, help="go back N values in the scope's history (1 = the previous one)")
+    for parser_ in (listing, reset):
+        parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+
     from tiklive_assets.research import cli as research_cli
 
     research_cli.add_parser(sub)
@@ -127,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "replay":
         return cmd_replay(args)
+    if args.command == "cursors":
+        return cmd_cursors(args)
     raise AssertionError(args.command)
 
 
@@ -200,6 +224,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cursors(args: argparse.Namespace) -> int:
+    from tiklive_assets.capture.cursors import cursor_statuses, reset_cursor
+    from tiklive_assets.state import StateDB
+
+    if args.home:
+        os.environ[settings.HOME] = str(args.home.absolute())
+    state = StateDB.from_url(settings.DataRoot.from_env().state_url)
+    try:
+        if args.cursors_command == "reset":
+            try:
+                value = reset_cursor(state, args.scope, args.value, back=args.back)
+            except (KeyError, ValueError) as exc:
+                print(str(exc).strip("'\""), file=sys.stderr)
+                return 2
+            print(f"{args.scope} reset to {value!r}; its walk reopens at the next run")
+            return 0
+        if args.history:
+            for record in state.cursor_history(args.history, limit=50):
+                print(f"{record.updated_at}  {record.value}  (pages {record.pages})")
+            return 0
+        statuses = cursor_statuses(state, args.prefix)
+        if not statuses:
+            print("no cursors yet (they appear after the first discovery run)")
+        for status in statuses:
+            flags = ("complete" if status.complete else "open") + (", STUCK" if status.stuck else "")
+            flags += f", DRIFT: {status.drift}" if status.drift else ""
+            print(f"{status.scope:<48} {status.value or '-':<16} pages {status.pages or 0:<4} {flags}")
+        return 1 if any(s.drift or s.stuck for s in statuses) else 0
+    finally:
+        state.close()
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -231,6 +287,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     finally:
         for bar in bars:
             bar.close()
+    if next(iter(store.list("research-raw/")), None) is not None:  # the Research API's tables, from its archive
+        from tiklive_assets.research.warehouse import load_research_warehouse
+
+        research = load_research_warehouse(store, target)
+        print(f"research tables rebuilt from research-raw/: {research}")
     rate = report.objects / report.seconds if report.seconds else 0.0
     print(f"replayed {report.objects} objects in {report.seconds:.1f}s ({rate:,.0f} objects/s):")
     for name, rows in report.rows.items():

@@ -49,3 +49,19 @@ def test_drifting_paginator_fails_the_check_with_endpoint_and_cursor(sandbox, tm
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     reset_cursor(state, drifting["scope"], "0")
     assert not cursor_statuses(state)[0].drift
+
+
+def test_cursors_command_lists_and_resets(tmp_path, capsys):
+    from tiklive_assets.cli import main
+
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    scope = "music-posts:9001:2026-11-24"
+    for value in ("30", "60", "60", "60"):
+        state.set_cursor(scope, value, 2)
+    assert main(["cursors", "list", "--home", str(tmp_path)]) == 1  # a stuck cursor makes `list` exit non-zero
+    assert "STUCK" in capsys.readouterr().out
+    assert main(["cursors", "reset", scope, "--back", "3", "--home", str(tmp_path)]) == 0
+    assert "reset to '30'" in capsys.readouterr().out
+    assert state.get_cursor(scope).value == "30"
+    assert main(["cursors", "list", "--prefix", "music-posts", "--home", str(tmp_path)]) == 0
+    assert main(["cursors", "reset", "nope:1:2026-11-24", "--value", "0", "--home", str(tmp_path)]) == 2
