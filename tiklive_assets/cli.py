@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_replay(args)
     if args.command == "cursors":
         return cmd_cursors(args)
+    if args.command == "research":
+        from tiklive_assets.research import cli as research_cli
+
+        return research_cli.run(args)
     raise AssertionError(args.command)
 
 

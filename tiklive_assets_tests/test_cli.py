@@ -124,3 +124,12 @@ def test_sandbox_command_serves_the_api_and_check_key_works_against_it():
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_research_command_is_dispatched(tmp_path, capsys):
+    from tiklive_assets.cli import main
+
+    code = main(["research", "--sandbox", "--no-progress", "--users", "tagesschau", "--from", "2024-01-01",
+                 "--to", "2024-01-31", "--home", str(tmp_path)])
+    assert code == 0
+    assert "tagesschau" in capsys.readouterr().out
