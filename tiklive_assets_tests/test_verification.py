@@ -1,6 +1,6 @@
 """Restore verification and integrity checks: each passes on good data and fails on planted corruption."""
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,7 @@ from tiklive_assets.verification.integrity import (
 )
 from tiklive_assets.verification.restore import verify_day, verify_random_day
 from tiklive_assets.warehouse import load_days, open_warehouse
-from tiklive_assets_tests.test_warehouse import write_archive_day
+from tiklive_assets_tests.support.archive import write_archive_day
 
 TODAY = datetime.now(UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2), TODAY - timedelta(days=1)]

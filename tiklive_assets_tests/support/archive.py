@@ -1,0 +1,57 @@
+"""A fabricated archive day in the sandbox's exact wire shapes, written through the real store API and key layout.
+
+Used by the warehouse and verification tests, so neither waits for a rate limiter.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import UTC, date, datetime
+
+from tiklive_assets.sandbox import Corpus
+from tiklive_assets.storage import ObjectStore, cover_key, raw_key, slug_page, video_key
+
+HANDLES = ["alice123", "bob"]
+GONE = "7000000000000000404"
+
+
+def _put(store: ObjectStore, day: date, endpoint: str, slug: str, body: object) -> str:
+    key = raw_key(day, endpoint, slug)
+    data = gzip.compress(json.dumps(body).encode(), mtime=0)
+    store.put_bytes(key, data, content_type="application/json", content_encoding="gzip")
+    return key
+
+
+def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
+    """One day's capture in the sandbox's shapes: profiles, listings, details (one 404), follows, comments, MP4s."""
+    now = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
+    for handle in HANDLES:
+        account = corpus.account(handle)
+        _put(store, day, "userid", handle, {"id": account.id})
+        _put(store, day, "userinfo-by-id", account.id, corpus.profile(account, now))
+        posts = corpus.visible_posts(account, now)[:6]
+        _put(store, day, "user-posts", slug_page(account.id, "cursor", 0),
+             {"videos": [corpus.listing_item(p, now) for p in posts], "cursor": str(posts[-1].ct_ms), "hasMore": True})
+        for post in posts[:3]:
+            _put(store, day, "post-detail", post.aweme_id, corpus.detail_item(post, now))
+            key = video_key(day, handle, post.aweme_id)
+            store.put_bytes(key, b"\x00\x00\x00\x20ftypisom" + post.aweme_id.encode() * 40, content_type="video/mp4")
+            store.put_bytes(cover_key(day, post.aweme_id), b"\xff\xd8cover", content_type="image/jpeg")
+        times, followers = corpus.follow_list(account, "followers", now)
+        _put(store, day, "user-followers", slug_page(account.id, "time", 0),
+             {"followers": followers[:20], "time": times[:20][-1], "hasMore": True})
+        times, following = corpus.follow_list(account, "following", now)
+        _put(store, day, "user-following", slug_page(account.id, "time", 0),
+             {"followings": following[:10], "time": times[:10][-1], "hasMore": True})
+        for post in posts[:2]:
+            comments = corpus.comments(post.aweme_id, now)
+            _put(store, day, "post-comments", slug_page(post.aweme_id, "cursor", 0),
+                 {"comments": [corpus.comment_item(c, post.aweme_id, now) for c in comments[:20]],
+                  "cursor": "20", "hasMore": len(comments) > 20})
+            for parent in [c for c in comments[:20] if any(r.ct <= now for r in c.replies)][:2]:
+                replies = [r for r in parent.replies if r.ct <= now]
+                _put(store, day, "post-comment-replies", slug_page(f"{post.aweme_id}-{parent.id}", "cursor", 0),
+                     {"comments": [corpus.comment_item(r, post.aweme_id, now, parent) for r in replies],
+                      "cursor": str(len(replies)), "hasMore": False})
+    _put(store, day, "post-detail", f"{GONE}-http404", {"error": "video not found (deleted)"})
