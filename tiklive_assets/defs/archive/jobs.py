@@ -1,7 +1,7 @@
 """Capture jobs and schedules: today's capture every day, the janitor every hour."""
 
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 
