@@ -98,6 +98,8 @@ class Plan(_Strict):
 class Capture(_Strict):
     download_concurrency: int = Field(20, ge=1, le=256, description="parallel CDN downloads")
     api_concurrency: int = Field(8, ge=1, le=64, description="parallel API calls (the rate limiter still rules)")
+    max_attempts: int = Field(5, ge=1, description="runs that may try an id before it is dead-lettered")
+    dead_letter_retention_days: int = Field(90, ge=1, description="the janitor ages dead letters out after this")
     claim_lease_seconds: float = Field(
         600, gt=0, description="how long a claimed queue id is reserved for one worker before another may take it"
     )

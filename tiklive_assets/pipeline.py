@@ -88,6 +88,17 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     return 1 if failed else 0
 
 
+def _redact(url: str) -> str:
+    """A URL without its password, for printing."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return url
+
+
 def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str], took: float, out) -> None:
     videos = totals.get("archived_videos", {})
     credits = sum(int(m.get("credits_spent", 0) or 0) for m in totals.values())
@@ -102,7 +113,7 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     archive = next((m.get("archive") for m in totals.values() if m.get("archive")), str(root.archive))
     print(f"  raw archive:       {archive}/tiklive-raw/{day:%Y/%m/%d}/", file=out)
     print(f"  videos and covers: {archive}/videos/dt={day}/ and {archive}/covers/dt={day}/", file=out)
-    print(f"  state database:    {root.state_url}", file=out)
+    print(f"  state database:    {_redact(root.state_url)}", file=out)
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
     if "marts" not in failed and "marts" in totals:

@@ -480,7 +480,7 @@ def test_different_bytes_at_a_raw_key_are_kept_beside_it_never_overwritten(rig: 
     fetched = rig.raw_json(beside[0])
     assert fetched["user"]["id"] == ALICE_ID and fetched["user"]["uniqueId"] == "alice123"
     md = metadata(result, account_profiles)
-    assert (md["objects_conflicting"], md["objects_written"], md["credits_spent"]) == (1, 1, 2)  # /userid/ + profile
+    assert (md["objects_kept_beside"], md["objects_written"], md["credits_spent"]) == (1, 1, 2)  # /userid/ + profile
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -554,3 +554,34 @@ def test_budget_stops_anywhere_in_the_day_and_reruns_never_fetch_a_page_twice(sb
     assert rig.raw_keys(conflicts=True) == []
     assert rig.ids_in("downloaded") == reference.ids_in("downloaded") == set(rig.queue())
     assert {k.split("/", 4)[4] for k in rig.raw_keys()} == {k.split("/", 4)[4] for k in reference.raw_keys()}
+
+
+# ------------------------------------------------------------------------------------------------------
+# review fixes: ids that keep failing are dead-lettered; two searches of one keyword keep their own cursors
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_an_id_that_keeps_failing_is_dead_lettered_after_max_attempts(local_rig: Rig):
+    local_rig.config = base_config(capture={"download_concurrency": 2, "api_concurrency": 2, "max_attempts": 2},
+                                   hashtags=[], limits={"max_pages": 1, "max_videos_per_day": 1})
+    local_rig.sb.faults.cdn_ttl_seconds = -60  # every signed URL is born expired: each attempt fails
+    first = local_rig.run()
+    assert first.success, failures(first)
+    [aweme_id] = local_rig.ids_in("resolved")  # attempt 1 failed (2 credits: resolve + one re-resolve); kept
+    assert local_rig.sb.stats()["detail_requests_by_id"] == {aweme_id: 2}
+    second = local_rig.run(archived_videos)
+    assert second.success, failures(second)
+    assert local_rig.queue()[aweme_id] == "dead"  # attempt 2 = max_attempts: dead-lettered, never paid for again
+    with local_rig.state() as state:
+        assert state.dead_letter(aweme_id).reason.startswith("gave up after 2 attempts")
+    third = local_rig.run(archived_videos)
+    assert third.success and local_rig.sb.stats()["detail_requests_by_id"] == {aweme_id: 4}
+
+
+def test_searches_of_one_keyword_with_different_filters_keep_separate_cursors(local_rig: Rig):
+    local_rig.config = base_config(accounts=[], hashtags=[], keywords=[
+        {"keyword": "cooking", "publish_time": 1}, {"keyword": "cooking", "sort_by": 1}])
+    result = local_rig.run(discovery_queue)
+    assert result.success, failures(result)
+    assert local_rig.sb.stats()["by_endpoint"]["/search-video/"] == 2
+    assert metadata(result, discovery_queue)["walks_already_complete"] == 0

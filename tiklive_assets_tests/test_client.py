@@ -241,3 +241,45 @@ def test_the_key_never_appears_in_logs_errors_or_repr(caplog):
         _assert_secret_absent(record.getMessage())
         _assert_secret_absent(repr(record.args))
     _assert_secret_absent(caplog.text)
+
+
+def test_a_redirect_is_never_followed_so_the_key_never_reaches_another_host():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tiklive_assets.tikliveapi.errors import BadResponse
+
+    seen: list[dict] = []
+
+    class Elsewhere(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(dict(self.headers))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    target = ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{target.server_port}/steal")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    api = ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (target, api):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = TikLiveClient("SECRET-KEY-123", f"http://127.0.0.1:{api.server_port}", max_attempts=1)
+        with pytest.raises(BadResponse, match="redirect"):
+            client.userid("alice123")
+        assert seen == []
+    finally:
+        api.shutdown()
+        target.shutdown()

@@ -253,3 +253,26 @@ def test_a_comment_page_served_twice_raises_cursor_stuck(sb, client):
     assert sb.stats()["by_endpoint"] == {"/post-comments/": 2}
     assert info.value.endpoint == "/post-comments/"
     assert "the same page came back twice" in str(info.value)
+
+
+def test_a_page_made_only_of_items_already_returned_is_drift_even_with_a_new_cursor():
+    from datetime import UTC, datetime
+
+    from tiklive_assets.tikliveapi.client import ApiResponse
+    from tiklive_assets.tikliveapi.errors import CursorStuck
+    from tiklive_assets.tikliveapi.pagination import VideoPages
+
+    pages = {
+        "0": {"videos": [{"aweme_id": "1"}, {"aweme_id": "2"}], "cursor": "10", "hasMore": True},
+        "10": {"videos": [{"aweme_id": "2"}, {"aweme_id": "1"}], "cursor": "20", "hasMore": True},  # reshuffled
+    }
+
+    def fetch(cursor: str) -> ApiResponse:
+        import json
+
+        return ApiResponse("/user-posts/", {"cursor": cursor}, 200, json.dumps(pages[cursor]).encode(), datetime.now(UTC))
+
+    walk = VideoPages(fetch).pages()
+    assert [item["aweme_id"] for item in next(walk).items] == ["1", "2"]
+    with pytest.raises(CursorStuck, match="already returned"):
+        next(walk)

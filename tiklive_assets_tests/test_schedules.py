@@ -1,13 +1,14 @@
 """Schedules, evaluated: today's capture once a day, the janitor every hour; and the janitor's sweep itself."""
 
 import os
+import sqlite3
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from tiklive_assets.defs.archive.jobs import daily_capture_schedule, hourly_janitor_schedule, janitor_job
-from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
+from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 from tiklive_assets.state import StateDB
 
 
@@ -35,12 +36,20 @@ def test_janitor_removes_only_old_part_files(tmp_path):
     two_hours_ago = time.time() - 7200
     os.utime(old, (two_hours_ago, two_hours_ago))
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    state.enqueue([("7300000000000000009", "test", "bob")])
-    state.mark_dead("7300000000000000009", "video not found (deleted)", 404)
+    for aweme_id in ("7300000000000000009", "7300000000000000010"):
+        state.enqueue([(aweme_id, "test", "bob")])
+        state.mark_dead(aweme_id, "video not found (deleted)", 404)
+    with sqlite3.connect(tmp_path / "state.sqlite") as db:  # one dead letter is older than the configured retention
+        db.execute("UPDATE dead_letter SET failed_at = ? WHERE aweme_id = ?",
+                   [(datetime.now(UTC) - timedelta(days=3)).isoformat(), "7300000000000000009"])
+    config = tmp_path / "tiklive.yaml"
+    config.write_text("capture: {dead_letter_retention_days: 2}\n")
     result = janitor_job.execute_in_process(resources={
         "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
         "data_root": DataRootResource(home=str(tmp_path)),
+        "tracking": TrackingConfigResource(path=str(config)),
     })
     assert result.success
     assert not old.exists() and fresh.exists()
-    assert state.dead_letters_by_reason() == {"video not found (deleted)": 1}  # younger than the retention
+    assert state.dead_letter("7300000000000000009") is None  # aged out after 2 days
+    assert state.dead_letters_by_reason() == {"video not found (deleted)": 1}

@@ -400,3 +400,15 @@ def test_store_from_url(tmp_path: Path, moto_endpoint: str, s3_bucket: str, monk
         with pytest.raises(InvalidStoreUrl) as info:
             store_from_url(bad)
         assert "secret" not in str(info.value)
+
+
+def test_a_secondary_failure_keeps_the_primary_write_and_flags_the_key(tmp_path):
+    from tiklive_assets.storage import LocalStore, MirroredStore
+
+    blocker = tmp_path / "secondary"
+    blocker.write_text("a file where the secondary's directory should be: every write there fails")
+    mirror = MirroredStore(LocalStore(tmp_path / "primary"), LocalStore(blocker))
+    result = mirror.put_bytes("tiklive-raw/2026/11/24/userid/bob.json.gz", b"x", content_type="application/json")
+    assert result.status == "created"
+    assert mirror.get_bytes("tiklive-raw/2026/11/24/userid/bob.json.gz") == b"x"
+    assert mirror.unreplicated == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]

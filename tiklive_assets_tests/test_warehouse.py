@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import gzip
 import itertools
-from datetime import date
+import json
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -43,9 +44,13 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     corpus = Corpus(seed=7)
     for day in DAYS:
         write_archive_day(store, day, corpus)
-    # a re-capture that got different bytes: kept beside the original as a conflict copy (a credit, not data)
-    key = raw_key(DAYS[0], "userinfo-by-id", corpus.account("bob").id)
-    store.put_bytes(key, gzip.compress(b'{"user": {"id": "1"}, "stats": {}}'), content_type="application/json")
+    # the same request captured again later that day (a sensor poll, a rerun): different bytes, kept beside the
+    # original as a copy, and parsed as one more capture
+    bob = corpus.account("bob")
+    again = corpus.profile(bob, datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, 12, tzinfo=UTC).timestamp())
+    again["stats"]["followerCount"] += 5
+    store.put_bytes(raw_key(DAYS[0], "userinfo-by-id", bob.id), gzip.compress(json.dumps(again).encode()),
+                    content_type="application/json")
     return store
 
 
@@ -76,6 +81,8 @@ def test_parse_day_builds_every_table_from_archived_objects(archive: LocalStore)
     assert {r["source"] for r in tables["post_metrics_history"].to_pylist()} == {"user-posts", "post-detail"}
     snapshots = tables["user_snapshots"].to_pylist()
     assert {s["handle"] for s in snapshots} == set(HANDLES) and all(s["follower_count"] > 0 for s in snapshots)
+    bob_counts = sorted(s["follower_count"] for s in snapshots if s["handle"] == "bob")
+    assert len(bob_counts) == 2 and bob_counts[1] == bob_counts[0] + 5  # the copy kept beside is a second capture
     assert tables["dead_letters"].to_pylist()[0] | {"captured_at": None} == {
         "aweme_id": GONE, "reason": "video not found (deleted)", "http_status": 404, "dt": DAYS[0], "captured_at": None,
         "source_key": raw_key(DAYS[0], "post-detail", f"{GONE}-http404"),
@@ -88,9 +95,9 @@ def test_parse_day_builds_every_table_from_archived_objects(archive: LocalStore)
     assert {h["hashtag"] for h in tables["hashtags"].to_pylist()} <= {"cats", "cooking", "travel", "news", "dance"}
     ledger = {(r["endpoint"], r["http_status"]): r["requests"] for r in tables["credits_ledger"].to_pylist()}
     assert ledger[("post-detail", 404)] == 1
-    assert ledger[("userinfo-by-id", 200)] == 3  # two profiles and the conflict copy: three paid responses
+    assert ledger[("userinfo-by-id", 200)] == 3  # two profiles and bob's second capture: three paid responses
     users = {u["user_id"]: u for u in tables["users"].to_pylist()}
-    assert users[Corpus(seed=7).account("bob").id]["source"] == "profile"  # the conflict copy was not parsed
+    assert users[Corpus(seed=7).account("bob").id]["source"] == "profile"
 
 
 def test_unreadable_objects_are_reported_not_fatal(tmp_path: Path) -> None:
@@ -132,7 +139,7 @@ def _load_twice(url: str, archive: LocalStore) -> None:
         load_days(archive, wh, [DAYS[1]])  # a day again
         load_days(archive, wh, DAYS)  # everything again
         assert wh.fingerprints() == before
-        assert before["posts"][0] > 12 and before["user_snapshots"][0] == 6
+        assert before["posts"][0] > 12 and before["user_snapshots"][0] == 7  # 2 accounts x 3 days + a second capture
         # the newest day's counters win, and an MP4 archived on an earlier day keeps its storage_key
         (stale,) = wh.query("SELECT count(*) FROM posts WHERE dt < ? AND aweme_id IN "
                             "(SELECT aweme_id FROM post_metrics_history WHERE dt = ?)", [DAYS[-1], DAYS[-1]])[0]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiklive_assets.capture.accounts import resolve_user_id
+from tiklive_assets.capture.raw_archive import keyword_entity
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import CursorStuck, NotFound
@@ -122,7 +123,7 @@ def discover(session: CaptureSession) -> DiscoveryReport:
             stop_when_all_known=False, report=report,
         )
     for kw in config.keywords:
-        entity = "-".join(str(part) for part in (kw.keyword, kw.publish_time, kw.sort_by, kw.region) if part is not None)
+        entity = keyword_entity(kw.keyword, kw.publish_time, kw.sort_by, kw.region)
         walk_listing(
             session, source=f"keyword:{kw.keyword}", endpoint="/search-video/", entity=entity,
             fetch=lambda cursor, k=kw: client.search_video(

@@ -19,6 +19,15 @@ from tiklive_assets.tikliveapi.client import ApiResponse, aweme_id_from_url
 RAW_PREFIX = "tiklive-raw"
 
 
+def keyword_entity(keyword: str, publish_time=None, sort_by=None, region=None) -> str:
+    """One search's identity: the keyword and every filter, tagged (``cats-pt7-sb2-us``); names its slug and cursor."""
+    entity = safe_slug(keyword)
+    for value, tag in ((publish_time, "pt"), (sort_by, "sb"), (region, "")):
+        if value is not None:
+            entity += f"-{tag}{safe_slug(str(value).lower())}"
+    return entity
+
+
 def slug_for(endpoint: str, params: dict) -> str:
     """The object name of one response, from the request that fetched it (validated: no key escapes its prefix)."""
     name = endpoint.strip("/")
@@ -45,10 +54,7 @@ def slug_for(endpoint: str, params: dict) -> str:
             entity += f"-{safe_slug(str(params['region']).lower())}"
         return slug_page(entity, "cursor", cursor)
     if name == "search-video":
-        entity = safe_slug(str(params["keyword"]))
-        for key, tag in (("publish_time", "pt"), ("sort_by", "sb"), ("region", "")):
-            if params.get(key) is not None:
-                entity += f"-{tag}{safe_slug(str(params[key]).lower())}"
+        entity = keyword_entity(str(params["keyword"]), params.get("publish_time"), params.get("sort_by"), params.get("region"))
         return slug_page(entity, "cursor", cursor)
     if name == "music-posts":
         return slug_page(check_id(str(params["music_id"]), "music_id"), "cursor", cursor)

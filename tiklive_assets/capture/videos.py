@@ -153,7 +153,7 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
             path.unlink(missing_ok=True)
 
 
-def archive_pending(session: CaptureSession, *, batch: int = 200, limit: int | None = None) -> VideosReport:
+def archive_pending(session: CaptureSession, *, batch: int | None = None, limit: int | None = None) -> VideosReport:
     """Resolve and download queued ids until the queue is empty, ``limit`` is reached, or the budget stops us.
 
     Ids left ``resolved`` by a crashed run (their URLs long expired) are claimed first and resolved again.
@@ -162,6 +162,8 @@ def archive_pending(session: CaptureSession, *, batch: int = 200, limit: int | N
     """
     report = VideosReport()
     capture = session.config.capture
+    # Claim just in time, a little more than the workers can take at once, so no claim outlives its lease.
+    batch = batch or 2 * capture.download_concurrency
     lease = timedelta(seconds=capture.claim_lease_seconds)
     api_slots = threading.BoundedSemaphore(capture.api_concurrency)
     unfinished: list[str] = []
@@ -178,11 +180,17 @@ def archive_pending(session: CaptureSession, *, batch: int = 200, limit: int | N
             report.budget_stop = str(exc)
             unfinished.append(item.aweme_id)
             stop.set()
-        except (DownloadFailed, TikLiveError, OSError) as exc:
-            log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, exc)
+        except Exception as exc:  # noqa: BLE001 - one id's failure must not stop the batch
+            problem = f"{type(exc).__name__}: {exc}"
+            if item.attempts >= capture.max_attempts:  # permanent in practice: stop paying a credit per run for it
+                session.state.mark_dead(item.aweme_id, f"gave up after {item.attempts} attempts: {problem}"[:500], None)
+                with report._lock:
+                    report.dead["gave up after repeated failures"] += 1
+                return
+            log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, problem)
             unfinished.append(item.aweme_id)
             with report._lock:
-                report.failed.append(f"{item.aweme_id}: {exc}")
+                report.failed.append(f"{item.aweme_id}: {problem}")
 
     try:
         with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:

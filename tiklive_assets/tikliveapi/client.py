@@ -194,7 +194,8 @@ class TikLiveClient:
             self.rate_limiter.acquire()
         url = f"{self.base_url}{endpoint}"
         try:
-            http = self.session.get(url, params=params, timeout=self.timeout)
+            # never follow a redirect: requests would forward X-Api-Key to whatever host it names
+            http = self.session.get(url, params=params, timeout=self.timeout, allow_redirects=False)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
@@ -215,6 +216,9 @@ class TikLiveClient:
             raise NotFound(endpoint, subject, reason)
         if status in (401, 403):
             raise AuthError(status, endpoint)
+        if 300 <= status < 400:
+            raise BadResponse(endpoint, status, "the API answered with a redirect, which is never followed (the key "
+                              "would go to another host); check TIKLIVE_BASE_URL")
         if status == 429:
             retry_after = _retry_after_seconds(http.headers.get("Retry-After"))
             log.warning("%s: rate limited, waiting %s s (attempt %d)", endpoint, retry_after, attempt)

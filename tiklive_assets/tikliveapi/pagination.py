@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck
 
-DEFAULT_PAGE_GUARD = 1000
+DEFAULT_PAGE_GUARD = 200  # no configured walk needs more; a drifting one stops here at the latest
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Paginator:
         self.fetch = fetch
         self.start = str(start or 0)
         self.max_pages = max_pages
-        self.page_guard = page_guard
+        self.page_guard = max(page_guard, max_pages or 0)  # a configured bound is never mistaken for drift
         if items_key is not None:
             self.items_key = items_key
 
@@ -61,6 +61,7 @@ class Paginator:
         cursor = self.start
         seen_cursors: set[str] = set()
         seen_pages: set[str] = set()
+        seen_items: set[str] = set()  # duplicate rows: a page made only of items seen earlier in this walk
         fetched = 0
         endpoint = self._endpoint  # the real endpoint once a page names it (the guard's error must say which)
         while True:
@@ -77,6 +78,10 @@ class Paginator:
             if page.items and fingerprint in seen_pages:
                 raise CursorStuck(page.endpoint, cursor, "the same page came back twice")
             seen_pages.add(fingerprint)
+            ids = [str(item.get(self.id_key)) for item in page.items if item.get(self.id_key) is not None]
+            if fetched > 1 and ids and all(i in seen_items for i in ids):
+                raise CursorStuck(page.endpoint, cursor, "every item on the page was already returned by this walk")
+            seen_items.update(ids)
             yield page
             if not page.has_more:
                 return

@@ -10,8 +10,8 @@ Choices that make the result a pure function of the objects:
 * ``captured_at`` is the object's ``last_modified``; ``dt`` is the day in the key.
 * Within a day, an entity seen several times keeps the best-ranked sighting: /post-detail/ over a listing item,
   then the latest ``captured_at``, then the greatest key (a total order, whatever the reading order).
-* Conflict copies (``<key>.conflict-<sha>``) are counted in the credits ledger (each was a paid response) but
-  not parsed: the object at the key is the one the capture kept.
+* Copies kept beside (``<key>.conflict-<sha>``: the same request captured again, with different bytes) are parsed
+  as further captures at their own ``last_modified``, and counted in the credits ledger (each was a paid response).
 * Responses archived with a non-200 status (slug ``…-http404``) are never parsed as data; a /post-detail/ 404
   is a dead letter whose reason is the API's error message.
 """
@@ -127,8 +127,8 @@ class DayParser:
                 slug = slug[: match.start()]
         counted = self._credits.get((endpoint, status))
         self._credits[(endpoint, status)] = (counted[0] + 1, counted[1] + info.size) if counted else (1, info.size)
-        if conflict >= 0:
-            return
+        # A copy kept beside (``.conflict-<sha>``) is the same request captured again with new bytes (a sensor poll,
+        # a re-resolved expired URL): a real response, parsed as one more capture at its own last_modified.
         try:
             body = decode(gz)
             captured = micros(info.last_modified)

@@ -89,7 +89,7 @@ def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, me
             "credits_by_endpoint": dg.MetadataValue.json(session.client.credits.snapshot()),
             "objects_written": session.archive.written.get("created", 0),
             "objects_unchanged": session.archive.written.get("identical", 0),
-            "objects_conflicting": session.archive.written.get("conflict", 0),
+            "objects_kept_beside": session.archive.written.get("conflict", 0),  # same request, new bytes
             "bytes_written": session.archive.bytes_written,
             "queue_depth": dg.MetadataValue.json(depth),
             "archive": session.store.describe(),

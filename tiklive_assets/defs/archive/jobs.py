@@ -7,7 +7,7 @@ import dagster as dg
 
 from tiklive_assets.capture.janitor import sweep
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
-from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
+from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 
 daily_capture_job = dg.define_asset_job(
     "daily_capture",
@@ -25,10 +25,13 @@ def daily_capture_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
 
 
 @dg.op(description="Remove .part files and abort multipart uploads older than an hour; age out old dead letters.")
-def sweep_incomplete_writes(context: dg.OpExecutionContext, archive_store: ArchiveStoreResource, data_root: DataRootResource) -> None:
+def sweep_incomplete_writes(context: dg.OpExecutionContext, archive_store: ArchiveStoreResource, data_root: DataRootResource,
+                            tracking: TrackingConfigResource) -> None:
+    retention = timedelta(days=tracking.load().capture.dead_letter_retention_days)
     state = data_root.open_state()
     try:
-        report = sweep(archive_store.open(), state, data_root.scratch, older_than=timedelta(hours=1))
+        report = sweep(archive_store.open(), state, data_root.scratch, older_than=timedelta(hours=1),
+                       dead_letter_retention=retention)
     finally:
         state.close()
     context.log.info(
