@@ -132,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     for parser_ in (listing, reset):
         parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
+    from tiklive_assets.compliance import cli as compliance_cli
     from tiklive_assets.research import cli as research_cli
 
     research_cli.add_parser(sub)
+    compliance_cli.add_parsers(sub)
     return parser
 
 
@@ -155,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         from tiklive_assets.research import cli as research_cli
 
         return research_cli.run(args)
+    if args.command in ("erase", "hold", "retention"):
+        from tiklive_assets.compliance import cli as compliance_cli
+
+        return compliance_cli.run(args)
     raise AssertionError(args.command)
 
 

@@ -271,7 +271,7 @@ def test_a_legal_hold_blocks_erasure(world) -> None:
     before, rows_before = snapshot(store), table_counts(url)
     with open_warehouse(url) as wh:
         preview = erase_user(store, wh, BOB.id, "bob", dry_run=True, holds=holds)
-        assert list(preview.held) == [f"tiklive-raw/{DAYS[0]:%Y/%m/%d}/"] and list(preview.held.values())[0] > 0
+        assert list(preview.held) == [f"tiklive-raw/{DAYS[0]:%Y/%m/%d}/"] and next(iter(preview.held.values())) > 0
         with pytest.raises(LegalHoldError, match="case 2026-17"):
             erase_user(store, wh, BOB.id, "bob", dry_run=False, holds=holds)
     assert snapshot(store) == before and table_counts(url) == rows_before and erasure_log(state) == []
@@ -453,3 +453,32 @@ def test_body_scan_streams_in_bounded_chunks_and_finds_matches_across_chunk_edge
     assert matcher.mask("tiklive-raw/2026/05/28/userid/bob.json.gz") == "tiklive-raw/2026/05/28/userid/<subject>.json.gz"
     assert matcher.mask(f"tiklive-raw/2026/05/28/user-posts/{BOB.id}-cursor0.json.gz").endswith("/<subject>-cursor0.json.gz")
     assert matcher.mask("videos/dt=2026-05-28/author=bob/77.mp4", ["77"]) == "videos/dt=2026-05-28/author=<subject>/<post>.mp4"
+
+
+def test_the_cli_erases_only_when_asked_and_honours_holds(tmp_path, capsys):
+    from tiklive_assets.cli import main
+    from tiklive_assets.storage import LocalStore
+    from tiklive_assets_tests.support.archive import write_archive_day
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets.warehouse import load_days, open_warehouse
+    from datetime import date as _date
+
+    day = _date(2026, 5, 29)
+    store = LocalStore(tmp_path / "archive")
+    write_archive_day(store, day, Corpus(seed=7))
+    with open_warehouse(str(tmp_path / "warehouse.duckdb")) as wh:
+        load_days(store, wh, [day])
+    before = sorted(info.key for info in store.list())
+    home = ["--home", str(tmp_path)]
+    assert main(["erase", "--handle", "bob", *home]) == 0  # dry run
+    assert "would delete" in capsys.readouterr().out
+    assert sorted(info.key for info in store.list()) == before
+    assert main(["hold", "place", "tiklive-raw/2026/05/29/", "--reason", "case 42", *home]) == 0
+    assert main(["erase", "--handle", "bob", "--execute", *home]) == 3
+    assert "refused" in capsys.readouterr().err
+    assert sorted(info.key for info in store.list()) == before
+    assert main(["hold", "release", "tiklive-raw/2026/05/29/", *home]) == 0
+    assert main(["erase", "--handle", "bob", "--execute", *home]) == 0
+    after = sorted(info.key for info in store.list())
+    assert len(after) < len(before) and not any("author=bob" in key for key in after)
+    assert main(["retention", "apply", "--delete-after", "1", *home]) == 2  # before the last tier: refused

@@ -60,7 +60,7 @@ def current_operator(who: str | None = None) -> str:
         return os.environ[OPERATOR_ENV]
     try:
         return getpass.getuser()
-    except Exception:  # no login name (containers without /etc/passwd entry)
+    except (KeyError, OSError):  # no login name (containers without an /etc/passwd entry)
         return "unknown"
 
 
