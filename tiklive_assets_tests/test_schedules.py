@@ -20,6 +20,18 @@ def test_daily_capture_targets_the_days_partition():
     assert daily_capture_schedule.cron_schedule == "15 3 * * *"
 
 
+def test_warehouse_and_verification_run_after_the_day_closes():
+    from tiklive_assets.defs.verification.checks import nightly_verification_schedule
+    from tiklive_assets.defs.warehouse.jobs import daily_warehouse_schedule
+
+    when = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)
+    request = daily_warehouse_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert request.partition_key == "2026-11-23" and request.run_key == "daily-warehouse-2026-11-23"
+    nightly = nightly_verification_schedule(dg.build_schedule_context(scheduled_execution_time=when.replace(hour=4)))
+    assert nightly.run_key == "nightly-verification-2026-11-24"
+    assert nightly_verification_schedule.cron_schedule == "30 4 * * *"
+
+
 def test_hourly_janitor_has_one_run_per_hour():
     first = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))
     again = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))

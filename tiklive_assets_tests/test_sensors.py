@@ -1,6 +1,7 @@
 """Sensor ticks with build_sensor_context and a carried cursor, against the sandbox over real HTTP."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -24,7 +25,7 @@ def _resources(tmp_path: Path, base_url: str, handles: list[str]) -> dict:
 
 
 def _tick(sensor, resources, cursor=None):
-    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+    with dg.build_sensor_context(cursor=cursor, resources=resources, instance=dg.DagsterInstance.ephemeral()) as context:
         return sensor(context)
 
 
@@ -63,14 +64,31 @@ def test_work_per_tick_is_bounded_and_rotates(tmp_path):
         assert json.loads(first.cursor)["next"] == ACCOUNTS_PER_TICK
 
 
-def test_a_failing_tick_keeps_its_cursor(sandbox, tmp_path):
+def test_a_failing_tick_loses_no_post(sandbox, tmp_path, monkeypatch):
+    resources = _resources(tmp_path, sandbox.base_url, ["alice123", "bob"])
+    first = _tick(new_posts_sensor, resources)
+    new_id = sandbox.publish_video("bob")
+
+    def locked(self, rows):
+        raise RuntimeError("database is locked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StateDB, "enqueue", locked)
+        failed = _tick(new_posts_sensor, resources, first.cursor)
+    assert not failed.run_requests and "tick failed" in failed.skip_reason.skip_message
+    # the cursor came back, and bob's newest-seen mark did not move past the post that was never queued
+    assert json.loads(failed.cursor)["newest"]["bob"] == json.loads(first.cursor)["newest"]["bob"]
+    retried = _tick(new_posts_sensor, resources, failed.cursor)
+    assert len(retried.run_requests) == 1
+    assert StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}").state_of(new_id) == "pending"
+
+
+def test_api_errors_in_a_tick_are_reported_and_the_rotation_moves_on(sandbox, tmp_path):
     resources = _resources(tmp_path, sandbox.base_url, ["alice123", "bob"])
     first = _tick(new_posts_sensor, resources)
     sandbox.fail_next(100, status=500)
     result = _tick(new_posts_sensor, resources, first.cursor)
-    assert not result.run_requests
-    assert "error" in result.skip_reason.skip_message
-    # newest-seen marks survive and the rotation still advances
+    assert not result.run_requests and "error" in result.skip_reason.skip_message
     assert json.loads(result.cursor)["newest"] == json.loads(first.cursor)["newest"]
 
 
@@ -86,6 +104,20 @@ def test_queue_sensor_requests_one_run_per_waiting_set(tmp_path):
     state.enqueue([("7300000000000000003", "test", "bob")])
     three = _tick(pending_queue_sensor, resources)
     assert three.run_requests[0].run_key != one.run_requests[0].run_key
+    # a failed run leaves the ids pending with more attempts: the retry gets a new key, it is not dropped
+    state.claim_pending(3, lease=timedelta(0))
+    retry = _tick(pending_queue_sensor, resources)
+    assert retry.run_requests[0].run_key != three.run_requests[0].run_key
+
+
+def test_queue_sensor_waits_while_a_capture_run_is_in_flight(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    state.enqueue([("7300000000000000001", "test", "alice123")])
+    instance.add_run(dg.DagsterRun(job_name="capture_new_videos", run_id="in-flight", status=dg.DagsterRunStatus.STARTED))
+    with dg.build_sensor_context(instance=instance, resources={"data_root": DataRootResource(home=str(tmp_path))}) as ctx:
+        result = pending_queue_sensor(ctx)
+    assert not result.run_requests and "already resolving" in result.skip_reason.skip_message
 
 
 @pytest.mark.parametrize("name", ["new_posts_sensor", "pending_queue_sensor"])

@@ -1,6 +1,6 @@
 """Restore verification and integrity checks: each passes on good data and fails on planted corruption."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +13,7 @@ from tiklive_assets.storage.keys import raw_key, video_key
 from tiklive_assets.verification.integrity import (
     duplicate_post_ids,
     empty_archive_days,
-    partition_landed,
+    due_day,
     video_consistency,
 )
 from tiklive_assets.verification.restore import verify_day, verify_random_day
@@ -105,10 +105,35 @@ def test_an_empty_archive_day_is_found(built):
     assert empty_archive_days(store, TODAY) == [DAYS[1]]
 
 
-def test_todays_partition_landed_by_the_hour():
-    assert partition_landed(True, datetime(2026, 11, 24, 9, tzinfo=UTC), 6)[0]
-    assert partition_landed(False, datetime(2026, 11, 24, 5, tzinfo=UTC), 6) == (True, "not due until 06:00 UTC")
-    assert not partition_landed(False, datetime(2026, 11, 24, 7, tzinfo=UTC), 6)[0]
+def test_the_day_due_is_today_after_the_deadline_and_yesterday_before_it():
+    assert due_day(datetime(2026, 11, 24, 9, tzinfo=UTC), 6) == date(2026, 11, 24)
+    assert due_day(datetime(2026, 11, 24, 4, 30, tzinfo=UTC), 6) == date(2026, 11, 23)
+
+
+def test_landed_and_dead_letter_checks_pass_and_fail(tmp_path, monkeypatch):
+    from tiklive_assets.defs.archive.checks import dead_letter_ratio
+    from tiklive_assets.defs.resources import DataRootResource
+    from tiklive_assets.defs.verification.checks import todays_partition_landed
+    from tiklive_assets.state import StateDB
+
+    resources = {"data_root": DataRootResource(home=str(tmp_path))}
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    due = due_day(datetime.now(UTC), 6)
+    assert not todays_partition_landed(dg.build_asset_check_context(resources=resources)).passed
+    state.set_value(f"asset-complete:archived_videos:{due.isoformat()}", "1")
+    assert todays_partition_landed(dg.build_asset_check_context(resources=resources)).passed
+
+    ids = [f"73000000000000000{i:02d}" for i in range(10)]
+    state.enqueue([(i, "test", "bob") for i in ids])
+    for i in ids[:9]:
+        state.mark_downloaded(i)
+    state.mark_dead(ids[9], "video not found (deleted)", 404)
+    assert dead_letter_ratio(dg.build_asset_check_context(resources=resources)).passed  # 1 in 10
+    for i in ids[:5]:
+        state.requeue(i)
+        state.mark_dead(i, "video is private", 404)
+    result = dead_letter_ratio(dg.build_asset_check_context(resources=resources))
+    assert not result.passed and result.metadata["dead_letter_ratio"].value == 0.6
 
 
 def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, monkeypatch):

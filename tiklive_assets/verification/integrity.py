@@ -53,10 +53,6 @@ def video_consistency(store: ObjectStore, warehouse: Warehouse, today: date, win
     )
 
 
-def partition_landed(done: bool, now: datetime, by_hour: int) -> tuple[bool, str]:
-    """Today's partition must have landed by ``by_hour`` UTC; before that hour it is not due yet."""
-    if done:
-        return True, "landed"
-    if now.hour < by_hour:
-        return True, f"not due until {by_hour:02d}:00 UTC"
-    return False, f"today's capture has not landed and it is past {by_hour:02d}:00 UTC"
+def due_day(now: datetime, by_hour: int) -> date:
+    """The latest day whose capture is due: today once ``by_hour`` UTC has passed, else yesterday."""
+    return now.date() if now.hour >= by_hour else now.date() - timedelta(days=1)

@@ -8,6 +8,7 @@ exception in a tick loses no progress already made safe (the tick catches it and
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -25,6 +26,7 @@ from tiklive_assets.defs.resources import (
 from tiklive_assets.tikliveapi.errors import TikLiveError
 
 ACCOUNTS_PER_TICK = 10  # one credit each; bounded work, far inside the 60 s tick limit
+TICK_BUDGET_SECONDS = 40.0  # and bounded in time: a slow API cannot push a tick past Dagster's 60 s
 NEW_POSTS_INTERVAL = 60
 QUEUE_INTERVAL = 60
 
@@ -44,11 +46,21 @@ def _run_key(prefix: str, ids: list[str]) -> str:
     return f"{prefix}:{_today()}:{digest}"
 
 
-def poll_new_posts(session: CaptureSession, handles: list[str], newest: dict[str, int]) -> tuple[list[str], list[str]]:
-    """Read each handle's first /user-posts/ page; queue ids newer than the newest seen. Returns (new ids, errors)."""
+def poll_new_posts(
+    session: CaptureSession, handles: list[str], newest: dict[str, int], budget_seconds: float = TICK_BUDGET_SECONDS
+) -> tuple[list[str], list[str]]:
+    """Read each handle's first /user-posts/ page; queue ids newer than the newest seen. Returns (new ids, errors).
+
+    ``newest[handle]`` moves forward only after that handle's new ids are safely in the queue, so a failure
+    anywhere leaves those posts new for the next tick. Stops early when the tick's time budget is spent.
+    """
     new_ids: list[str] = []
     errors: list[str] = []
+    started = time.monotonic()
     for handle in handles:
+        if time.monotonic() - started > budget_seconds:
+            errors.append(f"time budget of {budget_seconds:.0f}s spent before {handle}; the next tick continues")
+            break
         try:
             user_id = resolve_user_id(session, handle)
             page = session.client.user_posts(user_id, 0).json()
@@ -58,12 +70,12 @@ def poll_new_posts(session: CaptureSession, handles: list[str], newest: dict[str
         videos = page.get("videos") or []
         last_seen = newest.get(handle, 0)
         fresh = [v for v in videos if int(v.get("create_time") or 0) > last_seen] if last_seen else []
-        if videos:
-            newest[handle] = max(last_seen, max(int(v.get("create_time") or 0) for v in videos))
         rows = [(str(v["aweme_id"]), f"sensor:{handle}", (v.get("author") or {}).get("unique_id") or handle) for v in fresh]
         if rows:
-            session.state.enqueue(rows)
+            session.state.enqueue(rows)  # raises before `newest` moves: the posts stay new for the next tick
             new_ids.extend(row[0] for row in rows)
+        if videos:
+            newest[handle] = max(last_seen, max(int(v.get("create_time") or 0) for v in videos))
     return new_ids, errors
 
 
@@ -122,14 +134,24 @@ def new_posts_sensor(
     description="Starts a resolve-and-download run when ids wait in the queue, so discovery-to-capture is minutes.",
 )
 def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
+    in_flight = context.instance.get_runs(
+        dg.RunsFilter(job_name=capture_new_videos_job.name,
+                      statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]),
+        limit=1,
+    )
+    if in_flight:
+        return dg.SensorResult(skip_reason=f"run {in_flight[0].run_id} is already resolving the queue")
     state = data_root.open_state()
     try:
-        pending = [item.aweme_id for item in state.pending(1000)]
+        pending = state.pending(1000)
     finally:
         state.close()
     if not pending:
         return dg.SensorResult(skip_reason="the queue is empty")
-    # Same waiting ids -> same run key: re-evaluating the tick never requests a duplicate run.
+    # Same waiting ids, same attempt -> same run key: re-evaluating never requests a duplicate run; after a
+    # failed run the ids' attempts have grown, so the retry gets a new key instead of being dropped.
+    ids = [f"{item.aweme_id}@{item.attempts}" for item in pending]
     return dg.SensorResult(run_requests=[
-        dg.RunRequest(run_key=_run_key("queue", pending), partition_key=_today(), tags={"tiklive/pending": str(len(pending))})
+        dg.RunRequest(run_key=_run_key("queue", ids), partition_key=_today(), tags={"tiklive/pending": str(len(pending))})
     ])

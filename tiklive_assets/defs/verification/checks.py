@@ -11,8 +11,9 @@ import dagster as dg
 
 from tiklive_assets.defs.archive.assets import archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
+from tiklive_assets.defs.warehouse.assets import DUCKDB_POOL  # checks that open the warehouse queue with its writers
 from tiklive_assets.defs.warehouse.resources import WarehouseResource
-from tiklive_assets.verification.integrity import duplicate_post_ids, empty_archive_days, partition_landed, video_consistency
+from tiklive_assets.verification.integrity import due_day, duplicate_post_ids, empty_archive_days, video_consistency
 from tiklive_assets.verification.restore import verify_random_day
 
 POSTS = dg.AssetKey(["warehouse", "posts"])
@@ -21,7 +22,7 @@ LANDED_BY_HOUR = int(os.environ.get("TIKLIVE_LANDED_BY_HOUR", "6"))  # UTC hour 
 WINDOW_DAYS = 30
 
 
-@dg.asset_check(asset=POSTS, blocking=False, description="aweme_id is unique in posts (cheap; runs with the table).")
+@dg.asset_check(asset=POSTS, blocking=False, pool=DUCKDB_POOL, description="aweme_id is unique in posts (cheap; runs with the table).")
 def posts_aweme_id_unique(data_root: DataRootResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
         duplicates = duplicate_post_ids(wh)
@@ -30,7 +31,7 @@ def posts_aweme_id_unique(data_root: DataRootResource, warehouse: WarehouseResou
     })
 
 
-@dg.asset_check(asset=POSTS, description="Seed 000's nightly restore test: replay a random day of the last 30 into a "
+@dg.asset_check(asset=POSTS, pool=DUCKDB_POOL, description="Seed 000's nightly restore test: replay a random day of the last 30 into a "
                 "scratch DuckDB; every object parses and every table matches the warehouse within tolerance.")
 def restore_verification(context: dg.AssetCheckExecutionContext, data_root: DataRootResource,
                          archive_store: ArchiveStoreResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
@@ -61,7 +62,7 @@ def archive_days_non_empty(archive_store: ArchiveStoreResource) -> dg.AssetCheck
     return dg.AssetCheckResult(passed=not empty, metadata={"empty_days": dg.MetadataValue.json([str(d) for d in empty])})
 
 
-@dg.asset_check(asset=archived_videos, description="No MP4 without a posts row, and no downloaded posts row without its MP4.")
+@dg.asset_check(asset=archived_videos, pool=DUCKDB_POOL, description="No MP4 without a posts row, and no downloaded posts row without its MP4.")
 def videos_match_posts(data_root: DataRootResource, archive_store: ArchiveStoreResource,
                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
@@ -72,16 +73,20 @@ def videos_match_posts(data_root: DataRootResource, archive_store: ArchiveStoreR
     })
 
 
-@dg.asset_check(asset=archived_videos, description=f"Today's capture landed by {LANDED_BY_HOUR:02d}:00 UTC.")
+@dg.asset_check(asset=archived_videos, description=f"The latest day whose deadline ({LANDED_BY_HOUR:02d}:00 UTC) has "
+                "passed was captured: today's after that hour, yesterday's before it (so the 04:30 run checks something).")
 def todays_partition_landed(data_root: DataRootResource) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
+    day = due_day(now, LANDED_BY_HOUR)
     state = data_root.open_state()
     try:
-        done = state.get_value(f"asset-complete:archived_videos:{now.date().isoformat()}") is not None
+        done = state.get_value(f"asset-complete:archived_videos:{day.isoformat()}") is not None
     finally:
         state.close()
-    passed, why = partition_landed(done, now, LANDED_BY_HOUR)
-    return dg.AssetCheckResult(passed=passed, metadata={"status": why, "by_hour_utc": LANDED_BY_HOUR})
+    return dg.AssetCheckResult(passed=done, metadata={
+        "day": str(day), "by_hour_utc": LANDED_BY_HOUR,
+        "status": "landed" if done else f"{day}'s capture had not landed by {LANDED_BY_HOUR:02d}:00 UTC",
+    })
 
 
 NIGHTLY_CHECKS = [restore_verification, archive_days_non_empty, videos_match_posts, todays_partition_landed]
