@@ -75,8 +75,11 @@ def test_failed_run_alerts(receiver):
 
 def test_failed_check_alerts_once(receiver):
     instance = dg.DagsterInstance.ephemeral()
+    with dg.build_sensor_context(instance=instance) as context:  # turned on: starts from now, no history storm
+        assert "from now on" in failed_check_alert(context).skip_message
+        start = context.cursor
     dg.materialize([checked, checked_is_two], instance=instance)
-    with dg.build_sensor_context(instance=instance) as context:
+    with dg.build_sensor_context(instance=instance, cursor=start) as context:
         first = failed_check_alert(context)
         assert "1 failed" in first.skip_message
         cursor = context.cursor

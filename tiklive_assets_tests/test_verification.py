@@ -169,3 +169,14 @@ def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, m
     evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}["restore_verification"]
     assert not evaluation.passed
     assert "user_snapshots" in evaluation.metadata["failing_tables"].value
+
+
+def test_a_changed_value_fails_even_when_row_counts_match(built):
+    store, url = built
+    with duckdb.connect(url) as con:
+        con.execute("UPDATE credits_ledger SET requests = requests * 2 WHERE dt = ?", [DAYS[2]])
+    with open_warehouse(url) as wh:
+        report = verify_day(store, wh, DAYS[2])
+    [failing] = report.failing_tables
+    assert failing.table == "credits_ledger" and failing.values_differ == ["requests"]
+    assert failing.replayed == failing.in_warehouse

@@ -345,3 +345,39 @@ def test_parsing_in_processes_gives_the_same_tables(archive: LocalStore, monkeyp
     assert split.objects == whole.objects > 10
     for name in TABLE_NAMES:
         assert split.tables[name].equals(whole.tables[name]), name
+
+
+def test_a_copied_archive_replays_to_identical_history(tmp_path: Path) -> None:
+    """captured_at travels inside each object (gzip MTIME), so new file times after a copy change nothing."""
+    import os
+    import shutil
+
+    from tiklive_assets.capture.raw_archive import RawArchive
+    from tiklive_assets.tikliveapi.client import ApiResponse
+
+    corpus = Corpus(seed=7)
+    day = DAYS[0]
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    original = LocalStore(tmp_path / "original")
+    archive = RawArchive(original, day)
+    bob = corpus.account("bob")
+    for hour in (0, 3):  # two captures of bob's profile and first page, three hours apart
+        fetched = noon.replace(hour=12 + hour)
+        now = fetched.timestamp()
+        for endpoint, params, body in (
+            ("/userinfo-by-id/", {"userid": bob.id}, corpus.profile(bob, now)),
+            ("/user-posts/", {"userid": bob.id, "count": 30, "cursor": 0},
+             {"videos": [corpus.listing_item(p, now) for p in corpus.visible_posts(bob, now)[:5]], "cursor": "1", "hasMore": True}),
+        ):
+            archive.write(ApiResponse(endpoint, params, 200, json.dumps(body).encode(), fetched))
+    shutil.copytree(tmp_path / "original", tmp_path / "copy", copy_function=shutil.copyfile)  # new mtimes
+    for path in (tmp_path / "copy").rglob("*.gz*"):
+        os.utime(path, (0, 1_900_000_000))
+    first, second = parse_day(original, day), parse_day(LocalStore(tmp_path / "copy"), day)
+    assert first.tables["user_snapshots"].num_rows == 2 and first.tables["post_metrics_history"].num_rows == 10
+    for name in TABLE_NAMES:
+        if name == "credits_ledger":
+            continue  # counts bytes and objects, not times
+        assert first.tables[name].equals(second.tables[name]), name
+    captured = sorted(r["captured_at"] for r in first.tables["user_snapshots"].to_pylist())
+    assert [c.hour for c in captured] == [12, 15]

@@ -89,7 +89,9 @@ class RawArchive:
 
     def write(self, response: ApiResponse) -> str:
         key = self.key_for(response)
-        payload = gzip.compress(response.body, compresslevel=6, mtime=0)  # same body, same bytes: idempotent
+        # The gzip header's MTIME carries the fetch time (whole seconds): the capture time travels inside the object,
+        # so a replay from a copied or restored archive (new file times) rebuilds identical history rows.
+        payload = gzip.compress(response.body, compresslevel=6, mtime=int(response.fetched_at.timestamp()))
         result = self.store.put_bytes(key, payload, content_type="application/json", content_encoding="gzip")
         with self._lock:
             self.written[result.status] += 1

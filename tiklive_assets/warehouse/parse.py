@@ -7,7 +7,9 @@ objects always give the same tables. Parsers merge (``merge``), so a day can be 
 
 Choices that make the result a pure function of the objects:
 
-* ``captured_at`` is the object's ``last_modified``; ``dt`` is the day in the key.
+* ``captured_at`` is the fetch time the raw archive wrote into the gzip header (so it survives copies and
+  restores of the archive); objects without one fall back to the object's ``last_modified``. ``dt`` is the day in
+  the key.
 * Within a day, an entity seen several times keeps the best-ranked sighting: /post-detail/ over a listing item,
   then the latest ``captured_at``, then the greatest key (a total order, whatever the reading order).
 * Copies kept beside (``<key>.conflict-<sha>``: the same request captured again, with different bytes) are parsed
@@ -58,6 +60,13 @@ def video_day_prefix(day: date) -> str:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def fetched_micros(gz: bytes) -> int:
+    """The fetch time the raw archive put in the gzip header (MTIME, whole seconds), or 0 when absent."""
+    if len(gz) >= 8 and gz[:2] == b"\x1f\x8b":
+        return int.from_bytes(gz[4:8], "little") * 1_000_000
+    return 0
 
 
 def micros(moment: datetime) -> int:
@@ -131,7 +140,7 @@ class DayParser:
         # a re-resolved expired URL): a real response, parsed as one more capture at its own last_modified.
         try:
             body = decode(gz)
-            captured = micros(info.last_modified)
+            captured = fetched_micros(gz) or micros(info.last_modified)
             if status != 200:
                 if status == 404 and endpoint == "post-detail":
                     self._dead_letter(slug, body, key, captured)

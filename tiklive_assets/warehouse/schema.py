@@ -140,8 +140,8 @@ POSTS = Table(
     ),
     key=("aweme_id",),
     indices=(("author_id",), ("music_id",), ("create_time",)),
-    sticky=("storage_key", "bytes", "archived_at"),
-    immutable=("author_id", "create_time", "music_id"),
+    sticky=("storage_key", "bytes", "archived_at", "music_id"),  # a listing without music_info never erases it
+    immutable=("author_id", "create_time"),
     description="Seed 001's posts: one row per video with its newest counters (from /post-detail/ and listings); "
     "storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/<id>.mp4 object (NULL until archived).",
 )

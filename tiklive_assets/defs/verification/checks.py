@@ -47,7 +47,8 @@ def restore_verification(context: dg.AssetCheckExecutionContext, data_root: Data
         "seconds": round(time.monotonic() - started, 2),
         "tolerance": RESTORE_TOLERANCE,
         "tables": dg.MetadataValue.json({t.table: {"replayed": t.replayed, "in_warehouse": t.in_warehouse,
-                                                   "missing_keys": t.missing_keys} for t in report.tables}),
+                                                   "missing_keys": t.missing_keys, "values_differ": t.values_differ}
+                                         for t in report.tables}),
         "failing_tables": dg.MetadataValue.json([t.table for t in report.failing_tables]),
         "unreadable_objects": dg.MetadataValue.json(report.unreadable[:100]),
     }
