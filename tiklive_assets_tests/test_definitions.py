@@ -30,3 +30,15 @@ def test_every_domain_contributes_and_nothing_is_missing():
     assert {"new_posts_sensor", "pending_queue_sensor", "run_failure_alert", "failed_check_alert"} <= sensors
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
     assert {"archived_videos", "discovery_queue", "warehouse/posts", "exports/parquet"} <= keys
+
+
+def test_the_warehouses_never_import_the_clients():
+    """STYLE.md: the warehouse parses archived objects only; importing a client is the first sign it is not replayable."""
+    code = (
+        "import sys, tiklive_assets.warehouse, tiklive_assets.research.warehouse, tiklive_assets.verification.restore;"
+        "bad = [m for m in sys.modules if m.startswith(('tiklive_assets.tikliveapi', 'tiklive_assets.research.client',"
+        " 'tiklive_assets.sandbox', 'tiklive_assets.defs'))];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -102,6 +102,18 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
                 break
             time.sleep(2)
         assert status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-4000:]
+        # then the day's warehouse, as the daily_warehouse schedule launches it
+        warehouse_run = client.submit_job_execution(
+            "daily_warehouse", repository_location_name="tiklive_assets", repository_name="__repository__",
+            tags={"dagster/partition": today},
+        )
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            status = client.get_run_status(warehouse_run)
+            if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                break
+            time.sleep(2)
+        assert status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-4000:]
     finally:
         for proc in procs:
             proc.terminate()
@@ -117,6 +129,11 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
     videos = list((archive / "videos" / f"dt={day}").rglob("*.mp4"))
     assert len(videos) == 5
     assert any("userinfo-by-id" in str(path) for path in raw)
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM posts WHERE storage_key IS NOT NULL").fetchone()[0] == 5
+        assert con.execute("SELECT count(*) FROM user_snapshots").fetchone()[0] == 1
     # the run really used Dagster's Postgres storage
     import psycopg
 

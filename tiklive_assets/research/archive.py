@@ -17,7 +17,6 @@ import hashlib
 import re
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from datetime import date
 
 from tiklive_assets.research.client import (
@@ -29,38 +28,24 @@ from tiklive_assets.research.client import (
     ResearchResponse,
     query_hash,
 )
+from tiklive_assets.research.keys import (  # noqa: F401 - re-exported for callers of the archive
+    RESEARCH_PREFIX,
+    USER_PAGE_SLUG,
+    VIDEO_SLUG,
+    VideoSlug,
+    parse_video_slug,
+    video_slug,
+)
 from tiklive_assets.research.windows import Window
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.storage.keys import check_handle, raw_key
 
-RESEARCH_PREFIX = "research-raw"
 ENDPOINT_NAMES = {
     VIDEO_QUERY: "video-query",
     USER_INFO: "user-info",
     USER_FOLLOWERS: "user-followers",
     USER_FOLLOWING: "user-following",
 }
-VIDEO_SLUG = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)-cursor(?P<cursor>\d+)")
-USER_PAGE_SLUG = re.compile(r"(?P<username>[A-Za-z0-9._]{1,64})-cursor(?P<cursor>\d+)")
-
-
-def video_slug(window: Window, qhash: str, generation: int, cursor: int) -> str:
-    return f"{window.key}-q{qhash}-g{int(generation)}-cursor{int(cursor)}"
-
-
-@dataclass(frozen=True)
-class VideoSlug:
-    window: Window
-    qhash: str
-    generation: int
-    cursor: int
-
-
-def parse_video_slug(slug: str) -> VideoSlug | None:
-    m = VIDEO_SLUG.fullmatch(slug)
-    if not m:
-        return None
-    return VideoSlug(Window.from_key(m["window"]), m["qhash"], int(m["gen"]), int(m["cursor"]))
 
 
 class ResearchArchive:

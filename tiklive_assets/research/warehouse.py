@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tiklive_assets.research.archive import RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
+from tiklive_assets.research.keys import RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.storage.keys import InvalidKeyPart, check_handle, parse_raw_key
 
