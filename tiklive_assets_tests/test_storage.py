@@ -412,3 +412,16 @@ def test_a_secondary_failure_keeps_the_primary_write_and_flags_the_key(tmp_path)
     assert result.status == "created"
     assert mirror.get_bytes("tiklive-raw/2026/11/24/userid/bob.json.gz") == b"x"
     assert mirror.unreplicated == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]
+
+
+def test_s3_large_upload_never_overwrites_a_key_written_meanwhile(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    """The multipart path completes with IfNoneMatch='*': if another writer got there after our HEAD, we lose."""
+    client = _client(moto_endpoint)
+    store = S3Store(client, s3_bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)
+    source = tmp_path / "big.mp4"
+    source.write_bytes(os.urandom(11 * MIB))
+    key = video_key(DAY, "alice123", "7387261234567890124")
+    client.put_object(Bucket=s3_bucket, Key=key, Body=b"the other writer's bytes")  # lands after our HEAD
+    assert store._multipart_if_absent(key, source, {"ContentType": "video/mp4"}) is False
+    assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == b"the other writer's bytes"
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # ours was aborted

@@ -102,6 +102,7 @@ class S3Store(CreateIfAbsentStore):
         if self.prefix:
             check_key(self.prefix)
         self.conditional_writes = conditional_writes
+        self.multipart_chunksize = multipart_chunksize
         self.multipart_threshold = multipart_threshold
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
@@ -162,8 +163,37 @@ class S3Store(CreateIfAbsentStore):
                 return self._put_object_if_absent(full_key, body, args)
         if self._head(full_key) is not None:
             return False
-        self.client.upload_file(os.fspath(path), self.bucket, full_key, ExtraArgs=args, Config=self.transfer_config)
-        return True
+        if not self.conditional_writes:  # B2: HEAD then upload (a narrow race the store cannot close)
+            self.client.upload_file(os.fspath(path), self.bucket, full_key, ExtraArgs=args, Config=self.transfer_config)
+            return True
+        return self._multipart_if_absent(full_key, path, args)
+
+    def _multipart_if_absent(self, full_key: str, path: Path, args: dict[str, Any]) -> bool:
+        """A multipart upload completed with ``IfNoneMatch='*'``: large files get the same never-overwrite
+        guarantee as small ones (boto3's managed ``upload_file`` cannot pass the condition). One part in memory
+        at a time; an upload that fails is aborted (the janitor sweeps any a crash leaves)."""
+        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=full_key, **args)["UploadId"]
+        try:
+            parts = []
+            with open(path, "rb") as source:
+                for number in range(1, 10_001):
+                    chunk = source.read(self.multipart_chunksize)
+                    if not chunk:
+                        break
+                    etag = self.client.upload_part(Bucket=self.bucket, Key=full_key, UploadId=upload,
+                                                   PartNumber=number, Body=chunk)["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+            self.client.complete_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload,
+                                                  MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload)
+            if _is_taken(exc):
+                return False
+            raise
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload)
+            raise
 
     def _stored_sha256(self, key: str) -> str | None:
         full_key = self._full(key)
