@@ -65,3 +65,23 @@ def test_janitor_removes_only_old_part_files(tmp_path):
     assert not old.exists() and fresh.exists()
     assert state.dead_letter("7300000000000000009") is None  # aged out after 2 days
     assert state.dead_letters_by_reason() == {"video not found (deleted)": 1}
+
+
+def test_research_windows_stopped_by_the_quota_resume_after_midnight(tmp_path):
+    from tiklive_assets.defs.research.schedules import research_resume_schedule
+    from tiklive_assets.research.quota import ResearchState, WindowProgress
+
+    resources = {"data_root": DataRootResource(home=str(tmp_path))}
+    when = datetime(2026, 11, 25, 0, 10, tzinfo=UTC)
+    with dg.build_schedule_context(scheduled_execution_time=when, resources=resources) as context:
+        assert isinstance(research_resume_schedule(context), dg.SkipReason)
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    research = ResearchState(state)
+    research.save_window(WindowProgress(scope="q1", window_key="20240131-20240229", next_cursor=100, pages=1,
+                                        stop_reason="daily_quota_limit_exceeded"))
+    research.save_window(WindowProgress(scope="q1", window_key="20240101-20240130", status="done"))
+    with dg.build_schedule_context(scheduled_execution_time=when, resources=resources) as context:
+        [request] = research_resume_schedule(context)
+    assert request.tags["dagster/asset_partition_range_start"] == "2024-01-31"
+    assert request.tags["dagster/asset_partition_range_end"] == "2024-02-29"
+    assert request.run_key == "research-resume-20240131-20240229-2026-11-25"

@@ -1,0 +1,38 @@
+"""Resume Research API windows a quota stop left open, as soon as the quota resets (00:00 UTC)."""
+
+from datetime import UTC
+
+import dagster as dg
+
+from tiklive_assets.defs.research.assets import research_video_archive
+from tiklive_assets.defs.resources import DataRootResource
+from tiklive_assets.research.quota import ResearchState
+from tiklive_assets.research.windows import Window
+
+research_videos_job = dg.define_asset_job(
+    "research_videos", selection=dg.AssetSelection.assets(research_video_archive),
+    description="Collect Research API videos for a range of create-date partitions (one search per ≤30-day window).",
+)
+
+
+@dg.schedule(job=research_videos_job, cron_schedule="10 0 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: DataRootResource):
+    """One run per window that a stop (daily quota, expired search) left open: it resumes from its saved cursor."""
+    state = data_root.open_state()
+    try:
+        stopped = [w for w in ResearchState(state).windows() if w.status == "open" and w.stop_reason]
+    finally:
+        state.close()
+    if not stopped:
+        return dg.SkipReason("no Research API window is waiting to resume")
+    day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
+    requests = []
+    for progress in sorted({w.window_key for w in stopped}):
+        window = Window.from_key(progress)
+        requests.append(dg.RunRequest(
+            run_key=f"research-resume-{progress}-{day}",
+            tags={"dagster/asset_partition_range_start": window.start.isoformat(),
+                  "dagster/asset_partition_range_end": window.end.isoformat()},
+        ))
+    return requests
