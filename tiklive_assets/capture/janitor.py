@@ -16,6 +16,7 @@ class JanitorReport:
     parts_removed: int
     uploads_aborted: int
     dead_letters_aged_out: int
+    cursor_history_pruned: int = 0
 
 
 def sweep(
@@ -38,4 +39,6 @@ def sweep(
                 pass
     in_store = store.sweep_incomplete(older_than)
     aged = state.age_out_dead_letters(dead_letter_retention)
-    return JanitorReport(parts_removed=removed, uploads_aborted=in_store, dead_letters_aged_out=aged)
+    pruned = state.prune_cursor_history(keep=200)  # enough known-good values to reset to; the rest is noise
+    return JanitorReport(parts_removed=removed, uploads_aborted=in_store, dead_letters_aged_out=aged,
+                         cursor_history_pruned=pruned)
