@@ -90,30 +90,20 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
         else:
             pytest.fail(f"webserver did not come up:\n{(logs / 'webserver.log').read_text()[-3000:]}")
         today = datetime.now(UTC).date().isoformat()
-        run_id = client.submit_job_execution(
-            "daily_capture", repository_location_name="tiklive_assets", repository_name="__repository__",
-            tags={"dagster/partition": today},
-        )
-        status = None
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            status = client.get_run_status(run_id)
-            if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-                break
-            time.sleep(2)
-        assert status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-4000:]
-        # then the day's warehouse, as the daily_warehouse schedule launches it
-        warehouse_run = client.submit_job_execution(
-            "daily_warehouse", repository_location_name="tiklive_assets", repository_name="__repository__",
-            tags={"dagster/partition": today},
-        )
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            status = client.get_run_status(warehouse_run)
-            if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
-                break
-            time.sleep(2)
-        assert status == DagsterRunStatus.SUCCESS, (logs / "daemon.log").read_text()[-4000:]
+        def launch_and_wait(job: str) -> str:
+            run = client.submit_job_execution(job, repository_location_name="tiklive_assets",
+                                              repository_name="__repository__", tags={"dagster/partition": today})
+            status, deadline = None, time.monotonic() + 240
+            while time.monotonic() < deadline:
+                status = client.get_run_status(run)
+                if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                    break
+                time.sleep(2)
+            assert status == DagsterRunStatus.SUCCESS, f"{job}: {status}\n" + (logs / "daemon.log").read_text()[-4000:]
+            return run
+
+        run_id = launch_and_wait("daily_capture")
+        launch_and_wait("daily_warehouse")  # then the day's warehouse, as the daily_warehouse schedule launches it
     finally:
         for proc in procs:
             proc.terminate()
