@@ -40,7 +40,7 @@ def _child(home: str, base_url: str, config: str, how: str) -> int:
     with pipeline_env(Path(home), base_url, Path(config)):
         t0 = time.monotonic()
         if how == "run-day":
-            from tiklive_assets.pipeline import run_day
+            from tiklive_assets.cli.run import run_day
 
             rc = run_day(datetime.now(UTC).date(), out=sys.stderr)
         else:

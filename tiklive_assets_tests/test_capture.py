@@ -171,7 +171,7 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
         env.update(TIKLIVE_HOME=str(home), TIKLIVE_BASE_URL=sb.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY,
                    TIKLIVE_CONFIG=str(rig.config_path), TIKLIVE_RATELIMIT_URL="memory://")
-        code = ("import sys; from datetime import date; from tiklive_assets.pipeline import run_day; "
+        code = ("import sys; from datetime import date; from tiklive_assets.cli.run import run_day; "
                 "sys.exit(run_day(date.fromisoformat(sys.argv[1])))")
         proc = subprocess.Popen([sys.executable, "-c", code, today().isoformat()], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,3 +42,17 @@ def test_the_warehouses_never_import_the_clients():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_the_composition_roots_import_defs():
+    """STYLE.md: defs/ wires everything together; nothing but definitions.py, defs/ and the CLI imports it."""
+    package = REPO / "tiklive_assets"
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in package.rglob("*.py")
+        if "tiklive_assets.defs" in path.read_text()
+        and not path.is_relative_to(package / "defs")
+        and not path.is_relative_to(package / "cli")
+        and path != package / "definitions.py"
+    ]
+    assert offenders == []

@@ -330,7 +330,7 @@ def test_a_killed_run_resumes(sandbox_research, tmp_path):
            "TIKLIVE_HOME": str(tmp_path), "TIKLIVE_CONFIG": str(tmp_path / "absent.yaml")}
     env.pop("TIKLIVE_WAREHOUSE_URL", None)
     env.pop("TIKLIVE_ARCHIVE_BUCKET", None)
-    cmd = [sys.executable, "-m", "tiklive_assets.research.cli", "--users", ",".join(SEED_USERS),
+    cmd = [sys.executable, "-m", "tiklive_assets.cli.research", "--users", ",".join(SEED_USERS),
            "--from", "2024-01-01", "--to", "2024-03-31", "--pause", "0.35", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60

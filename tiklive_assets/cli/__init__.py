@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     for parser_ in (listing, reset):
         parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
-    from tiklive_assets.compliance import cli as compliance_cli
-    from tiklive_assets.research import cli as research_cli
+    from tiklive_assets.cli import compliance as compliance_cli
+    from tiklive_assets.cli import research as research_cli
 
     research_cli.add_parser(sub)
     compliance_cli.add_parsers(sub)
@@ -154,11 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "cursors":
         return cmd_cursors(args)
     if args.command == "research":
-        from tiklive_assets.research import cli as research_cli
+        from tiklive_assets.cli import research as research_cli
 
         return research_cli.run(args)
     if args.command in ("erase", "hold", "retention"):
-        from tiklive_assets.compliance import cli as compliance_cli
+        from tiklive_assets.cli import compliance as compliance_cli
 
         return compliance_cli.run(args)
     raise AssertionError(args.command)
@@ -210,7 +210,7 @@ def cmd_check_key(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tiklive_assets.pipeline import run_day
+    from tiklive_assets.cli.run import run_day
 
     with ExitStack() as stack:
         if args.home:

@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tiklive_assets.research.cli ...`` (the same as ``tiklive research ...``)."""
+    """``python -m tiklive_assets.cli.research ...`` (the same as ``tiklive research ...``)."""
     parser = argparse.ArgumentParser(prog="tiklive")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["research", *(sys.argv[1:] if argv is None else argv)])
