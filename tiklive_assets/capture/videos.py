@@ -25,7 +25,7 @@ from tqdm import tqdm
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.state import QueueItem
 from tiklive_assets.storage.keys import cover_key, sidecar_key, video_key
-from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted, TikLiveError, VideoGone
+from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted, VideoGone
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
