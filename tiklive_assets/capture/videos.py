@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -195,16 +195,27 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
     try:
         with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
             progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
-            while not stop.is_set():
-                size = batch if limit is None else min(batch, limit - claimed)
-                if size <= 0:
+            in_flight: set = set()
+            exhausted = False
+            while True:
+                # Top up just in time: claims never wait long enough in line to outlive their lease.
+                while not exhausted and not stop.is_set() and len(in_flight) < batch // 2 + 1:
+                    size = batch - len(in_flight) if limit is None else min(batch - len(in_flight), limit - claimed)
+                    if size <= 0:
+                        exhausted = True
+                        break
+                    items = session.state.claim_pending(size, lease=lease, state="resolved")
+                    items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
+                    if not items:
+                        exhausted = True
+                        break
+                    claimed += len(items)
+                    in_flight.update(pool.submit(work, item) for item in items)
+                if not in_flight:
                     break
-                items = session.state.claim_pending(size, lease=lease, state="resolved")
-                items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
-                if not items:
-                    break
-                claimed += len(items)
-                for _ in pool.map(work, items):
+                finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
                     progress.update(1)
             progress.close()
     finally:
