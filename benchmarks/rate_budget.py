@@ -39,7 +39,7 @@ from pathlib import Path
 
 from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 from tiklive_assets.tikliveapi.client import TikLiveClient
-from tiklive_assets.tikliveapi.ratelimit import DEFAULT_MARGIN, RateLimiter, RatePlan
+from tiklive_assets.tikliveapi.ratelimit import JITTER_MS, DEFAULT_MARGIN, RateLimiter, RatePlan
 
 TARGET = 0.97
 
@@ -107,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             limiter = RateLimiter(RatePlan(L, W), backend, margin=args.margin)
             client = TikLiveClient(DEFAULT_API_KEY, server.base_url, rate_limiter=limiter,
                                    pool_size=max(32, threads))
-            interval_ms = int(W * 1000 * (1 + args.margin)) + 50
+            interval_ms = limiter.window_ms
             print(f"rate budget: L={L} per W={W:g}s, sandbox latency {args.latency_ms:g} ms, backend {args.backend} "
                   f"({backend}), {total} /post-detail/ requests from {threads} threads "
                   f"(minimum useful {needed:.1f})", flush=True)
-            print(f"  client window W' = {interval_ms / 1000:.3f} s (margin {args.margin:.3%} + 50 ms) -> "
+            print(f"  client window W' = {interval_ms / 1000:.3f} s (margin {args.margin:.3%} + {JITTER_MS} ms) -> "
                   f"ceiling {W * 1000 / interval_ms:.4f} of L", flush=True)
 
             errors: list[str] = []

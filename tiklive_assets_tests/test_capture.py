@@ -15,15 +15,18 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import dagster
 import pytest
 
 from tiklive_assets.capture.janitor import sweep
 from tiklive_assets.defs.archive import assets as capture_assets
 from tiklive_assets.defs.archive.assets import (
+    CAPTURE_ASSETS,
     account_profiles,
     archived_videos,
     discovery_queue,
 )
+from tiklive_assets.defs.resources import TikLiveApiResource
 from tiklive_assets.sandbox import DEFAULT_API_KEY, cover_bytes
 from tiklive_assets.storage.keys import raw_key
 from tiklive_assets_tests.support.capture import (
@@ -585,3 +588,24 @@ def test_searches_of_one_keyword_with_different_filters_keep_separate_cursors(lo
     assert result.success, failures(result)
     assert local_rig.sb.stats()["by_endpoint"]["/search-video/"] == 2
     assert metadata(result, discovery_queue)["walks_already_complete"] == 0
+
+
+def test_a_systemic_failure_stops_the_run_and_blames_no_id(local_rig: Rig):
+    discovered = local_rig.run(account_profiles, discovery_queue)
+    assert discovered.success, failures(discovered)
+    queued = local_rig.ids_in("pending")
+    local_rig.config["capture"]["max_attempts"] = 1  # a per-id failure would dead-letter at once
+    resources = local_rig.resources()
+    resources["tiklive_api"] = TikLiveApiResource(api_key="revoked-key", base_url=local_rig.sb.base_url, ratelimit_url="memory://")
+    local_rig.write_config()
+    result = dagster.materialize(CAPTURE_ASSETS, selection=[archived_videos.key], partition_key=today().isoformat(),
+                            resources=resources, instance=local_rig.instance, raise_on_error=False)
+    assert not result.success
+    message = failures(result)["archived_videos"]
+    assert "TIKLIVE_API_KEY" in message and "No id was blamed" in message
+    with local_rig.state() as state:
+        assert state.queue_depth()["dead"] == 0
+        assert {item.aweme_id: item.attempts for item in state.pending(100)} == {i: 0 for i in queued}  # refunded
+    again = local_rig.run(archived_videos)  # the key is fixed: everything is captured
+    assert again.success, failures(again)
+    assert local_rig.ids_in("downloaded") == queued

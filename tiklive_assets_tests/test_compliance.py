@@ -482,3 +482,30 @@ def test_the_cli_erases_only_when_asked_and_honours_holds(tmp_path, capsys):
     after = sorted(info.key for info in store.list())
     assert len(after) < len(before) and not any("author=bob" in key for key in after)
     assert main(["retention", "apply", "--delete-after", "1", *home]) == 2  # before the last tier: refused
+
+
+def test_a_redacted_object_keeps_its_capture_time(tmp_path):
+    import gzip as _gzip
+    import json as _json
+    from datetime import date as _date
+
+    from tiklive_assets.compliance import erase_user
+    from tiklive_assets.state import StateDB
+    from tiklive_assets.storage import LocalStore
+    from tiklive_assets.storage.keys import raw_key
+
+    store = LocalStore(tmp_path / "archive")
+    page = {"videos": [
+        {"aweme_id": "7000000000000000001", "author": {"id": "6800000000000000001", "unique_id": "alice123"}},
+        {"aweme_id": "7000000000000000002", "author": {"id": "6800000000000000002", "unique_id": "bob"}},
+    ], "cursor": "2", "hasMore": False}
+    key = raw_key(_date(2026, 5, 29), "challenge-posts", "1001-cursor0")
+    fetched = 1_780_056_000
+    store.put_bytes(key, _gzip.compress(_json.dumps(page).encode(), mtime=fetched), content_type="application/json",
+                    content_encoding="gzip")
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    report = erase_user(store, None, user_id="6800000000000000002", handle="bob", dry_run=False, state=state)
+    assert key in report.redacted
+    data = store.get_bytes(key)
+    assert int.from_bytes(data[4:8], "little") == fetched  # replays still see when it was captured
+    assert [v["author"]["unique_id"] for v in _json.loads(_gzip.decompress(data))["videos"]] == ["alice123"]

@@ -105,11 +105,11 @@ def _threads_sharing_a_backend(backend: str, limit: int, window: float, per_thre
 
 
 def test_plan_holds_across_limiters_sharing_redis(redis_url):
-    _threads_sharing_a_backend(redis_url, limit=7, window=1.0, per_thread=7)
+    _threads_sharing_a_backend(redis_url, limit=7, window=2.0, per_thread=7)
 
 
 def test_plan_holds_across_limiters_sharing_postgres(postgres_url):
-    _threads_sharing_a_backend(postgres_url, limit=7, window=1.0, per_thread=7)
+    _threads_sharing_a_backend(postgres_url, limit=7, window=2.0, per_thread=7)
 
 
 def test_memory_limiter_blocks_within_one_process():

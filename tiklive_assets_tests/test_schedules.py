@@ -85,3 +85,14 @@ def test_research_windows_stopped_by_the_quota_resume_after_midnight(tmp_path):
     assert request.tags["dagster/asset_partition_range_start"] == "2024-01-31"
     assert request.tags["dagster/asset_partition_range_end"] == "2024-02-29"
     assert request.run_key == "research-resume-20240131-20240229-2026-11-25"
+
+
+def test_research_windows_stopped_for_other_reasons_wait_for_a_person(tmp_path):
+    from tiklive_assets.defs.research.schedules import research_resume_schedule
+    from tiklive_assets.research.quota import ResearchState, WindowProgress
+
+    state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+    ResearchState(state).save_window(WindowProgress(scope="q1", window_key="20240131-20240229", stop_reason="search_id expired"))
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 0, 10, tzinfo=UTC),
+                                   resources={"data_root": DataRootResource(home=str(tmp_path))}) as context:
+        assert isinstance(research_resume_schedule(context), dg.SkipReason)

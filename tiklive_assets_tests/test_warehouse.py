@@ -381,3 +381,19 @@ def test_a_copied_archive_replays_to_identical_history(tmp_path: Path) -> None:
         assert first.tables[name].equals(second.tables[name]), name
     captured = sorted(r["captured_at"] for r in first.tables["user_snapshots"].to_pylist())
     assert [c.hour for c in captured] == [12, 15]
+
+
+def test_the_same_response_fetched_again_later_is_identical_not_a_new_capture(tmp_path: Path) -> None:
+    from tiklive_assets.capture.raw_archive import RawArchive
+    from tiklive_assets.tikliveapi.client import ApiResponse
+
+    store = LocalStore(tmp_path)
+    archive = RawArchive(store, DAYS[0])
+    body = json.dumps({"id": "107955"}).encode()
+    noon = datetime(2026, 5, 27, 12, tzinfo=UTC)
+    for minute in (0, 7):  # the same page polled again later: same body, another fetch second
+        archive.write(ApiResponse("/userid/", {"username": "cristiano"}, 200, body, noon.replace(minute=minute)))
+    assert dict(archive.written) == {"created": 1, "identical": 1}
+    assert [info.key for info in store.list()] == [raw_key(DAYS[0], "userid", "cristiano")]
+    archive.write(ApiResponse("/userid/", {"username": "cristiano"}, 200, b'{"id": "107956"}', noon.replace(minute=9)))
+    assert archive.written["conflict"] == 1  # different bytes: kept beside, never overwritten

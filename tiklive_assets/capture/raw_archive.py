@@ -91,6 +91,10 @@ class RawArchive:
         key = self.key_for(response)
         # The gzip header's MTIME carries the fetch time (whole seconds): the capture time travels inside the object,
         # so a replay from a copied or restored archive (new file times) rebuilds identical history rows.
+        if self._same_body_stored(key, response.body):  # the same response again: nothing new to keep
+            with self._lock:
+                self.written["identical"] += 1
+            return key
         payload = gzip.compress(response.body, compresslevel=6, mtime=int(response.fetched_at.timestamp()))
         result = self.store.put_bytes(key, payload, content_type="application/json", content_encoding="gzip")
         with self._lock:
@@ -100,5 +104,14 @@ class RawArchive:
             if result.status == "conflict" and result.conflict_key:
                 self.conflicts.append(result.conflict_key)
         return key
+
+    def _same_body_stored(self, key: str, body: bytes) -> bool:
+        """Whether ``key`` already holds exactly this body (compared decompressed: the header's fetch time differs)."""
+        if not self.store.exists(key):
+            return False
+        try:
+            return gzip.decompress(self.store.get_bytes(key)) == body
+        except (OSError, EOFError):
+            return False  # unreadable: the new bytes go beside it and the conflict is flagged
 
     __call__ = write

@@ -20,15 +20,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+import requests
 from tqdm import tqdm
 
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.state import QueueItem
+from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import cover_key, sidecar_key, video_key
-from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted, VideoGone
+from tiklive_assets.tikliveapi.errors import AuthError, CreditBudgetExhausted, RateLimited, TransientError, VideoGone
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
+
+
+# Failures that say nothing about the id being processed. They stop the run and never count toward dead-lettering
+# an id, so an outage cannot turn the whole queue into dead letters.
+SYSTEMIC = (AuthError, TransientError, RateLimited, StoreError, OSError, ConnectionError)
 
 
 class CdnExpired(Exception):
@@ -48,6 +55,7 @@ class VideosReport:
     dead: Counter = field(default_factory=Counter)  # by reason
     failed: list[str] = field(default_factory=list)
     budget_stop: str | None = None
+    systemic_error: str | None = None  # a failure of the system, not of one id: the run stops, no id is blamed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -58,7 +66,10 @@ class VideosReport:
 
 def _stream_to_part(session: CaptureSession, url: str, suffix: str) -> tuple[Path, str, int]:
     """Stream one CDN object to a .part file; return (path, sha256, size). Never holds the file in memory."""
-    response = session.client.stream_cdn(url)
+    try:
+        response = session.client.stream_cdn(url)
+    except requests.RequestException as exc:  # the CDN unreachable says nothing about this id: systemic
+        raise ConnectionError(f"CDN unreachable: {type(exc).__name__}") from None
     try:
         if response.status_code == 403:
             raise CdnExpired(url.split("?")[0])
@@ -166,21 +177,25 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
     batch = batch or 2 * capture.download_concurrency
     lease = timedelta(seconds=capture.claim_lease_seconds)
     api_slots = threading.BoundedSemaphore(capture.api_concurrency)
-    unfinished: list[str] = []
+    unfinished: list[tuple[str, bool]] = []  # (id, refund the attempt: it was never really tried)
     claimed = 0
     stop = threading.Event()
 
     def work(item: QueueItem) -> None:
         if stop.is_set():
-            unfinished.append(item.aweme_id)
+            unfinished.append((item.aweme_id, True))
             return
         try:
             archive_one(session, item, report, api_slots)
         except CreditBudgetExhausted as exc:
             report.budget_stop = str(exc)
-            unfinished.append(item.aweme_id)
+            unfinished.append((item.aweme_id, True))
             stop.set()
-        except Exception as exc:  # noqa: BLE001 - one id's failure must not stop the batch
+        except SYSTEMIC as exc:  # not this id's fault (key revoked, store or disk down, API unreachable): stop
+            report.systemic_error = f"{type(exc).__name__}: {exc}"
+            unfinished.append((item.aweme_id, True))
+            stop.set()
+        except Exception as exc:  # noqa: BLE001 - this id's own failure must not stop the batch
             problem = f"{type(exc).__name__}: {exc}"
             if item.attempts >= capture.max_attempts:  # permanent in practice: stop paying a credit per run for it
                 session.state.mark_dead(item.aweme_id, f"gave up after {item.attempts} attempts: {problem}"[:500], None)
@@ -188,7 +203,7 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     report.dead["gave up after repeated failures"] += 1
                 return
             log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, problem)
-            unfinished.append(item.aweme_id)
+            unfinished.append((item.aweme_id, False))
             with report._lock:
                 report.failed.append(f"{item.aweme_id}: {problem}")
 
@@ -196,6 +211,7 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
         with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
             progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
             in_flight: set = set()
+            running: set[str] = set()  # ids in flight: a claim that outlived its lease is not taken twice
             exhausted = False
             while True:
                 # Top up just in time: claims never wait long enough in line to outlive their lease.
@@ -209,7 +225,9 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     if not items:
                         exhausted = True
                         break
+                    items = [item for item in items if item.aweme_id not in running]
                     claimed += len(items)
+                    running.update(item.aweme_id for item in items)
                     in_flight.update(pool.submit(work, item) for item in items)
                 if not in_flight:
                     break
@@ -219,6 +237,6 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     progress.update(1)
             progress.close()
     finally:
-        for aweme_id in unfinished:
-            session.state.release(aweme_id)
+        for aweme_id, refund in unfinished:
+            session.state.release(aweme_id, refund_attempt=refund)
     return report

@@ -790,7 +790,8 @@ def _rewrite_redacted(store: ObjectStore, obj: PlannedObject, matcher: UserMatch
     report.redacted[obj.key] = removed
     if removed == 0:
         return  # already redacted (a re-run)
-    compressed = gzip.compress(payload, compresslevel=6, mtime=0)
+    fetched = int.from_bytes(data[4:8], "little") if data[:2] == b"\x1f\x8b" else 0  # keep the capture time
+    compressed = gzip.compress(payload, compresslevel=6, mtime=fetched)
     store.delete(obj.key)
     result = store.put_bytes(obj.key, compressed, content_type="application/json", content_encoding="gzip")
     if result.status == "conflict":  # something wrote the key between our delete and put

@@ -220,10 +220,13 @@ class StateDB:
         rows.sort(key=lambda r: (r[5], r[0]))
         return [_queue_item(r) for r in rows]
 
-    def release(self, aweme_id: str) -> bool:
-        """Drop the claim on a row (e.g. after a transient failure) so it can be claimed again at once."""
+    def release(self, aweme_id: str, *, refund_attempt: bool = False) -> bool:
+        """Drop the claim on a row so it can be claimed again at once. ``refund_attempt`` takes back the attempt the
+        claim counted, for an id that was never really tried (the run stopped first, or failed for a reason that
+        was not the id's)."""
+        refund = ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if refund_attempt else ""
         with self._tx(write=True) as tx:
-            cur = tx.execute("UPDATE archive_queue SET lease_until = NULL, updated_at = ? WHERE aweme_id = ?",
+            cur = tx.execute(f"UPDATE archive_queue SET lease_until = NULL{refund}, updated_at = ? WHERE aweme_id = ?",
                              [utcnow(), aweme_id])
             return cur.rowcount > 0
 

@@ -175,9 +175,10 @@ class S3Store(CreateIfAbsentStore):
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=full_key, **args)["UploadId"]
         try:
             parts = []
+            part_size = max(self.multipart_chunksize, -(-path.stat().st_size // 10_000))  # S3 allows 10,000 parts
             with open(path, "rb") as source:
                 for number in range(1, 10_001):
-                    chunk = source.read(self.multipart_chunksize)
+                    chunk = source.read(part_size)
                     if not chunk:
                         break
                     etag = self.client.upload_part(Bucket=self.bucket, Key=full_key, UploadId=upload,

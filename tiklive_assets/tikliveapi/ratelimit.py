@@ -21,7 +21,8 @@ from urllib.parse import urlparse
 
 from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
 
-DEFAULT_MARGIN = 0.005  # 0.5 % of the window, at least 50 ms
+DEFAULT_MARGIN = 0.005  # 0.5 % of the window ...
+JITTER_MS = 100  # ... plus 100 ms for scheduling and network jitter between our clock and the server's arrivals
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class RateLimiter:
             raise ValueError(f"rate limit must be at least 1 request per window, got {plan.limit}")
         self.plan = plan
         self.backend_url = backend_url
-        interval_ms = int(plan.period_seconds * 1000 * (1 + margin)) + 50
+        interval_ms = int(plan.period_seconds * 1000 * (1 + margin)) + JITTER_MS
+        self.window_ms = interval_ms  # the client's effective window: slightly longer than the plan's
         self._rate = Rate(plan.limit, interval_ms)
         self._bucket_key = f"tiklive-api-{plan.limit}-per-{interval_ms}ms"
         self._limiter: Limiter | None = None

@@ -93,6 +93,7 @@ def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, me
             "bytes_written": session.archive.bytes_written,
             "queue_depth": dg.MetadataValue.json(depth),
             "archive": session.store.describe(),
+            "unreplicated_to_secondary": dg.MetadataValue.json(getattr(session.store, "unreplicated", [])[:100]),
             **metadata,
         }
     )
@@ -155,6 +156,13 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
         report = archive_pending(session)
+        if report.systemic_error:
+            raise dg.Failure(
+                description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
+                "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the network).",
+                allow_retries=False,
+                metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent},
+            )
         if report.budget_stop:
             raise dg.Failure(description=report.budget_stop, allow_retries=False,
                              metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent})

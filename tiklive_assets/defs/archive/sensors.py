@@ -9,7 +9,7 @@ exception in a tick loses no progress already made safe (the tick catches it and
 import hashlib
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
@@ -29,6 +29,7 @@ ACCOUNTS_PER_TICK = 10  # one credit each; bounded work, far inside the 60 s tic
 TICK_BUDGET_SECONDS = 40.0  # and bounded in time: a slow API cannot push a tick past Dagster's 60 s
 NEW_POSTS_INTERVAL = 60
 QUEUE_INTERVAL = 60
+FAILED_RUN_BACKOFF = 600  # seconds to wait after a failed capture run before launching another
 
 capture_new_videos_job = dg.define_asset_job(
     "capture_new_videos",
@@ -57,8 +58,9 @@ def poll_new_posts(
     new_ids: list[str] = []
     errors: list[str] = []
     started = time.monotonic()
-    for handle in handles:
+    for polled, handle in enumerate(handles):
         if time.monotonic() - started > budget_seconds:
+            del handles[polled:]  # the caller's rotation resumes at the first handle not polled
             errors.append(f"time budget of {budget_seconds:.0f}s spent before {handle}; the next tick continues")
             break
         try:
@@ -142,6 +144,14 @@ def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRoo
     )
     if in_flight:
         return dg.SensorResult(skip_reason=f"run {in_flight[0].run_id} is already resolving the queue")
+    failed = context.instance.get_runs(
+        dg.RunsFilter(job_name=capture_new_videos_job.name, statuses=[dg.DagsterRunStatus.FAILURE],
+                      updated_after=datetime.now(UTC) - timedelta(seconds=FAILED_RUN_BACKOFF)),
+        limit=1,
+    )
+    if failed:  # an outage: do not hammer it once a minute; the run failure alert has already said why
+        return dg.SensorResult(skip_reason=f"run {failed[0].run_id} failed less than {FAILED_RUN_BACKOFF // 60} "
+                               "minutes ago; waiting before the next attempt")
     state = data_root.open_state()
     try:
         pending = state.pending(1000)

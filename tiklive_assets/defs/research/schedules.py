@@ -9,6 +9,8 @@ from tiklive_assets.defs.resources import DataRootResource
 from tiklive_assets.research.quota import ResearchState
 from tiklive_assets.research.windows import Window
 
+RESUMABLE = {"daily_quota_limit_exceeded", "daily_quota", "run_cap"}  # stops that a new UTC day or run lifts
+
 research_videos_job = dg.define_asset_job(
     "research_videos", selection=dg.AssetSelection.assets(research_video_archive),
     description="Collect Research API videos for a range of create-date partitions (one search per ≤30-day window).",
@@ -21,7 +23,8 @@ def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: D
     """One run per window that a stop (daily quota, expired search) left open: it resumes from its saved cursor."""
     state = data_root.open_state()
     try:
-        stopped = [w for w in ResearchState(state).windows() if w.status == "open" and w.stop_reason]
+        stopped = [w for w in ResearchState(state).windows()
+                   if w.status == "open" and w.stop_reason in RESUMABLE]  # other stops need a person
     finally:
         state.close()
     if not stopped:
