@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
-from tenacity.wait import wait_base
+
+from tiklive_assets.transport import RetryPolicy
 
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
@@ -95,23 +95,9 @@ class CreditMeter:
             return dict(self.by_endpoint)
 
 
-class _WaitRetryAfter(wait_base):
-    """Sleep what a 429's Retry-After asks; otherwise exponential backoff with jitter."""
-
-    def __init__(self, fallback: wait_base):
-        self.fallback = fallback
-
-    def __call__(self, retry_state) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, _Throttled) and exc.retry_after is not None:
-            return exc.retry_after
-        return self.fallback(retry_state)
-
-
 class _Throttled(TransientError):
     def __init__(self, endpoint: str, retry_after: float | None):
-        self.retry_after = retry_after
-        super().__init__(endpoint, f"HTTP 429, Retry-After {retry_after}", 429)
+        super().__init__(endpoint, f"HTTP 429, Retry-After {retry_after}", 429, retry_after)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -150,7 +136,7 @@ class TikLiveClient:
         self.on_response = on_response
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
-        self._wait = _WaitRetryAfter(wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial))
+        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max)
         self.credits = CreditMeter()
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
@@ -173,19 +159,10 @@ class TikLiveClient:
     def get(self, endpoint: str, params: dict[str, Any] | None = None) -> ApiResponse:
         """GET one endpoint with retries. Returns the 200 response; raises a typed error otherwise."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(TransientError),
-            reraise=True,
-        )
         try:
-            for attempt in retrying:
-                with attempt:
-                    return self._send_once(endpoint, params, attempt.retry_state.attempt_number)
+            return self.retry.call(lambda attempt: self._send_once(endpoint, params, attempt))
         except _Throttled as exc:
             raise RateLimited(endpoint, exc.retry_after) from None
-        raise AssertionError("unreachable")
 
     def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int) -> ApiResponse:
         if self.credit_ledger is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tiklive_assets import transport
+
 
 class TikLiveError(Exception):
     """Base class of every client error."""
@@ -60,13 +62,8 @@ class RateLimited(TikLiveError):
         )
 
 
-class TransientError(TikLiveError):
-    """5xx or a connection failure: retried with exponential backoff and jitter, bounded."""
-
-    def __init__(self, endpoint: str, detail: str, status: int | None = None):
-        self.endpoint = endpoint
-        self.status = status
-        super().__init__(f"{endpoint}: {detail}")
+class TransientError(transport.TransientError, TikLiveError):
+    """5xx, a connection failure, an error inside a 200, a body that is not JSON: retried with backoff, bounded."""
 
 
 class BadResponse(TikLiveError):

@@ -1,0 +1,206 @@
+"""Tolerant reading of upstream JSON: the variants real APIs send for ids, counters, flags, cursors and text.
+
+Upstream APIs change shape without notice, and the real ones already differ from their documentation: a post's
+id comes as ``aweme_id``, ``video_id`` or ``id``, as a string or a JSON integer; counters come as strings or null;
+``hasMore`` as ``1``/``0``; ``bioLink`` as an object ``{"link", "risk"}``; a ``create_time`` as an ISO string.
+Every boundary (the capture workers and the warehouse parsers alike) reads through these functions, so one place
+says what is accepted.
+
+The rule: coerce what is unambiguous, return ``None`` for the rest (the caller counts it as nulled), and never
+raise. Ids stay text end to end: a float cannot hold a 19-digit id (``7.402634e+18``), so a float id is refused.
+This module imports nothing of the project: clients and warehouse both use it without depending on each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+POST_ID_FIELDS = ("aweme_id", "video_id", "id")
+_TRUE = frozenset({"true", "1", "yes", "y", "t", "on"})
+_FALSE = frozenset({"false", "0", "no", "n", "f", "off", ""})
+_MS_THRESHOLD = 10**11  # a Unix time above this (year 5138 in seconds) is in milliseconds
+
+
+def as_id(value: Any) -> str | None:
+    """A numeric TikTok id as text (``7234`` or ``"7234"`` -> ``"7234"``); anything else -> None."""
+    if type(value) is str:  # noqa: E721 - the fast path: bool is an int, str subclasses are rare
+        text = value.strip()
+        return text if text.isdigit() and text.isascii() else None
+    if type(value) is int:  # noqa: E721
+        return str(value) if value >= 0 else None
+    return None
+
+
+def post_id(item: Any) -> str | None:
+    """A post's id, whichever name it came under (``aweme_id``, ``video_id``, ``id``); None if it has none."""
+    if not isinstance(item, dict):
+        return None
+    for name in POST_ID_FIELDS:
+        value = item.get(name)
+        if value is not None:
+            found = as_id(value)
+            if found is not None:
+                return found
+    return None
+
+
+def as_int(value: Any) -> int | None:
+    """An integer counter: ``1234``, ``"1234"``, ``" 1234 "``, ``1234.0`` -> 1234; ``"1.2K"``, ``{}`` -> None."""
+    kind = type(value)
+    if kind is int:
+        return value
+    if value is None or kind is bool:
+        return None
+    if kind is str:
+        text = value.strip()
+        if text and text[0] in "+-":
+            sign, text = text[0], text[1:]
+        else:
+            sign = ""
+        if text.isdigit() and text.isascii():
+            return int(sign + text)
+        return None
+    if kind is float:
+        return int(value) if value.is_integer() else None
+    return None
+
+
+def as_bool(value: Any) -> bool | None:
+    """``true``/``false``, ``1``/``0`` and their string spellings (``"yes"``, ``"no"``...); anything else -> None."""
+    kind = type(value)
+    if kind is bool:
+        return value
+    if kind is int:
+        return True if value == 1 else False if value == 0 else None
+    if kind is str:
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE and text:
+            return False
+    return None
+
+
+def has_more(value: Any) -> bool:
+    """A pagination flag: anything that does not clearly say "more" ends the walk."""
+    return as_bool(value) is True
+
+
+def as_text(value: Any) -> str | None:
+    """Free text: a string as is; a number as its decimal text; an object, a list or a boolean -> None."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is int or kind is float:
+        return str(value)
+    return None
+
+
+def cursor_text(value: Any) -> str | None:
+    """A cursor or ``time`` as text (integers and strings alike); None when absent or not a scalar."""
+    kind = type(value)
+    if kind is str:
+        return value.strip() or None
+    if kind is int:
+        return str(value)
+    if kind is float and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def bio_link(value: Any) -> str | None:
+    """``bioLink`` as the link text: ``{"link": "x.com", "risk": 3}`` -> ``"x.com"``; a string as is; else None."""
+    if type(value) is str:  # noqa: E721
+        return value or None
+    if isinstance(value, dict):
+        for name in ("link", "url", "href"):
+            if isinstance(value.get(name), str) and value[name]:
+                return value[name]
+    return None
+
+
+def epoch_seconds(value: Any) -> int | None:
+    """A Unix time in seconds from seconds, milliseconds, their strings, or an ISO 8601 string; else None."""
+    number = as_int(value)
+    if number is None and type(value) is str:  # noqa: E721
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None  # ambiguous: no zone
+        return int(moment.timestamp())
+    if number is None or number < 0:
+        return None
+    return number // 1000 if number > _MS_THRESHOLD else number
+
+
+def region_codes(body: Any) -> list[str]:
+    """``/region-list/`` in any of its shapes -> region codes.
+
+    Accepted: ``["US", ...]``, ``[{"code": "US", "name": ...}, ...]``, ``{"US": "United States", ...}``, and any
+    of those under ``regions``/``data``/``region_list``. Placeholders such as ``"..."`` are dropped.
+    """
+    if isinstance(body, dict):
+        for name in ("regions", "data", "region_list", "list"):
+            if name in body and isinstance(body[name], list | dict):
+                return region_codes(body[name])
+        return [code for code in body if _region_code(code)]
+    if isinstance(body, list):
+        codes = []
+        for item in body:
+            code = item if isinstance(item, str) else (
+                item.get("code") or item.get("region") or item.get("id") if isinstance(item, dict) else None)
+            if isinstance(code, str) and _region_code(code):
+                codes.append(code)
+        return codes
+    return []
+
+
+def _region_code(code: Any) -> bool:
+    return isinstance(code, str) and 2 <= len(code) <= 8 and code.replace("-", "").isalnum()
+
+
+def strip_nul(text: str) -> tuple[str, int]:
+    """``text`` without NUL characters (Postgres rejects them in TEXT), and how many were removed."""
+    count = text.count("\x00")
+    return (text.replace("\x00", ""), count) if count else (text, 0)
+
+
+class Tally:
+    """Counts, per field, the values a reader had to null because they could not be coerced unambiguously."""
+
+    __slots__ = ("nulled",)
+
+    def __init__(self) -> None:
+        self.nulled: Counter[str] = Counter()
+
+    def int(self, value: Any, field: str) -> int | None:
+        result = as_int(value)
+        if result is None and value is not None and value != "":
+            self.nulled[field] += 1
+        return result
+
+    def bool(self, value: Any, field: str) -> bool | None:
+        result = as_bool(value)
+        if result is None and value is not None:
+            self.nulled[field] += 1
+        return result
+
+    def text(self, value: Any, field: str) -> str | None:
+        result = as_text(value)
+        if result is None and value is not None:
+            self.nulled[field] += 1
+        return result
+
+    def id(self, value: Any, field: str) -> str | None:
+        result = as_id(value)
+        if result is None and value is not None:
+            self.nulled[field] += 1
+        return result
+
+    @property
+    def total(self) -> int:
+        return sum(self.nulled.values())
