@@ -46,6 +46,31 @@ def post_id(item: Any) -> str | None:
     return None
 
 
+def unwrap(body: Any) -> Any:
+    """The payload inside a ``{"code": 0, "msg": "success", "data": {...}}`` envelope, or ``body`` itself.
+
+    TikLiveAPI documents flat objects, but APIs of its family wrap the same fields in that envelope; reading
+    through ``unwrap`` accepts both. A non-zero ``code`` is an error, not data: see :func:`envelope_error`.
+    """
+    if type(body) is dict and "data" in body and "code" in body and as_int(body["code"]) == 0:  # noqa: E721
+        inner = body["data"]
+        if isinstance(inner, dict):
+            return inner
+    return body
+
+
+def envelope_error(body: Any) -> str | None:
+    """The message of an upstream error reported inside an HTTP 200 (``{"code": -1, "msg": ...}``), else None."""
+    if type(body) is not dict or "code" not in body:  # noqa: E721
+        return None
+    code = body["code"]
+    number = as_int(code)
+    if number == 0 or (number is None and code in (None, "", "ok", "success")):
+        return None
+    message = body.get("msg") or body.get("message") or body.get("error") or "no message"
+    return f"code {code}: {message}" if isinstance(message, str) else f"code {code}"
+
+
 def as_int(value: Any) -> int | None:
     """An integer counter: ``1234``, ``"1234"``, ``" 1234 "``, ``1234.0`` -> 1234; ``"1.2K"``, ``{}`` -> None."""
     kind = type(value)
