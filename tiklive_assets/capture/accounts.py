@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.storage.keys import raw_key, slug_page
-from tiklive_assets.tikliveapi.errors import CursorStuck, NotFound
+from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
 from tiklive_assets.tikliveapi.pagination import CommentPages, FollowPages
+from tiklive_assets.tolerant import as_id, as_int, post_id, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,14 @@ def resolve_user_id(session: CaptureSession, handle: str) -> str:
     cached = session.state.cached_user_id(handle)
     if cached:
         return cached
-    user_id = str(session.client.userid(handle).json()["id"])
+    response = session.client.userid(handle)
+    body = response.json()
+    user_id = None
+    if isinstance(body, dict):
+        user = body.get("user")
+        user_id = as_id(body.get("id")) or as_id(body.get("user_id")) or (as_id(user.get("id")) if isinstance(user, dict) else None)
+    if user_id is None:  # never cache a non-answer: the next run asks again
+        raise BadResponse("/userid/", response.status, f"no numeric user id for @{handle} in the answer")
     session.state.cache_user_id(handle, user_id)
     return user_id
 
@@ -35,6 +43,7 @@ class AccountsReport:
     comments: int = 0
     unavailable: list[str] = field(default_factory=list)
     drift: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # walks whose answers could not be read: left for the next run
     skipped_complete: Counter = field(default_factory=Counter)
 
 
@@ -97,6 +106,10 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
                 report.unavailable.append(f"{account.handle} {endpoint}: {exc.reason}")
             except CursorStuck as exc:
                 report.drift.append(str(exc))
+            except BadResponse as exc:  # unreadable through every retry: this walk only, resumed next run
+                log.warning("%s of @%s: %s (left for the next run)", endpoint, account.handle, exc)
+                report.failed.append(f"{account.handle} {endpoint}: {exc}")
+                continue
             _mark_done(session, task)
 
 
@@ -105,18 +118,22 @@ def recent_videos(session: CaptureSession, user_id: str, limit: int) -> list[dic
     key = raw_key(session.day, "user-posts", slug_page(user_id, "cursor", 0))
     if limit <= 0 or not session.store.exists(key):
         return []
-    page = json.loads(gzip.decompress(session.store.get_bytes(key)))
-    return list(page.get("videos") or [])[:limit]
+    page = unwrap(json.loads(gzip.decompress(session.store.get_bytes(key))))
+    videos = page.get("videos") if isinstance(page, dict) else None
+    return [video for video in videos or () if isinstance(video, dict) and post_id(video)][:limit]
 
 
 def _capture_replies(session: CaptureSession, report: AccountsReport, account, aweme_id: str, comments: list[dict]) -> None:
     """The reply walks of one page of comments; each finished walk is marked so a resumed run skips it."""
     for comment in comments:
-        reply_task = f"post-comment-replies:{aweme_id}-{comment['id']}"
-        if int(comment.get("reply_total") or 0) == 0 or not _once_per_day(session, reply_task):
+        comment_id = as_id(comment.get("id"))
+        if comment_id is None:
+            continue
+        reply_task = f"post-comment-replies:{aweme_id}-{comment_id}"
+        if not (as_int(comment.get("reply_total")) or 0) or not _once_per_day(session, reply_task):
             continue
         replies = CommentPages(
-            lambda c, cid=str(comment["id"]): session.client.post_comment_replies(cid, aweme_id, account.handle, c),
+            lambda c, cid=comment_id: session.client.post_comment_replies(cid, aweme_id, account.handle, c),
             max_pages=account.comments.max_reply_pages,
         )
         for reply_page in replies.pages():
@@ -133,7 +150,7 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
         if not user_id or options.recent_videos == 0:
             continue
         for video in recent_videos(session, user_id, options.recent_videos):
-            aweme_id = str(video["aweme_id"])
+            aweme_id = post_id(video)
             task = f"post-comments:{aweme_id}"
             if not _once_per_day(session, task):
                 report.skipped_complete["comments"] += 1
@@ -149,7 +166,8 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                 if pending is not None and options.reply_depth >= 1:
                     key = raw_key(session.day, "post-comments", slug_page(aweme_id, "cursor", pending))
                     if session.store.exists(key):
-                        page_items = json.loads(gzip.decompress(session.store.get_bytes(key))).get("comments") or []
+                        pending_page = unwrap(json.loads(gzip.decompress(session.store.get_bytes(key))))
+                        page_items = [c for c in (pending_page.get("comments") or ()) if isinstance(c, dict)]
                         _capture_replies(session, report, account, aweme_id, page_items)
                     session.state.delete_value(replies_of)
                 walk = CommentPages(lambda c, a=aweme_id, h=account.handle: client.post_comments(a, h, c),
@@ -167,4 +185,8 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                 report.unavailable.append(f"comments of {aweme_id}: {exc.reason}")
             except CursorStuck as exc:
                 report.drift.append(str(exc))
+            except BadResponse as exc:  # an answer unreadable through every retry: this walk only, resumed next run
+                log.warning("comments of %s: %s (left for the next run)", aweme_id, exc)
+                report.failed.append(f"comments of {aweme_id}: {exc}")
+                continue
             _mark_done(session, task)

@@ -19,6 +19,7 @@ from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import CursorStuck, NotFound
 from tiklive_assets.tikliveapi.pagination import VideoPages
+from tiklive_assets.tolerant import as_text, post_id
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 class DiscoveryReport:
     pages: int = 0
     listed: int = 0
+    items_without_id: int = 0  # listed items with no aweme_id/video_id/id: archived raw, counted, never queued
     new_ids: Counter = field(default_factory=Counter)  # by source
     skipped_complete: int = 0
     drift: list[str] = field(default_factory=list)
@@ -70,12 +72,10 @@ def walk_listing(
                 pages_done += 1
                 report.pages += 1
                 report.listed += len(page.items)
+                report.items_without_id += page.without_id
                 allowance = max_videos - enqueued_today
-                rows = [
-                    (str(item["aweme_id"]), source, (item.get("author") or {}).get("unique_id"))
-                    for item in page.items
-                    if item.get("aweme_id")
-                ]
+                rows = [(aweme_id, source, _author_handle(item)) for item in page.items
+                        if (aweme_id := post_id(item)) is not None]
                 known = state.known(row[0] for row in rows)
                 fresh = list({row[0]: row for row in rows if row[0] not in known}.values())
                 new = state.enqueue(fresh[:allowance])
@@ -96,6 +96,14 @@ def walk_listing(
         log.warning("%s is unavailable: %s", source, exc.reason)
         report.unavailable.append(f"{source}: {exc.reason}")
     state.set_value(complete_key(scope), "1")
+
+
+def _author_handle(item: dict) -> str | None:
+    """The author's handle on a listing item (``author.unique_id``, or TikTok's ``author.uniqueId``), if any."""
+    author = item.get("author")
+    if isinstance(author, dict):
+        return as_text(author.get("unique_id") or author.get("uniqueId"))
+    return None
 
 
 def discover(session: CaptureSession) -> DiscoveryReport:

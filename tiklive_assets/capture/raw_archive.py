@@ -85,6 +85,8 @@ class RawArchive:
         slug = slug_for(response.endpoint, response.params)
         if response.status != 200:
             slug += f"-http{response.status}"
+        elif response.error_kind:  # a 200 that is not data never takes the key a real response will take
+            slug += f"-error-{response.error_kind}"
         return raw_key(self.day, response.endpoint, slug, prefix=self.prefix)
 
     def write(self, response: ApiResponse) -> str:

@@ -26,8 +26,16 @@ from tqdm import tqdm
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.state import QueueItem
 from tiklive_assets.storage.base import StoreError
-from tiklive_assets.storage.keys import cover_key, sidecar_key, video_key
-from tiklive_assets.tikliveapi.errors import AuthError, CreditBudgetExhausted, RateLimited, TransientError, VideoGone
+from tiklive_assets.storage.keys import cover_key, image_key, sidecar_key, sound_key, video_key
+from tiklive_assets.tikliveapi.errors import (
+    AuthError,
+    BadResponse,
+    CreditBudgetExhausted,
+    RateLimited,
+    TransientError,
+    VideoGone,
+)
+from tiklive_assets.tolerant import as_text
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
@@ -50,11 +58,12 @@ class DownloadFailed(Exception):
 class VideosReport:
     resolved: int = 0
     downloaded: int = 0
+    photo_posts: int = 0  # of the downloaded: slideshows (images + sound), not videos
     re_resolved: int = 0
     bytes: int = 0
     dead: Counter = field(default_factory=Counter)  # by reason
     failed: list[str] = field(default_factory=list)
-    budget_stop: str | None = None
+    budget_stop: CreditBudgetExhausted | None = None  # the day's budget or the account's balance ran out
     systemic_error: str | None = None  # a failure of the system, not of one id: the run stops, no id is blamed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -92,22 +101,86 @@ def _stream_to_part(session: CaptureSession, url: str, suffix: str) -> tuple[Pat
         response.close()
 
 
-def _download_video(session: CaptureSession, detail: dict) -> tuple[Path, str, int]:
-    """hdplay, else play (both without watermark); a non-403 failure of hdplay falls back to play."""
-    urls = [detail[name] for name in ("hdplay", "play") if detail.get(name)]
-    if not urls:
-        raise DownloadFailed("the detail response has neither hdplay nor play")
-    for url in urls[:-1]:
+@dataclass(frozen=True)
+class Media:
+    """One file of a post to fetch from the CDN: where it goes, and the URLs to try in order."""
+
+    kind: str  # 'video', 'cover', 'sound' or 'image-<n>' (the state database's file kinds)
+    key: str
+    urls: tuple[str, ...]
+    suffix: str
+    content_type: str
+
+
+def photo_images(detail: dict) -> list[str]:
+    """A photo (slideshow) post's image URLs in order, or [] for a video post.
+
+    Seen as ``images: ["https://…jpg", …]`` (this API family) and as objects carrying the URL under ``url``,
+    ``display_image.url_list`` or ``imageURL.urlList`` (TikTok's own shapes).
+    """
+    images = detail.get("images")
+    if not isinstance(images, list):
+        images = (detail.get("image_post_info") or {}).get("images") if isinstance(detail.get("image_post_info"), dict) else None
+    urls = []
+    for image in images or ():
+        url = image if isinstance(image, str) else _first_url(image)
+        if url:
+            urls.append(url)
+    return urls
+
+
+def _first_url(value: object) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, list):
+        return next((u for u in map(_first_url, value) if u), None)
+    if isinstance(value, dict):
+        for name in ("url", "url_list", "urlList", "display_image", "imageURL", "image_url"):
+            if name in value and (found := _first_url(value[name])):
+                return found
+    return None
+
+
+def media_plan(day, handle: str, aweme_id: str, detail: dict) -> list[Media]:
+    """What to download for one resolved post.
+
+    A video post: the MP4 (hdplay, else play; both without watermark) and the cover. A photo post (``images[]``):
+    every image, the sound (its ``play`` is the MP3, never stored as an ``.mp4``) and the cover.
+    """
+    images = photo_images(detail)
+    plan: list[Media] = []
+    if images:
+        plan += [Media(f"image-{n}", image_key(day, handle, aweme_id, n), (url,), ".jpg", "image/jpeg")
+                 for n, url in enumerate(images, start=1)]
+        sound = tuple(u for u in (detail.get("play"), detail.get("music")) if isinstance(u, str) and u)
+        if sound:
+            plan.append(Media("sound", sound_key(day, handle, aweme_id), sound[:2], ".mp3", "audio/mpeg"))
+    else:
+        urls = tuple(detail[name] for name in ("hdplay", "play") if isinstance(detail.get(name), str) and detail[name])
+        if not urls:
+            raise DownloadFailed("the detail response has neither hdplay nor play (nor images[] of a photo post)")
+        plan.append(Media("video", video_key(day, handle, aweme_id), urls, ".mp4", "video/mp4"))
+    if isinstance(detail.get("cover"), str) and detail["cover"]:
+        plan.append(Media("cover", cover_key(day, aweme_id), (detail["cover"],), ".jpg", "image/jpeg"))
+    return plan
+
+
+def _download(session: CaptureSession, media: Media) -> Path:
+    """Each URL in turn (hdplay, then play); a failure other than an expired URL falls back to the next one."""
+    for url in media.urls[:-1]:
         try:
-            return _stream_to_part(session, url, ".mp4")
+            return _stream_to_part(session, url, media.suffix)[0]
         except DownloadFailed as exc:
-            log.warning("%s; falling back to play", exc)
-    return _stream_to_part(session, urls[-1], ".mp4")
+            log.warning("%s; falling back to the next URL", exc)
+    return _stream_to_part(session, media.urls[-1], media.suffix)[0]
 
 
 def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     response = session.client.post_detail(item.aweme_id, item.author_handle or "_")
-    return response.json(), response.body
+    detail = response.json()
+    if not isinstance(detail, dict):
+        raise BadResponse("/post-detail/", response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}")
+    return detail, response.body
 
 
 def _dead_letter(session: CaptureSession, item: QueueItem, exc: VideoGone, report: VideosReport) -> None:
@@ -125,20 +198,19 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
         _dead_letter(session, item, exc, report)
         return
     report.add(resolved=1)
-    handle = (detail.get("author") or {}).get("unique_id") or item.author_handle or "unknown"
+    author = detail.get("author")
+    handle = (as_text(author.get("unique_id") or author.get("uniqueId")) if isinstance(author, dict) else None) \
+        or item.author_handle or "unknown"
     state.mark_resolved(item.aweme_id, handle)
-    files: list[tuple[str, str, Path]] = []
+    files: list[tuple[Media, Path]] = []
     try:
         for attempt in (1, 2):
             try:
-                video = _download_video(session, detail)
-                files.append(("video", video_key(day, handle, item.aweme_id), video[0]))
-                if detail.get("cover"):
-                    cover = _stream_to_part(session, detail["cover"], ".jpg")
-                    files.append(("cover", cover_key(day, item.aweme_id), cover[0]))
+                for media in media_plan(day, handle, item.aweme_id, detail):
+                    files.append((media, _download(session, media)))
                 break
             except CdnExpired:
-                for _, _, path in files:
+                for _, path in files:
                     path.unlink(missing_ok=True)
                 files.clear()
                 if attempt == 2:
@@ -150,17 +222,19 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
                     _dead_letter(session, item, exc, report)
                     return
                 report.add(re_resolved=1)
-        for kind, key, path in files:
-            result = store.put_file(key, path, content_type="video/mp4" if kind == "video" else "image/jpeg")
-            state.record_file(item.aweme_id, kind, key, result.sha256, result.size, day)
+        for media, path in files:
+            result = store.put_file(media.key, path, content_type=media.content_type)
+            state.record_file(item.aweme_id, media.kind, media.key, result.sha256, result.size, day)
             report.add(bytes=result.size)
+        if any(media.kind == "sound" or media.kind.startswith("image-") for media, _ in files):
+            report.add(photo_posts=1)
         sidecar = sidecar_key(day, handle, item.aweme_id)
         result = store.put_bytes(sidecar, raw, content_type="application/json")
         state.record_file(item.aweme_id, "sidecar", sidecar, result.sha256, result.size, day)
         state.mark_downloaded(item.aweme_id)
         report.add(downloaded=1)
     finally:
-        for _, _, path in files:
+        for _, path in files:
             path.unlink(missing_ok=True)
 
 
@@ -188,7 +262,7 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
         try:
             archive_one(session, item, report, api_slots)
         except CreditBudgetExhausted as exc:
-            report.budget_stop = str(exc)
+            report.budget_stop = exc
             unfinished.append((item.aweme_id, True))
             stop.set()
         except SYSTEMIC as exc:  # not this id's fault (key revoked, store or disk down, API unreachable): stop

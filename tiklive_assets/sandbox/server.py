@@ -23,6 +23,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from .corpus import HASHTAG_IDS, HASHTAGS, MUSIC, REGIONS, Corpus, cover_bytes, iter_video_bytes, music_bytes
+from .realism import Realism
 from .research import ResearchSandbox
 
 DEFAULT_API_KEY = "sandbox-key"
@@ -30,7 +31,8 @@ DEFAULT_API_KEY = "sandbox-key"
 _VIDEO_RE = re.compile(r"/video/(\d+)")
 _CDN_RE = re.compile(r"^/cdn/([a-z_]+)/([0-9A-Za-z]+)\.(mp4|jpg|mp3)$")
 _VIDEO_VARIANTS = {"play", "wmplay", "hdplay"}
-_IMAGE_VARIANTS = {"cover", "origin_cover", "ai_dynamic_cover", "avatar"}
+_IMAGE_VARIANTS = {"cover", "origin_cover", "ai_dynamic_cover", "avatar", "image"}  # image: a photo post's pictures
+BALANCE_MESSAGE = "Insufficient balance. Please top up your credits to continue using the API."
 
 
 @dataclass
@@ -45,6 +47,8 @@ class SandboxConfig:
     video_size: int = 50_000
     clock: Callable[[], float] = time.time
     accounts: int = 6
+    realism: bool = False  # serve the payload variants real responses show (see sandbox/realism.py)
+    credit_balance: int | None = None  # requests the account may still make; None: unlimited
 
 
 @dataclass
@@ -58,6 +62,7 @@ class Faults:
     cdn_ttl_seconds: float = 300
     drift: set[str] = field(default_factory=set)
     fail_queue: deque = field(default_factory=deque)  # of (status, retry_after)
+    credit_balance: int | None = None  # at 0, every request is answered 200 {"message": "Insufficient balance..."}
 
 
 class _ApiError(Exception):
@@ -130,7 +135,9 @@ class SandboxServer:
             rate_limit=cfg.rate_limit,
             rate_window_seconds=cfg.rate_window_seconds,
             cdn_ttl_seconds=cfg.cdn_ttl_seconds,
+            credit_balance=cfg.credit_balance,
         )
+        self.realism = Realism(cfg.seed) if cfg.realism else None
         self.clock = cfg.clock
         self.corpus = Corpus(
             seed=cfg.seed,
@@ -209,6 +216,14 @@ class SandboxServer:
             for _ in range(int(n)):
                 self.faults.fail_queue.append((int(status), retry_after))
 
+    def top_up(self, credits: int | None) -> None:
+        """Add ``credits`` to the account's balance (None: unlimited again)."""
+        with self._lock:
+            if credits is None:
+                self.faults.credit_balance = None
+            else:
+                self.faults.credit_balance = max(0, self.faults.credit_balance or 0) + int(credits)
+
     def publish_video(self, handle: str) -> str:
         return self.corpus.publish(handle).aweme_id
 
@@ -227,6 +242,10 @@ class SandboxServer:
             f.cdn_ttl_seconds = float(body["cdn_ttl_seconds"])
         if "drift" in body:
             self.set_drift(body["drift"] or None)
+        if "credit_balance" in body:
+            f.credit_balance = None if body["credit_balance"] is None else int(body["credit_balance"])
+        if "top_up" in body:
+            self.top_up(body["top_up"])
         for aid in body.get("delete") or ():
             self.delete_video(aid)
         for h in body.get("private") or ():
@@ -246,6 +265,8 @@ class SandboxServer:
             "cdn_ttl_seconds": f.cdn_ttl_seconds,
             "drift": sorted(f.drift),
             "fail_next": len(f.fail_queue),
+            "credit_balance": f.credit_balance,
+            "realism": self.realism is not None,
             "deleted": sorted(self.corpus.deleted),
             "private": sorted(self.corpus.private),
         }
@@ -329,7 +350,38 @@ class SandboxServer:
                    503: "service unavailable"}.get(status, "injected fault")
             raise _ApiError(status, msg, headers)
 
-    def handle_api(self, path: str, query: str, headers: Any) -> tuple[int, dict, dict[str, str]]:
+    def _charge(self) -> bool:
+        """Spend one credit of the account's balance; False when there was none left."""
+        with self._lock:
+            if self.faults.credit_balance is None:
+                return True
+            if self.faults.credit_balance <= 0:
+                return False
+            self.faults.credit_balance -= 1
+            return True
+
+    def _realistic(self, path: str, query: str, body: dict, now: float) -> dict | bytes:
+        """The clean answer in the shapes real responses take, a one-off fault now and then (realism on)."""
+        realism = self.realism
+        assert realism is not None
+        fault = realism.one_off_fault(path, query)
+        if fault is not None:
+            return fault
+        if path == "/post-detail/" or isinstance(body.get("videos"), list):
+            items = [body] if path == "/post-detail/" else body["videos"]
+            photos = [self._as_photo(item, now) if realism.is_photo(str(item.get("aweme_id"))) else item for item in items]
+            body = photos[0] if path == "/post-detail/" else {**body, "videos": photos}
+        return realism.rewrite(path, body)
+
+    def _as_photo(self, item: dict, now: float) -> dict:
+        aweme_id = str(item["aweme_id"])
+        images = [self.corpus.cdn_url("image", f"{aweme_id}x{n}", "jpg", now)
+                  for n in range(1, self.realism.image_count(aweme_id) + 1)]
+        music_id = (item.get("music_info") or {}).get("id")
+        sound = self.corpus.cdn_url("music", music_id, "mp3", now) if music_id else ""
+        return self.realism.photo(item, images, sound)
+
+    def handle_api(self, path: str, query: str, headers: Any) -> tuple[int, dict | bytes, dict[str, str]]:
         now = float(self.clock())
         endpoint = path
         detail_id = _parse_aweme_id(_Params(query).q.get("url")) if path == "/post-detail/" else None
@@ -340,6 +392,9 @@ class SandboxServer:
             if headers.get("X-Api-Key") != self.config.api_key:
                 raise _ApiError(401, "invalid or missing API key")
             self._admit(now)
+            if not self._charge():
+                self._record(now, endpoint, 200, detail_id)
+                return 200, {"message": BALANCE_MESSAGE}, {}
             self._injected()
             if self.faults.latency_ms:
                 time.sleep(self.faults.latency_ms / 1000.0)
@@ -347,6 +402,8 @@ class SandboxServer:
             status = 200
             if path in self.faults.drift:
                 body = self._drift(path, _Params(query), body)
+            if self.realism is not None:
+                body = self._realistic(path, query, body, float(self.clock()))
         except _ApiError as e:
             status, body, extra = e.status, {"error": e.message}, e.headers
         except Exception as e:  # pragma: no cover - a bug in the sandbox itself
@@ -518,7 +575,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if path != "/" and not path.endswith("/"):
                     path += "/"
                 status, obj, headers = sb.handle_api(path, query, self.headers)
-                self._json(status, obj, headers)
+                if isinstance(obj, bytes):  # a body that is not JSON (realism: cut short in transit)
+                    self._send(status, obj, "application/json", headers)
+                else:
+                    self._json(status, obj, headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from .backends import Backend, Tx, backend_from_url
 from .errors import CreditBudgetExhausted
-from .models import FILE_KINDS, QUEUE_STATES, CursorRecord, FileRecord, QueueItem
-from .schema import ddl_for
+from .models import FILE_KINDS, QUEUE_STATES, CursorRecord, FileRecord, QueueItem, is_file_kind
+from .schema import ddl_for, widen_file_kinds_sql
 
 DEFAULT_LEASE = timedelta(minutes=15)
 _BATCH = 500
@@ -130,7 +130,19 @@ class StateDB:
                 tx.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))", _LOCK_MIGRATE)
             for stmt in ddl_for(self.dialect):
                 tx.execute(stmt)
+            for stmt in widen_file_kinds_sql(self.dialect, self._file_kind_definition(tx)):
+                tx.execute(stmt)
         self._migrated = True
+
+    def _file_kind_definition(self, tx: Tx) -> str:
+        """The archived_files kind CHECK as the database holds it (to tell whether it predates photo posts)."""
+        if self.dialect == "postgres":
+            row = tx.fetchone("SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+                              "WHERE t.relname = 'archived_files' AND c.contype = 'c' AND t.relnamespace = "
+                              "to_regnamespace(current_schema())::oid")
+        else:
+            row = tx.fetchone("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'archived_files'")
+        return str(row[0]) if row and row[0] else ""
 
     def _ensure_migrated(self) -> None:
         if self._migrated:
@@ -337,9 +349,10 @@ class StateDB:
     # ------------------------------------------------------------------------------------------
     def record_file(self, aweme_id: str, kind: str, storage_key: str, sha256: str | None, size: int | None,
                     ingest_date: date | str | None) -> None:
-        """Upsert the stored object for (aweme_id, kind); kind is 'video', 'cover' or 'sidecar'."""
-        if kind not in FILE_KINDS:
-            raise ValueError(f"record_file: kind must be one of {FILE_KINDS}, not {kind!r}")
+        """Upsert the stored object for (aweme_id, kind): 'video', 'cover', 'sidecar', or a photo post's 'sound' and
+        'image-<n>'."""
+        if not is_file_kind(kind):
+            raise ValueError(f"record_file: kind must be one of {FILE_KINDS} or 'image-<n>', not {kind!r}")
         day = None if ingest_date is None else _as_day(ingest_date)
         with self._tx(write=True) as tx:
             tx.execute(

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 QUEUE_STATES: tuple[str, ...] = ("pending", "resolved", "downloaded", "dead")
-FILE_KINDS: tuple[str, ...] = ("video", "cover", "sidecar")
+# A video post has a 'video' (MP4); a photo post has 'image-1', 'image-2', ... and a 'sound' (its MP3) instead.
+FILE_KINDS: tuple[str, ...] = ("video", "cover", "sidecar", "sound")
+IMAGE_KIND_PREFIX = "image-"
+
+
+def is_file_kind(kind: str) -> bool:
+    return kind in FILE_KINDS or (kind.startswith(IMAGE_KIND_PREFIX) and kind[len(IMAGE_KIND_PREFIX):].isdigit())
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ _DDL = [
     """
     CREATE TABLE IF NOT EXISTS archived_files (
         aweme_id TEXT NOT NULL,
-        kind TEXT NOT NULL CHECK (kind IN ('video', 'cover', 'sidecar')),
+        kind TEXT NOT NULL CONSTRAINT archived_files_kind_check CHECK ({file_kind_check}),
         storage_key TEXT NOT NULL,
         sha256 TEXT,
         bytes BIGINT,
@@ -89,7 +89,30 @@ _DDL = [
 ]
 
 
+FILE_KIND_CHECK = "kind IN ('video', 'cover', 'sidecar', 'sound') OR substr(kind, 1, 6) = 'image-'"
+
+
 def ddl_for(dialect: str) -> list[str]:
     """The CREATE statements for ``dialect`` ('sqlite' or 'postgres'), in dependency order."""
-    types = _TYPES[dialect]
+    types = {**_TYPES[dialect], "file_kind_check": FILE_KIND_CHECK}
     return [stmt.format(**types).strip() for stmt in _DDL]
+
+
+def widen_file_kinds_sql(dialect: str, current_definition: str) -> list[str]:
+    """Statements that let a state database created before photo posts record their images and sound.
+
+    ``current_definition`` is the table's DDL (SQLite) or its kind constraint (Postgres); empty when already wide.
+    SQLite cannot alter a CHECK, so the table is rebuilt in the same transaction; Postgres swaps the constraint.
+    """
+    if not current_definition or "'sound'" in current_definition:
+        return []
+    if dialect == "postgres":
+        return ["ALTER TABLE archived_files DROP CONSTRAINT IF EXISTS archived_files_kind_check",
+                f"ALTER TABLE archived_files ADD CONSTRAINT archived_files_kind_check CHECK ({FILE_KIND_CHECK})"]
+    create = next(stmt for stmt in ddl_for("sqlite") if "CREATE TABLE IF NOT EXISTS archived_files" in stmt)
+    return [
+        "ALTER TABLE archived_files RENAME TO archived_files_before_photo_posts",
+        create,
+        "INSERT INTO archived_files SELECT * FROM archived_files_before_photo_posts",
+        "DROP TABLE archived_files_before_photo_posts",
+    ]

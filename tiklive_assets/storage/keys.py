@@ -214,6 +214,18 @@ def sidecar_key(day: date, handle: str, aweme_id: str | int) -> str:
     return f"{_video_stem(day, handle, aweme_id)}.json"
 
 
+def image_key(day: date, handle: str, aweme_id: str | int, number: int) -> str:
+    """Image ``number`` (1, 2, ...) of a photo post: ``videos/dt=…/author=<handle>/<aweme_id>-<number>.jpg``."""
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise InvalidKeyPart("image number", number, "a whole number from 1")
+    return f"{_video_stem(day, handle, aweme_id)}-{number}.jpg"
+
+
+def sound_key(day: date, handle: str, aweme_id: str | int) -> str:
+    """A photo post's sound (its ``play`` URL is an MP3, not a video): ``…/<aweme_id>.mp3`` beside the sidecar."""
+    return f"{_video_stem(day, handle, aweme_id)}.mp3"
+
+
 def cover_key(day: date, aweme_id: str | int) -> str:
     """``covers/dt=YYYY-MM-DD/<aweme_id>.jpg``."""
     return f"covers/dt={_check_day(day):%Y-%m-%d}/{check_id(aweme_id, 'aweme_id')}.jpg"

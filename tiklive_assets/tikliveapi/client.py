@@ -19,11 +19,13 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
+from tiklive_assets.tolerant import envelope_error, unwrap
 from tiklive_assets.transport import RetryPolicy
 
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
     BadResponse,
+    BalanceExhausted,
     MissingApiKey,
     NotFound,
     RateLimited,
@@ -59,12 +61,38 @@ class ApiResponse:
     body: bytes
     fetched_at: datetime
     attempt: int = 1
+    error_kind: str | None = None  # a 200 that is not data: "balance", "upstream" or "notjson" (see classify_body)
 
     def json(self) -> Any:
+        """The parsed body; a ``{"code": 0, "data": {...}}`` envelope is unwrapped, so callers see the payload."""
         try:
-            return json.loads(self.body)
+            return unwrap(json.loads(self.body))
         except ValueError as exc:
             raise BadResponse(self.endpoint, self.status, f"body is not JSON ({exc})") from None
+
+
+_BALANCE_RE = re.compile(r"balance|insufficient|out of credits|no credits|credits? (?:exhausted|left)", re.IGNORECASE)
+
+
+def classify_body(body: bytes) -> tuple[str | None, str]:
+    """Whether a 200 body is data (``(None, "")``) or one of the answers that only look like data.
+
+    * ``balance``: ``{"message": "Insufficient balance..."}``, what TikLiveAPI answers when the credits run out;
+    * ``upstream``: ``{"code": <non-zero>, "msg": ...}``, an error of the upstream service inside a 200;
+    * ``notjson``: a body that is not JSON at all (truncated in transit, an HTML gateway page).
+    """
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        return "notjson", f"the body is not JSON ({exc}; {len(body)} bytes)"
+    if isinstance(data, dict):
+        message = data.get("message")
+        if isinstance(message, str) and len(data) <= 3 and _BALANCE_RE.search(message):
+            return "balance", message[:200]
+        problem = envelope_error(data)
+        if problem is not None:
+            return "upstream", problem[:200]
+    return None, ""
 
 
 class CreditLedger(Protocol):
@@ -79,12 +107,17 @@ class CreditMeter:
 
     by_endpoint: Counter = field(default_factory=Counter)
     by_status: Counter = field(default_factory=Counter)
+    not_data: Counter = field(default_factory=Counter)  # 200s that were errors, by kind (upstream, notjson)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, endpoint: str, status: int | str) -> None:
         with self._lock:
             self.by_endpoint[endpoint] += 1
             self.by_status[str(status)] += 1
+
+    def count_not_data(self, kind: str) -> None:
+        with self._lock:
+            self.not_data[kind] += 1
 
     @property
     def total(self) -> int:
@@ -98,6 +131,10 @@ class CreditMeter:
 class _Throttled(TransientError):
     def __init__(self, endpoint: str, retry_after: float | None):
         super().__init__(endpoint, f"HTTP 429, Retry-After {retry_after}", 429, retry_after)
+
+
+class _NotData(TransientError):
+    """A 200 whose body is not data (an upstream error inside it, or not JSON): retried, bounded, then BadResponse."""
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -163,6 +200,8 @@ class TikLiveClient:
             return self.retry.call(lambda attempt: self._send_once(endpoint, params, attempt))
         except _Throttled as exc:
             raise RateLimited(endpoint, exc.retry_after) from None
+        except _NotData as exc:  # persisted through every retry: a problem of this request, not of the system
+            raise BadResponse(endpoint, 200, f"{exc.detail} (after {self.retry.max_attempts} attempts)") from None
 
     def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int) -> ApiResponse:
         if self.credit_ledger is not None:
@@ -179,10 +218,17 @@ class TikLiveClient:
             raise TransientError(endpoint, f"connection failed: {type(exc).__name__}") from None
         status = http.status_code
         self.credits.count(endpoint, status)
-        response = ApiResponse(endpoint, params, status, http.content, datetime.now(UTC), attempt)
+        kind, detail = classify_body(http.content) if status == 200 else (None, "")
+        response = ApiResponse(endpoint, params, status, http.content, datetime.now(UTC), attempt, kind)
         if status in (200, 404) and self.on_response is not None:
-            self.on_response(response)  # archived before anything parses it
+            self.on_response(response)  # archived before anything parses it (a non-data 200 under an error slug)
         if status == 200:
+            if kind == "balance":
+                raise BalanceExhausted(endpoint, detail, self.credits.total)
+            if kind is not None:
+                self.credits.count_not_data(kind)
+                log.warning("%s: HTTP 200 that is not data (%s; attempt %d)", endpoint, detail, attempt)
+                raise _NotData(endpoint, detail, 200)
             return response
         if status == 404:
             reason = _error_message(http.content) or "not found"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from tiklive_assets import transport
 
 
@@ -93,6 +95,29 @@ class CreditBudgetExhausted(TikLiveError):
 
     def __reduce__(self):  # picklable across processes (the args differ from the message)
         return (type(self), (self.day, self.spent, self.budget))
+
+
+class BalanceExhausted(CreditBudgetExhausted):
+    """The TikLiveAPI account's credit balance is spent: the API answers HTTP 200 with a balance message.
+
+    A stop, like the daily budget: nothing is marked done and no id is blamed, so a rerun after a top-up resumes.
+    """
+
+    def __init__(self, endpoint: str, message: str, spent: int):
+        self.endpoint = endpoint
+        self.message = message
+        self.day = datetime.now(UTC).date()
+        self.spent = spent
+        self.budget = None
+        TikLiveError.__init__(
+            self,
+            f"the TikLiveAPI credit balance is exhausted: {endpoint} answered {message!r} instead of data. This "
+            f"process spent {spent} credits before it stopped; nothing was marked done and no video was blamed. Top "
+            "up the balance on your TikLiveAPI profile page, then rerun: it resumes where this run stopped.",
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.message, self.spent))
 
 
 class CursorStuck(TikLiveError):

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck
+from tiklive_assets.tolerant import as_id, cursor_text, has_more, post_id
 
 DEFAULT_PAGE_GUARD = 200  # no configured walk needs more; a drifting one stops here at the latest
 
@@ -32,14 +33,23 @@ class Page:
     next_cursor: str
     has_more: bool
     response: ApiResponse
+    without_id: int = 0  # items that carry no id under any known name: archived, counted, skipped
+
+    def ids(self, id_of: Callable[[dict[str, Any]], str | None]) -> list[str]:
+        return [i for i in map(id_of, self.items) if i is not None]
 
 
 class Paginator:
     """Walks one paginated endpoint. Subclasses declare the envelope; the walk is written once, here."""
 
     items_key: ClassVar[str]
+    items_fallbacks: ClassVar[tuple[str, ...]] = ()  # other names the list was seen under
     cursor_key: ClassVar[str] = "cursor"
-    id_key: ClassVar[str] = "id"  # what identifies an item (comments carry their video's aweme_id too)
+
+    @staticmethod
+    def item_id(item: dict[str, Any]) -> str | None:
+        """What identifies an item (comments carry their video's aweme_id too, so only ``id`` counts)."""
+        return as_id(item.get("id"))
 
     def __init__(
         self,
@@ -74,11 +84,11 @@ class Paginator:
             fetched += 1
             page = self.parse(cursor, response)
             endpoint = page.endpoint
-            fingerprint = _fingerprint(page.items, self.id_key)
+            ids = page.ids(self.item_id)
+            fingerprint = _fingerprint(ids, page.items)
             if page.items and fingerprint in seen_pages:
                 raise CursorStuck(page.endpoint, cursor, "the same page came back twice")
             seen_pages.add(fingerprint)
-            ids = [str(item.get(self.id_key)) for item in page.items if item.get(self.id_key) is not None]
             if fetched > 1 and ids and all(i in seen_items for i in ids):
                 raise CursorStuck(page.endpoint, cursor, "every item on the page was already returned by this walk")
             seen_items.update(ids)
@@ -98,18 +108,29 @@ class Paginator:
         return type(self).__name__
 
     def parse(self, cursor: str, response: ApiResponse) -> Page:
+        """Read one page tolerantly: the list under its name (or a name it was seen under), items that are objects,
+        ``hasMore`` as a boolean or 1/0, the next cursor as an integer or a string."""
         data = response.json()
-        if not isinstance(data, dict) or not isinstance(data.get(self.items_key, []), list):
+        if not isinstance(data, dict):
             raise BadResponse(response.endpoint, response.status, f"expected an object with a list under {self.items_key!r}")
-        items = data.get(self.items_key) or []
-        next_cursor = data.get(self.cursor_key)
+        raw_items: Any = None
+        for name in (self.items_key, *self.items_fallbacks):
+            if data.get(name) is not None:
+                raw_items = data[name]
+                break
+        if raw_items is not None and not isinstance(raw_items, list):
+            raise BadResponse(response.endpoint, response.status, f"expected a list under {self.items_key!r}")
+        items = [item for item in raw_items or () if isinstance(item, dict)]
+        next_cursor = cursor_text(data.get(self.cursor_key))
+        more = has_more(data.get("hasMore", data.get("has_more")))
         return Page(
             endpoint=response.endpoint,
             cursor=cursor,
             items=items,
-            next_cursor=str(next_cursor if next_cursor is not None else cursor),
-            has_more=bool(data.get("hasMore")),
+            next_cursor=next_cursor if next_cursor is not None else cursor,
+            has_more=more,
             response=response,
+            without_id=sum(1 for item in items if self.item_id(item) is None) + len(raw_items or ()) - len(items),
         )
 
 
@@ -117,7 +138,12 @@ class VideoPages(Paginator):
     """``videos`` + ``cursor`` + ``hasMore``: user-posts, challenge-posts, search-video, music-posts."""
 
     items_key = "videos"
-    id_key = "aweme_id"
+    items_fallbacks = ("aweme_list", "itemList")
+
+    @staticmethod
+    def item_id(item: dict[str, Any]) -> str | None:
+        """A post's id, under ``aweme_id``, ``video_id`` or ``id``, string or integer."""
+        return post_id(item)
 
 
 class CommentPages(Paginator):
@@ -130,13 +156,22 @@ class FollowPages(Paginator):
     """``followers``/``followings`` + ``time`` + ``hasMore``: user-followers and user-following."""
 
     items_key = "followers"
+    items_fallbacks = ("userList",)
     cursor_key = "time"
+
+    @staticmethod
+    def item_id(item: dict[str, Any]) -> str | None:
+        user = item.get("user")  # TikTok's own shape nests the account: {"user": {...}, "stats": {...}}
+        return as_id(item.get("id")) or (as_id(user.get("id")) if isinstance(user, dict) else None)
 
     @classmethod
     def following(cls, fetch: Callable[[str], ApiResponse], **kwargs: Any) -> FollowPages:
-        return cls(fetch, items_key="followings", **kwargs)
+        walk = cls(fetch, **kwargs)
+        walk.items_key = "followings"
+        walk.items_fallbacks = ("following", "userList")
+        return walk
 
 
-def _fingerprint(items: list[dict[str, Any]], id_key: str) -> str:
-    ids = [str(item.get(id_key) or item) for item in items]
-    return hashlib.sha1("\x1f".join(ids).encode()).hexdigest()
+def _fingerprint(ids: list[str], items: list[dict[str, Any]]) -> str:
+    parts = ids if len(ids) == len(items) else [repr(sorted(item.items(), key=str)) for item in items]
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()

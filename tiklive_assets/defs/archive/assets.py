@@ -24,7 +24,7 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
-from tiklive_assets.tikliveapi.errors import CreditBudgetExhausted
+from tiklive_assets.tikliveapi.errors import BalanceExhausted, CreditBudgetExhausted
 
 API_POOL = "tiklive_api"
 GROUP = "capture"
@@ -87,6 +87,7 @@ def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, me
         metadata={
             "credits_spent": session.credits_spent,
             "credits_by_endpoint": dg.MetadataValue.json(session.client.credits.snapshot()),
+            "answers_not_data": dg.MetadataValue.json(dict(session.client.credits.not_data)),  # 200s that were errors
             "objects_written": session.archive.written.get("created", 0),
             "objects_unchanged": session.archive.written.get("identical", 0),
             "objects_kept_beside": session.archive.written.get("conflict", 0),  # same request, new bytes
@@ -99,8 +100,14 @@ def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, me
     )
 
 
-def _budget_failure(exc: CreditBudgetExhausted) -> dg.Failure:
-    return dg.Failure(description=str(exc), allow_retries=False, metadata={"credits_spent_today": exc.spent, "budget": exc.budget})
+def _budget_failure(exc: CreditBudgetExhausted, session: CaptureSession) -> dg.Failure:
+    """A credit stop (the day's budget, or the account's balance) fails the step without retries: retrying only
+    spends more. Nothing was marked done, so the rerun after a top-up (or tomorrow) resumes where this stopped."""
+    spent_today = sum(session.state.credits_spent(datetime.now(UTC).date()).values())
+    stop = "credit_balance" if isinstance(exc, BalanceExhausted) else "daily_budget"
+    return dg.Failure(description=f"{exc} ({spent_today} credits recorded today across all runs)", allow_retries=False,
+                      metadata={"stop": stop, "credits_spent_today": spent_today, "credits_spent_by_this_step": exc.spent,
+                                "budget": exc.budget if exc.budget is not None else "account balance"})
 
 
 @dg.asset(
@@ -116,7 +123,7 @@ def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiR
         try:
             capture_profiles(session, report)
         except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc) from None
+            raise _budget_failure(exc, session) from None
         return _finish(session, data_root, "account_profiles", {"profiles": report.profiles, "unavailable": dg.MetadataValue.json(report.unavailable)})
 
 
@@ -132,12 +139,13 @@ def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
         try:
             report = discover(session)
         except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc) from None
+            raise _budget_failure(exc, session) from None
         for problem in report.drift:
             context.log.warning("paginator drift: %s", problem)
         return _finish(session, data_root, "discovery_queue", {
             "pages": report.pages,
             "ids_listed": report.listed,
+            "items_without_id": report.items_without_id,
             "new_ids": report.total_new,
             "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
             "walks_already_complete": report.skipped_complete,
@@ -164,11 +172,13 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
                 metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent},
             )
         if report.budget_stop:
-            raise dg.Failure(description=report.budget_stop, allow_retries=False,
-                             metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent})
+            failure = _budget_failure(report.budget_stop, session)
+            failure.metadata["videos_downloaded"] = dg.MetadataValue.int(report.downloaded)
+            raise failure
         return _finish(session, data_root, "archived_videos", {
             "videos_resolved": report.resolved,
             "videos_downloaded": report.downloaded,
+            "photo_posts_downloaded": report.photo_posts,
             "re_resolved_expired_urls": report.re_resolved,
             "video_bytes": report.bytes,
             "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
@@ -189,10 +199,11 @@ def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResou
         try:
             capture_follow_graph(session, report)
         except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc) from None
+            raise _budget_failure(exc, session) from None
         return _finish(session, data_root, "follow_graph", {
             "pages": report.follow_pages, "edges": report.follow_edges,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
+            "walks_left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
 
@@ -209,10 +220,11 @@ def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiReso
         try:
             capture_comments(session, report)
         except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc) from None
+            raise _budget_failure(exc, session) from None
         return _finish(session, data_root, "post_comments", {
             "pages": report.comment_pages, "comments": report.comments,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
+            "walks_left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
 
