@@ -108,6 +108,10 @@ def test_unreadable_objects_are_reported_not_fatal(tmp_path: Path) -> None:
     parsed = parse_day(store, day)
     assert len(parsed.errors) == 2 and parsed.tables["posts"].num_rows == 0
     assert parsed.tables["credits_ledger"].to_pylist()[0]["requests"] == 2
+    quarantined = {r["source_key"]: r["error"] for r in parsed.tables["quarantine"].to_pylist()}
+    assert quarantined[raw_key(day, "post-detail", "123")].startswith("not gzip")
+    assert "no post id" in quarantined[raw_key(day, "post-detail", "124")]
+    assert parsed.corrupt == [raw_key(day, "post-detail", "123")]  # a damaged copy, not an upstream oddity
 
 
 def test_reading_from_s3_uses_parallel_gets_and_matches_local(archive: LocalStore, moto_endpoint: str, s3_bucket: str) -> None:
@@ -202,7 +206,8 @@ def test_replay_rebuilds_a_deleted_warehouse_identically(tmp_path: Path, archive
     assert not warehouse.exists()
     assert main(["replay", "--from", str(DAYS[0]), "--to", str(DAYS[-1]), "--processes", "2"]) == 0
     assert fingerprints(str(warehouse)) == built
-    assert all(rows > 0 for name, (rows, _) in built.items() if name != "dead_letters") and built["dead_letters"][0] == 3
+    assert all(rows > 0 for name, (rows, _) in built.items() if name not in ("dead_letters", "quarantine")) and built["dead_letters"][0] == 3
+    assert built["quarantine"][0] == 0
     scratch = tmp_path / "scratch.duckdb"
     assert main(["replay", "--from", str(DAYS[1]), "--to", str(DAYS[1]), "--into", str(scratch)]) == 0
     assert fingerprints(str(scratch))["user_snapshots"][0] == 2

@@ -107,6 +107,13 @@ class _Base:
         return {t: (self.row_count(t), self.fingerprint(t)) for t in schema.TABLE_NAMES}
 
 
+def _missing_columns(existing: set[str], table: schema.Table) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` for the declared columns a warehouse made by an older release
+    lacks, so an old file or database keeps working (new columns are nullable: old rows have no value for them)."""
+    return [f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}"
+            for c in table.columns if c.name not in existing]
+
+
 class DuckDBWarehouse(_Base):
     """One DuckDB file; only one process may write it at a time (the ``duckdb_writer`` pool in Dagster)."""
 
@@ -144,6 +151,15 @@ class DuckDBWarehouse(_Base):
     def ensure_schema(self) -> None:
         for table in schema.TABLES:
             for statement in table.create_sql(indices=False):
+                self.con.execute(statement)
+        columns: dict[str, set[str]] = {}
+        for name, column in self.con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = current_schema() "
+            "AND database_name = current_database()"
+        ).fetchall():
+            columns.setdefault(name, set()).add(column)
+        for table in schema.TABLES:
+            for statement in _missing_columns(columns.get(table.name, set()), table):
                 self.con.execute(statement)
 
     def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]:
@@ -217,6 +233,14 @@ class PostgresWarehouse(_Base):
         with self.conn.transaction():
             for table in schema.TABLES:
                 for statement in table.create_sql():
+                    self.conn.execute(statement)
+            columns: dict[str, set[str]] = {}
+            for name, column in self.conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            ).fetchall():
+                columns.setdefault(name, set()).add(column)
+            for table in schema.TABLES:
+                for statement in _missing_columns(columns.get(table.name, set()), table):
                     self.conn.execute(statement)
 
     def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]:

@@ -7,6 +7,7 @@ running it again (every day load is idempotent). Memory is bounded by one day's 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -17,7 +18,7 @@ from tiklive_assets.storage.keys import RAW_PREFIX
 
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
-from .reader import count_day_objects, parse_day, parser_pool
+from .reader import ParsedDay, count_day_objects, parse_day, parser_pool
 
 
 @dataclass
@@ -25,15 +26,37 @@ class ReplayReport:
     days: list[date] = field(default_factory=list)
     objects: int = 0
     rows: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "<key>: <error>" of each quarantined object
+    corrupt: list[str] = field(default_factory=list)
+    quarantined: int = 0
+    items_without_id: int = 0
+    posts_without_author: int = 0
+    values_nulled: Counter = field(default_factory=Counter)
+    error_responses: Counter = field(default_factory=Counter)
+    objects_by_day: dict[date, int] = field(default_factory=dict)
+    quarantined_by_day: dict[date, int] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def add(self, day: date, objects: int, rows: dict[str, int], errors: list[str]) -> None:
+    def add(self, day: date, objects: int, rows: dict[str, int], errors: list[str], parsed: ParsedDay | None = None
+            ) -> None:
         self.days.append(day)
         self.objects += objects
         for name, n in rows.items():
             self.rows[name] = self.rows.get(name, 0) + n
         self.errors.extend(errors)
+        self.objects_by_day[day] = objects
+        if parsed is not None:
+            self.corrupt.extend(parsed.corrupt)
+            self.quarantined += parsed.quarantined
+            self.quarantined_by_day[day] = parsed.quarantined
+            self.items_without_id += parsed.items_without_id
+            self.posts_without_author += parsed.posts_without_author
+            self.values_nulled.update(parsed.values_nulled)
+            self.error_responses.update(parsed.error_responses)
+
+    @property
+    def values_nulled_total(self) -> int:
+        return sum(self.values_nulled.values())
 
 
 def day_range(start: date, end: date) -> Iterator[date]:
@@ -68,7 +91,7 @@ def load_days(
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
                 export_day(exports, day, parsed.tables)
-            report.add(day, parsed.objects, parsed.row_counts, parsed.errors)
+            report.add(day, parsed.objects, parsed.row_counts, parsed.errors, parsed)
     finally:
         if pool is not None:
             pool.shutdown()

@@ -136,14 +136,17 @@ POSTS = Table(
         _c("title", "TEXT"), _c("region", "TEXT"), _c("duration", "INTEGER"), _c("create_time", "BIGINT"),
         _c("play_count", "BIGINT"), _c("digg_count", "BIGINT"), _c("comment_count", "BIGINT"),
         _c("share_count", "BIGINT"), _c("music_id", "TEXT"), _c("storage_key", "TEXT"), _c("bytes", "BIGINT"),
-        _c("archived_at", "TIMESTAMPTZ"), DT,
+        _c("archived_at", "TIMESTAMPTZ"), DT, _c("kind", "TEXT"), _c("image_count", "INTEGER"),
     ),
     key=("aweme_id",),
     indices=(("author_id",), ("music_id",), ("create_time",)),
     sticky=("storage_key", "bytes", "archived_at", "music_id"),  # a listing without music_info never erases it
     immutable=("author_id", "create_time"),
-    description="Seed 001's posts: one row per video with its newest counters (from /post-detail/ and listings); "
-    "storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/<id>.mp4 object (NULL until archived).",
+    description="Posts: one row per post with its newest counters (from /post-detail/ and listings). kind is 'video' "
+    "or 'photo' (a slideshow: its item carries images[], and its play URL is the sound), image_count the number of "
+    "images. storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/ objects: the <id>.mp4 of a "
+    "video; for a photo post the first image <id>-1.jpg, with bytes summing every image and the <id>.mp3 sound "
+    "(NULL until archived).",
 )
 
 USERS = Table(
@@ -240,16 +243,42 @@ CREDITS_LEDGER = Table(
     "credits_ledger", "window",
     (
         DT, _c("endpoint", "TEXT", True), _c("http_status", "INTEGER", True), _c("requests", "BIGINT", True),
-        _c("bytes", "BIGINT", True),
+        _c("bytes", "BIGINT", True), _c("error_responses", "BIGINT"),
     ),
     key=("dt", "endpoint", "http_status"),
     description="Credits by endpoint and day, counted from the archived responses (one archived response = one "
-    "credit). Retries of 429/5xx are not archived, so they are not in the ledger; conflict copies are.",
+    "credit). Retries of 429/5xx are not archived, so they are not in the ledger; conflict copies are. "
+    "error_responses counts the 200 responses that were errors, not data (exhausted balance, an upstream error "
+    "code, a body that is not JSON): each was paid for, none is parsed as data.",
+)
+
+QUARANTINE = Table(
+    "quarantine", "window",
+    (
+        DT, _c("source_key", "TEXT", True), _c("endpoint", "TEXT", True), _c("error", "TEXT", True),
+        _c("bytes", "BIGINT", True), _c("captured_at", "TIMESTAMPTZ", True),
+    ),
+    key=("dt", "source_key"),
+    description="Archived objects of the day that could not be parsed (not JSON, or a shape no parser reads), with "
+    "the error. They never fail a day: the rest of it loads. The raw object stays in the archive, so a replay after "
+    "a parser fix parses it again and its row leaves this table.",
+)
+
+SCHEMA_FIELDS = Table(
+    "schema_fields", "window",
+    (
+        DT, _c("endpoint", "TEXT", True), _c("path", "TEXT", True), _c("json_type", "TEXT", True),
+        _c("objects", "BIGINT", True),
+    ),
+    key=("dt", "endpoint", "path", "json_type"),
+    description="The field signature of each endpoint per day: every field path seen (top level, one level into "
+    "objects, and items[] of lists) with its JSON type and how many objects or items carried it. Comparing days "
+    "shows fields that appeared, vanished or changed type: the API changed before data is lost.",
 )
 
 TABLES: tuple[Table, ...] = (
     POSTS, USERS, USER_SNAPSHOTS, POST_METRICS_HISTORY, COMMENTS, FOLLOW_EDGES, MUSIC, HASHTAGS, DEAD_LETTERS,
-    CREDITS_LEDGER,
+    CREDITS_LEDGER, QUARANTINE, SCHEMA_FIELDS,
 )
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
