@@ -35,6 +35,7 @@ from tiklive_assets.storage import LocalStore
 
 SERVER_INTERVAL = 0.2  # the sandbox's required gap between pages of one search (10 s on the real API)
 PAUSE = 0.25  # the client's pause: a little above the server's rule
+BACKOFF = 0.01  # the client's first retry backoff (seconds against the real API)
 SEED_USERS = ["tagesschau", "zeitimbild", "20minuten"]
 Q1 = (date(2024, 1, 1), date(2024, 3, 31))
 
@@ -62,7 +63,7 @@ class Rig:
 
     def client(self, ledger: QuotaLedger | None = None, archive: ResearchArchive | None = None) -> ResearchClient:
         return ResearchClient(DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, self.server.base_url,
-                              quota=ledger or self.ledger(), on_response=archive)
+                              quota=ledger or self.ledger(), on_response=archive, backoff_initial=BACKOFF)
 
     def collect(self, users=SEED_USERS, start=Q1[0], end=Q1[1], *, ledger=None, on_page=None, **options):
         ledger = ledger or self.ledger()
@@ -75,7 +76,7 @@ class Rig:
     def load(self):
         return load_research_warehouse(self.store, self.warehouse)
 
-    def ids(self) -> list[int]:
+    def ids(self) -> list[str]:
         con = duckdb.connect(str(self.warehouse), read_only=True)
         try:
             return [r[0] for r in con.execute("SELECT id FROM research_videos").fetchall()]
@@ -90,8 +91,8 @@ def rig(sandbox_research, tmp_path):
     r.db.close()
 
 
-def expected_ids(users, start, end) -> set[int]:
-    return {v.id for u in users for v in corpus_videos(u, start, end)}
+def expected_ids(users, start, end, realism=False) -> set[str]:
+    return {str(v.id) for u in users for v in corpus_videos(u, start, end, realism=realism)}
 
 
 def floor(users, start, end) -> int:
@@ -103,13 +104,13 @@ def floor(users, start, end) -> int:
     return total
 
 
-def archived_video_ids(store: LocalStore) -> list[int]:
+def archived_video_ids(store: LocalStore) -> list[str]:
     """Every video id on every ok video-query page in the archive (duplicates kept)."""
     out = []
     for info in store.list("research-raw/"):
         if "/video-query/" in info.key and parse_video_slug(info.key.rsplit("/", 1)[1].removesuffix(".json.gz")):
             body = json.loads(gzip.decompress(store.get_bytes(info.key)))
-            out.extend(v["id"] for v in body["data"]["videos"])
+            out.extend(str(v["id"]) for v in body["data"]["videos"])
     return out
 
 

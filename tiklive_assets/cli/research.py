@@ -1,8 +1,9 @@
 """``tiklive research``: collect videos (and optionally user data) from the TikTok Research API, resumably.
 
-Wired into ``tiklive_assets/cli.py`` through ``add_parser(subparsers)`` and ``run(args) -> int``. Exit status:
-0 when every window is collected, 3 when the run stopped cleanly on the quota (run it again, tomorrow for the
-daily quota, and it resumes), 2 for a usage or configuration problem, 1 for an API error.
+Wired into ``tiklive_assets/cli/__init__.py`` through ``add_parser(subparsers)`` and ``run(args) -> int``. Exit
+status: 0 when every window is collected, 3 when the run stopped cleanly on the quota (run it again, tomorrow for
+the daily quota, and it resumes), 2 for a usage or configuration problem, 1 for an API error. Whatever a run
+collected before an error is archived and loaded into the research tables before the error is reported.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_QUOTA = 0, 1, 2, 3
 SANDBOX_PAUSE = 0.5
+SANDBOX_BACKOFF = 0.05  # seconds before the first retry against the sandbox (2 s against the real API)
 
 EPILOG = """environment:
   TIKTOK_RESEARCH_CLIENT_KEY     Research API client key (never printed or logged)
@@ -27,6 +29,7 @@ EPILOG = """environment:
   TIKLIVE_CONFIG                 YAML whose `research:` section supplies defaults (usernames, dates, pause, quota)
 
 exit status: 0 all windows collected; 3 stopped cleanly on the quota (rerun resumes); 2 usage; 1 API error
+(what was collected before the error is archived and loaded all the same)
 """
 
 
@@ -64,8 +67,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--max-requests", type=int, default=None, help="stop cleanly after this many requests")
     parser.add_argument("--daily-quota", type=int, default=None, help="requests a UTC day (default: config or 1000)")
     parser.add_argument("--refresh", action="store_true", help="collect windows already done again (fresh counters)")
-    parser.add_argument("--with-users", action="store_true", help="also collect user info, followers and following")
+    parser.add_argument("--with-users", action="store_true", help="also collect user info, followers and following "
+                        "(a private or refused user is a warning, not the end of the run)")
+    parser.add_argument("--with-comments", action="store_true",
+                        help="also collect the comments of the videos this run collected (one request or more a video)")
     parser.add_argument("--sandbox", action="store_true", help="start the bundled sandbox Research API in-process")
+    parser.add_argument("--realism", action="store_true",
+                        help="with --sandbox: serve what the real API does (withheld videos, transient errors, "
+                        "NUL characters, missing fields, a private user), so the run is tested against the API")
     parser.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
     parser.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
     parser.add_argument("--warehouse", default=None, help="DuckDB file or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL or TIKLIVE_HOME/warehouse.duckdb)")
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from tiklive_assets.config import ConfigError
     from tiklive_assets.research.archive import ResearchArchive
     from tiklive_assets.research.client import VIDEO_QUERY, ResearchClient, build_query, query_hash
-    from tiklive_assets.research.collect import CollectOptions, collect_users, collect_videos
+    from tiklive_assets.research.collect import CollectOptions, collect_comments, collect_users, collect_videos
     from tiklive_assets.research.errors import ResearchError
     from tiklive_assets.research.quota import QuotaLedger, ResearchState
     from tiklive_assets.research.warehouse import default_target, load_research_warehouse, videos_per_user
@@ -126,14 +135,24 @@ def run(args: argparse.Namespace) -> int:
     pause = args.pause if args.pause is not None else (SANDBOX_PAUSE if args.sandbox else cfg.page_pause_seconds)
 
     with ExitStack() as stack:
+        backoff = 2.0
+        if args.realism and not args.sandbox:
+            print("--realism configures the bundled sandbox: pass it with --sandbox", file=sys.stderr)
+            return EXIT_USAGE
         if args.sandbox:
-            from tiklive_assets.sandbox import SandboxConfig, SandboxServer
-            from tiklive_assets.sandbox.research import DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET
+            from tiklive_assets.sandbox.research import (
+                DEFAULT_CLIENT_KEY,
+                DEFAULT_CLIENT_SECRET,
+                ResearchSandboxConfig,
+                ResearchSandboxServer,
+            )
 
-            server = stack.enter_context(SandboxServer(SandboxConfig()))
-            server.research.config.page_interval = pause
+            server = stack.enter_context(ResearchSandboxServer(ResearchSandboxConfig(page_interval=pause,
+                                                                                     realism=args.realism)))
             base_url, key, secret = server.base_url, DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET
-            print(f"sandbox Research API started at {server.base_url} (synthetic data, pages {pause:g} s apart)")
+            backoff = SANDBOX_BACKOFF
+            print(f"sandbox Research API started at {server.base_url} (synthetic data, pages {pause:g} s apart"
+                  f"{', realistic faults' if args.realism else ''})")
         else:
             from tiklive_assets.research.client import CLIENT_KEY_ENV, CLIENT_SECRET_ENV, base_url_from_env
 
@@ -148,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         store = default_resources()["archive_store"].open()
         archive = ResearchArchive(store, ledger.today())
         try:
-            client = ResearchClient(key, secret, base_url, quota=ledger, on_response=archive.write)
+            client = ResearchClient(key, secret, base_url, quota=ledger, on_response=archive.write,
+                                    max_attempts=cfg.max_retries + 1, backoff_initial=backoff)
         except ResearchError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
@@ -158,10 +178,12 @@ def run(args: argparse.Namespace) -> int:
         queries = ([build_query([u], hashtags=hashtags, keywords=keywords, regions=regions) for u in users]
                    if args.per_user and users else
                    [build_query(users, hashtags=hashtags, keywords=keywords, regions=regions)])
-        options = CollectOptions(pause=pause, max_count=cfg.max_count, max_retries=cfg.max_retries, refresh=args.refresh)
+        options = CollectOptions(pause=pause, max_count=cfg.max_count, refresh=args.refresh)
         bar = tqdm(total=len(windows) * len(queries), unit="window", disable=args.no_progress, file=sys.stderr,
                    desc="research")
-        stopped, retries, restarts, floor = None, 0, 0, 0
+        stopped, failed, retries, restarts, floor = None, None, 0, 0, 0
+        video_ids: list[str] = []
+        user_report = comment_report = None
         try:
             for query in queries:
                 def on_page(window, page, _bar=bar):
@@ -173,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.update(sum(1 for w in report.windows if w.status == "already done"))
                 retries += report.retries
                 restarts += report.restarts
+                video_ids.extend(report.video_ids)
                 for w in rstate.windows(query_hash(query, options.fields)):
                     if w.status == "done" and w.window_key in {x.key for x in windows}:
                         floor += max(1, math.ceil(w.videos / options.max_count))
@@ -183,11 +206,13 @@ def run(args: argparse.Namespace) -> int:
                 user_report = collect_users(client, users, followers=cfg.followers, following=cfg.following,
                                             max_follow_pages=cfg.follow_max_pages, options=options)
                 stopped = user_report.stopped
+            if args.with_comments and video_ids and not stopped:
+                comment_report = collect_comments(client, video_ids, options=options)
+                stopped = comment_report.stopped
         except ResearchError as exc:
+            failed = exc  # reported after what was archived is loaded: nothing collected is thrown away
+        finally:
             bar.close()
-            print(f"research failed: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        bar.close()
 
         target = args.warehouse or default_target()
         loaded = load_research_warehouse(store, target)
@@ -197,12 +222,28 @@ def run(args: argparse.Namespace) -> int:
         for username, n in counts.items():
             print(f"  {username:<{width}} {n:>7} videos")
         video_requests = client.meter.by_endpoint.get(VIDEO_QUERY, 0)
+        retried = ", ".join(f"{n} {code}" for code, n in sorted(client.meter.retries.items())) or "none"
         print(f"requests spent: {client.meter.total} this run ({video_requests} video query, "
-              f"{client.meter.total - video_requests} user endpoints); floor for the windows done: {floor} "
-              f"(windows + extra pages); {retries} retries, {restarts} window restarts, "
+              f"{client.meter.total - video_requests} user and comment endpoints); floor for the windows done: {floor} "
+              f"(windows + extra pages); {client.meter.retried} retries ({retried}), {restarts} window restarts, "
               f"{client.meter.token_requests} token request(s); quota left today: {ledger.left_today()}")
+        if user_report is not None:
+            print(f"users: {user_report.profiles} profiles, {sum(user_report.followers.values())} followers, "
+                  f"{sum(user_report.following.values())} following")
+            for who, why in {**user_report.unavailable, **user_report.warnings}.items():
+                print(f"  warning: {who}: {why}")
+        if comment_report is not None:
+            print(f"comments: {comment_report.total} on {comment_report.videos} videos"
+                  f"{f', {len(comment_report.warnings)} videos with warnings' if comment_report.warnings else ''}")
         print(f"archive: {store.describe()}/research-raw ({archive.written.get('created', 0)} objects written); "
-              f"warehouse: {loaded.target} ({loaded.rows.get('research_videos', 0)} research_videos)")
+              f"warehouse: {loaded.target} ({loaded.rows.get('research_videos', 0)} research_videos, "
+              f"{loaded.rows.get('research_follows', 0)} research_follows, "
+              f"{loaded.rows.get('research_comments', 0)} research_comments); "
+              f"{loaded.nul_stripped} NUL characters stripped, {sum(loaded.nulled.values())} unreadable values nulled")
+        if failed is not None:
+            print(f"research failed: {failed}. What was collected before it is archived and loaded; run the same "
+                  "command again to resume.", file=sys.stderr)
+            return EXIT_ERROR
         if stopped:
             print(f"stopped cleanly: {stopped}. Run the same command again (tomorrow for the daily quota) to resume.")
             return EXIT_QUOTA

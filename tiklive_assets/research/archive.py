@@ -6,7 +6,9 @@ rebuilt from these objects alone:
 - ``video-query/<YYYYMMDD-YYYYMMDD>-q<query hash>-g<generation>-cursor<N>``: one page of a window's search.
   The generation grows when a window restarts (expired ``search_id``) or is collected again; the warehouse
   lets a window's latest complete generation replace the earlier ones.
-- ``user-info/<username>``, ``user-followers/<username>-cursor<N>``, ``user-following/<username>-cursor<N>``.
+- ``user-info/<username>``, ``user-followers/<username>-cursor<N>``, ``user-following/<username>-cursor<N>``
+  (N is the Unix-time cursor sent, 0 for the first page, which sends none).
+- ``video-comments/<video id>-cursor<N>``: one page of a video's comments.
 - Error responses get ``-<code>-<sha256[:8] of the body>`` appended: kept for the record, never parsed as data.
 """
 
@@ -23,6 +25,7 @@ from tiklive_assets.research.client import (
     USER_FOLLOWERS,
     USER_FOLLOWING,
     USER_INFO,
+    VIDEO_COMMENTS,
     VIDEO_FIELDS,
     VIDEO_QUERY,
     ResearchResponse,
@@ -45,6 +48,7 @@ ENDPOINT_NAMES = {
     USER_INFO: "user-info",
     USER_FOLLOWERS: "user-followers",
     USER_FOLLOWING: "user-following",
+    VIDEO_COMMENTS: "video-comments",
 }
 
 
@@ -74,6 +78,8 @@ class ResearchArchive:
             slug = check_handle(str(req["username"]))
         elif response.endpoint in (USER_FOLLOWERS, USER_FOLLOWING):
             slug = f"{check_handle(str(req['username']))}-cursor{int(req.get('cursor') or 0)}"
+        elif response.endpoint == VIDEO_COMMENTS:
+            slug = f"{int(req['video_id'])}-cursor{int(req.get('cursor') or 0)}"
         else:
             raise ValueError(f"no research archive slug for endpoint {response.endpoint!r}")
         code = response.error_code

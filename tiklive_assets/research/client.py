@@ -3,8 +3,14 @@
 Like the TikLiveAPI client it knows nothing of storage, the warehouse or Dagster: it takes parameters and
 returns :class:`ResearchResponse` (raw bytes + parsed envelope). Every response, errors included, goes to the
 optional ``on_response`` hook before anything else (the archive writes it there). A ``quota`` ledger, when
-given, reserves one request before each research call is sent, so a run never starts a request it knows
-would exceed the day's quota. Secrets are never logged, repr'd or put in an exception.
+given, reserves one request before each attempt is sent (a retry is a request too), so a run never starts a
+request it knows would exceed the day's quota. Secrets are never logged, repr'd or put in an exception.
+
+Retries go through the transport shared with the TikLiveAPI client (``tiklive_assets.transport.RetryPolicy``):
+what the API is known to fix on a retry (5xx, a gateway page that is not JSON, ``internal_error``, the spurious
+``invalid_params`` "Invalid count or cursor", "Something went wrong. Please try again later", the pacing error)
+is raised as a :class:`~tiklive_assets.research.errors.TransientApiError` and retried with backoff, bounded by
+``max_attempts`` and counted in ``meter.retries``; anything else propagates at once.
 """
 
 from __future__ import annotations
@@ -26,10 +32,13 @@ import requests
 from tiklive_assets.research.errors import (
     ApiError,
     AuthFailed,
+    GatewayError,
     MissingResearchCredentials,
     ResearchError,
+    TransientApiError,
     error_for,
 )
+from tiklive_assets.transport import RetryPolicy, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,7 @@ VIDEO_QUERY = "/v2/research/video/query/"
 USER_INFO = "/v2/research/user/info/"
 USER_FOLLOWERS = "/v2/research/user/followers/"
 USER_FOLLOWING = "/v2/research/user/following/"
+VIDEO_COMMENTS = "/v2/research/video/comment/list/"
 
 VIDEO_FIELDS = (
     "id", "video_description", "create_time", "region_code", "share_count", "view_count", "like_count",
@@ -52,7 +62,9 @@ USER_FIELDS = (
     "display_name", "bio_description", "avatar_url", "is_verified", "follower_count", "following_count",
     "likes_count", "video_count",
 )
+COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
 MAX_COUNT = 100
+DEFAULT_MAX_ATTEMPTS = 4  # one request and three retries: each attempt costs quota
 QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
 
 
@@ -145,13 +157,26 @@ class QuotaReserver(Protocol):
     def mark_exhausted(self) -> None: ...
 
 
+class Pacer(Protocol):
+    """Spaces the requests of one search: ``wait`` before each attempt, ``mark`` when its answer arrived."""
+
+    def wait(self) -> None: ...
+
+    def mark(self) -> None: ...
+
+
 @dataclass
 class RequestMeter:
     """Requests this client sent to research endpoints (each costs quota), by endpoint and by answer code."""
 
     by_endpoint: Counter = field(default_factory=Counter)
     by_code: Counter = field(default_factory=Counter)
+    retries: Counter = field(default_factory=Counter)  # attempts sent again, by the code that caused them
     token_requests: int = 0
+
+    @property
+    def retried(self) -> int:
+        return sum(self.retries.values())
 
     @property
     def total(self) -> int:
@@ -175,6 +200,9 @@ class ResearchClient:
         refresh_margin: float = 300.0,
         timeout: tuple[float, float] = (5.0, 60.0),
         clock: Callable[[], float] = time.time,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_initial: float = 2.0,
+        backoff_max: float = 60.0,
     ) -> None:
         missing = [name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value]
         if missing:
@@ -188,6 +216,8 @@ class ResearchClient:
         self.timeout = timeout
         self.clock = clock
         self.meter = RequestMeter()
+        # tests scale the backoff down (backoff_initial=0.01); the pacing of one search's pages is the Pacer's job
+        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max, on_retry=self._on_retry)
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": "tiklive-assets/0.1 (research)"})
         self._token: str | None = None
@@ -213,21 +243,28 @@ class ResearchClient:
                 return self._token
             form = {"client_key": self._client_key, "client_secret": self._client_secret,
                     "grant_type": "client_credentials"}
-            http = self.session.post(
-                f"{self.base_url}{TOKEN_PATH}", data=form, timeout=self.timeout,
-                headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"},
-            )
+            http = self._http(TOKEN_PATH, f"{self.base_url}{TOKEN_PATH}", data=form,
+                              headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"})
             self.meter.token_requests += 1
             try:
                 body = http.json()
             except ValueError:
-                body = {}
+                body = None
+            if http.status_code >= 500 and not isinstance(body, dict):
+                raise GatewayError(TOKEN_PATH, http.status_code, "gateway_error", _page_title(http.content))
             if http.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-                err = body.get("error") if isinstance(body, dict) else None
-                code = (err.get("code") if isinstance(err, dict) else err) or "invalid_client"
-                message = (err.get("message") if isinstance(err, dict) else body.get("error_description")) or "no token"
-                raise AuthFailed(TOKEN_PATH, http.status_code, str(code), str(message),
-                                 (err or {}).get("log_id") if isinstance(err, dict) else None)
+                body = body if isinstance(body, dict) else {}
+                err = body.get("error")
+                if isinstance(err, dict):  # the v2 envelope {"error": {"code", "message", "log_id"}}
+                    code, message, log_id = err.get("code"), err.get("message"), err.get("log_id")
+                else:  # the token endpoint's flat error {"error", "error_description", "log_id"}
+                    code, message, log_id = err, body.get("error_description"), body.get("log_id")
+                message = str(message or "no token").replace(self._client_secret, "***")  # never echo the secret
+                exc = error_for(TOKEN_PATH, http.status_code, str(code or "invalid_client"), message,
+                                None if log_id is None else str(log_id))
+                if isinstance(exc, TransientApiError):
+                    raise exc
+                raise AuthFailed(TOKEN_PATH, http.status_code, exc.code, exc.api_message, exc.log_id)
             self._token = str(body["access_token"])
             self._ttl = float(body.get("expires_in") or 7200)
             self._token_expires = self.clock() + self._ttl
@@ -240,30 +277,55 @@ class ResearchClient:
 
     # -- transport ----------------------------------------------------------------------------------------
 
-    def post(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None = None) -> ResearchResponse:
+    def post(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None = None, *,
+             pacer: Pacer | None = None) -> ResearchResponse:
         """POST one research endpoint; returns the ``ok`` response, raises a typed ``ApiError`` otherwise.
 
-        ``access_token_expired``/``access_token_invalid`` refreshes the token and sends once more.
+        Transient answers are retried (see the module docstring); ``access_token_expired``/``access_token_invalid``
+        refreshes the token and sends once more within the same attempt. ``pacer`` spaces the attempts of one
+        search (the API rejects pages of one search that come faster than about 10 s).
         """
-        for attempt in (1, 2):
-            token = self.token(force=attempt == 2)
-            response = self._send(endpoint, body, fields, token, attempt)
+        return self.retry.call(lambda attempt: self._attempt(endpoint, body, fields, attempt, pacer))
+
+    def _on_retry(self, exc: TransientError, attempt: int) -> None:
+        code = getattr(exc, "code", None) or "transient"
+        self.meter.retries[code] += 1
+        log.warning("%s: %s; retrying (attempt %d failed)", exc.endpoint, exc.detail, attempt)
+
+    def _attempt(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, attempt: int,
+                 pacer: Pacer | None) -> ResearchResponse:
+        for refresh in (False, True):
+            if pacer is not None:
+                pacer.wait()  # before the token check: a pause must not outlive the token it started with
+            token = self.token(force=refresh)
+            response = self._send(endpoint, body, fields, token, attempt, pacer)
             if response.status == 200 and response.error_code == "ok":
                 return response
             exc = self._error(response)
-            if isinstance(exc, AuthFailed) and exc.code in ("access_token_expired", "access_token_invalid") and attempt == 1:
+            if isinstance(exc, AuthFailed) and exc.code in ("access_token_expired", "access_token_invalid") and not refresh:
                 log.info("%s: %s; refreshing the token once", endpoint, exc.code)
                 continue
             raise exc
         raise AssertionError("unreachable")
 
-    def _send(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, token: str, attempt: int) -> ResearchResponse:
+    def _http(self, endpoint: str, url: str, **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.post(url, timeout=self.timeout, allow_redirects=False, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise GatewayError(endpoint, 0, "connection_failed", type(exc).__name__) from None
+
+    def _send(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, token: str, attempt: int,
+              pacer: Pacer | None = None) -> ResearchResponse:
         if self.quota is not None:
             self.quota.reserve(endpoint)
         url = f"{self.base_url}{endpoint}"
         params = {"fields": ",".join(fields)} if fields else None
-        http = self.session.post(url, params=params, data=json.dumps(body), timeout=self.timeout,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            http = self._http(endpoint, url, params=params, data=json.dumps(body),
+                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        finally:
+            if pacer is not None:
+                pacer.mark()
         response = ResearchResponse(endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt,
                                     tuple(fields or ()))
         self.meter.by_endpoint[endpoint] += 1
@@ -279,6 +341,8 @@ class ResearchClient:
         try:
             err = response.envelope().get("error") or {}
         except ApiError as exc:
+            if response.status >= 500:  # a gateway's HTML page (504) rather than the API's own answer
+                return GatewayError(response.endpoint, response.status, "gateway_error", _page_title(response.body))
             return exc
         if not isinstance(err, dict):
             err = {"code": str(err)}
@@ -297,6 +361,7 @@ class ResearchClient:
         search_id: str | None = None,
         max_count: int = MAX_COUNT,
         fields: Sequence[str] = VIDEO_FIELDS,
+        pacer: Pacer | None = None,
     ) -> ResearchResponse:
         if not 1 <= max_count <= MAX_COUNT:
             raise ValueError(f"max_count must be 1..{MAX_COUNT}, got {max_count}")
@@ -308,20 +373,49 @@ class ResearchClient:
             body["cursor"] = cursor
         if search_id:
             body["search_id"] = search_id
-        return self.post(VIDEO_QUERY, body, fields)
+        return self.post(VIDEO_QUERY, body, fields, pacer=pacer)
 
     def user_info(self, username: str, fields: Sequence[str] = USER_FIELDS) -> ResearchResponse:
         return self.post(USER_INFO, {"username": username.lstrip("@")}, fields)
 
-    def user_followers(self, username: str, cursor: int = 0, max_count: int = MAX_COUNT) -> ResearchResponse:
-        return self.post(USER_FOLLOWERS, {"username": username.lstrip("@"), "max_count": max_count, "cursor": cursor})
+    def user_followers(self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT,
+                       pacer: Pacer | None = None) -> ResearchResponse:
+        """One page of followers. ``cursor`` is a Unix time in seconds: follows on or before it come back, newest
+        first; the first page sends none (the API then starts from now)."""
+        return self.post(USER_FOLLOWERS, _follow_body(username, cursor, max_count), pacer=pacer)
 
-    def user_following(self, username: str, cursor: int = 0, max_count: int = MAX_COUNT) -> ResearchResponse:
-        return self.post(USER_FOLLOWING, {"username": username.lstrip("@"), "max_count": max_count, "cursor": cursor})
+    def user_following(self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT,
+                       pacer: Pacer | None = None) -> ResearchResponse:
+        """One page of the accounts ``username`` follows; the cursor as for :meth:`user_followers`."""
+        return self.post(USER_FOLLOWING, _follow_body(username, cursor, max_count), pacer=pacer)
+
+    def video_comments(self, video_id: str | int, cursor: int | None = None, max_count: int = MAX_COUNT,
+                       fields: Sequence[str] = COMMENT_FIELDS, pacer: Pacer | None = None) -> ResearchResponse:
+        """One page of a video's comments. The id is kept as text everywhere else; the API wants a JSON integer,
+        and a Python int carries all its digits (a float would not)."""
+        body = {"video_id": int(str(video_id)), "max_count": max_count, "cursor": int(cursor or 0)}
+        return self.post(VIDEO_COMMENTS, body, fields, pacer=pacer)
+
+
+def _follow_body(username: str, cursor: int | None, max_count: int) -> dict[str, Any]:
+    body: dict[str, Any] = {"username": username.lstrip("@"), "max_count": max_count}
+    if cursor:
+        body["cursor"] = int(cursor)
+    return body
+
+
+def _page_title(body: bytes) -> str:
+    """A short, safe description of a non-JSON page (its <title>, else its first characters)."""
+    import re
+
+    text = body[:2000].decode("utf-8", "replace")
+    m = re.search(r"<title>(.*?)</title>", text, re.IGNORECASE | re.DOTALL)
+    snippet = (m.group(1) if m else text).strip()
+    return "not JSON: " + (" ".join(snippet.split())[:80] or "empty body")
 
 
 __all__ = [
-    "BASE_URL_ENV", "CLIENT_KEY_ENV", "CLIENT_SECRET_ENV", "DEFAULT_BASE_URL", "MAX_COUNT", "QuotaReserver",
+    "BASE_URL_ENV", "CLIENT_KEY_ENV", "COMMENT_FIELDS", "Pacer", "VIDEO_COMMENTS", "CLIENT_SECRET_ENV", "DEFAULT_BASE_URL", "MAX_COUNT", "QuotaReserver",
     "RequestMeter", "ResearchClient", "ResearchError", "ResearchResponse", "USER_FIELDS", "VIDEO_FIELDS",
     "build_query", "condition", "query_hash",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
+
+from tiklive_assets.transport import TransientError
 
 
 class ResearchError(Exception):
@@ -27,11 +30,32 @@ class ApiError(ResearchError):
         self.code = code
         self.api_message = message
         self.log_id = log_id
-        super().__init__(f"{endpoint} answered HTTP {status} {code}: {message} (log_id {log_id})")
+        # Exception directly: a transient subclass also inherits TransientError, whose __init__ takes other arguments
+        Exception.__init__(self, f"{endpoint} answered HTTP {status} {code}: {message} (log_id {log_id})")
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.status, self.code, self.api_message, self.log_id))
+
+
+class TransientApiError(ApiError, TransientError):
+    """An answer the API is known to give by accident and to fix on a retry: HTTP 5xx, a gateway page that is not
+    JSON, ``internal_error``, ``invalid_params`` "Invalid count or cursor", "Something went wrong. Please try again
+    later". Retried by the shared transport with backoff, bounded and counted (every attempt costs quota); when the
+    attempts run out it propagates: try the run again later, it resumes where it stopped."""
+
+    def __init__(self, endpoint: str, status: int, code: str, message: str, log_id: str | None = None,
+                 retry_after: float | None = None) -> None:
+        ApiError.__init__(self, endpoint, status, code, message, log_id)
+        self.detail = f"HTTP {status} {code}: {message}"
+        self.retry_after = retry_after
 
 
 class AuthFailed(ApiError):
-    """The client credentials or the token were rejected even after one refresh. Fatal."""
+    """The client credentials or the token were rejected even after one refresh. Fatal.
+
+    The token endpoint answers flat (``{"error", "error_description", "log_id"}``): its description and log id
+    are kept here (quote the log id to TikTok support); the secret never is.
+    """
 
     def __str__(self) -> str:
         return (f"{super().__str__()}. Check TIKTOK_RESEARCH_CLIENT_KEY and TIKTOK_RESEARCH_CLIENT_SECRET "
@@ -50,12 +74,25 @@ class DailyQuotaExceeded(ApiError):
     """429 ``daily_quota_limit_exceeded``: stop cleanly; tomorrow's run resumes where this one stopped."""
 
 
-class PacingViolated(ApiError):
+class PacingViolated(TransientApiError):
     """429 ``rate_limit_exceeded``: a page of one search came too early. Retried after the pause."""
 
 
-class InternalError(ApiError):
-    """500 ``internal_error`` (it still costs quota): retried after the pause, bounded."""
+class InternalError(TransientApiError):
+    """500 ``internal_error`` (it still costs quota): retried with backoff, bounded."""
+
+
+class GatewayError(TransientApiError):
+    """A 5xx without the API's envelope (a load balancer's HTML 504 page) or a connection failure: retried."""
+
+
+class FlakyInvalidParams(TransientApiError):
+    """``invalid_params`` "Invalid count or cursor" on a request that is valid: a known API bug that a retry of
+    the same request fixes. Retried, not treated as a wrong request."""
+
+
+class TryAgainLater(TransientApiError):
+    """"Something went wrong / is wrong. Please try again later", whatever its code: the API asks for a retry."""
 
 
 class QuotaExhausted(ResearchError):
@@ -75,10 +112,13 @@ class QuotaExhausted(ResearchError):
 
 
 class CursorStuck(ResearchError):
-    def __init__(self, endpoint: str, cursor: int, why: str) -> None:
+    """The cursor did not move in the endpoint's declared direction: following it would fetch the same page again."""
+
+    def __init__(self, endpoint: str, cursor: int | None, why: str) -> None:
         self.endpoint = endpoint
         self.cursor = cursor
-        super().__init__(f"paginator drift on {endpoint} at cursor {cursor}: {why}")
+        super().__init__(f"paginator drift on {endpoint} at cursor {cursor}: {why}; the pages so far are archived, "
+                         "report the endpoint's new cursor behaviour before collecting it again")
 
 
 _BY_CODE: dict[str, type[ApiError]] = {
@@ -92,10 +132,20 @@ _BY_CODE: dict[str, type[ApiError]] = {
 }
 
 
+_TRY_AGAIN = re.compile(r"something (went|is) wrong.*try again later", re.IGNORECASE | re.DOTALL)
+_FLAKY_PARAMS = re.compile(r"invalid count or cursor", re.IGNORECASE)
+
+
 def error_for(endpoint: str, status: int, code: str, message: str, log_id: str | None) -> ApiError:
     cls = _BY_CODE.get(code)
     if cls is None:
         cls = InternalError if status >= 500 else InvalidParams if status == 400 else ApiError
-    if cls is InvalidParams and "search id" in message.lower():
+    if _TRY_AGAIN.search(message) and cls not in (AuthFailed, DailyQuotaExceeded):
+        cls = TryAgainLater
+    elif cls is InvalidParams and _FLAKY_PARAMS.search(message):
+        cls = FlakyInvalidParams
+    elif cls is InvalidParams and "search id" in message.lower():
         cls = SearchIdExpired
+    elif cls is ApiError and status >= 500:
+        cls = InternalError
     return cls(endpoint, status, code, message, log_id)

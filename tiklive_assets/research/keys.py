@@ -14,6 +14,7 @@ from tiklive_assets.research.windows import Window
 RESEARCH_PREFIX = "research-raw"
 VIDEO_SLUG = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)-cursor(?P<cursor>\d+)")
 USER_PAGE_SLUG = re.compile(r"(?P<username>[A-Za-z0-9._]{1,64})-cursor(?P<cursor>\d+)")
+COMMENT_PAGE_SLUG = re.compile(r"(?P<video_id>\d{1,40})-cursor(?P<cursor>\d+)")
 
 
 def video_slug(window: Window, qhash: str, generation: int, cursor: int) -> str:

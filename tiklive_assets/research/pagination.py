@@ -1,13 +1,21 @@
-"""The Research API's paginator, declared once: ``cursor`` + ``search_id`` + ``has_more`` (beside the TikLiveAPI
-ones in ``tiklive_assets/tikliveapi/pagination.py``).
+"""The Research API's paginators, declared once per envelope: ``cursor`` + ``has_more`` (+ ``search_id``), with
+the direction each endpoint's cursor moves in (beside the TikLiveAPI ones in ``tiklive_assets/tikliveapi/pagination.py``).
 
-Used by the video query (``videos``, with a ``search_id``) and by followers/following (``user_followers`` /
-``user_following``, no ``search_id``). Pages of one search are paced: the next request leaves no sooner than
-``pause`` seconds after the previous response arrived (the API errors on faster pages; 10 s by default).
-A search resumed from another run (``resumed=True``) waits one full pause before
-its first page. ``internal_error`` and the pacing error retry the *same* page after the pause, at most ``max_retries`` times
-in a row; every retry costs quota and is counted in ``retries``. An expired ``search_id`` is not handled here:
-it propagates as ``SearchIdExpired`` so the caller can restart the window (window-level idempotency).
+Declared per endpoint (:data:`VIDEO_QUERY_PAGES`, :data:`FOLLOWERS_PAGES`, :data:`FOLLOWING_PAGES`,
+:data:`COMMENT_PAGES`):
+
+- the video query's cursor is an offset that *increases*, and jumps by ``max_count`` even when fewer videos come
+  back (the API withholds some), so a short or empty page never ends a walk: only ``has_more: false`` does;
+- followers/following's cursor is a Unix time in seconds that *decreases* page by page (follows on or before it);
+  the first request sends none (the API starts from now);
+- comments' cursor is an increasing offset.
+
+A cursor that does not move in its declared direction while ``has_more`` is true is drift (``CursorStuck``):
+following it would fetch the same page again. Pages of one search are paced: the next request leaves no sooner
+than ``pause`` seconds after the previous answer arrived (the API errors on faster pages; 10 s by default), and a
+search resumed from another run waits one full pause first. Retries are not done here: the client retries
+transient answers through the shared transport (each attempt paced, counted and charged to the quota). An expired
+``search_id`` propagates as ``SearchIdExpired`` so the caller can restart the window.
 """
 
 from __future__ import annotations
@@ -15,21 +23,66 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from tiklive_assets.research.client import ResearchResponse
-from tiklive_assets.research.errors import ApiError, CursorStuck, InternalError, PacingViolated
+from tiklive_assets.research.errors import ApiError, CursorStuck
+from tiklive_assets.tolerant import as_id, as_int, has_more
 
 DEFAULT_PAUSE = 10.0
-DEFAULT_MAX_RETRIES = 3
 DEFAULT_PAGE_GUARD = 1000
 
-Fetch = Callable[[int, str | None], ResearchResponse]  # (cursor, search_id) -> the ok response
+INCREASING, DECREASING = "increasing", "decreasing"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """How one endpoint paginates: where its items are, and which way its cursor moves."""
+
+    items_key: str
+    direction: str = INCREASING
+    paced: bool = False  # pages of one search must be ``pause`` apart
+    first_cursor: int | None = 0  # the cursor of the first request (None: send none)
+
+    def moved(self, cursor: int | None, next_cursor: int) -> bool:
+        if cursor is None:
+            return True
+        return next_cursor > cursor if self.direction == INCREASING else next_cursor < cursor
+
+
+VIDEO_QUERY_PAGES = PageSpec("videos", INCREASING, paced=True)
+FOLLOWERS_PAGES = PageSpec("user_followers", DECREASING, first_cursor=None)
+FOLLOWING_PAGES = PageSpec("user_following", DECREASING, first_cursor=None)
+COMMENT_PAGES = PageSpec("comments", INCREASING)
+
+Fetch = Callable[..., ResearchResponse]  # fetch(cursor, search_id, pacer=...) -> the ok response
+
+
+class Pacer:
+    """The pause between requests of one search (every attempt, retries included)."""
+
+    def __init__(self, pause: float, *, resumed: bool = False, sleep: Callable[[float], None] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.pause = pause
+        self.sleep = sleep
+        self.monotonic = monotonic
+        # resuming a search another run left (when its last page came is unknown) waits one full pause first
+        self._last: float | None = monotonic() if resumed else None
+
+    def wait(self) -> None:
+        if self._last is None or self.pause <= 0:
+            return
+        remaining = self._last + self.pause - self.monotonic()
+        if remaining > 0:
+            self.sleep(remaining)
+
+    def mark(self) -> None:
+        self._last = self.monotonic()
 
 
 @dataclass(frozen=True)
 class ResearchPage:
-    cursor: int  # the cursor that fetched this page (0 for the first)
+    cursor: int | None  # the cursor that fetched this page (0, or None when the first request sends none)
     search_id: str | None  # the search_id sent with it (None for the first page of a search)
     items: list[dict[str, Any]]
     next_cursor: int
@@ -39,98 +92,84 @@ class ResearchPage:
 
 
 class ResearchPages:
-    """Walks one Research API search from ``start_cursor`` (and ``search_id`` when resuming)."""
-
-    items_key: ClassVar[str] = "videos"
+    """Walks one Research API listing from ``start_cursor`` (and ``search_id`` when resuming)."""
 
     def __init__(
         self,
         fetch: Fetch,
+        spec: PageSpec = VIDEO_QUERY_PAGES,
         *,
-        start_cursor: int = 0,
+        start_cursor: int | None = None,
         search_id: str | None = None,
         pause: float = DEFAULT_PAUSE,
-        max_retries: int = DEFAULT_MAX_RETRIES,
         page_guard: int = DEFAULT_PAGE_GUARD,
-        items_key: str | None = None,
         resumed: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fetch = fetch
-        self.start_cursor = int(start_cursor or 0)
+        self.spec = spec
+        self.start_cursor = spec.first_cursor if start_cursor is None else int(start_cursor)
         self.search_id = search_id or None
-        self.pause = pause
-        self.max_retries = max_retries
         self.page_guard = page_guard
-        if items_key is not None:
-            self.items_key = items_key
-        self.sleep = sleep
-        self.monotonic = monotonic
-        self.retries = 0  # requests spent again on a page after internal_error or a pacing error
-        # resuming a search another run left (when its last page came is unknown) waits one full pause first
-        self._last: float | None = monotonic() if resumed else None
+        self.pacer = Pacer(pause if spec.paced else 0.0, resumed=resumed, sleep=sleep, monotonic=monotonic)
 
-    def _wait(self) -> None:
-        if self._last is None or self.pause <= 0:
-            return
-        remaining = self._last + self.pause - self.monotonic()
-        if remaining > 0:
-            self.sleep(remaining)
-
-    def _fetch_page(self, cursor: int, search_id: str | None) -> ResearchResponse:
-        failures = 0
-        while True:
-            if search_id is not None or failures:  # later pages of a search and every retry wait the pause
-                self._wait()
-            try:
-                return self.fetch(cursor, search_id)
-            except (InternalError, PacingViolated):
-                failures += 1
-                if failures > self.max_retries:
-                    raise
-                self.retries += 1
-            finally:
-                self._last = self.monotonic()
+    @property
+    def items_key(self) -> str:
+        return self.spec.items_key
 
     def pages(self) -> Iterator[ResearchPage]:
         cursor, search_id = self.start_cursor, self.search_id
         fetched = 0
         while True:
             if fetched >= self.page_guard:
-                raise CursorStuck(self.items_key, cursor, f"more than {self.page_guard} pages in one search")
-            response = self._fetch_page(cursor, search_id)
+                raise CursorStuck(self.items_key, cursor, f"more than {self.page_guard} pages in one walk")
+            response = self.fetch(cursor, search_id, pacer=self.pacer)
             fetched += 1
             page = self.parse(cursor, search_id, response)
             yield page
             if not page.has_more:
-                return
-            if page.next_cursor <= cursor:
-                raise CursorStuck(response.endpoint, cursor, f"cursor did not advance (next {page.next_cursor})")
+                return  # only has_more ends a walk: a short (even empty) page does not
+            if not self.spec.moved(cursor, page.next_cursor):
+                raise CursorStuck(response.endpoint, cursor,
+                                  f"cursor did not {self.spec.direction[:-3]}e (next {page.next_cursor})")
             cursor, search_id = page.next_cursor, page.next_search_id or search_id
 
     def items(self) -> Iterator[dict[str, Any]]:
         for page in self.pages():
             yield from page.items
 
-    def parse(self, cursor: int, search_id: str | None, response: ResearchResponse) -> ResearchPage:
+    def parse(self, cursor: int | None, search_id: str | None, response: ResearchResponse) -> ResearchPage:
         data = response.data
         items = data.get(self.items_key) or []
         if not isinstance(items, list):
             raise ApiError(response.endpoint, response.status, "bad_response", f"{self.items_key!r} is not a list")
-        try:
-            next_cursor = int(data.get("cursor", cursor))
-        except (TypeError, ValueError):
-            raise ApiError(response.endpoint, response.status, "bad_response", "cursor is not an integer") from None
+        raw_cursor = data.get("cursor")
+        next_cursor = as_int(raw_cursor)
+        if next_cursor is None:
+            if raw_cursor is not None or has_more(data.get("has_more")):
+                raise ApiError(response.endpoint, response.status, "bad_response", "cursor is not an integer")
+            next_cursor = cursor or 0
+        sid = data.get("search_id")
         return ResearchPage(
-            cursor=cursor, search_id=search_id, items=items, next_cursor=next_cursor,
-            next_search_id=data.get("search_id") or None, has_more=bool(data.get("has_more")), response=response,
+            cursor=cursor, search_id=search_id, items=[i for i in items if isinstance(i, dict)],
+            next_cursor=next_cursor,
+            next_search_id=(as_id(sid) or (sid if isinstance(sid, str) and sid else None)),
+            has_more=has_more(data.get("has_more")), response=response,
         )
 
     @classmethod
     def followers(cls, fetch: Fetch, **kwargs: Any) -> ResearchPages:
-        return cls(fetch, items_key="user_followers", **kwargs)
+        return cls(fetch, FOLLOWERS_PAGES, **kwargs)
 
     @classmethod
     def following(cls, fetch: Fetch, **kwargs: Any) -> ResearchPages:
-        return cls(fetch, items_key="user_following", **kwargs)
+        return cls(fetch, FOLLOWING_PAGES, **kwargs)
+
+    @classmethod
+    def comments(cls, fetch: Fetch, **kwargs: Any) -> ResearchPages:
+        return cls(fetch, COMMENT_PAGES, **kwargs)
+
+
+__all__ = ["COMMENT_PAGES", "DECREASING", "FOLLOWERS_PAGES", "FOLLOWING_PAGES", "INCREASING", "PageSpec", "Pacer",
+           "ResearchPage", "ResearchPages", "VIDEO_QUERY_PAGES"]

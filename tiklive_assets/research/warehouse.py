@@ -8,7 +8,13 @@ in the main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres dat
   (the ingest date of the archived page), the history re-collections build up (replaced generations' pages
   count as captures too; one row per video and day);
 - ``research_users``: user info per username per capture day;
-- ``research_follows``: follower / following edges per capture day.
+- ``research_follows``: follower / following edges per capture day;
+- ``research_comments``: one row per comment ``id`` (``--with-comments``), values of its latest capture.
+
+Ids (video, music, playlist, comment, parent) are TEXT from the JSON integer as parsed (``json.loads`` keeps
+every digit) and never pass through a float: a float keeps 15-17 digits and TikTok ids have 19. NUL characters,
+which Postgres rejects in TEXT, are stripped and counted (``nul_stripped``); a missing or unreadable per-item
+field becomes NULL and is counted (``nulled``).
 
 Window-level idempotency: pages are grouped by (query hash, window); the latest *complete* generation of a
 window (one that reached ``has_more: false``) replaces every earlier generation, and a later incomplete one
@@ -27,21 +33,22 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tiklive_assets.research.keys import RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
+from tiklive_assets.research.keys import COMMENT_PAGE_SLUG, RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.storage.keys import InvalidKeyPart, check_handle, parse_raw_key
+from tiklive_assets.tolerant import Tally, epoch_seconds, post_id, strip_nul
 
 log = logging.getLogger(__name__)
 
 VIDEO_COLUMNS = (
-    ("id", "BIGINT PRIMARY KEY"), ("username", "TEXT"), ("create_time", "BIGINT"), ("create_date", "DATE"),
+    ("id", "TEXT PRIMARY KEY"), ("username", "TEXT"), ("create_time", "BIGINT"), ("create_date", "DATE"),
     ("video_description", "TEXT"), ("region_code", "TEXT"), ("music_id", "TEXT"), ("hashtag_names", "TEXT"),
     ("effect_ids", "TEXT"), ("playlist_id", "TEXT"), ("voice_to_text", "TEXT"), ("view_count", "BIGINT"),
     ("like_count", "BIGINT"), ("comment_count", "BIGINT"), ("share_count", "BIGINT"),
     ("first_captured_on", "DATE"), ("last_captured_on", "DATE"), ("source_key", "TEXT"),
 )
 COUNTER_COLUMNS = (
-    ("id", "BIGINT"), ("captured_on", "DATE"), ("view_count", "BIGINT"), ("like_count", "BIGINT"),
+    ("id", "TEXT"), ("captured_on", "DATE"), ("view_count", "BIGINT"), ("like_count", "BIGINT"),
     ("comment_count", "BIGINT"), ("share_count", "BIGINT"), ("source_key", "TEXT"),
 )
 USER_COLUMNS = (
@@ -53,11 +60,17 @@ FOLLOW_COLUMNS = (
     ("username", "TEXT"), ("direction", "TEXT"), ("other_username", "TEXT"), ("other_display_name", "TEXT"),
     ("captured_on", "DATE"),
 )
+COMMENT_COLUMNS = (
+    ("id", "TEXT PRIMARY KEY"), ("video_id", "TEXT"), ("parent_comment_id", "TEXT"), ("text", "TEXT"),
+    ("like_count", "BIGINT"), ("reply_count", "BIGINT"), ("create_time", "BIGINT"), ("captured_on", "DATE"),
+    ("source_key", "TEXT"),
+)
 TABLES = {
     "research_videos": (VIDEO_COLUMNS, None),
     "research_video_counters": (COUNTER_COLUMNS, "id, captured_on"),
     "research_users": (USER_COLUMNS, "username, captured_on"),
     "research_follows": (FOLLOW_COLUMNS, "username, direction, other_username, captured_on"),
+    "research_comments": (COMMENT_COLUMNS, None),
 }
 
 
@@ -68,6 +81,8 @@ class ResearchLoadReport:
     pages_used: int = 0
     pages_superseded: int = 0  # pages of generations a later complete generation replaced
     rows: dict[str, int] = field(default_factory=dict)
+    nul_stripped: int = 0  # NUL characters removed from text (Postgres rejects them)
+    nulled: dict[str, int] = field(default_factory=dict)  # per field: values present but unreadable, made NULL
     target: str = ""
 
 
@@ -102,15 +117,56 @@ def _read(store: ObjectStore, key: str) -> dict[str, Any] | None:
     except (OSError, ValueError) as exc:
         log.warning("%s: unreadable archived object (%s); skipped", key, exc)
         return None
-    if not isinstance(body, dict) or (body.get("error") or {}).get("code", "ok") != "ok":
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error") or {}
+    if (error.get("code", "ok") if isinstance(error, dict) else error) != "ok":
         return None
     data = body.get("data")
     return data if isinstance(data, dict) else None
 
 
+class _Reader:
+    """Tolerant field reads for one load: ids as text, NULs stripped and counted, unreadable values nulled."""
+
+    def __init__(self) -> None:
+        self.tally = Tally()
+        self.nul = 0
+
+    def text(self, value: Any, name: str) -> str | None:
+        text = self.tally.text(value, name)
+        if text is None:
+            return None
+        text, n = strip_nul(text)
+        self.nul += n
+        return text
+
+    def id(self, value: Any, name: str) -> str | None:
+        return self.tally.id(value, name)
+
+    def int(self, value: Any, name: str) -> int | None:
+        return self.tally.int(value, name)
+
+    def json_list(self, value: Any, name: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self.tally.nulled[name] += 1
+            return None
+        return json.dumps([self.text(v, name) if isinstance(v, str) else v for v in value], ensure_ascii=False)
+
+    def epoch(self, value: Any, name: str) -> int | None:
+        result = epoch_seconds(value)
+        if result is None and value is not None:
+            self.tally.nulled[name] += 1
+        return result
+
+
 def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[str, list[tuple]], ResearchLoadReport]:
     """Every table's rows from the archive alone (pure: no database touched)."""
     report = ResearchLoadReport()
+    r = _Reader()
+    comments: dict[str, tuple[tuple, dict, str, date]] = {}  # comment id -> (order, comment, key, day)
     windows: dict[tuple[str, str], dict[int, list[_Page]]] = defaultdict(lambda: defaultdict(list))
     users: dict[tuple[str, date], tuple[dict, str]] = {}
     follows: set[tuple] = set()
@@ -150,17 +206,31 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
                 continue
             direction = "follower" if raw.endpoint == "user-followers" else "following"
             for person in data.get("user_followers" if direction == "follower" else "user_following") or []:
-                if isinstance(person, dict) and person.get("username"):
-                    follows.add((m["username"], direction, str(person["username"]),
-                                 person.get("display_name"), raw.day))
+                other = r.text(person.get("username"), "follow.username") if isinstance(person, dict) else None
+                if other:
+                    follows.add((m["username"], direction, other,
+                                 r.text(person.get("display_name"), "follow.display_name"), raw.day))
+        elif raw.endpoint == "video-comments":
+            m = COMMENT_PAGE_SLUG.fullmatch(raw.slug)
+            data = _read(store, info.key) if m else None
+            if data is None:
+                report.objects_skipped += 1
+                continue
+            order = (raw.day, int(m["cursor"]), info.key)
+            for comment in data.get("comments") or []:
+                cid = r.id(comment.get("id"), "comment.id") if isinstance(comment, dict) else None
+                if cid is None:
+                    continue
+                if cid not in comments or order > comments[cid][0]:
+                    comments[cid] = (order, comment, info.key, raw.day)
         else:
             report.objects_skipped += 1
             continue
         report.objects_read += 1
 
-    latest: dict[int, tuple[tuple, dict, str, date]] = {}  # id -> (order, video, key, day)
-    first_seen: dict[int, date] = {}
-    counters: dict[tuple[int, date], tuple[tuple, dict, str]] = {}
+    latest: dict[str, tuple[tuple, dict, str, date]] = {}  # id (text) -> (order, video, key, day)
+    first_seen: dict[str, date] = {}
+    counters: dict[tuple[str, date], tuple[tuple, dict, str]] = {}
     for (_qhash, _window), generations in windows.items():
         complete = [g for g, pages in generations.items()
                     if any(p.cursor == 0 for p in pages) and any(not p.data.get("has_more") for p in pages)]
@@ -172,9 +242,9 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
             for page in pages:
                 order = (page.day, page.generation, page.cursor, page.key)
                 for video in page.data.get("videos") or []:
-                    if not isinstance(video, dict) or video.get("id") is None:
+                    vid = post_id(video)  # "id" on the wire ("video_id" in TikTok's docs), as text
+                    if vid is None:
                         continue
-                    vid = int(video["id"])
                     # counters are observations: every capture day keeps its latest, superseded or not
                     ck = (vid, page.day)
                     if ck not in counters or order > counters[ck][0]:
@@ -186,36 +256,47 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
                         latest[vid] = (order, video, page.key, page.day)
 
     rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
-    for vid, (_order, v, key, day) in sorted(latest.items()):
-        ct = v.get("create_time")
+    for vid, (_order, v, key, day) in sorted(latest.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        ct = r.epoch(v.get("create_time"), "video.create_time")
         rows["research_videos"].append((
-            vid, v.get("username"), ct,
-            datetime.fromtimestamp(int(ct), UTC).date() if ct is not None else None,
-            v.get("video_description"), v.get("region_code"), _text(v.get("music_id")),
-            _json(v.get("hashtag_names")), _json(v.get("effect_ids")), _text(v.get("playlist_id")),
-            v.get("voice_to_text"), v.get("view_count"), v.get("like_count"), v.get("comment_count"),
-            v.get("share_count"), first_seen[vid], day, key,
+            vid, r.text(v.get("username"), "video.username"), ct,
+            datetime.fromtimestamp(ct, UTC).date() if ct is not None else None,
+            r.text(v.get("video_description"), "video.video_description"),
+            r.text(v.get("region_code"), "video.region_code"), r.id(v.get("music_id"), "video.music_id"),
+            r.json_list(v.get("hashtag_names"), "video.hashtag_names"),
+            r.json_list(v.get("effect_ids"), "video.effect_ids"), r.id(v.get("playlist_id"), "video.playlist_id"),
+            r.text(v.get("voice_to_text"), "video.voice_to_text"), *_counters(r, v), first_seen[vid], day, key,
         ))
-    for (vid, day), (_order, v, key) in sorted(counters.items()):
+    for (vid, day), (_order, v, key) in sorted(counters.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
         if vid not in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
             continue
-        rows["research_video_counters"].append(
-            (vid, day, v.get("view_count"), v.get("like_count"), v.get("comment_count"), v.get("share_count"), key))
+        rows["research_video_counters"].append((vid, day, *_counters(r, v), key))
     for (username, day), (d, key) in sorted(users.items()):
+        verified = d.get("is_verified")
         rows["research_users"].append((
-            username, day, d.get("display_name"), d.get("bio_description"), d.get("avatar_url"), d.get("is_verified"),
-            d.get("follower_count"), d.get("following_count"), d.get("likes_count"), d.get("video_count"), key))
-    rows["research_follows"] = sorted(follows, key=lambda r: (r[0], r[1], r[2], r[4]))
-    report.rows = {name: len(r) for name, r in rows.items()}
+            username, day, r.text(d.get("display_name"), "user.display_name"),
+            r.text(d.get("bio_description"), "user.bio_description"), r.text(d.get("avatar_url"), "user.avatar_url"),
+            r.tally.bool(verified, "user.is_verified"), r.int(d.get("follower_count"), "user.follower_count"),
+            r.int(d.get("following_count"), "user.following_count"), r.int(d.get("likes_count"), "user.likes_count"),
+            r.int(d.get("video_count"), "user.video_count"), key))
+    rows["research_follows"] = sorted(follows, key=lambda row: (row[0], row[1], row[2], row[4]))
+    for cid, (_order, c, key, day) in sorted(comments.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        rows["research_comments"].append((
+            cid, r.id(c.get("video_id"), "comment.video_id"), r.id(c.get("parent_comment_id"), "comment.parent_comment_id"),
+            r.text(c.get("text"), "comment.text"), r.int(c.get("like_count"), "comment.like_count"),
+            r.int(c.get("reply_count"), "comment.reply_count"), r.epoch(c.get("create_time"), "comment.create_time"),
+            day, key))
+    report.rows = {name: len(rs) for name, rs in rows.items()}
+    report.nul_stripped = r.nul
+    report.nulled = dict(r.tally.nulled)
+    if r.nul:
+        log.info("research tables: %d NUL characters stripped from text (Postgres rejects them)", r.nul)
     return rows, report
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False)
+def _counters(r: _Reader, v: dict) -> tuple[int | None, ...]:
+    return tuple(r.int(v.get(name), f"video.{name}") for name in ("view_count", "like_count", "comment_count",
+                                                                  "share_count"))
 
 
 def _ddl(name: str) -> str:
@@ -224,6 +305,29 @@ def _ddl(name: str) -> str:
     if pk:
         body += f", PRIMARY KEY ({pk})"
     return f"CREATE TABLE IF NOT EXISTS {name} ({body})"
+
+
+_TEXT_TYPES = ("varchar", "text", "character varying")
+
+
+def _stale_tables(fetch) -> list[str]:
+    """Tables whose columns (names, or TEXT-ness) differ from ``TABLES``: an older layout (ids were BIGINT), dropped
+    and created anew. They are derived from the archive alone, so nothing is lost."""
+    stale = []
+    for name, (columns, _pk) in TABLES.items():
+        found = fetch(name)
+        if not found:
+            continue
+        want = [(c, t.split()[0].lower()) for c, t in columns]
+        have = [(c, str(t).lower()) for c, t in found]
+        if [c for c, _ in want] != [c for c, _ in have] or any(
+                (w == "text") != (h in _TEXT_TYPES) for (_, w), (_, h) in zip(want, have)):
+            stale.append(name)
+    return stale
+
+
+_COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {p} "
+                "AND table_schema = current_schema() ORDER BY ordinal_position")
 
 
 def load_research_warehouse(
@@ -254,11 +358,14 @@ def _write_duckdb(path: Path, rows: dict[str, list[tuple]]) -> None:
     con = duckdb.connect(str(path))
     try:
         con.execute("BEGIN TRANSACTION")
+        for name in _stale_tables(lambda t: con.execute(_COLUMNS_SQL.format(p="?"), [t]).fetchall()):
+            con.execute(f"DROP TABLE {name}")
         for name, (columns, _pk) in TABLES.items():
             con.execute(_ddl(name))
             con.execute(f"DELETE FROM {name}")
             if rows[name]:
-                frame = pd.DataFrame(rows[name], columns=[c for c, _ in columns]).astype(object)
+                # dtype=object from the start: inferring first would turn an int column with a NULL into float64
+                frame = pd.DataFrame(rows[name], columns=[c for c, _ in columns], dtype=object)
                 con.register("_incoming", frame)
                 con.execute(f"INSERT INTO {name} SELECT * FROM _incoming")
                 con.unregister("_incoming")
@@ -274,6 +381,8 @@ def _write_postgres(url: str, rows: dict[str, list[tuple]]) -> None:
     import psycopg
 
     with psycopg.connect(url) as conn, conn.transaction():
+        for name in _stale_tables(lambda t: conn.execute(_COLUMNS_SQL.format(p="%s"), [t]).fetchall()):
+            conn.execute(f"DROP TABLE {name}")
         for name, (columns, _pk) in TABLES.items():
             conn.execute(_ddl(name))
             conn.execute(f"DELETE FROM {name}")
@@ -317,4 +426,4 @@ def videos_per_user(target: str | Path | None = None, start: date | None = None,
     return counts
 
 
-__all__ = ["ResearchLoadReport", "TABLES", "build_rows", "load_research_warehouse", "videos_per_user"]
+__all__ = ["COMMENT_COLUMNS", "ResearchLoadReport", "TABLES", "build_rows", "load_research_warehouse", "videos_per_user"]

@@ -13,9 +13,20 @@ the rules of ``wire-format.md`` so a client that passes here passes there:
 - ``daily_quota`` requests per UTC day of the research clock, then 429 ``daily_quota_limit_exceeded``;
   ``internal_error`` (500) injected with :meth:`ResearchSandbox.fail_next` still consumes quota.
 - Errors use the envelope ``{"error": {"code", "message", "log_id"}}``; success adds ``"data"``.
+- Followers/following: ``cursor`` is a Unix time in seconds, follows on or before it come back newest first, and
+  the next cursor is older (TikTok's documentation); no cursor (or 0) starts from now.
+- ``POST /v2/research/video/comment/list/`` (``video_id`` a JSON integer, ``cursor`` an offset).
 
-Assumed (the seeds leave it open): the pacing error's code, an integer offset ``cursor`` for followers and
-following, that token requests cost no quota, and the user endpoints' response shapes (those of TikTok's docs).
+``realism=True`` (``ResearchSandboxConfig``, ``tiklive research --sandbox --realism``) serves what recorded
+responses of the real API show, so a client is tested against the API rather than against this sandbox's
+picture of it: videos withheld from pages (short pages whose cursor still jumps by ``max_count``), scripted
+transient failures (``invalid_params`` "Invalid count or cursor", an HTML 504 gateway page, a 500
+``internal_error``, "Something went wrong. Please try again later"), NUL characters in usernames, descriptions and
+names, missing per-item fields, 19-digit playlist ids, a private account whose followers and following answer an
+error, and the token endpoint's flat error ``{"error", "error_description", "log_id"}``.
+
+Assumed (no public recording shows them): the pacing error's code, that token requests cost no quota, the user
+endpoints' response shapes (those of TikTok's docs) and the error a private account's lists answer.
 
 The corpus is deterministic: seed 003's ``tagesschau`` (~1.5 videos a day), ``zeitimbild`` (~1 a day),
 ``20minuten`` (~4.5 a day, so more than 100 in every 30-day window) and ``srfnews``, every day from 2023-01-01
@@ -47,6 +58,7 @@ USER_FIELDS = (
     "display_name", "bio_description", "avatar_url", "is_verified", "follower_count", "following_count",
     "likes_count", "video_count",
 )
+COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
 QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
 OPERATIONS = ("EQ", "IN")
 CORPUS_START = date(2023, 1, 1)
@@ -65,12 +77,16 @@ class ResearchAccount:
     hashtags: tuple[str, ...]
 
 
+PRIVATE_USERNAME = "privat.konto"  # under realism its followers and following answer an error
+
 ACCOUNTS: tuple[ResearchAccount, ...] = (
     ResearchAccount("tagesschau", "DE", (0, 3), 240, 12, ("nachrichten", "tagesschau", "politik")),
     ResearchAccount("zeitimbild", "AT", (0, 2), 130, 8, ("zib", "nachrichten", "oesterreich")),
     ResearchAccount("20minuten", "CH", (2, 7), 310, 45, ("20minuten", "news", "schweiz")),
     ResearchAccount("srfnews", "CH", (0, 2), 90, 5, ("srf", "news", "schweiz")),
+    ResearchAccount(PRIVATE_USERNAME, "DE", (0, 1), 40, 9, ("privat",)),
 )
+FOLLOW_EPOCH = int(datetime(2025, 12, 31, tzinfo=UTC).timestamp())  # the newest follow; older ones 1 h apart
 _BY_NAME = {a.username: a for a in ACCOUNTS}
 
 
@@ -93,7 +109,7 @@ class ResearchVideo:
     def create_date(self) -> date:
         return datetime.fromtimestamp(self.create_time, UTC).date()
 
-    def as_json(self, fields: tuple[str, ...], today: date) -> dict[str, Any]:
+    def as_json(self, fields: tuple[str, ...], today: date, realism: bool = False) -> dict[str, Any]:
         age = max(0, (today - self.create_date).days)
         views = self.base_views + age * (self.base_views // 50 + 7)
         full = {
@@ -112,7 +128,27 @@ class ResearchVideo:
             "playlist_id": self.id % 7 * 10**17 or None,
             "voice_to_text": None if self.id % 3 else f"voice of {self.id}",
         }
+        if realism:
+            if self.id % 17 == 0:  # NULs inside text, as recorded
+                full["video_description"] = full["video_description"].replace(" ", "\x00 ", 1) + "\x00\x00"
+            if self.id % 19 == 0:
+                full["username"] = self.username + "\x00" * 6
+            full["playlist_id"] = 7_402_634_000_000_000_000 + self.id % 999_983 if self.id % 2 else None
+            out = {k: full[k] for k in fields}
+            if self.id % 5 == 0:  # often absent on the wire
+                out.pop("playlist_id", None)
+                out.pop("voice_to_text", None)
+            if self.id % 7 == 1:
+                out.pop("region_code", None)
+                out.pop("view_count", None)
+                out.pop("hashtag_names", None)
+            return out
         return {k: full[k] for k in fields}
+
+    @property
+    def withheld(self) -> bool:
+        """Under realism the API counts this video in the search but does not return it (a short page)."""
+        return self.id % 11 == 0
 
 
 @lru_cache(maxsize=8192)
@@ -139,14 +175,86 @@ def videos_on(username: str, day: date, seed: int = 3) -> tuple[ResearchVideo, .
     return tuple(out)
 
 
-def corpus_videos(username: str, start: date, end: date, seed: int = 3) -> list[ResearchVideo]:
-    """Every video of ``username`` created from ``start`` to ``end`` inclusive (for tests and benchmarks)."""
+def corpus_videos(username: str, start: date, end: date, seed: int = 3, *, realism: bool = False) -> list[ResearchVideo]:
+    """Every video of ``username`` created from ``start`` to ``end`` inclusive (for tests and benchmarks); with
+    ``realism``, only those the API returns (withheld videos left out)."""
     out: list[ResearchVideo] = []
     day = start
     while day <= end:
-        out.extend(videos_on(username, day, seed))
+        out.extend(v for v in videos_on(username, day, seed) if not (realism and v.withheld))
         day += timedelta(days=1)
     return out
+
+
+def find_video(video_id: int, seed: int = 3) -> ResearchVideo | None:
+    """The corpus video with this id (its create time is in the id's high bits), or None."""
+    try:
+        day = datetime.fromtimestamp(int(video_id) >> 32, UTC).date()
+    except (OverflowError, OSError, ValueError):
+        return None
+    for account in ACCOUNTS:
+        for v in videos_on(account.username, day, seed):
+            if v.id == video_id:
+                return v
+    return None
+
+
+def video_comments(video: ResearchVideo, seed: int = 3, realism: bool = False) -> list[dict[str, Any]]:
+    """The comments of a corpus video, oldest first: ids are 19-digit integers, replies name their parent."""
+    n = _h(seed, "comments", video.id) % 140
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        cid = video.id + 1 + i * 7919 + (_h(seed, "cid", video.id, i) % 7000)
+        parent = out[i // 3]["id"] if i % 4 == 3 and out else video.id  # top-level comments name the video
+        comment = {
+            "id": cid, "video_id": video.id, "text": f"comment {i} on {video.id}",
+            "like_count": _h(seed, "likes", cid) % 500, "reply_count": sum(1 for c in out if c["id"] == parent),
+            "parent_comment_id": parent, "create_time": video.create_time + 60 * (i + 1),
+        }
+        if realism:
+            if i % 9 == 4:
+                comment["text"] = comment["text"] + "\x00"
+            if i % 2:
+                comment.pop("reply_count")  # the recorded page has no reply_count
+        out.append(comment)
+    return out
+
+
+def follows_of(account: ResearchAccount, kind: str) -> list[tuple[int, int]]:
+    """(follow time, index) of ``kind`` ('followers'/'following'), newest first, one hour apart."""
+    total = account.followers if kind == "followers" else account.following
+    return [(FOLLOW_EPOCH - i * 3600, i) for i in range(total)]
+
+
+GATEWAY_504 = (b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+               b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n")
+
+# Injected failures: kind -> (HTTP status, code, message); "gateway_504" is an HTML page, not the envelope.
+FAULTS: dict[str, tuple[int, str, str]] = {
+    "internal_error": (500, "internal_error", "injected internal_error"),
+    "invalid_count_or_cursor": (400, "invalid_params", "Invalid count or cursor"),
+    "something_went_wrong": (400, "unknown_error", "Something went wrong. Please try again later."),
+    "gateway_504": (504, "", ""),
+}
+
+# Under realism: (endpoint, n-th request to it) -> the failure it answers once, as real runs meet them.
+REALISTIC_FAULTS: dict[tuple[str, int], str] = {
+    ("/v2/research/video/query/", 2): "invalid_count_or_cursor",
+    ("/v2/research/video/query/", 4): "gateway_504",
+    ("/v2/research/video/query/", 6): "internal_error",
+    ("/v2/research/video/query/", 8): "something_went_wrong",
+    ("/v2/research/user/followers/", 2): "invalid_count_or_cursor",
+    ("/v2/research/user/following/", 1): "gateway_504",
+    ("/v2/research/user/info/", 2): "internal_error",
+    ("/v2/research/video/comment/list/", 2): "something_went_wrong",
+    ("/v2/research/video/comment/list/", 5): "gateway_504",
+}
+
+
+class RawBody(bytes):
+    """A response body sent as is (an HTML gateway page), with its content type."""
+
+    content_type = "text/html"
 
 
 class _Err(Exception):
@@ -166,6 +274,7 @@ class ResearchSandboxConfig:
     page_interval: float = 10.0  # seconds between pages of one search; tests use e.g. 0.2
     daily_quota: int = 1000
     search_ttl_seconds: float = 6 * 3600.0
+    realism: bool = False  # serve what recorded responses of the real API show (see the module docstring)
 
 
 @dataclass
@@ -201,6 +310,7 @@ class ResearchSandbox:
         self._quota: Counter = Counter()  # day -> requests
         self._fail_queue: deque[str] = deque()
         self._expire_after_pages: deque[int] = deque()
+        self._per_endpoint: Counter = Counter()  # requests per endpoint, for the realistic fault script
         self.stats = ResearchStats()
 
     # -- clock and controls ----------------------------------------------------------------------------
@@ -231,7 +341,8 @@ class ResearchSandbox:
             self._quota[day or self.today()] = n
 
     def fail_next(self, n: int = 1, code: str = "internal_error") -> None:
-        """The next ``n`` research requests (after auth) fail with ``code`` (they still cost quota)."""
+        """The next ``n`` research requests (after auth) fail with ``code`` (they still cost quota): an API error
+        code, or a kind of :data:`FAULTS` ("invalid_count_or_cursor", "gateway_504", "something_went_wrong")."""
         with self._lock:
             self._fail_queue.extend([code] * n)
 
@@ -256,13 +367,20 @@ class ResearchSandbox:
 
     # -- dispatch --------------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, dict[str, str]]:
+    def handle(self, method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        """(status, JSON object or :class:`RawBody`, headers) for one request."""
         log_id = uuid.uuid4().hex[:20]
         try:
             if method != "POST":
                 raise _Err(405, "invalid_params", f"{path} takes POST")
             if path == "/v2/oauth/token/":
-                return 200, self._token(body), {}
+                try:
+                    return 200, self._token(body), {}
+                except _Err as e:
+                    if not self.config.realism:
+                        raise
+                    self._count_code(e.code)  # the token endpoint's own, flat error shape
+                    return e.status, {"error": e.code, "error_description": e.message, "log_id": log_id}, {}
             route = _ROUTES.get(path)
             if route is None:
                 raise _Err(404, "invalid_params", f"unknown endpoint {path}")
@@ -270,6 +388,14 @@ class ResearchSandbox:
             self._spend_quota(path)
             with self._lock:
                 injected = self._fail_queue.popleft() if self._fail_queue else None
+                self._per_endpoint[path] += 1
+                if injected is None and self.config.realism:
+                    injected = REALISTIC_FAULTS.get((path, self._per_endpoint[path]))
+            if injected == "gateway_504":
+                self._count_code("gateway_504")
+                return 504, RawBody(GATEWAY_504), {}
+            if injected in FAULTS:
+                raise _Err(*FAULTS[injected])
             if injected is not None:
                 raise _Err(500 if injected == "internal_error" else 400, injected, f"injected {injected}")
             params = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -374,12 +500,15 @@ class ResearchSandbox:
                 self._searches[search.search_id] = search
                 self.stats.searches += 1
         page = search.ids[cursor: cursor + max_count]
-        end_cursor = cursor + len(page)
+        end_cursor = cursor + len(page)  # under realism too: the cursor counts withheld videos
+        realism = self.config.realism
+        if realism:
+            page = [v for v in page if not v.withheld]
         with self._lock:
             search.pages_served += 1
         today = self.today()
         return {
-            "videos": [v.as_json(fields, today) for v in page],
+            "videos": [v.as_json(fields, today, realism) for v in page],
             "cursor": end_cursor,
             "has_more": end_cursor < len(search.ids),
             "search_id": search.search_id,
@@ -413,17 +542,43 @@ class ResearchSandbox:
 
     def _follow(self, request: dict, kind: str) -> dict:
         account = _account(request)
+        if self.config.realism and account.username == PRIVATE_USERNAME:
+            raise _Err(403, "scope_not_authorized", f"The user {account.username}'s {kind} list is private.")
         max_count = _int(request, "max_count", 20)
         if not 1 <= max_count <= MAX_COUNT:
             raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
-        cursor = _int(request, "cursor", 0)
-        total = account.followers if kind == "followers" else account.following
-        people = [
-            {"display_name": f"{kind[:-1]} {i} of {account.username}", "username": f"{account.username}_{kind[:3]}{i:04d}"}
-            for i in range(cursor, min(total, cursor + max_count))
-        ]
+        cursor = _int(request, "cursor", 0) or int(self.now())  # a Unix time: follows on or before it
+        rows = [(t, i) for t, i in follows_of(account, kind) if t <= cursor][:max_count]
+        people = []
+        for _t, i in rows:
+            person = {"display_name": f"{kind[:-1]} {i} of {account.username}",
+                      "username": f"{account.username}_{kind[:3]}{i:04d}"}
+            if self.config.realism and i % 31 == 7:
+                del person["display_name"]
+            elif self.config.realism and i % 23 == 5:
+                person["display_name"] += "\x00"
+            people.append(person)
         key = "user_followers" if kind == "followers" else "user_following"
-        return {key: people, "cursor": cursor + len(people), "has_more": cursor + len(people) < total}
+        oldest = follows_of(account, kind)[-1][0] if rows else cursor
+        next_cursor = rows[-1][0] - 1 if rows else cursor
+        return {key: people, "cursor": next_cursor, "has_more": bool(rows) and next_cursor >= oldest}
+
+    def video_comment_list(self, params: dict[str, str], request: dict) -> dict:
+        fields = _fields(params.get("fields"), COMMENT_FIELDS, default=("id", "text"))
+        raw_id = request.get("video_id")
+        if type(raw_id) is not int:  # noqa: E721 - the API takes a JSON integer
+            raise _Err(400, "invalid_params", "video_id must be an integer")
+        video = find_video(raw_id, self.config.seed)
+        if video is None:
+            raise _Err(400, "invalid_params", f"video {raw_id} does not exist or is not available")
+        max_count = _int(request, "max_count", 10)
+        if not 1 <= max_count <= MAX_COUNT:
+            raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
+        cursor = _int(request, "cursor", 0)
+        comments = video_comments(video, self.config.seed, self.config.realism)
+        page = comments[cursor: cursor + max_count]
+        return {"comments": [{k: c[k] for k in fields if k in c} for c in page],
+                "cursor": cursor + len(page), "has_more": cursor + len(page) < len(comments)}
 
 
 def _fields(raw: str | None, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -518,5 +673,81 @@ _ROUTES = {
     "/v2/research/user/info/": lambda sb, p, r: sb.user_info(p, r),
     "/v2/research/user/followers/": lambda sb, p, r: sb._follow(r, "followers"),
     "/v2/research/user/following/": lambda sb, p, r: sb._follow(r, "following"),
+    "/v2/research/video/comment/list/": lambda sb, p, r: sb.video_comment_list(p, r),
 }
 RESEARCH_ENDPOINTS = ("/v2/oauth/token/", *_ROUTES)
+
+
+class ResearchSandboxServer:
+    """The sandbox Research API alone on 127.0.0.1, sending every body as the real API would (an HTML gateway page
+    as HTML). Use as a context manager; ``research`` is the :class:`ResearchSandbox`, ``base_url`` its address."""
+
+    def __init__(self, config: ResearchSandboxConfig | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        research = self.research = ResearchSandbox(config)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                pass
+
+            def do_POST(self) -> None:
+                self._dispatch("POST")
+
+            def do_GET(self) -> None:
+                self._dispatch("GET")
+
+            def _dispatch(self, method: str) -> None:
+                parts = urlsplit(self.path)
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n > 0 else b""
+                path = parts.path if parts.path.endswith("/") else parts.path + "/"
+                status, obj, headers = research.handle(method, path, parts.query, self.headers, body)
+                if isinstance(obj, RawBody):
+                    payload, ctype = bytes(obj), obj.content_type
+                else:
+                    payload, ctype = json.dumps(obj, separators=(",", ":")).encode(), "application/json"
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(payload)))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+        self._httpd = Server((host, port), Handler)
+        self.port = self._httpd.server_address[1]
+        self.base_url = f"http://{host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ResearchSandboxServer:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="research-sandbox", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._httpd.server_close()
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def __enter__(self) -> ResearchSandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -17,10 +17,12 @@ class TikTokResearchResource(dg.ConfigurableResource):
     client_key: str
     client_secret: str
     base_url: str | None = None
+    backoff_initial: float = 2.0  # seconds before the first retry of a transient answer (tests use less)
 
-    def client(self, *, quota: QuotaReserver | None = None, on_response=None) -> ResearchClient:
+    def client(self, *, quota: QuotaReserver | None = None, on_response=None, max_attempts: int = 4) -> ResearchClient:
         return ResearchClient(self.client_key, self.client_secret, self.base_url or base_url_from_env(),
-                              quota=quota, on_response=on_response)
+                              quota=quota, on_response=on_response, max_attempts=max_attempts,
+                              backoff_initial=self.backoff_initial)
 
 
 def research_resources() -> dict[str, dg.ConfigurableResource]:
