@@ -69,6 +69,10 @@ def capture_profiles(session: CaptureSession, report: AccountsReport) -> None:
             report.profiles += 1
         except NotFound as exc:
             report.unavailable.append(f"{account.handle}: {exc.reason}")
+        except BadResponse as exc:  # unreadable through every retry: this account only, asked again next run
+            log.warning("profile of @%s: %s (left for the next run)", account.handle, exc)
+            report.failed.append(f"{account.handle}: {exc}")
+            continue
         _mark_done(session, task)
 
 
@@ -79,6 +83,9 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
             user_id = resolve_user_id(session, account.handle)
         except NotFound as exc:
             report.unavailable.append(f"{account.handle}: {exc.reason}")
+            continue
+        except BadResponse as exc:
+            report.failed.append(f"{account.handle}: {exc}")
             continue
         walks = []
         if account.followers:

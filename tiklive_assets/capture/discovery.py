@@ -17,7 +17,7 @@ from tiklive_assets.capture.accounts import resolve_user_id
 from tiklive_assets.capture.raw_archive import keyword_entity
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.tikliveapi.client import ApiResponse
-from tiklive_assets.tikliveapi.errors import CursorStuck, NotFound
+from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
 from tiklive_assets.tikliveapi.pagination import VideoPages
 from tiklive_assets.tolerant import as_text, post_id
 
@@ -33,6 +33,7 @@ class DiscoveryReport:
     skipped_complete: int = 0
     drift: list[str] = field(default_factory=list)
     unavailable: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # sources whose answers could not be read: left for the next run
 
     @property
     def total_new(self) -> int:
@@ -115,6 +116,10 @@ def discover(session: CaptureSession) -> DiscoveryReport:
             userid = resolve_user_id(session, account.handle)
         except NotFound as exc:
             report.unavailable.append(f"account:{account.handle}: {exc.reason}")
+            continue
+        except BadResponse as exc:  # unreadable through every retry: this account only, asked again next run
+            log.warning("account:%s: %s (left for the next run)", account.handle, exc)
+            report.failed.append(f"account:{account.handle}: {exc}")
             continue
         walk_listing(
             session, source=f"account:{account.handle}", endpoint="/user-posts/", entity=userid,

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
     run.add_argument("--sandbox", action="store_true",
                      help="start the bundled sandbox API in-process and capture from it (no key, no credits)")
+    run.add_argument("--realism", action="store_true",
+                     help="with --sandbox: serve the payload variants real responses show (ids under video_id/id, string "
+                     "counters, bioLink objects, photo posts, upstream errors and truncated bodies inside HTTP 200)")
     run.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
     run.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
@@ -71,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)")
     sandbox.add_argument("--video-size", type=int, default=50_000, help="approximate bytes of each sandbox MP4")
     sandbox.add_argument("--accounts", type=int, default=6, help="synthetic accounts (default 6; more for load tests)")
+    sandbox.add_argument("--realism", action="store_true",
+                         help="serve the payload variants real responses show: ids under video_id/id and as integers, "
+                         "string or null counters, hasMore 1/0, bioLink objects, photo posts (images + an MP3), the "
+                         "{code, msg, data} envelope, and now and then an upstream error or a truncated body inside "
+                         "HTTP 200 (the retry gets the real answer)")
+    sandbox.add_argument("--credit-balance", type=int, default=None,
+                         help="credits the account has; once spent, every request is answered HTTP 200 "
+                         "{\"message\": \"Insufficient balance...\"}, as TikLiveAPI does (default: unlimited)")
 
     replay = sub.add_parser(
         "replay",
@@ -171,6 +182,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         api_key=args.api_key or DEFAULT_API_KEY, seed=args.seed, rate_limit=args.rate_limit,
         rate_window_seconds=args.rate_window, latency_ms=args.latency_ms, error_rate=args.error_rate,
         cdn_ttl_seconds=args.cdn_ttl, video_size=args.video_size, accounts=args.accounts,
+        realism=args.realism, credit_balance=args.credit_balance,
     )
     server = SandboxServer(config, port=args.port)
     print(f"sandbox TikLiveAPI listening on {server.base_url}", flush=True)
@@ -188,16 +200,21 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_check_key(args: argparse.Namespace) -> int:
     from tiklive_assets.tikliveapi.client import TikLiveClient
     from tiklive_assets.tikliveapi.errors import AuthError, TikLiveError
+    from tiklive_assets.tolerant import as_id
 
     base_url = args.base_url or settings.base_url()
     try:
         client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2)
-        user_id = str(client.userid(args.username).json()["id"])
+        user_id = as_id((client.userid(args.username).json() or {}).get("id"))
+        if user_id is None:
+            print(f"check failed against {base_url}: /userid/ answered without a numeric id for @{args.username}",
+                  file=sys.stderr)
+            return 2
         info = client.userinfo_by_id(user_id).json()
     except AuthError as exc:
         print(f"key rejected: {exc}", file=sys.stderr)
         return 1
-    except (TikLiveError, KeyError, TypeError) as exc:
+    except (TikLiveError, KeyError, TypeError, AttributeError) as exc:
         print(f"check failed against {base_url}: {exc}", file=sys.stderr)
         return 2
     if not isinstance(info, dict) or "user" not in info or "stats" not in info:
@@ -220,10 +237,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.sandbox:
             from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 
-            server = stack.enter_context(SandboxServer(SandboxConfig()))
+            server = stack.enter_context(SandboxServer(SandboxConfig(realism=args.realism)))
             os.environ[settings.BASE_URL] = server.base_url
             os.environ[settings.API_KEY] = DEFAULT_API_KEY
-            print(f"sandbox TikLiveAPI started at {server.base_url} (synthetic data, no credits billed)")
+            shapes = ", serving the payload variants real responses show" if args.realism else ""
+            print(f"sandbox TikLiveAPI started at {server.base_url} (synthetic data, no credits billed{shapes})")
+        elif args.realism:
+            print("--realism shapes the bundled sandbox's answers: add --sandbox.", file=sys.stderr)
+            return 2
         elif not os.environ.get(settings.API_KEY):
             print("TIKLIVE_API_KEY is not set: export your TikLiveAPI key, or add --sandbox to use the bundled "
                   "sandbox API.", file=sys.stderr)

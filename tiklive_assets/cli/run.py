@@ -42,6 +42,23 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict:
     return out
 
 
+_CREDIT_STOPS = {
+    "credit_balance": "the TikLiveAPI credit balance is exhausted (top up on your TikLiveAPI profile page)",
+    "daily_budget": "the daily credit budget is spent (raise `daily_credit_budget` in tiklive.yaml, or wait for "
+                    "tomorrow, UTC)",
+}
+
+
+def _credit_stop(result: dg.ExecuteInProcessResult) -> str | None:
+    """Why a failed capture step stopped, when it was the credits (the balance or the day's budget)."""
+    for event in result.all_events:
+        data = event.step_failure_data if event.is_step_failure else None
+        stop = data.user_failure_data.metadata.get("stop") if data and data.user_failure_data else None
+        if stop is not None:
+            return _CREDIT_STOPS.get(getattr(stop, "value", stop))
+    return None
+
+
 def _step_name(asset: dg.AssetsDefinition) -> str:
     return asset.node_def.name if len(asset.keys) > 1 else asset.key.to_user_string()
 
@@ -60,10 +77,16 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     instance = _instance(root)
     totals: dict[str, dict] = {}
     failed: list[str] = []
+    credit_stop: str | None = None
     for number, asset in enumerate(STEPS, start=1):
         name = _step_name(asset)
         step_start = time.monotonic()
         print(f"[{number}/{len(STEPS)}] {name} ...", end="", flush=True, file=out)
+        if credit_stop and asset not in WAREHOUSE_ASSETS:
+            # Every further request would be answered "no credits": stop capturing, still load what was archived.
+            failed.append(name)
+            print(f" skipped: {credit_stop}", file=out)
+            continue
         result = dg.materialize(
             STEPS, selection=list(asset.keys), partition_key=day.isoformat(), resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
@@ -84,7 +107,11 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
                 if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
                     error = event.step_failure_data.error
                     print(f"    {error.cause.message.strip() if error.cause else error.message.strip()}", file=out)
+            credit_stop = credit_stop or _credit_stop(result)
     _summary(day, root, totals, failed, time.monotonic() - started, out)
+    if credit_stop:
+        print(f"\nSTOPPED: {credit_stop}. Nothing was marked done and no video was blamed: rerun once the cause is "
+              "fixed and the run resumes where it stopped.", file=out)
     return 1 if failed else 0
 
 

@@ -61,16 +61,18 @@ class Faults:
     rate_window_seconds: float = 60.0
     cdn_ttl_seconds: float = 300
     drift: set[str] = field(default_factory=set)
-    fail_queue: deque = field(default_factory=deque)  # of (status, retry_after)
+    fail_queue: deque = field(default_factory=deque)  # of (status, retry_after, body or None, endpoint or None)
     credit_balance: int | None = None  # at 0, every request is answered 200 {"message": "Insufficient balance..."}
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 body: dict | bytes | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.body = body  # a scripted answer, sent as is (a dict as JSON, bytes raw)
 
 
 def _norm_endpoint(endpoint: str) -> str:
@@ -211,10 +213,13 @@ class SandboxServer:
             if endpoint:
                 self.faults.drift.add(_norm_endpoint(endpoint))
 
-    def fail_next(self, n: int, status: int = 503, retry_after: float | int | None = None) -> None:
+    def fail_next(self, n: int, status: int = 503, retry_after: float | int | None = None, *,
+                  body: dict | bytes | None = None, endpoint: str | None = None) -> None:
+        """Answer the next ``n`` API requests (of ``endpoint`` only, when given) with ``status``, and ``body`` when
+        given (a dict as JSON, bytes as they are: ``fail_next(1, 200, body={"code": -1, "msg": "busy"})``)."""
         with self._lock:
             for _ in range(int(n)):
-                self.faults.fail_queue.append((int(status), retry_after))
+                self.faults.fail_queue.append((int(status), retry_after, body, endpoint and _norm_endpoint(endpoint)))
 
     def top_up(self, credits: int | None) -> None:
         """Add ``credits`` to the account's balance (None: unlimited again)."""
@@ -252,7 +257,8 @@ class SandboxServer:
             self.make_private(h)
         fn = body.get("fail_next")
         if fn:
-            self.fail_next(int(fn.get("n", 1)), int(fn.get("status", 503)), fn.get("retry_after"))
+            self.fail_next(int(fn.get("n", 1)), int(fn.get("status", 503)), fn.get("retry_after"),
+                           body=fn.get("body"), endpoint=fn.get("endpoint"))
         return self.fault_settings()
 
     def fault_settings(self) -> dict[str, Any]:
@@ -337,14 +343,18 @@ class SandboxServer:
                 raise _ApiError(429, "rate limit exceeded", {"Retry-After": str(max(1, math.ceil(wait)))})
             self._window.append(now)
 
-    def _injected(self) -> None:
+    def _injected(self, path: str) -> None:
         f = self.faults
         with self._lock:
-            scripted = f.fail_queue.popleft() if f.fail_queue else None
-            if scripted is None and f.error_rate > 0 and self._error_rng.random() < f.error_rate:
-                scripted = (self._error_rng.choice((500, 502, 503)), None)
+            scripted = next((entry for entry in f.fail_queue if entry[3] in (None, path)), None)
+            if scripted is not None:
+                f.fail_queue.remove(scripted)
+            elif f.error_rate > 0 and self._error_rng.random() < f.error_rate:
+                scripted = (self._error_rng.choice((500, 502, 503)), None, None, None)
         if scripted is not None:
-            status, retry_after = scripted
+            status, retry_after, body, _ = scripted
+            if body is not None:
+                raise _ApiError(status, "scripted answer", {}, body)
             headers = {"Retry-After": str(int(math.ceil(float(retry_after))))} if retry_after is not None else {}
             msg = {429: "rate limit exceeded", 500: "internal server error", 502: "bad gateway",
                    503: "service unavailable"}.get(status, "injected fault")
@@ -395,7 +405,7 @@ class SandboxServer:
             if not self._charge():
                 self._record(now, endpoint, 200, detail_id)
                 return 200, {"message": BALANCE_MESSAGE}, {}
-            self._injected()
+            self._injected(path)
             if self.faults.latency_ms:
                 time.sleep(self.faults.latency_ms / 1000.0)
             body = _ROUTES[path](self, _Params(query), float(self.clock()))
@@ -405,7 +415,7 @@ class SandboxServer:
             if self.realism is not None:
                 body = self._realistic(path, query, body, float(self.clock()))
         except _ApiError as e:
-            status, body, extra = e.status, {"error": e.message}, e.headers
+            status, body, extra = e.status, (e.body if e.body is not None else {"error": e.message}), e.headers
         except Exception as e:  # pragma: no cover - a bug in the sandbox itself
             status, body = 500, {"error": f"sandbox bug: {type(e).__name__}: {e}"}
         self._record(now, endpoint, status, detail_id)

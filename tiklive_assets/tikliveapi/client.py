@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
-from tiklive_assets.tolerant import envelope_error, unwrap
+from tiklive_assets.tolerant import as_id, envelope_error, post_id, unwrap
 from tiklive_assets.transport import RetryPolicy
 
 from tiklive_assets.tikliveapi.errors import (
@@ -61,7 +61,7 @@ class ApiResponse:
     body: bytes
     fetched_at: datetime
     attempt: int = 1
-    error_kind: str | None = None  # a 200 that is not data: "balance", "upstream" or "notjson" (see classify_body)
+    error_kind: str | None = None  # a 200 that is not data: balance, upstream, notjson or invalid (classify_body)
 
     def json(self) -> Any:
         """The parsed body; a ``{"code": 0, "data": {...}}`` envelope is unwrapped, so callers see the payload."""
@@ -74,12 +74,22 @@ class ApiResponse:
 _BALANCE_RE = re.compile(r"balance|insufficient|out of credits|no credits|credits? (?:exhausted|left)", re.IGNORECASE)
 
 
-def classify_body(body: bytes) -> tuple[str | None, str]:
+# What an answer of these endpoints must hold to be data at all; without it, it is kept under an error slug.
+_MUST_HOLD: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "/userid/": ("numeric id", lambda d: isinstance(d, dict) and as_id(d.get("id")) is not None),
+    "/post-detail/": ("post id", lambda d: post_id(d) is not None),
+    "/userinfo-by-id/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
+    "/userinfo-by-username/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
+}
+
+
+def classify_body(body: bytes, endpoint: str | None = None) -> tuple[str | None, str]:
     """Whether a 200 body is data (``(None, "")``) or one of the answers that only look like data.
 
     * ``balance``: ``{"message": "Insufficient balance..."}``, what TikLiveAPI answers when the credits run out;
     * ``upstream``: ``{"code": <non-zero>, "msg": ...}``, an error of the upstream service inside a 200;
-    * ``notjson``: a body that is not JSON at all (truncated in transit, an HTML gateway page).
+    * ``notjson``: a body that is not JSON at all (truncated in transit, an HTML gateway page);
+    * ``invalid``: JSON without what the endpoint's answer must hold (``/userid/`` answering ``{"id": null}``).
     """
     try:
         data = json.loads(body)
@@ -92,6 +102,9 @@ def classify_body(body: bytes) -> tuple[str | None, str]:
         problem = envelope_error(data)
         if problem is not None:
             return "upstream", problem[:200]
+    rule = _MUST_HOLD.get(endpoint or "")
+    if rule is not None and not rule[1](unwrap(data)):
+        return "invalid", f"the answer holds no {rule[0]}"
     return None, ""
 
 
@@ -218,7 +231,7 @@ class TikLiveClient:
             raise TransientError(endpoint, f"connection failed: {type(exc).__name__}") from None
         status = http.status_code
         self.credits.count(endpoint, status)
-        kind, detail = classify_body(http.content) if status == 200 else (None, "")
+        kind, detail = classify_body(http.content, endpoint) if status == 200 else (None, "")
         response = ApiResponse(endpoint, params, status, http.content, datetime.now(UTC), attempt, kind)
         if status in (200, 404) and self.on_response is not None:
             self.on_response(response)  # archived before anything parses it (a non-data 200 under an error slug)

@@ -124,7 +124,10 @@ def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiR
             capture_profiles(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(session, data_root, "account_profiles", {"profiles": report.profiles, "unavailable": dg.MetadataValue.json(report.unavailable)})
+        return _finish(session, data_root, "account_profiles", {
+            "profiles": report.profiles, "unavailable": dg.MetadataValue.json(report.unavailable),
+            "left_for_next_run": dg.MetadataValue.json(report.failed),
+        })
 
 
 @dg.asset(
@@ -151,6 +154,7 @@ def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
             "walks_already_complete": report.skipped_complete,
             "drift": dg.MetadataValue.json(report.drift),
             "unavailable": dg.MetadataValue.json(report.unavailable),
+            "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
 
@@ -203,7 +207,7 @@ def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResou
         return _finish(session, data_root, "follow_graph", {
             "pages": report.follow_pages, "edges": report.follow_edges,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
-            "walks_left_for_next_run": dg.MetadataValue.json(report.failed),
+            "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
 
@@ -224,7 +228,7 @@ def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiReso
         return _finish(session, data_root, "post_comments", {
             "pages": report.comment_pages, "comments": report.comments,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
-            "walks_left_for_next_run": dg.MetadataValue.json(report.failed),
+            "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
 
