@@ -84,7 +84,7 @@ _OWNER_KEYS = ("author", "user", "owner")
 _READ_CHUNK = 64 * 1024
 _MAX_OUT = 1 << 20
 _ERASED = "[erased]"
-_SUFFIX_RE = re.compile(r"(?:\.json\.gz|\.json|\.mp4|\.jpg)?(?:\.conflict-[0-9a-f]{16})?$")
+_SUFFIX_RE = re.compile(r"(?:\.json\.gz|\.json|\.mp4|\.mp3|\.jpg)?(?:\.conflict-[0-9a-f]{16})?$")
 
 Action = Literal["delete", "redact"]
 
@@ -294,11 +294,11 @@ def _split_raw_key(key: str, prefix: str) -> _RawKeyParts | None:
 
 
 def _video_parts(key: str) -> tuple[str, str] | None:
-    """(handle, aweme_id) of ``videos/dt=…/author=<handle>/<aweme_id>.<ext>``."""
+    """(handle, aweme_id) of ``videos/dt=…/author=<handle>/<aweme_id>.<ext>`` (or a photo post's ``<aweme_id>-<n>.jpg``)."""
     parts = key.split("/")
     if len(parts) != 4 or not parts[2].startswith("author="):
         return None
-    return parts[2][len("author="):], parts[3].split(".", 1)[0]
+    return parts[2][len("author="):], parts[3].split(".", 1)[0].split("-", 1)[0]
 
 
 def _cover_aweme(key: str) -> str | None:
