@@ -1,4 +1,4 @@
-"""Restore verification (seed 000): replay one random recent day into a scratch database and compare.
+"""Restore verification: replay one random recent day into a scratch database and compare.
 
 "A backup you have never restored is a rumour." Pick a day from the last 30 that has an archive (the random seed
 and the day are recorded), parse every object of it (each must parse), load it into a scratch DuckDB, and check
@@ -95,7 +95,7 @@ def verify_day(store: ObjectStore, warehouse: Warehouse, day: date, *, seed: int
     report = RestoreReport(day=day, seed=seed, tolerance=tolerance)
     parsed = parse_day(store, day)
     report.objects = parsed.objects
-    report.unreadable = list(parsed.errors)
+    report.unreadable = list(parsed.corrupt)
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="restore-") as tmp:
         with open_warehouse(str(Path(tmp) / "scratch.duckdb")) as scratch:
             scratch.load_day(day, parsed.tables)

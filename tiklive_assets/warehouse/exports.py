@@ -96,7 +96,7 @@ def write_account_csvs(exports: Path, handles: Iterable[str], day: date) -> dict
     try:
         con.execute(
             f"CREATE VIEW posts_by_day AS SELECT * FROM read_parquet('{parquet_glob(exports, 'posts')}', "
-            "hive_partitioning = false)"
+            "hive_partitioning = false, union_by_name = true)"
         )
         for handle in handles:
             final = dated / f"{handle}.csv"

@@ -87,7 +87,7 @@ def default_marts_path(home: Path) -> Path:
 def _table_views(exports: Path) -> list[str]:
     statements = []
     for spec in schema.TABLES:
-        raw = f"read_parquet('{parquet_glob(exports, spec.name)}', hive_partitioning = false)"
+        raw = f"read_parquet('{parquet_glob(exports, spec.name)}', hive_partitioning = false, union_by_name = true)"
         if spec.mode == "window":
             statements.append(f"CREATE VIEW {spec.name} AS SELECT * FROM {raw}")
             continue

@@ -31,8 +31,9 @@ def posts_aweme_id_unique(data_root: DataRootResource, warehouse: WarehouseResou
     })
 
 
-@dg.asset_check(asset=POSTS, pool=DUCKDB_POOL, description="Seed 000's nightly restore test: replay a random day of the last 30 into a "
-                "scratch DuckDB; every object parses and every table matches the warehouse within tolerance.")
+@dg.asset_check(asset=POSTS, pool=DUCKDB_POOL, description="Nightly restore test (a backup never restored is a rumour): "
+                "replay a random day of the last 30 into a scratch DuckDB; every object is intact gzip and every table "
+                "(quarantine included) matches the warehouse within tolerance.")
 def restore_verification(context: dg.AssetCheckExecutionContext, data_root: DataRootResource,
                          archive_store: ArchiveStoreResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     seed = int(os.environ.get("TIKLIVE_RESTORE_SEED") or time.time_ns() % 2**31)
@@ -63,7 +64,9 @@ def archive_days_non_empty(archive_store: ArchiveStoreResource) -> dg.AssetCheck
     return dg.AssetCheckResult(passed=not empty, metadata={"empty_days": dg.MetadataValue.json([str(d) for d in empty])})
 
 
-@dg.asset_check(asset=archived_videos, pool=DUCKDB_POOL, description="No MP4 without a posts row, and no downloaded posts row without its MP4.")
+@dg.asset_check(asset=archived_videos, pool=DUCKDB_POOL, description="No archived media without a posts row, and no "
+                "downloaded posts row without its media: a video's MP4, or a photo post's images (<id>-<n>.jpg, with "
+                "its <id>.mp3 sound), which count as archived media, not as a missing MP4.")
 def videos_match_posts(data_root: DataRootResource, archive_store: ArchiveStoreResource,
                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
@@ -71,6 +74,7 @@ def videos_match_posts(data_root: DataRootResource, archive_store: ArchiveStoreR
     return dg.AssetCheckResult(passed=result.ok, metadata={
         "mp4_without_post": dg.MetadataValue.json(result.mp4_without_post[:100]),
         "post_without_mp4": dg.MetadataValue.json(result.post_without_mp4[:100]),
+        "photo_posts": result.photo_posts,
     })
 
 

@@ -7,6 +7,7 @@ transaction per day. Assets that write a DuckDB file take the ``duckdb_writer`` 
 dagster.yaml): one writer per file. Nothing opens a database before an asset runs.
 """
 
+import os
 from collections.abc import Iterator
 from datetime import date
 
@@ -32,6 +33,7 @@ from tiklive_assets.warehouse import (
     parse_day,
     write_account_csvs,
 )
+from tiklive_assets.warehouse.drift import schema_drift
 from tiklive_assets.warehouse.marts import EXAMPLE_QUERIES
 
 DUCKDB_POOL = "duckdb_writer"
@@ -40,6 +42,19 @@ BACKFILL = dg.BackfillPolicy.single_run()
 CAPTURE_KEYS = [asset.key for asset in CAPTURE_ASSETS]
 TABLE_KEYS = {table.name: dg.AssetKey(["warehouse", table.name]) for table in TABLES}
 MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in MARTS}
+# Quarantined objects of a day over all its objects above which the day fails its check (default 1 %)
+QUARANTINE_MAX_RATIO = float(os.environ.get("TIKLIVE_QUARANTINE_MAX_RATIO", "0.01"))
+QUARANTINE_CHECK = dg.AssetCheckSpec(
+    "quarantine_ratio", asset=TABLE_KEYS["quarantine"],
+    description=f"At most {QUARANTINE_MAX_RATIO:.1%} of a day's archived objects are quarantined "
+    "(TIKLIVE_QUARANTINE_MAX_RATIO). A few odd objects never fail a day, but more than that means the API changed "
+    "shape and the parsers need a fix; replaying the day afterwards parses them again.",
+)
+DRIFT_CHECK = dg.AssetCheckSpec(
+    "schema_drift", asset=TABLE_KEYS["schema_fields"],
+    description="Each endpoint's fields (paths and JSON types) match the last earlier day that saw it: a warning "
+    "lists fields that appeared, vanished or changed type, so an API change is known before data is lost.",
+)
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -57,6 +72,7 @@ def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     backfill_policy=BACKFILL,
     pool=DUCKDB_POOL,
     can_subset=False,
+    check_specs=[QUARANTINE_CHECK, DRIFT_CHECK],
     name="warehouse_tables",
 )
 def warehouse_tables(
@@ -65,24 +81,57 @@ def warehouse_tables(
     data_root: DataRootResource,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult]:
-    """Parse each day's archived objects and replace that day in the warehouse (DuckDB file or Postgres)."""
+    """Parse each day's archived objects and replace that day in the warehouse (DuckDB file or Postgres).
+
+    Objects no parser can read are quarantined (the ``quarantine`` table) and the rest of the day loads; values
+    that could not be coerced are nulled and counted per field; error responses are counted, never parsed."""
     days = partition_days(context)
     store = archive_store.open()
     url = warehouse.resolved_url(data_root.root().home)
     with warehouse.open(data_root.root().home) as wh:
         report = load_days(store, wh, days)
         totals = {name: wh.row_count(name) for name in TABLE_KEYS}
+        drift = {str(day): schema_drift(wh, day) for day in days}
     for problem in report.errors[:20]:
-        context.log.warning("skipped: %s", problem)
+        context.log.warning("quarantined: %s", problem)
+    common = {
+        "days": f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0]),
+        "archive_objects": report.objects,
+        "quarantined": report.quarantined,
+        "items_without_id": report.items_without_id,
+        "values_nulled": report.values_nulled_total,
+        "error_responses": sum(report.error_responses.values()),
+        "warehouse": describe_url(url),
+        "seconds": round(report.seconds, 2),
+    }
     for name, key in TABLE_KEYS.items():
-        yield dg.MaterializeResult(asset_key=key, metadata={
-            "dagster/row_count": report.rows.get(name, 0),
-            "table_rows_total": totals[name],
-            "days": f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0]),
-            "archive_objects": report.objects,
-            "unreadable_objects": len(report.errors),
-            "warehouse": describe_url(url),
-            "seconds": round(report.seconds, 2),
+        metadata = {"dagster/row_count": report.rows.get(name, 0), "table_rows_total": totals[name], **common}
+        if name == "quarantine":
+            metadata["quarantined_keys"] = dg.MetadataValue.json(report.errors[:100])
+            metadata["corrupt_objects"] = dg.MetadataValue.json(report.corrupt[:100])
+        elif name == "posts":
+            metadata["values_nulled_by_field"] = dg.MetadataValue.json(dict(report.values_nulled.most_common(50)))
+            metadata["posts_without_author"] = report.posts_without_author
+        elif name == "credits_ledger":
+            metadata["error_responses_by_reason"] = dg.MetadataValue.json(dict(sorted(report.error_responses.items())))
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    ratios = {str(day): report.quarantined_by_day.get(day, 0) / max(report.objects_by_day.get(day, 0), 1)
+              for day in days}
+    worst = max(ratios.values(), default=0.0)
+    yield dg.AssetCheckResult(
+        check_name=QUARANTINE_CHECK.name, asset_key=QUARANTINE_CHECK.asset_key, passed=worst <= QUARANTINE_MAX_RATIO,
+        severity=dg.AssetCheckSeverity.ERROR, metadata={
+            "quarantined": report.quarantined, "archive_objects": report.objects,
+            "worst_ratio": round(worst, 6), "max_ratio": QUARANTINE_MAX_RATIO,
+            "ratio_by_day": dg.MetadataValue.json({d: round(r, 6) for d, r in ratios.items()}),
+            "quarantined_keys": dg.MetadataValue.json(report.errors[:100]),
+        })
+    drifted = {day: {d.endpoint: d.as_json() for d in found} for day, found in drift.items() if found}
+    yield dg.AssetCheckResult(
+        check_name=DRIFT_CHECK.name, asset_key=DRIFT_CHECK.asset_key, passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN, metadata={
+            "endpoints_drifted": sum(len(found) for found in drifted.values()),
+            "drift": dg.MetadataValue.json(drifted),
         })
 
 
@@ -152,7 +201,7 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
     backfill_policy=BACKFILL,
     group_name=GROUP,
     kinds={"csv"},
-    description="Seed 002's CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
+    description="A CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
     "comment_count, share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day.",
 )
 def account_csv_exports(
