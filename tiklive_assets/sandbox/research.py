@@ -240,9 +240,9 @@ FAULTS: dict[str, tuple[int, str, str]] = {
 # Under realism: (endpoint, n-th request to it) -> the failure it answers once, as real runs meet them.
 REALISTIC_FAULTS: dict[tuple[str, int], str] = {
     ("/v2/research/video/query/", 2): "invalid_count_or_cursor",
-    ("/v2/research/video/query/", 4): "gateway_504",
-    ("/v2/research/video/query/", 6): "internal_error",
-    ("/v2/research/video/query/", 8): "something_went_wrong",
+    ("/v2/research/video/query/", 3): "gateway_504",  # the retry of the same page fails again, differently
+    ("/v2/research/video/query/", 5): "internal_error",
+    ("/v2/research/video/query/", 6): "something_went_wrong",
     ("/v2/research/user/followers/", 2): "invalid_count_or_cursor",
     ("/v2/research/user/following/", 1): "gateway_504",
     ("/v2/research/user/info/", 2): "internal_error",
@@ -275,6 +275,8 @@ class ResearchSandboxConfig:
     daily_quota: int = 1000
     search_ttl_seconds: float = 6 * 3600.0
     realism: bool = False  # serve what recorded responses of the real API show (see the module docstring)
+    # (endpoint, n-th request to it) -> a kind of FAULTS answered once; None: REALISTIC_FAULTS under realism
+    faults: dict[tuple[str, int], str] | None = None
 
 
 @dataclass
@@ -389,8 +391,10 @@ class ResearchSandbox:
             with self._lock:
                 injected = self._fail_queue.popleft() if self._fail_queue else None
                 self._per_endpoint[path] += 1
-                if injected is None and self.config.realism:
-                    injected = REALISTIC_FAULTS.get((path, self._per_endpoint[path]))
+                script = self.config.faults if self.config.faults is not None else (
+                    REALISTIC_FAULTS if self.config.realism else {})
+                if injected is None:
+                    injected = script.get((path, self._per_endpoint[path]))
             if injected == "gateway_504":
                 self._count_code("gateway_504")
                 return 504, RawBody(GATEWAY_504), {}
