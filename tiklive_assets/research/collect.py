@@ -37,7 +37,7 @@ from tiklive_assets.research.errors import (
     SearchIdExpired,
     TransientApiError,
 )
-from tiklive_assets.research.pagination import VIDEO_QUERY_PAGES, DEFAULT_PAUSE, ResearchPage, ResearchPages
+from tiklive_assets.research.pagination import DEFAULT_PAUSE, VIDEO_QUERY_PAGES, ResearchPage, ResearchPages
 from tiklive_assets.tolerant import as_id, strip_nul
 from tiklive_assets.research.quota import ResearchState, WindowProgress
 from tiklive_assets.research.windows import Window
