@@ -14,10 +14,14 @@ import json
 import sqlite3
 from pathlib import Path
 
+import dagster as dg
+import duckdb
 import pytest
 
 from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS, account_profiles, archived_videos, discovery_queue
+from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
+from tiklive_assets.defs.warehouse.resources import WarehouseResource
 from tiklive_assets.sandbox import DEFAULT_API_KEY, cover_bytes
 from tiklive_assets.sandbox.corpus import music_bytes
 from tiklive_assets.state import StateDB
@@ -253,6 +257,22 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
         assert len([k for k in keys if "-error-" not in k]) == 1, keys
     errors = [k for k in rig.listing("tiklive-raw/") if "-error-" in k]
     assert any("-error-upstream" in k for k in errors) and any("-error-notjson" in k for k in errors)
+
+    # ... and the warehouse loads that day with no step failed, from the archive alone
+    loaded = dg.materialize(
+        WAREHOUSE_ASSETS, partition_key=today().isoformat(), instance=rig.instance, raise_on_error=False,
+        resources={**rig.resources(), "warehouse": WarehouseResource(url=str(rig.home / "warehouse.duckdb"))},
+    )
+    assert loaded.success, failures(loaded)
+    with duckdb.connect(str(rig.home / "warehouse.duckdb"), read_only=True) as db:
+        bio = db.execute("SELECT bio_link FROM users WHERE user_id = ?", [ALICE_ID]).fetchone()[0]
+        kinds = dict(db.execute("SELECT kind, count(*) FROM posts WHERE storage_key IS NOT NULL GROUP BY kind").fetchall())
+        captured = {r[0] for r in db.execute("SELECT aweme_id FROM posts WHERE storage_key IS NOT NULL").fetchall()}
+        quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
+    assert sb.realism.variant_of("bio", ALICE_ID, 3) == 0  # the sandbox served alice's bioLink as {"link", "risk"}
+    assert bio == "example.com/alice123"  # kept as its link text
+    assert kinds == {"photo": len(photos), "video": len(queue) - len(photos)}
+    assert captured == set(queue) and quarantined == 0
 
 
 # -- the state database learns the photo-post file kinds -------------------------------------------------------

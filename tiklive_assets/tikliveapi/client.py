@@ -240,7 +240,7 @@ class TikLiveClient:
                 raise BalanceExhausted(endpoint, detail, self.credits.total)
             if kind is not None:
                 self.credits.count_not_data(kind)
-                log.warning("%s: HTTP 200 that is not data (%s; attempt %d)", endpoint, detail, attempt)
+                log.info("%s: HTTP 200 that is not data (%s; attempt %d, retried)", endpoint, detail, attempt)
                 raise _NotData(endpoint, detail, 200)
             return response
         if status == 404:
