@@ -23,6 +23,31 @@ def _put(store: ObjectStore, day: date, endpoint: str, slug: str, body: object) 
     return key
 
 
+def put_raw(store: ObjectStore, day: date, endpoint: str, slug: str, body: object | bytes, *,
+            fetched: datetime | None = None) -> str:
+    """One archived response as the capture writes it: gzip (MTIME = fetch time) of the JSON of ``body``, or of
+    ``body`` itself when it is bytes (a body that is not JSON, archived raw under ``<slug>-error-notjson``)."""
+    key = raw_key(day, endpoint, slug)
+    payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+    moment = fetched or datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    store.put_bytes(key, gzip.compress(payload, mtime=int(moment.timestamp())), content_type="application/json",
+                    content_encoding="gzip")
+    return key
+
+
+def put_photo_media(store: ObjectStore, day: date, handle: str, aweme_id: str, images: list[bytes],
+                    sound: bytes) -> list[str]:
+    """A photo post's files as the capture stores them: ``<id>-<n>.jpg`` per image (n from 1), ``<id>.mp3``."""
+    stem = video_key(day, handle, aweme_id).removesuffix(".mp4")
+    keys = []
+    for n, data in enumerate(images, start=1):
+        keys.append(f"{stem}-{n}.jpg")
+        store.put_bytes(keys[-1], data, content_type="image/jpeg")
+    store.put_bytes(f"{stem}.mp3", sound, content_type="audio/mpeg")
+    store.put_bytes(f"{stem}.json", b"{}", content_type="application/json")
+    return keys
+
+
 def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
     """One day's capture in the sandbox's shapes: profiles, listings, details (one 404), follows, comments, MP4s."""
     now = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
