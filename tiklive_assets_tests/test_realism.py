@@ -269,8 +269,9 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
         kinds = dict(db.execute("SELECT kind, count(*) FROM posts WHERE storage_key IS NOT NULL GROUP BY kind").fetchall())
         captured = {r[0] for r in db.execute("SELECT aweme_id FROM posts WHERE storage_key IS NOT NULL").fetchall()}
         quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    assert sb.realism.variant_of("bio", ALICE_ID, 3) == 0  # the sandbox served alice's bioLink as {"link", "risk"}
-    assert bio == "example.com/alice123"  # kept as its link text
+    profile = rig.raw_json(next(k for k in rig.listing("tiklive-raw/") if k.endswith(f"userinfo-by-id/{ALICE_ID}.json.gz")))
+    assert profile["user"]["bioLink"] == {"link": "example.com/alice123", "risk": 3}  # served as an object ...
+    assert bio == "example.com/alice123"  # ... kept as its link text
     assert kinds == {"photo": len(photos), "video": len(queue) - len(photos)}
     assert captured == set(queue) and quarantined == 0
 
