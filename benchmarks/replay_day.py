@@ -1,15 +1,24 @@
-"""Benchmark (issue 4, item 11): replay one day of 50,000 archived /post-detail/ objects into DuckDB.
+"""Benchmark: replay one day of 50,000 archived objects into DuckDB, against a bare read + gunzip + json.loads loop.
 
-Generates the day in the sandbox's exact shape (bodies from ``tiklive_assets.sandbox.Corpus.detail``, each object
-given its own aweme_id and counters, gzip JSON under ``tiklive-raw/YYYY/MM/DD/post-detail/<id>.json.gz`` on a local
-store), then times ``parse_day`` + ``load_day`` into a fresh DuckDB file and reports objects/s and peak RSS.
-Run it warm (the generation leaves the files in the page cache), as the issue's reference figures were:
+Generates the day from the sandbox's bodies (``tiklive_assets.sandbox.Corpus.detail``, each object given its own
+aweme_id and counters) with the variants real APIs send, in proportions of a real day: most objects clean, and
+~10 % string counters, ~5 % ``video_id`` instead of ``aweme_id``, ~5 % photo posts (``images[]``, duration 0),
+~2 % null ``music_info`` or ``""`` music, ~1 % integer ids, plus profiles with ``bioLink`` objects (~2 %),
+error objects (``-error-balance``/``-upstream``/``-notjson``, ~0.3 %) and unparsable ones (~0.1 %). Objects are
+gzip JSON with the fetch time in the gzip header, as the capture writes them, under
+``tiklive-raw/YYYY/MM/DD/<endpoint>/<slug>.json.gz`` on a local store.
 
-    .venv/bin/python benchmarks/replay_day.py                 # 50,000 objects, 2 processes
-    .venv/bin/python benchmarks/replay_day.py --processes 1   # single process
-    .venv/bin/python benchmarks/replay_day.py --days 3        # 3 days: per-day cost of a multi-day run
+It then times, over the same files: the bare loop (``open().read()`` + ``zlib.decompress`` + ``json.loads`` per
+object, one core: the floor any parser pays), and ``parse_day`` + ``load_day`` into a fresh DuckDB file. It prints
+objects/s of each, their ratio (a figure that holds across machines), and peak RSS. Run it warm (generation leaves
+the files in the page cache); other load on the machine skews wall time, so use ``--repeat`` and read the best:
 
-Target: >= 20,000 objects/s end to end, peak RSS <= 500 MB.
+    .venv/bin/python benchmarks/replay_day.py --repeat 3                 # 50,000 objects, 2 processes
+    .venv/bin/python benchmarks/replay_day.py --processes 1 --repeat 3   # single process
+    .venv/bin/python benchmarks/replay_day.py --days 3                   # 3 days: per-day cost of a multi-day run
+
+Targets: one process >= 0.7 of the bare loop end to end; two processes >= 20,000 objects/s end to end; peak RSS
+<= 500 MB.
 """
 
 from __future__ import annotations
@@ -24,14 +33,15 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+import zlib
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from tiklive_assets.sandbox import Corpus
 from tiklive_assets.storage import LocalStore
 from tiklive_assets.storage.keys import raw_key
 from tiklive_assets.warehouse import open_warehouse, parse_day
-from tiklive_assets.warehouse.reader import parser_pool
+from tiklive_assets.warehouse.reader import local_raw_keys, parser_pool
 
 TEMPLATES = 400
 
@@ -42,22 +52,78 @@ def templates(now: float) -> list[dict]:
     return [corpus.detail(aweme_id, now) for aweme_id in ids]
 
 
+def _variant(body: dict, i: int) -> tuple[str, str, object]:
+    """(endpoint, slug, body or raw bytes) for object ``i``: the clean shape most of the time, a variant otherwise."""
+    aweme_id = body["aweme_id"]
+    bucket = i % 1000
+    if bucket < 100:  # string counters
+        for counter in ("play_count", "digg_count", "comment_count", "share_count"):
+            body[counter] = str(body[counter])
+    elif bucket < 150:  # the id named video_id
+        body["video_id"] = body.pop("aweme_id")
+    elif bucket < 200:  # a photo post: images, no video duration, play is the sound
+        body["images"] = [f"https://cdn.example/{aweme_id}-{n}.jpg" for n in range(1, 2 + i % 5)]
+        body["duration"] = 0
+        body["play"] = body["wmplay"] = f"https://cdn.example/{aweme_id}.mp3"
+    elif bucket < 220:
+        body["music_info"] = None
+        body["music"] = ""
+    elif bucket < 230:  # integer ids
+        body["aweme_id"] = int(aweme_id)
+    elif bucket < 250:  # a profile whose bioLink is an object, flags as 1/0
+        author = body["author"]
+        return "userinfo-by-username", f"{author['unique_id']}_{i}", {
+            "user": {"id": author["id"], "uniqueId": author["unique_id"], "nickname": author["nickname"],
+                     "verified": i % 2, "privateAccount": 0, "bioLink": {"link": "https://example.org", "risk": 3}},
+            "stats": {"followerCount": str(1000 + i), "followingCount": 10, "videoCount": 5, "heartCount": None}}
+    elif bucket == 250:
+        return "post-detail", f"{aweme_id}-error-balance", {"message": "Your balance is not enough"}
+    elif bucket == 251:
+        return "post-detail", f"{aweme_id}-error-upstream", {"code": -1, "msg": "server busy"}
+    elif bucket == 252:
+        return "post-detail", f"{aweme_id}-error-notjson", b"<html><body>502 Bad Gateway</body></html>"
+    elif bucket == 253:  # unparsable: a truncated body, archived as if it were data
+        return "post-detail", aweme_id, json.dumps(body).encode()[:200]
+    return "post-detail", aweme_id, body
+
+
 def generate(root: Path, day: date, count: int, bodies: list[dict]) -> int:
-    """Write ``count`` gzip JSON objects straight into the LocalStore layout (no fsync per file: a fixture)."""
-    directory = root / raw_key(day, "post-detail", "1").rsplit("/", 1)[0]
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write ``count`` gzip objects straight into the LocalStore layout (no fsync per file: a fixture)."""
     written = 0
     base = int(day.strftime("%Y%m%d")) * 10**9
+    fetched = int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp())
+    directories: set[Path] = set()
     for i in range(count):
         body = dict(bodies[i % len(bodies)])
         aweme_id = str(7_000_000_000_000_000_000 + base + i)
         body["aweme_id"] = aweme_id
         for counter in ("play_count", "digg_count", "comment_count", "share_count"):
             body[counter] = int(body[counter]) + i % 997
-        data = gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6, mtime=0)
-        (directory / f"{aweme_id}.json.gz").write_bytes(data)
+        endpoint, slug, payload = _variant(body, i)
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+        data = gzip.compress(raw, compresslevel=6, mtime=fetched + i % 36_000)
+        path = root / raw_key(day, endpoint, slug)
+        if path.parent not in directories:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            directories.add(path.parent)
+        path.write_bytes(data)
         written += len(data)
     return written
+
+
+def bare_loop(archive: Path, days: list[date]) -> tuple[int, float]:
+    """(objects, seconds) of read + gunzip + json.loads over the same files, one core: the floor of any replay."""
+    store = LocalStore(archive)
+    paths = [os.path.join(str(archive), key) for day in days for key in local_raw_keys(store, day)]
+    started = time.monotonic()
+    for path in paths:
+        with open(path, "rb") as f:
+            gz = f.read()
+        try:
+            json.loads(zlib.decompress(gz, 31))
+        except ValueError:
+            pass  # the few bodies that are not JSON cost the same to try
+    return len(paths), time.monotonic() - started
 
 
 def _generate_days(archive: Path, days: list[date], count: int) -> int:
@@ -83,9 +149,11 @@ def _replay(archive: Path, target: Path, days: list[date], processes: int) -> tu
             pool.shutdown()
         posts = warehouse.row_count("posts")
         history = warehouse.row_count("post_metrics_history")
+        quarantined = warehouse.row_count("quarantine")
+        photos = warehouse.query("SELECT count(*) FROM posts WHERE kind = 'photo'")[0][0]
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     cpu = sum(u.ru_utime + u.ru_stime for u in usage)
-    return (per_day, took, posts, history, *peak_rss_mb(), cpu, os.getloadavg()[0])
+    return (per_day, took, posts, history, *peak_rss_mb(), cpu, os.getloadavg()[0], quarantined, photos)
 
 
 def peak_rss_mb() -> tuple[float, float]:
@@ -102,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=1, help="days to generate and replay in one run (default 1)")
     parser.add_argument("--processes", type=int, default=2, help="parser processes (default 2: this host's cores)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one, removed)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs over the same files; the best is reported")
     args = parser.parse_args(argv)
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="tiklive-bench-"))
@@ -113,27 +182,46 @@ def main(argv: list[str] | None = None) -> int:
         # generate in a child process, so the replay below starts from a clean heap and its peak RSS is its own
         with multiprocessing.get_context("fork").Pool(1) as generator:
             gz_bytes = generator.apply(_generate_days, (archive, days, args.objects))
-        print(f"generated {args.objects:,} /post-detail/ objects x {args.days} day(s) "
+        print(f"generated {args.objects:,} objects (post-detail with real-world variants, profiles, errors) x {args.days} day(s) "
               f"({gz_bytes / 1e6:.1f} MB gzip) in {time.monotonic() - started:.1f}s under {archive}")
-        target.unlink(missing_ok=True)
-        # replay in a fresh child too: its RUSAGE_SELF / RUSAGE_CHILDREN are the replay's and its parsers' alone
         context = multiprocessing.get_context("fork")
-        receive, send = context.Pipe(duplex=False)
-        runner = context.Process(target=lambda: send.send(_replay(archive, target, days, args.processes)))
-        runner.start()
-        per_day, took, posts, history, own, children, cpu, load = receive.recv()
-        runner.join()
-        total = sum(n for _, n, _, _ in per_day)
-        for day, n, parse_s, load_s in per_day:
-            print(f"  {day}: {n:,} objects, parse {parse_s:.2f}s + load {load_s:.2f}s = "
-                  f"{n / (parse_s + load_s):,.0f} objects/s")
-        print(f"replayed {total:,} objects in {took:.2f}s: {total / took:,.0f} objects/s end to end "
-              f"({posts:,} posts, {history:,} metric rows) with {args.processes} process(es)")
-        print(f"peak RSS: {own:.0f} MB (replaying process), {children:.0f} MB (largest parser process)")
-        print(f"CPU: {cpu:.2f} s user+sys in all replay processes = {total / cpu:,.0f} objects per CPU-second "
-              f"(1-minute load average at the end: {load:.1f} on {os.cpu_count()} cores; other work skews wall time)")
-        ok = total / took >= 20_000 and max(own, children) <= 500
-        print("target (>= 20,000 objects/s, <= 500 MB): " + ("met" if ok else "NOT met"))
+        best = None
+        for attempt in range(1, args.repeat + 1):
+            objects, bare_s = bare_loop(archive, days)
+            target.unlink(missing_ok=True)
+            # replay in a fresh child: its RUSAGE_SELF / RUSAGE_CHILDREN are the replay's and its parsers' alone
+            receive, send = context.Pipe(duplex=False)
+            runner = context.Process(target=lambda: send.send(_replay(archive, target, days, args.processes)))
+            runner.start()
+            per_day, took, posts, history, own, children, cpu, load, quarantined, photos = receive.recv()
+            runner.join()
+            total = sum(n for _, n, _, _ in per_day)
+            rate, bare_rate = total / took, objects / bare_s
+            print(f"run {attempt}/{args.repeat}:")
+            print(f"  bare loop (read + gunzip + json.loads, 1 core): {objects:,} objects in {bare_s:.2f}s = "
+                  f"{bare_rate:,.0f} objects/s")
+            for day, n, parse_s, load_s in per_day:
+                print(f"  {day}: {n:,} objects, parse {parse_s:.2f}s + load {load_s:.2f}s = "
+                      f"{n / (parse_s + load_s):,.0f} objects/s (parse alone {n / parse_s:,.0f}/s = "
+                      f"{n / parse_s / bare_rate:.2f} of the bare loop)")
+            print(f"  replayed {total:,} objects in {took:.2f}s: {rate:,.0f} objects/s end to end = "
+                  f"{rate / bare_rate:.2f} of the bare loop ({posts:,} posts of which {photos:,} photo, "
+                  f"{history:,} metric rows, {quarantined} quarantined) with {args.processes} process(es)")
+            print(f"  peak RSS: {own:.0f} MB (replaying process), {children:.0f} MB (largest parser process); CPU "
+                  f"{cpu:.2f} s = {total / cpu:,.0f} objects per CPU-second (load average {load:.1f} on "
+                  f"{os.cpu_count()} cores)")
+            if best is None or rate / bare_rate > best[1] / best[2]:
+                best = (attempt, rate, bare_rate, max(own, children))
+        attempt, rate, bare_rate, rss = best
+        ratio = rate / bare_rate
+        if args.processes == 1:
+            ok, target_text = ratio >= 0.7 and rss <= 500, ">= 0.7 of the bare loop in one process, <= 500 MB"
+        else:
+            ok, target_text = rate >= 20_000 and rss <= 500, ">= 20,000 objects/s end to end, <= 500 MB"
+        print(f"best run {attempt}: {rate:,.0f} objects/s end to end, bare loop {bare_rate:,.0f} objects/s, ratio "
+              f"{ratio:.2f}, peak RSS {rss:.0f} MB")
+        verdict = "PASS" if ok else "FAIL"
+        print(f"VERDICT: {verdict}: target {target_text}")
         return 0 if ok else 1
     finally:
         if args.dir is None:
