@@ -10,6 +10,7 @@ function of archived objects, which is what makes ``tiklive replay`` reproduce i
 * :mod:`.exports`   Parquet per table per day and CSV per tracked account, swapped in atomically
 * :mod:`.marts`     the marts file: DuckDB views over the Parquet exports
 * :mod:`.replay`    rebuild a range of days
+* :mod:`.drift`     schema drift: a day's field signature per endpoint against the last earlier day
 """
 
 from .backends import (
