@@ -77,6 +77,8 @@ def build_archive(store: ObjectStore, days: list[date] = DAYS) -> dict[str, str]
         "research_videos": raw_key(day, "video-query", "20260501-20260507-q0123456789-g1-cursor0", prefix="research-raw"),
         "research_bob": raw_key(day, "user-info", "bob", prefix="research-raw"),
         "research_alice_followers": raw_key(day, "user-followers", "alice123-cursor0", prefix="research-raw"),
+        "research_bob_comments": raw_key(day, "video-comments", "2-cursor0", prefix="research-raw"),
+        "research_alice_comments": raw_key(day, "video-comments", "1-cursor0", prefix="research-raw"),
     }
     _put(store, keys["hashtag"], {
         "videos": [CORPUS.listing_item(p, now) for p in alice_posts[:2] + bob_posts[:2]], "cursor": "4",
@@ -101,6 +103,11 @@ def build_archive(store: ObjectStore, days: list[date] = DAYS) -> dict[str, str]
         {**video, "id": 1, "username": "alice123"}, {**video, "id": 2, "username": "bob"}],
         "cursor": 2, "has_more": False, "search_id": "s"}, "error": {"code": "ok"}})
     _put(store, keys["research_bob"], {"data": {"display_name": "Bob", "follower_count": 3}, "error": {"code": "ok"}})
+    for video_id, key in ((2, "research_bob_comments"), (1, "research_alice_comments")):  # no commenter is named
+        _put(store, keys[key], {"data": {"comments": [
+            {"id": 7300000000000000000 + video_id, "video_id": video_id, "text": "nice", "like_count": 1,
+             "reply_count": 0, "parent_comment_id": video_id, "create_time": 1777000100}],
+            "cursor": 1, "has_more": False}, "error": {"code": "ok"}})
     _put(store, keys["research_alice_followers"], {"data": {"user_followers": [
         {"display_name": "Bob", "username": "bob"}, {"display_name": "Zed", "username": "zed"}],
         "cursor": 2, "has_more": False}, "error": {"code": "ok"}})
@@ -145,6 +152,7 @@ BOB_ROWS = {
     "research_videos": "username = 'bob'",
     "research_users": "username = 'bob'",
     "research_follows": "username = 'bob' OR other_username = 'bob'",
+    "research_comments": "video_id = '2'",  # comments on bob's video
 }
 ALICE_ROWS = {
     "posts": "author_id = ?1",
@@ -154,6 +162,7 @@ ALICE_ROWS = {
     "post_metrics_history": "aweme_id IN (SELECT aweme_id FROM posts WHERE author_id = ?1)",
     "hashtags": "author_id = ?1",
     "research_videos": "username = 'alice123'",
+    "research_comments": "video_id = '1'",
 }
 
 

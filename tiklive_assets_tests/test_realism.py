@@ -294,3 +294,22 @@ def test_a_state_database_from_before_photo_posts_records_images_and_sound(tmp_p
         assert [f.storage_key for f in state.files_for("1")] == ["videos/x/1.mp4"]
         with pytest.raises(ValueError):
             state.record_file("2", "poster", "x", None, None, today())
+
+
+def test_a_comment_page_unreadable_through_every_retry_fails_only_its_walk(tmp_path: Path):
+    from tiklive_assets.defs.archive.assets import post_comments
+
+    config = base_config(accounts=[{"handle": "alice123", "followers": False, "following": False,
+                                    "comments": {"recent_videos": 2, "max_pages": 1, "reply_depth": 0}}])
+    with frozen_sandbox() as sb:
+        rig = Rig(sb, tmp_path / "home", local_store(tmp_path), config)
+        assert rig.run(account_profiles, discovery_queue).success
+        sb.fail_next(5, 200, body=b'{"comments": [{"id": "1", "te', endpoint="/post-comments/")  # one walk's 5 attempts
+        first = rig.run(post_comments)
+        assert first.success, failures(first)
+        left = metadata(first, post_comments)["left_for_next_run"]
+        assert len(left) == 1 and "not JSON" in left[0]
+        assert metadata(first, post_comments)["pages"] == 1  # the other video's walk went on
+        second = rig.run(post_comments)  # the walk left behind is taken again; the finished one is not
+        assert second.success and metadata(second, post_comments)["pages"] == 1
+        assert metadata(second, post_comments)["left_for_next_run"] == []

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.base import CONFLICT_MARKER
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, check_handle, check_id
+from tiklive_assets.tolerant import as_id, post_id
 
 from .legal_hold import (
     HoldSet,
@@ -73,7 +74,8 @@ _USER_ID_ENDPOINTS = frozenset({"userinfo-by-id", "user-posts", "user-followers"
 _HANDLE_ENDPOINTS = frozenset({"userid", "userinfo-by-username", "search-user"})
 _RESEARCH_HANDLE_ENDPOINTS = frozenset({"user-info", "user-followers", "user-following"})
 # raw endpoints whose slug entity is an aweme id
-_AWEME_ENDPOINTS = frozenset({"post-detail", "download-video", "post-comments", "post-comment-replies"})
+_AWEME_ENDPOINTS = frozenset({"post-detail", "download-video", "post-comments", "post-comment-replies",
+                              "video-comments"})  # the last: Research API comment pages, by video id
 # raw endpoints that never carry user data (no GET needed)
 _NO_USER_DATA = frozenset({"region-list", "challenge-info-id", "challenge-info-name"})
 # dict keys that make a dict a user object, and where its id / handle live
@@ -373,13 +375,18 @@ def _bounded_map(fn: Callable[[ObjectInfo], Any], items: Iterator[ObjectInfo], w
 
 
 def _owned_awemes(body: Any, matcher: UserMatcher) -> set[str]:
-    """aweme ids of posts in ``body`` whose author is the user (a post-detail, or items of a listing)."""
+    """ids of posts in ``body`` whose author is the user: a post-detail or listing items (the id under
+    ``aweme_id``, ``video_id`` or ``id``), and Research API videos (``id`` beside the author's ``username``)."""
     found: set[str] = set()
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
-            if "aweme_id" in node and isinstance(node.get("author"), dict) and matcher.matches_user(node["author"]):
-                found.add(str(node["aweme_id"]))
+            if isinstance(node.get("author"), dict) and matcher.matches_user(node["author"]):
+                if (aweme_id := post_id(node)) is not None:
+                    found.add(aweme_id)
+            elif isinstance(node.get("username"), str) and matcher.is_handle(node["username"]):
+                if (video_id := as_id(node.get("id"))) is not None:
+                    found.add(video_id)
             for v in node.values():
                 visit(v)
         elif isinstance(node, list):
@@ -491,9 +498,7 @@ def plan_erasure(
     # 3. posts discovered only in bodies: their per-post objects (listing only)
     discovered = plan.aweme_ids - known_before_bodies
     if discovered:
-        for prefix in raw_prefixes:
-            if prefix != f"{RAW_PREFIX}/":
-                continue
+        for prefix in raw_prefixes:  # TikLiveAPI's per-post pages, and the Research API's comment pages
             for info in store.list(prefix):
                 parts = _split_raw_key(info.key, prefix)
                 if parts and parts.endpoint in _AWEME_ENDPOINTS and parts.entity in discovered:
@@ -571,6 +576,8 @@ def _warehouse_statements(
         videos_of = f"id IN (SELECT id FROM research_videos WHERE {_in('lower(username)', handles)[0]})"
         research = [
             ("research_video_counters", [(videos_of, list(handles))], None),
+            # comments on the user's videos (the Research API names no commenter, so the video is the link)
+            ("research_comments", [(videos_of.replace("id IN", "video_id IN", 1), list(handles))], None),
             ("research_videos", [hnd("username")], None),
             ("research_users", [hnd("username")], None),
             ("research_follows", [hnd("username"), hnd("other_username")], None),

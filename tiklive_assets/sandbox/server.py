@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .corpus import HASHTAG_IDS, HASHTAGS, MUSIC, REGIONS, Corpus, cover_bytes, iter_video_bytes, music_bytes
 from .realism import Realism
-from .research import ResearchSandbox
+from .research import RawBody, ResearchSandbox, ResearchSandboxConfig
 
 DEFAULT_API_KEY = "sandbox-key"
 
@@ -151,7 +151,8 @@ class SandboxServer:
         self._lock = threading.Lock()
         self._error_rng = random.Random(f"sandbox-errors:{cfg.seed}")
         self._window: deque[float] = deque()
-        self.research = ResearchSandbox()  # the official Research API under /v2/ (its own clock offset and quota)
+        # the official Research API under /v2/ (its own clock offset and quota), as realistic as the rest
+        self.research = ResearchSandbox(ResearchSandboxConfig(realism=cfg.realism))
         self.reset_stats()
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self.port = self._httpd.server_address[1]
@@ -580,7 +581,12 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/cdn/"):
                 self._cdn(sb, path, query)
             elif path.startswith("/v2/"):
-                self._json(*sb.research.handle(method, path if path.endswith("/") else path + "/", query, self.headers, body))
+                status, obj, headers = sb.research.handle(method, path if path.endswith("/") else path + "/", query,
+                                                          self.headers, body)
+                if isinstance(obj, RawBody):  # a gateway page, sent as the real one is (HTML, not JSON)
+                    self._send(status, bytes(obj), obj.content_type, headers)
+                else:
+                    self._json(status, obj, headers)
             else:
                 if path != "/" and not path.endswith("/"):
                     path += "/"
