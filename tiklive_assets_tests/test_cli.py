@@ -133,3 +133,29 @@ def test_research_command_is_dispatched(tmp_path, capsys):
                  "--to", "2024-01-31", "--home", str(tmp_path)])
     assert code == 0
     assert "tagesschau" in capsys.readouterr().out
+
+
+def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_damaged_bytes(tmp_path: Path, monkeypatch,
+                                                                                        capsys):
+    from datetime import date
+
+    from tiklive_assets.cli import main
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets.storage import LocalStore
+    from tiklive_assets_tests.support.archive import put_raw, write_archive_day
+
+    day = date(2026, 5, 29)
+    store = LocalStore(tmp_path / "archive")
+    write_archive_day(store, day, Corpus(clock=lambda: 1780056000.0))
+    put_raw(store, day, "post-detail", "7000000000000000123", b'{"aweme_id": "7000000000000000123", "play')
+    monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIKLIVE_ARCHIVE_BUCKET", raising=False)
+    monkeypatch.delenv("TIKLIVE_WAREHOUSE_URL", raising=False)
+    assert main(["replay", "--from", str(day), "--to", str(day)]) == 0  # one odd object never fails a day
+    captured = capsys.readouterr()
+    assert "1 object(s) quarantined" in captured.err and "post-detail/7000000000000000123" in captured.err
+    assert "posts" in captured.out
+    damaged = store.root / "tiklive-raw/2026/05/29/post-detail/7000000000000000124.json.gz"
+    damaged.write_bytes(b"not gzip at all")
+    assert main(["replay", "--from", str(day), "--to", str(day)]) == 1
+    assert "damaged (not gzip)" in capsys.readouterr().err

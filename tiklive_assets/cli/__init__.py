@@ -327,9 +327,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {report.objects} objects in {report.seconds:.1f}s ({rate:,.0f} objects/s):")
     for name, rows in report.rows.items():
         print(f"  {name:<22} {rows:>10,} rows")
+    if report.items_without_id or report.values_nulled:
+        fields = ", ".join(f"{name} ({n})" for name, n in report.values_nulled.most_common(5))
+        print(f"{report.items_without_id} listed item(s) without any id skipped; "
+              f"{sum(report.values_nulled.values())} value(s) nulled (not readable unambiguously)"
+              + (f": {fields}" if fields else ""))
     if report.errors:
-        print(f"{len(report.errors)} object(s) could not be parsed and were skipped, for example:", file=sys.stderr)
+        print(f"{len(report.errors)} object(s) quarantined: no parser could read them, the rest of each day loaded. "
+              "They are listed in the `quarantine` table; replay the day again after a parser fix. For example:",
+              file=sys.stderr)
         for problem in report.errors[:5]:
+            print(f"  {problem}", file=sys.stderr)
+    if report.corrupt:
+        print(f"{len(report.corrupt)} archived object(s) are damaged (not gzip): restore them from the secondary "
+              "store or a backup, then replay. For example:", file=sys.stderr)
+        for problem in report.corrupt[:5]:
             print(f"  {problem}", file=sys.stderr)
         return 1
     return 0
