@@ -313,3 +313,17 @@ def test_a_comment_page_unreadable_through_every_retry_fails_only_its_walk(tmp_p
         second = rig.run(post_comments)  # the walk left behind is taken again; the finished one is not
         assert second.success and metadata(second, post_comments)["pages"] == 1
         assert metadata(second, post_comments)["left_for_next_run"] == []
+
+
+def test_a_listing_page_unreadable_through_every_retry_leaves_only_its_walk_for_the_next_run(tmp_path: Path):
+    with frozen_sandbox() as sb:
+        rig = Rig(sb, tmp_path / "home", local_store(tmp_path))  # alice's posts and hashtag 1001
+        sb.fail_next(5, 200, body=b"<html>502 Bad Gateway</html>", endpoint="/challenge-posts/")
+        first = rig.run(account_profiles, discovery_queue)
+        assert first.success, failures(first)
+        meta = metadata(first, discovery_queue)
+        assert meta["new_ids_by_source"] == {"account:alice123": 4}
+        assert len(meta["left_for_next_run"]) == 1 and "hashtag:1001" in meta["left_for_next_run"][0]
+        second = rig.run(discovery_queue)
+        assert second.success and metadata(second, discovery_queue)["new_ids_by_source"] == {"hashtag:1001": 4}
+        assert metadata(second, discovery_queue)["walks_already_complete"] == 1

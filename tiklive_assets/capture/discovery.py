@@ -96,6 +96,10 @@ def walk_listing(
     except NotFound as exc:
         log.warning("%s is unavailable: %s", source, exc.reason)
         report.unavailable.append(f"{source}: {exc.reason}")
+    except BadResponse as exc:  # a page unreadable through every retry: this walk resumes from its cursor next run
+        log.warning("%s: %s (left for the next run)", source, exc)
+        report.failed.append(f"{source}: {exc}")
+        return
     state.set_value(complete_key(scope), "1")
 
 
