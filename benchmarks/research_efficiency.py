@@ -33,9 +33,9 @@ from tiklive_assets.sandbox.research import (
     DEFAULT_CLIENT_KEY,
     DEFAULT_CLIENT_SECRET,
     ResearchSandboxConfig,
-    ResearchSandboxServer,
     corpus_videos,
 )
+from tiklive_assets.sandbox.server import SandboxConfig, SandboxServer
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import LocalStore
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = sum(max(1, math.ceil(n / 100)) for n in per_window)
     returned = sum(len(corpus_videos(args.user, w.start, w.end, realism=args.realism)) for w in windows)
     config = ResearchSandboxConfig(page_interval=args.pause, realism=args.realism)
-    with tempfile.TemporaryDirectory() as tmp, ResearchSandboxServer(config) as server:
+    with tempfile.TemporaryDirectory() as tmp, SandboxServer(SandboxConfig(research=config)) as server:
         db = StateDB.from_url(f"sqlite:///{Path(tmp) / 'state.sqlite'}")
         state = ResearchState(db)
         ledger = QuotaLedger(state, today=server.research.today)

@@ -32,11 +32,11 @@ from tiklive_assets.sandbox.research import (
     DEFAULT_CLIENT_SECRET,
     PRIVATE_USERNAME,
     ResearchSandboxConfig,
-    ResearchSandboxServer,
     corpus_videos,
     find_video,
     video_comments,
 )
+from tiklive_assets.sandbox.server import SandboxConfig, SandboxServer
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import LocalStore
 
@@ -47,7 +47,7 @@ JAN = (date(2024, 1, 1), date(2024, 1, 30))  # one window; 20minuten has more th
 
 
 class Rig:
-    def __init__(self, server: ResearchSandboxServer, tmp: Path) -> None:
+    def __init__(self, server: SandboxServer, tmp: Path) -> None:
         self.server = server
         self.research = server.research
         self.db = StateDB.from_url(f"sqlite:///{tmp / 'state.sqlite'}")
@@ -76,7 +76,8 @@ class Rig:
 
 
 def _rig(tmp_path, realism: bool, faults=None):
-    server = ResearchSandboxServer(ResearchSandboxConfig(page_interval=INTERVAL, realism=realism, faults=faults))
+    research = ResearchSandboxConfig(page_interval=INTERVAL, realism=realism, faults=faults)
+    server = SandboxServer(SandboxConfig(research=research))
     server.start()
     rig = Rig(server, tmp_path)
     return rig

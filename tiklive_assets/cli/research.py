@@ -140,15 +140,11 @@ def run(args: argparse.Namespace) -> int:
             print("--realism configures the bundled sandbox: pass it with --sandbox", file=sys.stderr)
             return EXIT_USAGE
         if args.sandbox:
-            from tiklive_assets.sandbox.research import (
-                DEFAULT_CLIENT_KEY,
-                DEFAULT_CLIENT_SECRET,
-                ResearchSandboxConfig,
-                ResearchSandboxServer,
-            )
+            from tiklive_assets.sandbox import SandboxConfig, SandboxServer
+            from tiklive_assets.sandbox.research import DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, ResearchSandboxConfig
 
-            server = stack.enter_context(ResearchSandboxServer(ResearchSandboxConfig(page_interval=pause,
-                                                                                     realism=args.realism)))
+            research = ResearchSandboxConfig(page_interval=pause, realism=args.realism)
+            server = stack.enter_context(SandboxServer(SandboxConfig(realism=args.realism, research=research)))
             base_url, key, secret = server.base_url, DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET
             backoff = SANDBOX_BACKOFF
             print(f"sandbox Research API started at {server.base_url} (synthetic data, pages {pause:g} s apart"

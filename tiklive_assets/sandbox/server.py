@@ -49,6 +49,7 @@ class SandboxConfig:
     accounts: int = 6
     realism: bool = False  # serve the payload variants real responses show (see sandbox/realism.py)
     credit_balance: int | None = None  # requests the account may still make; None: unlimited
+    research: ResearchSandboxConfig | None = None  # the Research API under /v2/; None: defaults, same realism
 
 
 @dataclass
@@ -152,7 +153,7 @@ class SandboxServer:
         self._error_rng = random.Random(f"sandbox-errors:{cfg.seed}")
         self._window: deque[float] = deque()
         # the official Research API under /v2/ (its own clock offset and quota), as realistic as the rest
-        self.research = ResearchSandbox(ResearchSandboxConfig(realism=cfg.realism))
+        self.research = ResearchSandbox(cfg.research or ResearchSandboxConfig(realism=cfg.realism))
         self.reset_stats()
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self.port = self._httpd.server_address[1]
