@@ -327,3 +327,12 @@ def test_a_listing_page_unreadable_through_every_retry_leaves_only_its_walk_for_
         second = rig.run(discovery_queue)
         assert second.success and metadata(second, discovery_queue)["new_ids_by_source"] == {"hashtag:1001": 4}
         assert metadata(second, discovery_queue)["walks_already_complete"] == 1
+
+
+def test_errors_a_retry_cannot_fix_are_never_retried_by_dagster(tmp_path: Path):
+    with frozen_sandbox(api_key="another-key") as sb:  # the rig sends sandbox-key: rejected, 401
+        rig = Rig(sb, tmp_path / "home", local_store(tmp_path))
+        result = rig.run(account_profiles)
+        assert not result.success and "AuthError" in " ".join(failures(result).values())
+        restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
+        assert restarts == [] and sb.stats()["api_requests"] == 1  # one refused request, no second attempt

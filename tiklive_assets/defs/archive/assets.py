@@ -24,8 +24,13 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
-from tiklive_assets.tikliveapi.errors import BalanceExhausted, CreditBudgetExhausted
+from tiklive_assets.config import ConfigError
+from tiklive_assets.storage.base import StoreError
+from tiklive_assets.storage.keys import InvalidKeyPart
+from tiklive_assets.tikliveapi.errors import AuthError, BadResponse, BalanceExhausted, CreditBudgetExhausted
 
+# Errors a retry cannot fix: Dagster's retry policy never re-runs a step for them (see capture_session).
+NEVER_RETRIED = (AuthError, BadResponse, InvalidKeyPart, ConfigError, StoreError)
 API_POOL = "tiklive_api"
 GROUP = "capture"
 CAPTURE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -40,20 +45,37 @@ def capture_session(
     tracking: TrackingConfigResource,
 ) -> Iterator[CaptureSession]:
     day = date.fromisoformat(context.partition_key)
-    config = tracking.load()
-    state = data_root.open_state()
+    try:
+        config = tracking.load()
+        state = data_root.open_state()
+    except NEVER_RETRIED as exc:
+        raise _never_retried(exc, 0) from exc
     store = archive_store.open()
     archive = RawArchive(store, day)
-    client = tiklive_api.client(
-        requests_per_minute=config.plan.requests_per_minute,
-        credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
-        on_response=archive.write,
-    )
     try:
-        yield CaptureSession(client, archive, state, store, config, day, data_root.scratch)
+        client = tiklive_api.client(
+            requests_per_minute=config.plan.requests_per_minute,
+            credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
+            on_response=archive.write,
+        )
+    except NEVER_RETRIED as exc:
+        state.close()
+        raise _never_retried(exc, 0) from exc
+    session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
+    try:
+        yield session
+    except NEVER_RETRIED as exc:
+        raise _never_retried(exc, session.credits_spent) from exc
     finally:
         client.close()
         state.close()
+
+
+def _never_retried(exc: Exception, credits_spent: int) -> dg.Failure:
+    """Retrying these only spends credits again (a rejected key, an answer that stays unreadable, a value that
+    cannot become an object key, a store or configuration problem): fail once and say what to fix."""
+    return dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False,
+                      metadata={"credits_spent": credits_spent, "error": type(exc).__name__})
 
 
 def guard_partition(context: dg.AssetExecutionContext, data_root: DataRootResource, asset: str) -> dg.MaterializeResult | None:
