@@ -103,6 +103,7 @@ class Capture(_Strict):
     claim_lease_seconds: float = Field(
         600, gt=0, description="how long a claimed queue id is reserved for one worker before another may take it"
     )
+    claim_heartbeat_seconds: float = Field(10, gt=0, description="how often a run renews its claims; a run silent for 3 of these (or whose process is gone) loses them")
 
 
 class ResearchConfig(_Strict):
