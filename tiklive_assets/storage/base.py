@@ -48,7 +48,25 @@ class NotFound(KeyError):
 
 
 class StoreError(RuntimeError):
-    """The store could not complete a write safely; the message says why and what to do."""
+    """The store could not complete an operation safely; the message says why and what to do.
+
+    Always systemic: it says nothing about the id or page being captured, so a run that meets it stops, refunds
+    the attempts of what it had claimed and blames no id.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The store did not answer or failed (endpoint down, timeout, 5xx after retries, disk full or failing).
+
+    Transient from the archive's point of view: rerun once the store is back.
+    """
+
+
+class StoreMisconfigured(StoreError):
+    """The store answered, but refuses with a configuration error (no such bucket, denied, bad credentials).
+
+    Not transient: retrying only spends credits again; the message names the setting to fix.
+    """
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import stat as stat_mode
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +20,10 @@ from .base import (
     NotFound,
     ObjectInfo,
     CreateIfAbsentStore,
+    PutResult,
     StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
     check_key,
     check_list_prefix,
     sha256_file,
@@ -27,6 +31,8 @@ from .base import (
 
 _FILE_MODE = 0o644
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 class LocalStore(CreateIfAbsentStore):
@@ -43,6 +49,43 @@ class LocalStore(CreateIfAbsentStore):
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
+
+    @contextmanager
+    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+        """An OSError of the disk (full, read-only, denied, failing) becomes a StoreError naming the path.
+
+        Missing keys are handled (NotFound, None) before they get here; what remains says nothing about the id or
+        page being written, so it is systemic: the run stops and no id is blamed.
+        """
+        try:
+            yield
+        except StoreError:
+            raise
+        except OSError as exc:
+            what = f"{action} {key!r} under {self.root}" if key else f"{action} {self.root}"
+            reason = exc.strerror or type(exc).__name__
+            where = getattr(exc, "filename", None) or self.root
+            if exc.errno in _FULL:
+                raise StoreUnavailable(
+                    f"{what} failed: the disk is full ({reason}, at {where}). Free space there or move the "
+                    "archive (TIKLIVE_HOME, or TIKLIVE_ARCHIVE_BUCKET for a bucket); nothing is blamed on any id: "
+                    "rerun once there is room") from None
+            if exc.errno in _DENIED:
+                raise StoreMisconfigured(
+                    f"{what} failed: {reason} at {where}. The archive directory must be writable by this user: fix "
+                    "its permissions or point TIKLIVE_HOME elsewhere") from None
+            raise StoreUnavailable(
+                f"{what} failed: {reason} (errno {exc.errno}, at {where}). The disk under TIKLIVE_HOME is failing or "
+                "unavailable; nothing is blamed on any id: rerun once it is fixed") from None
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
+        with self._errors("writing", key):
+            return super().put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str,
+                 content_encoding: str | None = None) -> PutResult:
+        with self._errors("writing", key):
+            return super().put_file(key, path, content_type=content_type, content_encoding=content_encoding)
 
     # -- writes --
 
@@ -125,25 +168,30 @@ class LocalStore(CreateIfAbsentStore):
     # -- reads --
 
     def get_bytes(self, key: str) -> bytes:
-        try:
-            return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key, self.describe()) from None
+        path = self._path(key)
+        with self._errors("reading", key):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise NotFound(key, self.describe()) from None
 
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)
-        try:
-            if path.is_dir():
-                raise IsADirectoryError(path)
-            return open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(key, self.describe()) from None
+        with self._errors("reading", key):
+            try:
+                if path.is_dir():
+                    raise IsADirectoryError(path)
+                return open(path, "rb")
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise NotFound(key, self.describe()) from None
 
     def stat(self, key: str) -> ObjectInfo | None:
-        try:
-            st = self._path(key).stat()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        path = self._path(key)
+        with self._errors("checking", key):
+            try:
+                st = path.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
         if not stat_mode.S_ISREG(st.st_mode):
             return None
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
@@ -177,10 +225,11 @@ class LocalStore(CreateIfAbsentStore):
 
     def delete(self, key: str) -> None:
         path = self._path(key)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
+        with self._errors("deleting", key):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
         _fsync_dir(path.parent)
 
     # -- housekeeping --

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
 
 from .base import (
     NotFound,
     ObjectInfo,
+    PutResult,
     CreateIfAbsentStore,
     StoreError,
+    StoreMisconfigured,
+    StoreUnavailable,
     check_key,
     check_list_prefix,
     is_sha256,
@@ -58,6 +69,29 @@ def make_s3_client(
     )
 
 
+_NO_BUCKET_CODES = {"NoSuchBucket"}
+_CREDENTIAL_CODES = {
+    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
+    "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess",
+    "Forbidden", "403",
+}
+_REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"}
+_BUSY_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed"}
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The environment variables that configure a store, named in its error messages."""
+
+    bucket: str = "TIKLIVE_ARCHIVE_BUCKET"
+    endpoint: str = "TIKLIVE_S3_ENDPOINT_URL"
+    region: str = "TIKLIVE_S3_REGION"
+
+
+PRIMARY_SETTINGS = StoreSettings()
+SECONDARY_SETTINGS = StoreSettings("TIKLIVE_ARCHIVE_SECONDARY_BUCKET", "TIKLIVE_SECONDARY_S3_ENDPOINT_URL", "TIKLIVE_S3_REGION")
+
+
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -93,6 +127,7 @@ class S3Store(CreateIfAbsentStore):
         *,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         multipart_chunksize: int = MULTIPART_CHUNKSIZE,
+        settings: StoreSettings = PRIMARY_SETTINGS,
     ) -> None:
         from boto3.s3.transfer import TransferConfig
 
@@ -107,6 +142,94 @@ class S3Store(CreateIfAbsentStore):
         self.transfer_config = TransferConfig(
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
         )
+        self.settings = settings
+
+    # -- errors --
+
+    @contextmanager
+    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+        """Every failure of the store or of the way to it becomes a StoreError naming the part and the setting.
+
+        Missing keys (NotFound) and our own StoreErrors pass through; everything botocore, boto3 or urllib3 raise
+        is classified: configuration (no such bucket, credentials or region refused) or unavailable (endpoint
+        unreachable, timeouts, connections dropped, 5xx after botocore's own retries).
+        """
+        try:
+            yield
+        except StoreError:
+            raise
+        except ClientError as exc:
+            raise self.classify(exc, action, key) from None
+        except (BotoCoreError, OSError) as exc:
+            raise self.classify(exc, action, key) from None
+        except Exception as exc:
+            import boto3.exceptions
+            import urllib3.exceptions
+
+            if isinstance(exc, (boto3.exceptions.Boto3Error, urllib3.exceptions.HTTPError)):
+                cause = exc.__cause__ or exc.__context__
+                raise self.classify(cause if isinstance(cause, ClientError) else exc, action, key) from None
+            raise
+
+    def _endpoint(self) -> str:
+        endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
+        if not endpoint:
+            return "the default AWS endpoint"
+        parts = urlsplit(endpoint)
+        return f"{parts.scheme}://{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+
+    def classify(self, exc: BaseException, action: str, key: str | None = None) -> StoreError:
+        """The StoreError for ``exc`` raised while doing ``action`` (on ``key``); never includes credentials."""
+        names = self.settings
+        what = f"{self.describe()}: {action}" + (f" {key!r}" if key else "") + " failed"
+        endpoint = self._endpoint()
+        if isinstance(exc, ClientError):
+            code, status = _code(exc), _status(exc)
+            if code in _NO_BUCKET_CODES:
+                return StoreMisconfigured(
+                    f"{what}: the bucket {self.bucket!r} does not exist at {endpoint}. Create it, or set "
+                    f"{names.bucket} to an existing bucket (and {names.endpoint} to the endpoint that serves it)")
+            if code in _CREDENTIAL_CODES or status == 403:
+                return StoreMisconfigured(
+                    f"{what}: the S3 credentials were refused ({code or 'HTTP 403'}). Check AWS_ACCESS_KEY_ID and "
+                    f"AWS_SECRET_ACCESS_KEY (or the profile or role boto3 uses) and that they may read and write "
+                    f"{names.bucket}={self.bucket} at {names.endpoint}={endpoint}")
+            if code in _REGION_CODES or status == 301:
+                return StoreMisconfigured(
+                    f"{what}: the endpoint says the bucket lives elsewhere ({code or 'HTTP 301'}). Set "
+                    f"{names.region} to the bucket's region or {names.endpoint} to its endpoint")
+            if status >= 500 or code in _BUSY_CODES:
+                return StoreUnavailable(
+                    f"{what}: the store answered {code or 'an error'} (HTTP {status}) through botocore's retries; it "
+                    f"is down or overloaded ({names.endpoint}={endpoint}). Nothing is blamed on any id: rerun when "
+                    "the store is back")
+            return StoreError(f"{what}: the store refused it ({code or 'error'}, HTTP {status}): "
+                              f"check {names.bucket}={self.bucket} and {names.endpoint}={endpoint}")
+        if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+            return StoreMisconfigured(
+                f"{what}: no usable S3 credentials ({type(exc).__name__}). Set AWS_ACCESS_KEY_ID and "
+                f"AWS_SECRET_ACCESS_KEY (or a profile or role) for {names.bucket}={self.bucket}")
+        if isinstance(exc, ParamValidationError):
+            return StoreError(f"{what}: botocore rejected the request ({exc})")
+        return StoreUnavailable(
+            f"{what}: cannot reach the S3 endpoint {endpoint} ({type(exc).__name__}). Check {names.endpoint} and "
+            f"that the store is up; nothing is blamed on any id: rerun when it is back")
+
+    # -- the public operations, each behind _errors --
+
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
+        with self._errors("writing", key):
+            return super().put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
+
+    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str,
+                 content_encoding: str | None = None) -> PutResult:
+        with self._errors("writing", key):
+            return super().put_file(key, path, content_type=content_type, content_encoding=content_encoding)
+
+    def head_bucket(self) -> None:
+        """Raise a StoreError unless the bucket exists and the credentials may use it."""
+        with self._errors("checking the bucket"):
+            self.client.head_bucket(Bucket=self.bucket)
 
     def _full(self, key: str) -> str:
         check_key(key)
@@ -216,19 +339,23 @@ class S3Store(CreateIfAbsentStore):
     # -- reads --
 
     def open_read(self, key: str) -> BinaryIO:
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise NotFound(key, self.describe()) from None
-            raise
+        full_key = self._full(key)
+        with self._errors("reading", key):
+            try:
+                return self.client.get_object(Bucket=self.bucket, Key=full_key)["Body"]
+            except ClientError as exc:
+                if _is_missing(exc) and _code(exc) not in _NO_BUCKET_CODES:
+                    raise NotFound(key, self.describe()) from None
+                raise
 
     def get_bytes(self, key: str) -> bytes:
-        with self.open_read(key) as body:
+        with self.open_read(key) as body, self._errors("reading", key):
             return body.read()
 
     def stat(self, key: str) -> ObjectInfo | None:
-        head = self._head(self._full(key))
+        full_key = self._full(key)
+        with self._errors("checking", key):
+            head = self._head(full_key)
         if head is None:
             return None
         return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"])
@@ -236,13 +363,16 @@ class S3Store(CreateIfAbsentStore):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_list_prefix(prefix)
         root = f"{self.prefix}/" if self.prefix else ""
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
-            for obj in page.get("Contents", []):
-                yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"])
+        with self._errors("listing", prefix or "(everything)"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"])
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        full_key = self._full(key)
+        with self._errors("deleting", key):
+            self.client.delete_object(Bucket=self.bucket, Key=full_key)
 
     # -- housekeeping --
 
@@ -268,7 +398,8 @@ class S3Store(CreateIfAbsentStore):
         return aborted
 
     def sweep_incomplete(self, older_than: timedelta) -> int:
-        return self.abort_stale_multipart_uploads(older_than)
+        with self._errors("sweeping stale multipart uploads"):
+            return self.abort_stale_multipart_uploads(older_than)
 
     def describe(self) -> str:
         location = f"s3://{self.bucket}/{self.prefix}"
