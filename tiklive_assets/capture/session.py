@@ -1,7 +1,8 @@
 """One capture session: the client, the raw archive, the state database and the tracking config, wired together.
 
 Dagster assets and the CLI both build a ``CaptureSession`` and hand it to the workers in this package, so the
-workers never know which of the two is driving them.
+workers never know which of the two is driving them. Creating one first writes to the store whatever an earlier
+session had to spool (responses paid for while the store was down), before any new request is made.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class CaptureSession:
     day: date
     scratch: Path  # local directory for .part files of downloads in flight
     counters: Counter = field(default_factory=Counter)
+    spool: Path | None = None  # responses the store could not take; default: beside scratch (TIKLIVE_HOME/spool)
+
+    def __post_init__(self) -> None:
+        if self.archive.spool is None:
+            self.archive.spool = self.spool or self.scratch.parent / "spool"
+        self.archive.flush_spool()  # a StoreError here stops the session before it spends a credit
 
     @property
     def credits_spent(self) -> int:
