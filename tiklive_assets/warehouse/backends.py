@@ -21,6 +21,8 @@ from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
+from tiklive_assets.crashpoints import crashpoint
+
 from . import schema
 
 WAREHOUSE_URL = "TIKLIVE_WAREHOUSE_URL"  # postgresql://… or a DuckDB path; default TIKLIVE_HOME/warehouse.duckdb
@@ -190,6 +192,7 @@ class DuckDBWarehouse(_Base):
                         con.execute(f"DROP TABLE {merged}")
                 finally:
                     con.unregister(view)
+                crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -258,6 +261,7 @@ class PostgresWarehouse(_Base):
                     cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {spec.name} INCLUDING DEFAULTS) ON COMMIT DROP")
                     _copy(cur, stage, cols, data)
                     cur.execute(spec.upsert_sql(stage))
+                crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
         return {name: t.num_rows for name, t in tables.items()}
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
