@@ -19,6 +19,7 @@ from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import default_resources
 from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
 from tiklive_assets.defs.warehouse.resources import warehouse_resources
+from tiklive_assets.preflight import PreflightError, run_preflight
 
 STEPS = [*CAPTURE_ASSETS, *WAREHOUSE_ASSETS]
 
@@ -74,6 +75,12 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     print(f"capturing {day} into {root.home}: {len(config.accounts)} accounts, {len(config.hashtags)} hashtags, "
           f"{len(config.keywords)} keywords, {len(config.music)} sounds", file=out)
     resources = {**default_resources(), **warehouse_resources()}
+    try:  # before any request: the store takes writes, the state database is migrated, the key is set
+        print(run_preflight(root, resources["archive_store"].open(),
+                            dagster_dir=None if os.environ.get("DAGSTER_HOME") else root.home / "dagster"), file=out)
+    except PreflightError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     instance = _instance(root)
     totals: dict[str, dict] = {}
     failed: list[str] = []
