@@ -1,7 +1,8 @@
 """What to track and how hard to pull: the ``TIKLIVE_CONFIG`` YAML file (default ``tiklive.yaml``), validated.
 
-A malformed file or an unknown key fails with the file, the field and what is allowed, before any credit
-is spent. The repository's ``tiklive.yaml`` documents every option.
+A malformed file, a duplicate key, an unknown key or a value that cannot be used (a handle that cannot become an
+object key) fails with the file, the line, the field and what is allowed, before any credit is spent. The
+repository's ``tiklive.yaml`` documents every option.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-HANDLE_PATTERN = r"^[A-Za-z0-9._]{1,64}$"
+from tiklive_assets.capture.cdn import parse_origin
+from tiklive_assets.storage.keys import InvalidKeyPart, check_handle
+
 ID_PATTERN = r"^[0-9]{1,32}$"
+MIB = 1024 * 1024
+
+
+def _key_safe_handle(value: str, field: str = "handle") -> str:
+    """A handle becomes a segment of object keys: the key layout's own rule decides (storage/keys.py)."""
+    try:
+        return check_handle(value, field)
+    except InvalidKeyPart as exc:
+        raise ValueError(f"{value!r} cannot become an object key: allowed is {exc.allowed}") from None
 
 
 class ConfigError(ValueError):
@@ -51,7 +63,7 @@ def _promote(key: str):
 
 
 class Account(_Strict):
-    handle: str = Field(pattern=HANDLE_PATTERN)
+    handle: str
     max_pages: int | None = Field(None, ge=1, le=1000)
     max_videos_per_day: int | None = Field(None, ge=0)
     followers: bool = True
@@ -60,6 +72,11 @@ class Account(_Strict):
     comments: CommentOptions = CommentOptions()
 
     _from_string = _promote("handle")
+
+    @field_validator("handle")
+    @classmethod
+    def _handle(cls, value: str) -> str:
+        return _key_safe_handle(value.lstrip("@") if isinstance(value, str) else value)
 
 
 class Hashtag(_Strict):
@@ -93,6 +110,15 @@ class Music(_Strict):
 class Plan(_Strict):
     requests_per_minute: int = Field(200, ge=1, description="your TikLiveAPI plan's rate (standard: 200)")
     daily_credit_budget: int | None = Field(None, ge=1, description="stop cleanly before spending more in a UTC day")
+    max_retry_after_seconds: float = Field(
+        300, ge=0, description="longest Retry-After obeyed; a longer one stops the run at once, saying when to retry"
+    )
+    request_deadline_seconds: float = Field(
+        600, gt=0, description="one API request in total: every attempt's connect and read, and the waits between"
+    )
+    max_response_bytes: int = Field(
+        16 * MIB, ge=1024, description="largest API response read; a larger one is refused (never archived)"
+    )
 
 
 class Capture(_Strict):
@@ -103,6 +129,27 @@ class Capture(_Strict):
     claim_lease_seconds: float = Field(
         600, gt=0, description="how long a claimed queue id is reserved for one worker before another may take it"
     )
+    allowed_media_origins: list[str] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) media may come from besides https and the API's own origin, "
+                    "even over http or on a private address",
+    )
+    max_video_bytes: int = Field(512 * MIB, ge=1, description="largest media file downloaded; a larger one fails")
+    download_deadline_seconds: float = Field(
+        900, gt=0, description="one media download in total (connect, redirects, body); past it the CDN stalls"
+    )
+
+    @field_validator("allowed_media_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else value
+        if isinstance(values, list):
+            for text in values:
+                if isinstance(text, str):
+                    parse_origin(text)  # ValueError: says what an origin looks like
+        return values
     claim_heartbeat_seconds: float = Field(10, gt=0, description="how often a run renews its claims; a run silent for 3 of these (or whose process is gone) loses them")
 
 
@@ -135,13 +182,7 @@ class ResearchConfig(_Strict):
     @field_validator("usernames")
     @classmethod
     def _handles(cls, value: list[str]) -> list[str]:
-        import re
-
-        out = [v.lstrip("@") for v in value]
-        bad = [v for v in out if not re.fullmatch(HANDLE_PATTERN, v)]
-        if bad:
-            raise ValueError(f"not TikTok usernames: {bad} (allowed: A-Z a-z 0-9 . _, 1-64 characters)")
-        return out
+        return [_key_safe_handle(v.lstrip("@"), "username") for v in value]
 
 
 class TrackingConfig(_Strict):
@@ -167,7 +208,32 @@ class TrackingConfig(_Strict):
         return self.limits.max_videos_per_day if value is None else value
 
 
-def parse_config(data: Any, source: str = "<config>") -> TrackingConfig:
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, except that a key given twice in one mapping is an error (PyYAML keeps the last one
+    silently, so a second ``capture:`` section would quietly replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: construct_mapping reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {key!r} (first given at line {first.start_mark.line + 1}); give each key once",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node
+        return super().construct_mapping(node, deep)
+
+
+def parse_config(data: Any, source: str = "<config>", *, _node: yaml.Node | None = None) -> TrackingConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -175,7 +241,7 @@ def parse_config(data: Any, source: str = "<config>") -> TrackingConfig:
     try:
         return TrackingConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(source, exc)) from None
+        raise ConfigError(_explain(source, exc, _node)) from None
 
 
 def load_config(path: str | Path) -> TrackingConfig:
@@ -185,25 +251,48 @@ def load_config(path: str | Path) -> TrackingConfig:
             f"{path}: no such file. Create it (the repository's tiklive.yaml is a documented starting point) or point "
             "TIKLIVE_CONFIG at your file."
         )
+    loader = _UniqueKeyLoader(path.read_text())
     try:
-        data = yaml.safe_load(path.read_text())
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_config(data, str(path))
+    finally:
+        loader.dispose()
+    return parse_config(data, str(path), _node=node)
 
 
-def _explain(source: str, exc: ValidationError) -> str:
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """The line (1-based) of the YAML node at a validation error's location, as deep as the document goes."""
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            if match is None:
+                continue  # a pydantic-internal step (a validator's name): stay at this node
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def _explain(source: str, exc: ValidationError, node: yaml.Node | None = None) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s) in the tracking config:"]
     for error in exc.errors():
         location = _location(error["loc"])
+        line = _line_of(node, error["loc"])
+        at = f" (line {line})" if line is not None else ""
         if error["type"] == "extra_forbidden":
             parent = _model_at(error["loc"][:-1])
             allowed = ", ".join(parent.model_fields) if parent else "see the documented tiklive.yaml"
-            lines.append(f"  - {location}: unknown key; allowed here: {allowed}")
+            lines.append(f"  - {location}: unknown key{at}; allowed here: {allowed}")
         else:
-            lines.append(f"  - {location}: {error['msg']} (got {error.get('input')!r})")
+            lines.append(f"  - {location}: {error['msg']} (got {error.get('input')!r}){at}")
     lines.append("  The repository's tiklive.yaml documents every option.")
     return "\n".join(lines)
 

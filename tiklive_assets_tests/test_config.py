@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tiklive_assets.config import ConfigError, TrackingConfig, load_config, parse_config
+from tiklive_assets.storage.keys import HANDLE_RULE, InvalidKeyPart, check_handle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,11 +68,69 @@ def test_out_of_range_names_the_bound(tmp_path):
     assert "less than or equal to 1" in message
 
 
-def test_bad_handle_names_the_pattern(tmp_path):
+def test_bad_handle_names_the_rule(tmp_path):
     message = _error(_write(tmp_path, "accounts:\n  - 'not a handle!'\n"))
     assert "accounts[0].handle" in message
-    assert "^[A-Za-z0-9._]{1,64}$" in message
+    assert HANDLE_RULE in message  # the key layout's own rule (storage/keys.py), not a copy of it
     assert "'not a handle!'" in message
+    assert "(line 2)" in message
+
+
+@pytest.mark.parametrize("handle", ["..", ".", "...."])
+def test_a_handle_that_cannot_become_an_object_key_is_rejected_with_file_line_and_field(tmp_path, handle):
+    with pytest.raises(InvalidKeyPart):  # the rule the config enforces is the key layout's
+        check_handle(handle)
+    message = _error(_write(tmp_path, f"plan:\n  requests_per_minute: 10\naccounts:\n  - alice123\n  - handle: '{handle}'\n"))
+    assert "accounts[1].handle" in message and "(line 5)" in message
+    assert "cannot become an object key" in message and HANDLE_RULE in message
+
+
+def test_a_research_username_that_cannot_become_a_key_is_rejected(tmp_path):
+    message = _error(_write(tmp_path, "research:\n  usernames: [tagesschau, '..']\n"))
+    assert "research.usernames" in message and "'..'" in message and "(line 2)" in message
+
+
+def test_a_handle_with_a_leading_at_sign_is_accepted_without_it():
+    assert parse_config({"accounts": ["@alice123"]}).accounts[0].handle == "alice123"
+
+
+def test_a_duplicate_key_is_rejected_with_file_line_and_key(tmp_path):
+    path = _write(tmp_path, "plan:\n  requests_per_minute: 10\ncapture:\n  max_attempts: 2\n"
+                            "accounts:\n  - alice123\ncapture:\n  max_attempts: 9\n")
+    message = _error(path)
+    assert "line 7" in message and "duplicate key 'capture'" in message and "first given at line 3" in message
+
+
+def test_a_duplicate_nested_key_is_rejected(tmp_path):
+    message = _error(_write(tmp_path, "plan:\n  requests_per_minute: 10\n  requests_per_minute: 20\n"))
+    assert "line 3" in message and "duplicate key 'requests_per_minute'" in message
+
+
+def test_yaml_merge_keys_and_repeated_list_items_are_not_duplicates(tmp_path):
+    path = _write(tmp_path, "limits: &l\n  max_pages: 2\nmusic:\n  - <<: {max_pages: 1}\n    id: '9001'\n"
+                            "hashtags: ['1001', '1001']\n")
+    config = load_config(path)
+    assert config.music[0].max_pages == 1 and config.limits.max_pages == 2
+
+
+def test_bounded_wait_and_media_options_load_and_validate(tmp_path):
+    config = load_config(_write(tmp_path, (
+        "plan:\n  max_retry_after_seconds: 30\n  request_deadline_seconds: 90\n  max_response_bytes: 65536\n"
+        "capture:\n  max_video_bytes: 1000\n  download_deadline_seconds: 5\n"
+        "  allowed_media_origins: ['http://10.0.0.5:8080', 'https://media.example']\n")))
+    assert (config.plan.max_retry_after_seconds, config.plan.request_deadline_seconds) == (30, 90)
+    assert config.plan.max_response_bytes == 65536
+    assert (config.capture.max_video_bytes, config.capture.download_deadline_seconds) == (1000, 5)
+    assert config.capture.allowed_media_origins == ["http://10.0.0.5:8080", "https://media.example"]
+    defaults = TrackingConfig()
+    assert (defaults.plan.max_retry_after_seconds, defaults.plan.max_response_bytes) == (300, 16 * 1024 * 1024)
+    assert defaults.capture.max_video_bytes == 512 * 1024 * 1024 and defaults.capture.allowed_media_origins == []
+
+
+@pytest.mark.parametrize("origin", ["ftp://x", "http://host/path", "https://user:pw@host", "host:80", "file:///etc"])
+def test_an_allowed_media_origin_that_is_not_an_origin_is_rejected(tmp_path, origin):
+    message = _error(_write(tmp_path, f"capture:\n  allowed_media_origins: ['{origin}']\n"))
+    assert "capture.allowed_media_origins" in message and "not an origin" in message and "(line 2)" in message
 
 
 def test_publish_time_outside_the_api_values(tmp_path):

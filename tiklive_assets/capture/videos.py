@@ -74,31 +74,19 @@ class VideosReport:
 
 
 def _stream_to_part(session: CaptureSession, url: str, suffix: str) -> tuple[Path, str, int]:
-    """Stream one CDN object to a .part file; return (path, sha256, size). Never holds the file in memory."""
+    """Stream one CDN object to a .part file; return (path, sha256, size). Never holds the file in memory.
+
+    Through the hardened fetcher (capture/cdn.py): https or a trusted origin only, no inside address, a size cap
+    and a total deadline. A URL that can never work is this id's DownloadFailed; an unreachable or stalling CDN
+    raises ConnectionError (systemic); an expired one CdnExpired."""
+    from tiklive_assets.capture import cdn
+
     try:
-        response = session.client.stream_cdn(url)
-    except requests.RequestException as exc:  # the CDN unreachable says nothing about this id: systemic
-        raise ConnectionError(f"CDN unreachable: {type(exc).__name__}") from None
-    try:
-        if response.status_code == 403:
-            raise CdnExpired(url.split("?")[0])
-        if response.status_code != 200:
-            raise DownloadFailed(f"CDN answered HTTP {response.status_code} for {url.split('?')[0]}")
-        session.scratch.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="dl.", suffix=f"{suffix}.part", dir=session.scratch)
-        digest, size = hashlib.sha256(), 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in response.iter_content(chunk_size=CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return Path(tmp), digest.hexdigest(), size
-    finally:
-        response.close()
+        return cdn.fetch_media(session, url, suffix)
+    except cdn.MediaExpired as exc:
+        raise CdnExpired(exc.url) from None
+    except (cdn.MediaRefused, cdn.MediaStatus) as exc:
+        raise DownloadFailed(str(exc)) from None
 
 
 @dataclass(frozen=True)

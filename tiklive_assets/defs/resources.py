@@ -11,7 +11,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from tiklive_assets import settings
-from tiklive_assets.config import TrackingConfig, load_config
+from tiklive_assets.config import Plan, TrackingConfig, load_config
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import MirroredStore, ObjectStore
 from tiklive_assets.storage.local import LocalStore
@@ -102,7 +102,11 @@ class TikLiveApiResource(dg.ConfigurableResource):
         credit_ledger: CreditLedger | None = None,
         on_response=None,
         period_seconds: float = 60.0,
+        plan: Plan | None = None,
     ) -> TikLiveClient:
+        """A client at the plan's rate. ``plan`` (the tracking config's) sets the bounded waits: the longest
+        Retry-After obeyed, the deadline of one request and the largest answer read; without it, their defaults."""
+        plan = plan or Plan(requests_per_minute=requests_per_minute)
         limit = max(1, round(requests_per_minute * period_seconds / 60.0))
         limiter = RateLimiter(
             RatePlan(limit, period_seconds), self.ratelimit_url or settings.DataRoot.from_env().ratelimit_url
@@ -117,6 +121,9 @@ class TikLiveApiResource(dg.ConfigurableResource):
             read_timeout=self.read_timeout,
             max_attempts=max_attempts or self.max_attempts,
             backoff_initial=self.backoff_initial,
+            max_retry_after=plan.max_retry_after_seconds,
+            request_deadline=plan.request_deadline_seconds,
+            max_response_bytes=plan.max_response_bytes,
         )
 
 

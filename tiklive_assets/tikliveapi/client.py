@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,13 @@ from typing import Any, Protocol
 import requests
 from requests.adapters import HTTPAdapter
 
+import urllib3
+
+from tiklive_assets.capture.cdn import CdnFetcher
+from tiklive_assets.storage.keys import InvalidKeyPart, check_id
 from tiklive_assets.tolerant import as_id, envelope_error, post_id, unwrap
-from tiklive_assets.transport import RetryPolicy
+from tiklive_assets import transport
+from tiklive_assets.transport import DEFAULT_MAX_RETRY_AFTER, Deadline, RetryAfterTooLong, RetryPolicy, parse_retry_after
 
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
@@ -32,11 +38,14 @@ from tiklive_assets.tikliveapi.errors import (
     TransientError,
     VideoGone,
 )
+from tiklive_assets.tikliveapi.errors import DeadlineExceeded
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.tikliveapi.com"
+DEFAULT_REQUEST_DEADLINE = 600.0  # seconds for one request: every attempt's connect + read and the waits between
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # the largest listing page seen is well under 1 MiB
 MAX_PAGE_SIZE = {"videos": 30, "followers": 50, "comments": 50}
 _VIDEO_ID_IN_URL = re.compile(r"/video/(\d+)")
 
@@ -74,9 +83,25 @@ class ApiResponse:
 _BALANCE_RE = re.compile(r"balance|insufficient|out of credits|no credits|credits? (?:exhausted|left)", re.IGNORECASE)
 
 
+def user_id_from(data: Any) -> str | None:
+    """The user id of a ``/userid/`` answer (``id``, ``user_id`` or ``user.id``), only if it is a non-empty string of
+    at most 32 decimal digits, the only shape that may be cached and become an object key; else None."""
+    if not isinstance(data, dict):
+        return None
+    user = data.get("user")
+    for value in (data.get("id"), data.get("user_id"), user.get("id") if isinstance(user, dict) else None):
+        text = as_id(value)
+        if text is not None:
+            try:
+                return check_id(text, "user id")
+            except InvalidKeyPart:
+                return None
+    return None
+
+
 # What an answer of these endpoints must hold to be data at all; without it, it is kept under an error slug.
 _MUST_HOLD: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "/userid/": ("numeric id", lambda d: isinstance(d, dict) and as_id(d.get("id")) is not None),
+    "/userid/": ("numeric id", lambda d: user_id_from(d) is not None),
     "/post-detail/": ("post id", lambda d: post_id(d) is not None),
     "/userinfo-by-id/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
     "/userinfo-by-username/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
@@ -150,13 +175,35 @@ class _NotData(TransientError):
     """A 200 whose body is not data (an upstream error inside it, or not JSON): retried, bounded, then BadResponse."""
 
 
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+class _TooLarge(Exception):
+    def __init__(self, size: int, declared: bool):
+        self.size = size
+        self.declared = declared
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _read_body(http: requests.Response, limit: int, deadline: Deadline) -> bytes:
+    """The whole body of a streamed response, at most ``limit`` bytes and within ``deadline``: a hostile server can
+    neither fill memory nor drip one byte at a time to hold the request open (read1 returns after each socket
+    read, so the deadline is checked between drips)."""
+    declared = http.headers.get("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise _TooLarge(int(declared), True)
+    parts, size = [], 0
+    raw = http.raw
+    while True:
+        if deadline.expired:
+            raise _DeadlinePassed()
+        chunk = raw.read1(1 << 16, decode_content=True)
+        if not chunk:
+            return b"".join(parts)
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(size, False)
+        parts.append(chunk)
 
 
 class TikLiveClient:
@@ -176,6 +223,9 @@ class TikLiveClient:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         pool_size: int = 32,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ):
         if not api_key:
             raise MissingApiKey()
@@ -186,53 +236,86 @@ class TikLiveClient:
         self.on_response = on_response
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
-        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max)
+        self.request_deadline = request_deadline
+        self.max_response_bytes = max_response_bytes
+        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max, max_retry_after)
         self.credits = CreditMeter()
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"})
-        self._cdn = requests.Session()  # a separate session: the API key is never sent to the CDN
-        self._cdn.mount("http://", HTTPAdapter(pool_maxsize=pool_size))
-        self._cdn.mount("https://", HTTPAdapter(pool_maxsize=pool_size))
+        # media: a separate fetcher with its own sessions (the API key is never sent to a CDN), which refuses
+        # inside addresses, caps sizes and bounds every download (capture/cdn.py)
+        self.cdn = CdnFetcher(connect_timeout, read_timeout, pool_size)
 
     def __repr__(self) -> str:  # never show the key
         return f"TikLiveClient(base_url={self.base_url!r}, credits={self.credits.total})"
 
     def close(self) -> None:
         self.session.close()
-        self._cdn.close()
+        self.cdn.close()
 
     # -- transport ---------------------------------------------------------------------------------------
 
     def get(self, endpoint: str, params: dict[str, Any] | None = None) -> ApiResponse:
         """GET one endpoint with retries. Returns the 200 response; raises a typed error otherwise."""
         params = {k: v for k, v in (params or {}).items() if v is not None}
+        deadline = Deadline(self.request_deadline)
         try:
-            return self.retry.call(lambda attempt: self._send_once(endpoint, params, attempt))
+            return self.retry.call(lambda attempt: self._send_once(endpoint, params, attempt, deadline), deadline)
+        except RetryAfterTooLong as exc:  # the server asked for more than we wait: stop now, say when to retry
+            log.warning("%s", exc)
+            raise RateLimited(endpoint, exc.retry_after, exc.retry_at) from None
         except _Throttled as exc:
             raise RateLimited(endpoint, exc.retry_after) from None
+        except transport.DeadlineExceeded as exc:
+            if isinstance(exc, DeadlineExceeded):
+                raise
+            raise DeadlineExceeded(exc.endpoint, exc.detail, exc.status) from None
         except _NotData as exc:  # persisted through every retry: a problem of this request, not of the system
             raise BadResponse(endpoint, 200, f"{exc.detail} (after {self.retry.max_attempts} attempts)") from None
 
-    def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int) -> ApiResponse:
+    def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int, deadline: Deadline) -> ApiResponse:
         if self.credit_ledger is not None:
             self.credit_ledger.reserve(endpoint)
         if self.rate_limiter is not None:
+            started = time.monotonic()
             self.rate_limiter.acquire()
+            deadline.extend(time.monotonic() - started)  # our own rate limit is not the server's slowness
+        if deadline.expired:
+            raise TransientError(endpoint, "the request deadline passed before this attempt")
         url = f"{self.base_url}{endpoint}"
         try:
             # never follow a redirect: requests would forward X-Api-Key to whatever host it names
-            http = self.session.get(url, params=params, timeout=self.timeout, allow_redirects=False)
+            http = self.session.get(url, params=params, timeout=deadline.timeout(*self.timeout),
+                                    allow_redirects=False, stream=True)
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
             raise TransientError(endpoint, f"connection failed: {type(exc).__name__}") from None
         status = http.status_code
+        try:
+            body = _read_body(http, self.max_response_bytes, deadline)
+        except _TooLarge as exc:  # paid for, but never read whole: not archived, never retried (it would be again)
+            self.credits.count(endpoint, status)
+            how = "declares" if exc.declared else "passed"
+            raise BadResponse(endpoint, status, f"the response {how} {exc.size} bytes, over the cap of "
+                              f"{self.max_response_bytes} (plan.max_response_bytes); not archived") from None
+        except _DeadlinePassed:
+            self.credits.count(endpoint, "connection-error")
+            log.warning("%s: body still arriving at the request deadline (attempt %d)", endpoint, attempt)
+            raise DeadlineExceeded(endpoint, f"the body was still arriving at the request deadline of "
+                                   f"{self.request_deadline:g} s (plan.request_deadline_seconds)") from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            self.credits.count(endpoint, "connection-error")
+            log.warning("%s: body broke off: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
+            raise TransientError(endpoint, f"connection failed while reading: {type(exc).__name__}") from None
+        finally:
+            http.close()
         self.credits.count(endpoint, status)
-        kind, detail = classify_body(http.content, endpoint) if status == 200 else (None, "")
-        response = ApiResponse(endpoint, params, status, http.content, datetime.now(UTC), attempt, kind)
+        kind, detail = classify_body(body, endpoint) if status == 200 else (None, "")
+        response = ApiResponse(endpoint, params, status, body, datetime.now(UTC), attempt, kind)
         if status in (200, 404) and self.on_response is not None:
             self.on_response(response)  # archived before anything parses it (a non-data 200 under an error slug)
         if status == 200:
@@ -244,7 +327,7 @@ class TikLiveClient:
                 raise _NotData(endpoint, detail, 200)
             return response
         if status == 404:
-            reason = _error_message(http.content) or "not found"
+            reason = _error_message(body) or "not found"
             aweme_id = aweme_id_from_url(str(params.get("url", "")))
             if endpoint == "/post-detail/" and aweme_id:
                 raise VideoGone(aweme_id, reason)
@@ -256,13 +339,13 @@ class TikLiveClient:
             raise BadResponse(endpoint, status, "the API answered with a redirect, which is never followed (the key "
                               "would go to another host); check TIKLIVE_BASE_URL")
         if status == 429:
-            retry_after = _retry_after_seconds(http.headers.get("Retry-After"))
+            retry_after = parse_retry_after(http.headers.get("Retry-After"))
             log.warning("%s: rate limited, waiting %s s (attempt %d)", endpoint, retry_after, attempt)
             raise _Throttled(endpoint, retry_after)
         if status >= 500:
             log.warning("%s: HTTP %d (attempt %d)", endpoint, status, attempt)
             raise TransientError(endpoint, f"HTTP {status}", status)
-        raise BadResponse(endpoint, status, _error_message(http.content) or "unexpected status")
+        raise BadResponse(endpoint, status, _error_message(body) or "unexpected status")
 
     # -- endpoints (one method each, as in wire-format.md) -------------------------------------------------
 
@@ -334,12 +417,6 @@ class TikLiveClient:
 
     def search_user(self, keyword: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
         return self.get("/search-user/", {"keyword": keyword, "count": count, "cursor": cursor or 0})
-
-    # -- CDN (no API key, no credit) -----------------------------------------------------------------------
-
-    def stream_cdn(self, url: str) -> requests.Response:
-        """Open a signed CDN URL for streaming. The key is never sent to the CDN."""
-        return self._cdn.get(url, stream=True, timeout=self.timeout)
 
 
 def _error_message(body: bytes) -> str | None:

@@ -53,28 +53,53 @@ class VideoGone(NotFound):
 
 
 class RateLimited(TikLiveError):
-    """429 from the API, after the client's bounded retries gave up."""
+    """429 from the API: after the client's bounded retries gave up, or at once when the server asked for a wait
+    longer than ``plan.max_retry_after_seconds`` (or than the request's deadline leaves). ``retry_at`` (UTC) is
+    when the server said to come back, when it said; the run stops cleanly and no id is blamed."""
 
-    def __init__(self, endpoint: str, retry_after: float | None):
+    def __init__(self, endpoint: str, retry_after: float | None, retry_at: datetime | None = None):
         self.endpoint = endpoint
         self.retry_after = retry_after
-        super().__init__(
-            f"TikLiveAPI rate limit hit on {endpoint} (Retry-After: {retry_after}); lower `requests_per_minute` "
-            "in tiklive.yaml to your plan's rate"
-        )
+        self.retry_at = retry_at
+        if retry_at is not None:
+            message = (
+                f"TikLiveAPI asked to wait {retry_after:.0f} s before the next request (HTTP 429 on {endpoint}), longer "
+                f"than this run waits; the run stops here with nothing blamed. Retry after "
+                f"{retry_at:%Y-%m-%d %H:%M:%S} UTC (rerun then: it resumes where this stopped), or raise "
+                "`plan.max_retry_after_seconds` in tiklive.yaml to wait inside the run"
+            )
+        else:
+            message = (
+                f"TikLiveAPI rate limit hit on {endpoint} (Retry-After: {retry_after}); lower `requests_per_minute` "
+                "in tiklive.yaml to your plan's rate"
+            )
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.retry_after, self.retry_at))
 
 
 class TransientError(transport.TransientError, TikLiveError):
     """5xx, a connection failure, an error inside a 200, a body that is not JSON: retried with backoff, bounded."""
 
 
+class DeadlineExceeded(TransientError, transport.DeadlineExceeded):
+    """One request ran past ``plan.request_deadline_seconds`` (attempts, waits and a body still dripping in): a
+    slow or hostile server, never one id's fault."""
+
+
 class BadResponse(TikLiveError):
-    """A response that is not the JSON the wire format promises (or a 4xx other than 401/403/404/429)."""
+    """A response that is not the JSON the wire format promises (or a 4xx other than 401/403/404/429, or a body
+    larger than ``plan.max_response_bytes``). Never transient: retrying it only spends credits."""
 
     def __init__(self, endpoint: str, status: int, detail: str):
         self.endpoint = endpoint
         self.status = status
+        self.detail = detail
         super().__init__(f"{endpoint} answered HTTP {status}: {detail}")
+
+    def __reduce__(self):
+        return (type(self), (self.endpoint, self.status, self.detail))
 
 
 class CreditBudgetExhausted(TikLiveError):
