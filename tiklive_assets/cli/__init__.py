@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     research_cli.add_parser(sub)
     compliance_cli.add_parsers(sub)
+    from tiklive_assets.cli import mirror as mirror_cli
+
+    mirror_cli.add_parser(sub, EPILOG)
     return parser
 
 
@@ -162,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "replay":
         return cmd_replay(args)
+    if args.command == "mirror":
+        from tiklive_assets.cli import mirror as mirror_cli
+
+        return mirror_cli.run(args)
     if args.command == "cursors":
         return cmd_cursors(args)
     if args.command == "research":
