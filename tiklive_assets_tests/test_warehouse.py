@@ -402,3 +402,80 @@ def test_the_same_response_fetched_again_later_is_identical_not_a_new_capture(tm
     assert [info.key for info in store.list()] == [raw_key(DAYS[0], "userid", "cristiano")]
     archive.write(ApiResponse("/userid/", {"username": "cristiano"}, 200, b'{"id": "107956"}', noon.replace(minute=9)))
     assert archive.written["conflict"] == 1  # different bytes: kept beside, never overwritten
+
+
+# -- the fast paths change nothing --
+
+
+def _reference_to_arrow(table, rows):
+    """The straightforward conversion: transpose the rows, one pa.array per column, then sort by the key."""
+    import pyarrow as pa
+
+    if not rows:
+        return table.arrow_schema.empty_table()
+    arrays = [pa.array(list(column), type=f.type) for column, f in zip(zip(*rows), table.arrow_schema)]
+    result = pa.Table.from_arrays(arrays, schema=table.arrow_schema)
+    return result.sort_by([(name, "ascending") for name in table.key])
+
+
+def _reference_load(con, day: date, tables) -> None:
+    """The straightforward load: window tables delete the day and insert it, upsert tables use the same
+    ``INSERT … ON CONFLICT DO UPDATE`` statement as Postgres."""
+    con.execute("BEGIN TRANSACTION")
+    for spec in TABLES:
+        con.register("staged", tables[spec.name])
+        cols = ", ".join(spec.column_names)
+        if spec.mode == "window":
+            con.execute(f"DELETE FROM {spec.name} WHERE dt = ?", [day])
+            con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM staged")
+        elif tables[spec.name].num_rows:
+            con.execute(spec.upsert_sql("staged"))
+        con.unregister("staged")
+    con.execute("COMMIT")
+
+
+def _rows(con, spec, ordered: bool) -> list[tuple]:
+    order = f" ORDER BY {', '.join(spec.key)}" if ordered else ""
+    return con.execute(f"SELECT {', '.join(spec.column_names)} FROM {spec.name}{order}").fetchall()
+
+
+def test_fast_paths_give_the_same_tables_as_straightforward_references(tmp_path: Path, archive: LocalStore,
+                                                                        monkeypatch) -> None:
+    """Arrow conversion (struct pass) and the DuckDB load (Arrow straight into an empty table, merge otherwise)
+    against plain references, row by row: into an empty warehouse, over days whose keys overlap, and a re-load."""
+    from tiklive_assets.warehouse import DuckDBWarehouse, parse
+
+    sequence = [DAYS[0], DAYS[1], DAYS[2], DAYS[1]]
+    parsed = [parse_day(archive, day).tables for day in sequence]
+    with monkeypatch.context() as patch:
+        patch.setattr(parse, "to_arrow", _reference_to_arrow)
+        reference = [parse_day(archive, day).tables for day in sequence]
+    for fast, slow in zip(parsed, reference):
+        for name in TABLE_NAMES:
+            assert fast[name].schema == slow[name].schema, name
+            assert fast[name].to_pylist() == slow[name].to_pylist(), name
+            assert fast[name].equals(slow[name]), name
+
+    fast_db, merge_db = tmp_path / "fast.duckdb", tmp_path / "merge.duckdb"
+    with open_warehouse(str(fast_db)) as wh:
+        for day, tables in zip(sequence, parsed):
+            wh.load_day(day, tables)
+    with monkeypatch.context() as patch:  # every upsert through the merge, as before the empty-table shortcut
+        patch.setattr(DuckDBWarehouse, "_upsert", DuckDBWarehouse._merge)
+        with open_warehouse(str(merge_db)) as wh:
+            for day, tables in zip(sequence, parsed):
+                wh.load_day(day, tables)
+    with open_warehouse(str(tmp_path / "reference.duckdb")) as wh:
+        for day, tables in zip(sequence, parsed):
+            _reference_load(wh.con, day, tables)
+        expected = {spec.name: _rows(wh.con, spec, ordered=True) for spec in TABLES}
+    fast, merged = duckdb.connect(str(fast_db), read_only=True), duckdb.connect(str(merge_db), read_only=True)
+    try:
+        for spec in TABLES:
+            assert _rows(fast, spec, ordered=True) == expected[spec.name], spec.name
+            assert _rows(fast, spec, ordered=False) == _rows(merged, spec, ordered=False), spec.name  # same order
+        assert sum(len(rows) for rows in expected.values()) > 500
+        assert all(expected[name] for name in ("posts", "users", "comments", "music"))  # upserts were exercised
+    finally:
+        fast.close()
+        merged.close()

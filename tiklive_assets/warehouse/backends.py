@@ -6,7 +6,8 @@ the pipeline; unset, it is ``TIKLIVE_HOME/warehouse.duckdb``. Nothing connects u
 
 ``load_day(parsed_day)`` replaces one day in one transaction: ``window`` tables delete ``dt = day`` and insert,
 ``upsert`` tables ``INSERT … ON CONFLICT DO UPDATE`` (see :mod:`.schema`). Bulk paths only: DuckDB inserts
-straight from the Arrow table; Postgres streams it with ``COPY`` into a staging table. Loading the same day twice
+straight from the Arrow table (an upsert table merges with its existing rows in SQL, or, while it is empty, takes
+the Arrow rows as they are); Postgres streams it with ``COPY`` into a staging table. Loading the same day twice
 leaves every table as it was.
 """
 
@@ -173,23 +174,13 @@ class DuckDBWarehouse(_Base):
                 view = f"staged_{spec.name}"
                 con.register(view, data)
                 try:
+                    cols = ", ".join(spec.column_names)
                     if spec.mode == "window":
                         con.execute(f"DELETE FROM {spec.name} WHERE dt = ?", [day])
-                        cols = ", ".join(spec.column_names)
-                        con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
+                        if data.num_rows:
+                            con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
                     elif data.num_rows:
-                        # UPDATE the keys that exist, INSERT the others: no key is deleted and re-inserted, which
-                        # DuckDB's primary-key index makes slow at COMMIT (seconds for 50,000 rows)
-                        merged = f"merged_{spec.name}"
-                        con.execute(f"CREATE OR REPLACE TEMP TABLE {merged} AS {spec.merge_select_sql(view)}")
-                        match = " AND ".join(f"{spec.name}.{k} = m.{k}" for k in spec.key)
-                        settable = [c for c in spec.column_names if c not in spec.key]
-                        con.execute(f"UPDATE {spec.name} SET {', '.join(f'{c} = m.{c}' for c in settable)} "
-                                    f"FROM {merged} m WHERE {match}")
-                        cols = ", ".join(spec.column_names)
-                        con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {merged} "
-                                    f"ANTI JOIN {spec.name} USING ({', '.join(spec.key)})")
-                        con.execute(f"DROP TABLE {merged}")
+                        self._upsert(spec, view)
                 finally:
                     con.unregister(view)
                 crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
@@ -198,6 +189,34 @@ class DuckDBWarehouse(_Base):
             con.execute("ROLLBACK")
             raise
         return {name: t.num_rows for name, t in tables.items()}
+
+    def _upsert(self, spec: schema.Table, view: str) -> None:
+        """UPDATE the staged keys the table holds, INSERT the others; no key is deleted and re-inserted, which
+        DuckDB's primary-key index makes slow at COMMIT (seconds for 50,000 rows).
+
+        Into an empty table (the first day loaded into a new warehouse, a replay from scratch) every merged row is
+        the staged row itself, so the rows are inserted straight from the Arrow view: the merge's two joins would
+        return the same rows in the same order (the view's key order), at twice the cost."""
+        con = self.con
+        if con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {spec.name})").fetchone()[0]:
+            cols = ", ".join(spec.column_names)
+            con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
+        else:
+            self._merge(spec, view)
+
+    def _merge(self, spec: schema.Table, view: str) -> None:
+        """The upsert through :meth:`schema.Table.merge_select_sql`: every staged key LEFT JOIN the table."""
+        con = self.con
+        cols = ", ".join(spec.column_names)
+        merged = f"merged_{spec.name}"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {merged} AS {spec.merge_select_sql(view)}")
+        match = " AND ".join(f"{spec.name}.{k} = m.{k}" for k in spec.key)
+        settable = [c for c in spec.column_names if c not in spec.key]
+        con.execute(f"UPDATE {spec.name} SET {', '.join(f'{c} = m.{c}' for c in settable)} "
+                    f"FROM {merged} m WHERE {match}")
+        con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {merged} "
+                    f"ANTI JOIN {spec.name} USING ({', '.join(spec.key)})")
+        con.execute(f"DROP TABLE {merged}")
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
