@@ -1,4 +1,9 @@
-"""Tracked accounts: user ids (resolved once, cached), daily profiles, followers/following and comments."""
+"""Tracked accounts: user ids (resolved once, cached), daily profiles, followers/following and comments.
+
+Crash-only: each walk's cursor is committed with its markers (the walk's end, the comment page whose replies are
+pending) in one transaction, so a rerun after a kill resumes exactly where the archive stops and never fetches a
+page the interrupted run would not have fetched.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage.keys import raw_key, slug_page
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
 from tiklive_assets.tikliveapi.pagination import CommentPages, FollowPages
@@ -23,6 +29,7 @@ def resolve_user_id(session: CaptureSession, handle: str) -> str:
     if cached:
         return cached
     response = session.client.userid(handle)
+    crashpoint("accounts.userid.archived")
     body = response.json()
     user_id = None
     if isinstance(body, dict):
@@ -66,6 +73,7 @@ def capture_profiles(session: CaptureSession, report: AccountsReport) -> None:
         try:
             user_id = resolve_user_id(session, account.handle)
             session.client.userinfo_by_id(user_id)
+            crashpoint("accounts.profile.archived")  # archived, the day not yet marked done
             report.profiles += 1
         except NotFound as exc:
             report.unavailable.append(f"{account.handle}: {exc.reason}")
@@ -101,14 +109,19 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
             scope = session.cursor_scope(endpoint, user_id)
             saved = session.state.get_cursor(scope)
             pages_done = (saved.pages or 0) if saved else 0
+            done_key = f"complete:{task}:{session.day.isoformat()}"
             walk = make_walk(fetch, start=saved.value if saved else None,
                              max_pages=max(account.follow_max_pages - pages_done, 0))
             try:
                 for page in walk.pages():
+                    crashpoint("follow.page.archived")
                     pages_done += 1
                     report.follow_pages += 1
                     report.follow_edges += len(page.items)
-                    session.state.set_cursor(scope, page.next_cursor, pages_done)
+                    last = not page.has_more or pages_done >= account.follow_max_pages
+                    # the last page's cursor and the walk's end commit together: a rerun never asks past the end
+                    session.state.set_cursor(scope, page.next_cursor, pages_done, values={done_key: "1"} if last else None)
+                    crashpoint("follow.page.recorded")
             except NotFound as exc:
                 report.unavailable.append(f"{account.handle} {endpoint}: {exc.reason}")
             except CursorStuck as exc:
@@ -144,6 +157,7 @@ def _capture_replies(session: CaptureSession, report: AccountsReport, account, a
             max_pages=account.comments.max_reply_pages,
         )
         for reply_page in replies.pages():
+            crashpoint("comments.reply_page.archived")
             report.comment_pages += 1
             report.comments += len(reply_page.items)
         _mark_done(session, reply_task)
@@ -166,6 +180,7 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
             # page whose replies were cut short is read back from the raw archive, never fetched again.
             scope = session.cursor_scope("post-comments", aweme_id)
             replies_of = f"replies-pending:{scope}"
+            walked = f"walked:{scope}"  # the walk reached its end; only replies may still be pending
             saved = session.state.get_cursor(scope)
             pages_done = (saved.pages or 0) if saved else 0
             try:
@@ -176,17 +191,24 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                         pending_page = unwrap(json.loads(gzip.decompress(session.store.get_bytes(key))))
                         page_items = [c for c in (pending_page.get("comments") or ()) if isinstance(c, dict)]
                         _capture_replies(session, report, account, aweme_id, page_items)
+                if pending is not None:
                     session.state.delete_value(replies_of)
+                remaining = 0 if session.state.get_value(walked) else max(options.max_pages - pages_done, 0)
                 walk = CommentPages(lambda c, a=aweme_id, h=account.handle: client.post_comments(a, h, c),
-                                    start=saved.value if saved else None, max_pages=max(options.max_pages - pages_done, 0))
+                                    start=saved.value if saved else None, max_pages=remaining)
                 for page in walk.pages():
+                    crashpoint("comments.page.archived")
                     pages_done += 1
                     report.comment_pages += 1
                     report.comments += len(page.items)
-                    session.state.set_value(replies_of, page.cursor)
-                    session.state.set_cursor(scope, page.next_cursor, pages_done)
+                    last = not page.has_more or pages_done >= options.max_pages
+                    # cursor, "this page's replies are pending" and "the walk has ended" commit together
+                    session.state.set_cursor(scope, page.next_cursor, pages_done,
+                                             values={replies_of: page.cursor, **({walked: "1"} if last else {})})
+                    crashpoint("comments.page.recorded")
                     if options.reply_depth >= 1:
                         _capture_replies(session, report, account, aweme_id, page.items)
+                    crashpoint("comments.replies.done")
                     session.state.delete_value(replies_of)
             except NotFound as exc:
                 report.unavailable.append(f"comments of {aweme_id}: {exc.reason}")

@@ -3,7 +3,8 @@
 Deduplication happens here, before a credit is spent on /post-detail/: ids go into ``archive_queue`` with
 ``INSERT ... ON CONFLICT DO NOTHING``. The cursor of each walk lives in the state database's ``cursors`` table,
 the one authoritative place (scope ``<endpoint>:<entity>:<ingest day>``); a crashed walk resumes from it, and a
-finished one is marked complete so rerunning the day spends nothing.
+finished one is marked complete so rerunning the day spends nothing. A page's ids, the cursor, the day's count and
+the complete marker are committed in one transaction: a kill leaves either all of them or none.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from tiklive_assets.capture.accounts import resolve_user_id
 from tiklive_assets.capture.raw_archive import keyword_entity
 from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
 from tiklive_assets.tikliveapi.pagination import VideoPages
@@ -65,30 +67,31 @@ def walk_listing(
     saved = state.get_cursor(scope)
     pages_done = saved.pages if saved else 0
     start = saved.value if saved else "0"
-    enqueued_today = int(state.get_value(f"enqueued:{scope}") or 0)
+    counter = f"enqueued:{scope}"
+    enqueued_today = int(state.get_value(counter) or 0)
     remaining_pages = max_pages - pages_done
     try:
         if remaining_pages > 0 and enqueued_today < max_videos:
             for page in VideoPages(fetch, start=start, max_pages=remaining_pages).pages():
+                crashpoint("discovery.page.archived")  # archived, its ids not queued, the cursor not advanced
                 pages_done += 1
                 report.pages += 1
                 report.listed += len(page.items)
                 report.items_without_id += page.without_id
-                allowance = max_videos - enqueued_today
                 rows = [(aweme_id, source, _author_handle(item)) for item in page.items
                         if (aweme_id := post_id(item)) is not None]
-                known = state.known(row[0] for row in rows)
-                fresh = list({row[0]: row for row in rows if row[0] not in known}.values())
-                new = state.enqueue(fresh[:allowance])
-                enqueued_today += new
-                report.new_ids[source] += new
-                # The page is archived and its ids are queued: only now is the cursor advanced.
-                state.set_cursor(scope, page.next_cursor, pages_done)
-                state.set_value(f"enqueued:{scope}", str(enqueued_today))
-                if enqueued_today >= max_videos:
-                    break
-                if stop_when_all_known and rows and new == 0:
-                    break  # reached posts captured on an earlier day
+                # The page is archived; its ids, the cursor, the day's count and the end of the walk commit together.
+                # The walk ends on its last page (no more, or max_pages), at max_videos, or (accounts) on a page of
+                # posts captured on an earlier day; a rerun then never fetches a page the first run did not.
+                recorded = state.record_listing_page(
+                    scope, rows, next_cursor=page.next_cursor, pages=pages_done, max_videos=max_videos,
+                    last_page=not page.has_more or pages_done >= max_pages, stop_when_all_known=stop_when_all_known,
+                    counter_key=counter, complete_key=complete_key(scope))
+                crashpoint("discovery.page.recorded")
+                enqueued_today = recorded.enqueued_today
+                report.new_ids[source] += recorded.new
+                if recorded.complete:
+                    return
     except CursorStuck as exc:
         log.warning("%s", exc)
         report.drift.append(f"{source}: {exc}")

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.base import CONFLICT_MARKER
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, check_handle, check_id
@@ -768,6 +769,7 @@ def erase_user(
             store.delete(key)
         else:
             _rewrite_redacted(store, obj, matcher, report)
+        crashpoint("erasure.object.done")
     for table, where, params in statements:
         n = int(warehouse.query(f"SELECT count(*) FROM {table} WHERE {where}", params)[0][0])
         if n:

@@ -1,6 +1,7 @@
 """Operational state database (queue, dead letters, archived files, cursors, credits, caches): sqlite or Postgres."""
 
-from .db import DEFAULT_LEASE, DeadLetter, StateDB, state_url_for
+from .db import DEFAULT_LEASE, DeadLetter, LeftItem, ListingPage, StateDB, state_url_for
+from .owners import ClaimOwner, OwnerStatus
 from .errors import CreditBudgetExhausted, StateError
 from .models import FILE_KINDS, QUEUE_STATES, CursorRecord, FileRecord, QueueItem
 
@@ -8,7 +9,11 @@ __all__ = [
     "DEFAULT_LEASE",
     "FILE_KINDS",
     "QUEUE_STATES",
+    "ClaimOwner",
     "CreditBudgetExhausted",
+    "LeftItem",
+    "ListingPage",
+    "OwnerStatus",
     "CursorRecord",
     "DeadLetter",
     "FileRecord",

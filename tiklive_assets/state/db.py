@@ -13,7 +13,8 @@ from typing import Any
 from .backends import Backend, Tx, backend_from_url
 from .errors import CreditBudgetExhausted
 from .models import FILE_KINDS, QUEUE_STATES, CursorRecord, FileRecord, QueueItem, is_file_kind
-from .schema import ddl_for, widen_file_kinds_sql
+from .owners import ClaimOwner, OwnerStatus, host_key, process_alive
+from .schema import ADDED_COLUMNS, add_columns_sql, ddl_for, widen_file_kinds_sql
 
 DEFAULT_LEASE = timedelta(minutes=15)
 _BATCH = 500
@@ -22,6 +23,27 @@ _LOCK_MIGRATE = (0x71C1, 0)
 _LOCK_CREDITS = 0x71C2
 
 _QUEUE_COLS = "aweme_id, source, author_handle, state, attempts"
+
+
+@dataclass(frozen=True)
+class LeftItem:
+    """An id a run left pending or claimed, and why (see StateDB.left_behind)."""
+
+    aweme_id: str
+    state: str
+    attempts: int
+    owner_id: str | None
+    owner_alive: bool | None  # None: not claimed
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    """What StateDB.record_listing_page committed for one listing page, in one transaction."""
+
+    new: int  # ids queued by this page
+    enqueued_today: int  # the walk's total for the day, this page included
+    complete: bool  # the walk is finished for the day
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,21 @@ class StateDB:
                 tx.execute(stmt)
             for stmt in widen_file_kinds_sql(self.dialect, self._file_kind_definition(tx)):
                 tx.execute(stmt)
+            for stmt in add_columns_sql(self.dialect, self._columns(tx, {t for t, _, _ in ADDED_COLUMNS})):
+                tx.execute(stmt)
         self._migrated = True
+
+    def _columns(self, tx: Tx, tables: set[str]) -> dict[str, set[str]]:
+        """The columns each of ``tables`` has now (to add those an older release did not create)."""
+        out: dict[str, set[str]] = {}
+        for table in sorted(tables):
+            if self.dialect == "postgres":
+                rows = tx.fetchall("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                   "AND table_schema = current_schema()", [table])
+                out[table] = {r[0] for r in rows}
+            else:
+                out[table] = {r[1] for r in tx.fetchall(f"PRAGMA table_info({table})")}
+        return out
 
     def _file_kind_definition(self, tx: Tx) -> str:
         """The archived_files kind CHECK as the database holds it (to tell whether it predates photo posts)."""
@@ -207,30 +243,47 @@ class StateDB:
                 "ORDER BY added_at, aweme_id LIMIT ?", [int(limit)])
         return [_queue_item(r) for r in rows]
 
-    def claim_pending(self, limit: int, *, lease: timedelta = DEFAULT_LEASE, state: str = "pending") -> list[QueueItem]:
-        """Atomically claim up to ``limit`` unclaimed rows in ``state``, oldest first, incrementing ``attempts``.
+    # A row is free when nobody holds it: no owner and no unexpired lease (claims of releases before owners), or an
+    # owner that is no longer live (expires_at passed: it stopped heartbeating, or was found dead and expired).
+    _FREE = ("((q.claim_owner IS NULL AND (q.lease_until IS NULL OR q.lease_until <= ?)) OR "
+             "(q.claim_owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM claim_owners o "
+             "WHERE o.owner_id = q.claim_owner AND o.expires_at > ?)))")
 
-        A claim is a lease: the rows are not handed to another claimer until ``lease`` has passed, the row
-        changes state (mark_resolved / mark_downloaded / mark_dead) or ``release()`` is called. Concurrent
-        claimers (threads or processes) never receive the same id.
+    def claim_pending(self, limit: int, *, lease: timedelta = DEFAULT_LEASE, state: str = "pending",
+                      owner: ClaimOwner | None = None) -> list[QueueItem]:
+        """Atomically claim up to ``limit`` free rows in ``state``, oldest first, incrementing ``attempts``.
+
+        With an ``owner`` (registered with ``register_owner``), a claim holds as long as its owner heartbeats, however
+        long the id takes, and is free again as soon as the owner stops (``expire_dead_owners``, or its expiry
+        passing): a killed run's ids are taken by the next run at once. Without one, a claim is a lease that
+        holds for ``lease``. Either way it ends when the row changes state (mark_downloaded / mark_dead) or on
+        ``release()``. Concurrent claimers (threads or processes) never receive the same id.
         """
         if state not in ("pending", "resolved"):
             raise ValueError(f"claim_pending: can only claim 'pending' or 'resolved' rows, not {state!r}")
         if limit <= 0:
             return []
         now = utcnow()
-        lock = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgres" else ""
+        lock = " FOR UPDATE OF q SKIP LOCKED" if self.dialect == "postgres" else ""
         with self._tx(write=True) as tx:
             rows = tx.fetchall(
-                "UPDATE archive_queue SET attempts = attempts + 1, lease_until = ?, updated_at = ? "
-                "WHERE aweme_id IN (SELECT aweme_id FROM archive_queue "
-                "WHERE state = ? AND (lease_until IS NULL OR lease_until <= ?) "
-                f"ORDER BY added_at, aweme_id LIMIT ?{lock}) "
+                "UPDATE archive_queue SET attempts = attempts + 1, lease_until = ?, claim_owner = ?, updated_at = ? "
+                "WHERE aweme_id IN (SELECT q.aweme_id FROM archive_queue q "
+                f"WHERE q.state = ? AND {self._FREE} "
+                f"ORDER BY q.added_at, q.aweme_id LIMIT ?{lock}) "
                 f"RETURNING {_QUEUE_COLS}, added_at",
-                [now + lease, now, state, now, int(limit)],
+                [now + lease, owner.owner_id if owner else None, now, state, now, now, int(limit)],
             )
         rows.sort(key=lambda r: (r[5], r[0]))
         return [_queue_item(r) for r in rows]
+
+    def claim_held(self, aweme_id: str, owner: ClaimOwner) -> bool:
+        """Whether ``owner`` still holds ``aweme_id`` (checked before paying for it: a claim lost while this process
+        was silent may have been taken by another run, which then pays for it instead)."""
+        with self._tx() as tx:
+            row = tx.fetchone("SELECT 1 FROM archive_queue WHERE aweme_id = ? AND claim_owner = ? "
+                              "AND state IN ('pending', 'resolved')", [aweme_id, owner.owner_id])
+        return row is not None
 
     def release(self, aweme_id: str, *, refund_attempt: bool = False) -> bool:
         """Drop the claim on a row so it can be claimed again at once. ``refund_attempt`` takes back the attempt the
@@ -238,9 +291,117 @@ class StateDB:
         was not the id's)."""
         refund = ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if refund_attempt else ""
         with self._tx(write=True) as tx:
-            cur = tx.execute(f"UPDATE archive_queue SET lease_until = NULL{refund}, updated_at = ? WHERE aweme_id = ?",
-                             [utcnow(), aweme_id])
+            cur = tx.execute(f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
+                             "WHERE aweme_id = ?", [utcnow(), aweme_id])
             return cur.rowcount > 0
+
+    def note_failure(self, aweme_id: str, problem: str) -> None:
+        """Remember why the id's last attempt failed (shown by `tiklive status` and the run summary)."""
+        with self._tx(write=True) as tx:
+            tx.execute("UPDATE archive_queue SET last_error = ?, updated_at = ? WHERE aweme_id = ?",
+                       [problem[:500], utcnow(), aweme_id])
+
+    # ------------------------------------------------------------------------------------------
+    # claim owners
+    # ------------------------------------------------------------------------------------------
+    def register_owner(self, owner: ClaimOwner) -> None:
+        """Start heartbeating as ``owner`` (call before claiming with it)."""
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            tx.execute(
+                "INSERT INTO claim_owners (owner_id, run_id, host, host_key, pid, pid_start, heartbeat_seconds, "
+                "started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner_id) "
+                "DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+                [owner.owner_id, owner.run_id, owner.host, owner.host_key, owner.pid, owner.pid_start,
+                 owner.heartbeat_seconds, now, now, now + timedelta(seconds=owner.stale_after)],
+            )
+
+    def heartbeat(self, owner: ClaimOwner, *, lease: timedelta | None = None) -> bool:
+        """Renew ``owner``'s claims (and the lease of each, for readers that only know leases). False when the owner
+        had already expired: some of its claims may have been taken since."""
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            row = tx.fetchone("SELECT expires_at FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
+            live = row is not None and _read_dt(row[0]) > now
+            tx.execute("UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
+                       [now, now + timedelta(seconds=owner.stale_after), owner.owner_id])
+            if lease is not None:
+                tx.execute("UPDATE archive_queue SET lease_until = ? WHERE claim_owner = ? AND lease_until IS NOT NULL",
+                           [now + lease, owner.owner_id])
+        return live
+
+    def end_owner(self, owner: ClaimOwner) -> int:
+        """The owner is done: whatever it still holds is released (attempts kept). Returns how many claims."""
+        with self._tx(write=True) as tx:
+            released = tx.execute("UPDATE archive_queue SET claim_owner = NULL, lease_until = NULL, updated_at = ? "
+                                  "WHERE claim_owner = ?", [utcnow(), owner.owner_id]).rowcount
+            tx.execute("DELETE FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
+        return released
+
+    def expire_dead_owners(self, *, alive=process_alive, local_key: str | None = None) -> list[str]:
+        """Expire live-looking owners on this host whose process is gone, so their claims are free at once.
+
+        ``local_key`` is this host's ``host_key()`` (same host name, boot and pid namespace: only then are pids
+        comparable); a pid reused by another process is told apart by its start time. Returns the expired owner
+        ids; owners elsewhere are left to their heartbeats.
+        """
+        local_key = local_key or host_key()
+        now = utcnow()
+        with self._tx() as tx:
+            rows = tx.fetchall("SELECT owner_id, pid, pid_start FROM claim_owners WHERE host_key = ? AND expires_at > ?",
+                               [local_key, now])
+        dead = [owner_id for owner_id, pid, started in rows if not alive(int(pid), started)]
+        if dead:
+            with self._tx(write=True) as tx:
+                for batch in _batches(dead):
+                    marks = ", ".join(["?"] * len(batch))
+                    tx.execute(f"UPDATE claim_owners SET expires_at = ? WHERE owner_id IN ({marks})", [now, *batch])
+        return dead
+
+    def owner_statuses(self) -> list[OwnerStatus]:
+        """Every registered owner and every owner id still named by a claim, with its claims and whether it is alive."""
+        now = utcnow()
+        local = host_key()
+        with self._tx() as tx:
+            owners = tx.fetchall("SELECT owner_id, run_id, host, host_key, pid, pid_start, heartbeat_at, expires_at "
+                                 "FROM claim_owners")
+            claims = dict(tx.fetchall("SELECT claim_owner, COUNT(*) FROM archive_queue WHERE claim_owner IS NOT NULL "
+                                      "AND state IN ('pending', 'resolved') GROUP BY claim_owner"))
+        out = []
+        for owner_id, run_id, host, key, pid, started, beat, expires in owners:
+            beat_at = _read_dt(beat)
+            if _read_dt(expires) <= now:
+                alive, why = False, f"silent since {beat_at:%Y-%m-%d %H:%M:%S} UTC"
+            elif key == local and not process_alive(int(pid), started):
+                alive, why = False, "process gone"
+            else:
+                alive, why = True, "heartbeating"
+            out.append(OwnerStatus(owner_id, run_id, host, int(pid), beat_at, alive, why, int(claims.pop(owner_id, 0))))
+        for owner_id, count in claims.items():
+            out.append(OwnerStatus(owner_id, None, "?", 0, None, False, "unregistered", int(count)))
+        return out
+
+    def left_behind(self, limit: int = 100) -> tuple[int, list[LeftItem]]:
+        """Ids still pending or resolved (not yet downloaded): how many, and up to ``limit`` of them with their claim.
+
+        Each run reports these with a reason, so nothing is left behind silently."""
+        now = utcnow()
+        with self._tx() as tx:
+            total = int(tx.fetchone("SELECT COUNT(*) FROM archive_queue WHERE state IN ('pending', 'resolved')")[0])
+            rows = tx.fetchall(
+                "SELECT q.aweme_id, q.state, q.attempts, q.claim_owner, o.expires_at, q.last_error, q.lease_until "
+                "FROM archive_queue q LEFT JOIN claim_owners o ON o.owner_id = q.claim_owner "
+                "WHERE q.state IN ('pending', 'resolved') ORDER BY q.added_at, q.aweme_id LIMIT ?", [int(limit)])
+        items = []
+        for aweme_id, state, attempts, owner, expires, error, lease in rows:
+            if owner is not None:
+                alive = expires is not None and _read_dt(expires) > now
+            elif lease is not None and _read_dt(lease) > now:
+                alive = True  # a lease of a release before owners
+            else:
+                alive = None
+            items.append(LeftItem(aweme_id, state, int(attempts), owner, alive, error))
+        return total, items
 
     def mark_resolved(self, aweme_id: str, author_handle: str | None = None) -> bool:
         """pending -> resolved (keeps the known handle when ``author_handle`` is None). False if not applicable."""
@@ -261,7 +422,7 @@ class StateDB:
         with self._tx(write=True) as tx:
             cur = tx.execute(
                 "UPDATE archive_queue SET state = 'downloaded', downloaded_at = COALESCE(downloaded_at, ?), "
-                "lease_until = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
+                "lease_until = NULL, claim_owner = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
                 [now, now, aweme_id],
             )
             return cur.rowcount > 0
@@ -277,7 +438,7 @@ class StateDB:
             tx.execute(
                 "INSERT INTO archive_queue (aweme_id, source, state, attempts, added_at, updated_at) "
                 "VALUES (?, 'unknown', 'dead', 0, ?, ?) ON CONFLICT (aweme_id) DO UPDATE SET "
-                "state = 'dead', lease_until = NULL, updated_at = excluded.updated_at",
+                "state = 'dead', lease_until = NULL, claim_owner = NULL, updated_at = excluded.updated_at",
                 [aweme_id, now, now],
             )
             new = tx.fetchall(
@@ -291,7 +452,8 @@ class StateDB:
         """Operator action: put a row back to 'pending' with attempts reset, and drop its dead letter."""
         with self._tx(write=True) as tx:
             cur = tx.execute(
-                "UPDATE archive_queue SET state = 'pending', attempts = 0, lease_until = NULL, updated_at = ? "
+                "UPDATE archive_queue SET state = 'pending', attempts = 0, lease_until = NULL, claim_owner = NULL, "
+                "last_error = NULL, updated_at = ? "
                 "WHERE aweme_id = ?", [utcnow(), aweme_id])
             tx.execute("DELETE FROM dead_letter WHERE aweme_id = ?", [aweme_id])
             return cur.rowcount > 0
@@ -379,19 +541,75 @@ class StateDB:
             row = tx.fetchone("SELECT scope, value, pages, updated_at FROM cursors WHERE scope = ?", [scope])
         return None if row is None else CursorRecord(row[0], row[1], row[2], _read_dt(row[3]))
 
-    def set_cursor(self, scope: str, value: str | int | None, pages: int | None = None) -> None:
-        """Upsert the cursor for ``scope`` and append it to cursor_history; committed before returning."""
+    def set_cursor(self, scope: str, value: str | int | None, pages: int | None = None, *,
+                   values: dict[str, str | None] | None = None) -> None:
+        """Upsert the cursor for ``scope`` and append it to cursor_history; committed before returning.
+
+        ``values`` are kv entries written in the same transaction (None deletes one): a walk's markers (complete,
+        replies pending) can never disagree with its cursor after a crash."""
         text = None if value is None else str(value)
         now = utcnow()
         with self._tx(write=True) as tx:
-            tx.execute(
-                "INSERT INTO cursors (scope, value, pages, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (scope) DO UPDATE SET value = excluded.value, pages = excluded.pages, "
-                "updated_at = excluded.updated_at",
-                [scope, text, pages, now],
-            )
-            tx.execute("INSERT INTO cursor_history (scope, value, pages, recorded_at) VALUES (?, ?, ?, ?)",
-                       [scope, text, pages, now])
+            self._set_cursor(tx, scope, text, pages, now)
+            self._set_values(tx, values or {}, now)
+
+    @staticmethod
+    def _set_cursor(tx: Tx, scope: str, text: str | None, pages: int | None, now: datetime) -> None:
+        tx.execute(
+            "INSERT INTO cursors (scope, value, pages, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (scope) DO UPDATE SET value = excluded.value, pages = excluded.pages, "
+            "updated_at = excluded.updated_at",
+            [scope, text, pages, now],
+        )
+        tx.execute("INSERT INTO cursor_history (scope, value, pages, recorded_at) VALUES (?, ?, ?, ?)",
+                   [scope, text, pages, now])
+
+    @staticmethod
+    def _set_values(tx: Tx, values: dict[str, str | None], now: datetime) -> None:
+        for key, value in values.items():
+            if value is None:
+                tx.execute("DELETE FROM kv WHERE key = ?", [key])
+            else:
+                tx.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                           "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at", [key, value, now])
+
+    def record_listing_page(self, scope: str, rows: list[tuple[str, str, str | None]], *, next_cursor: str | None,
+                            pages: int, max_videos: int, last_page: bool, stop_when_all_known: bool,
+                            counter_key: str, complete_key: str) -> ListingPage:
+        """One discovery page, in ONE transaction: queue its new ids (up to the walk's allowance for the day), advance
+        the cursor, count them toward the day's total, and mark the walk complete when this page ends it.
+
+        A crash before the commit leaves nothing (the rerun fetches the page again); after it, everything. The
+        walk ends on its last page (``last_page``), at ``max_videos`` queued today, or, with
+        ``stop_when_all_known``, on a page whose ids were all queued before (posts captured on an earlier day).
+        """
+        unique = list({str(r[0]).strip(): (str(r[0]).strip(), str(r[1]), r[2]) for r in rows}.values())
+        if any(not r[0] for r in unique):
+            raise ValueError("record_listing_page: empty aweme_id")
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            row = tx.fetchone("SELECT value FROM kv WHERE key = ?", [counter_key])
+            enqueued = int(row[0]) if row and row[0] else 0
+            known: set[str] = set()
+            for batch in _batches([r[0] for r in unique]):
+                marks = ", ".join(["?"] * len(batch))
+                known.update(r[0] for r in tx.fetchall(
+                    f"SELECT aweme_id FROM archive_queue WHERE aweme_id IN ({marks})", batch))
+            fresh = [r for r in unique if r[0] not in known][:max(max_videos - enqueued, 0)]
+            new = 0
+            for batch in _batches(fresh):
+                values = ", ".join(["(?, ?, ?, 'pending', 0, ?, ?)"] * len(batch))
+                params: list[Any] = []
+                for aweme_id, source, author_handle in batch:
+                    params += [aweme_id, source, author_handle, now, now]
+                new += len(tx.fetchall(
+                    "INSERT INTO archive_queue (aweme_id, source, author_handle, state, attempts, added_at, updated_at) "
+                    f"VALUES {values} ON CONFLICT (aweme_id) DO NOTHING RETURNING aweme_id", params))
+            enqueued += new
+            complete = last_page or enqueued >= max_videos or (stop_when_all_known and bool(unique) and new == 0)
+            self._set_cursor(tx, scope, None if next_cursor is None else str(next_cursor), pages, now)
+            self._set_values(tx, {counter_key: str(enqueued), complete_key: "1" if complete else None}, now)
+        return ListingPage(new=new, enqueued_today=enqueued, complete=complete)
 
     def delete_cursor(self, scope: str) -> bool:
         """Forget the current cursor (its history is kept). True if there was one."""

@@ -86,7 +86,43 @@ _DDL = [
         updated_at {ts} NOT NULL
     )
     """,
+    # Who holds claims: one row per capture process while it runs. Its claims hold while expires_at is ahead
+    # (renewed every heartbeat); a silent owner, or one whose process is gone from its host, loses them at once.
+    """
+    CREATE TABLE IF NOT EXISTS claim_owners (
+        owner_id TEXT PRIMARY KEY,
+        run_id TEXT,
+        host TEXT NOT NULL,
+        host_key TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        pid_start TEXT,
+        heartbeat_seconds DOUBLE PRECISION NOT NULL,
+        started_at {ts} NOT NULL,
+        heartbeat_at {ts} NOT NULL,
+        expires_at {ts} NOT NULL
+    )
+    """,
 ]
+
+# Columns added after the first release: (table, column, type). ``migrate`` adds the missing ones to old databases.
+ADDED_COLUMNS = [
+    ("archive_queue", "claim_owner", "TEXT"),
+    ("archive_queue", "last_error", "TEXT"),
+]
+# Indexes over added columns: created only once the columns exist.
+LATE_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS archive_queue_claim_owner_idx ON archive_queue (claim_owner)",
+]
+
+
+def add_columns_sql(dialect: str, existing: dict[str, set[str]]) -> list[str]:
+    """ALTER TABLE statements for the ADDED_COLUMNS an old database lacks (``existing``: table -> its columns)."""
+    out = []
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in existing.get(table, set()):
+            exists = " IF NOT EXISTS" if dialect == "postgres" else ""
+            out.append(f"ALTER TABLE {table} ADD COLUMN{exists} {column} {kind}")
+    return out + LATE_INDEXES
 
 
 FILE_KIND_CHECK = "kind IN ('video', 'cover', 'sidecar', 'sound') OR substr(kind, 1, 6) = 'image-'"

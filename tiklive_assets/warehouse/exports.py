@@ -22,6 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tiklive_assets.crashpoints import crashpoint
+
 from . import schema
 
 PARQUET_NAME = "part-0.parquet"
@@ -47,6 +49,7 @@ def write_parquet_atomic(table: pa.Table, final: Path) -> int:
     os.close(fd)
     try:
         pq.write_table(table, tmp, compression="zstd")
+        crashpoint("exports.parquet.swap")
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -111,6 +114,7 @@ def write_account_csvs(exports: Path, handles: Iterable[str], day: date) -> dict
                 )
                 rows[handle] = len(relation)
                 relation.write_csv(tmp, header=True)
+                crashpoint("exports.csv.swap")
                 os.replace(tmp, final)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)

@@ -22,6 +22,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
+from tiklive_assets.crashpoints import crashpoint
+
 from . import schema
 from .exports import parquet_glob
 
@@ -135,6 +137,7 @@ def build_marts(exports: Path, marts_path: Path) -> Path:
             con.execute("CHECKPOINT")
         finally:
             con.close()
+        crashpoint("marts.swap")
         os.replace(tmp, marts_path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -189,17 +189,19 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
     if (skipped := guard_partition(context, data_root, "archived_videos")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = archive_pending(session)
+        report = archive_pending(session, run_id=context.run_id)
         if report.systemic_error:
             raise dg.Failure(
                 description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
                 "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the network).",
                 allow_retries=False,
-                metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent},
+                metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent,
+                          "left_pending_or_claimed": dg.MetadataValue.json(report.left)},  # ids left, and why
             )
         if report.budget_stop:
             failure = _budget_failure(report.budget_stop, session)
             failure.metadata["videos_downloaded"] = dg.MetadataValue.int(report.downloaded)
+            failure.metadata["left_pending_or_claimed"] = dg.MetadataValue.json(report.left)  # ids left, and why
             raise failure
         return _finish(session, data_root, "archived_videos", {
             "videos_resolved": report.resolved,
@@ -209,6 +211,7 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
             "video_bytes": report.bytes,
             "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
             "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
+            "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids still queued or claimed, and why
         })
 
 
