@@ -4,11 +4,18 @@ CDN URLs expire within minutes, so they are used immediately and never stored: a
 the id (one more credit) and retries once. Files stream in chunks to a ``.part`` file (memory stays bounded
 whatever the size) and only then enter the store, atomically. A 404 from /post-detail/ is a dead letter: the
 credit is spent, and the id is never tried again.
+
+Crash-only: every claim names its owner (this process: run id, host, pid), renewed by a heartbeat while the id is in
+flight, so a killed run's ids go to the next run at once while a live run's are never taken. A detail already
+archived today (the kill came after the answer was paid for and stored) is read back from the archive, never
+bought again; every write reaches the store before the state database records it.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -24,9 +31,19 @@ import requests
 from tqdm import tqdm
 
 from tiklive_assets.capture.session import CaptureSession
-from tiklive_assets.state import QueueItem
+from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.state import ClaimOwner, QueueItem
 from tiklive_assets.storage.base import StoreError
-from tiklive_assets.storage.keys import cover_key, image_key, sidecar_key, sound_key, video_key
+from tiklive_assets.storage.keys import (
+    InvalidKeyPart,
+    check_id,
+    cover_key,
+    image_key,
+    raw_key,
+    sidecar_key,
+    sound_key,
+    video_key,
+)
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
     BadResponse,
@@ -35,7 +52,7 @@ from tiklive_assets.tikliveapi.errors import (
     TransientError,
     VideoGone,
 )
-from tiklive_assets.tolerant import as_text
+from tiklive_assets.tolerant import as_text, unwrap
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
@@ -65,6 +82,11 @@ class VideosReport:
     failed: list[str] = field(default_factory=list)
     budget_stop: CreditBudgetExhausted | None = None  # the day's budget or the account's balance ran out
     systemic_error: str | None = None  # a failure of the system, not of one id: the run stops, no id is blamed
+    details_reused: int = 0  # details already archived today (a killed run paid for them): read back, not bought
+    claims_lost: int = 0  # ids this run had claimed but another run took over while this one was silent
+    claims_taken_over: int = 0  # claims of dead runs (process gone, or silent) freed for this run
+    run_id: str | None = None
+    left: dict = field(default_factory=dict)  # what the run leaves pending or claimed, and why (left_behind())
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -165,10 +187,42 @@ def _download(session: CaptureSession, media: Media) -> Path:
 
 def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     response = session.client.post_detail(item.aweme_id, item.author_handle or "_")
+    crashpoint("videos.detail.archived")  # paid for and archived, not yet recorded anywhere
     detail = response.json()
     if not isinstance(detail, dict):
         raise BadResponse("/post-detail/", response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}")
     return detail, response.body
+
+
+def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes] | VideoGone | None:
+    """Today's archived /post-detail/ answer for the id, if a run (killed before recording it) already paid for it.
+
+    Returns the detail and its exact bytes, a VideoGone for an archived 404 (never bought twice), or None."""
+    try:
+        slug = check_id(item.aweme_id, "aweme_id")
+    except InvalidKeyPart:
+        return None
+    prefix = getattr(session.archive, "prefix", "tiklive-raw")
+    store = session.store
+    gone = raw_key(session.day, "/post-detail/", f"{slug}-http404", prefix=prefix)
+    if store.exists(gone):
+        try:
+            body = json.loads(gzip.decompress(store.get_bytes(gone)))
+            reason = next((body[k] for k in ("error", "message", "msg")  # as the client reads a 404's reason
+                           if isinstance(body, dict) and isinstance(body.get(k), str)), "not found")
+        except (OSError, EOFError, ValueError):
+            reason = "not found"
+        return VideoGone(item.aweme_id, reason)
+    key = raw_key(session.day, "/post-detail/", slug, prefix=prefix)
+    if not store.exists(key):
+        return None
+    try:
+        body = gzip.decompress(store.get_bytes(key))
+        detail = json.loads(body)
+    except (OSError, EOFError, ValueError):
+        return None  # unreadable: buy it again (the new bytes go beside it)
+    detail = unwrap(detail)
+    return (detail, body) if isinstance(detail, dict) else None
 
 
 def _dead_letter(session: CaptureSession, item: QueueItem, exc: VideoGone, report: VideosReport) -> None:
@@ -177,25 +231,39 @@ def _dead_letter(session: CaptureSession, item: QueueItem, exc: VideoGone, repor
         report.dead[exc.reason] += 1
 
 
-def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, api_slots: threading.BoundedSemaphore) -> None:
+def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, api_slots: threading.BoundedSemaphore,
+                owner: ClaimOwner | None = None) -> None:
     state, store, day = session.state, session.store, session.day
-    try:
-        with api_slots:
-            detail, raw = _resolve(session, item)
-    except VideoGone as exc:
-        _dead_letter(session, item, exc, report)
+    if owner is not None and not state.claim_held(item.aweme_id, owner):
+        report.add(claims_lost=1)  # another run took it over while this one was silent: it pays, not us
         return
+    reused = _archived_detail(session, item)
+    if isinstance(reused, VideoGone):
+        _dead_letter(session, item, reused, report)
+        return
+    if reused is not None:
+        detail, raw = reused
+        report.add(details_reused=1)
+    else:
+        try:
+            with api_slots:
+                detail, raw = _resolve(session, item)
+        except VideoGone as exc:
+            _dead_letter(session, item, exc, report)
+            return
     report.add(resolved=1)
     author = detail.get("author")
     handle = (as_text(author.get("unique_id") or author.get("uniqueId")) if isinstance(author, dict) else None) \
         or item.author_handle or "unknown"
     state.mark_resolved(item.aweme_id, handle)
+    crashpoint("videos.resolved.marked")
     files: list[tuple[Media, Path]] = []
     try:
         for attempt in (1, 2):
             try:
                 for media in media_plan(day, handle, item.aweme_id, detail):
                     files.append((media, _download(session, media)))
+                    crashpoint(f"videos.{media.kind}.part_written")  # in scratch, not yet in the store
                 break
             except CdnExpired:
                 for _, path in files:
@@ -211,44 +279,87 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
                     return
                 report.add(re_resolved=1)
         for media, path in files:
+            # the store first, then the record: a record always names bytes that exist
             result = store.put_file(media.key, path, content_type=media.content_type)
+            crashpoint(f"videos.{media.kind}.stored")
             state.record_file(item.aweme_id, media.kind, media.key, result.sha256, result.size, day)
+            crashpoint(f"videos.{media.kind}.recorded")
             report.add(bytes=result.size)
         if any(media.kind == "sound" or media.kind.startswith("image-") for media, _ in files):
             report.add(photo_posts=1)
         sidecar = sidecar_key(day, handle, item.aweme_id)
         result = store.put_bytes(sidecar, raw, content_type="application/json")
+        crashpoint("videos.sidecar.stored")
         state.record_file(item.aweme_id, "sidecar", sidecar, result.sha256, result.size, day)
+        crashpoint("videos.sidecar.recorded")
         state.mark_downloaded(item.aweme_id)
+        crashpoint("videos.queue.marked")
         report.add(downloaded=1)
     finally:
         for _, path in files:
             path.unlink(missing_ok=True)
 
 
-def archive_pending(session: CaptureSession, *, batch: int | None = None, limit: int | None = None) -> VideosReport:
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+
+
+class _Heartbeat(threading.Thread):
+    """Renews this run's claims every ``owner.heartbeat_seconds`` while ids are in flight, long downloads included."""
+
+    def __init__(self, session: CaptureSession, owner: ClaimOwner, lease: timedelta):
+        super().__init__(name="claim-heartbeat", daemon=True)
+        self.session, self.owner, self.lease = session, owner, lease
+        self.stopped = threading.Event()
+        self.lapsed = False  # a renewal came after the owner had expired: claims may have been taken meanwhile
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.owner.heartbeat_seconds):
+            try:
+                if not self.session.state.heartbeat(self.owner, lease=self.lease):
+                    self.lapsed = True
+                    log.warning("claims of run %s lapsed (no heartbeat for %.0f s); ids taken by another run are "
+                                "skipped", self.owner.run_id, self.owner.stale_after)
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again; claim_held() guards every payment
+                log.warning("claim heartbeat failed: %s: %s", type(exc).__name__, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def archive_pending(session: CaptureSession, *, batch: int | None = None, limit: int | None = None,
+                    run_id: str | None = None) -> VideosReport:
     """Resolve and download queued ids until the queue is empty, ``limit`` is reached, or the budget stops us.
 
-    Ids left ``resolved`` by a crashed run (their URLs long expired) are claimed first and resolved again.
+    This process registers as a claim owner (``run_id``: the Dagster run's, else a generated one) and heartbeats
+    every ``capture.claim_heartbeat_seconds``: its claims hold however long an id takes, and are freed at once when
+    it dies (the next run finds its process gone on this host, or its heartbeat silent for three intervals).
+    Ids left ``resolved`` by a crashed run are claimed first; their archived detail is reused when it is today's.
     An id that fails transiently keeps its claim until this run ends (so this run never loops on it) and is then
-    released for the next run.
+    released for the next run. ``report.left`` says what stays pending or claimed, and why.
     """
     report = VideosReport()
     capture = session.config.capture
-    # Claim just in time, a little more than the workers can take at once, so no claim outlives its lease.
+    # Claim just in time, a little more than the workers can take at once.
     batch = batch or 2 * capture.download_concurrency
     lease = timedelta(seconds=capture.claim_lease_seconds)
+    heartbeat = float(getattr(capture, "claim_heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
+    owner = ClaimOwner.this_process(run_id, heartbeat)
+    report.run_id = owner.run_id
     api_slots = threading.BoundedSemaphore(capture.api_concurrency)
     unfinished: list[tuple[str, bool]] = []  # (id, refund the attempt: it was never really tried)
     claimed = 0
     stop = threading.Event()
+    session.state.register_owner(owner)
+    beats = _Heartbeat(session, owner, lease)
+    beats.start()
 
     def work(item: QueueItem) -> None:
         if stop.is_set():
             unfinished.append((item.aweme_id, True))
             return
         try:
-            archive_one(session, item, report, api_slots)
+            archive_one(session, item, report, api_slots, owner)
         except CreditBudgetExhausted as exc:
             report.budget_stop = exc
             unfinished.append((item.aweme_id, True))
@@ -265,6 +376,7 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     report.dead["gave up after repeated failures"] += 1
                 return
             log.warning("%s: %s (left in the queue for the next run)", item.aweme_id, problem)
+            session.state.note_failure(item.aweme_id, problem)
             unfinished.append((item.aweme_id, False))
             with report._lock:
                 report.failed.append(f"{item.aweme_id}: {problem}")
@@ -282,11 +394,14 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     if size <= 0:
                         exhausted = True
                         break
-                    items = session.state.claim_pending(size, lease=lease, state="resolved")
-                    items += session.state.claim_pending(size - len(items), lease=lease, state="pending")
+                    # a run killed on this host (its process gone) frees its claims now, not after a lease
+                    report.add(claims_taken_over=len(session.state.expire_dead_owners()))
+                    items = session.state.claim_pending(size, lease=lease, state="resolved", owner=owner)
+                    items += session.state.claim_pending(size - len(items), lease=lease, state="pending", owner=owner)
                     if not items:
                         exhausted = True
                         break
+                    crashpoint("videos.claimed")
                     items = [item for item in items if item.aweme_id not in running]
                     claimed += len(items)
                     running.update(item.aweme_id for item in items)
@@ -299,6 +414,41 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                     progress.update(1)
             progress.close()
     finally:
+        beats.stop()
         for aweme_id, refund in unfinished:
             session.state.release(aweme_id, refund_attempt=refund)
+        session.state.end_owner(owner)
+    report.left = left_behind(session, report, capture.max_attempts)
     return report
+
+
+def left_behind(session: CaptureSession, report: VideosReport | None = None, max_attempts: int | None = None,
+                limit: int = 50) -> dict:
+    """What the queue still holds that is not downloaded, and why: for the run summary and the asset metadata.
+
+    Reasons: held by a live run (another process is working on it), the run's budget or balance stop, a systemic
+    stop (the store, the network, the key), failed N times (its own error, retried next run), or not reached.
+    """
+    total, items = session.state.left_behind(limit=10_000)
+    by_reason: Counter = Counter()
+    examples: list[dict] = []
+    for item in items:
+        if item.owner_alive:
+            why = "held by a live run"
+        elif report is not None and report.budget_stop is not None:
+            why = "credit stop (budget or balance)"
+        elif report is not None and report.systemic_error:
+            why = f"systemic stop: {report.systemic_error}"[:200]
+        elif item.last_error:
+            why = f"failed {item.attempts} time(s)" + (f" of {max_attempts}" if max_attempts else "")
+        elif item.owner_id is not None:
+            why = "claimed by a run that stopped (free for the next run)"
+        else:
+            why = "not reached by this run"
+        by_reason[why if not why.startswith("failed") else "failed (retried next run)"] += 1
+        if len(examples) < limit:
+            examples.append({"id": item.aweme_id, "state": item.state, "attempts": item.attempts, "why": why,
+                             **({"last_error": item.last_error[:200]} if item.last_error else {})})
+    if total > len(items):
+        by_reason["not listed (more than 10,000)"] += total - len(items)
+    return {"count": total, "by_reason": dict(by_reason), "ids": examples}
