@@ -1,12 +1,15 @@
-"""Cheap checks that travel with the capture assets: paginator drift and the dead-letter ratio."""
+"""Cheap checks that travel with the capture assets: paginator drift, the dead-letter ratio, the mirror's lag."""
+
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from tiklive_assets.capture.cursors import cursor_statuses
 from tiklive_assets.defs.archive.assets import archived_videos, discovery_queue
-from tiklive_assets.defs.resources import DataRootResource
+from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
 
 DEAD_LETTER_RATIO_LIMIT = 0.2
+MIRROR_LAG_LIMIT = timedelta(days=1)
 
 
 @dg.asset_check(asset=discovery_queue, description="No discovery cursor drifted (stuck value, repeated page, hasMore loop).")
@@ -41,4 +44,27 @@ def dead_letter_ratio(data_root: DataRootResource) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=ratio <= DEAD_LETTER_RATIO_LIMIT,
         metadata={"dead_letter_ratio": round(ratio, 4), "limit": DEAD_LETTER_RATIO_LIMIT, "queue_depth": dg.MetadataValue.json(depth)},
+    )
+
+
+@dg.asset_check(asset=archived_videos, description="No archive key (raw response, video, cover, sidecar) has been "
+                "missing from the secondary store for more than a day: the mirror is a backup only while it is complete.")
+def mirror_replicated(archive_store: ArchiveStoreResource) -> dg.AssetCheckResult:
+    from tiklive_assets.storage.mirror import oldest_unreplicated
+
+    store = archive_store.open()
+    count, age, entries = oldest_unreplicated(store)
+    now = datetime.now(UTC)
+    late = [e for e in entries if now - e.since > MIRROR_LAG_LIMIT]
+    return dg.AssetCheckResult(
+        passed=not late,
+        metadata={
+            "unreplicated": count,
+            "older_than_a_day": len(late),
+            "oldest_age_hours": round(age.total_seconds() / 3600, 2) if age is not None else 0,
+            "oldest": dg.MetadataValue.json([e.key for e in entries[:20]]),
+            "what_to_do": "the hourly mirror_repair job copies them once the secondary is back; check "
+                          "TIKLIVE_ARCHIVE_SECONDARY_BUCKET / TIKLIVE_SECONDARY_S3_ENDPOINT_URL, then "
+                          "`tiklive mirror repair`" if late else "nothing",
+        },
     )
