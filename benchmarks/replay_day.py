@@ -15,8 +15,8 @@ opening the warehouse to closing it, listing included (the bare loop is handed i
 imported before the clock, as for the bare loop: the replay runs in a child forked after this script imported
 pyarrow and the warehouse package, and, unless ``--cold``, duckdb and pandas (which pyarrow imports on its first
 conversion of Python objects), a one-off 0.3 s per process whatever the number of days. Run it warm (generation
-leaves the files in the page cache); other load on the machine skews wall time, so use ``--repeat`` and read the
-best:
+leaves the files in the page cache); other load on the machine skews wall time, so use ``--repeat``: the verdict
+takes the best replay against the best bare loop of the runs:
 
     .venv/bin/python benchmarks/replay_day.py --repeat 3                 # 50,000 objects, 2 processes
     .venv/bin/python benchmarks/replay_day.py --processes 1 --repeat 3   # single process
@@ -237,16 +237,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  peak RSS: {own:.0f} MB (replaying process), {children:.0f} MB (largest parser process); CPU "
                   f"{cpu:.2f} s = {total / cpu:,.0f} objects per CPU-second (load average {load:.1f} on "
                   f"{os.cpu_count()} cores)")
-            if best is None or rate / bare_rate > best[1] / best[2]:
-                best = (attempt, rate, bare_rate, max(own, children))
-        attempt, rate, bare_rate, rss = best
+            # best replay against best bare loop: a bare loop slowed by other work would inflate its run's ratio
+            best = (max(best[0], rate), max(best[1], bare_rate), max(best[2], own, children)) if best else \
+                (rate, bare_rate, max(own, children))
+        rate, bare_rate, rss = best
         ratio = rate / bare_rate
         if args.processes == 1:
             ok, target_text = ratio >= 0.7 and rss <= 500, ">= 0.7 of the bare loop in one process, <= 500 MB"
         else:
             ok, target_text = rate >= 20_000 and rss <= 500, ">= 20,000 objects/s end to end, <= 500 MB"
-        print(f"best run {attempt}: {rate:,.0f} objects/s end to end, bare loop {bare_rate:,.0f} objects/s, ratio "
-              f"{ratio:.2f}, peak RSS {rss:.0f} MB")
+        print(f"best of {args.repeat}: {rate:,.0f} objects/s end to end, bare loop {bare_rate:,.0f} objects/s, ratio "
+              f"{ratio:.2f}, peak RSS {rss:.0f} MB (largest of the runs)")
         verdict = "PASS" if ok else "FAIL"
         print(f"VERDICT: {verdict}: target {target_text}")
         return 0 if ok else 1
