@@ -27,10 +27,18 @@ from tiklive_assets.defs.resources import (
 from tiklive_assets.config import ConfigError
 from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import InvalidKeyPart
-from tiklive_assets.tikliveapi.errors import AuthError, BadResponse, BalanceExhausted, CreditBudgetExhausted
+from tiklive_assets.tikliveapi.errors import (
+    AuthError,
+    BadResponse,
+    BalanceExhausted,
+    CreditBudgetExhausted,
+    CursorStuck,
+    RateLimited,
+)
 
 # Errors a retry cannot fix: Dagster's retry policy never re-runs a step for them (see capture_session).
-NEVER_RETRIED = (AuthError, BadResponse, InvalidKeyPart, ConfigError, StoreError)
+# RateLimited: a Retry-After beyond the plan's cap (the message says when to retry); CursorStuck: drift.
+NEVER_RETRIED = (AuthError, BadResponse, InvalidKeyPart, ConfigError, StoreError, RateLimited, CursorStuck)
 API_POOL = "tiklive_api"
 GROUP = "capture"
 CAPTURE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -57,6 +65,7 @@ def capture_session(
             requests_per_minute=config.plan.requests_per_minute,
             credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
             on_response=archive.write,
+            plan=config.plan,  # the bounded waits: longest Retry-After obeyed, request deadline, largest answer
         )
     except NEVER_RETRIED as exc:
         state.close()

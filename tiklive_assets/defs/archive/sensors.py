@@ -108,6 +108,11 @@ def new_posts_sensor(
         max_attempts=2,  # a tick must stay far inside its 60 s limit; the next tick tries again
         credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
         on_response=archive.write,
+        # the same bounds as the plan's, but one request (with its waits) never outlives a share of the tick
+        plan=config.plan.model_copy(update={
+            "request_deadline_seconds": min(config.plan.request_deadline_seconds, 15.0),
+            "max_retry_after_seconds": min(config.plan.max_retry_after_seconds, 10.0),
+        }),
     )
     session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
     newest: dict[str, int] = dict(cursor.get("newest", {}))
