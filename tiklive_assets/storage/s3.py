@@ -58,6 +58,8 @@ def make_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=10,  # an unroutable endpoint fails in seconds per attempt, not botocore's default 60
+        read_timeout=60,
     )
     return boto3.session.Session().client(
         "s3",
