@@ -412,6 +412,36 @@ def test_a_secondary_failure_keeps_the_primary_write_and_flags_the_key(tmp_path)
     assert result.status == "created"
     assert mirror.get_bytes("tiklive-raw/2026/11/24/userid/bob.json.gz") == b"x"
     assert mirror.unreplicated == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]
+    # ... and journals it durably in the primary, where every process and host that writes can see it
+    assert mirror.primary.get_bytes("_mirror/unreplicated/tiklive-raw/2026/11/24/userid/bob.json.gz") == \
+        b"tiklive-raw/2026/11/24/userid/bob.json.gz"
+    assert [i.key for i in mirror.list("")] == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]
+
+
+def test_the_mirror_names_content_types_from_keys_and_journals_long_keys_by_hash() -> None:
+    from tiklive_assets.storage.mirror import content_type_for, marker_key
+
+    assert content_type_for("tiklive-raw/2026/05/29/userid/bob.json.gz") == ("application/json", "gzip")
+    assert content_type_for("tiklive-raw/2026/05/29/userid/bob.json.gz.conflict-0123456789abcdef") == \
+        ("application/json", "gzip")
+    assert content_type_for("videos/dt=2026-05-29/author=bob/1.mp4") == ("video/mp4", None)
+    assert content_type_for("covers/dt=2026-05-29/1.jpg") == ("image/jpeg", None)
+    long_key = "a/" + "x" * 1010
+    assert marker_key(long_key).startswith("_mirror/unreplicated/_long/") and len(marker_key(long_key)) < 1024
+
+
+def test_local_disk_errors_are_systemic_store_errors_naming_the_path(tmp_path: Path) -> None:
+    import errno
+
+    from tiklive_assets.storage import LocalStore, StoreUnavailable
+
+    class Failing(LocalStore):
+        def _publish(self, path, write):  # noqa: ANN001 - the OS layer failing (no small filesystem can be mounted)
+            raise OSError(errno.EIO, "Input/output error", str(path))
+
+    with pytest.raises(StoreUnavailable, match=f"Input/output error.*{tmp_path}.*TIKLIVE_HOME"):
+        Failing(tmp_path).put_bytes("a/b.json", b"{}", content_type="application/json")
+    assert LocalStore(tmp_path).stat("a/b.json") is None  # a missing key is still None, never an error
 
 
 def test_s3_large_upload_never_overwrites_a_key_written_meanwhile(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
