@@ -106,6 +106,12 @@ try:  # orjson decodes these objects 3x faster than json, and caches key strings
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - optional accelerator; json gives the same values
     _fast_loads = json.loads
+try:  # ISA-L inflates gzip about 1.4x faster than zlib, with the same bytes out
+    from isal.isal_zlib import decompress as _gunzip
+    from isal.isal_zlib import error as _GunzipError
+except ImportError:  # pragma: no cover - optional accelerator; zlib gives the same bytes
+    from zlib import decompress as _gunzip
+    from zlib import error as _GunzipError
 
 
 def decode(gz: bytes) -> Any:
@@ -114,8 +120,8 @@ def decode(gz: bytes) -> Any:
     The fast decoder refuses what the standard one accepts (integers beyond 64 bits, NaN, lone surrogates), so
     anything it refuses is decoded again by ``json``: the values are always those ``json.loads`` gives."""
     try:
-        raw = zlib.decompress(gz, 31)
-    except zlib.error:
+        raw = _gunzip(gz, 31)
+    except (_GunzipError, zlib.error):
         try:
             raw = gzip.decompress(gz)  # multi-member gzip, just in case
         except (OSError, EOFError, ValueError) as exc:
