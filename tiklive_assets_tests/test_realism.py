@@ -336,3 +336,26 @@ def test_errors_a_retry_cannot_fix_are_never_retried_by_dagster(tmp_path: Path):
         assert not result.success and "AuthError" in " ".join(failures(result).values())
         restarts = [e for e in result.all_events if e.event_type_value == "STEP_RESTARTED"]
         assert restarts == [] and sb.stats()["api_requests"] == 1  # one refused request, no second attempt
+
+
+def test_a_video_gone_said_inside_a_200_is_a_dead_letter_bought_once(tmp_path: Path):
+    gone = {"code": -1, "msg": "Video not found or has been deleted"}
+    with frozen_sandbox() as sb:
+        rig = Rig(sb, tmp_path / "home", local_store(tmp_path), base_config(hashtags=[]))
+        assert rig.run(account_profiles, discovery_queue).success
+        sb.fail_next(1, 200, body=gone, endpoint="/post-detail/")
+        result = rig.run(archived_videos)
+        assert result.success, failures(result)
+        dead = {i for i, s in rig.queue().items() if s == "dead"}
+        assert len(dead) == 1 and sum(sb.stats()["detail_requests_by_id"].values()) == 4  # no retry of the answer
+        (aweme_id,) = dead
+        assert rig.run(archived_videos).success and sb.stats()["detail_requests_by_id"][aweme_id] == 1
+        loaded = dg.materialize(
+            WAREHOUSE_ASSETS, partition_key=today().isoformat(), instance=rig.instance, raise_on_error=False,
+            resources={**rig.resources(), "warehouse": WarehouseResource(url=str(rig.home / "warehouse.duckdb"))},
+        )
+        assert loaded.success, failures(loaded)
+    with duckdb.connect(str(rig.home / "warehouse.duckdb"), read_only=True) as db:
+        rows = db.execute("SELECT aweme_id, reason, http_status FROM dead_letters").fetchall()
+    assert rows == [(aweme_id, gone["msg"], 200)]
+    assert any(k.endswith(f"post-detail/{aweme_id}-error-gone.json.gz") for k in rig.listing("tiklive-raw/"))

@@ -80,6 +80,8 @@ class ApiResponse:
             raise BadResponse(self.endpoint, self.status, f"body is not JSON ({exc})") from None
 
 
+_GONE_RE = re.compile(r"not (?:be )?found|not exist|does ?n[o']t exist|deleted|removed|private|unavailable|no longer",
+                      re.IGNORECASE)
 _BALANCE_RE = re.compile(r"balance|insufficient|out of credits|no credits|credits? (?:exhausted|left)", re.IGNORECASE)
 
 
@@ -114,7 +116,9 @@ def classify_body(body: bytes, endpoint: str | None = None) -> tuple[str | None,
     * ``balance``: ``{"message": "Insufficient balance..."}``, what TikLiveAPI answers when the credits run out;
     * ``upstream``: ``{"code": <non-zero>, "msg": ...}``, an error of the upstream service inside a 200;
     * ``notjson``: a body that is not JSON at all (truncated in transit, an HTML gateway page);
-    * ``invalid``: JSON without what the endpoint's answer must hold (``/userid/`` answering ``{"id": null}``).
+    * ``invalid``: JSON without what the endpoint's answer must hold (``/userid/`` answering ``{"id": null}``);
+    * ``gone``: an upstream error that says the video or account is deleted, private or unavailable: a 404 in a
+      200's clothing, never retried (a retry would be billed for the same answer).
     """
     try:
         data = json.loads(body)
@@ -126,7 +130,7 @@ def classify_body(body: bytes, endpoint: str | None = None) -> tuple[str | None,
             return "balance", message[:200]
         problem = envelope_error(data)
         if problem is not None:
-            return "upstream", problem[:200]
+            return ("gone" if _GONE_RE.search(problem) else "upstream"), problem[:200]
     rule = _MUST_HOLD.get(endpoint or "")
     if rule is not None and not rule[1](unwrap(data)):
         return "invalid", f"the answer holds no {rule[0]}"
@@ -321,18 +325,16 @@ class TikLiveClient:
         if status == 200:
             if kind == "balance":
                 raise BalanceExhausted(endpoint, detail, self.credits.total)
+            if kind == "gone":
+                self.credits.count_not_data(kind)
+                self._raise_not_found(endpoint, params, detail)
             if kind is not None:
                 self.credits.count_not_data(kind)
                 log.info("%s: HTTP 200 that is not data (%s; attempt %d, retried)", endpoint, detail, attempt)
                 raise _NotData(endpoint, detail, 200)
             return response
         if status == 404:
-            reason = _error_message(body) or "not found"
-            aweme_id = aweme_id_from_url(str(params.get("url", "")))
-            if endpoint == "/post-detail/" and aweme_id:
-                raise VideoGone(aweme_id, reason)
-            subject = ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("count",))
-            raise NotFound(endpoint, subject, reason)
+            self._raise_not_found(endpoint, params, _error_message(body) or "not found")
         if status in (401, 403):
             raise AuthError(status, endpoint)
         if 300 <= status < 400:
@@ -346,6 +348,15 @@ class TikLiveClient:
             log.warning("%s: HTTP %d (attempt %d)", endpoint, status, attempt)
             raise TransientError(endpoint, f"HTTP {status}", status)
         raise BadResponse(endpoint, status, _error_message(body) or "unexpected status")
+
+    @staticmethod
+    def _raise_not_found(endpoint: str, params: dict[str, Any], reason: str) -> None:
+        """Deleted, private or region-locked: the credit is spent, and asking again would only spend another."""
+        aweme_id = aweme_id_from_url(str(params.get("url", "")))
+        if endpoint == "/post-detail/" and aweme_id:
+            raise VideoGone(aweme_id, reason)
+        subject = ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("count",))
+        raise NotFound(endpoint, subject, reason)
 
     # -- endpoints (one method each, as in wire-format.md) -------------------------------------------------
 

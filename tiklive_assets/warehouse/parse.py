@@ -214,7 +214,15 @@ class DayParser:
         marker = slug.rfind(ERROR_MARKER)
         if marker >= 0:  # archived as an error: paid for, never data (a notjson body would not even decode)
             credit[2] += 1
-            self.error_responses[(endpoint, slug[marker + len(ERROR_MARKER):])] += 1
+            reason = slug[marker + len(ERROR_MARKER):]
+            self.error_responses[(endpoint, reason)] += 1
+            if reason == "gone" and endpoint == "post-detail":  # deleted or private, said inside a 200: dead
+                try:
+                    body = decode(gz)
+                except UnreadableObject:
+                    body = None
+                captured = fetched_micros(gz) or (micros(last_modified) if last_modified is not None else 0)
+                self._dead_letter(slug[:marker], body, key, captured, status=200)
             return
         # A copy kept beside (``.conflict-<sha>``) is the same request captured again with new bytes (a sensor poll,
         # a re-resolved expired URL): a real response, parsed as one more capture at its own last_modified.
@@ -578,14 +586,14 @@ class DayParser:
                 self._time(item.get("create_time"), "comment.create_time"), captured, self.day,
             ))
 
-    def _dead_letter(self, slug: str, body: Any, key: str, captured: int) -> None:
+    def _dead_letter(self, slug: str, body: Any, key: str, captured: int, status: int = 404) -> None:
         reason = "not found"
         if isinstance(body, dict):
             for name in ("error", "message", "msg"):
                 if isinstance(body.get(name), str):
                     reason = body[name]
                     break
-        self._keep(self._dead, slug, (captured, key), (slug, reason, 404, key, captured, self.day))
+        self._keep(self._dead, slug, (captured, key), (slug, reason, status, key, captured, self.day))
 
     # -- merging and output --
 
