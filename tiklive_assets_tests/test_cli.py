@@ -155,7 +155,19 @@ def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_dam
     captured = capsys.readouterr()
     assert "1 object(s) quarantined" in captured.err and "post-detail/7000000000000000123" in captured.err
     assert "posts" in captured.out
-    damaged = store.root / "tiklive-raw/2026/05/29/post-detail/7000000000000000124.json.gz"
-    damaged.write_bytes(b"not gzip at all")
+    import duckdb
+
+    def rows() -> int:
+        with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as db:
+            return db.execute("SELECT count(*) FROM post_metrics_history WHERE source = 'post-detail'").fetchone()[0]
+
+    before = rows()
+    detail = next(p for p in (store.root / "tiklive-raw/2026/05/29/post-detail").glob("7*[0-9].json.gz")
+                  if "7000000000000000123" not in p.name)
+    detail.write_bytes(b"not gzip at all")  # an object that fed rows is damaged
     assert main(["replay", "--from", str(day), "--to", str(day)]) == 1
-    assert "damaged (not gzip)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "damaged (not gzip)" in err and "left as it was" in err and detail.name in err
+    assert rows() == before  # the day kept its rows
+    assert main(["replay", "--from", str(day), "--to", str(day), "--force"]) == 1
+    assert rows() < before  # forced: replaced from what is readable

@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "else $TIKLIVE_HOME/warehouse.duckdb)")
     replay.add_argument("--exports", action="store_true",
                         help="also rewrite the Parquet exports of each replayed day under $TIKLIVE_HOME/exports")
+    replay.add_argument("--force", action="store_true",
+                        help="replace a day even when some of its archived objects are damaged (not gzip); without "
+                        "it such a day keeps the rows it has, since a replay must never silently drop rows")
     replay.add_argument("--processes", type=int, default=1, metavar="N",
                         help="parse a local archive's days over N processes (default 1; try 2 on a 2-core host)")
     replay.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
@@ -318,7 +321,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     try:
         report = replay(store, target, args.start, args.end, exports=root.exports if args.exports else None,
-                        processes=args.processes, progress_factory=progress_factory)
+                        processes=args.processes, progress_factory=progress_factory, force=args.force)
     except WarehouseError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -345,6 +348,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
               file=sys.stderr)
         for problem in report.errors[:5]:
             print(f"  {problem}", file=sys.stderr)
+    for day, keys in report.refused.items():
+        print(f"{day} left as it was: {len(keys)} of its archived object(s) are damaged (not gzip), and replacing "
+              "the day would drop the rows they fed. Restore them from the secondary store or a backup and replay "
+              "again, or pass --force to replace the day anyway.", file=sys.stderr)
     if report.corrupt:
         print(f"{len(report.corrupt)} archived object(s) are damaged (not gzip): restore them from the secondary "
               "store or a backup, then replay. For example:", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Replay: rebuild the warehouse (or a scratch database) for a range of days from the raw archive alone.
 
-Seed 000's "database lost" runbook becomes: delete the warehouse, ``tiklive replay --from D1 --to D2``, get
+The "database lost" runbook becomes: delete the warehouse, ``tiklive replay --from D1 --to D2``, get
 identical tables. Days load in ascending order, each in its own transaction, so an interrupted replay resumes by
 running it again (every day load is idempotent). Memory is bounded by one day's rows.
 """
@@ -19,6 +19,7 @@ from tiklive_assets.storage.keys import RAW_PREFIX
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
 from .reader import ParsedDay, count_day_objects, parse_day, parser_pool
+from .schema import TABLES
 
 
 @dataclass
@@ -28,6 +29,7 @@ class ReplayReport:
     rows: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # "<key>: <error>" of each quarantined object
     corrupt: list[str] = field(default_factory=list)
+    refused: dict[date, list[str]] = field(default_factory=dict)  # days left as they were: damaged objects
     quarantined: int = 0
     items_without_id: int = 0
     posts_without_author: int = 0
@@ -78,8 +80,13 @@ def load_days(
     threads: int | None = None,
     prefix: str = RAW_PREFIX,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> ReplayReport:
-    """Parse and load each day in order (and export its Parquet files when ``exports`` is given)."""
+    """Parse and load each day in order (and export its Parquet files when ``exports`` is given).
+
+    A replay never silently drops rows: when some of a day's archived objects are damaged (their bytes are not
+    gzip any more) and the warehouse already holds rows of that day, the day is left as it is and reported in
+    ``refused`` with the damaged keys, unless ``force`` (restore the objects from the secondary store first)."""
     import time
 
     started = time.monotonic()
@@ -88,6 +95,10 @@ def load_days(
     try:
         for day in sorted(days):
             parsed = parse_day(store, day, prefix=prefix, pool=pool, threads=threads, progress=progress)
+            if parsed.corrupt and not force and _holds_rows(warehouse, day):
+                report.refused[day] = list(parsed.corrupt)
+                report.corrupt.extend(parsed.corrupt)
+                continue
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
                 export_day(exports, day, parsed.tables)
@@ -97,6 +108,12 @@ def load_days(
             pool.shutdown()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _holds_rows(warehouse: Warehouse, day: date) -> bool:
+    """Whether the warehouse already has rows of ``day`` (which a load from damaged objects would shrink)."""
+    return any(warehouse.query(f"SELECT 1 FROM {table.name} WHERE dt = ? LIMIT 1", [day])
+               for table in TABLES if table.mode == "window")
 
 
 def replay(
@@ -109,6 +126,7 @@ def replay(
     processes: int = 1,
     prefix: str = RAW_PREFIX,
     progress_factory: Callable[[int], Callable[[int], None]] | None = None,
+    force: bool = False,
 ) -> ReplayReport:
     """Replay ``start``..``end`` (inclusive) into the warehouse at ``warehouse_url``.
 
@@ -120,4 +138,5 @@ def replay(
     if progress_factory is not None:
         progress = progress_factory(sum(count_day_objects(store, d, prefix) for d in days))
     with open_warehouse(warehouse_url) as warehouse:
-        return load_days(store, warehouse, days, exports=exports, processes=processes, prefix=prefix, progress=progress)
+        return load_days(store, warehouse, days, exports=exports, processes=processes, prefix=prefix, progress=progress,
+                         force=force)

@@ -94,6 +94,10 @@ def warehouse_tables(
         drift = {str(day): schema_drift(wh, day) for day in days}
     for problem in report.errors[:20]:
         context.log.warning("quarantined: %s", problem)
+    for day, keys in report.refused.items():
+        context.log.error("%s left as it was: %d archived object(s) are damaged (not gzip), and replacing the day "
+                          "would drop the rows they fed; restore them from the secondary store, then rematerialize "
+                          "(or `tiklive replay --force`). First: %s", day, len(keys), keys[0])
     common = {
         "days": f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0]),
         "archive_objects": report.objects,
@@ -119,8 +123,10 @@ def warehouse_tables(
               for day in days}
     worst = max(ratios.values(), default=0.0)
     yield dg.AssetCheckResult(
-        check_name=QUARANTINE_CHECK.name, asset_key=QUARANTINE_CHECK.asset_key, passed=worst <= QUARANTINE_MAX_RATIO,
+        check_name=QUARANTINE_CHECK.name, asset_key=QUARANTINE_CHECK.asset_key,
+        passed=worst <= QUARANTINE_MAX_RATIO and not report.refused,
         severity=dg.AssetCheckSeverity.ERROR, metadata={
+            "days_left_unchanged": dg.MetadataValue.json({str(d): keys[:20] for d, keys in report.refused.items()}),
             "quarantined": report.quarantined, "archive_objects": report.objects,
             "worst_ratio": round(worst, 6), "max_ratio": QUARANTINE_MAX_RATIO,
             "ratio_by_day": dg.MetadataValue.json({d: round(r, 6) for d, r in ratios.items()}),
@@ -154,6 +160,10 @@ def parquet_exports(
     per_table: dict[str, int] = {}
     for day in partition_days(context):
         parsed = parse_day(store, day)
+        if parsed.corrupt and (exports / "posts" / f"dt={day}").exists():  # never shrink a day's exports either
+            context.log.error("exports of %s left as they were: %d archived object(s) are damaged, first %s",
+                              day, len(parsed.corrupt), parsed.corrupt[0])
+            continue
         written = export_day(exports, day, parsed.tables)
         files_bytes += sum(written.values())
         for name, n in parsed.row_counts.items():
