@@ -25,6 +25,7 @@ from tiklive_assets.defs.resources import (
     TrackingConfigResource,
 )
 from tiklive_assets.config import ConfigError
+from tiklive_assets.preflight import require_ready
 from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import InvalidKeyPart
 from tiklive_assets.tikliveapi.errors import (
@@ -58,19 +59,24 @@ def capture_session(
         state = data_root.open_state()
     except NEVER_RETRIED as exc:
         raise _never_retried(exc, 0) from exc
-    store = archive_store.open()
-    archive = RawArchive(store, day)
+    client = None
     try:
+        store = archive_store.open()
+        # Before the first credit: the store takes a write, the state database is migrated, the key is set.
+        require_ready(store, data_root.state_url or data_root.root().state_url, api_key_present=bool(tiklive_api.api_key))
+        archive = RawArchive(store, day)
         client = tiklive_api.client(
             requests_per_minute=config.plan.requests_per_minute,
             credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
             on_response=archive.write,
             plan=config.plan,  # the bounded waits: longest Retry-After obeyed, request deadline, largest answer
         )
+        session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)  # flushes the spool
     except NEVER_RETRIED as exc:
+        if client is not None:
+            client.close()
         state.close()
         raise _never_retried(exc, 0) from exc
-    session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
     try:
         yield session
     except NEVER_RETRIED as exc:
@@ -122,6 +128,8 @@ def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, me
             "objects_written": session.archive.written.get("created", 0),
             "objects_unchanged": session.archive.written.get("identical", 0),
             "objects_kept_beside": session.archive.written.get("conflict", 0),  # same request, new bytes
+            "responses_spooled": len(session.archive.spooled),  # paid for, kept on local disk: the store was down
+            "spooled_responses_flushed": dg.MetadataValue.json(dict(session.archive.flushed)),
             "bytes_written": session.archive.bytes_written,
             "queue_depth": dg.MetadataValue.json(depth),
             "archive": session.store.describe(),
