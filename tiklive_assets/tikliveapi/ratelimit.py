@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 
 from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
 
+from tiklive_assets.tikliveapi.errors import TransientError
+
 DEFAULT_MARGIN = 0.005  # 0.5 % of the window ...
 JITTER_MS = 100  # ... plus 100 ms for scheduling and network jitter between our clock and the server's arrivals
 
@@ -83,9 +85,57 @@ class RateLimiter:
         )
 
     def acquire(self) -> None:
-        if self._limiter is None:
+        """Block until one more request fits. A shared window that cannot be reached (Redis or Postgres down) is
+        an outage of the system, not of the request: it raises TransientError naming TIKLIVE_RATELIMIT_URL."""
+        for attempt in (1, 2):
+            limiter = self._ensure()
+            try:
+                with self._acquire_lock:
+                    limiter.try_acquire("api", blocking=True)
+                return
+            except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates unchanged
+                kind = _backend_failure(exc)
+                if kind is None:
+                    raise
+                self._limiter = None  # rebuilt on the next call: a restarted Redis has forgotten the Lua script
+                if kind == "reload" and attempt == 1:
+                    continue
+                raise TransientError("rate limiter", f"the shared rate window at {_redact(self.backend_url)} is "
+                                     f"unreachable ({type(exc).__name__}); check TIKLIVE_RATELIMIT_URL") from None
+
+    def _ensure(self) -> Limiter:
+        limiter = self._limiter
+        if limiter is None:
             with self._init_lock:
                 if self._limiter is None:
                     self._limiter = self._build()
-        with self._acquire_lock:
-            self._limiter.try_acquire("api", blocking=True)
+                limiter = self._limiter
+        return limiter
+
+
+def _backend_failure(exc: Exception) -> str | None:
+    """'reload' (the backend lost its script: rebuild and try again), 'down' (unreachable), or None (not ours)."""
+    try:
+        import redis
+    except ImportError:  # pragma: no cover - redis is a dependency
+        redis = None
+    if redis is not None:
+        if isinstance(exc, redis.exceptions.NoScriptError):
+            return "reload"
+        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            return "down"
+    try:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover
+        return None
+    if isinstance(exc, (psycopg.OperationalError, PoolTimeout)):
+        return "down"
+    return None
+
+
+def _redact(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@")
+    return url
