@@ -45,3 +45,10 @@ def crashpoint(name: str) -> None:
         if _seen < _NTH:
             return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def rearm() -> None:
+    """Read ``TIKLIVE_CRASH_AT`` again and restart the count (a test's forked child gets its own crash point)."""
+    global _TARGET, _NTH, _seen
+    _TARGET, _NTH = _parse(os.environ.get(ENV))
+    _seen = 0

@@ -115,7 +115,7 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
                     error = event.step_failure_data.error
                     print(f"    {error.cause.message.strip() if error.cause else error.message.strip()}", file=out)
             credit_stop = credit_stop or _credit_stop(result)
-    _summary(day, root, totals, failed, time.monotonic() - started, out)
+    _summary(day, root, totals, failed, time.monotonic() - started, out, credit_stop=credit_stop)
     if credit_stop:
         print(f"\nSTOPPED: {credit_stop}. Nothing was marked done and no video was blamed: rerun once the cause is "
               "fixed and the run resumes where it stopped.", file=out)
@@ -133,7 +133,43 @@ def _redact(url: str) -> str:
     return url
 
 
-def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str], took: float, out) -> None:
+def _left(root: settings.DataRoot, videos: dict, credit_stop: str | None) -> dict:
+    """What the queue still holds after this run, and why: the archived_videos step's own account when it finished,
+    else read from the state database (a failed or skipped step reports nothing itself)."""
+    left = videos.get("left_pending_or_claimed")
+    if isinstance(left, dict) and "count" in left:
+        return left
+    from tiklive_assets.state import StateDB
+
+    try:
+        state = StateDB.from_url(root.state_url)
+        try:
+            total, items = state.left_behind(limit=10_000)
+        finally:
+            state.close()
+    except Exception as exc:  # noqa: BLE001 - the summary must print even when the state database is the problem
+        return {"count": None, "by_reason": {f"unknown: state database unreadable ({type(exc).__name__})": 1}, "ids": []}
+    by_reason: dict[str, int] = {}
+    ids = []
+    for item in items:
+        if item.owner_alive:
+            why = "held by a live run"
+        elif credit_stop:
+            why = "credit stop (budget or balance)"
+        elif item.last_error:
+            why = f"failed {item.attempts} time(s)"
+        elif item.owner_id is not None:
+            why = "claimed by a run that stopped (free for the next run)"
+        else:
+            why = "not reached by this run (a capture step failed or was skipped)"
+        by_reason[why] = by_reason.get(why, 0) + 1
+        if len(ids) < 50:
+            ids.append({"id": item.aweme_id, "state": item.state, "attempts": item.attempts, "why": why})
+    return {"count": total, "by_reason": by_reason, "ids": ids}
+
+
+def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str], took: float, out,
+             credit_stop: str | None = None) -> None:
     videos = totals.get("archived_videos", {})
     credits = sum(int(m.get("credits_spent", 0) or 0) for m in totals.values())
     dead = videos.get("dead_letters_by_reason") or {}
@@ -144,6 +180,13 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     print(f"  new ids queued:    {totals.get('discovery_queue', {}).get('new_ids', 0)}", file=out)
     print(f"  credits spent:     {credits}", file=out)
     print(f"  dead letters:      {sum(dead.values())}" + (f" ({', '.join(f'{r}: {n}' for r, n in dead.items())})" if dead else ""), file=out)
+    left = _left(root, videos, credit_stop)
+    reasons = ", ".join(f"{why}: {n}" for why, n in (left.get("by_reason") or {}).items())
+    print(f"  left in the queue: {left.get('count')}" + (f" ({reasons})" if reasons else ""), file=out)
+    for item in (left.get("ids") or [])[:10]:
+        print(f"    {item['id']} ({item['state']}, {item['attempts']} attempt(s)): {item['why']}", file=out)
+    if left.get("count") and len(left.get("ids") or []) < left["count"]:
+        print("    ... `tiklive status` lists them all", file=out)
     archive = next((m.get("archive") for m in totals.values() if m.get("archive")), str(root.archive))
     print(f"  raw archive:       {archive}/tiklive-raw/{day:%Y/%m/%d}/", file=out)
     print(f"  videos and covers: {archive}/videos/dt={day}/ and {archive}/covers/dt={day}/", file=out)
