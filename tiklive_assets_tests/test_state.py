@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from tiklive_assets.state import CreditBudgetExhausted, CursorRecord, StateDB
+from tiklive_assets.state.db import utcnow
 
 DAY = date(2026, 11, 24)
 
@@ -342,3 +343,136 @@ def test_kv(db):
     assert db.get_value("complete:2026-11-24") == "2"
     assert db.delete_value("complete:2026-11-24")
     assert db.get_value("complete:2026-11-24") is None
+
+
+# ------------------------------------------------------------------------------------------------
+# claims with owners and heartbeats (issue 10)
+# ------------------------------------------------------------------------------------------------
+def _owner(db, *, beat: float = 10.0, pid: int | None = None, host_key: str | None = None):
+    import dataclasses
+
+    from tiklive_assets.state import ClaimOwner
+
+    owner = ClaimOwner.this_process(None, beat)
+    if pid is not None or host_key is not None:
+        owner = dataclasses.replace(owner, pid=pid if pid is not None else owner.pid,
+                                    pid_start=None, host_key=host_key or owner.host_key)
+    db.register_owner(owner)
+    return owner
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # exited and reaped: no such process (pids are not reused this fast)
+
+
+def test_a_live_owners_claims_are_never_taken_even_past_their_lease(db):
+    db.enqueue([("1", "s", None), ("2", "s", None)])
+    live = _owner(db)
+    assert {i.aweme_id for i in db.claim_pending(5, lease=timedelta(seconds=-1), owner=live)} == {"1", "2"}
+    other = _owner(db)
+    assert db.expire_dead_owners() == []  # this very process: alive
+    assert db.claim_pending(5, owner=other) == []  # the lease has passed, the owner heartbeats: still held
+    assert db.claim_held("1", live) and not db.claim_held("1", other)
+
+
+def test_a_dead_local_owners_claims_are_taken_at_once(db):
+    db.enqueue([("1", "s", None)])
+    dead = _owner(db, pid=_dead_pid())
+    assert [i.aweme_id for i in db.claim_pending(5, owner=dead)] == ["1"]
+    rerun = _owner(db)
+    assert db.claim_pending(5, owner=rerun) == []  # before the reaper runs, the dead owner looks live
+    assert db.expire_dead_owners() == [dead.owner_id]
+    [item] = db.claim_pending(5, owner=rerun)
+    assert item.aweme_id == "1" and item.attempts == 2  # the killed attempt counts (a poison pill ends dead)
+    statuses = {s.owner_id: s for s in db.owner_statuses()}
+    assert not statuses[dead.owner_id].alive and statuses[rerun.owner_id].claims == 1
+
+
+def test_an_owner_elsewhere_loses_its_claims_only_after_missed_heartbeats(db):
+    import time
+
+    db.enqueue([("1", "s", None)])
+    remote = _owner(db, beat=0.2, pid=_dead_pid(), host_key="another-host|boot|ns")
+    db.claim_pending(1, owner=remote)
+    mine = _owner(db)
+    assert db.expire_dead_owners() == []  # another host's pid says nothing here
+    assert db.claim_pending(1, owner=mine) == []
+    assert db.heartbeat(remote)  # renewed in time
+    time.sleep(0.7)  # 3 missed beats of 0.2 s
+    assert [i.aweme_id for i in db.claim_pending(1, owner=mine)] == ["1"]
+    assert not db.heartbeat(remote)  # it learns its claims lapsed
+
+
+def test_heartbeat_renews_leases_and_end_owner_releases(db):
+    db.enqueue([("1", "s", None)])
+    owner = _owner(db)
+    db.claim_pending(1, lease=timedelta(seconds=5), owner=owner)
+    assert db.heartbeat(owner, lease=timedelta(hours=1))
+    assert db.end_owner(owner) == 1
+    assert db.state_of("1") == "pending" and db.claim_pending(1, owner=_owner(db))
+
+
+def test_left_behind_says_who_holds_what(db):
+    db.enqueue([("1", "s", None), ("2", "s", None), ("3", "s", None)])
+    owner = _owner(db)
+    db.claim_pending(1, owner=owner)
+    db.note_failure("2", "DownloadFailed: CDN answered HTTP 500")
+    total, items = db.left_behind()
+    by_id = {i.aweme_id: i for i in items}
+    assert total == 3 and by_id["1"].owner_alive and by_id["2"].last_error.startswith("DownloadFailed")
+    assert by_id["3"].owner_alive is None
+
+
+def test_record_listing_page_commits_ids_cursor_count_and_end_together(db):
+    scope = "challenge-posts:1001:2026-05-29"
+    first = db.record_listing_page(scope, [("1", "h", None), ("2", "h", "a")], next_cursor="30", pages=1, max_videos=3,
+                                   last_page=False, stop_when_all_known=False, counter_key="enqueued:" + scope,
+                                   complete_key="complete:" + scope)
+    assert (first.new, first.enqueued_today, first.complete) == (2, 2, False)
+    second = db.record_listing_page(scope, [("2", "h", None), ("3", "h", None), ("4", "h", None)], next_cursor="60",
+                                    pages=2, max_videos=3, last_page=False, stop_when_all_known=False,
+                                    counter_key="enqueued:" + scope, complete_key="complete:" + scope)
+    assert (second.new, second.enqueued_today, second.complete) == (1, 3, True)  # the day's allowance reached
+    assert db.get_cursor(scope).value == "60" and db.get_value("enqueued:" + scope) == "3"
+    assert db.get_value("complete:" + scope) == "1" and db.known(["4"]) == set()
+
+
+def test_record_listing_page_rolls_back_as_a_whole(db):
+    scope = "user-posts:1:2026-05-29"
+    with pytest.raises(ValueError):
+        db.record_listing_page(scope, [("1", "h", None), (" ", "h", None)], next_cursor="30", pages=1, max_videos=9,
+                               last_page=True, stop_when_all_known=False, counter_key="enqueued:" + scope,
+                               complete_key="complete:" + scope)
+    assert db.known(["1"]) == set() and db.get_cursor(scope) is None and db.get_value("complete:" + scope) is None
+
+
+def test_set_cursor_writes_its_markers_in_the_same_transaction(db):
+    db.set_value("replies-pending:x", "0")
+    db.set_cursor("x", "50", 1, values={"walked:x": "1", "replies-pending:x": None})
+    assert db.get_value("walked:x") == "1" and db.get_value("replies-pending:x") is None
+
+
+def test_a_state_database_from_before_owners_is_migrated_by_adding_columns(state_url):
+    """An archive_queue without claim_owner/last_error (the previous release) gains them; its rows and leases stay."""
+    from tiklive_assets.state.schema import ddl_for
+
+    old = StateDB.from_url(state_url)
+    with old._backend.transaction(write=True) as tx:
+        for stmt in ddl_for(old.dialect)[:2]:  # archive_queue as the previous release created it, and its index
+            tx.execute(stmt)
+        tx.execute("INSERT INTO archive_queue (aweme_id, source, state, attempts, lease_until, added_at, updated_at) "
+                   "VALUES ('1', 's', 'pending', 1, ?, ?, ?)",
+                   [utcnow() + timedelta(hours=1), utcnow(), utcnow()])
+    old.close()
+    with StateDB.from_url(state_url) as db:
+        assert db.claim_pending(1, owner=_owner(db)) == []  # the old lease (no owner) still holds
+        total, [item] = db.left_behind()
+        assert item.aweme_id == "1" and item.owner_alive is True and item.last_error is None
+        db.release("1")
+        assert [i.aweme_id for i in db.claim_pending(1, owner=_owner(db))] == ["1"]
+        db.migrate()  # idempotent

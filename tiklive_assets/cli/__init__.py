@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     research_cli.add_parser(sub)
     compliance_cli.add_parsers(sub)
+    from tiklive_assets.cli import status as status_cli
+
+    status_cli.add_parser(sub)
     from tiklive_assets.cli import mirror as mirror_cli
 
     mirror_cli.add_parser(sub, EPILOG)
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         from tiklive_assets.cli import mirror as mirror_cli
 
         return mirror_cli.run(args)
+    if args.command == "status":
+        from tiklive_assets.cli import status as status_cli
+
+        return status_cli.run(args)
     if args.command == "cursors":
         return cmd_cursors(args)
     if args.command == "research":

@@ -389,13 +389,17 @@ class StateDB:
         with self._tx() as tx:
             total = int(tx.fetchone("SELECT COUNT(*) FROM archive_queue WHERE state IN ('pending', 'resolved')")[0])
             rows = tx.fetchall(
-                "SELECT q.aweme_id, q.state, q.attempts, q.claim_owner, o.expires_at, q.last_error, q.lease_until "
+                "SELECT q.aweme_id, q.state, q.attempts, q.claim_owner, o.expires_at, q.last_error, q.lease_until, "
+                "o.host_key, o.pid, o.pid_start "
                 "FROM archive_queue q LEFT JOIN claim_owners o ON o.owner_id = q.claim_owner "
                 "WHERE q.state IN ('pending', 'resolved') ORDER BY q.added_at, q.aweme_id LIMIT ?", [int(limit)])
         items = []
-        for aweme_id, state, attempts, owner, expires, error, lease in rows:
+        local = host_key()
+        for aweme_id, state, attempts, owner, expires, error, lease, key, pid, started in rows:
             if owner is not None:
                 alive = expires is not None and _read_dt(expires) > now
+                if alive and key == local:  # on this host a gone process is dead whatever its last heartbeat
+                    alive = process_alive(int(pid), started)
             elif lease is not None and _read_dt(lease) > now:
                 alive = True  # a lease of a release before owners
             else:
