@@ -338,10 +338,12 @@ def test_redis_restarted_mid_run_stops_cleanly_then_recovers() -> None:
 
 def test_postgres_connections_killed_mid_run_fail_one_call_then_reconnect(postgres_url: str) -> None:
     """pg_terminate_backend on this test's connections (the shared cluster is never restarted): the next call on a
-    killed connection raises psycopg.OperationalError; the call after it reconnects and sees every committed row."""
+    killed connection raises StateUnavailable (systemic: capture blames no id) naming TIKLIVE_STATE_URL and never the
+    password; the call after it reconnects and sees every committed row."""
     import psycopg
 
-    from tiklive_assets.state import StateDB
+    from tiklive_assets.capture.videos import SYSTEMIC
+    from tiklive_assets.state import StateDB, StateUnavailable
 
     name = f"tiklive_outage_{uuid.uuid4().hex[:8]}"
     url = f"{postgres_url}&application_name={name}"
@@ -352,8 +354,9 @@ def test_postgres_connections_killed_mid_run_fail_one_call_then_reconnect(postgr
             killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                    "WHERE application_name = %s", (name,)).fetchone()[0]
         assert killed >= 1
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(StateUnavailable, match="TIKLIVE_STATE_URL") as info:
             state.get_value("k")
+        assert isinstance(info.value, SYSTEMIC) and isinstance(info.value.__cause__, psycopg.OperationalError)
         assert state.get_value("k") == "before"  # a fresh connection; nothing committed was lost
     finally:
         state.close()

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.crashpoints import crashpoint
-from tiklive_assets.state import ClaimOwner, QueueItem
+from tiklive_assets.state import ClaimOwner, QueueItem, StateUnavailable
 from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import (
     InvalidKeyPart,
@@ -60,7 +60,7 @@ CHUNK = 1 << 16
 
 # Failures that say nothing about the id being processed. They stop the run and never count toward dead-lettering
 # an id, so an outage cannot turn the whole queue into dead letters.
-SYSTEMIC = (AuthError, TransientError, RateLimited, StoreError, OSError, ConnectionError)
+SYSTEMIC = (AuthError, TransientError, RateLimited, StoreError, StateUnavailable, OSError, ConnectionError)
 
 
 class CdnExpired(Exception):

@@ -2,7 +2,7 @@
 
 from .db import DEFAULT_LEASE, DeadLetter, LeftItem, ListingPage, StateDB, state_url_for
 from .owners import ClaimOwner, OwnerStatus
-from .errors import CreditBudgetExhausted, StateError
+from .errors import CreditBudgetExhausted, StateError, StateUnavailable
 from .models import FILE_KINDS, QUEUE_STATES, CursorRecord, FileRecord, QueueItem
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "QueueItem",
     "StateDB",
     "StateError",
+    "StateUnavailable",
     "state_url_for",
 ]

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from .errors import StateUnavailable
+
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -96,11 +98,30 @@ class Backend:
             self._conns[ident] = (me, conn)
         return conn
 
+    def _unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the database cannot be reached (rather than that a statement is wrong)."""
+        return False
+
+    def describe(self) -> str:
+        return self.dialect
+
     @contextmanager
     def transaction(self, write: bool = False) -> Iterator[Tx]:
-        conn = self._conn()
-        with self._begin(conn, write):
-            yield Tx(self, conn)
+        try:
+            conn = self._conn()
+        except Exception as exc:
+            if self._unavailable(exc):
+                raise StateUnavailable(self.describe(), exc) from exc
+            raise
+        try:
+            with self._begin(conn, write):
+                yield Tx(self, conn)
+        except StateUnavailable:
+            raise
+        except Exception as exc:
+            if self._unavailable(exc):
+                raise StateUnavailable(self.describe(), exc) from exc
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -148,6 +169,14 @@ class SqliteBackend(Backend):
     def execute(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
         return conn.execute(sql, [_sqlite_param(p) for p in params])
 
+    _OUTAGE_WORDS = ("locked", "unable to open", "disk i/o", "readonly", "database or disk is full")
+
+    def _unavailable(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and any(w in str(exc).lower() for w in self._OUTAGE_WORDS)
+
+    def describe(self) -> str:
+        return str(self.path)
+
 
 class PostgresBackend(Backend):
     dialect = "postgres"
@@ -164,6 +193,17 @@ class PostgresBackend(Backend):
 
     def _is_usable(self, conn: Any) -> bool:
         return not (conn.closed or conn.broken)
+
+    def _unavailable(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.OperationalError)
+
+    def describe(self) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"postgresql://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
     @contextmanager
     def _begin(self, conn: Any, write: bool) -> Iterator[None]:
