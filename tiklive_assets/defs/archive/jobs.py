@@ -24,14 +24,16 @@ def daily_capture_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunReque
     return dg.RunRequest(run_key=f"daily-capture-{day}", partition_key=day)
 
 
-@dg.op(description="Remove .part files and abort multipart uploads older than an hour; age out old dead letters.")
+@dg.op(description="Remove .part files, swap temporaries and multipart uploads older than an hour (a live writer's "
+       "are younger); age out old dead letters.")
 def sweep_incomplete_writes(context: dg.OpExecutionContext, archive_store: ArchiveStoreResource, data_root: DataRootResource,
                             tracking: TrackingConfigResource) -> None:
     retention = timedelta(days=tracking.load().capture.dead_letter_retention_days)
     state = data_root.open_state()
     try:
+        root = data_root.root()
         report = sweep(archive_store.open(), state, data_root.scratch, older_than=timedelta(hours=1),
-                       dead_letter_retention=retention)
+                       dead_letter_retention=retention, temp_dirs=[root.exports, root.home])  # interrupted swaps
     finally:
         state.close()
     context.log.info(
@@ -40,7 +42,8 @@ def sweep_incomplete_writes(context: dg.OpExecutionContext, archive_store: Archi
     )
 
 
-@dg.job(description="Hourly janitor (seed 001's fifth process).")
+@dg.job(description="Hourly janitor: removes what killed processes left (.part downloads, incomplete multipart "
+        "uploads, temporaries of interrupted Parquet/CSV/marts swaps) and ages out old dead letters.")
 def janitor_job() -> None:
     sweep_incomplete_writes()
 
