@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import re
 import zlib
 from datetime import date, timedelta
@@ -518,3 +519,35 @@ def test_a_redacted_object_keeps_its_capture_time(tmp_path):
     data = store.get_bytes(key)
     assert int.from_bytes(data[4:8], "little") == fetched  # replays still see when it was captured
     assert [v["author"]["unique_id"] for v in _json.loads(_gzip.decompress(data))["videos"]] == ["alice123"]
+
+
+def test_an_erasure_killed_between_deleting_and_rewriting_a_shared_page_loses_nothing(world, tmp_path: Path) -> None:
+    """SIGKILL after a shared page (others' data too) was deleted and before its redacted copy was written: the next
+    erasure run puts the staged redacted copy back, so the other users' items survive and the user's are gone."""
+    import signal
+    import subprocess
+    import sys
+
+    store, url, _state, keys = world
+    script = (
+        "import sys; from pathlib import Path;"
+        "from tiklive_assets.compliance.erasure import erase_user;"
+        "from tiklive_assets.state import StateDB; from tiklive_assets.storage import LocalStore;"
+        "from tiklive_assets.warehouse import open_warehouse;"
+        "t = Path(sys.argv[1]); state = StateDB.from_url(f'sqlite:///{t / \"state.sqlite\"}');"
+        "wh = open_warehouse(sys.argv[2]).__enter__();"
+        f"erase_user(LocalStore(t / 'archive'), wh, user_id='{BOB.id}', dry_run=False, state=state)"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path), url], capture_output=True, timeout=120,
+                            env={**os.environ, "TIKLIVE_CRASH_AT": "erasure.rewrite.deleted"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    shared = [keys[k] for k in ("hashtag", "following", "comments", "research_videos", "research_alice_followers")]
+    missing = [k for k in shared if not store.exists(k)]
+    assert len(missing) == 1  # the kill came between the delete and the rewrite of one shared page
+    with open_warehouse(url) as wh:
+        erase_user(store, wh, user_id=BOB.id, dry_run=False, state=StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}"))
+    assert all(store.exists(k) for k in missing) and list(store.list("_erasure/")) == []
+    assert [info.key for info in store.list("") if mentions_bob(store, info.key)] == []
+    assert all(_read(store, k) for k in shared)  # every shared page is back, redacted, the others' items kept
+    hashtag = _read(store, keys["hashtag"])
+    assert hashtag["videos"] and all(v["author"]["id"] == ALICE.id for v in hashtag["videos"])

@@ -56,6 +56,7 @@ POINTS = [
     "videos.claimed",
     "videos.detail.archived:2",
     "videos.resolved.marked",
+    "cdn.body.first_chunk:3",
     "videos.video.part_written:2",
     "videos.video.stored",
     "videos.cover.stored",

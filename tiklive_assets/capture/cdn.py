@@ -53,6 +53,8 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
 
+from tiklive_assets.crashpoints import crashpoint
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
@@ -373,6 +375,9 @@ class CdnFetcher:
                                                  "streaming (capture.max_video_bytes)")
                     out.write(chunk)
                     digest.update(chunk)
+                    if size == len(chunk):  # the first bytes are in the .part file, the rest still on the wire
+                        out.flush()
+                        crashpoint("cdn.body.first_chunk")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

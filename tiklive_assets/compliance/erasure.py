@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 RESEARCH_PREFIX = "research-raw"
 RAW_PREFIXES: tuple[str, ...] = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")
 VIDEOS_PREFIX = "videos/"
+PENDING_REWRITES = "_erasure/pending/"  # redacted copies staged before an object is replaced (crash safety)
 COVERS_PREFIX = "covers/"
 ERASURE_LOG_PREFIX = "erasure-log:"
 SUBJECT_MASK = "<subject>"
@@ -725,6 +726,10 @@ def erase_user(
         operator=current_operator(operator), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         user_id=matcher.user_id, handles=sorted(matcher.handles),
     )
+    if not dry_run:  # first put back what an interrupted erasure left half rewritten, so this plan sees it
+        for key in finish_pending_rewrites(store):
+            logger.warning("erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half "
+                           "done", report.request_id, key)
     plan = plan_erasure(store, matcher, aweme_ids=aweme, workers=workers)
     report.scanned_objects, report.scanned_bytes = plan.scanned_objects, plan.scanned_bytes
     report.unreadable = plan.unreadable
@@ -801,12 +806,32 @@ def _rewrite_redacted(store: ObjectStore, obj: PlannedObject, matcher: UserMatch
         return  # already redacted (a re-run)
     fetched = int.from_bytes(data[4:8], "little") if data[:2] == b"\x1f\x8b" else 0  # keep the capture time
     compressed = gzip.compress(payload, compresslevel=6, mtime=fetched)
+    # The redacted copy is staged first: a process killed between the delete and the put below loses nothing (the
+    # other users' data in this object); the next erasure run finishes the rewrite from the staged copy.
+    staged = f"{PENDING_REWRITES}{obj.key}"
+    store.delete(staged)
+    store.put_bytes(staged, compressed, content_type="application/json", content_encoding="gzip")
     store.delete(obj.key)
+    crashpoint("erasure.rewrite.deleted")
     result = store.put_bytes(obj.key, compressed, content_type="application/json", content_encoding="gzip")
+    store.delete(staged)
     if result.status == "conflict":  # something wrote the key between our delete and put
         report.rewrite_conflicts.append(obj.key)
         logger.warning("erasure %s: %s was written concurrently; the redacted copy is at %s: run the erasure again",
                        report.request_id, obj.key, result.conflict_key)
+
+
+def finish_pending_rewrites(store: ObjectStore) -> list[str]:
+    """Complete redacted rewrites a killed erasure left half done: the staged copy goes where the object was
+    deleted (unless something is there again), then the staged copy is removed. Returns the keys restored."""
+    restored = []
+    for info in list(store.list(PENDING_REWRITES)):
+        key = info.key[len(PENDING_REWRITES):]
+        if not store.exists(key):
+            store.put_bytes(key, store.get_bytes(info.key), content_type="application/json", content_encoding="gzip")
+            restored.append(key)
+        store.delete(info.key)
+    return restored
 
 
 def _write_log(state: StateDB, log_key: str, report: ErasureReport, matcher: UserMatcher, status: str,
