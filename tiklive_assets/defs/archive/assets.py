@@ -208,11 +208,17 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
         report = archive_pending(session, run_id=context.run_id)
         if report.systemic_error:
+            spooled = session.archive.spooled
+            kept = (f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
+                    f"({session.archive.spool.describe()}) and go to the store first at the next run."
+                    if spooled and session.archive.spool is not None else "")
             raise dg.Failure(
                 description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
-                "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the network).",
+                "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the "
+                f"network).{kept}",
                 allow_retries=False,
                 metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent,
+                          "responses_spooled": len(spooled),
                           "left_pending_or_claimed": dg.MetadataValue.json(report.left)},  # ids left, and why
             )
         if report.budget_stop:
