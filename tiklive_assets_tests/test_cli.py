@@ -171,3 +171,16 @@ def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_dam
     assert rows() == before  # the day kept its rows
     assert main(["replay", "--from", str(day), "--to", str(day), "--force"]) == 1
     assert rows() < before  # forced: replaced from what is readable
+
+
+def test_cursors_forget_user_clears_a_cached_user_id(tmp_path: Path):
+    from tiklive_assets.state import StateDB
+
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        state.cache_user_id("alice123", "6800000000000000001")
+    result = _run("cursors", "forget-user", "@alice123", "--home", str(tmp_path))
+    assert result.returncode == 0 and "6800000000000000001 cleared" in result.stdout
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        assert state.cached_user_id("alice123") is None
+    again = _run("cursors", "forget-user", "alice123", "--home", str(tmp_path))
+    assert again.returncode == 0 and "nothing to clear" in again.stdout

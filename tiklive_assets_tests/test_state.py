@@ -476,3 +476,17 @@ def test_a_state_database_from_before_owners_is_migrated_by_adding_columns(state
         db.release("1")
         assert [i.aweme_id for i in db.claim_pending(1, owner=_owner(db))] == ["1"]
         db.migrate()  # idempotent
+
+
+def test_only_a_numeric_user_id_is_cached_and_a_cached_one_can_be_forgotten(tmp_path):
+    from tiklive_assets.state import StateDB
+
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        for bad in ("None", "", "12a", True, "1" * 33):
+            with pytest.raises(ValueError, match="1-32 digits"):
+                state.cache_user_id("alice123", bad)
+        assert state.cached_user_id("alice123") is None
+        state.cache_user_id("@Alice123", 6800000000000000001)
+        assert state.cached_user_id("alice123") == "6800000000000000001"
+        assert state.forget_user_id("alice123") == "6800000000000000001"
+        assert state.cached_user_id("alice123") is None and state.forget_user_id("alice123") is None

@@ -143,7 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     target = reset.add_mutually_exclusive_group(required=True)
     target.add_argument("--value", help="the cursor value to resume from (\"0\" restarts from the newest page)")
     target.add_argument("--back", type=int, help="go back N values in the scope's history (1 = the previous one)")
-    for parser_ in (listing, reset):
+    forget = cursors_sub.add_parser(
+        "forget-user", help="clear a handle's cached user id: the next run asks /userid/ again (1 credit)",
+        description="The user id of each tracked handle is resolved once with /userid/ and cached in the state "
+        "database. If the handle was renamed or given to someone else, clear it here; the next run resolves it again.")
+    forget.add_argument("handle", help="the TikTok handle, with or without its @")
+    for parser_ in (listing, reset, forget):
         parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
     from tiklive_assets.cli import compliance as compliance_cli
@@ -280,6 +285,11 @@ def cmd_cursors(args: argparse.Namespace) -> int:
         os.environ[settings.HOME] = str(args.home.absolute())
     state = StateDB.from_url(settings.DataRoot.from_env().state_url)
     try:
+        if args.cursors_command == "forget-user":
+            old = state.forget_user_id(args.handle)
+            print(f"@{args.handle.lstrip('@')}: cached user id {old} cleared; the next run asks /userid/ again"
+                  if old else f"@{args.handle.lstrip('@')} has no cached user id; nothing to clear")
+            return 0
         if args.cursors_command == "reset":
             try:
                 value = reset_cursor(state, args.scope, args.value, back=args.back)

@@ -696,12 +696,24 @@ class StateDB:
         return None if row is None else row[0]
 
     def cache_user_id(self, handle: str, user_id: str | int) -> None:
+        """Cache a handle's numeric user id; anything but 1-32 digits is refused (a cached non-answer would fail
+        every later run)."""
+        text = str(user_id)
+        if isinstance(user_id, bool) or not (text.isdigit() and text.isascii() and len(text) <= 32):
+            raise ValueError(f"refusing to cache {user_id!r} as the user id of @{handle}: a user id is 1-32 digits")
         with self._tx(write=True) as tx:
             tx.execute(
                 "INSERT INTO user_ids (handle, user_id, resolved_at) VALUES (?, ?, ?) ON CONFLICT (handle) "
                 "DO UPDATE SET user_id = excluded.user_id, resolved_at = excluded.resolved_at",
                 [_norm_handle(handle), str(user_id), utcnow()],
             )
+
+    def forget_user_id(self, handle: str) -> str | None:
+        """Drop a handle's cached user id (the next run asks /userid/ again); returns the id it held, if any."""
+        with self._tx(write=True) as tx:
+            row = tx.fetchone("SELECT user_id FROM user_ids WHERE handle = ?", [_norm_handle(handle)])
+            tx.execute("DELETE FROM user_ids WHERE handle = ?", [_norm_handle(handle)])
+        return None if row is None else row[0]
 
     # ------------------------------------------------------------------------------------------
     # kv
