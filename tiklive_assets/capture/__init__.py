@@ -1,1 +1,1 @@
-"""Capture: seed 001's workers (discovery, detail, download, accounts, janitor) over the raw archive."""
+"""Capture: the workers (discovery, detail, download, accounts, janitor) over the raw archive."""

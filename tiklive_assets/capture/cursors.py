@@ -1,4 +1,4 @@
-"""Operator view of discovery cursors: list them with drift signals, reset one to a known-good value (seed 000, DR 3)."""
+"""Operator view of discovery cursors: list them with drift signals, reset one to a known-good value (the pipeline-drift runbook)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`tiklive erase`, `tiklive hold` and `tiklive retention`: GDPR erasure, legal holds and tiered retention (seed 000)."""
+"""`tiklive erase`, `tiklive hold` and `tiklive retention`: GDPR erasure, legal holds and tiered retention."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     retention = sub.add_parser(
         "retention",
         help="tiered retention: S3 lifecycle rules (hot/warm/cold) or deleting expired days where there are none",
-        description="Hot raw archive 30 days, warm 12 months, cold thereafter (seed 000), with an optional deletion "
+        description="Hot raw archive 30 days, warm 12 months, cold thereafter, with an optional deletion "
         "age. `lifecycle` prints (or --apply puts) the S3 Lifecycle configuration, skipping held prefixes; `apply` "
         "deletes expired raw days from stores without lifecycle rules (local disk), skipping held prefixes, and the "
         "same days' warehouse rows, so the policy is the same in the archive and the warehouse.",

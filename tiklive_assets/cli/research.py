@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--from", dest="start", type=_day, default=None, help="first create date YYYY-MM-DD")
     parser.add_argument("--to", dest="end", type=_day, default=None, help="last create date YYYY-MM-DD (inclusive)")
     parser.add_argument("--per-user", action="store_true",
-                        help="one EQ search per user (the seed's way) instead of one IN search for all (fewer requests)")
+                        help="one EQ search per user (simple to read) instead of one IN search for all (fewer requests)")
     parser.add_argument("--pause", type=float, default=None,
                         help=f"seconds between pages of one search (default: config or 10; {SANDBOX_PAUSE} with --sandbox)")
     parser.add_argument("--max-requests", type=int, default=None, help="stop cleanly after this many requests")

@@ -1,4 +1,4 @@
-"""Compliance for the archive (seed 000): GDPR erasure, tiered retention, and legal holds that override both.
+"""Compliance for the archive: GDPR erasure, tiered retention, and legal holds that override both.
 
 * :mod:`.erasure`     ``find_objects_for_user`` / ``erase_user``: every object and warehouse row of one user
 * :mod:`.retention`   ``RetentionPolicy``, ``lifecycle_rules`` (S3 Lifecycle JSON), ``apply_retention`` (local disk)

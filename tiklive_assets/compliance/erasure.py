@@ -1,4 +1,4 @@
-"""GDPR Article 17 erasure (seed 000, "Retention and Right to Be Forgotten"): find and remove every archived object
+"""GDPR Article 17 erasure (the right to be forgotten covers the raw archive too): find and remove every archived object
 and every warehouse row that refers to one TikTok user, the same in the raw archive and in the warehouse.
 
 What counts as the user's data, and what happens to it:

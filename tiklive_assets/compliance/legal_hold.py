@@ -1,4 +1,4 @@
-"""Legal holds (seed 000, "Legal Hold"): a flag per key prefix that suspends deletion, kept in the state DB.
+"""Legal holds (litigation, subpoena, a regulator): a flag per key prefix that suspends deletion, kept in the state DB.
 
 A hold is the kv row ``legal-hold:<prefix>`` whose value is JSON ``{"prefix", "reason", "placed_by",
 "placed_at"}``. Retention (:mod:`.retention`) skips every key a hold covers and leaves held prefixes out of the

@@ -1,4 +1,4 @@
-"""Tiered retention of the raw archive (seed 000: hot 30 days, warm 12 months, cold thereafter), honouring legal holds.
+"""Tiered retention of the raw archive (hot 30 days, warm 12 months, cold thereafter), honouring legal holds.
 
 Two ways to apply one :class:`RetentionPolicy`:
 
@@ -12,7 +12,7 @@ Two ways to apply one :class:`RetentionPolicy`:
   ``delete_after_days`` itself, skipping every held key, and optionally the matching warehouse rows so that
   "the policy is the same in the warehouse and in the raw archive".
 
-By default nothing is ever deleted (``delete_after_days=None``: cold forever, as the seed's policy reads).
+By default nothing is ever deleted (``delete_after_days=None``: cold forever, the default policy).
 """
 
 from __future__ import annotations

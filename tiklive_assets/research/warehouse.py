@@ -3,7 +3,7 @@
 Knows nothing of the client: it lists archived objects, parses their keys and bodies, and replaces four tables
 in the main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres database given by URL:
 
-- ``research_videos``: one row per video ``id`` (the seed's fields), values of its latest capture;
+- ``research_videos``: one row per video ``id`` (the fields the video query asks for), values of its latest capture;
 - ``research_video_counters``: the counters (views, likes, comments, shares) per video per capture day
   (the ingest date of the archived page), the history re-collections build up (replaced generations' pages
   count as captures too; one row per video and day);

@@ -28,7 +28,7 @@ error, and the token endpoint's flat error ``{"error", "error_description", "log
 Assumed (no public recording shows them): the pacing error's code, that token requests cost no quota, the user
 endpoints' response shapes (those of TikTok's docs) and the error a private account's lists answer.
 
-The corpus is deterministic: seed 003's ``tagesschau`` (~1.5 videos a day), ``zeitimbild`` (~1 a day),
+The corpus is deterministic: the research scenario's ``tagesschau`` (~1.5 videos a day), ``zeitimbild`` (~1 a day),
 ``20minuten`` (~4.5 a day, so more than 100 in every 30-day window) and ``srfnews``, every day from 2023-01-01
 through 2025-12-31, ordered newest first. Counters grow with the research clock's day, so captures differ.
 """

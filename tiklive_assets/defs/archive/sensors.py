@@ -1,6 +1,6 @@
 """Sensors that advance capture between daily runs: new posts within one tick, queued ids resolved in minutes.
 
-Seed 001: the window between discovery and resolution is the riskiest (videos vanish), so it must be minutes, not
+The window between discovery and resolution is the riskiest (videos vanish), so it must be minutes, not
 a day. The sensor cursor holds only the rotation over accounts and the newest post seen per account; the queue
 and discovery cursors stay in the state database (authoritative), written before the tick returns, so an
 exception in a tick loses no progress already made safe (the tick catches it and still returns its cursor).
