@@ -37,6 +37,8 @@ class ReplayReport:
     error_responses: Counter = field(default_factory=Counter)
     objects_by_day: dict[date, int] = field(default_factory=dict)
     quarantined_by_day: dict[date, int] = field(default_factory=dict)
+    rows_by_day: dict[date, dict[str, int]] = field(default_factory=dict)  # each day's own rows per table
+    error_responses_by_day: dict[date, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, day: date, objects: int, rows: dict[str, int], errors: list[str], parsed: ParsedDay | None = None
@@ -47,7 +49,9 @@ class ReplayReport:
             self.rows[name] = self.rows.get(name, 0) + n
         self.errors.extend(errors)
         self.objects_by_day[day] = objects
+        self.rows_by_day[day] = dict(rows)
         if parsed is not None:
+            self.error_responses_by_day[day] = sum(parsed.error_responses.values())
             self.corrupt.extend(parsed.corrupt)
             self.quarantined += parsed.quarantined
             self.quarantined_by_day[day] = parsed.quarantined

@@ -10,6 +10,7 @@ dagster.yaml): one writer per file. Nothing opens a database before an asset run
 import os
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
@@ -34,9 +35,11 @@ from tiklive_assets.warehouse import (
     write_account_csvs,
 )
 from tiklive_assets.warehouse.drift import schema_drift
+from tiklive_assets.warehouse.exports import PARQUET_NAME, day_dir
 from tiklive_assets.warehouse.marts import EXAMPLE_QUERIES
 
 DUCKDB_POOL = "duckdb_writer"
+NO_CAPTURE = "no capture"  # a day's status when the archive holds nothing for it
 GROUP = "warehouse"
 BACKFILL = dg.BackfillPolicy.single_run()
 CAPTURE_KEYS = [asset.key for asset in CAPTURE_ASSETS]
@@ -60,6 +63,37 @@ DRIFT_CHECK = dg.AssetCheckSpec(
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
     """The days of this run: one partition, or the whole range of a single-run backfill."""
     return [date.fromisoformat(key) for key in context.partition_keys]
+
+
+def run_days(days: list[date]) -> str:
+    return f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0])
+
+
+def report_day(context: dg.AssetExecutionContext, key: dg.AssetKey, day: date, metadata: dict) -> None:
+    """Attach ``metadata`` to this day's materialization of ``key`` only.
+
+    A single-run backfill materializes every day of its range in one step, and a ``MaterializeResult`` carries
+    one metadata set that Dagster copies onto every partition (so each day would show the whole run's figures).
+    Partition-scoped asset metadata is merged into that day's own event instead: one event per day, its own
+    figures. (Yielding extra ``AssetMaterialization`` events would give each day two events, the later one
+    without them.)"""
+    context.add_asset_metadata(metadata, asset_key=key, partition_key=day.isoformat())
+
+
+def warn_no_capture(context: dg.AssetExecutionContext, asset: str, day: date, what: str) -> None:
+    context.log.warning(
+        "%s for %s: %s: the archive holds no raw objects for this day (capture did not run that day, or its "
+        "archive was not restored), so %s. The API only serves the present: a missed day cannot be fetched later.",
+        asset, day, NO_CAPTURE, what)
+
+
+def exported_rows(exports: Path, day: date) -> int | None:
+    """Rows of ``day`` over every table's Parquet export (file footers only), None when the day is not exported."""
+    import pyarrow.parquet as pq
+
+    files = [day_dir(exports, table.name, day) / PARQUET_NAME for table in TABLES]
+    present = [f for f in files if f.exists()]
+    return sum(pq.read_metadata(f).num_rows for f in present) if present else None
 
 
 @dg.multi_asset(
@@ -98,18 +132,33 @@ def warehouse_tables(
         context.log.error("%s left as it was: %d archived object(s) are damaged (not gzip), and replacing the day "
                           "would drop the rows they fed; restore them from the secondary store, then rematerialize "
                           "(or `tiklive replay --force`). First: %s", day, len(keys), keys[0])
-    common = {
-        "days": f"{days[0]}..{days[-1]}" if len(days) > 1 else str(days[0]),
-        "archive_objects": report.objects,
-        "quarantined": report.quarantined,
+    for day in days:
+        if day not in report.refused and not report.objects_by_day.get(day):
+            warn_no_capture(context, "warehouse_tables", day, "its rows in every table are none")
+    run = {
+        "run_days": run_days(days),
+        "run_archive_objects": report.objects,
+        "run_quarantined": report.quarantined,
         "items_without_id": report.items_without_id,
         "values_nulled": report.values_nulled_total,
-        "error_responses": sum(report.error_responses.values()),
         "warehouse": describe_url(url),
         "seconds": round(report.seconds, 2),
     }
     for name, key in TABLE_KEYS.items():
-        metadata = {"dagster/row_count": report.rows.get(name, 0), "table_rows_total": totals[name], **common}
+        for day in days:
+            if day in report.refused:
+                report_day(context, key, day, {"status": f"left unchanged: {len(report.refused[day])} damaged "
+                                                         "archived object(s); restore them, then rematerialize"})
+                continue
+            objects = report.objects_by_day.get(day, 0)
+            report_day(context, key, day, {
+                "status": "loaded" if objects else NO_CAPTURE,
+                "dagster/row_count": report.rows_by_day.get(day, {}).get(name, 0),
+                "archive_objects": objects,
+                "quarantined": report.quarantined_by_day.get(day, 0),
+                "error_responses": report.error_responses_by_day.get(day, 0),
+            })
+        metadata = {"table_rows_total": totals[name], **run}
         if name == "quarantine":
             metadata["quarantined_keys"] = dg.MetadataValue.json(report.errors[:100])
             metadata["corrupt_objects"] = dg.MetadataValue.json(report.corrupt[:100])
@@ -156,23 +205,34 @@ def parquet_exports(
 ) -> dg.MaterializeResult:
     exports = data_root.root().exports
     store = archive_store.open()
+    days = partition_days(context)
     rows = files_bytes = 0
-    per_table: dict[str, int] = {}
-    for day in partition_days(context):
+    for day in days:
         parsed = parse_day(store, day)
         if parsed.corrupt and (exports / "posts" / f"dt={day}").exists():  # never shrink a day's exports either
             context.log.error("exports of %s left as they were: %d archived object(s) are damaged, first %s",
                               day, len(parsed.corrupt), parsed.corrupt[0])
+            report_day(context, context.asset_key, day, {
+                "status": f"left unchanged: {len(parsed.corrupt)} damaged archived object(s); restore them, then "
+                          "rematerialize"})
             continue
+        if not parsed.objects:
+            warn_no_capture(context, "parquet_exports", day, "its Parquet files are empty")
         written = export_day(exports, day, parsed.tables)
+        day_rows = sum(parsed.row_counts.values())
         files_bytes += sum(written.values())
-        for name, n in parsed.row_counts.items():
-            per_table[name] = per_table.get(name, 0) + n
-            rows += n
+        rows += day_rows
+        report_day(context, context.asset_key, day, {
+            "status": "exported" if parsed.objects else NO_CAPTURE,
+            "dagster/row_count": day_rows,
+            "rows_by_table": dg.MetadataValue.json(dict(parsed.row_counts)),
+            "bytes": sum(written.values()),
+            "archive_objects": parsed.objects,
+        })
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": rows,
-        "rows_by_table": dg.MetadataValue.json(per_table),
-        "bytes": files_bytes,
+        "run_days": run_days(days),
+        "run_rows": rows,
+        "run_bytes": files_bytes,
         "path": dg.MetadataValue.path(str(exports)),
     })
 
@@ -193,12 +253,22 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
     """Rebuild marts.duckdb (views only; swapped in atomically) and chart each mart up to the run's last day."""
     root = data_root.root()
     path = build_marts(root.exports, default_marts_path(root.home))
-    last = partition_days(context)[-1]
+    days = partition_days(context)
+    captured = {day: bool(exported_rows(root.exports, day)) for day in days}
+    for day in days:
+        if not captured[day]:
+            warn_no_capture(context, "marts", day, "the marts hold nothing of that day (earlier days' rows stay)")
     for mart, key in MART_KEYS.items():
-        rows, chart = mart_chart(path, mart, last)
+        for day in days:
+            rows, chart = mart_chart(path, mart, day)  # the mart as that day saw it
+            report_day(context, key, day, {
+                "status": "built" if captured[day] else NO_CAPTURE,
+                "dagster/row_count": rows,
+                "rows_as_of": day.isoformat(),
+                "chart": dg.MetadataValue.md(chart),
+            })
         yield dg.MaterializeResult(asset_key=key, metadata={
-            "dagster/row_count": rows,
-            "chart": dg.MetadataValue.md(chart),
+            "run_days": run_days(days),
             "marts_file": dg.MetadataValue.path(str(path)),
             "example_query": dg.MetadataValue.md(f"```sql\n{EXAMPLE_QUERIES[mart]};\n```"),
         })
@@ -219,12 +289,20 @@ def account_csv_exports(
 ) -> dg.MaterializeResult:
     exports = data_root.root().exports
     handles = [account.handle for account in tracking.load().accounts]
-    rows: dict[str, int] = {}
-    for day in partition_days(context):
+    days = partition_days(context)
+    for day in days:
+        captured = bool(exported_rows(exports, day))
+        if not captured:
+            warn_no_capture(context, "account_csv_exports", day,
+                            "its CSVs carry the counters known from earlier days, none new")
         rows = write_account_csvs(exports, handles, day)
+        report_day(context, context.asset_key, day, {
+            "status": "written" if captured else f"{NO_CAPTURE} (counters as of earlier days)",
+            "dagster/row_count": sum(rows.values()),
+            "rows_by_account": dg.MetadataValue.json(rows),
+        })
     return dg.MaterializeResult(metadata={
-        "dagster/row_count": sum(rows.values()),
-        "rows_by_account": dg.MetadataValue.json(rows),
+        "run_days": run_days(days),
         "path": dg.MetadataValue.path(str(exports / "csv")),
     })
 
