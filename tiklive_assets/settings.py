@@ -13,6 +13,7 @@ CONFIG = "TIKLIVE_CONFIG"  # tracking YAML, default tiklive.yaml
 STATE_URL = "TIKLIVE_STATE_URL"  # queue, cursors, credits: sqlite (default, under HOME) or postgresql://
 ARCHIVE_BUCKET = "TIKLIVE_ARCHIVE_BUCKET"  # unset: local disk under HOME/archive; set: an S3-compatible bucket
 RATELIMIT_URL = "TIKLIVE_RATELIMIT_URL"  # sqlite (default, one host), redis:// or postgresql:// (many hosts)
+FIRST_DAY = "TIKLIVE_FIRST_DAY"  # first daily partition (YYYY-MM-DD, UTC): the project's first capture day
 
 DEFAULT_BASE_URL = "https://api.tikliveapi.com"
 
