@@ -27,7 +27,7 @@ from tiklive_assets.defs.resources import (
 from tiklive_assets.config import ConfigError
 from tiklive_assets.preflight import require_ready
 from tiklive_assets.storage.base import StoreError
-from tiklive_assets.storage.keys import InvalidKeyPart
+from tiklive_assets.storage.keys import RAW_PREFIX, InvalidKeyPart
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
     BadResponse,
@@ -117,7 +117,49 @@ def guard_partition(context: dg.AssetExecutionContext, data_root: DataRootResour
     )
 
 
-def _finish(session: CaptureSession, data_root: DataRootResource, asset: str, metadata: dict) -> dg.MaterializeResult:
+# What each capture asset archives: raw response folders under tiklive-raw/YYYY/MM/DD/, and media folders per day
+ASSET_OBJECTS = {
+    "account_profiles": ["userid", "userinfo-by-id"],
+    "discovery_queue": ["user-posts", "challenge-posts", "search-video", "music-posts"],
+    "archived_videos": ["post-detail"],
+    "follow_graph": ["user-followers", "user-following"],
+    "post_comments": ["post-comments", "post-comment-replies"],
+}
+MEDIA_PREFIXES = {"archived_videos": ["videos/dt={day}/", "covers/dt={day}/"]}
+
+
+def archived_today(session: CaptureSession, asset: str) -> int:
+    """Objects the archive holds for ``asset`` on the session's day (listings only, no GETs)."""
+    day = session.day
+    prefixes = [f"{RAW_PREFIX}/{day:%Y/%m/%d}/{endpoint}/" for endpoint in ASSET_OBJECTS[asset]]
+    prefixes += [p.format(day=day.isoformat()) for p in MEDIA_PREFIXES.get(asset, [])]
+    return sum(1 for prefix in prefixes for _ in session.store.list(prefix))
+
+
+def rerun_status(context: dg.AssetExecutionContext, session: CaptureSession, asset: str, metadata: dict) -> dict:
+    """Say what a run did, above all a rerun of a day already captured: finished walks are never fetched again
+    (credits are money), so a rerun fetches only what is new since, often nothing."""
+    already = session.state.get_value(f"asset-complete:{asset}:{session.day.isoformat()}") is not None
+    archived = archived_today(session, asset)
+    walks = metadata.get("walks_already_complete", 0)
+    new = session.archive.written.get("created", 0) + session.archive.written.get("conflict", 0)
+    if not already:
+        status = "captured"
+        context.log.info("%s captured %s: %d object(s) archived today, %d credit(s) spent", asset, session.day,
+                         archived, session.credits_spent)
+    else:
+        status = "already captured today; fetched only what is new" if new else \
+                 "already captured today; nothing new to fetch"
+        context.log.info(
+            "%s for %s was already captured today: %d object(s) archived, %d walk(s) already complete and not "
+            "fetched again; this run fetched only what is new: %d new object(s), %d credit(s) spent",
+            asset, session.day, archived, walks, new, session.credits_spent)
+    return {"status": status, "objects_archived_today": archived, "walks_already_complete": walks}
+
+
+def _finish(context: dg.AssetExecutionContext, session: CaptureSession, data_root: DataRootResource, asset: str,
+            metadata: dict) -> dg.MaterializeResult:
+    metadata = {**metadata, **rerun_status(context, session, asset, metadata)}
     session.state.set_value(f"asset-complete:{asset}:{session.day.isoformat()}", "1")
     depth = session.state.queue_depth()
     return dg.MaterializeResult(
@@ -163,8 +205,9 @@ def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiR
             capture_profiles(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(session, data_root, "account_profiles", {
-            "profiles": report.profiles, "unavailable": dg.MetadataValue.json(report.unavailable),
+        return _finish(context, session, data_root, "account_profiles", {
+            "profiles": report.profiles, "walks_already_complete": sum(report.skipped_complete.values()),
+            "unavailable": dg.MetadataValue.json(report.unavailable),
             "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
 
@@ -184,7 +227,7 @@ def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
             raise _budget_failure(exc, session) from None
         for problem in report.drift:
             context.log.warning("paginator drift: %s", problem)
-        return _finish(session, data_root, "discovery_queue", {
+        return _finish(context, session, data_root, "discovery_queue", {
             "pages": report.pages,
             "ids_listed": report.listed,
             "items_without_id": report.items_without_id,
@@ -226,7 +269,7 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
             failure.metadata["videos_downloaded"] = dg.MetadataValue.int(report.downloaded)
             failure.metadata["left_pending_or_claimed"] = dg.MetadataValue.json(report.left)  # ids left, and why
             raise failure
-        return _finish(session, data_root, "archived_videos", {
+        return _finish(context, session, data_root, "archived_videos", {
             "videos_resolved": report.resolved,
             "videos_downloaded": report.downloaded,
             "photo_posts_downloaded": report.photo_posts,
@@ -252,8 +295,9 @@ def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResou
             capture_follow_graph(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(session, data_root, "follow_graph", {
-            "pages": report.follow_pages, "edges": report.follow_edges,
+        return _finish(context, session, data_root, "follow_graph", {
+            "pages": report.follow_pages, "walks_already_complete": sum(report.skipped_complete.values()),
+            "edges": report.follow_edges,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
             "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
@@ -273,8 +317,9 @@ def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiReso
             capture_comments(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(session, data_root, "post_comments", {
-            "pages": report.comment_pages, "comments": report.comments,
+        return _finish(context, session, data_root, "post_comments", {
+            "pages": report.comment_pages, "walks_already_complete": sum(report.skipped_complete.values()),
+            "comments": report.comments,
             "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
             "left_for_next_run": dg.MetadataValue.json(report.failed),
         })
