@@ -14,6 +14,7 @@ from tiklive_assets.verification.integrity import (
     duplicate_post_ids,
     empty_archive_days,
     due_day,
+    first_archived_day,
     video_consistency,
 )
 from tiklive_assets.verification.restore import verify_day, verify_random_day
@@ -110,18 +111,25 @@ def test_the_day_due_is_today_after_the_deadline_and_yesterday_before_it():
     assert due_day(datetime(2026, 11, 24, 4, 30, tzinfo=UTC), 6) == date(2026, 11, 23)
 
 
+def _landed(tmp_path, store_root):
+    from tiklive_assets.defs.verification.checks import todays_partition_landed
+
+    job = dg.define_asset_job("landed_only", selection=dg.AssetSelection.checks(todays_partition_landed))
+    defs = _check_defs(tmp_path, store_root, str(tmp_path / "warehouse.duckdb"), [job])
+    return _evaluate(defs.resolve_job_def("landed_only"))[1]["todays_partition_landed"]
+
+
 def test_landed_and_dead_letter_checks_pass_and_fail(tmp_path, monkeypatch):
     from tiklive_assets.defs.archive.checks import dead_letter_ratio
     from tiklive_assets.defs.resources import DataRootResource
-    from tiklive_assets.defs.verification.checks import todays_partition_landed
     from tiklive_assets.state import StateDB
 
     resources = {"data_root": DataRootResource(home=str(tmp_path))}
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     due = due_day(datetime.now(UTC), 6)
-    assert not todays_partition_landed(dg.build_asset_check_context(resources=resources)).passed
+    assert not _landed(tmp_path, tmp_path / "archive").passed
     state.set_value(f"asset-complete:archived_videos:{due.isoformat()}", "1")
-    assert todays_partition_landed(dg.build_asset_check_context(resources=resources)).passed
+    assert _landed(tmp_path, tmp_path / "archive").passed
 
     ids = [f"73000000000000000{i:02d}" for i in range(10)]
     state.enqueue([(i, "test", "bob") for i in ids])
@@ -162,6 +170,7 @@ def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, m
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["restore_verification"].passed
     assert evaluations["restore_verification"].metadata["seed"].value == 3
+    assert "verified" in evaluations["restore_verification"].description
     # plant corruption in every day: the restore test must fail and name the table
     with duckdb.connect(url) as con:
         con.execute("DELETE FROM user_snapshots")
@@ -169,6 +178,8 @@ def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, m
     evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}["restore_verification"]
     assert not evaluation.passed
     assert "user_snapshots" in evaluation.metadata["failing_tables"].value
+    assert "user_snapshots" in evaluation.description
+    assert not result.success  # blocking: the nightly run fails, so the runs page shows it red
 
 
 def test_a_changed_value_fails_even_when_row_counts_match(built):
@@ -180,3 +191,137 @@ def test_a_changed_value_fails_even_when_row_counts_match(built):
     [failing] = report.failing_tables
     assert failing.table == "credits_ledger" and failing.values_differ == ["requests"]
     assert failing.replayed == failing.in_warehouse
+
+
+def test_nightly_verification_passes_every_check_after_the_first_sandbox_run(tmp_path, monkeypatch):
+    """A fresh home after `tiklive run --sandbox` (only today captured): the nightly job verifies today, the one
+    archived day, and every check passes; the run is green."""
+    import os
+    import subprocess
+    import sys
+
+    from tiklive_assets.definitions import defs
+
+    home, config = tmp_path / "home", tmp_path / "tiklive.yaml"
+    config.write_text(
+        "plan: {requests_per_minute: 100000}\n"
+        "limits: {max_pages: 1, max_videos_per_day: 3}\n"
+        "accounts:\n  - handle: bob\n    follow_max_pages: 1\n    comments: {recent_videos: 1, max_pages: 1}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
+    env.update(TIKLIVE_HOME=str(home), TIKLIVE_CONFIG=str(config), TIKLIVE_RATELIMIT_URL="memory://")
+    tiklive = Path(sys.executable).parent / "tiklive"
+    run = subprocess.run([str(tiklive), "run", "--sandbox"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+
+    for key in [k for k in os.environ if k.startswith(("TIKLIVE_", "DAGSTER_"))]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("TIKLIVE_HOME", str(home))
+    monkeypatch.setenv("TIKLIVE_CONFIG", str(config))
+    monkeypatch.setenv("TIKLIVE_API_KEY", "unused: the check job calls no API")
+    job = defs().resolve_job_def("nightly_verification")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {"restore_verification", "archive_days_non_empty", "videos_match_posts",
+                                "todays_partition_landed"}
+    failing = {name: {k: getattr(v, "value", v) for k, v in e.metadata.items()}
+               for name, e in evaluations.items() if not e.passed}
+    assert not failing, failing
+    assert result.success
+    restore = evaluations["restore_verification"]
+    assert restore.metadata["day"].value == str(TODAY) and restore.metadata["objects_parsed"].value > 0
+
+
+def _raw_day(store, day):
+    store.put_bytes(raw_key(day, "userid", "bob"), b"\x1f\x8b planted", content_type="application/gzip")
+
+
+def test_archive_days_since_the_first_capture_are_all_judged(tmp_path):
+    store = LocalStore(tmp_path / "archive")
+    assert first_archived_day(store) is None and empty_archive_days(store, TODAY) == []  # nothing due yet
+    _raw_day(store, TODAY)
+    assert first_archived_day(store) == TODAY and empty_archive_days(store, TODAY) == []  # a fresh install
+    first = TODAY - timedelta(days=45)  # a capture that stopped long ago: every day since is missing
+    _raw_day(store, first)
+    assert first_archived_day(store) == first
+    missing = empty_archive_days(store, TODAY)
+    assert len(missing) == 44 and missing[0] == first + timedelta(days=1) and missing[-1] == TODAY - timedelta(days=1)
+
+
+def _check_defs(tmp_path, store_root, warehouse_url, extra_jobs=()):
+    from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+    from tiklive_assets.defs.resources import (
+        ArchiveStoreResource, DataRootResource, TikLiveApiResource, TrackingConfigResource,
+    )
+    from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS, nightly_verification_job
+    from tiklive_assets.defs.warehouse.assets import warehouse_tables
+    from tiklive_assets.defs.warehouse.resources import WarehouseResource
+
+    return dg.Definitions(
+        assets=[*CAPTURE_ASSETS, warehouse_tables], asset_checks=NIGHTLY_CHECKS,
+        jobs=[nightly_verification_job, *extra_jobs],
+        resources={
+            "archive_store": ArchiveStoreResource(local_root=str(store_root)),
+            "data_root": DataRootResource(home=str(tmp_path)),
+            "warehouse": WarehouseResource(url=warehouse_url),
+            "tiklive_api": TikLiveApiResource(api_key="unused: the check job calls no API"),
+            "tracking": TrackingConfigResource(),
+        },
+    )
+
+
+def _evaluate(job):
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return result, {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_a_fresh_install_verifies_today_and_a_gap_fails_the_nightly_run_but_never_a_capture_run(tmp_path):
+    from tiklive_assets.defs.verification.checks import archive_days_non_empty
+
+    store = LocalStore(tmp_path / "archive")
+    url = str(tmp_path / "warehouse.duckdb")
+    with open_warehouse(url) as wh:
+        load_days(store, wh, [])
+    other = dg.define_asset_job("daily_capture_like", selection=dg.AssetSelection.checks(archive_days_non_empty))
+    defs = _check_defs(tmp_path, store.root, url, [other])
+    nightly, capture = defs.resolve_job_def("nightly_verification"), defs.resolve_job_def("daily_capture_like")
+
+    _, checks = _evaluate(nightly)  # nothing archived: no history is not a failure, and it says so
+    assert checks["restore_verification"].passed and "nothing verified" in checks["restore_verification"].description
+    assert checks["archive_days_non_empty"].passed
+
+    write_archive_day(store, TODAY, Corpus(seed=7))  # the first capture, today only
+    with open_warehouse(url) as wh:
+        load_days(store, wh, [TODAY])
+    result, checks = _evaluate(nightly)
+    assert checks["restore_verification"].passed and checks["restore_verification"].metadata["day"].value == str(TODAY)
+    assert checks["restore_verification"].description.startswith(f"verified {TODAY}")
+    assert checks["archive_days_non_empty"].passed
+    assert "first capture is today" in checks["archive_days_non_empty"].description
+
+    _raw_day(store, TODAY - timedelta(days=3))  # an earlier capture, then two days with nothing
+    result, checks = _evaluate(nightly)
+    gap = checks["archive_days_non_empty"]
+    assert not gap.passed
+    assert gap.metadata["empty_days"].value == [str(TODAY - timedelta(days=2)), str(TODAY - timedelta(days=1))]
+    assert gap.severity == dg.AssetCheckSeverity.ERROR and not result.success  # blocking: the nightly run is red
+    result, checks = _evaluate(capture)  # the same gap in a capture run is a warning: it never blocks the capture
+    assert not checks["archive_days_non_empty"].passed
+    assert checks["archive_days_non_empty"].severity == dg.AssetCheckSeverity.WARN and result.success
+
+
+def test_a_warehouse_the_archive_cannot_replay_fails_restore_verification(built, tmp_path):
+    store, url = built
+    for info in list(store.list("tiklive-raw/")):
+        store.delete(info.key)
+    _, checks = _evaluate(_check_defs(tmp_path, store.root, url).resolve_job_def("nightly_verification"))
+    restore = checks["restore_verification"]
+    assert not restore.passed and "no day in them to replay" in restore.description
+
+
+def test_a_day_before_the_first_capture_is_not_due(tmp_path):
+    store = LocalStore(tmp_path / "archive")
+    assert not _landed(tmp_path, store.root).passed  # nothing landed, nothing archived
+    _raw_day(store, TODAY + timedelta(days=1))  # the first capture comes after the day due
+    result = _landed(tmp_path, store.root)
+    assert result.passed and "nothing due yet" in result.metadata["status"].value

@@ -6,18 +6,32 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage.keys import RAW_PREFIX
 from tiklive_assets.warehouse import Warehouse
 from tiklive_assets.warehouse.parse import raw_day_prefix
 
 
-def empty_archive_days(store: ObjectStore, today: date, window_days: int = 30) -> list[date]:
-    """Past days in the window with no raw object, counted from the first day in the window that has one."""
-    days = [today - timedelta(days=back) for back in range(window_days, 0, -1)]
-    has_data = [next(iter(store.list(raw_day_prefix(day))), None) is not None for day in days]
-    if True not in has_data:
+def first_archived_day(store: ObjectStore, prefix: str = RAW_PREFIX) -> date | None:
+    """The first day with a raw object: listings are in key order on every store, and raw keys start with the
+    day (``tiklive-raw/YYYY/MM/DD/``), so the first key found names it. None when nothing is archived."""
+    for info in store.list(f"{prefix}/"):
+        parts = info.key[len(prefix) + 1:].split("/")
+        if len(parts) > 3 and all(part.isdigit() for part in parts[:3]):
+            try:
+                return date(int(parts[0]), int(parts[1]), int(parts[2]))
+            except ValueError:
+                continue
+    return None
+
+
+def empty_archive_days(store: ObjectStore, today: date, first: date | None = None) -> list[date]:
+    """Every past day (yesterday back to the first capture) with no raw object. Today is not judged: its capture
+    may still be running. ``first`` defaults to the archive's first day; nothing archived means nothing is due."""
+    first = first if first is not None else first_archived_day(store)
+    if first is None:
         return []
-    first = has_data.index(True)
-    return [day for day, ok in zip(days[first:], has_data[first:]) if not ok]
+    days = [first + timedelta(days=n) for n in range((today - first).days)]
+    return [day for day in days if next(iter(store.list(raw_day_prefix(day))), None) is None]
 
 
 def duplicate_post_ids(warehouse: Warehouse, limit: int = 20) -> list[tuple[str, int]]:

@@ -1,7 +1,7 @@
 """Restore verification: replay one random recent day into a scratch database and compare.
 
 "A backup you have never restored is a rumour." Pick a day from the last 30 that has an archive (the random seed
-and the day are recorded), parse every object of it (each must parse), load it into a scratch DuckDB, and check
+and the day are recorded; today, when no earlier day is archived yet, as on a fresh install), parse every object of it (each must parse), load it into a scratch DuckDB, and check
 that the warehouse holds what the replay produced:
 
 - window tables (history: snapshots, metric history, follow edges, credits, ...) hold exactly the day's rows
@@ -69,8 +69,12 @@ def candidate_days(store: ObjectStore, today: date, window_days: int = 30) -> li
 
 
 def pick_day(store: ObjectStore, today: date, seed: int, window_days: int = 30) -> date | None:
+    """A random archived day of the window before today; today when it is the only archived day (a fresh install
+    verifies what it has); None when nothing in the window is archived."""
     days = candidate_days(store, today, window_days)
-    return random.Random(seed).choice(days) if days else None
+    if days:
+        return random.Random(seed).choice(days)
+    return today if next(iter(store.list(raw_day_prefix(today))), None) is not None else None
 
 
 def _differing_sums(scratch: Warehouse, warehouse: Warehouse, table, day: date) -> list[str]:
