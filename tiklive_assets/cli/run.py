@@ -16,12 +16,30 @@ import dagster as dg
 from tiklive_assets import settings
 from tiklive_assets.config import ConfigError, load_config
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.archive.checks import dead_letter_ratio, discovery_cursors_advancing, mirror_replicated
 from tiklive_assets.defs.resources import default_resources
+from tiklive_assets.defs.verification.checks import posts_aweme_id_unique
 from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
 from tiklive_assets.defs.warehouse.resources import warehouse_resources
 from tiklive_assets.preflight import PreflightError, run_preflight
 
 STEPS = [*CAPTURE_ASSETS, *WAREHOUSE_ASSETS]
+# The cheap checks travel with their assets, as in the daily jobs; the heavy ones (restore verification, archive
+# and media integrity) stay in the nightly job. Checks built into an asset (quarantine, drift) come with it.
+CHEAP_CHECKS = [discovery_cursors_advancing, dead_letter_ratio, mirror_replicated, posts_aweme_id_unique]
+
+
+def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
+    """One line per failed check of a step: its name, asset and what it said."""
+    lines = []
+    for evaluation in result.get_asset_check_evaluations():
+        if evaluation.passed:
+            continue
+        said = evaluation.description or "; ".join(
+            f"{key}: {str(getattr(value, 'value', value))[:120]}" for key, value in list(evaluation.metadata.items())[:3])
+        severity = getattr(evaluation.severity, "value", "ERROR")
+        lines.append(f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()} ({severity}): {said}")
+    return lines
 
 
 def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
@@ -84,6 +102,7 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     instance = _instance(root)
     totals: dict[str, dict] = {}
     failed: list[str] = []
+    failed_checks: list[str] = []
     credit_stop: str | None = None
     for number, asset in enumerate(STEPS, start=1):
         name = _step_name(asset)
@@ -94,13 +113,14 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
             failed.append(name)
             print(f" skipped: {credit_stop}", file=out)
             continue
-        result = dg.materialize(
-            STEPS, selection=list(asset.keys), partition_key=day.isoformat(), resources=resources,
+        result = dg.materialize(  # the selection's keys bring their cheap checks along
+            [*STEPS, *CHEAP_CHECKS], selection=list(asset.keys), partition_key=day.isoformat(), resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
             instance=instance, raise_on_error=False, tags={"tiklive/launched_by": "cli"},
         )
         metadata = _metadata(result)
         totals[name] = metadata
+        failed_checks += _failed_checks(result)
         took = time.monotonic() - step_start
         if result.success and asset in WAREHOUSE_ASSETS:
             print(f" done in {took:.1f}s: {metadata.get('rows', 0)} rows", file=out)
@@ -115,7 +135,8 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
                     error = event.step_failure_data.error
                     print(f"    {error.cause.message.strip() if error.cause else error.message.strip()}", file=out)
             credit_stop = credit_stop or _credit_stop(result)
-    _summary(day, root, totals, failed, time.monotonic() - started, out, credit_stop=credit_stop)
+    _summary(day, root, totals, failed, time.monotonic() - started, out, credit_stop=credit_stop,
+             failed_checks=failed_checks)
     if credit_stop:
         print(f"\nSTOPPED: {credit_stop}. Nothing was marked done and no video was blamed: rerun once the cause is "
               "fixed and the run resumes where it stopped.", file=out)
@@ -169,7 +190,7 @@ def _left(root: settings.DataRoot, videos: dict, credit_stop: str | None) -> dic
 
 
 def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str], took: float, out,
-             credit_stop: str | None = None) -> None:
+             credit_stop: str | None = None, failed_checks: list[str] | None = None) -> None:
     videos = totals.get("archived_videos", {})
     credits = sum(int(m.get("credits_spent", 0) or 0) for m in totals.values())
     dead = videos.get("dead_letters_by_reason") or {}
@@ -193,6 +214,12 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     print(f"  state database:    {_redact(root.state_url)}", file=out)
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
+    if failed_checks:
+        print(f"  FAILED checks:     {len(failed_checks)} (the data landed; what the checks found needs a look)", file=out)
+        for line in failed_checks:
+            print(f"    {line}", file=out)
+    elif totals:
+        print("  checks:            all passed", file=out)
     if "marts" not in failed and "marts" in totals:
         _print_marts(day, root, totals.get("warehouse_tables", {}), out)
 
