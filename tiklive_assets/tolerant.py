@@ -18,8 +18,13 @@ from datetime import datetime
 from typing import Any
 
 POST_ID_FIELDS = ("aweme_id", "video_id", "id")
+# Where the lists of a page were seen, the documented name first: capture and warehouse read the same names.
+LISTING_ITEM_KEYS = ("videos", "itemList", "aweme_list", "items")
+FOLLOWER_ITEM_KEYS = ("followers", "userList", "users")
+FOLLOWING_ITEM_KEYS = ("followings", "following", "userList", "users")
 _TRUE = frozenset({"true", "1", "yes", "y", "t", "on"})
 _FALSE = frozenset({"false", "0", "no", "n", "f", "off", ""})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what a BIGINT column holds: a larger number is nulled, not stored
 _MS_THRESHOLD = 10**11  # a Unix time above this (year 5138 in seconds) is in milliseconds
 
 
@@ -71,11 +76,25 @@ def envelope_error(body: Any) -> str | None:
     return f"code {code}: {message}" if isinstance(message, str) else f"code {code}"
 
 
+def image_list(item: Any) -> list | None:
+    """A photo (slideshow) post's images as sent (``images``, TikTok's ``imagePost.images`` or
+    ``image_post_info.images``), or None for a video post. Each entry is a URL or an object holding one."""
+    if type(item) is not dict:  # noqa: E721
+        return None
+    images = item.get("images")
+    if images is None:
+        for holder in ("imagePost", "image_post_info"):
+            if type(item.get(holder)) is dict:  # noqa: E721
+                images = item[holder].get("images")
+                break
+    return images if type(images) is list and images else None  # noqa: E721
+
+
 def as_int(value: Any) -> int | None:
     """An integer counter: ``1234``, ``"1234"``, ``" 1234 "``, ``1234.0`` -> 1234; ``"1.2K"``, ``{}`` -> None."""
     kind = type(value)
     if kind is int:
-        return value
+        return value if _INT64_MIN <= value <= _INT64_MAX else None
     if value is None or kind is bool:
         return None
     if kind is str:
@@ -84,11 +103,12 @@ def as_int(value: Any) -> int | None:
             sign, text = text[0], text[1:]
         else:
             sign = ""
-        if text.isdigit() and text.isascii():
-            return int(sign + text)
+        if text.isdigit() and text.isascii() and len(text) <= 19:
+            number = int(sign + text)
+            return number if _INT64_MIN <= number <= _INT64_MAX else None
         return None
     if kind is float:
-        return int(value) if value.is_integer() else None
+        return int(value) if value.is_integer() and _INT64_MIN <= value <= _INT64_MAX else None
     return None
 
 

@@ -280,3 +280,15 @@ def test_a_user_id_is_a_non_empty_string_of_at_most_32_digits(answer, expected):
 def test_a_userid_answer_whose_id_cannot_become_a_key_is_not_data():
     assert classify_body(b'{"id": "' + b"9" * 40 + b'"}', "/userid/")[0] == "invalid"
     assert classify_body(b'{"code": 0, "data": {"id": "107955"}}', "/userid/") == (None, "")
+
+
+@pytest.mark.parametrize("url", ["https://exa%mple.com/v.mp4", "https://a\u200b.com/v.mp4", f"https://{'a' * 64}.com/v.mp4"])
+def test_a_malformed_media_url_is_the_ids_own_failure_never_an_outage(rig, url):
+    """A URL that passes the policy but no client can open (a bad host label): before, requests' InvalidURL was
+    classified "CDN unreachable", which stopped every run on the same id."""
+    queued = _discover(rig, max_attempts=1)
+    target = min(queued)
+    _aim(rig.sb, {target: url})
+    result = rig.run(archived_videos)
+    assert result.success, failures(result)
+    assert rig.queue()[target] == "dead" and rig.ids_in("downloaded") == queued - {target}

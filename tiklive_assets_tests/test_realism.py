@@ -166,6 +166,7 @@ def test_userid_answering_without_an_id_is_never_cached_nor_archived_as_the_answ
         first = rig.run(account_profiles)  # one account's odd answer never fails the step
         assert first.success, failures(first)
         assert "holds no numeric id" in metadata(first, account_profiles)["left_for_next_run"][0]
+        assert sb.stats()["by_endpoint"]["/userid/"] == 1  # never retried: a retry is billed for the same answer
         with rig.state() as state:
             assert state.cached_user_id("alice123") is None
         sb.faults.fail_queue.clear()
@@ -359,3 +360,18 @@ def test_a_video_gone_said_inside_a_200_is_a_dead_letter_bought_once(tmp_path: P
         rows = db.execute("SELECT aweme_id, reason, http_status FROM dead_letters").fetchall()
     assert rows == [(aweme_id, gone["msg"], 200)]
     assert any(k.endswith(f"post-detail/{aweme_id}-error-gone.json.gz") for k in rig.listing("tiklive-raw/"))
+
+
+def test_a_cursor_that_is_not_a_number_ends_the_walk_before_paying_for_a_page_it_could_not_keep(tmp_path: Path):
+    with frozen_sandbox() as sb:
+        rig = Rig(sb, tmp_path / "home", local_store(tmp_path), base_config(
+            hashtags=[], limits={"max_pages": 3, "max_videos_per_day": 100}))
+        sb.fail_next(1, 200, endpoint="/user-posts/", body={
+            "videos": [{"aweme_id": "7000000000000000001", "author": {"unique_id": "alice123"}}],
+            "cursor": "eyJvZmZzZXQiOjMwfQ", "hasMore": True})
+        result = rig.run(account_profiles, discovery_queue)
+        assert result.success, failures(result)
+        meta = metadata(result, discovery_queue)
+    assert meta["pages"] == 1 and "not a number" in meta["drift"][0]  # reported as drift, the page's id queued
+    assert set(rig.queue()) == {"7000000000000000001"}
+    assert sb.stats()["by_endpoint"]["/user-posts/"] == 1  # the page it could not key was never bought

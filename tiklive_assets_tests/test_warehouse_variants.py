@@ -336,3 +336,19 @@ def test_an_old_postgres_warehouse_gets_the_new_columns(store: LocalStore, postg
         conn.execute(_OLD_POSTS)
         conn.execute(_OLD_LEDGER)
     _old_warehouse_keeps_working(postgres_url, store)
+
+
+def test_a_number_beyond_64_bits_is_nulled_and_counted_never_fails_the_day(tmp_path: Path) -> None:
+    """A counter of 20 digits (as text, or as a JSON integer orjson accepts up to 2**64-1) and a time far in the
+    future: before, pyarrow raised OverflowError outside the per-object guard and no table of the day loaded."""
+    store = LocalStore(tmp_path / "archive")
+    put_raw(store, DAY, "post-detail", "7100000000000000001",
+            _item("7100000000000000001", play_count="99999999999999999999", digg_count=2**64 - 1))
+    put_raw(store, DAY, "post-detail", "7100000000000000002", _item("7100000000000000002", create_time=10**25))
+    put_raw(store, DAY, "post-detail", "7100000000000000003", _item("7100000000000000003"))
+    parsed = parse_day(store, DAY)
+    posts = parsed.tables["posts"].to_pylist()
+    assert [p["aweme_id"] for p in posts] == ["7100000000000000001", "7100000000000000002", "7100000000000000003"]
+    first = posts[0]
+    assert first["play_count"] is None and first["digg_count"] is None
+    assert posts[1]["create_time"] is None and parsed.errors == []

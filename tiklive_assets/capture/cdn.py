@@ -327,6 +327,10 @@ class CdnFetcher:
                 response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except _AddressRefused as exc:
                 raise MediaRefused(url, f"media URL refused: {exc}") from None
+            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
+                    requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError, ValueError) as exc:
+                # a URL no client can open (a bad host, a malformed label): the id's own failure, never an outage
+                raise MediaRefused(url, f"malformed media URL ({type(exc).__name__})") from None
             except requests.RequestException as exc:  # unreachable, reset, timed out: says nothing about the id
                 raise MediaUnreachable(f"CDN unreachable: {type(exc).__name__} for {redact(url)}") from None
             if response.status_code not in _REDIRECTS:

@@ -52,7 +52,7 @@ from tiklive_assets.tikliveapi.errors import (
     TransientError,
     VideoGone,
 )
-from tiklive_assets.tolerant import as_text, unwrap
+from tiklive_assets.tolerant import as_text, image_list, unwrap
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 16
@@ -128,11 +128,8 @@ def photo_images(detail: dict) -> list[str]:
     Seen as ``images: ["https://…jpg", …]`` (this API family) and as objects carrying the URL under ``url``,
     ``display_image.url_list`` or ``imageURL.urlList`` (TikTok's own shapes).
     """
-    images = detail.get("images")
-    if not isinstance(images, list):
-        images = (detail.get("image_post_info") or {}).get("images") if isinstance(detail.get("image_post_info"), dict) else None
     urls = []
-    for image in images or ():
+    for image in image_list(detail) or ():
         url = image if isinstance(image, str) else _first_url(image)
         if url:
             urls.append(url)

@@ -281,14 +281,15 @@ class TikLiveClient:
             raise BadResponse(endpoint, 200, f"{exc.detail} (after {self.retry.max_attempts} attempts)") from None
 
     def _send_once(self, endpoint: str, params: dict[str, Any], attempt: int, deadline: Deadline) -> ApiResponse:
-        if self.credit_ledger is not None:
-            self.credit_ledger.reserve(endpoint)
         if self.rate_limiter is not None:
             started = time.monotonic()
             self.rate_limiter.acquire()
             deadline.extend(time.monotonic() - started)  # our own rate limit is not the server's slowness
         if deadline.expired:
             raise TransientError(endpoint, "the request deadline passed before this attempt")
+        # Reserved only now, right before sending: a limiter outage or a passed deadline records no credit.
+        if self.credit_ledger is not None:
+            self.credit_ledger.reserve(endpoint)
         url = f"{self.base_url}{endpoint}"
         try:
             # never follow a redirect: requests would forward X-Api-Key to whatever host it names
@@ -328,6 +329,9 @@ class TikLiveClient:
             if kind == "gone":
                 self.credits.count_not_data(kind)
                 self._raise_not_found(endpoint, params, detail)
+            if kind == "invalid":  # JSON without what the answer must hold: a retry would be billed for the same
+                self.credits.count_not_data(kind)
+                raise BadResponse(endpoint, 200, detail)
             if kind is not None:
                 self.credits.count_not_data(kind)
                 log.info("%s: HTTP 200 that is not data (%s; attempt %d, retried)", endpoint, detail, attempt)

@@ -20,7 +20,15 @@ from typing import Any, ClassVar
 
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck
-from tiklive_assets.tolerant import as_id, cursor_text, has_more, post_id
+from tiklive_assets.tolerant import (
+    FOLLOWER_ITEM_KEYS,
+    FOLLOWING_ITEM_KEYS,
+    LISTING_ITEM_KEYS,
+    as_id,
+    cursor_text,
+    has_more,
+    post_id,
+)
 
 DEFAULT_PAGE_GUARD = 200  # no configured walk needs more; a drifting one stops here at the latest
 
@@ -95,6 +103,10 @@ class Paginator:
             yield page
             if not page.has_more:
                 return
+            if not (page.next_cursor.isdigit() and page.next_cursor.isascii() and len(page.next_cursor) <= 32):
+                # Each page is archived under a key naming its cursor, which must be a number: asking for this
+                # page would pay for an answer that could not be kept. Stop here; the pages so far are archived.
+                raise CursorStuck(page.endpoint, cursor, f"the next cursor {page.next_cursor[:40]!r} is not a number")
             if page.next_cursor in seen_cursors:
                 raise CursorStuck(page.endpoint, cursor, f"{self.cursor_key} did not advance (next {page.next_cursor!r})")
             cursor = page.next_cursor
@@ -137,8 +149,8 @@ class Paginator:
 class VideoPages(Paginator):
     """``videos`` + ``cursor`` + ``hasMore``: user-posts, challenge-posts, search-video, music-posts."""
 
-    items_key = "videos"
-    items_fallbacks = ("aweme_list", "itemList")
+    items_key = LISTING_ITEM_KEYS[0]
+    items_fallbacks = LISTING_ITEM_KEYS[1:]
 
     @staticmethod
     def item_id(item: dict[str, Any]) -> str | None:
@@ -155,8 +167,8 @@ class CommentPages(Paginator):
 class FollowPages(Paginator):
     """``followers``/``followings`` + ``time`` + ``hasMore``: user-followers and user-following."""
 
-    items_key = "followers"
-    items_fallbacks = ("userList",)
+    items_key = FOLLOWER_ITEM_KEYS[0]
+    items_fallbacks = FOLLOWER_ITEM_KEYS[1:]
     cursor_key = "time"
 
     @staticmethod
@@ -167,8 +179,8 @@ class FollowPages(Paginator):
     @classmethod
     def following(cls, fetch: Callable[[str], ApiResponse], **kwargs: Any) -> FollowPages:
         walk = cls(fetch, **kwargs)
-        walk.items_key = "followings"
-        walk.items_fallbacks = ("following", "userList")
+        walk.items_key = FOLLOWING_ITEM_KEYS[0]
+        walk.items_fallbacks = FOLLOWING_ITEM_KEYS[1:]
         return walk
 
 

@@ -45,7 +45,19 @@ import pyarrow as pa
 
 from tiklive_assets.storage import ObjectInfo
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, parse_page_slug
-from tiklive_assets.tolerant import Tally, as_bool, as_id, as_int, bio_link, epoch_seconds, post_id
+from tiklive_assets.tolerant import (
+    FOLLOWER_ITEM_KEYS,
+    FOLLOWING_ITEM_KEYS,
+    LISTING_ITEM_KEYS,
+    Tally,
+    as_bool,
+    as_id,
+    as_int,
+    bio_link,
+    epoch_seconds,
+    image_list,
+    post_id,
+)
 
 from . import schema
 
@@ -55,8 +67,8 @@ LISTING_ENDPOINTS = frozenset({"user-posts", "challenge-posts", "search-video", 
 PROFILE_ENDPOINTS = frozenset({"userinfo-by-id", "userinfo-by-username"})
 FOLLOW_ENDPOINTS = {"user-followers": ("followers", "follower"), "user-following": ("followings", "following")}
 COMMENT_ENDPOINTS = frozenset({"post-comments", "post-comment-replies"})
-LISTING_ITEMS = ("videos", "itemList", "aweme_list", "items")  # TikLiveAPI, then TikTok-web / app names
-FOLLOW_ITEMS = ("userList", "users")  # TikTok-web names, after the endpoint's own
+LISTING_ITEMS = LISTING_ITEM_KEYS  # TikLiveAPI, then TikTok-web / app names
+FOLLOW_ITEMS = {"followers": FOLLOWER_ITEM_KEYS[1:], "followings": FOLLOWING_ITEM_KEYS[1:]}  # after the endpoint's own
 _STATUS_RE = re.compile(r"-http(\d{3})$")
 _HASHTAG_RE = re.compile(r"#(\w+)", re.UNICODE)
 _DETAIL, _LISTING = 2, 1
@@ -441,10 +453,8 @@ class DayParser:
                 music_id = music.get("id")
                 if not (type(music_id) is str and music_id.isdigit() and music_id.isascii()):  # noqa: E721
                     music_id = self.tally.id(music_id, "music_info.id")
-            images = item.get("images")
-            if images is None and type(item.get("imagePost")) is dict:  # noqa: E721
-                images = item["imagePost"].get("images")
-            photo = type(images) is list and len(images) > 0  # noqa: E721
+            images = image_list(item)
+            photo = images is not None
             # already in the posts table's column order: storage_key, bytes and archived_at (_MEDIA) are filled
             # in by tables() for the few posts whose media the day archived
             self._posts[aweme_id] = (rank, (
@@ -521,7 +531,7 @@ class DayParser:
         if page is None:
             raise ShapeError(f"slug {slug!r} does not name a time page")
         items = body.get(items_key)
-        for name in FOLLOW_ITEMS:
+        for name in FOLLOW_ITEMS[items_key]:
             if items is not None:
                 break
             items = body.get(name)
@@ -686,14 +696,14 @@ class DayParser:
         }
         self.errors.sort()
         self.corrupt.sort()
-        return {name: to_arrow(schema.BY_NAME[name], table_rows) for name, table_rows in rows.items()}
+        return {name: to_arrow(schema.BY_NAME[name], table_rows, self.tally) for name, table_rows in rows.items()}
 
 
 def _values(target: dict) -> list[tuple]:
     return [row for _rank, row in target.values()]
 
 
-def to_arrow(table: schema.Table, rows: list[tuple]) -> pa.Table:
+def to_arrow(table: schema.Table, rows: list[tuple], tally: Tally | None = None) -> pa.Table:
     """Rows (tuples in column order) -> an Arrow table with the declared schema, sorted by the table's key.
 
     The tuples are converted in one pass as Arrow struct values (pyarrow reads a tuple's items by position), which
@@ -703,5 +713,28 @@ def to_arrow(table: schema.Table, rows: list[tuple]) -> pa.Table:
     arrow_schema = table.arrow_schema
     if not rows:
         return arrow_schema.empty_table()
-    result = pa.Table.from_struct_array(pa.array(rows, type=pa.struct(list(arrow_schema))))
-    return result.sort_by([(name, "ascending") for name in table.key])
+    struct = pa.struct(list(arrow_schema))
+    try:
+        array = pa.array(rows, type=struct)
+    except (OverflowError, pa.ArrowInvalid):  # a number beyond 64 bits: null it rather than lose the whole day
+        array = pa.array(_fit_integers(rows, arrow_schema, tally), type=struct)
+    return pa.Table.from_struct_array(array).sort_by([(name, "ascending") for name in table.key])
+
+
+_INT_RANGES = {pa.int64(): (-(2**63), 2**63 - 1), pa.int32(): (-(2**31), 2**31 - 1)}
+
+
+def _fit_integers(rows: list[tuple], arrow_schema: pa.Schema, tally: Tally | None) -> list[tuple]:
+    """``rows`` with every integer too large for its column's type replaced by None (and counted as nulled):
+    the slow path, taken only when a day holds such a number (a counter of 20 digits, a time in yoctoseconds)."""
+    bounds = [(i, f.name, _INT_RANGES[f.type]) for i, f in enumerate(arrow_schema) if f.type in _INT_RANGES]
+    fitted = []
+    for row in rows:
+        bad = [i for i, _, (lo, hi) in bounds if type(row[i]) is int and not lo <= row[i] <= hi]  # noqa: E721
+        if bad:
+            row = tuple(None if i in bad else v for i, v in enumerate(row))
+            if tally is not None:
+                for i in bad:
+                    tally.nulled[arrow_schema.field(i).name] += 1
+        fitted.append(row)
+    return fitted
