@@ -127,7 +127,8 @@ class Capture(_Strict):
     max_attempts: int = Field(5, ge=1, description="runs that may try an id before it is dead-lettered")
     dead_letter_retention_days: int = Field(90, ge=1, description="the janitor ages dead letters out after this")
     claim_lease_seconds: float = Field(
-        600, gt=0, description="how long a claimed queue id is reserved for one worker before another may take it"
+        600, gt=0, description="how long a claim without a known owner (an older release's) holds a queue id; a "
+        "claim with an owner is held while the owner heartbeats and freed at once when its process is gone"
     )
     allowed_media_origins: list[str] = Field(
         default_factory=list,

@@ -490,3 +490,11 @@ def test_only_a_numeric_user_id_is_cached_and_a_cached_one_can_be_forgotten(tmp_
         assert state.cached_user_id("alice123") == "6800000000000000001"
         assert state.forget_user_id("alice123") == "6800000000000000001"
         assert state.cached_user_id("alice123") is None and state.forget_user_id("alice123") is None
+
+
+def test_a_bad_state_url_is_reported_without_its_password():
+    from tiklive_assets.state.backends import backend_from_url
+
+    with pytest.raises(ValueError, match="TIKLIVE_STATE_URL") as info:
+        backend_from_url("postgresq://user:s3cret-pass@db.example/tiklive")
+    assert "s3cret-pass" not in str(info.value) and "user:***@db.example" in str(info.value)

@@ -202,6 +202,8 @@ def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, by
     prefix = getattr(session.archive, "prefix", "tiklive-raw")
     store = session.store
     gone = raw_key(session.day, "/post-detail/", f"{slug}-http404", prefix=prefix)
+    if not store.exists(gone):  # "deleted" said inside a 200 is a 404 too (archived under -error-gone)
+        gone = raw_key(session.day, "/post-detail/", f"{slug}-error-gone", prefix=prefix)
     if store.exists(gone):
         try:
             body = json.loads(gzip.decompress(store.get_bytes(gone)))

@@ -145,7 +145,7 @@ def _collect_window(
                 progress.pages += 1
                 progress.videos += len(page.items)
                 progress.next_cursor = page.next_cursor
-                progress.search_id = page.next_search_id
+                progress.search_id = page.next_search_id or progress.search_id  # a page may omit it
                 progress.stop_reason = None
                 if not page.has_more:
                     progress.status = "done"

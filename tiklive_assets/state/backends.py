@@ -221,6 +221,20 @@ class PostgresBackend(Backend):
         return conn.execute(pg_sql, params)
 
 
+def _shown(url: str) -> str:
+    """A state URL fit for a message: its password, if any, replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    except ValueError:
+        return "<unparsable URL>"
+    return url
+
+
 def backend_from_url(url: str) -> Backend:
     """``sqlite:///abs/path/state.sqlite`` or ``postgresql://...`` (``postgres://``, ``postgresql+psycopg://`` too)."""
     if url.startswith("sqlite:"):
@@ -231,7 +245,7 @@ def backend_from_url(url: str) -> Backend:
         path = unquote(rest)
         if not path or path in (":memory:", "/:memory:"):
             raise ValueError(
-                f"state database URL {url!r}: an in-memory sqlite database cannot be shared between threads "
+                f"state database URL {_shown(url)!r}: an in-memory sqlite database cannot be shared between threads "
                 "and processes; use sqlite:///abs/path/state.sqlite"
             )
         if path.startswith("/"):
@@ -244,5 +258,6 @@ def backend_from_url(url: str) -> Backend:
     if url.startswith("postgresql://"):
         return PostgresBackend(url)
     raise ValueError(
-        f"unsupported state database URL {url!r}: expected sqlite:///abs/path/state.sqlite or postgresql://..."
+        f"unsupported state database URL {_shown(url)!r} (TIKLIVE_STATE_URL): expected "
+        "sqlite:///abs/path/state.sqlite or postgresql://..."
     )
