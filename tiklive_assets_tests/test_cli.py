@@ -63,10 +63,11 @@ def test_unknown_command_exits_2():
 
 
 def test_check_key_against_the_sandbox_spends_two_credits(sandbox):
-    result = _run("check-key", env=_env(TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run("check-key", "--username", "cristiano",
+                  env=_env(TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
     assert result.returncode == 0, result.stderr
     assert "key works" in result.stdout
-    assert "user 107955" in result.stdout
+    assert "@cristiano is user 107955" in result.stdout
     assert "(2 credits spent)" in result.stdout
     stats = sandbox.stats()
     assert stats["by_endpoint"] == {"/userid/": 1, "/userinfo-by-id/": 1}

@@ -25,6 +25,9 @@ EPILOG = """environment:
 """
 
 
+DEFAULT_CHECK_HANDLE = "cristiano"  # looked up by check-key when no account is tracked: a public handle that exists
+
+
 def _parse_day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -115,13 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "check-key",
-        help="verify an API key with one /userid/ and one /userinfo-by-id/ call (2 credits)",
-        description="Seed 000's key-rotation check: a one-shot /userid/ call, then confirm /userinfo-by-id/ returns "
-        "`user` and `stats`. Exit status 0 means the key works; 1 means it was rejected; 2 means another failure.",
+        help="verify an API key with one /userid/ lookup (1-2 credits)",
+        description="Verify TIKLIVE_API_KEY before a first run or after rotating it: look up one handle with "
+        "/userid/ (the first account of the tracking YAML unless --username names one), then its profile with "
+        "/userinfo-by-id/. The API only answers a lookup, found or not, to a key it accepts, so a 404 for the "
+        "handle also proves the key works. Exit status 0: the key is accepted; 1: it was rejected (HTTP 401/403) "
+        "or is not set; 2: the check could not tell (network, server error, unexpected answer). The key itself is "
+        "never printed.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
-    check.add_argument("--username", default="cristiano", help="handle to look up (default: cristiano)")
+    check.add_argument("--username", default=None,
+                       help=f"handle to look up (default: the first account of the tracking YAML, else {DEFAULT_CHECK_HANDLE})")
+    check.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
     check.add_argument("--base-url", default=None, help="API host (default: $TIKLIVE_BASE_URL or the real API)")
 
     cursors = sub.add_parser(
@@ -162,12 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     from tiklive_assets.cli import mirror as mirror_cli
 
     mirror_cli.add_parser(sub, EPILOG)
+    from tiklive_assets.cli import sql as sql_cli
+
+    sql_cli.add_parser(sub, EPILOG)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_framework_warnings()
+    _show_rate_waits()
     if args.command == "sandbox":
         return cmd_sandbox(args)
     if args.command == "check-key":
@@ -180,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         from tiklive_assets.cli import mirror as mirror_cli
 
         return mirror_cli.run(args)
+    if args.command == "sql":
+        from tiklive_assets.cli import sql as sql_cli
+
+        return sql_cli.run(args)
     if args.command == "status":
         from tiklive_assets.cli import status as status_cli
 
@@ -195,6 +213,32 @@ def main(argv: list[str] | None = None) -> int:
 
         return compliance_cli.run(args)
     raise AssertionError(args.command)
+
+
+def _quiet_framework_warnings() -> None:
+    """Silence the one framework warning a normal command prints, precisely (by message), and say why.
+
+    Dagster marks the ``backfill_policy`` parameter of ``@asset``/``@multi_asset`` as beta and warns each time the
+    definitions are imported. The warehouse and research assets need it: a backfill of many days runs as one run
+    and one transaction per day, instead of one run per day. There is no stable API for it in the pinned Dagster,
+    so the warning tells the user nothing they can act on; every other warning still shows.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `\w+` is currently in beta")
+
+
+def _show_rate_waits() -> None:
+    """Print the rate limiter's "waiting N s for the plan's rate window" lines: a long step that waits for the
+    plan's window would otherwise look hung. INFO on that logger only; everything else stays at WARNING."""
+    waits = logging.getLogger("tiklive_assets.tikliveapi.ratelimit")
+    if not any(getattr(h, "_tiklive_waits", False) for h in waits.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        handler._tiklive_waits = True  # main() may run more than once in a process (tests): one handler only
+        waits.addHandler(handler)
+    waits.setLevel(logging.INFO)
+    waits.propagate = False
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
@@ -219,31 +263,60 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_handle(args: argparse.Namespace) -> tuple[str, str]:
+    """The handle check-key looks up, and where it came from (" (...)" for the output; empty when given)."""
+    if args.username:
+        return args.username.lstrip("@"), ""
+    from tiklive_assets.config import ConfigError, load_config
+
+    path = args.config or settings.config_path()
+    if not path.is_file():
+        return DEFAULT_CHECK_HANDLE, f" (default; no tracking YAML at {path})"
+    try:
+        accounts = load_config(path).accounts
+    except ConfigError as exc:
+        print(f"(the tracking YAML could not be read, so the check uses @{DEFAULT_CHECK_HANDLE}: {exc})", file=sys.stderr)
+        return DEFAULT_CHECK_HANDLE, " (default; tracking YAML unreadable)"
+    if not accounts:
+        return DEFAULT_CHECK_HANDLE, f" (default; {path} tracks no account)"
+    return accounts[0].handle, f" (first tracked account in {path})"
+
+
 def cmd_check_key(args: argparse.Namespace) -> int:
     from tiklive_assets.tikliveapi.client import TikLiveClient
-    from tiklive_assets.tikliveapi.errors import AuthError, TikLiveError
+    from tiklive_assets.tikliveapi.errors import AuthError, NotFound, TikLiveError
     from tiklive_assets.tolerant import as_id
 
     base_url = args.base_url or settings.base_url()
+    handle, source = _check_handle(args)
     try:
         client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2)
-        user_id = as_id((client.userid(args.username).json() or {}).get("id"))
+        user_id = as_id((client.userid(handle).json() or {}).get("id"))
         if user_id is None:
-            print(f"check failed against {base_url}: /userid/ answered without a numeric id for @{args.username}",
-                  file=sys.stderr)
+            print(f"check inconclusive against {base_url}: /userid/ answered HTTP 200 without a numeric id for "
+                  f"@{handle}; retry with --username <a handle you know exists>", file=sys.stderr)
             return 2
         info = client.userinfo_by_id(user_id).json()
-    except AuthError as exc:
+    except AuthError as exc:  # 401/403 (or no key at all): the message names TIKLIVE_API_KEY, never its value
         print(f"key rejected: {exc}", file=sys.stderr)
         return 1
+    except NotFound as exc:
+        # Only an accepted key gets as far as a lookup: an unknown handle is answered 404, a bad key 401/403.
+        print(f"key works against {base_url}: it was accepted, and @{handle}{source} is not found there "
+              f"({exc.reason}; HTTP 404). Check the handle's spelling before a run "
+              f"({client.credits.total} credit(s) spent)")
+        return 0
     except (TikLiveError, KeyError, TypeError, AttributeError) as exc:
-        print(f"check failed against {base_url}: {exc}", file=sys.stderr)
+        print(f"check inconclusive against {base_url}: {exc}. The key was neither accepted nor rejected: check "
+              "TIKLIVE_BASE_URL and the network, then run `tiklive check-key` again", file=sys.stderr)
         return 2
     if not isinstance(info, dict) or "user" not in info or "stats" not in info:
-        print(f"check failed: /userinfo-by-id/ did not return `user` and `stats` (got keys {sorted(info)})", file=sys.stderr)
+        keys = sorted(info) if isinstance(info, dict) else type(info).__name__
+        print(f"check inconclusive: the key was accepted, but /userinfo-by-id/ did not return `user` and `stats` "
+              f"(got {keys}); check TIKLIVE_BASE_URL points at TikLiveAPI", file=sys.stderr)
         return 2
-    followers = info["stats"].get("followerCount")
-    print(f"key works against {base_url}: @{args.username} is user {user_id} with {followers} followers "
+    followers = (info.get("stats") or {}).get("followerCount")
+    print(f"key works against {base_url}: @{handle}{source} is user {user_id} with {followers} followers "
           f"({client.credits.total} credits spent)")
     return 0
 

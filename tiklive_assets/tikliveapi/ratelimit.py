@@ -10,10 +10,15 @@ in any window of ``period_seconds``. Backends, chosen by URL:
 
 A small safety margin is added to the window so that network jitter between the client's clock and the
 server's arrival times cannot push two windows' worth of requests into one server window.
+
+A wait longer than ``long_wait_seconds`` (default 2 s) is announced once, before it starts, on the
+``tiklive_assets.tikliveapi.ratelimit`` logger at INFO ("waiting 41 s for the plan's rate window (200/min)"): a run
+that sits silent for a minute looks hung, while one that says it waits for the plan's window does not.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +30,9 @@ from tiklive_assets.tikliveapi.errors import TransientError
 
 DEFAULT_MARGIN = 0.005  # 0.5 % of the window ...
 JITTER_MS = 100  # ... plus 100 ms for scheduling and network jitter between our clock and the server's arrivals
+LONG_WAIT_SECONDS = 2.0  # waits longer than this are announced on the logger below
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,11 +44,18 @@ class RatePlan:
     def per_minute(self) -> float:
         return self.limit * 60.0 / self.period_seconds
 
+    def describe(self) -> str:
+        """The plan as people state it: "200/min", or "10 per 2 s" for a window that is not a minute."""
+        if self.period_seconds == 60:
+            return f"{self.limit}/min"
+        return f"{self.limit} per {self.period_seconds:g} s"
+
 
 class RateLimiter:
     """Blocks until one more request fits in the plan's window."""
 
-    def __init__(self, plan: RatePlan, backend_url: str = "memory://", margin: float = DEFAULT_MARGIN):
+    def __init__(self, plan: RatePlan, backend_url: str = "memory://", margin: float = DEFAULT_MARGIN,
+                 long_wait_seconds: float = LONG_WAIT_SECONDS):
         if plan.limit < 1:
             raise ValueError(f"rate limit must be at least 1 request per window, got {plan.limit}")
         self.plan = plan
@@ -49,7 +64,9 @@ class RateLimiter:
         self.window_ms = interval_ms  # the client's effective window: slightly longer than the plan's
         self._rate = Rate(plan.limit, interval_ms)
         self._bucket_key = f"tiklive-api-{plan.limit}-per-{interval_ms}ms"
+        self.long_wait_seconds = long_wait_seconds
         self._limiter: Limiter | None = None
+        self._announced = False  # whether this acquire already said it waits (one line per long wait)
         self._init_lock = threading.Lock()
         # Threads of one process queue here, not on the backend's file lock (whose 50 ms retry sleep wastes budget).
         self._acquire_lock = threading.Lock()
@@ -58,31 +75,50 @@ class RateLimiter:
         parsed = urlparse(self.backend_url)
         scheme = parsed.scheme
         if scheme == "memory":
-            return Limiter(InMemoryBucket([self._rate]), buffer_ms=0)
+            return self._limiter_for(InMemoryBucket([self._rate]))
         if scheme == "sqlite":
             path = Path(parsed.path)
             path.parent.mkdir(parents=True, exist_ok=True)
             bucket = SQLiteBucket.init_from_file(
                 [self._rate], table=self._bucket_key.replace("-", "_"), db_path=str(path), use_file_lock=True
             )
-            return Limiter(bucket, buffer_ms=0)
+            return self._limiter_for(bucket)
         if scheme in ("redis", "rediss"):
             from pyrate_limiter import RedisBucket
             from redis import Redis
 
             bucket = RedisBucket.init([self._rate], Redis.from_url(self.backend_url), self._bucket_key)
-            return Limiter(bucket, buffer_ms=0)
+            return self._limiter_for(bucket)
         if scheme in ("postgresql", "postgres"):
             from psycopg_pool import ConnectionPool
             from pyrate_limiter import PostgresBucket
 
             pool = ConnectionPool(self.backend_url, min_size=1, max_size=4, open=True)
             bucket = PostgresBucket(pool, self._bucket_key.replace("-", "_"), [self._rate])
-            return Limiter(bucket, buffer_ms=0)
+            return self._limiter_for(bucket)
         raise ValueError(
             f"unknown rate-limit backend {self.backend_url!r}: use memory://, sqlite:///path, redis://host:port/db "
             "or postgresql://..."
         )
+
+    def _limiter_for(self, bucket) -> Limiter:
+        """The limiter over ``bucket``, with the bucket's ``waiting`` wrapped to announce long waits.
+
+        pyrate-limiter asks ``bucket.waiting(item)`` (the time to the window's next free slot) right before it
+        sleeps, and again only if another process took that slot first: the announcement comes from that figure,
+        before the sleep, at no extra backend round trip, and at most once per ``acquire``.
+        """
+        compute = bucket.waiting
+
+        def waiting(item):
+            wait_ms = compute(item)
+            if (isinstance(wait_ms, int) and not self._announced and wait_ms / 1000 > self.long_wait_seconds):
+                self._announced = True
+                log.info("waiting %.0f s for the plan's rate window (%s)", wait_ms / 1000, self.plan.describe())
+            return wait_ms
+
+        bucket.waiting = waiting
+        return Limiter(bucket, buffer_ms=0)
 
     def acquire(self) -> None:
         """Block until one more request fits. A shared window that cannot be reached (Redis or Postgres down) is
@@ -91,6 +127,7 @@ class RateLimiter:
             limiter = self._ensure()
             try:
                 with self._acquire_lock:
+                    self._announced = False
                     limiter.try_acquire("api", blocking=True)
                 return
             except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates unchanged
