@@ -7,11 +7,13 @@ import dagster as dg
 
 from tiklive_assets.capture.janitor import sweep
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 
 daily_capture_job = dg.define_asset_job(
     "daily_capture",
-    selection=dg.AssetSelection.assets(*CAPTURE_ASSETS),
+    # the heavy verification checks run once a night in their own job, not in every capture
+    selection=dg.AssetSelection.assets(*CAPTURE_ASSETS) - dg.AssetSelection.checks(*NIGHTLY_CHECKS),
     description="Today's capture: profiles, discovery, videos, follow graph, comments.",
 )
 

@@ -23,6 +23,7 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
+from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 from tiklive_assets.tikliveapi.errors import TikLiveError
 
 ACCOUNTS_PER_TICK = 10  # one credit each; bounded work, far inside the 60 s tick limit
@@ -33,7 +34,7 @@ FAILED_RUN_BACKOFF = 600  # seconds to wait after a failed capture run before la
 
 capture_new_videos_job = dg.define_asset_job(
     "capture_new_videos",
-    selection=dg.AssetSelection.assets(archived_videos),
+    selection=dg.AssetSelection.assets(archived_videos) - dg.AssetSelection.checks(*NIGHTLY_CHECKS),
     description="Resolve and download whatever waits in the queue (launched by the sensors).",
 )
 

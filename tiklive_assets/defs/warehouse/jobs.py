@@ -4,11 +4,13 @@ from datetime import UTC, timedelta
 
 import dagster as dg
 
+from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 from tiklive_assets.defs.warehouse.assets import GROUP
 
 daily_warehouse_job = dg.define_asset_job(
     "daily_warehouse",
-    selection=dg.AssetSelection.groups(GROUP),
+    # the heavy verification checks run once a night in their own job, not in every day's load
+    selection=dg.AssetSelection.groups(GROUP) - dg.AssetSelection.checks(*NIGHTLY_CHECKS),
     description="Derive a day's warehouse tables, Parquet exports, marts and CSVs from its raw archive.",
 )
 
