@@ -73,6 +73,37 @@ def test_check_key_an_unknown_handle_proves_the_key_was_accepted(tmp_path, sandb
     assert sandbox.stats()["by_status"] == {"404": 1}  # a 404 is never retried and nothing else is asked
 
 
+def test_check_key_a_404_page_from_another_host_is_inconclusive(tmp_path):
+    """A 404 proves the key only when the API gave it: a web server's HTML 404 page (a wrong TIKLIVE_BASE_URL)
+    must not pass for an accepted key."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotTheApi(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server interface
+            body = b"<html><body><h1>404 Not Found</h1></body></html>"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotTheApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = _run("check-key", "--username", "bob", cwd=tmp_path,
+                      env=_env(tmp_path, TIKLIVE_BASE_URL=f"http://127.0.0.1:{server.server_port}",
+                               TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not JSON" in result.stderr and "TIKLIVE_BASE_URL" in result.stderr and "key works" not in result.stdout
+
+
 def test_check_key_a_wrong_key_on_the_tracked_account_exits_1_without_printing_it(tmp_path):
     _tracking(tmp_path / "tiklive.yaml", "nobody_has_this_handle_42")
     with SandboxServer(SandboxConfig(api_key="the-right-key")) as sb:

@@ -282,6 +282,16 @@ def _check_handle(args: argparse.Namespace) -> tuple[str, str]:
     return accounts[0].handle, f" (first tracked account in {path})"
 
 
+def _is_json(body: bytes) -> bool:
+    import json
+
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
 def cmd_check_key(args: argparse.Namespace) -> int:
     from tiklive_assets.tikliveapi.client import TikLiveClient
     from tiklive_assets.tikliveapi.errors import AuthError, NotFound, TikLiveError
@@ -290,7 +300,8 @@ def cmd_check_key(args: argparse.Namespace) -> int:
     base_url = args.base_url or settings.base_url()
     handle, source = _check_handle(args)
     try:
-        client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2)
+        answers: list = []  # 200 and 404 responses as received, to tell the API's 404 from another host's page
+        client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2, on_response=answers.append)
         user_id = as_id((client.userid(handle).json() or {}).get("id"))
         if user_id is None:
             print(f"check inconclusive against {base_url}: /userid/ answered HTTP 200 without a numeric id for "
@@ -302,6 +313,12 @@ def cmd_check_key(args: argparse.Namespace) -> int:
         return 1
     except NotFound as exc:
         # Only an accepted key gets as far as a lookup: an unknown handle is answered 404, a bad key 401/403.
+        # The API answers in JSON; a 404 page that is not JSON comes from another host (a wrong TIKLIVE_BASE_URL).
+        if not answers or not _is_json(answers[-1].body):
+            print(f"check inconclusive against {base_url}: {exc.endpoint} answered HTTP 404 with a body that is not "
+                  "JSON, so the host is probably not TikLiveAPI. Check TIKLIVE_BASE_URL (or --base-url), then run "
+                  "`tiklive check-key` again", file=sys.stderr)
+            return 2
         print(f"key works against {base_url}: it was accepted, and @{handle}{source} is not found there "
               f"({exc.reason}; HTTP 404). Check the handle's spelling before a run "
               f"({client.credits.total} credit(s) spent)")
