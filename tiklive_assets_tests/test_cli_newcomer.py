@@ -171,7 +171,7 @@ def test_a_long_wait_is_announced_once_before_it_starts_and_a_short_one_not_at_a
         said_at, message = handler.lines[0]
         assert message == "waiting 2 s for the plan's rate window (4 per 1.5 s)"
         assert said_at - started < 0.5  # said before blocking, not after
-        short = RateLimiter(RatePlan(4, 1.5), "memory://", long_wait_seconds=5)
+        short = RateLimiter(RatePlan(4, 0.5), "memory://", long_wait_seconds=5)
         for _ in range(5):
             short.acquire()
         assert len(handler.lines) == 1  # a wait below the threshold is not worth a line
@@ -227,8 +227,9 @@ def test_a_sandbox_run_prints_no_framework_warning_says_when_it_waits_and_sql_re
             line = proc.stdout.readline()
             assert line, (head, proc.poll())
             head.append(line)
-        # another process spent the whole plan 54 s ago: ~6 s left in the window, so the next requests wait
-        _fill_rate_window(home, 200, seconds_ago=54)
+        # another process spent the whole plan 51 s ago: ~9 s left in the window, so the next requests wait (the
+        # margin covers the step's start-up on a loaded host: below 2 s a wait is not announced)
+        _fill_rate_window(home, 200, seconds_ago=51)
         rest, err = proc.communicate(timeout=150)
     finally:
         if proc.poll() is None:
@@ -240,7 +241,7 @@ def test_a_sandbox_run_prints_no_framework_warning_says_when_it_waits_and_sql_re
     waits = [line for line in err.splitlines() if "for the plan's rate window" in line]
     assert len(waits) == 1, err
     assert waits[0].strip().startswith("waiting ") and waits[0].endswith(" s for the plan's rate window (200/min)")
-    assert 2 <= int(waits[0].split()[1]) <= 7
+    assert 2 <= int(waits[0].split()[1]) <= 10
     # the analyst's next command: the marts this run built, read-only
     query = _run("sql", "--csv", "-c", "SELECT handle FROM follower_growth", cwd=tmp_path,
                  env=_env(tmp_path, TIKLIVE_HOME=str(home)))
