@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -181,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _quiet_framework_warnings()
-    _show_rate_waits()
+    with _rate_waits_shown():
+        return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sandbox":
         return cmd_sandbox(args)
     if args.command == "check-key":
@@ -228,17 +232,24 @@ def _quiet_framework_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Parameter `backfill_policy` of function `\w+` is currently in beta")
 
 
-def _show_rate_waits() -> None:
-    """Print the rate limiter's "waiting N s for the plan's rate window" lines: a long step that waits for the
-    plan's window would otherwise look hung. INFO on that logger only; everything else stays at WARNING."""
+@contextmanager
+def _rate_waits_shown():
+    """Print the rate limiter's "waiting N s for the plan's rate window" lines while a command runs: a long step
+    that waits for the plan's window would otherwise look hung. INFO on that logger only (everything else stays at
+    WARNING), restored afterwards so that calling main() in-process (tests) leaves logging as it was."""
     waits = logging.getLogger("tiklive_assets.tikliveapi.ratelimit")
-    if not any(getattr(h, "_tiklive_waits", False) for h in waits.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("  %(message)s"))
-        handler._tiklive_waits = True  # main() may run more than once in a process (tests): one handler only
-        waits.addHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    level, propagate = waits.level, waits.propagate
+    waits.addHandler(handler)
     waits.setLevel(logging.INFO)
-    waits.propagate = False
+    waits.propagate = False  # once, in our format: not again through the root handler
+    try:
+        yield
+    finally:
+        waits.removeHandler(handler)
+        waits.setLevel(level)
+        waits.propagate = propagate
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
