@@ -231,7 +231,7 @@ def _print_marts(day: date, root: settings.DataRoot, tables: dict, out) -> None:
     marts = default_marts_path(root.home)
     print(f"  warehouse:         {tables.get('warehouse', root.warehouse)}", file=out)
     print(f"  exports:           {root.exports}/<table>/dt={day}/ and {root.exports}/csv/", file=out)
-    print(f"  marts:             duckdb -readonly {marts}", file=out)
+    print(f"  marts:             {marts} (query it: tiklive sql --home {root.home})", file=out)
     print("", file=out)
     _, rows = query_marts(marts, "SELECT handle, followers, follower_delta FROM follower_growth WHERE day = $day "
                           "ORDER BY handle", {"day": day})
