@@ -158,7 +158,7 @@ class RetryPolicy:
         self.max_attempts = max(1, max_attempts)
         self.max_retry_after = max(0.0, max_retry_after)
         self.wait = _WaitRetryAfter(
-            wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial), self.max_retry_after
+            wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial), self.max_retry_after
         )
         self.on_retry = on_retry
 

@@ -249,7 +249,7 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
     if (skipped := guard_partition(context, data_root, "archived_videos")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = archive_pending(session, run_id=context.run_id)
+        report = archive_pending(session, run_id=context.run.run_id)
         if report.systemic_error:
             spooled = session.archive.spooled
             kept = (f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
