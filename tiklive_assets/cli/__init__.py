@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rebuild the warehouse (or a scratch database) for a range of days from the raw archive alone",
         description="Parse every archived response of each day from --from to --to (inclusive) and load it into the "
         "warehouse, one transaction per day, replacing what each day held: replaying a day twice changes nothing, "
-        "and a deleted warehouse comes back identical (seed 000's 'database lost' scenario). Reads only the raw "
+        "and a deleted warehouse comes back identical (the 'database lost' recovery). Reads only the raw "
         "archive ($TIKLIVE_HOME/archive, or the bucket named by $TIKLIVE_ARCHIVE_BUCKET), never the API.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The state database's `cursors` table is the one authoritative place for discovery cursors "
         "(scope <endpoint>:<entity>:<ingest day>). `list` shows each with its pages, completeness and drift; "
         "`reset` sets one to a value (or to the value N writes back in its history) and reopens its walk "
-        "(seed 000, DR scenario 3: stop the worker, reset to the last known-good cursor, let it walk forward).",
+        "(the pipeline-drift runbook: stop the worker, reset to the last known-good cursor, let it walk forward).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )

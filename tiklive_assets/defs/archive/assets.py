@@ -1,4 +1,4 @@
-"""Capture assets, partitioned by ingest date: seed 001's workers as software-defined assets.
+"""Capture assets, partitioned by ingest date: the listing, detail and download workers as software-defined assets.
 
 Every response is archived raw before it is parsed. The API only knows the present, so only today's partition
 fetches: a past day that is already archived is reported as such and left unchanged; one that is not fails
