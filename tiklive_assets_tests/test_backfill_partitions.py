@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pyarrow.parquet as pq

@@ -32,7 +32,7 @@ from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.defs.archive.assets import account_profiles, archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource
 from tiklive_assets.preflight import PreflightError, require_ready
-from tiklive_assets.storage import LocalStore, S3Store, StoreError, StoreMisconfigured, StoreUnavailable
+from tiklive_assets.storage import LocalStore, S3Store, StoreMisconfigured, StoreUnavailable
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, today
 from tiklive_assets_tests.test_mirror import Server
 

@@ -14,12 +14,9 @@ bought again; every write reaches the store before the state database records it
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import logging
-import os
 import sys
-import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -27,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-import requests
 from tqdm import tqdm
 
 from tiklive_assets.capture.session import CaptureSession

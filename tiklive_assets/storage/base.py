@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import logging
 import os
@@ -210,6 +211,10 @@ class CreateIfAbsentStore(ObjectStore):
     attempt and the comparison (a concurrent delete) is simply tried again.
     """
 
+    def _errors(self, action: str, key: str | None = None) -> contextlib.AbstractContextManager[None]:
+        """Where a backend turns its own failures into StoreError (naming the part and the setting to fix)."""
+        return contextlib.nullcontext()
+
     def put_bytes(
         self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
     ) -> PutResult:
@@ -220,7 +225,8 @@ class CreateIfAbsentStore(ObjectStore):
         def create(target: str) -> bool:
             return self._create_from_bytes(target, data, digest, content_type, content_encoding)
 
-        return self._settle(key, digest, len(data), create)
+        with self._errors("writing", key):
+            return self._settle(key, digest, len(data), create)
 
     def put_file(
         self,
@@ -232,12 +238,13 @@ class CreateIfAbsentStore(ObjectStore):
     ) -> PutResult:
         check_key(key)
         source = Path(path)
-        digest, size = sha256_file(source)
+        with self._errors("writing", key):
+            digest, size = sha256_file(source)
 
-        def create(target: str) -> bool:
-            return self._create_from_file(target, source, digest, size, content_type, content_encoding)
+            def create(target: str) -> bool:
+                return self._create_from_file(target, source, digest, size, content_type, content_encoding)
 
-        return self._settle(key, digest, size, create)
+            return self._settle(key, digest, size, create)
 
     def _settle(self, key: str, digest: str, size: int, create: Callable[[str], bool]) -> PutResult:
         for attempt in range(_RACE_ATTEMPTS):

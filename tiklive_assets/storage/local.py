@@ -20,7 +20,6 @@ from .base import (
     NotFound,
     ObjectInfo,
     CreateIfAbsentStore,
-    PutResult,
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
@@ -78,14 +77,6 @@ class LocalStore(CreateIfAbsentStore):
                 f"{what} failed: {reason} (errno {exc.errno}, at {where}). The disk under TIKLIVE_HOME is failing or "
                 "unavailable; nothing is blamed on any id: rerun once it is fixed") from None
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
-        with self._errors("writing", key):
-            return super().put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
-
-    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str,
-                 content_encoding: str | None = None) -> PutResult:
-        with self._errors("writing", key):
-            return super().put_file(key, path, content_type=content_type, content_encoding=content_encoding)
 
     # -- writes --
 

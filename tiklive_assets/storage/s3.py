@@ -23,7 +23,6 @@ from botocore.exceptions import (
 from .base import (
     NotFound,
     ObjectInfo,
-    PutResult,
     CreateIfAbsentStore,
     StoreError,
     StoreMisconfigured,
@@ -219,14 +218,6 @@ class S3Store(CreateIfAbsentStore):
 
     # -- the public operations, each behind _errors --
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
-        with self._errors("writing", key):
-            return super().put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
-
-    def put_file(self, key: str, path: str | os.PathLike[str], *, content_type: str,
-                 content_encoding: str | None = None) -> PutResult:
-        with self._errors("writing", key):
-            return super().put_file(key, path, content_type=content_type, content_encoding=content_encoding)
 
     def head_bucket(self) -> None:
         """Raise a StoreError unless the bucket exists and the credentials may use it."""

@@ -50,7 +50,6 @@ from tiklive_assets.tolerant import (
     FOLLOWING_ITEM_KEYS,
     LISTING_ITEM_KEYS,
     Tally,
-    as_bool,
     as_id,
     as_int,
     bio_link,

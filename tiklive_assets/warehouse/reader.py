@@ -127,7 +127,7 @@ def iter_bodies(
 ) -> Iterator[tuple[ObjectInfo, bytes]]:
     """(info, bytes) for each object, in order; with ``threads > 1``, parallel GETs, one batch ahead at most."""
     if threads <= 1:
-        read = _reader(store)
+        read = store.get_bytes
         for info in infos:
             yield info, read(info.key)
         return
