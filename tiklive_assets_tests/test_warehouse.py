@@ -123,6 +123,8 @@ def test_reading_from_s3_uses_parallel_gets_and_matches_local(archive: LocalStor
             s3.put_bytes(info.key, archive.get_bytes(info.key), content_type="application/octet-stream")
     local, remote = parse_day(archive, DAYS[1]), parse_day(s3, DAYS[1], threads=8, batch=7)
     assert remote.errors == [] and remote.objects == local.objects
+    serial = parse_day(s3, DAYS[1], threads=1)  # one GET at a time reads the same objects
+    assert serial.objects == remote.objects and serial.row_counts == remote.row_counts
     for name in TABLE_NAMES:
         if name == "post_metrics_history":
             # S3's last_modified has whole seconds: a listing and a detail stored in the same second are one
