@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tiklive_assets_tests.support.servers"]  # the hostile CDN fixtures (hostile, internal)
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get("TIKLIVE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TIKLIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

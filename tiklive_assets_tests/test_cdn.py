@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,106 +28,7 @@ from tiklive_assets.capture.cdn import (
     trusted_origins,
 )
 from tiklive_assets.tikliveapi.client import TikLiveClient
-
-BODY = bytes(range(256)) * 400  # 102,400 bytes
-
-
-class HostileServer:
-    """A tiny HTTP server on 127.0.0.1 whose answers a test scripts per path; it records what reached it."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, Callable[[BaseHTTPRequestHandler], None]] = {}
-        self.requests: list[tuple[str, dict[str, str]]] = []
-        self.connections = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                outer.connections += 1
-                super().setup()
-
-            def do_GET(self) -> None:  # noqa: N802
-                outer.requests.append((self.path, dict(self.headers)))
-                route = outer.routes.get(self.path.split("?")[0])
-                if route is None:
-                    send(self, 404, b"no such object")
-                    return
-                try:
-                    route(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def url(self, path: str) -> str:
-        return f"{self.origin}{path}"
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-         length: bool = True) -> None:
-    handler.send_response(status)
-    for name, value in (headers or {}).items():
-        handler.send_header(name, value)
-    if length:
-        handler.send_header("Content-Length", str(len(body)))
-    else:
-        handler.send_header("Connection", "close")  # a body delimited by the end of the connection
-        handler.close_connection = True
-    handler.end_headers()
-    handler.wfile.write(body)
-    handler.wfile.flush()
-
-
-def redirect(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
-    return lambda h: send(h, 302, b"", {"Location": location})
-
-
-def drip(interval: float, total: int = 100) -> Callable[[BaseHTTPRequestHandler], None]:
-    """Headers at once, then one byte every ``interval`` seconds: each read is quick, the body never ends."""
-
-    def route(h: BaseHTTPRequestHandler) -> None:
-        h.send_response(200)
-        h.send_header("Content-Length", str(total))
-        h.end_headers()
-        h.wfile.flush()
-        for _ in range(total):
-            time.sleep(interval)
-            h.wfile.write(b"x")
-            h.wfile.flush()
-
-    return route
-
-
-@pytest.fixture
-def hostile():
-    with HostileServer() as server:
-        yield server
-
-
-@pytest.fixture
-def internal():
-    """A second server: the 'inside' service an attacker would aim at."""
-    with HostileServer() as server:
-        server.routes["/internal"] = lambda h: send(h, 200, b"SECRET INTERNAL DATA")
-        yield server
-
+from tiklive_assets_tests.support.servers import BODY, HostileServer, drip, redirect, send
 
 @pytest.fixture
 def fetcher():

@@ -18,7 +18,7 @@ from tiklive_assets.tikliveapi.client import TikLiveClient, classify_body, user_
 from tiklive_assets.tikliveapi.errors import BadResponse, DeadlineExceeded, RateLimited, TransientError
 from tiklive_assets.transport import parse_retry_after
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, local_store, metadata
-from tiklive_assets_tests.test_cdn import BODY, HostileServer, drip, redirect, send
+from tiklive_assets_tests.support.servers import BODY, HostileServer, drip, redirect, send
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
 
@@ -34,17 +34,6 @@ def rig(sb, tmp_path) -> Rig:
     return Rig(sb, tmp_path, local_store(tmp_path))
 
 
-@pytest.fixture
-def internal():
-    with HostileServer() as server:
-        server.routes["/internal"] = lambda h: send(h, 200, b"SECRET INTERNAL DATA")
-        yield server
-
-
-@pytest.fixture
-def hostile():
-    with HostileServer() as server:
-        yield server
 
 
 def _aim(sb, targets: dict[str, str]) -> None:

@@ -12,7 +12,6 @@ import time
 import uuid
 from argparse import Namespace
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -27,48 +26,14 @@ from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
 from tiklive_assets.storage import LocalStore, MirroredStore
 from tiklive_assets.storage.mirror import JOURNAL_PREFIX, marker_key, oldest_unreplicated, repair, unreplicated
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox
-
-
-@dataclass
-class Server:
-    """A moto S3 server we can stop and start again on the same port."""
-
-    port: int = 0
-    server: object = None
-
-    def start(self) -> Server:
-        from moto.server import ThreadedMotoServer
-
-        for _ in range(50):  # the port may linger for a moment after a stop
-            try:
-                self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-                self.server.start()
-                break
-            except OSError:
-                time.sleep(0.1)
-        self.port = self.server.get_host_and_port()[1]
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+from tiklive_assets_tests.support.servers import RestartableMoto as Server
+from tiklive_assets_tests.support.servers import moto_with_bucket
 
 
 @pytest.fixture
 def secondary(moto_endpoint: str) -> Iterator[tuple[Server, str]]:
-    server = Server().start()
-    bucket = f"secondary-{uuid.uuid4().hex[:10]}"
-    _client(server.endpoint).create_bucket(Bucket=bucket)
-    try:
-        yield server, bucket
-    finally:
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - already stopped by the test
-            pass
+    with moto_with_bucket("secondary") as pair:
+        yield pair
 
 
 def _client(endpoint: str):

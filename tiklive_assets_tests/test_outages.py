@@ -34,7 +34,8 @@ from tiklive_assets.defs.resources import ArchiveStoreResource
 from tiklive_assets.preflight import PreflightError, require_ready
 from tiklive_assets.storage import LocalStore, S3Store, StoreMisconfigured, StoreUnavailable
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, today
-from tiklive_assets_tests.test_mirror import Server
+from tiklive_assets_tests.support.servers import RestartableMoto as Server
+from tiklive_assets_tests.support.servers import moto_with_bucket
 
 CONCURRENCY = 4
 
@@ -110,17 +111,8 @@ def _raw_detail_ids(rig: Rig) -> dict[str, int]:
 
 @pytest.fixture
 def own_moto(moto_endpoint: str) -> Iterator[tuple[Server, str]]:
-    server = Server().start()
-    bucket = f"outage-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    try:
-        yield server, bucket
-    finally:
-        try:
-            server.stop()
-        except Exception:  # noqa: BLE001 - stopped by the test already
-            pass
+    with moto_with_bucket("outage") as pair:
+        yield pair
 
 
 @pytest.mark.parametrize("kind", ["s3 down", "disk full"])
