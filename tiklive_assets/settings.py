@@ -13,6 +13,8 @@ CONFIG = "TIKLIVE_CONFIG"  # tracking YAML, default tiklive.yaml
 STATE_URL = "TIKLIVE_STATE_URL"  # queue, cursors, credits: sqlite (default, under HOME) or postgresql://
 ARCHIVE_BUCKET = "TIKLIVE_ARCHIVE_BUCKET"  # unset: local disk under HOME/archive; set: an S3-compatible bucket
 RATELIMIT_URL = "TIKLIVE_RATELIMIT_URL"  # sqlite (default, one host), redis:// or postgresql:// (many hosts)
+S3_ENDPOINT_URL = "TIKLIVE_S3_ENDPOINT_URL"  # unset: AWS S3; set: R2, B2 or any S3-compatible endpoint
+WAREHOUSE_URL = "TIKLIVE_WAREHOUSE_URL"  # postgresql://… or a DuckDB path; default HOME/warehouse.duckdb
 FIRST_DAY = "TIKLIVE_FIRST_DAY"  # first daily partition (YYYY-MM-DD, UTC): the project's first capture day
 
 DEFAULT_BASE_URL = "https://api.tikliveapi.com"
@@ -55,3 +57,16 @@ def config_path() -> Path:
 
 def base_url() -> str:
     return os.environ.get(BASE_URL) or DEFAULT_BASE_URL
+
+
+def archive_bucket() -> str | None:
+    return os.environ.get(ARCHIVE_BUCKET) or None
+
+
+def s3_endpoint_url() -> str | None:
+    return os.environ.get(S3_ENDPOINT_URL) or None
+
+
+def warehouse_url() -> str:
+    """``TIKLIVE_WAREHOUSE_URL``, else the embedded DuckDB file under ``TIKLIVE_HOME``."""
+    return os.environ.get(WAREHOUSE_URL) or str(DataRoot.from_env().warehouse)

@@ -135,7 +135,7 @@ def shipped_instance(request, tmp_path, monkeypatch):
 DAYS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
 
 
-@dg.asset(partitions_def=DAYS, key=["warehouse", "posts"])
+@dg.asset(partitions_def=DAYS, key="warehouse_posts")
 def posts_table():
     return 1
 
@@ -173,7 +173,7 @@ def test_failed_check_reaches_the_webhook_within_one_tick_on_every_shipped_stora
     assert "1 failed" in message, (kind, message)
     [alert] = receiver
     text = alert["text"]
-    assert "posts_restore_matches on warehouse/posts" in text
+    assert "posts_restore_matches on warehouse_posts" in text
     assert "job daily_warehouse, partition 2026-11-03" in text
     assert "the warehouse holds 0" in text and "user_snapshots" in text
     message, cursor = tick(instance, cursor)
@@ -185,7 +185,7 @@ def test_failed_check_reaches_the_webhook_within_one_tick_on_every_shipped_stora
     message, cursor = tick(instance, cursor)
     assert len(receiver) == 2, message
     text = receiver[1]["text"]
-    assert "materialization of warehouse/posts, partition 2026-11-04" in text
+    assert "materialization of warehouse_posts, partition 2026-11-04" in text
     assert "__" not in text
     tick(instance, cursor)
     assert len(receiver) == 2

@@ -100,13 +100,13 @@ def test_warehouse_tables_carry_each_days_own_row_counts(backfill) -> None:
 
 def test_exports_and_csvs_carry_each_days_own_rows(backfill) -> None:
     home, events, _ = backfill
-    parquet = _keys(events, dg.AssetKey(["exports", "parquet"]))
+    parquet = _keys(events, dg.AssetKey("parquet_exports"))
     for day in DAYS:
         files = (home / "exports").glob(f"*/dt={day}/part-0.parquet")
         assert parquet[str(day)]["dagster/row_count"] == sum(pq.read_metadata(f).num_rows for f in files), day
     assert parquet[str(EMPTY)]["status"] == "no capture"
     assert parquet[str(EMPTY)]["dagster/row_count"] == 0 < parquet[str(DAYS[0])]["dagster/row_count"]
-    csvs = _keys(events, dg.AssetKey(["exports", "account_csv"]))
+    csvs = _keys(events, dg.AssetKey("account_csvs"))
     for day in DAYS:
         lines = sum(len(list(csv.reader(p.open()))) - 1 for p in (home / "exports" / "csv" / f"dt={day}").glob("*.csv"))
         assert csvs[str(day)]["dagster/row_count"] == lines, day

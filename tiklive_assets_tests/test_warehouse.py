@@ -274,7 +274,7 @@ def test_definitions_open_no_database_and_declare_pools(tmp_path: Path, monkeypa
     from tiklive_assets.defs.warehouse import assets
 
     graph = project_defs().resolve_asset_graph()
-    assert dg.AssetKey(["warehouse", "posts"]) in graph.get_all_asset_keys()
+    assert dg.AssetKey("warehouse_posts") in graph.get_all_asset_keys()
     assert list(tmp_path.iterdir()) == []  # nothing opened or created at load time
     for asset in (assets.warehouse_tables, assets.marts):
         assert asset.op.pool == assets.DUCKDB_POOL

@@ -142,7 +142,7 @@ POSTS = Table(
     indices=(("author_id",), ("music_id",), ("create_time",)),
     sticky=("storage_key", "bytes", "archived_at", "music_id"),  # a listing without music_info never erases it
     immutable=("author_id", "create_time"),
-    description="Posts: one row per post with its newest counters (from /post-detail/ and listings). kind is 'video' "
+    description="Posts: one row per post with its newest counters (from its detail and from listings). kind is 'video' "
     "or 'photo' (a slideshow: its item carries images[], and its play URL is the sound), image_count the number of "
     "images. storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/ objects: the <id>.mp4 of a "
     "video; for a photo post the first image <id>-1.jpg, with bytes summing every image and the <id>.mp3 sound "
@@ -159,7 +159,8 @@ USERS = Table(
     key=("user_id",),
     indices=(("handle",),),
     sticky=("sec_uid", "verified", "private_account", "bio_link"),
-    description="Accounts: tracked profiles (/userinfo-by-id/, /userinfo-by-username/) and authors of captured posts.",
+    description="Accounts: one row per account, tracked profiles and the authors of captured posts, with the newest "
+    "profile fields.",
 )
 
 USER_SNAPSHOTS = Table(
@@ -184,8 +185,9 @@ POST_METRICS_HISTORY = Table(
     ),
     key=("aweme_id", "captured_at"),
     indices=(("dt",),),
-    description="One row per capture of a video's counters, from listings and /post-detail/ alike (counters are "
-    "true only at capture time). Two captures stored in the same instant keep the /post-detail/ one.",
+    description="One row per capture of a video's counters, from listings and its detail alike (counters are "
+    "true only at capture time): the engagement curve of a video. Two captures stored in the same instant keep the "
+    "detail's.",
 )
 
 COMMENTS = Table(
@@ -198,7 +200,7 @@ COMMENTS = Table(
     key=("comment_id",),
     indices=(("aweme_id",), ("parent_id",)),
     immutable=("aweme_id", "parent_id"),
-    description="Comments and replies (/post-comments/, /post-comment-replies/); a reply's parent_id is its comment.",
+    description="Comments and replies: one row per comment; a reply's parent_id is the comment it answers.",
 )
 
 FOLLOW_EDGES = Table(
@@ -210,14 +212,15 @@ FOLLOW_EDGES = Table(
     ),
     key=("user_id", "direction", "other_id", "dt"),
     indices=(("dt",),),
-    description="Follow graph per capture day: direction 'follower' (other follows user) or 'following'.",
+    description="Follow graph: one row per edge and capture day; direction 'follower' (other follows user) or "
+    "'following' (user follows other).",
 )
 
 MUSIC = Table(
     "music", "upsert",
     (_c("music_id", "TEXT", True), _c("title", "TEXT"), _c("author", "TEXT"), DT),
     key=("music_id",),
-    description="Sounds, from the music_info of captured posts.",
+    description="Sounds: one row per sound used by a captured post, with its title and author.",
 )
 
 HASHTAGS = Table(
@@ -236,7 +239,8 @@ DEAD_LETTERS = Table(
     ),
     key=("aweme_id", "dt"),
     indices=(("dt",),),
-    description="Videos /post-detail/ no longer served (archived 404 bodies, '<id>-http404'); reason is the API's message.",
+    description="Videos the API no longer serves (deleted, private, region-locked): one row per video, from the "
+    "archived 'not found' answer; reason is the API's message. Each was paid for once and is never asked again.",
 )
 
 CREDITS_LEDGER = Table(

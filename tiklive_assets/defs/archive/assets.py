@@ -192,8 +192,9 @@ def _budget_failure(exc: CreditBudgetExhausted, session: CaptureSession) -> dg.F
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"},
-    description="Tracked accounts: /userid/ once per handle (cached), /userinfo-by-id/ every day, archived raw.",
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"},
+    description="Each tracked account's profile, captured once a day and archived raw: the handle is resolved to its "
+    "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
 )
 def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
                      data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
@@ -213,8 +214,9 @@ def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiR
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[account_profiles],
-    description="Discovery: /user-posts/, /challenge-posts/, /search-video/, /music-posts/ into the deduplicated archive_queue.",
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[account_profiles],
+    description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, every page archived raw "
+    "and its cursor saved after each page, so a rerun resumes. Each id is queued once, whatever lists it.",
 )
 def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
                     data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
@@ -241,8 +243,10 @@ def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "s3"}, deps=[discovery_queue],
-    description="Each queued id resolved once with /post-detail/, its MP4 and cover downloaded at once; 404s dead-lettered.",
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[discovery_queue],
+    description="Every queued video resolved once (its detail, 1 credit) and its MP4 and cover downloaded at once, "
+    "before the signed media links expire; a photo post's images and sound instead of an MP4. A video that is gone "
+    "is dead-lettered after one answer: never paid for twice.",
 )
 def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
                     data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
@@ -282,8 +286,9 @@ def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[account_profiles],
-    description="Followers and following of tracked accounts (time pagination, the `followings` key), archived per day.",
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[account_profiles],
+    description="Followers and following of each tracked account, paged by time and archived raw per day; the "
+    "warehouse turns them into follow edges.",
 )
 def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
                  data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
@@ -304,8 +309,9 @@ def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResou
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi"}, deps=[discovery_queue],
-    description="Comments and replies of each tracked account's newest videos, archived per day.",
+    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[discovery_queue],
+    description="Comments and replies on each tracked account's newest videos, archived raw per day with a saved "
+    "cursor per video.",
 )
 def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
                   data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:

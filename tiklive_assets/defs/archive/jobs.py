@@ -19,7 +19,9 @@ daily_capture_job = dg.define_asset_job(
 
 
 @dg.schedule(job=daily_capture_job, cron_schedule="15 3 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Captures today's partition at 03:15 UTC, so it has landed by 06:00: TikLiveAPI serves only "
+             "the present, so a day not captured on the day is lost. Rerunning it fetches only what is new.")
 def daily_capture_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Materialize today's partition once a day (the API only serves the present)."""
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
@@ -51,7 +53,9 @@ def janitor_job() -> None:
 
 
 @dg.schedule(job=janitor_job, cron_schedule="0 * * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Every hour on the hour: clears what interrupted runs left behind (partial downloads, "
+             "unfinished uploads, temporary files) and ages out old dead letters.")
 def hourly_janitor_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     stamp = context.scheduled_execution_time.astimezone(UTC).strftime("%Y-%m-%dT%H")
     return dg.RunRequest(run_key=f"janitor-{stamp}")
@@ -90,7 +94,9 @@ def mirror_repair() -> None:
 
 
 @dg.schedule(job=mirror_repair, cron_schedule="30 * * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="Every hour at :30: copies archive objects the secondary store missed, so the backup "
+             "copy catches up within the hour (does nothing without a secondary bucket).")
 def hourly_mirror_repair_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     stamp = context.scheduled_execution_time.astimezone(UTC).strftime("%Y-%m-%dT%H")
     return dg.RunRequest(run_key=f"mirror-repair-{stamp}")

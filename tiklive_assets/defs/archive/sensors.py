@@ -84,7 +84,8 @@ def poll_new_posts(
 
 @dg.sensor(
     job=capture_new_videos_job, minimum_interval_seconds=NEW_POSTS_INTERVAL, default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Polls each tracked account's first /user-posts/ page (a few accounts per tick) and captures new videos.",
+    description="Polls the first page of each tracked account's posts (a few accounts per tick, 1 credit each) and "
+    "captures new videos within minutes of posting.",
 )
 def new_posts_sensor(
     context: dg.SensorEvaluationContext,

@@ -99,7 +99,7 @@ def _common_metadata(session: _Session) -> dict:
 
 @dg.asset(
     partitions_def=create_date, backfill_policy=window_backfill, pool=RESEARCH_POOL, group_name=GROUP,
-    kinds={"tiktok"},
+    kinds={"tiktok", "archive"},
     description="Videos of the configured query by CREATE date from the TikTok Research API, archived raw under "
     "research-raw/ (≤30-day windows, cursor + search_id pages, quota ledger, resumable).",
 )
@@ -147,7 +147,7 @@ def research_video_archive(context: dg.AssetExecutionContext, config: ResearchRu
 
 
 @dg.asset(
-    pool=RESEARCH_POOL, group_name=GROUP, kinds={"tiktok"},
+    pool=RESEARCH_POOL, group_name=GROUP, kinds={"tiktok", "archive"},
     description="User info, followers and following of the configured usernames from the Research API, archived raw.",
 )
 def research_user_archive(context: dg.AssetExecutionContext, config: ResearchRunConfig,
@@ -175,7 +175,7 @@ def research_user_archive(context: dg.AssetExecutionContext, config: ResearchRun
 
 
 @dg.asset(
-    deps=[research_video_archive, research_user_archive], pool=DUCKDB_POOL, group_name=GROUP, kinds={"duckdb"},
+    deps=[research_video_archive, research_user_archive], pool=DUCKDB_POOL, group_name=GROUP, kinds={"warehouse"},
     description="research_videos (keyed on id), research_video_counters (per capture day), research_users, "
     "research_follows and research_comments, rebuilt from the research-raw/ archive alone into the main warehouse "
     "(ids as text, since a float loses their digits; NUL characters stripped, since Postgres rejects them).",

@@ -18,7 +18,9 @@ research_videos_job = dg.define_asset_job(
 
 
 @dg.schedule(job=research_videos_job, cron_schedule="10 0 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="At 00:10 UTC, just after the Research API's daily quota resets: resumes each collection "
+             "window an earlier run left open (quota spent, search expired) from its saved cursor.")
 def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: DataRootResource):
     """One run per window that a stop (daily quota, expired search) left open: it resumes from its saved cursor."""
     state = data_root.open_state()

@@ -22,7 +22,7 @@ from tiklive_assets.verification.integrity import (
 )
 from tiklive_assets.verification.restore import verify_random_day
 
-POSTS = dg.AssetKey(["warehouse", "posts"])
+POSTS = dg.AssetKey("warehouse_posts")
 RESTORE_TOLERANCE = float(os.environ.get("TIKLIVE_RESTORE_TOLERANCE", "0"))  # relative, per table
 LANDED_BY_HOUR = int(os.environ.get("TIKLIVE_LANDED_BY_HOUR", "6"))  # UTC hour today's capture must have landed by
 WINDOW_DAYS = 30
@@ -167,7 +167,10 @@ nightly_verification_job = dg.define_asset_job(
 
 
 @dg.schedule(job=nightly_verification_job, cron_schedule="30 4 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING)
+             default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="At 04:30 UTC: restores a random archived day into a scratch database and compares it with "
+             "the warehouse, and checks that no day is missing and every video has its file. A failure turns the "
+             "run red and is posted to the alert webhook.")
 def nightly_verification_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
     return dg.RunRequest(run_key=f"nightly-verification-{day}")

@@ -43,8 +43,9 @@ NO_CAPTURE = "no capture"  # a day's status when the archive holds nothing for i
 GROUP = "warehouse"
 BACKFILL = dg.BackfillPolicy.single_run()
 CAPTURE_KEYS = [asset.key for asset in CAPTURE_ASSETS]
-TABLE_KEYS = {table.name: dg.AssetKey(["warehouse", table.name]) for table in TABLES}
-MART_KEYS = {mart: dg.AssetKey(["marts", mart]) for mart in MARTS}
+# Names that stand alone in the asset graph, the catalog and alerts (the DuckDB/Postgres tables keep their names)
+TABLE_KEYS = {table.name: dg.AssetKey(f"warehouse_{table.name}") for table in TABLES}
+MART_KEYS = {mart: dg.AssetKey(f"mart_{mart}") for mart in MARTS}
 # Quarantined objects of a day over all its objects above which the day fails its check (default 1 %)
 QUARANTINE_MAX_RATIO = float(os.environ.get("TIKLIVE_QUARANTINE_MAX_RATIO", "0.01"))
 QUARANTINE_CHECK = dg.AssetCheckSpec(
@@ -58,6 +59,13 @@ DRIFT_CHECK = dg.AssetCheckSpec(
     description="Each endpoint's fields (paths and JSON types) match the last earlier day that saw it: a warning "
     "lists fields that appeared, vanished or changed type, so an API change is known before data is lost.",
 )
+
+
+def column_schema(table) -> dg.TableSchema:
+    """The table's columns as the catalog shows them (name, SQL type, NOT NULL), from the one schema declaration."""
+    return dg.TableSchema(columns=[
+        dg.TableColumn(c.name, c.sql.lower(), constraints=dg.TableColumnConstraints(nullable=not c.not_null))
+        for c in table.columns])
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -99,7 +107,9 @@ def exported_rows(exports: Path, day: date) -> int | None:
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(key, deps=CAPTURE_KEYS, description=table.description, group_name=GROUP,
-                     kinds={"duckdb", "postgres"}, metadata={"load_mode": table.mode, "key": ", ".join(table.key)})
+                     kinds={"warehouse"}, metadata={"table": table.name, "load_mode": table.mode,
+                                                    "key": ", ".join(table.key),
+                                                    "dagster/column_schema": column_schema(table)})
         for table, key in zip(TABLES, TABLE_KEYS.values())
     ],
     partitions_def=daily,
@@ -191,7 +201,6 @@ def warehouse_tables(
 
 
 @dg.asset(
-    key=dg.AssetKey(["exports", "parquet"]),
     deps=list(TABLE_KEYS.values()),
     partitions_def=daily,
     backfill_policy=BACKFILL,
@@ -275,7 +284,6 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
 
 
 @dg.asset(
-    key=dg.AssetKey(["exports", "account_csv"]),
     deps=[parquet_exports.key],
     partitions_def=daily,
     backfill_policy=BACKFILL,
@@ -284,7 +292,7 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
     description="A CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
     "comment_count, share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day.",
 )
-def account_csv_exports(
+def account_csvs(
     context: dg.AssetExecutionContext, data_root: DataRootResource, tracking: TrackingConfigResource
 ) -> dg.MaterializeResult:
     exports = data_root.root().exports
@@ -293,7 +301,7 @@ def account_csv_exports(
     for day in days:
         captured = bool(exported_rows(exports, day))
         if not captured:
-            warn_no_capture(context, "account_csv_exports", day,
+            warn_no_capture(context, "account_csvs", day,
                             "its CSVs carry the counters known from earlier days, none new")
         rows = write_account_csvs(exports, handles, day)
         report_day(context, context.asset_key, day, {
@@ -307,4 +315,4 @@ def account_csv_exports(
     })
 
 
-WAREHOUSE_ASSETS = [warehouse_tables, parquet_exports, marts, account_csv_exports]
+WAREHOUSE_ASSETS = [warehouse_tables, parquet_exports, marts, account_csvs]
