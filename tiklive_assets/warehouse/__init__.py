@@ -25,6 +25,8 @@ from .backends import (
 )
 from .exports import export_day, exported_days, write_account_csvs
 from .marts import (
+    MART_COLUMNS,
+    MART_DESCRIPTIONS,
     MARTS,
     build_marts,
     default_marts_path,
@@ -39,6 +41,8 @@ from .schema import TABLE_NAMES, TABLES
 
 __all__ = [
     "MARTS",
+    "MART_COLUMNS",
+    "MART_DESCRIPTIONS",
     "TABLES",
     "TABLE_NAMES",
     "WAREHOUSE_URL",

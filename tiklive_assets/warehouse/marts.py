@@ -13,13 +13,18 @@ The file holds views only (the data stays in Parquet), and is rebuilt under a te
 place, so an analyst's ``duckdb marts.duckdb`` never meets a lock or a half-built file; the live warehouse is
 never opened. Open it with ``duckdb -readonly TIKLIVE_HOME/marts.duckdb`` or
 ``duckdb.connect(path, read_only=True)``.
+
+``MART_DESCRIPTIONS`` and ``MART_COLUMNS`` state each mart's grain and columns for the catalog (a test holds the
+columns to what DuckDB describes). ``mart_chart`` shows a mart as it stood on one day, the mart's SQL over the
+exported days up to it (:func:`as_of_sql`): a PNG chart (:mod:`.charts`) above a table, for Dagster metadata.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date
+from collections import Counter
+from datetime import date, timedelta
 from pathlib import Path
 
 from tiklive_assets.crashpoints import crashpoint
@@ -42,15 +47,17 @@ MART_SQL = {
     "video_virality": """
         SELECT m.aweme_id, p.author_handle, m.dt AS day, m.captured_at, m.play_count, p.create_time,
                round((epoch(m.captured_at) - p.create_time) / 3600.0, 2) AS hours_since_post,
-               round(m.play_count / greatest((epoch(m.captured_at) - p.create_time) / 3600.0, 1.0), 1) AS views_per_hour,
+               round(m.play_count / greatest((epoch(m.captured_at) - p.create_time) / 3600.0, 1.0), 1)
+                   AS views_per_hour,
                m.source
         FROM post_metrics_history m JOIN posts p USING (aweme_id)""",
     "daily_archive_summary": """
         WITH days AS (SELECT DISTINCT dt FROM credits_ledger),
-        videos AS (SELECT dt, count(*) AS videos_archived, sum(bytes) AS video_bytes
+        videos AS (SELECT dt, count(*) AS videos_archived, sum(bytes)::BIGINT AS video_bytes
                    FROM posts_by_day WHERE storage_key LIKE 'videos/dt=' || strftime(dt, '%Y-%m-%d') || '/%'
                    GROUP BY dt),
-        credits AS (SELECT dt, sum(requests) AS credits, sum(bytes) AS raw_bytes FROM credits_ledger GROUP BY dt),
+        credits AS (SELECT dt, sum(requests)::BIGINT AS credits, sum(bytes)::BIGINT AS raw_bytes
+                    FROM credits_ledger GROUP BY dt),
         dead AS (SELECT dt, count(*) AS dead_letters FROM dead_letters GROUP BY dt),
         reasons AS (SELECT dt, string_agg(reason || ': ' || n, ', ' ORDER BY n DESC, reason) AS dead_letters_by_reason
                     FROM (SELECT dt, reason, count(*) AS n FROM dead_letters GROUP BY dt, reason) GROUP BY dt)
@@ -60,13 +67,13 @@ MART_SQL = {
         FROM days LEFT JOIN videos USING (dt) LEFT JOIN credits USING (dt) LEFT JOIN dead USING (dt)
         LEFT JOIN reasons USING (dt)""",
     "top_hashtags": """
-        SELECT h.hashtag, count(DISTINCT h.aweme_id) AS posts, sum(p.play_count) AS total_plays,
+        SELECT h.hashtag, count(DISTINCT h.aweme_id) AS posts, sum(p.play_count)::BIGINT AS total_plays,
                max(h.dt) AS last_seen
         FROM (SELECT DISTINCT hashtag, aweme_id, max(dt) OVER (PARTITION BY hashtag, aweme_id) AS dt FROM hashtags) h
         JOIN posts p USING (aweme_id)
         GROUP BY h.hashtag""",
     "top_sounds": """
-        SELECT p.music_id, m.title, m.author, count(*) AS posts, sum(p.play_count) AS total_plays
+        SELECT p.music_id, m.title, m.author, count(*) AS posts, sum(p.play_count)::BIGINT AS total_plays
         FROM posts p LEFT JOIN music m USING (music_id)
         WHERE p.music_id IS NOT NULL
         GROUP BY p.music_id, m.title, m.author""",
@@ -82,8 +89,92 @@ EXAMPLE_QUERIES = {
 }
 
 
+# (name, DuckDB type, meaning) per column, in the view's order; a test holds them equal to DESCRIBE of each view.
+MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "follower_growth": [
+        ("day", "DATE", "Archive day (UTC) of the profile captures."),
+        ("user_id", "VARCHAR", "The account's TikTok user id (stable across handle changes)."),
+        ("handle", "VARCHAR", "The account's handle at its last capture that day."),
+        ("followers", "BIGINT", "Follower count at the day's last profile capture."),
+        ("follower_delta", "BIGINT", "followers minus the account's followers on its previous captured day; "
+         "NULL on its first captured day."),
+    ],
+    "video_virality": [
+        ("aweme_id", "VARCHAR", "The post's id."),
+        ("author_handle", "VARCHAR", "The author's handle (newest known)."),
+        ("day", "DATE", "Archive day (UTC) of the capture."),
+        ("captured_at", "TIMESTAMP WITH TIME ZONE", "When the counters were captured (the archived response's "
+         "store time)."),
+        ("play_count", "BIGINT", "Views at that capture."),
+        ("create_time", "BIGINT", "When the post was published, in Unix seconds (UTC)."),
+        ("hours_since_post", "DOUBLE", "Hours from publication to the capture, rounded to 0.01."),
+        ("views_per_hour", "DOUBLE", "play_count divided by hours_since_post (at least 1 hour): the average "
+         "rate since publication, rounded to 0.1."),
+        ("source", "VARCHAR", "Where the counters came from: 'user-posts' (an account's listing) or "
+         "'post-detail' (the post's own page)."),
+    ],
+    "daily_archive_summary": [
+        ("day", "DATE", "Archive day (UTC)."),
+        ("videos_archived", "BIGINT", "Posts whose media (MP4, or a photo post's images and sound) was stored "
+         "under that day's videos/ prefix."),
+        ("video_bytes", "BIGINT", "Bytes of that media."),
+        ("credits", "BIGINT", "API credits spent, one per archived response (404s and error bodies included; "
+         "retries of rate-limited or failed requests are not archived, so not counted)."),
+        ("raw_bytes", "BIGINT", "Bytes of the day's archived API responses, as stored (gzip)."),
+        ("dead_letters", "BIGINT", "Posts the API reported gone that day (their detail answered 404)."),
+        ("dead_letters_by_reason", "VARCHAR", "'reason: count' pairs, most frequent first; empty when none."),
+    ],
+    "top_hashtags": [
+        ("hashtag", "VARCHAR", "The hashtag, lowercase, without '#'."),
+        ("posts", "BIGINT", "Distinct captured posts whose title carries it."),
+        ("total_plays", "BIGINT", "Sum of those posts' newest play counts."),
+        ("last_seen", "DATE", "The latest archive day on which a captured post carried it."),
+    ],
+    "top_sounds": [
+        ("music_id", "VARCHAR", "The sound's id."),
+        ("title", "VARCHAR", "The sound's title; NULL when no captured post described the sound."),
+        ("author", "VARCHAR", "The sound's author, as TikTok names it; NULL like title."),
+        ("posts", "BIGINT", "Captured posts using the sound."),
+        ("total_plays", "BIGINT", "Sum of those posts' newest play counts."),
+    ],
+}
+
+_GRAIN = {
+    "follower_growth": "Follower growth: one row per account per archive day on which its profile was captured "
+    "(the day's last capture counts).",
+    "video_virality": "How fast posts gather views: one row per capture of a post's counters (from a listing or "
+    "the post's own page), with the post's publication time.",
+    "daily_archive_summary": "What each archive day captured and cost: one row per archive day with at least one "
+    "archived API response.",
+    "top_hashtags": "Hashtags by reach: one row per hashtag found in the title of a captured post, over all days.",
+    "top_sounds": "Sounds by reach: one row per sound used by at least one captured post, over all days.",
+}
+
+MART_DESCRIPTIONS: dict[str, str] = {
+    mart: "\n".join([
+        _GRAIN[mart], "",
+        *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]), "",
+        f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
+        "open it read-only: `duckdb -readonly marts.duckdb`.",
+    ])
+    for mart in MARTS
+}
+
 def default_marts_path(home: Path) -> Path:
     return Path(home) / "marts.duckdb"
+
+
+def _newest(spec: schema.Table) -> str:
+    """An entity table as of its newest day: one row per key from ``<name>_by_day``, sticky columns kept."""
+    key = ", ".join(spec.key)
+    newest = (f"SELECT * FROM {spec.name}_by_day "
+              f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY dt DESC) = 1")
+    if not spec.sticky:
+        return newest
+    known = ", ".join(f"arg_max({c}, dt) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in spec.sticky)
+    replace = ", ".join(f"coalesce(n.{c}, k.{c}) AS {c}" for c in spec.sticky)
+    return (f"SELECT n.* REPLACE ({replace}) FROM ({newest}) n "
+            f"LEFT JOIN (SELECT {key}, {known} FROM {spec.name}_by_day GROUP BY {key}) k USING ({key})")
 
 
 def _table_views(exports: Path) -> list[str]:
@@ -94,19 +185,28 @@ def _table_views(exports: Path) -> list[str]:
             statements.append(f"CREATE VIEW {spec.name} AS SELECT * FROM {raw}")
             continue
         statements.append(f"CREATE VIEW {spec.name}_by_day AS SELECT * FROM {raw}")
-        key = ", ".join(spec.key)
-        newest = (f"SELECT * FROM {spec.name}_by_day "
-                  f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY dt DESC) = 1")
-        if spec.sticky:
-            known = ", ".join(f"arg_max({c}, dt) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in spec.sticky)
-            replace = ", ".join(f"coalesce(n.{c}, k.{c}) AS {c}" for c in spec.sticky)
-            statements.append(
-                f"CREATE VIEW {spec.name} AS SELECT n.* REPLACE ({replace}) FROM ({newest}) n "
-                f"LEFT JOIN (SELECT {key}, {known} FROM {spec.name}_by_day GROUP BY {key}) k USING ({key})"
-            )
-        else:
-            statements.append(f"CREATE VIEW {spec.name} AS {newest}")
+        statements.append(f"CREATE VIEW {spec.name} AS {_newest(spec)}")
     return statements
+
+
+def as_of_sql(mart: str, query: str) -> str:
+    """``query`` run against ``mart`` as it stood on day ``$day``: the mart's SQL over the exported days <= $day.
+
+    Every table is shadowed by a CTE of the same name (history and event tables cut at ``$day``, entity tables
+    reduced to their newest row up to ``$day``), so an earlier partition's chart and row count show what that day
+    showed, not the newest counters.
+    """
+    if mart not in MART_SQL:
+        raise KeyError(f"unknown mart {mart!r}; known: {', '.join(MARTS)}")
+    ctes = []
+    for spec in schema.TABLES:
+        if spec.mode == "window":
+            ctes.append(f"{spec.name} AS (SELECT * FROM main.{spec.name} WHERE dt <= $day)")
+        else:
+            ctes.append(f"{spec.name}_by_day AS (SELECT * FROM main.{spec.name}_by_day WHERE dt <= $day)")
+            ctes.append(f"{spec.name} AS ({_newest(spec)})")
+    ctes.append(f"{mart} AS ({MART_SQL[mart]})")
+    return "WITH " + ",\n".join(ctes) + "\n" + query
 
 
 def build_marts(exports: Path, marts_path: Path) -> Path:
@@ -169,43 +269,82 @@ def sparkline(values: list[float | int | None]) -> str:
                    for v in values)
 
 
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    # a '|' or a line break in a sound's title would break the row
+    return text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+
+
 def markdown_table(columns: list[str], rows: list[tuple]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join("" if v is None else (f"{v:,}" if isinstance(v, int) else str(v)) for v in row) + " |")
+    lines.extend("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
     return "\n".join(lines)
 
 
+CHART_DAYS = 30  # the charts and sparklines show the last 30 days up to the partition's day
+CHART_LINES = {"follower_growth": 8, "video_virality": 6}  # lines beyond these make a chart unreadable
+
+
 def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tuple[int, str]:
-    """(rows in the mart up to ``up_to``, a small markdown chart of it) for Dagster metadata."""
-    day = {"day": up_to}
-    if mart == "follower_growth":
-        _, rows = query_marts(marts_path, "SELECT handle, list(followers ORDER BY day), list(follower_delta ORDER BY day), "
-                              "count(*) FROM follower_growth WHERE day <= $day GROUP BY handle ORDER BY handle", day)
-        body = [(h, f[-1], d[-1], sparkline(f[-30:])) for h, f, d, _ in rows]
-        return sum(r[3] for r in rows), markdown_table(["account", "followers", "Δ last day", "followers, last 30 days"], body)
-    if mart == "video_virality":
-        _, rows = query_marts(marts_path, "SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
-                              "list(views_per_hour ORDER BY captured_at) FROM video_virality WHERE day <= $day "
-                              f"GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}", day)
-        (total,), = query_marts(marts_path, "SELECT count(*) FROM video_virality WHERE day <= $day", day)[1]
-        body = [(h, a, p, sparkline(s[-30:])) for h, a, p, s in rows]
-        return total, markdown_table(["author", "video", "peak views/hour", "views/hour per capture"], body)
-    if mart == "daily_archive_summary":
-        _, rows = query_marts(marts_path, "SELECT day, videos_archived, video_bytes, credits, dead_letters, "
-                              "dead_letters_by_reason FROM daily_archive_summary WHERE day <= $day ORDER BY day", day)
-        trend = sparkline([r[1] for r in rows[-30:]])
-        body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, n, why in rows[-limit:]]
-        table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
-        return len(rows), f"videos archived per day: `{trend}`\n\n{table}"
-    if mart in ("top_hashtags", "top_sounds"):
-        label = "#hashtag" if mart == "top_hashtags" else "sound"
-        name = "'#' || hashtag" if mart == "top_hashtags" else "coalesce(title, music_id)"
-        seen = "last_seen <= $day" if mart == "top_hashtags" else "TRUE"
-        _, rows = query_marts(marts_path, f"SELECT {name}, posts, total_plays FROM {mart} WHERE {seen} "
-                              f"ORDER BY posts DESC, total_plays DESC LIMIT {limit}", day)
-        (total,), = query_marts(marts_path, f"SELECT count(*) FROM {mart}")[1]
-        peak = max((r[1] for r in rows), default=1) or 1
-        body = [(n, p, t, "█" * max(1, round(p / peak * 20))) for n, p, t in rows]
-        return total, markdown_table([label, "posts", "total plays", "posts"], body)
-    raise KeyError(f"unknown mart {mart!r}; known: {', '.join(MARTS)}")
+    """(rows the mart held as of ``up_to``, markdown: a PNG chart of it above a table) for Dagster metadata.
+
+    "As of" is the mart over the exported days up to and including ``up_to`` only (:func:`as_of_sql`), so each
+    partition of a backfill shows what that day showed. A mart with nothing up to that day still gives a chart,
+    one saying "no data".
+    """
+    import duckdb
+
+    from . import charts
+
+    def rows(query: str) -> list[tuple]:
+        return con.execute(as_of_sql(mart, query), {"day": up_to}).fetchall()
+
+    since = up_to - timedelta(days=CHART_DAYS - 1)
+    con = duckdb.connect(str(marts_path), read_only=True)
+    try:
+        (total,), = rows(f"SELECT count(*) FROM {mart}")
+        if mart == "follower_growth":
+            found = rows("SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
+                         "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
+                         "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id")
+            body = [(h, f[-1], d[-1], sparkline(f[-CHART_DAYS:])) for h, _, _, f, d in found]
+            table = markdown_table(["account", "followers", "Δ last day", "followers, last 30 days"], body)
+            handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
+            series = {h if handles[h] == 1 else f"{h} ({user})":
+                      [(day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None]
+                      for h, user, ds, f, _ in found}
+            series = {h: points for h, points in series.items() if points}
+            shown = sorted(series, key=lambda h: (-abs(series[h][-1][1] - series[h][0][1]), h))
+            image = charts.follower_growth({h: series[h] for h in sorted(shown[:CHART_LINES[mart]])}, up_to,
+                                           of=len(series))
+        elif mart == "video_virality":
+            found = rows("SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
+                         "list(hours_since_post ORDER BY captured_at), list(views_per_hour ORDER BY captured_at) "
+                         f"FROM video_virality GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}")
+            body = [(h, a, p, sparkline(v[-CHART_DAYS:])) for h, a, p, _, v in found]
+            table = markdown_table(["author", "video", "peak views/hour", "views/hour per capture"], body)
+            lines = {f"@{h} …{a[-6:]}": [(x, y) for x, y in zip(hs, v, strict=True) if x is not None and y is not None]
+                     for h, a, _, hs, v in found[:CHART_LINES[mart]]}
+            image = charts.video_virality({label: points for label, points in lines.items() if points}, up_to)
+        elif mart == "daily_archive_summary":
+            found = rows("SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
+                         "dead_letters_by_reason FROM daily_archive_summary ORDER BY day")
+            body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
+            table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
+            image = charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= since], up_to)
+        elif mart in ("top_hashtags", "top_sounds"):
+            hashtags = mart == "top_hashtags"
+            name = "'#' || hashtag" if hashtags else "coalesce(title || ' · ' || author, title, music_id)"
+            found = rows(f"SELECT {name} AS name, posts, total_plays FROM {mart} "
+                         f"ORDER BY posts DESC, total_plays DESC, name LIMIT {limit}")
+            peak = max((r[1] for r in found), default=1) or 1
+            body = [(n, p, t, "█" * max(1, round(p / peak * 20))) for n, p, t in found]
+            table = markdown_table(["#hashtag" if hashtags else "sound", "posts", "total plays", "posts"], body)
+            image = charts.ranking(f"Top {'hashtags' if hashtags else 'sounds'} by posts", found, up_to)
+        else:  # pragma: no cover - as_of_sql already refused it
+            raise KeyError(mart)
+    finally:
+        con.close()
+    return total, f"{image}\n\n{table}"
