@@ -117,8 +117,14 @@ def test_tables_carry_their_column_schema_and_daily_assets_their_freshness():
     from tiklive_assets.warehouse import TABLES
 
     graph = _graph()
+    from tiklive_assets.warehouse import MART_COLUMNS, MART_DESCRIPTIONS
+
     for table in TABLES:
         assert graph[f"warehouse_{table.name}"]["columns"] == table.column_names
+    for mart, columns in MART_COLUMNS.items():
+        assert graph[f"mart_{mart}"]["columns"] == [name for name, _, _ in columns]
+        assert graph[f"mart_{mart}"]["description"] == MART_DESCRIPTIONS[mart]
+        assert "one row per" in MART_DESCRIPTIONS[mart].lower()  # the grain, stated
     for key, asset in graph.items():
         if asset["group"] in ("capture", "warehouse"):
             assert asset["freshness"] == "CronFreshnessPolicy", key

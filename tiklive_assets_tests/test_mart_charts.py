@@ -176,3 +176,12 @@ def test_charts_load_matplotlib_only_when_drawing() -> None:
     code = ("import sys, tiklive_assets.warehouse, tiklive_assets.warehouse.charts; "
             "assert 'matplotlib' not in sys.modules and 'PIL' not in sys.modules, 'imported at load time'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+@pytest.mark.parametrize("mart", MARTS)
+def test_the_undrawn_count_of_a_long_backfill_is_the_charted_count(marts, mart: str) -> None:
+    """Days of a long backfill beyond the drawn ones still report their own row count, the same figure."""
+    from tiklive_assets.warehouse import mart_row_count
+
+    for day in DAYS:
+        assert mart_row_count(marts["all"], mart, day) == chart_of(marts["all"], mart, day)[0]

@@ -334,7 +334,7 @@ def test_single_run_backfill_equals_day_by_day_runs(tmp_path: Path, archive: Loc
 def test_marts_need_exports_and_say_so(tmp_path: Path) -> None:
     from tiklive_assets.warehouse import WarehouseError
 
-    with pytest.raises(WarehouseError, match="materialize exports/parquet"):
+    with pytest.raises(WarehouseError, match="materialize parquet_exports"):
         build_marts(tmp_path / "exports", tmp_path / "marts.duckdb")
     assert not (tmp_path / "marts.duckdb").exists()
 

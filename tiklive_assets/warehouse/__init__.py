@@ -31,6 +31,7 @@ from .marts import (
     build_marts,
     default_marts_path,
     mart_chart,
+    mart_row_count,
     query_marts,
     sparkline,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "list_day",
     "load_days",
     "mart_chart",
+    "mart_row_count",
     "open_warehouse",
     "parse_day",
     "query_marts",

@@ -219,7 +219,7 @@ def build_marts(exports: Path, marts_path: Path) -> Path:
     missing = [spec.name for spec in schema.TABLES if not exported_days(exports, spec.name)]
     if missing:
         raise WarehouseError(
-            f"no Parquet exports of {', '.join(missing)} under {exports}: materialize exports/parquet for at least "
+            f"no Parquet exports of {', '.join(missing)} under {exports}: materialize parquet_exports for at least "
             "one day first (or `tiklive replay --exports`)"
         )
     marts_path = Path(marts_path).absolute()
@@ -285,6 +285,12 @@ def markdown_table(columns: list[str], rows: list[tuple]) -> str:
 
 CHART_DAYS = 30  # the charts and sparklines show the last 30 days up to the partition's day
 CHART_LINES = {"follower_growth": 8, "video_virality": 6}  # lines beyond these make a chart unreadable
+
+
+def mart_row_count(marts_path: Path, mart: str, up_to: date) -> int:
+    """Rows the mart held as of ``up_to`` (as :func:`mart_chart` counts them), without drawing anything."""
+    _, ((count,),) = query_marts(marts_path, as_of_sql(mart, f"SELECT count(*) FROM {mart}"), {"day": up_to})
+    return count
 
 
 def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tuple[int, str]:
