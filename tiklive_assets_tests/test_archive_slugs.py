@@ -180,3 +180,10 @@ def test_a_search_entity_names_the_keyword_and_every_filter():
     assert keyword_entity("cats", 7, 2, "US") == "cats-pt7-sb2-us"
     assert keyword_entity("Cats!") == "cats-5e28d52f"
     assert keyword_entity("a", 0, 0, "us") == "a-pt0-sb0-us"
+
+
+def test_every_declared_endpoint_has_a_pinned_slug():
+    from tiklive_assets.tikliveapi.endpoints import ENDPOINTS
+
+    pinned = {endpoint.strip("/") for endpoint, _params, _slug in SLUGS}
+    assert pinned == {e.name for e in ENDPOINTS}

@@ -23,6 +23,7 @@ from tiklive_assets.storage import LocalStore, ObjectStore, StoreError
 from tiklive_assets.storage.base import CONFLICT_MARKER, is_conflict_key
 from tiklive_assets.storage.keys import raw_key, safe_slug, slug_page, check_handle, check_id
 from tiklive_assets.tikliveapi.client import ApiResponse, aweme_id_from_url
+from tiklive_assets.tikliveapi.endpoints import BY_NAME, SEARCH_VIDEO, Endpoint, Part
 
 RAW_PREFIX = "tiklive-raw"
 log = logging.getLogger(__name__)
@@ -30,52 +31,51 @@ log = logging.getLogger(__name__)
 
 def keyword_entity(keyword: str, publish_time=None, sort_by=None, region=None) -> str:
     """One search's identity: the keyword and every filter, tagged (``cats-pt7-sb2-us``); names its slug and cursor."""
-    entity = safe_slug(keyword)
-    for value, tag in ((publish_time, "pt"), (sort_by, "sb"), (region, "")):
-        if value is not None:
-            entity += f"-{tag}{safe_slug(str(value).lower())}"
-    return entity
+    return entity_for(SEARCH_VIDEO, {"keyword": keyword, "publish_time": publish_time, "sort_by": sort_by,
+                                     "region": region})
+
+
+def _part_value(part: Part, value) -> str:
+    if part.check == "handle":
+        return check_handle(str(value))
+    if part.check == "id":
+        return check_id(str(value), part.param)
+    if part.check == "post":
+        return check_id(aweme_id_from_url(str(value)) or "", "aweme_id")
+    if part.check == "text":
+        return safe_slug(str(value))
+    return part.tag + safe_slug(str(value).lower())  # "lower": a filter value
+
+
+def entity_for(endpoint: Endpoint, params: dict) -> str:
+    """What the slug of ``endpoint``'s response names (the account, post, hashtag or search), from its slug template."""
+    if isinstance(endpoint.slug, str):
+        return endpoint.slug
+    pieces = []
+    for part in endpoint.slug:
+        if part.when == "always":
+            value = params[part.param]
+        else:
+            value = params.get(part.param)
+            if value is None or (part.when == "truthy" and not value):
+                continue
+        pieces.append(_part_value(part, value))
+    return "-".join(pieces)
 
 
 def slug_for(endpoint: str, params: dict) -> str:
-    """The object name of one response, from the request that fetched it (validated: no key escapes its prefix)."""
-    name = endpoint.strip("/")
-    cursor = params.get("cursor", 0) or 0
-    if name in ("userid", "userinfo-by-username"):
-        return check_handle(str(params["username"]))
-    if name == "userinfo-by-id":
-        return check_id(str(params["userid"]), "userid")
-    if name == "user-posts":
-        return slug_page(check_id(str(params["userid"]), "userid"), "cursor", cursor)
-    if name in ("user-followers", "user-following"):
-        return slug_page(check_id(str(params["userid"]), "userid"), "time", params.get("time", 0) or 0)
-    if name in ("post-detail", "download-video"):
-        return check_id(aweme_id_from_url(str(params["url"])) or "", "aweme_id")
-    if name == "post-comments":
-        return slug_page(check_id(aweme_id_from_url(str(params["url"])) or "", "aweme_id"), "cursor", cursor)
-    if name == "post-comment-replies":
-        aweme_id = check_id(aweme_id_from_url(str(params["url"])) or "", "aweme_id")
-        comment_id = check_id(str(params["comment_id"]), "comment_id")
-        return slug_page(f"{aweme_id}-{comment_id}", "cursor", cursor)
-    if name == "challenge-posts":
-        entity = check_id(str(params["challenge_id"]), "challenge_id")
-        if params.get("region"):
-            entity += f"-{safe_slug(str(params['region']).lower())}"
-        return slug_page(entity, "cursor", cursor)
-    if name == "search-video":
-        entity = keyword_entity(str(params["keyword"]), params.get("publish_time"), params.get("sort_by"), params.get("region"))
-        return slug_page(entity, "cursor", cursor)
-    if name == "music-posts":
-        return slug_page(check_id(str(params["music_id"]), "music_id"), "cursor", cursor)
-    if name == "search-user":
-        return slug_page(safe_slug(str(params["keyword"])), "cursor", cursor)
-    if name == "challenge-info-id":
-        return check_id(str(params["challenge_id"]), "challenge_id")
-    if name == "challenge-info-name":
-        return safe_slug(str(params["challenge_name"]))
-    if name == "region-list":
-        return "regions"
-    raise ValueError(f"no archive slug is defined for endpoint {endpoint!r}; add one to slug_for()")
+    """The object name of one response, from the request that fetched it (validated: no key escapes its prefix).
+
+    The endpoint's declaration says which parameters name the entity; a paginated endpoint's slug then names the
+    page too (``-cursorN`` or ``-timeN``), so a replay knows how the page was fetched."""
+    declared = BY_NAME.get(endpoint.strip("/"))
+    if declared is None:
+        raise ValueError(f"no archive slug is defined for endpoint {endpoint!r}; declare the endpoint in "
+                         "tiklive_assets/tikliveapi/endpoints.py")
+    entity = entity_for(declared, params)
+    if declared.pages == "none":
+        return entity
+    return slug_page(entity, declared.pages, params.get(declared.pages, 0) or 0)
 
 
 class RawArchive:

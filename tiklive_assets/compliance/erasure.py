@@ -47,6 +47,7 @@ from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.base import CONFLICT_MARKER
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, check_handle, check_id
+from tiklive_assets.tikliveapi.endpoints import endpoint_names
 from tiklive_assets.tolerant import as_id, post_id
 
 from .legal_hold import (
@@ -71,15 +72,14 @@ COVERS_PREFIX = "covers/"
 ERASURE_LOG_PREFIX = "erasure-log:"
 SUBJECT_MASK = "<subject>"
 
-# raw endpoints whose slug entity is the subject user: by id, by handle
-_USER_ID_ENDPOINTS = frozenset({"userinfo-by-id", "user-posts", "user-followers", "user-following"})
-_HANDLE_ENDPOINTS = frozenset({"userid", "userinfo-by-username", "search-user"})
+# raw endpoints whose slug entity is the subject user: by id, by handle (from the endpoint declarations' subject)
+_USER_ID_ENDPOINTS = endpoint_names(subject="user_id")
+_HANDLE_ENDPOINTS = endpoint_names(subject="handle")
 _RESEARCH_HANDLE_ENDPOINTS = frozenset({"user-info", "user-followers", "user-following"})
 # raw endpoints whose slug entity is an aweme id
-_AWEME_ENDPOINTS = frozenset({"post-detail", "download-video", "post-comments", "post-comment-replies",
-                              "video-comments"})  # the last: Research API comment pages, by video id
+_AWEME_ENDPOINTS = endpoint_names(subject="post") | {"video-comments"}  # Research API comment pages, by video id
 # raw endpoints that never carry user data (no GET needed)
-_NO_USER_DATA = frozenset({"region-list", "challenge-info-id", "challenge-info-name"})
+_NO_USER_DATA = endpoint_names(personal_data=False)
 # dict keys that make a dict a user object, and where its id / handle live
 _USER_MARKERS = ("unique_id", "uniqueId", "username", "sec_uid", "secUid", "nickname")
 _ID_KEYS = ("id", "uid", "user_id", "userId")

@@ -1,6 +1,7 @@
 """The sandbox HTTP server: a local, executable statement of the TikLiveAPI wire format.
 
-Standard library only.  Serves the API endpoints of ``/work/shared/wire-format.md`` from a deterministic
+Standard library only (and the endpoint declarations, pure data: the paths served and the parameters each one
+requires).  Serves the API endpoints of ``/work/shared/wire-format.md`` from a deterministic
 :class:`~tiklive_assets.sandbox.corpus.Corpus`, signed expiring CDN URLs under ``/cdn/``, and test controls
 under ``/__sandbox__/`` (no API key).  Fault injection (latency, random 5xx, scripted failures, drifting
 paginators, deletions, private accounts) and a sliding-window rate limiter are configurable live through
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
+
+from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, Endpoint
 
 from .corpus import HASHTAG_IDS, HASHTAGS, MUSIC, REGIONS, Corpus, cover_bytes, iter_video_bytes, music_bytes
 from .realism import Realism
@@ -410,7 +413,11 @@ class SandboxServer:
             self._injected(path)
             if self.faults.latency_ms:
                 time.sleep(self.faults.latency_ms / 1000.0)
-            body = _ROUTES[path](self, _Params(query), float(self.clock()))
+            declared, handler = _ROUTES[path]
+            params = _Params(query)
+            for name in declared.required:  # in declared order: the first one missing is the one named
+                params.required(name)
+            body = handler(self, params, float(self.clock()))
             status = 200
             if path in self.faults.drift:
                 body = self._drift(path, _Params(query), body)
@@ -845,23 +852,29 @@ def _search_user(sb: SandboxServer, p: _Params, now: float) -> dict:
     }
 
 
-_ROUTES: dict[str, Callable[[SandboxServer, _Params, float], dict]] = {
-    "/userid/": _userid,
-    "/userinfo-by-username/": _userinfo_by_username,
-    "/userinfo-by-id/": _userinfo_by_id,
-    "/user-posts/": _user_posts,
-    "/user-followers/": _follow("followers", "followers"),
-    "/user-following/": _follow("following", "followings"),
-    "/post-detail/": _post_detail,
-    "/download-video/": _download_video,
-    "/post-comments/": _post_comments,
-    "/post-comment-replies/": _post_comment_replies,
-    "/challenge-posts/": _challenge_posts,
-    "/search-video/": _search_video,
-    "/music-posts/": _music_posts,
-    "/region-list/": _region_list,
-    "/challenge-info-id/": _challenge_info_id,
-    "/challenge-info-name/": _challenge_info_name,
-    "/search-user/": _search_user,
+_Respond = Callable[[SandboxServer, _Params, float], dict]
+# one handler per declared endpoint, by name; the paths served and the parameters they require are the declarations'
+_HANDLERS: dict[str, _Respond] = {
+    "userid": _userid,
+    "userinfo-by-username": _userinfo_by_username,
+    "userinfo-by-id": _userinfo_by_id,
+    "user-posts": _user_posts,
+    "user-followers": _follow("followers", "followers"),
+    "user-following": _follow("following", "followings"),
+    "post-detail": _post_detail,
+    "download-video": _download_video,
+    "post-comments": _post_comments,
+    "post-comment-replies": _post_comment_replies,
+    "challenge-posts": _challenge_posts,
+    "search-video": _search_video,
+    "music-posts": _music_posts,
+    "region-list": _region_list,
+    "challenge-info-id": _challenge_info_id,
+    "challenge-info-name": _challenge_info_name,
+    "search-user": _search_user,
 }
+if set(_HANDLERS) != {e.name for e in ENDPOINTS}:  # every declared endpoint served, nothing else
+    raise RuntimeError(f"sandbox handlers without a declaration: {sorted(set(_HANDLERS) - {e.name for e in ENDPOINTS})}"
+                       f"; declarations without a handler: {sorted({e.name for e in ENDPOINTS} - set(_HANDLERS))}")
+_ROUTES: dict[str, tuple[Endpoint, _Respond]] = {e.path: (e, _HANDLERS[e.name]) for e in ENDPOINTS}
 API_ENDPOINTS = tuple(_ROUTES)

@@ -39,6 +39,8 @@ from tiklive_assets.tikliveapi.errors import (
     VideoGone,
 )
 from tiklive_assets.tikliveapi.errors import DeadlineExceeded
+from tiklive_assets.tikliveapi import endpoints as ep
+from tiklive_assets.tikliveapi.endpoints import Endpoint
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -103,10 +105,10 @@ def user_id_from(data: Any) -> str | None:
 
 # What an answer of these endpoints must hold to be data at all; without it, it is kept under an error slug.
 _MUST_HOLD: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "/userid/": ("numeric id", lambda d: user_id_from(d) is not None),
-    "/post-detail/": ("post id", lambda d: post_id(d) is not None),
-    "/userinfo-by-id/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
-    "/userinfo-by-username/": ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
+    ep.USERID.path: ("numeric id", lambda d: user_id_from(d) is not None),
+    ep.POST_DETAIL.path: ("post id", lambda d: post_id(d) is not None),
+    ep.USERINFO_BY_ID.path: ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
+    ep.USERINFO_BY_USERNAME.path: ("user object", lambda d: isinstance(d, dict) and isinstance(d.get("user"), dict)),
 }
 
 
@@ -357,51 +359,54 @@ class TikLiveClient:
     def _raise_not_found(endpoint: str, params: dict[str, Any], reason: str) -> None:
         """Deleted, private or region-locked: the credit is spent, and asking again would only spend another."""
         aweme_id = aweme_id_from_url(str(params.get("url", "")))
-        if endpoint == "/post-detail/" and aweme_id:
+        if endpoint == ep.POST_DETAIL.path and aweme_id:
             raise VideoGone(aweme_id, reason)
         subject = ", ".join(f"{k}={v}" for k, v in params.items() if k not in ("count",))
         raise NotFound(endpoint, subject, reason)
 
-    # -- endpoints (one method each, as in wire-format.md) -------------------------------------------------
+    # -- endpoints: one typed method each; the path and the parameter names are the declarations' (endpoints.py) --
+
+    def _call(self, endpoint: Endpoint, **params: Any) -> ApiResponse:
+        return self.get(endpoint.path, endpoint.request(params))
 
     def userid(self, username: str) -> ApiResponse:
-        return self.get("/userid/", {"username": username})
+        return self._call(ep.USERID, username=username)
 
     def userinfo_by_username(self, username: str) -> ApiResponse:
-        return self.get("/userinfo-by-username/", {"username": username})
+        return self._call(ep.USERINFO_BY_USERNAME, username=username)
 
     def userinfo_by_id(self, userid: str) -> ApiResponse:
-        return self.get("/userinfo-by-id/", {"userid": userid})
+        return self._call(ep.USERINFO_BY_ID, userid=userid)
 
     def user_posts(self, userid: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
-        return self.get("/user-posts/", {"userid": userid, "count": count, "cursor": cursor or 0})
+        return self._call(ep.USER_POSTS, userid=userid, count=count, cursor=cursor or 0)
 
     def user_followers(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
-        return self.get("/user-followers/", {"userid": userid, "count": count, "time": time or 0})
+        return self._call(ep.USER_FOLLOWERS, userid=userid, count=count, time=time or 0)
 
     def user_following(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
-        return self.get("/user-following/", {"userid": userid, "count": count, "time": time or 0})
+        return self._call(ep.USER_FOLLOWING, userid=userid, count=count, time=time or 0)
 
     def post_detail(self, aweme_id: str, handle: str) -> ApiResponse:
-        return self.get("/post-detail/", {"url": video_url(handle, aweme_id)})
+        return self._call(ep.POST_DETAIL, url=video_url(handle, aweme_id))
 
     def download_video(self, aweme_id: str, handle: str) -> ApiResponse:
-        return self.get("/download-video/", {"url": video_url(handle, aweme_id)})
+        return self._call(ep.DOWNLOAD_VIDEO, url=video_url(handle, aweme_id))
 
     def post_comments(self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50) -> ApiResponse:
-        return self.get("/post-comments/", {"url": video_url(handle, aweme_id), "count": count, "cursor": cursor or 0})
+        return self._call(ep.POST_COMMENTS, url=video_url(handle, aweme_id), count=count, cursor=cursor or 0)
 
     def post_comment_replies(
         self, comment_id: str, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
     ) -> ApiResponse:
-        params = {"comment_id": comment_id, "url": video_url(handle, aweme_id), "count": count, "cursor": cursor or 0}
-        return self.get("/post-comment-replies/", params)
+        return self._call(ep.POST_COMMENT_REPLIES, comment_id=comment_id, url=video_url(handle, aweme_id),
+                          count=count, cursor=cursor or 0)
 
     def challenge_posts(
         self, challenge_id: str, cursor: str | int | None = None, count: int = 30, region: str | None = None
     ) -> ApiResponse:
-        params = {"challenge_id": challenge_id, "count": count, "cursor": cursor or 0, "region": region}
-        return self.get("/challenge-posts/", params)
+        return self._call(ep.CHALLENGE_POSTS, challenge_id=challenge_id, count=count, cursor=cursor or 0,
+                          region=region)
 
     def search_video(
         self,
@@ -412,26 +417,23 @@ class TikLiveClient:
         sort_by: int | None = None,
         region: str | None = None,
     ) -> ApiResponse:
-        params = {
-            "keyword": keyword, "count": count, "cursor": cursor or 0,
-            "publish_time": publish_time, "sort_by": sort_by, "region": region,
-        }
-        return self.get("/search-video/", params)
+        return self._call(ep.SEARCH_VIDEO, keyword=keyword, count=count, cursor=cursor or 0,
+                          publish_time=publish_time, sort_by=sort_by, region=region)
 
     def music_posts(self, music_id: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
-        return self.get("/music-posts/", {"music_id": music_id, "count": count, "cursor": cursor or 0})
+        return self._call(ep.MUSIC_POSTS, music_id=music_id, count=count, cursor=cursor or 0)
 
     def region_list(self) -> ApiResponse:
-        return self.get("/region-list/")
+        return self._call(ep.REGION_LIST)
 
     def challenge_info_id(self, challenge_id: str) -> ApiResponse:
-        return self.get("/challenge-info-id/", {"challenge_id": challenge_id})
+        return self._call(ep.CHALLENGE_INFO_ID, challenge_id=challenge_id)
 
     def challenge_info_name(self, challenge_name: str) -> ApiResponse:
-        return self.get("/challenge-info-name/", {"challenge_name": challenge_name})
+        return self._call(ep.CHALLENGE_INFO_NAME, challenge_name=challenge_name)
 
     def search_user(self, keyword: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
-        return self.get("/search-user/", {"keyword": keyword, "count": count, "cursor": cursor or 0})
+        return self._call(ep.SEARCH_USER, keyword=keyword, count=count, cursor=cursor or 0)
 
 
 def _error_message(body: bytes) -> str | None:

@@ -36,7 +36,7 @@ import json
 import re
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -45,6 +45,7 @@ import pyarrow as pa
 
 from tiklive_assets.storage import ObjectInfo
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, parse_page_slug
+from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, endpoint_names
 from tiklive_assets.tolerant import (
     FOLLOWER_ITEM_KEYS,
     FOLLOWING_ITEM_KEYS,
@@ -62,10 +63,11 @@ from . import schema
 
 CONFLICT_MARKER = ".conflict-"
 ERROR_MARKER = "-error-"  # <slug>-error-<reason>: a 200 response that is not data (balance, upstream, notjson)
-LISTING_ENDPOINTS = frozenset({"user-posts", "challenge-posts", "search-video", "music-posts"})
-PROFILE_ENDPOINTS = frozenset({"userinfo-by-id", "userinfo-by-username"})
-FOLLOW_ENDPOINTS = {"user-followers": ("followers", "follower"), "user-following": ("followings", "following")}
-COMMENT_ENDPOINTS = frozenset({"post-comments", "post-comment-replies"})
+# which endpoints each parser reads comes from the endpoint declarations (their parse target; PARSERS below)
+_DIRECTIONS = {"followers": "follower", "followings": "following"}  # a follow page's list -> the edges' direction
+FOLLOW_ENDPOINTS = {e.name: (e.items, _DIRECTIONS[e.items]) for e in ENDPOINTS if e.parse == "follow_page"}
+_DETAILS = endpoint_names(parse="post_detail")  # a 404 (or a 200 that says gone) of these is a dead letter
+_OWNED_LISTINGS = endpoint_names(parse="post_listing", subject="user_id")  # the slug names the account the posts are by
 LISTING_ITEMS = LISTING_ITEM_KEYS  # TikLiveAPI, then TikTok-web / app names
 FOLLOW_ITEMS = {"followers": FOLLOWER_ITEM_KEYS[1:], "followings": FOLLOWING_ITEM_KEYS[1:]}  # after the endpoint's own
 _STATUS_RE = re.compile(r"-http(\d{3})$")
@@ -227,7 +229,7 @@ class DayParser:
             credit[2] += 1
             reason = slug[marker + len(ERROR_MARKER):]
             self.error_responses[(endpoint, reason)] += 1
-            if reason == "gone" and endpoint == "post-detail":  # deleted or private, said inside a 200: dead
+            if reason == "gone" and endpoint in _DETAILS:  # deleted or private, said inside a 200: dead
                 try:
                     body = decode(gz)
                 except UnreadableObject:
@@ -246,7 +248,7 @@ class DayParser:
             self._quarantine_object(key, endpoint, str(exc), size, captured)
             return
         if status != 200:
-            if status == 404 and endpoint == "post-detail":
+            if status == 404 and endpoint in _DETAILS:
                 self._dead_letter(slug, body, key, captured)
             return
         if type(body) is dict and ("code" in body or "message" in body or "msg" in body):  # noqa: E721
@@ -262,23 +264,9 @@ class DayParser:
                 raise ShapeError(f"the body is a JSON {_JSON_TYPES.get(type(body), 'value')}, not an object")
             if self.sign_every == 1 or zlib.crc32(key.encode()) % self.sign_every == 0:
                 self._signature(endpoint, body)
-            if endpoint == "post-detail":
-                if not self._post(body, key, captured, _DETAIL, "post-detail", None):
-                    raise ShapeError("no post id (aweme_id, video_id or id)")
-            elif endpoint in LISTING_ENDPOINTS:
-                self._listing(endpoint, slug, body, key, captured)
-            elif endpoint in PROFILE_ENDPOINTS:
-                self._profile(body, key, captured)
-            elif endpoint in FOLLOW_ENDPOINTS:
-                self._follow(endpoint, slug, body, key, captured)
-            elif endpoint in COMMENT_ENDPOINTS:
-                self._comment_page(slug, body, key, captured)
-            elif endpoint == "userid":
-                user_id = as_id(body.get("id")) or as_id(body.get("user_id"))
-                if user_id is None:
-                    raise ShapeError("no user id")
-                self._keep(self._users, user_id, (0, captured, key),
-                           (user_id, slug, None, None, None, None, None, "userid", captured, self.day))
+            parser = _PARSER_OF.get(endpoint)  # none: archived only (download URLs, regions, hashtag facts)
+            if parser is not None:
+                parser(self, endpoint, slug, body, key, captured)
         except (ShapeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             kind = "" if isinstance(exc, ShapeError) else f"{type(exc).__name__}: "
             self._quarantine_object(key, endpoint, f"unexpected shape ({kind}{exc})", size, captured)
@@ -358,7 +346,18 @@ class DayParser:
                         child = shapes[sub] = [0, ()]
                     child[0] += 1
 
-    # -- endpoints --
+    # -- endpoints: one parser per parse target, all called as (endpoint, slug, body, key, captured) --
+
+    def _post_detail(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
+        if not self._post(body, key, captured, _DETAIL, endpoint, None):
+            raise ShapeError("no post id (aweme_id, video_id or id)")
+
+    def _user_id(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
+        user_id = as_id(body.get("id")) or as_id(body.get("user_id"))
+        if user_id is None:
+            raise ShapeError("no user id")
+        self._keep(self._users, user_id, (0, captured, key),
+                   (user_id, slug, None, None, None, None, None, "userid", captured, self.day))
 
     def _listing(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
         items = None
@@ -371,7 +370,7 @@ class DayParser:
         if type(items) is not list:  # noqa: E721
             raise ShapeError(f"the items are a JSON {_JSON_TYPES.get(type(items), 'value')}, not a list")
         owner = None
-        if endpoint == "user-posts":  # the slug names the account: the author of items that carry no author id
+        if endpoint in _OWNED_LISTINGS:  # the slug names the account: the author of items that carry no author id
             page = parse_page_slug(slug)
             owner = page.entity if page and page.entity.isdigit() else None
         for item in items:
@@ -483,7 +482,7 @@ class DayParser:
                 ))
         return True
 
-    def _profile(self, body: dict, key: str, captured: int) -> None:
+    def _profile(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
         user = body.get("user")
         if type(user) is not dict and type(body.get("userInfo")) is dict:  # noqa: E721 - TikTok web nests it
             body = body["userInfo"]
@@ -566,7 +565,7 @@ class DayParser:
                 captured, self.day,
             ))
 
-    def _comment_page(self, slug: str, body: dict, key: str, captured: int) -> None:
+    def _comment_page(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
         page = parse_page_slug(slug)
         entity = page.entity if page else slug
         aweme_from_slug, _, parent_from_slug = entity.partition("-")
@@ -696,6 +695,14 @@ class DayParser:
         self.errors.sort()
         self.corrupt.sort()
         return {name: to_arrow(schema.BY_NAME[name], table_rows, self.tally) for name, table_rows in rows.items()}
+
+
+# parse target (an endpoint declaration's ``parse``) -> the parser that reads its answers
+PARSERS: dict[str, Callable[[DayParser, str, str, dict, str, int], None]] = {
+    "post_detail": DayParser._post_detail, "post_listing": DayParser._listing, "profile": DayParser._profile,
+    "follow_page": DayParser._follow, "comment_page": DayParser._comment_page, "user_id": DayParser._user_id,
+}
+_PARSER_OF = {e.name: PARSERS[e.parse] for e in ENDPOINTS if e.parse is not None}
 
 
 def _values(target: dict) -> list[tuple]:
