@@ -16,7 +16,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import sys
 import threading
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -24,8 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from tqdm import tqdm
-
+from tiklive_assets import progress
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.state import ClaimOwner, QueueItem, StateUnavailable
@@ -376,9 +374,11 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
             with report._lock:
                 report.failed.append(f"{item.aweme_id}: {problem}")
 
+    depth = session.state.queue_depth()  # what this run can take: for the progress shown by `tiklive run`
+    queued = depth.get("pending", 0) + depth.get("resolved", 0)
     try:
-        with ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool:
-            progress = tqdm(desc="videos", unit="video", disable=not sys.stderr.isatty(), leave=False)
+        with (ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool,
+              progress.task("videos", total=queued if limit is None else min(queued, limit)) as shown):
             in_flight: set = set()
             running: set[str] = set()  # ids in flight: a claim that outlived its lease is not taken twice
             exhausted = False
@@ -406,8 +406,7 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
                 finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
                     future.result()
-                    progress.update(1)
-            progress.close()
+                    shown.advance()
     finally:
         beats.stop()
         for aweme_id, refund in unfinished:

@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tiklive_assets.cli import sql as sql_cli
 
     sql_cli.add_parser(sub, EPILOG)
+    from tiklive_assets.cli import ui as ui_cli
+
+    ui_cli.add_parser(sub, EPILOG)
     return parser
 
 
@@ -208,6 +211,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return status_cli.run(args)
     if args.command == "cursors":
         return cmd_cursors(args)
+    if args.command == "ui":
+        from tiklive_assets.cli import ui as ui_cli
+
+        return ui_cli.run(args)
     if args.command == "research":
         from tiklive_assets.cli import research as research_cli
 

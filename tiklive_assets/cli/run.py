@@ -1,19 +1,25 @@
 """``tiklive run``: materialize one day's pipeline in-process, step by step with progress, then summarize it.
 
-The same assets and resources the daily schedule materializes; only the instance differs (a SQLite instance under
-``TIKLIVE_HOME/dagster`` unless ``DAGSTER_HOME`` names one).
+Each step runs through the job the schedules launch (capture steps through ``daily_capture``, warehouse steps
+through ``daily_warehouse``), with the same resources and the checks those jobs carry, so the runs it records are
+named like the scheduled ones; only the instance differs (a SQLite instance under ``TIKLIVE_HOME/dagster`` unless
+``DAGSTER_HOME`` names one). Long steps show their progress on stderr: a bar on a terminal, else a line every
+``TIKLIVE_PROGRESS_SECONDS`` (default 30) while they make progress.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import dagster as dg
 
-from tiklive_assets import settings
+from tiklive_assets import progress, settings
 from tiklive_assets.config import ConfigError, load_config
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.archive.checks import dead_letter_ratio, discovery_cursors_advancing, mirror_replicated
@@ -24,9 +30,60 @@ from tiklive_assets.defs.warehouse.resources import warehouse_resources
 from tiklive_assets.preflight import PreflightError, run_preflight
 
 STEPS = [*CAPTURE_ASSETS, *WAREHOUSE_ASSETS]
-# The cheap checks travel with their assets, as in the daily jobs; the heavy ones (restore verification, archive
-# and media integrity) stay in the nightly job. Checks built into an asset (quarantine, drift) come with it.
+CAPTURE_JOB, WAREHOUSE_JOB = "daily_capture", "daily_warehouse"
+# The cheap checks travel with their assets, as in the daily jobs (each step evaluates the checks its job holds on
+# the step's assets); the heavy ones (restore verification, archive and media integrity) stay in the nightly job.
+# Checks built into an asset (quarantine, drift) come with it.
 CHEAP_CHECKS = [discovery_cursors_advancing, dead_letter_ratio, mirror_replicated, posts_aweme_id_unique]
+PROGRESS_SECONDS = "TIKLIVE_PROGRESS_SECONDS"  # seconds between plain progress lines when stderr is not a terminal
+RATE_WAITS = "tiklive_assets.tikliveapi.ratelimit"  # the logger that says "waiting N s for the plan's rate window"
+
+
+def step_jobs() -> dict[str, dg.JobDefinition]:
+    """The two daily jobs, resolved from the code location (loaded now: it reads the environment as it is)."""
+    from tiklive_assets.definitions import defs
+
+    definitions = defs()
+    return {name: definitions.resolve_job_def(name) for name in (CAPTURE_JOB, WAREHOUSE_JOB)}
+
+
+def step_job(jobs: dict[str, dg.JobDefinition], asset: dg.AssetsDefinition) -> dg.JobDefinition:
+    """The job subset that materializes one step: its assets and the checks its job holds on them, nothing else.
+
+    Selecting only the assets would also bring every check defined on them anywhere in the code location,
+    the nightly verification included; the job's own checks are the ones its schedule evaluates. The cheap checks
+    are named as well: were one dropped from its job, the subset would refuse it rather than skip it silently."""
+    job = jobs[WAREHOUSE_JOB if asset in WAREHOUSE_ASSETS else CAPTURE_JOB]
+    keys = set(asset.keys)
+    checks = {key for key in job.asset_layer.asset_graph.asset_check_keys if key.asset_key in keys}
+    checks |= {key for check in CHEAP_CHECKS for key in check.check_keys if key.asset_key in keys}
+    return job.get_subset(asset_selection=keys, asset_check_selection=checks)
+
+
+@contextmanager
+def step_progress(name: str, label: str, bar: bool) -> Iterator[None]:
+    """Report a step's progress on stderr while it runs: a bar labelled ``label`` (lines logged meanwhile, such as
+    the rate-window waits, are written above it), or plain lines at most every ``TIKLIVE_PROGRESS_SECONDS``."""
+    if not bar:
+        interval = float(os.environ.get(PROGRESS_SECONDS) or 30)
+        with progress.installed(progress.LineProgress(name, sys.stderr, interval=interval)):
+            yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    sink = progress.BarProgress(label, sys.stderr)
+    try:
+        with logging_redirect_tqdm(loggers=[logging.root, logging.getLogger(RATE_WAITS)]), progress.installed(sink):
+            yield
+    finally:
+        sink.close()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or file-like stream without a terminal behind it
+        return False
 
 
 def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -36,7 +93,8 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
         if evaluation.passed:
             continue
         said = evaluation.description or "; ".join(
-            f"{key}: {str(getattr(value, 'value', value))[:120]}" for key, value in list(evaluation.metadata.items())[:3])
+            f"{key}: {str(getattr(value, 'value', value))[:120]}"
+            for key, value in list(evaluation.metadata.items())[:3])
         severity = getattr(evaluation.severity, "value", "ERROR")
         lines.append(f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()} ({severity}): {said}")
     return lines
@@ -47,7 +105,8 @@ def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
         return dg.DagsterInstance.get()
     path = root.home / "dagster"
     path.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.local_temp(tempdir=str(path))
+    # no telemetry, as in the project's dagster.yaml (Dagster would otherwise announce it on a terminal mid-step)
+    return dg.DagsterInstance.local_temp(tempdir=str(path), overrides={"telemetry": {"enabled": False}})
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -100,36 +159,43 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
         print(exc, file=sys.stderr)
         return 2
     instance = _instance(root)
+    jobs = step_jobs()
+    bar = _isatty(sys.stderr)
+    on_one_screen = bar and _isatty(out)  # the bar then stands on the step's line until the step ends
     totals: dict[str, dict] = {}
     failed: list[str] = []
     failed_checks: list[str] = []
     credit_stop: str | None = None
     for number, asset in enumerate(STEPS, start=1):
         name = _step_name(asset)
+        header = f"[{number}/{len(STEPS)}] {name} ..."
         step_start = time.monotonic()
-        print(f"[{number}/{len(STEPS)}] {name} ...", end="", flush=True, file=out)
         if credit_stop and asset not in WAREHOUSE_ASSETS:
             # Every further request would be answered "no credits": stop capturing, still load what was archived.
             failed.append(name)
-            print(f" skipped: {credit_stop}", file=out)
+            print(f"{header} skipped: {credit_stop}", file=out)
             continue
-        result = dg.materialize(  # the selection's keys bring their cheap checks along
-            [*STEPS, *CHEAP_CHECKS], selection=list(asset.keys), partition_key=day.isoformat(), resources=resources,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-            instance=instance, raise_on_error=False, tags={"tiklive/launched_by": "cli"},
-        )
+        if not on_one_screen:
+            print(header, end="", flush=True, file=out)
+        with step_progress(name, header, bar):
+            result = step_job(jobs, asset).execute_in_process(
+                partition_key=day.isoformat(), resources=resources, instance=instance, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                tags={"tiklive/launched_by": "cli"},
+            )
+        lead = header if on_one_screen else ""
         metadata = _metadata(result)
         totals[name] = metadata
         failed_checks += _failed_checks(result)
         took = time.monotonic() - step_start
         if result.success and asset in WAREHOUSE_ASSETS:
-            print(f" done in {took:.1f}s: {metadata.get('rows', 0)} rows", file=out)
+            print(f"{lead} done in {took:.1f}s: {metadata.get('rows', 0)} rows", file=out)
         elif result.success:
-            print(f" done in {took:.1f}s: {metadata.get('credits_spent', 0)} credits, "
+            print(f"{lead} done in {took:.1f}s: {metadata.get('credits_spent', 0)} credits, "
                   f"{metadata.get('objects_written', 0)} objects written", file=out)
         else:
             failed.append(name)
-            print(f" FAILED in {took:.1f}s", file=out)
+            print(f"{lead} FAILED in {took:.1f}s", file=out)
             for event in result.all_events:
                 if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
                     error = event.step_failure_data.error
@@ -169,7 +235,8 @@ def _left(root: settings.DataRoot, videos: dict, credit_stop: str | None) -> dic
         finally:
             state.close()
     except Exception as exc:  # noqa: BLE001 - the summary must print even when the state database is the problem
-        return {"count": None, "by_reason": {f"unknown: state database unreadable ({type(exc).__name__})": 1}, "ids": []}
+        why = f"unknown: state database unreadable ({type(exc).__name__})"
+        return {"count": None, "by_reason": {why: 1}, "ids": []}
     by_reason: dict[str, int] = {}
     ids = []
     for item in items:
@@ -197,10 +264,12 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     print("", file=out)
     print(f"summary for {day} ({took:.1f}s):", file=out)
     print(f"  videos captured:   {videos.get('videos_downloaded', 0)} "
-          f"({videos.get('video_bytes', 0) / 1e6:.1f} MB, {videos.get('re_resolved_expired_urls', 0)} expired URLs re-resolved)", file=out)
+          f"({videos.get('video_bytes', 0) / 1e6:.1f} MB, {videos.get('re_resolved_expired_urls', 0)} expired URLs "
+          "re-resolved)", file=out)
     print(f"  new ids queued:    {totals.get('discovery_queue', {}).get('new_ids', 0)}", file=out)
     print(f"  credits spent:     {credits}", file=out)
-    print(f"  dead letters:      {sum(dead.values())}" + (f" ({', '.join(f'{r}: {n}' for r, n in dead.items())})" if dead else ""), file=out)
+    reasons = ", ".join(f"{r}: {n}" for r, n in dead.items())
+    print(f"  dead letters:      {sum(dead.values())}" + (f" ({reasons})" if dead else ""), file=out)
     left = _left(root, videos, credit_stop)
     reasons = ", ".join(f"{why}: {n}" for why, n in (left.get("by_reason") or {}).items())
     print(f"  left in the queue: {left.get('count')}" + (f" ({reasons})" if reasons else ""), file=out)
@@ -215,7 +284,8 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
     if failed_checks:
-        print(f"  FAILED checks:     {len(failed_checks)} (the data landed; what the checks found needs a look)", file=out)
+        print(f"  FAILED checks:     {len(failed_checks)} (the data landed; what the checks found needs a look)",
+              file=out)
         for line in failed_checks:
             print(f"    {line}", file=out)
     elif totals:
@@ -237,12 +307,13 @@ def _print_marts(day: date, root: settings.DataRoot, tables: dict, out) -> None:
                           "ORDER BY handle", {"day": day})
     print("follower growth:", file=out)
     for handle, followers, delta in rows:
-        print(f"  @{handle:<20} {followers:>12,} followers" + (f" ({delta:+,} since the day before)" if delta is not None else ""),
-              file=out)
-    _, rows = query_marts(marts, "SELECT day, videos_archived, video_bytes, credits, dead_letters FROM daily_archive_summary "
-                          "WHERE day = $day", {"day": day})
+        since = f" ({delta:+,} since the day before)" if delta is not None else ""
+        print(f"  @{handle:<20} {followers:>12,} followers{since}", file=out)
+    _, rows = query_marts(marts, "SELECT day, videos_archived, video_bytes, credits, dead_letters "
+                          "FROM daily_archive_summary WHERE day = $day", {"day": day})
     for d, videos, size, credits, dead in rows:
-        print(f"archive summary {d}: {videos} videos ({size / 1e6:.1f} MB), {credits} credits, {dead} dead letters", file=out)
+        print(f"archive summary {d}: {videos} videos ({size / 1e6:.1f} MB), {credits} credits, {dead} dead letters",
+              file=out)
     _, rows = query_marts(marts, "SELECT author_handle, aweme_id, max(views_per_hour) AS peak FROM video_virality "
                           "WHERE day = $day GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT 3", {"day": day})
     print("most viral today (views per hour since posting):", file=out)

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
 
+from tiklive_assets import progress
 from tiklive_assets.tikliveapi.errors import TransientError
 
 DEFAULT_MARGIN = 0.005  # 0.5 % of the window ...
@@ -129,6 +130,7 @@ class RateLimiter:
                 with self._acquire_lock:
                     self._announced = False
                     limiter.try_acquire("api", blocking=True)
+                progress.requested()  # counted by `tiklive run`'s progress; nothing happens otherwise
                 return
             except Exception as exc:  # noqa: BLE001 - classified below; anything else propagates unchanged
                 kind = _backend_failure(exc)
