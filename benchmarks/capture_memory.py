@@ -63,7 +63,9 @@ def measure(videos: int, video_size: int, download_concurrency: int, quiet: bool
         write_config(config, [("alice123", videos)], download_concurrency=download_concurrency)
         with SandboxProcess(accounts=6, video_size=video_size) as sandbox:
             cmd = [sys.executable, __file__, "--child", str(tmp / "home"), sandbox.base_url, str(config), how]
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True)
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL if quiet else None, text=True
+            )
             out = proc.stdout.read()
             _, status, ru = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
@@ -81,30 +83,45 @@ def main(argv: list[str] | None = None) -> int:
         return _child(*sys.argv[2:6])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=5, help="videos to capture (default 5)")
-    ap.add_argument("--video-size", type=int, default=100_000_000, help="mean sandbox MP4 size in bytes (default 100000000)")
+    ap.add_argument(
+        "--video-size", type=int, default=100_000_000, help="mean sandbox MP4 size in bytes (default 100000000)"
+    )
     ap.add_argument("--download-concurrency", type=int, default=20, help="capture.download_concurrency (default 20)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the 50 KB baseline run")
     ap.add_argument("--verbose", action="store_true", help="show the child's progress")
-    ap.add_argument("--run-day", action="store_true",
-                    help="measure `tiklive run` instead: pipeline.run_day, which also builds the warehouse and imports it")
+    ap.add_argument(
+        "--run-day",
+        action="store_true",
+        help="measure `tiklive run` instead: pipeline.run_day, which also builds the warehouse and imports it",
+    )
     args = ap.parse_args(argv)
 
     how = "run-day" if args.run_day else "capture"
-    print(f"capture memory ({'pipeline.run_day: capture + warehouse' if args.run_day else 'capture assets'}): {args.videos} videos of ~{args.video_size / 1e6:g} MB (each 0.5-1.5x), "
-          f"download_concurrency {args.download_concurrency}; capture in a child process, sandbox in another", flush=True)
+    print(
+        f"capture memory ({'pipeline.run_day: capture + warehouse' if args.run_day else 'capture assets'}): {args.videos} videos of ~{args.video_size / 1e6:g} MB (each 0.5-1.5x), "
+        f"download_concurrency {args.download_concurrency}; capture in a child process, sandbox in another",
+        flush=True,
+    )
     base = None
     if not args.no_baseline:
         base = measure(args.videos, 50_000, args.download_concurrency, not args.verbose, how)
-        print(f"  baseline (50 KB videos): peak RSS {base['wait4_maxrss_kb'] / 1024:.1f} MB, "
-              f"{base['downloaded']} videos in {base['wall']:.1f} s", flush=True)
+        print(
+            f"  baseline (50 KB videos): peak RSS {base['wait4_maxrss_kb'] / 1024:.1f} MB, "
+            f"{base['downloaded']} videos in {base['wall']:.1f} s",
+            flush=True,
+        )
     big = measure(args.videos, args.video_size, args.download_concurrency, not args.verbose, how)
     peak = big["wait4_maxrss_kb"] / 1024
-    print(f"  large videos: {big['downloaded']} videos, {big['bytes'] / 1e6:.0f} MB written in {big['wall']:.1f} s "
-          f"({big['bytes'] / 1e6 / big['wall']:.0f} MB/s); peak RSS {peak:.1f} MB"
-          + (f" (+{peak - base['wait4_maxrss_kb'] / 1024:.1f} MB over the baseline)" if base else ""))
+    print(
+        f"  large videos: {big['downloaded']} videos, {big['bytes'] / 1e6:.0f} MB written in {big['wall']:.1f} s "
+        f"({big['bytes'] / 1e6 / big['wall']:.0f} MB/s); peak RSS {peak:.1f} MB"
+        + (f" (+{peak - base['wait4_maxrss_kb'] / 1024:.1f} MB over the baseline)" if base else "")
+    )
     ok = big["rc"] == 0 and big["downloaded"] == args.videos and peak <= TARGET_MB
-    print(f"VERDICT: {'PASS' if ok else 'FAIL'}: peak RSS {peak:.1f} MB (target <= {TARGET_MB:g} MB) while capturing "
-          f"{big['downloaded']}/{args.videos} videos of ~{args.video_size / 1e6:g} MB ({how})")
+    print(
+        f"VERDICT: {'PASS' if ok else 'FAIL'}: peak RSS {peak:.1f} MB (target <= {TARGET_MB:g} MB) while capturing "
+        f"{big['downloaded']}/{args.videos} videos of ~{args.video_size / 1e6:g} MB ({how})"
+    )
     return 0 if ok else 1
 
 

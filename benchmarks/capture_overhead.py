@@ -53,10 +53,24 @@ FLOOR = 1 + 1 / 30
 class SandboxProcess:
     """A sandbox server in a child process; its stats and controls over HTTP."""
 
-    def __init__(self, *, accounts: int = 6, video_size: int = 50_000, rate_limit: int | None = None,
-                 rate_window: float = 60.0, latency_ms: float = 0.0, cdn_ttl: float = 300.0):
-        cfg = {"accounts": accounts, "video_size": video_size, "rate_limit": rate_limit,
-               "rate_window_seconds": rate_window, "latency_ms": latency_ms, "cdn_ttl_seconds": cdn_ttl}
+    def __init__(
+        self,
+        *,
+        accounts: int = 6,
+        video_size: int = 50_000,
+        rate_limit: int | None = None,
+        rate_window: float = 60.0,
+        latency_ms: float = 0.0,
+        cdn_ttl: float = 300.0,
+    ):
+        cfg = {
+            "accounts": accounts,
+            "video_size": video_size,
+            "rate_limit": rate_limit,
+            "rate_window_seconds": rate_window,
+            "latency_ms": latency_ms,
+            "cdn_ttl_seconds": cdn_ttl,
+        }
         cmd = [sys.executable, "-c", _SERVE, json.dumps(cfg)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
@@ -67,8 +81,12 @@ class SandboxProcess:
 
     def _call(self, path: str, body: dict | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base_url + path, data=data, method="GET" if body is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method="GET" if body is None else "POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=120) as resp:
             return json.loads(resp.read())
 
@@ -116,16 +134,27 @@ def accounts_for(videos: int, seed: int = 7, max_accounts: int = 400) -> tuple[i
     raise SystemExit(f"{max_accounts} sandbox accounts do not hold {videos} posts")
 
 
-def write_config(path: Path, quotas: list[tuple[str, int]], *, hashtags: list[dict] | None = None,
-                 download_concurrency: int = 20, api_concurrency: int = 8) -> None:
+def write_config(
+    path: Path,
+    quotas: list[tuple[str, int]],
+    *,
+    hashtags: list[dict] | None = None,
+    download_concurrency: int = 20,
+    api_concurrency: int = 8,
+) -> None:
     """A tracking YAML capturing exactly ``quota`` posts of each account (no follow graph, no comments)."""
     config = {
         "plan": {"requests_per_minute": 10_000_000},
         "limits": {"max_pages": 1000, "max_videos_per_day": 1_000_000},
         "capture": {"download_concurrency": download_concurrency, "api_concurrency": api_concurrency},
         "accounts": [
-            {"handle": h, "max_videos_per_day": q, "followers": False, "following": False,
-             "comments": {"recent_videos": 0}}
+            {
+                "handle": h,
+                "max_videos_per_day": q,
+                "followers": False,
+                "following": False,
+                "comments": {"recent_videos": 0},
+            }
             for h, q in quotas
         ],
         "hashtags": hashtags or [],
@@ -138,8 +167,13 @@ def pipeline_env(home: Path, base_url: str, config: Path) -> Iterator[None]:
     from tiklive_assets import settings
     from tiklive_assets.sandbox import DEFAULT_API_KEY
 
-    names = {settings.HOME: str(home), settings.BASE_URL: base_url, settings.API_KEY: DEFAULT_API_KEY,
-             settings.CONFIG: str(config), "DAGSTER_HOME": ""}
+    names = {
+        settings.HOME: str(home),
+        settings.BASE_URL: base_url,
+        settings.API_KEY: DEFAULT_API_KEY,
+        settings.CONFIG: str(config),
+        "DAGSTER_HOME": "",
+    }
     saved = {k: os.environ.get(k) for k in names}
     for k, v in names.items():
         if v:
@@ -185,13 +219,21 @@ def capture_day(day, out=sys.stdout) -> tuple[int, dict[str, float], dict[str, d
         name = asset.key.to_user_string()
         t0 = time.monotonic()
         result = dg.materialize(
-            CAPTURE_ASSETS, selection=[asset.key], partition_key=day.isoformat(), resources=resources,
+            CAPTURE_ASSETS,
+            selection=[asset.key],
+            partition_key=day.isoformat(),
+            resources=resources,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
-            instance=instance, raise_on_error=False, tags={"tiklive/launched_by": "benchmark"},
+            instance=instance,
+            raise_on_error=False,
+            tags={"tiklive/launched_by": "benchmark"},
         )
         took[name] = time.monotonic() - t0
-        meta[name] = {k: getattr(v, "value", v) for e in result.get_asset_materialization_events()
-                      for k, v in e.materialization.metadata.items()}
+        meta[name] = {
+            k: getattr(v, "value", v)
+            for e in result.get_asset_materialization_events()
+            for k, v in e.materialization.metadata.items()
+        }
         status = "done" if result.success else "FAILED"
         failed += not result.success
         print(f"{name}: {status} in {took[name]:.1f} s, {meta[name].get('credits_spent', 0)} credits", file=out)
@@ -214,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video-size", type=int, default=50_000, help="mean sandbox MP4 size in bytes (default 50000)")
     ap.add_argument("--download-concurrency", type=int, default=20, help="capture.download_concurrency (default 20)")
     ap.add_argument("--api-concurrency", type=int, default=8, help="capture.api_concurrency (default 8)")
-    ap.add_argument("--dead", type=int, default=20, help="listed ids deleted in the sandbox first: 404 dead letters (default 20)")
+    ap.add_argument(
+        "--dead", type=int, default=20, help="listed ids deleted in the sandbox first: 404 dead letters (default 20)"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp TIKLIVE_HOME and print its path")
     args = ap.parse_args(argv)
 
@@ -225,17 +269,31 @@ def main(argv: list[str] | None = None) -> int:
     n_accounts, quotas = accounts_for(args.videos)
     tmp = Path(tempfile.mkdtemp(prefix="tiklive-overhead-"))
     home, config = tmp / "home", tmp / "tiklive.yaml"
-    overlap = [{"id": "1001", "max_pages": 2, "max_videos_per_day": 1}, {"id": "1002", "max_pages": 2, "max_videos_per_day": 1}]
-    write_config(config, quotas, hashtags=overlap, download_concurrency=args.download_concurrency,
-                 api_concurrency=args.api_concurrency)
+    overlap = [
+        {"id": "1001", "max_pages": 2, "max_videos_per_day": 1},
+        {"id": "1002", "max_pages": 2, "max_videos_per_day": 1},
+    ]
+    write_config(
+        config,
+        quotas,
+        hashtags=overlap,
+        download_concurrency=args.download_concurrency,
+        api_concurrency=args.api_concurrency,
+    )
     corpus = Corpus(accounts=n_accounts)
     dead_ids = [p.aweme_id for p in corpus.visible_posts(quotas[0][0])[: args.dead]]
     day = datetime.now(UTC).date()
-    print(f"capture overhead: {args.videos} videos of ~{args.video_size / 1000:g} KB from {len(quotas)} sandbox accounts "
-          f"(sandbox in its own process, {n_accounts} accounts), {len(dead_ids)} deleted ids, 2 overlapping hashtags, "
-          f"download_concurrency {args.download_concurrency}, api_concurrency {args.api_concurrency}, day {day}", flush=True)
+    print(
+        f"capture overhead: {args.videos} videos of ~{args.video_size / 1000:g} KB from {len(quotas)} sandbox accounts "
+        f"(sandbox in its own process, {n_accounts} accounts), {len(dead_ids)} deleted ids, 2 overlapping hashtags, "
+        f"download_concurrency {args.download_concurrency}, api_concurrency {args.api_concurrency}, day {day}",
+        flush=True,
+    )
     try:
-        with SandboxProcess(accounts=n_accounts, video_size=args.video_size) as sandbox, pipeline_env(home, sandbox.base_url, config):
+        with (
+            SandboxProcess(accounts=n_accounts, video_size=args.video_size) as sandbox,
+            pipeline_env(home, sandbox.base_url, config),
+        ):
             if dead_ids:
                 sandbox.faults(delete=dead_ids)
             sandbox.reset_stats()
@@ -262,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     downloaded = depth.get("downloaded", 0)
     credits = first["api_requests"]
     by_ep = first["by_endpoint"]
-    listing = sum(v for k, v in by_ep.items() if k in ("/user-posts/", "/challenge-posts/", "/search-video/", "/music-posts/"))
+    listing = sum(
+        v for k, v in by_ep.items() if k in ("/user-posts/", "/challenge-posts/", "/search-video/", "/music-posts/")
+    )
     detail_max = max(second["detail_requests_by_id"].values(), default=0)
     over = sorted(k for k, v in second["detail_requests_by_id"].items() if v > 1)
     rerun_credits = second["api_requests"] - first["api_requests"]
@@ -276,17 +336,27 @@ def main(argv: list[str] | None = None) -> int:
     credits_per_video = (listing + detail - dead_credits) / downloaded if downloaded else float("nan")
     all_per_video = credits / downloaded if downloaded else float("nan")
     print(f"  failed steps {rc} (rerun: {rc2}); queue {depth}; dead letters {dead_letters}")
-    print(f"  server: {credits} API requests (= credits) {by_ep}; {first['cdn_requests']} CDN requests; "
-          f"by_status {first['by_status']}")
-    print(f"  videos archived: {downloaded} in {wall:.1f} s wall -> {rate:.1f} videos/s "
-          f"(archived_videos step alone: {step or float('nan'):.1f} s -> {downloaded / step if step else float('nan'):.1f} videos/s)")
-    print(f"  CPU (pipeline process, self + children): {cpu:.1f} s -> {per_video_cpu * 1000:.2f} ms per video "
-          f"({cpu / wall:.2f} cores busy on average)")
-    print(f"  credits per archived video: {credits_per_video:.4f} on the video path (listing {listing} + detail {detail} "
-          f"- {dead_credits} provoked 404s, over {downloaded}; floor 1 + 1/30 = {FLOOR:.4f}); all credits: "
-          f"{all_per_video:.4f} (+ {other} profile calls, + the 404s)")
-    print(f"  most /post-detail/ requests for one id (both runs): {detail_max}{' ' + str(over[:5]) if over else ''}; "
-          f"rerun spent {rerun_credits} credits")
+    print(
+        f"  server: {credits} API requests (= credits) {by_ep}; {first['cdn_requests']} CDN requests; "
+        f"by_status {first['by_status']}"
+    )
+    print(
+        f"  videos archived: {downloaded} in {wall:.1f} s wall -> {rate:.1f} videos/s "
+        f"(archived_videos step alone: {step or float('nan'):.1f} s -> {downloaded / step if step else float('nan'):.1f} videos/s)"
+    )
+    print(
+        f"  CPU (pipeline process, self + children): {cpu:.1f} s -> {per_video_cpu * 1000:.2f} ms per video "
+        f"({cpu / wall:.2f} cores busy on average)"
+    )
+    print(
+        f"  credits per archived video: {credits_per_video:.4f} on the video path (listing {listing} + detail {detail} "
+        f"- {dead_credits} provoked 404s, over {downloaded}; floor 1 + 1/30 = {FLOOR:.4f}); all credits: "
+        f"{all_per_video:.4f} (+ {other} profile calls, + the 404s)"
+    )
+    print(
+        f"  most /post-detail/ requests for one id (both runs): {detail_max}{' ' + str(over[:5]) if over else ''}; "
+        f"rerun spent {rerun_credits} credits"
+    )
     checks = {
         f"{rate:.1f} videos/s >= {TARGET_RATE:g}": rate >= TARGET_RATE,
         f"{credits_per_video:.4f} credits/video <= {TARGET_CREDITS}": credits_per_video <= TARGET_CREDITS,
@@ -295,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{downloaded} archived == {args.videos - len(dead_ids)}+": downloaded >= args.videos - len(dead_ids),
     }
     ok = all(checks.values()) and rc == 0 and rc2 == 0
-    print(f"VERDICT: {'PASS' if ok else 'FAIL'}: " + "; ".join(("ok " if v else "MISSED ") + k for k, v in checks.items()))
+    print(
+        f"VERDICT: {'PASS' if ok else 'FAIL'}: " + "; ".join(("ok " if v else "MISSED ") + k for k, v in checks.items())
+    )
     return 0 if ok else 1
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 from tiklive_assets.tikliveapi.client import TikLiveClient
-from tiklive_assets.tikliveapi.ratelimit import JITTER_MS, DEFAULT_MARGIN, RateLimiter, RatePlan
+from tiklive_assets.tikliveapi.ratelimit import DEFAULT_MARGIN, JITTER_MS, RateLimiter, RatePlan
 
 TARGET = 0.97
 
@@ -55,8 +55,11 @@ def _start_redis(tmp: Path) -> tuple[str, subprocess.Popen | None]:
     if exe is None:
         raise SystemExit("--backend redis: no redis-server on PATH; pass --redis-url redis://host:port/db")
     port = _free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -73,14 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=200, help="L: requests allowed per window (default 200)")
     ap.add_argument("--window", type=float, default=20.0, help="W: window in seconds (default 20)")
     ap.add_argument("--latency-ms", type=float, default=200.0, help="sandbox latency per API call (default 200)")
-    ap.add_argument("--backend", choices=("memory", "sqlite", "redis"), default="sqlite",
-                    help="rate-limiter backend (default sqlite: a file in a temp dir, what one host uses)")
+    ap.add_argument(
+        "--backend",
+        choices=("memory", "sqlite", "redis"),
+        default="sqlite",
+        help="rate-limiter backend (default sqlite: a file in a temp dir, what one host uses)",
+    )
     ap.add_argument("--redis-url", default=None, help="with --backend redis: use this server instead of starting one")
     ap.add_argument("--windows", type=int, default=3, help="issue this many windows' worth of requests (default 3)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="client threads (default: max(8, 4 * L/W * latency), twice the minimum the brief asks for)")
-    ap.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                    help=f"RateLimiter safety margin (default the package's DEFAULT_MARGIN={DEFAULT_MARGIN})")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="client threads (default: max(8, 4 * L/W * latency), twice the minimum the brief asks for)",
+    )
+    ap.add_argument(
+        "--margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"RateLimiter safety margin (default the package's DEFAULT_MARGIN={DEFAULT_MARGIN})",
+    )
     args = ap.parse_args(argv)
 
     L, W = args.limit, args.window
@@ -105,14 +120,19 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"the sandbox corpus has only {len(posts)} posts; lower --limit or --windows")
             jobs = [(p.aweme_id, corpus.author_of(p).handle) for p in posts[:total]]
             limiter = RateLimiter(RatePlan(L, W), backend, margin=args.margin)
-            client = TikLiveClient(DEFAULT_API_KEY, server.base_url, rate_limiter=limiter,
-                                   pool_size=max(32, threads))
+            client = TikLiveClient(DEFAULT_API_KEY, server.base_url, rate_limiter=limiter, pool_size=max(32, threads))
             interval_ms = limiter.window_ms
-            print(f"rate budget: L={L} per W={W:g}s, sandbox latency {args.latency_ms:g} ms, backend {args.backend} "
-                  f"({backend}), {total} /post-detail/ requests from {threads} threads "
-                  f"(minimum useful {needed:.1f})", flush=True)
-            print(f"  client window W' = {interval_ms / 1000:.3f} s (margin {args.margin:.3%} + {JITTER_MS} ms) -> "
-                  f"ceiling {W * 1000 / interval_ms:.4f} of L", flush=True)
+            print(
+                f"rate budget: L={L} per W={W:g}s, sandbox latency {args.latency_ms:g} ms, backend {args.backend} "
+                f"({backend}), {total} /post-detail/ requests from {threads} threads "
+                f"(minimum useful {needed:.1f})",
+                flush=True,
+            )
+            print(
+                f"  client window W' = {interval_ms / 1000:.3f} s (margin {args.margin:.3%} + {JITTER_MS} ms) -> "
+                f"ceiling {W * 1000 / interval_ms:.4f} of L",
+                flush=True,
+            )
 
             errors: list[str] = []
             lock = threading.Lock()
@@ -148,25 +168,38 @@ def main(argv: list[str] | None = None) -> int:
         pairwise = W / statistics.fmean(gaps)
         gap_min, gap_med = min(gaps), statistics.median(gaps)
     burst = arrivals[L - 1] - arrivals[0] if n >= L else float("nan")
-    print(f"  wall {wall:.2f} s; admitted {n}/{total}; first burst of {L} took {burst:.2f} s; "
-          f"arrivals span {elapsed:.2f} s", flush=True)
-    print(f"  server: {rate_limited} x 429, max_in_window {stats['max_in_window']} (limit {L}), "
-          f"by_status {stats['by_status']}")
+    print(
+        f"  wall {wall:.2f} s; admitted {n}/{total}; first burst of {L} took {burst:.2f} s; "
+        f"arrivals span {elapsed:.2f} s",
+        flush=True,
+    )
+    print(
+        f"  server: {rate_limited} x 429, max_in_window {stats['max_in_window']} (limit {L}), "
+        f"by_status {stats['by_status']}"
+    )
     if n > L:
-        print(f"  effective window t[k+L]-t[k]: min {gap_min:.3f} s, median {gap_med:.3f} s "
-              f"(server window {W:g} s, client window {interval_ms / 1000:.3f} s)")
-    print(f"  achieved / L: naive {naive:.4f} (includes the free first-window burst), "
-          f"steady {steady:.4f} (requests L+1..{n} over t[{n}]-t[{L}]), pairwise {pairwise:.4f}")
+        print(
+            f"  effective window t[k+L]-t[k]: min {gap_min:.3f} s, median {gap_med:.3f} s "
+            f"(server window {W:g} s, client window {interval_ms / 1000:.3f} s)"
+        )
+    print(
+        f"  achieved / L: naive {naive:.4f} (includes the free first-window burst), "
+        f"steady {steady:.4f} (requests L+1..{n} over t[{n}]-t[{L}]), pairwise {pairwise:.4f}"
+    )
     if errors:
         print(f"  client errors: {len(errors)}; first: {errors[0]}")
     margin_loss = 1 - W * 1000 / interval_ms
     ok = steady >= TARGET and rate_limited == 0 and not errors
     why = ""
     if not ok and steady < TARGET and rate_limited == 0:
-        why = (f" (the limiter's safety margin alone costs {margin_loss:.2%}: ceiling "
-               f"{1 - margin_loss:.4f}; the rest is {1 - margin_loss - steady:.2%} of scheduling loss)")
-    print(f"VERDICT: {'PASS' if ok else 'FAIL'}: steady-state {steady:.4f} of L (target >= {TARGET}) with "
-          f"{rate_limited} x 429 (target 0), backend {args.backend}{why}")
+        why = (
+            f" (the limiter's safety margin alone costs {margin_loss:.2%}: ceiling "
+            f"{1 - margin_loss:.4f}; the rest is {1 - margin_loss - steady:.2%} of scheduling loss)"
+        )
+    print(
+        f"VERDICT: {'PASS' if ok else 'FAIL'}: steady-state {steady:.4f} of L (target >= {TARGET}) with "
+        f"{rate_limited} x 429 (target 0), backend {args.backend}{why}"
+    )
     return 0 if ok else 1
 
 

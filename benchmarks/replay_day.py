@@ -78,10 +78,21 @@ def _variant(body: dict, i: int) -> tuple[str, str, object]:
         body["aweme_id"] = int(aweme_id)
     elif bucket < 250:  # a profile whose bioLink is an object, flags as 1/0
         author = body["author"]
-        return "userinfo-by-username", f"{author['unique_id']}_{i}", {
-            "user": {"id": author["id"], "uniqueId": author["unique_id"], "nickname": author["nickname"],
-                     "verified": i % 2, "privateAccount": 0, "bioLink": {"link": "https://example.org", "risk": 3}},
-            "stats": {"followerCount": str(1000 + i), "followingCount": 10, "videoCount": 5, "heartCount": None}}
+        return (
+            "userinfo-by-username",
+            f"{author['unique_id']}_{i}",
+            {
+                "user": {
+                    "id": author["id"],
+                    "uniqueId": author["unique_id"],
+                    "nickname": author["nickname"],
+                    "verified": i % 2,
+                    "privateAccount": 0,
+                    "bioLink": {"link": "https://example.org", "risk": 3},
+                },
+                "stats": {"followerCount": str(1000 + i), "followingCount": 10, "videoCount": 5, "heartCount": None},
+            },
+        )
     elif bucket == 250:
         return "post-detail", f"{aweme_id}-error-balance", {"message": "Your balance is not enough"}
     elif bucket == 251:
@@ -183,7 +194,6 @@ def peak_rss_mb() -> tuple[float, float]:
     return own, children
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=50_000, help="objects per day (default 50,000)")
@@ -191,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2, help="parser processes (default 2: this host's cores)")
     parser.add_argument("--dir", type=Path, default=None, help="work directory (default: a temporary one, removed)")
     parser.add_argument("--repeat", type=int, default=1, help="runs over the same files; the best is reported")
-    parser.add_argument("--cold", action="store_true", help="count the one-off imports (duckdb, pandas through "
-                        "pyarrow) in the replay's time, as a fresh process replaying a single day pays them")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="count the one-off imports (duckdb, pandas through "
+        "pyarrow) in the replay's time, as a fresh process replaying a single day pays them",
+    )
     args = parser.parse_args(argv)
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="tiklive-bench-"))
@@ -204,13 +218,17 @@ def main(argv: list[str] | None = None) -> int:
         # generate in a child process, so the replay below starts from a clean heap and its peak RSS is its own
         with multiprocessing.get_context("fork").Pool(1) as generator:
             gz_bytes = generator.apply(_generate_days, (archive, days, args.objects))
-        print(f"generated {args.objects:,} objects (post-detail with real-world variants, profiles, errors) x {args.days} day(s) "
-              f"({gz_bytes / 1e6:.1f} MB gzip) in {time.monotonic() - started:.1f}s under {archive}")
+        print(
+            f"generated {args.objects:,} objects (post-detail with real-world variants, profiles, errors) x {args.days} day(s) "
+            f"({gz_bytes / 1e6:.1f} MB gzip) in {time.monotonic() - started:.1f}s under {archive}"
+        )
         if args.cold:
             print("one-off imports (duckdb, pandas through pyarrow) are counted in the replay's time (--cold)")
         else:
-            print(f"one-off imports (duckdb, pandas through pyarrow): {import_libraries():.2f}s, before the clock "
-                  "(once per process, not per day; --cold counts them)")
+            print(
+                f"one-off imports (duckdb, pandas through pyarrow): {import_libraries():.2f}s, before the clock "
+                "(once per process, not per day; --cold counts them)"
+            )
         context = multiprocessing.get_context("fork")
         best = None
         for attempt in range(1, args.repeat + 1):
@@ -225,29 +243,42 @@ def main(argv: list[str] | None = None) -> int:
             total = sum(n for _, n, _, _ in per_day)
             rate, bare_rate = total / took, objects / bare_s
             print(f"run {attempt}/{args.repeat}:")
-            print(f"  bare loop (read + gunzip + json.loads, 1 core): {objects:,} objects in {bare_s:.2f}s = "
-                  f"{bare_rate:,.0f} objects/s")
+            print(
+                f"  bare loop (read + gunzip + json.loads, 1 core): {objects:,} objects in {bare_s:.2f}s = "
+                f"{bare_rate:,.0f} objects/s"
+            )
             for day, n, parse_s, load_s in per_day:
-                print(f"  {day}: {n:,} objects, parse {parse_s:.2f}s + load {load_s:.2f}s = "
-                      f"{n / (parse_s + load_s):,.0f} objects/s (parse alone {n / parse_s:,.0f}/s = "
-                      f"{n / parse_s / bare_rate:.2f} of the bare loop)")
-            print(f"  replayed {total:,} objects in {took:.2f}s: {rate:,.0f} objects/s end to end = "
-                  f"{rate / bare_rate:.2f} of the bare loop ({posts:,} posts of which {photos:,} photo, "
-                  f"{history:,} metric rows, {quarantined} quarantined) with {args.processes} process(es)")
-            print(f"  peak RSS: {own:.0f} MB (replaying process), {children:.0f} MB (largest parser process); CPU "
-                  f"{cpu:.2f} s = {total / cpu:,.0f} objects per CPU-second (load average {load:.1f} on "
-                  f"{os.cpu_count()} cores)")
+                print(
+                    f"  {day}: {n:,} objects, parse {parse_s:.2f}s + load {load_s:.2f}s = "
+                    f"{n / (parse_s + load_s):,.0f} objects/s (parse alone {n / parse_s:,.0f}/s = "
+                    f"{n / parse_s / bare_rate:.2f} of the bare loop)"
+                )
+            print(
+                f"  replayed {total:,} objects in {took:.2f}s: {rate:,.0f} objects/s end to end = "
+                f"{rate / bare_rate:.2f} of the bare loop ({posts:,} posts of which {photos:,} photo, "
+                f"{history:,} metric rows, {quarantined} quarantined) with {args.processes} process(es)"
+            )
+            print(
+                f"  peak RSS: {own:.0f} MB (replaying process), {children:.0f} MB (largest parser process); CPU "
+                f"{cpu:.2f} s = {total / cpu:,.0f} objects per CPU-second (load average {load:.1f} on "
+                f"{os.cpu_count()} cores)"
+            )
             # best replay against best bare loop: a bare loop slowed by other work would inflate its run's ratio
-            best = (max(best[0], rate), max(best[1], bare_rate), max(best[2], own, children)) if best else \
-                (rate, bare_rate, max(own, children))
+            best = (
+                (max(best[0], rate), max(best[1], bare_rate), max(best[2], own, children))
+                if best
+                else (rate, bare_rate, max(own, children))
+            )
         rate, bare_rate, rss = best
         ratio = rate / bare_rate
         if args.processes == 1:
             ok, target_text = ratio >= 0.7 and rss <= 500, ">= 0.7 of the bare loop in one process, <= 500 MB"
         else:
             ok, target_text = rate >= 20_000 and rss <= 500, ">= 20,000 objects/s end to end, <= 500 MB"
-        print(f"best of {args.repeat}: {rate:,.0f} objects/s end to end, bare loop {bare_rate:,.0f} objects/s, ratio "
-              f"{ratio:.2f}, peak RSS {rss:.0f} MB (largest of the runs)")
+        print(
+            f"best of {args.repeat}: {rate:,.0f} objects/s end to end, bare loop {bare_rate:,.0f} objects/s, ratio "
+            f"{ratio:.2f}, peak RSS {rss:.0f} MB (largest of the runs)"
+        )
         verdict = "PASS" if ok else "FAIL"
         print(f"VERDICT: {verdict}: target {target_text}")
         return 0 if ok else 1

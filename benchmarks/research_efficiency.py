@@ -58,29 +58,45 @@ def main(argv: list[str] | None = None) -> int:
         state = ResearchState(db)
         ledger = QuotaLedger(state, today=server.research.today)
         archive = ResearchArchive(LocalStore(Path(tmp) / "archive"), ledger.today())
-        client = ResearchClient(DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, server.base_url, quota=ledger,
-                                on_response=archive.write, backoff_initial=0.01)
+        client = ResearchClient(
+            DEFAULT_CLIENT_KEY,
+            DEFAULT_CLIENT_SECRET,
+            server.base_url,
+            quota=ledger,
+            on_response=archive.write,
+            backoff_initial=0.01,
+        )
         started = time.monotonic()
-        report = collect_videos(client, archive, state, build_query([args.user]), windows,
-                                CollectOptions(pause=args.pause * 1.1))
+        report = collect_videos(
+            client, archive, state, build_query([args.user]), windows, CollectOptions(pause=args.pause * 1.1)
+        )
         elapsed = time.monotonic() - started
         db.close()
         spent = server.research.stats.requests["/v2/research/video/query/"]
         stats = server.research.stats
     videos = sum(per_window)
-    print(f"@{args.user}, created {start}..{end}: {videos} videos in {len(windows)} windows"
-          f"{f' ({returned} returned, the rest withheld)' if args.realism else ''}")
+    print(
+        f"@{args.user}, created {start}..{end}: {videos} videos in {len(windows)} windows"
+        f"{f' ({returned} returned, the rest withheld)' if args.realism else ''}"
+    )
     print(f"floor     = {len(windows)} windows + {floor - len(windows)} extra pages = {floor} requests")
-    print(f"spent     = {spent} requests ({spent / floor:.2f}x the floor), collected {sum(report.videos_by_user.values())} videos")
-    print(f"errors    = {stats.pace_violations} pacing violations, {report.retries} retries, {report.restarts} restarts; "
-          f"{client.meter.token_requests} token request(s); {elapsed:.1f} s with {args.pause:g} s pauses "
-          f"(≈{(floor - len(windows)) * 10 / 60:.1f} min of pauses at the real 10 s)")
+    print(
+        f"spent     = {spent} requests ({spent / floor:.2f}x the floor), collected {sum(report.videos_by_user.values())} videos"
+    )
+    print(
+        f"errors    = {stats.pace_violations} pacing violations, {report.retries} retries, {report.restarts} restarts; "
+        f"{client.meter.token_requests} token request(s); {elapsed:.1f} s with {args.pause:g} s pauses "
+        f"(≈{(floor - len(windows)) * 10 / 60:.1f} min of pauses at the real 10 s)"
+    )
     collected = sum(report.videos_by_user.values())
     if args.realism:
-        ok = (spent == floor + report.retries and report.complete and stats.pace_violations == 0
-              and collected == returned)
-        print(f"target    : at the floor plus {report.retries} counted retries, all {returned} returned videos "
-              "collected -> " + ("MET" if ok else "MISSED"))
+        ok = (
+            spent == floor + report.retries and report.complete and stats.pace_violations == 0 and collected == returned
+        )
+        print(
+            f"target    : at the floor plus {report.retries} counted retries, all {returned} returned videos "
+            "collected -> " + ("MET" if ok else "MISSED")
+        )
     else:
         ok = spent == floor and report.complete and stats.pace_violations == 0 and report.retries == 0
         print("target    : at the floor without errors -> " + ("MET" if ok else "MISSED"))

@@ -51,12 +51,16 @@ def main(argv: list[str] | None = None) -> int:
             report = verify_day(store, wh, day, scratch_dir=work)
         took = time.monotonic() - started
         rss, _ = peak_rss_mb()
-        print(f"restore verification of {report.objects:,} objects: {took:.1f}s "
-              f"({report.objects / took:,.0f} objects/s), passed={report.passed}, peak RSS {rss:.0f} MB")
+        print(
+            f"restore verification of {report.objects:,} objects: {took:.1f}s "
+            f"({report.objects / took:,.0f} objects/s), passed={report.passed}, peak RSS {rss:.0f} MB"
+        )
         for table in report.tables:
             print(f"  {table.table:<22} replayed {table.replayed:>7,}  in warehouse {table.in_warehouse:>7,}")
         ok = report.passed and took <= TARGET_SECONDS
-        print(f"VERDICT: {'PASS' if ok else 'FAIL'}: {took:.1f}s for {report.objects:,} objects (target <= {TARGET_SECONDS:.0f}s)")
+        print(
+            f"VERDICT: {'PASS' if ok else 'FAIL'}: {took:.1f}s for {report.objects:,} objects (target <= {TARGET_SECONDS:.0f}s)"
+        )
         return 0 if ok else 1
     finally:
         if args.dir is None:

@@ -127,13 +127,15 @@ class Capture(_Strict):
     max_attempts: int = Field(5, ge=1, description="runs that may try an id before it is dead-lettered")
     dead_letter_retention_days: int = Field(90, ge=1, description="the janitor ages dead letters out after this")
     claim_lease_seconds: float = Field(
-        600, gt=0, description="how long a claim without a known owner (an older release's) holds a queue id; a "
-        "claim with an owner is held while the owner heartbeats and freed at once when its process is gone"
+        600,
+        gt=0,
+        description="how long a claim without a known owner (an older release's) holds a queue id; a "
+        "claim with an owner is held while the owner heartbeats and freed at once when its process is gone",
     )
     allowed_media_origins: list[str] = Field(
         default_factory=list,
         description="origins (scheme://host[:port]) media may come from besides https and the API's own origin, "
-                    "even over http or on a private address",
+        "even over http or on a private address",
     )
     max_video_bytes: int = Field(512 * MIB, ge=1, description="largest media file downloaded; a larger one fails")
     download_deadline_seconds: float = Field(
@@ -151,7 +153,12 @@ class Capture(_Strict):
                 if isinstance(text, str):
                     parse_origin(text)  # ValueError: says what an origin looks like
         return values
-    claim_heartbeat_seconds: float = Field(10, gt=0, description="how often a run renews its claims; a run silent for 3 of these (or whose process is gone) loses them")
+
+    claim_heartbeat_seconds: float = Field(
+        10,
+        gt=0,
+        description="how often a run renews its claims; a run silent for 3 of these (or whose process is gone) loses them",
+    )
 
 
 class ResearchConfig(_Strict):
@@ -226,7 +233,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     continue
                 if first is not None:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
                         f"duplicate key {key!r} (first given at line {first.start_mark.line + 1}); give each key once",
                         key_node.start_mark,
                     )
@@ -270,7 +278,9 @@ def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     line = None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+            match = next(
+                ((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None
+            )
             if match is None:
                 continue  # a pydantic-internal step (a validator's name): stay at this node
             line, node = match[0].start_mark.line + 1, match[1]

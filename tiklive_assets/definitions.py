@@ -14,8 +14,16 @@ def defs() -> dg.Definitions:
     # An asset imported by several modules (checks, jobs, sensors) is collected once per module: keep one.
     unique = list({id(asset): asset for asset in loaded.assets or []}.values())
     return dg.Definitions(
-        assets=[asset.map_asset_specs(present) if isinstance(asset, dg.AssetsDefinition) and asset.specs else asset
-                for asset in unique],
-        asset_checks=loaded.asset_checks, jobs=loaded.jobs, schedules=loaded.schedules, sensors=loaded.sensors,
-        resources=loaded.resources, executor=loaded.executor, loggers=loaded.loggers, metadata=loaded.metadata,
+        assets=[
+            asset.map_asset_specs(present) if isinstance(asset, dg.AssetsDefinition) and asset.specs else asset
+            for asset in unique
+        ],
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources=loaded.resources,
+        executor=loaded.executor,
+        loggers=loaded.loggers,
+        metadata=loaded.metadata,
     )

@@ -21,10 +21,11 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tiklive_assets import settings
@@ -86,10 +87,14 @@ def _quick_s3(store: S3Store) -> S3Store:
         client = store.client
         credentials = client._request_signer._credentials  # botocore keeps them here; None without credentials
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
-        config = client.meta.config.merge(Config(retries={"max_attempts": S3_PROBE_ATTEMPTS, "mode": "standard"},
-                                                 connect_timeout=5, read_timeout=15))
+        config = client.meta.config.merge(
+            Config(retries={"max_attempts": S3_PROBE_ATTEMPTS, "mode": "standard"}, connect_timeout=5, read_timeout=15)
+        )
         quick = boto3.session.Session().client(
-            "s3", endpoint_url=client.meta.endpoint_url, region_name=client.meta.region_name, config=config,
+            "s3",
+            endpoint_url=client.meta.endpoint_url,
+            region_name=client.meta.region_name,
+            config=config,
             aws_access_key_id=frozen.access_key if frozen else None,
             aws_secret_access_key=frozen.secret_key if frozen else None,
             aws_session_token=frozen.token if frozen else None,
@@ -126,16 +131,26 @@ def check_store(store: ObjectStore) -> list[Problem]:
     except StoreError as exc:
         problems.append(Problem("archive store", _store_setting(primary), str(exc)))
     except Exception as exc:  # noqa: BLE001 - any other failure of the store is still the store's
-        problems.append(Problem("archive store", _store_setting(primary),
-                                f"{primary.describe()}: a test write failed: {type(exc).__name__}: {exc}"))
+        problems.append(
+            Problem(
+                "archive store",
+                _store_setting(primary),
+                f"{primary.describe()}: a test write failed: {type(exc).__name__}: {exc}",
+            )
+        )
     if isinstance(store, MirroredStore):
         try:
             _probe(store.secondary)
         except Exception as exc:  # noqa: BLE001 - the secondary is best effort: misses are journaled and repaired
-            problems.append(Problem(
-                "mirror secondary", _store_setting(store.secondary, secondary=True),
-                f"{exc}. The capture runs anyway: keys the secondary misses are journaled and copied by "
-                "`tiklive mirror repair` (and the hourly mirror_repair job)", fatal=False))
+            problems.append(
+                Problem(
+                    "mirror secondary",
+                    _store_setting(store.secondary, secondary=True),
+                    f"{exc}. The capture runs anyway: keys the secondary misses are journaled and copied by "
+                    "`tiklive mirror repair` (and the hourly mirror_repair job)",
+                    fatal=False,
+                )
+            )
     return problems
 
 
@@ -167,9 +182,14 @@ def check_state(state_url: str) -> list[Problem]:
         password = urlsplit(state_url).password if "://" in state_url else None
         if password:
             detail = detail.replace(password, "***")
-        return [Problem("state database", settings.STATE_URL,
-                        f"cannot open and migrate {shown} ({type(exc).__name__}: {detail[:300]}). Check that the "
-                        "server is up and the URL, user, password and database are right")]
+        return [
+            Problem(
+                "state database",
+                settings.STATE_URL,
+                f"cannot open and migrate {shown} ({type(exc).__name__}: {detail[:300]}). Check that the "
+                "server is up and the URL, user, password and database are right",
+            )
+        ]
     finally:
         state.close()
     return []
@@ -182,8 +202,13 @@ def preflight(store: ObjectStore, state_url: str, api_key_present: bool = True) 
     """Every problem found (fatal or not), without a single request to the API; [] when all is ready."""
     problems = []
     if not api_key_present:
-        problems.append(Problem("API key", settings.API_KEY,
-                                "no TikLiveAPI key is set: export TIKLIVE_API_KEY (or use the bundled sandbox)"))
+        problems.append(
+            Problem(
+                "API key",
+                settings.API_KEY,
+                "no TikLiveAPI key is set: export TIKLIVE_API_KEY (or use the bundled sandbox)",
+            )
+        )
     problems += check_store(store)
     problems += check_state(state_url)
     return problems
@@ -242,5 +267,7 @@ def run_preflight(root: settings.DataRoot, store: ObjectStore, *, dagster_dir: P
     if dagster_dir is not None:
         prepare_instance_dir(dagster_dir)
     warnings = "".join(f"\n  warning: {p}" for p in problems)
-    return f"preflight ok: {store.describe()} takes writes, state database {redact_url(root.state_url)} is ready" \
+    return (
+        f"preflight ok: {store.describe()} takes writes, state database {redact_url(root.state_url)} is ready"
         + warnings
+    )

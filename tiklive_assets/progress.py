@@ -138,8 +138,9 @@ class BarProgress:
         from tqdm import tqdm
 
         self.counts = _Counts(label)
-        self.bar = tqdm(desc=label, unit=" requests", file=stream, leave=False, dynamic_ncols=True,
-                        mininterval=mininterval)
+        self.bar = tqdm(
+            desc=label, unit=" requests", file=stream, leave=False, dynamic_ncols=True, mininterval=mininterval
+        )
 
     def requested(self) -> None:
         with self.counts.lock:

@@ -196,8 +196,11 @@ def region_codes(body: Any) -> list[str]:
     if isinstance(body, list):
         codes = []
         for item in body:
-            code = item if isinstance(item, str) else (
-                item.get("code") or item.get("region") or item.get("id") if isinstance(item, dict) else None)
+            code = (
+                item
+                if isinstance(item, str)
+                else (item.get("code") or item.get("region") or item.get("id") if isinstance(item, dict) else None)
+            )
             if isinstance(code, str) and _region_code(code):
                 codes.append(code)
         return codes

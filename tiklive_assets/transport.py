@@ -158,7 +158,8 @@ class RetryPolicy:
         self.max_attempts = max(1, max_attempts)
         self.max_retry_after = max(0.0, max_retry_after)
         self.wait = _WaitRetryAfter(
-            wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial), self.max_retry_after
+            wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial),
+            self.max_retry_after,
         )
         self.on_retry = on_retry
 
@@ -203,9 +204,16 @@ class RetryPolicy:
             limit = too_long(exc)
             if limit is not None:
                 raise RetryAfterTooLong(exc, exc.retry_after, *limit) from None
-            if deadline.seconds is not None and not isinstance(exc, DeadlineExceeded) and (
-                    deadline.expired or retrying.statistics.get("attempt_number", 0) < self.max_attempts):
-                raise DeadlineExceeded(exc.endpoint, f"{exc.detail}; gave up at the request deadline of "
-                                       f"{deadline.seconds:g} s (plan.request_deadline_seconds)", exc.status) from None
+            if (
+                deadline.seconds is not None
+                and not isinstance(exc, DeadlineExceeded)
+                and (deadline.expired or retrying.statistics.get("attempt_number", 0) < self.max_attempts)
+            ):
+                raise DeadlineExceeded(
+                    exc.endpoint,
+                    f"{exc.detail}; gave up at the request deadline of "
+                    f"{deadline.seconds:g} s (plan.request_deadline_seconds)",
+                    exc.status,
+                ) from None
             raise
         raise AssertionError("unreachable: tenacity either returns or re-raises")

@@ -69,8 +69,11 @@ def s3_bucket(moto_endpoint: str) -> str:
 
     name = f"tiklive-{uuid.uuid4().hex[:12]}"
     boto3.client(
-        "s3", endpoint_url=moto_endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     ).create_bucket(Bucket=name)
     return name
 

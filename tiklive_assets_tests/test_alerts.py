@@ -72,7 +72,10 @@ def test_failed_run_alerts(receiver):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=result.dagster_run, dagster_event=failure,
+        sensor_name="run_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
     ).for_run_failure()
     run_failure_alert(context)
     assert len(receiver) == 1
@@ -142,8 +145,11 @@ def posts_table():
 
 @dg.asset_check(asset=posts_table, description="planted to fail")
 def posts_restore_matches() -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(passed=False, metadata={"failing_tables": ["user_snapshots"]},
-                               description="2026-11-03 replayed 12 user_snapshots rows, the warehouse holds 0")
+    return dg.AssetCheckResult(
+        passed=False,
+        metadata={"failing_tables": ["user_snapshots"]},
+        description="2026-11-03 replayed 12 user_snapshots rows, the warehouse holds 0",
+    )
 
 
 @dg.asset_check(asset=posts_table)
@@ -159,8 +165,11 @@ def tick(instance, cursor):
 
 def test_failed_check_reaches_the_webhook_within_one_tick_on_every_shipped_storage(receiver, shipped_instance):
     kind, instance = shipped_instance
-    defs = dg.Definitions(assets=[posts_table], asset_checks=[posts_restore_matches, posts_fine], jobs=[
-        dg.define_asset_job("daily_warehouse", selection=dg.AssetSelection.assets(posts_table))])
+    defs = dg.Definitions(
+        assets=[posts_table],
+        asset_checks=[posts_restore_matches, posts_fine],
+        jobs=[dg.define_asset_job("daily_warehouse", selection=dg.AssetSelection.assets(posts_table))],
+    )
     dg.materialize([posts_table], partition_key="2026-11-02", instance=instance)  # history before the sensor is on
     message, cursor = tick(instance, None)
     assert "from now on" in message and receiver == []
@@ -180,8 +189,12 @@ def test_failed_check_reaches_the_webhook_within_one_tick_on_every_shipped_stora
     assert len(receiver) == 1  # the cursor moved past it: never alerted twice
 
     # an ad-hoc materialization (the CLI, the UI's Materialize button) is named by its assets, not Dagster's job name
-    dg.materialize([posts_table, posts_restore_matches, posts_fine], partition_key="2026-11-04", instance=instance,
-                   raise_on_error=False)
+    dg.materialize(
+        [posts_table, posts_restore_matches, posts_fine],
+        partition_key="2026-11-04",
+        instance=instance,
+        raise_on_error=False,
+    )
     message, cursor = tick(instance, cursor)
     assert len(receiver) == 2, message
     text = receiver[1]["text"]
@@ -196,7 +209,10 @@ def test_a_failed_ad_hoc_run_is_named_by_its_assets(receiver):
     result = dg.materialize([always_fails], instance=instance, raise_on_error=False)
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
     context = dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert", dagster_instance=instance, dagster_run=result.dagster_run, dagster_event=failure,
+        sensor_name="run_failure_alert",
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=failure,
     ).for_run_failure()
     run_failure_alert(context)
     [alert] = receiver

@@ -29,8 +29,10 @@ def test_tiklive_run_lists_a_failing_cheap_check_in_its_summary(tmp_path):
     tiklive = Path(sys.executable).parent / "tiklive"
     run = subprocess.run([str(tiklive), "run", "--sandbox"], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]  # the data landed: the steps succeeded
-    summary = run.stdout[run.stdout.index("summary for"):]
+    summary = run.stdout[run.stdout.index("summary for") :]
     assert "FAILED checks:     1" in summary, summary
     [line] = [line for line in summary.splitlines() if "dead_letter_ratio on archived_videos" in line]
-    assert "dead_letter_ratio: 0.8" in line or "dead_letter_ratio: 0.9" in line or "dead_letter_ratio: 1.0" in line, line
+    assert "dead_letter_ratio: 0.8" in line or "dead_letter_ratio: 0.9" in line or "dead_letter_ratio: 1.0" in line, (
+        line
+    )
     assert "all passed" not in summary

@@ -15,8 +15,12 @@ from pathlib import Path
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 # The embedded deployment's graph (kinds follow the backends, so the snapshot fixes them), with a fixed first day
-ENV = {"TIKLIVE_ARCHIVE_BUCKET": "", "TIKLIVE_WAREHOUSE_URL": "", "TIKLIVE_S3_ENDPOINT_URL": "",
-       "TIKLIVE_FIRST_DAY": "2026-05-01"}
+ENV = {
+    "TIKLIVE_ARCHIVE_BUCKET": "",
+    "TIKLIVE_WAREHOUSE_URL": "",
+    "TIKLIVE_S3_ENDPOINT_URL": "",
+    "TIKLIVE_FIRST_DAY": "2026-05-01",
+}
 
 DUMP = r"""
 import json
@@ -50,8 +54,14 @@ print(json.dumps({"assets": assets, "jobs": jobs,
 
 
 def current_graph() -> str:
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", DUMP], capture_output=True, text=True,
-                            timeout=180, env={**os.environ, **ENV}, cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", DUMP],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **ENV},
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -63,8 +73,12 @@ def test_the_asset_graph_matches_its_reviewed_snapshot():
     assert SNAPSHOT.exists(), f"no snapshot yet: run with TIKLIVE_UPDATE_SNAPSHOTS=1 to write {SNAPSHOT}"
     expected = json.loads(SNAPSHOT.read_text())
     actual = json.loads(graph)
-    changed = sorted(k for k in expected["assets"].keys() | actual["assets"].keys()
-                     if expected["assets"].get(k) != actual["assets"].get(k))
+    changed = sorted(
+        k
+        for k in expected["assets"].keys() | actual["assets"].keys()
+        if expected["assets"].get(k) != actual["assets"].get(k)
+    )
     assert actual == expected, (
         f"the asset graph changed (assets: {', '.join(changed) or 'none'}; or jobs/schedules/sensors). If intended, "
-        "rerun with TIKLIVE_UPDATE_SNAPSHOTS=1 and commit tiklive_assets_tests/snapshots/asset_graph.json")
+        "rerun with TIKLIVE_UPDATE_SNAPSHOTS=1 and commit tiklive_assets_tests/snapshots/asset_graph.json"
+    )

@@ -32,7 +32,8 @@ def test_the_loaded_definitions_start_on_the_first_day(tmp_path) -> None:
         "print(sorted(starts))\n"
     )
     env = {**os.environ, "TIKLIVE_FIRST_DAY": "2026-11-20", "TIKLIVE_CONFIG": str(tmp_path / "missing.yaml")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "['2026-11-20']"

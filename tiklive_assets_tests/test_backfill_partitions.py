@@ -43,24 +43,26 @@ def backfill(tmp_path_factory: pytest.TempPathFactory):
     config.write_text("accounts:\n  - alice123\n  - bob\n")
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
-        WAREHOUSE_ASSETS, instance=instance,
+        WAREHOUSE_ASSETS,
+        instance=instance,
         resources={
             "archive_store": ArchiveStoreResource(local_root=str(store.root)),
             "data_root": DataRootResource(home=str(home)),
             "warehouse": WarehouseResource(url=str(home / "warehouse.duckdb")),
             "tracking": TrackingConfigResource(path=str(config)),
         },
-        tags={"dagster/asset_partition_range_start": str(DAYS[0]),
-              "dagster/asset_partition_range_end": str(DAYS[-1])},
+        tags={"dagster/asset_partition_range_start": str(DAYS[0]), "dagster/asset_partition_range_end": str(DAYS[-1])},
     )
     assert result.success
     events = {}
     for event in result.get_asset_materialization_events():
         mat = event.materialization
-        events.setdefault((mat.asset_key, mat.partition), []).append(
-            {k: v.value for k, v in mat.metadata.items()})
-    warnings = [r.user_message for r in instance.all_logs(result.run_id)
-                if r.level >= 30 and "no capture" in (r.user_message or "")]
+        events.setdefault((mat.asset_key, mat.partition), []).append({k: v.value for k, v in mat.metadata.items()})
+    warnings = [
+        r.user_message
+        for r in instance.all_logs(result.run_id)
+        if r.level >= 30 and "no capture" in (r.user_message or "")
+    ]
     return home, events, warnings
 
 
@@ -86,7 +88,7 @@ def test_warehouse_tables_carry_each_days_own_row_counts(backfill) -> None:
         for spec in (t for t in TABLES if t.mode == "window"):
             days = _keys(events, TABLE_KEYS[spec.name])
             for day in DAYS:
-                (own,), = wh.query(f"SELECT count(*) FROM {spec.name} WHERE dt = ?", [day])
+                ((own,),) = wh.query(f"SELECT count(*) FROM {spec.name} WHERE dt = ?", [day])
                 assert days[str(day)]["dagster/row_count"] == own, (spec.name, day)
     posts, snapshots = _keys(events, TABLE_KEYS["posts"]), _keys(events, TABLE_KEYS["user_snapshots"])
     assert posts[str(DAYS[0])]["dagster/row_count"] > 0 and posts[str(DAYS[2])]["dagster/row_count"] > 0

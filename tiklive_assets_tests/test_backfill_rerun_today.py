@@ -17,10 +17,15 @@ def _info_lines(rig: Rig, result) -> list[str]:
 def test_rerunning_today_says_already_captured_with_the_days_objects(tmp_path) -> None:
     with frozen_sandbox() as sb:
         rig = Rig(sb, tmp_path, local_store(tmp_path))
-        rig.config = base_config(accounts=[{
-            "handle": "alice123", "follow_max_pages": 1,
-            "comments": {"recent_videos": 1, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1},
-        }])
+        rig.config = base_config(
+            accounts=[
+                {
+                    "handle": "alice123",
+                    "follow_max_pages": 1,
+                    "comments": {"recent_videos": 1, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1},
+                }
+            ]
+        )
         first = rig.run()
         assert first.success, failures(first)
         requests = sb.stats()["api_requests"]

@@ -73,10 +73,15 @@ def local_rig(sb, tmp_path) -> Rig:
 
 def full_day_config() -> dict:
     """Every capture step does some work: profile, posts, a hashtag, followers/following, comments + replies."""
-    return base_config(accounts=[{
-        "handle": "alice123", "follow_max_pages": 1,
-        "comments": {"recent_videos": 1, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1},
-    }])
+    return base_config(
+        accounts=[
+            {
+                "handle": "alice123",
+                "follow_max_pages": 1,
+                "comments": {"recent_videos": 1, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1},
+            }
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -172,12 +177,23 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
         rig.config = base_config(capture={"download_concurrency": 2, "api_concurrency": 2, "claim_lease_seconds": 1})
         rig.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
-        env.update(TIKLIVE_HOME=str(home), TIKLIVE_BASE_URL=sb.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY,
-                   TIKLIVE_CONFIG=str(rig.config_path), TIKLIVE_RATELIMIT_URL="memory://")
-        code = ("import sys; from datetime import date; from tiklive_assets.cli.run import run_day; "
-                "sys.exit(run_day(date.fromisoformat(sys.argv[1])))")
-        proc = subprocess.Popen([sys.executable, "-c", code, today().isoformat()], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env.update(
+            TIKLIVE_HOME=str(home),
+            TIKLIVE_BASE_URL=sb.base_url,
+            TIKLIVE_API_KEY=DEFAULT_API_KEY,
+            TIKLIVE_CONFIG=str(rig.config_path),
+            TIKLIVE_RATELIMIT_URL="memory://",
+        )
+        code = (
+            "import sys; from datetime import date; from tiklive_assets.cli.run import run_day; "
+            "sys.exit(run_day(date.fromisoformat(sys.argv[1])))"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, today().isoformat()],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         scratch = home / "tmp"
         try:
             deadline = time.monotonic() + 60
@@ -221,7 +237,9 @@ def test_sigkill_mid_download_leaves_no_partial_mp4_and_the_rerun_completes(tmp_
         after = sb.stats()
         # An unfinished id whose detail the killed run had archived today is read back, never bought again (the
         # frozen sandbox's URLs are still valid); only the others cost a credit again, each at most once more.
-        spent_again = {a: n - before["detail_requests_by_id"].get(a, 0) for a, n in after["detail_requests_by_id"].items()}
+        spent_again = {
+            a: n - before["detail_requests_by_id"].get(a, 0) for a, n in after["detail_requests_by_id"].items()
+        }
         assert {a for a, n in spent_again.items() if n} == set(queued) - downloaded_before - in_flight
         assert all(n <= 1 for n in spent_again.values())
         assert after["api_requests"] - before["api_requests"] == len(set(queued) - downloaded_before - in_flight)
@@ -357,13 +375,18 @@ def test_a_video_found_by_several_sources_is_resolved_once(local_rig: Rig):
             break
     assert shared, "the frozen corpus has no post of alice123 on both a hashtag and a sound feed's first page"
     aweme_id, hashtag, music = shared
-    rig.config = base_config(hashtags=[{"id": hashtag, "max_videos_per_day": 30}], music=[{"id": music, "max_videos_per_day": 30}])
+    rig.config = base_config(
+        hashtags=[{"id": hashtag, "max_videos_per_day": 30}], music=[{"id": music, "max_videos_per_day": 30}]
+    )
 
     result = rig.run()
     assert result.success, failures(result)
     # All three listings carried it ...
-    for key in (raw_key(today(), "user-posts", f"{ALICE_ID}-cursor0"), raw_key(today(), "challenge-posts", f"{hashtag}-cursor0"),
-                raw_key(today(), "music-posts", f"{music}-cursor0")):
+    for key in (
+        raw_key(today(), "user-posts", f"{ALICE_ID}-cursor0"),
+        raw_key(today(), "challenge-posts", f"{hashtag}-cursor0"),
+        raw_key(today(), "music-posts", f"{music}-cursor0"),
+    ):
         assert aweme_id in {str(v["aweme_id"]) for v in rig.raw_json(key)["videos"]}, key
     # ... and it was queued once (by the first source) and resolved with one credit.
     stats = sb.stats()
@@ -414,8 +437,16 @@ def _budget_config(budget: int | None) -> dict:
     # alice123 over two listing pages (30 ids a page): 1 /userid/ + 1 profile + 2 pages + 35 details = 39 credits
     return base_config(
         plan={"requests_per_minute": 100_000, "daily_credit_budget": budget},
-        accounts=[{"handle": "alice123", "max_pages": 2, "max_videos_per_day": 35, "followers": False,
-                   "following": False, "comments": {"recent_videos": 0}}],
+        accounts=[
+            {
+                "handle": "alice123",
+                "max_pages": 2,
+                "max_videos_per_day": 35,
+                "followers": False,
+                "following": False,
+                "comments": {"recent_videos": 0},
+            }
+        ],
         hashtags=[],
     )
 
@@ -529,8 +560,14 @@ def test_budget_stops_anywhere_in_the_day_and_reruns_never_fetch_a_page_twice(sb
         return base_config(
             plan={"requests_per_minute": 100_000, "daily_credit_budget": budget},
             # bob: 109 followers (3 pages), and 59 comments on his second newest video (2 pages)
-            accounts=[{"handle": "bob", "max_videos_per_day": 2, "follow_max_pages": 3,
-                       "comments": {"recent_videos": 2, "max_pages": 2, "reply_depth": 1, "max_reply_pages": 1}}],
+            accounts=[
+                {
+                    "handle": "bob",
+                    "max_videos_per_day": 2,
+                    "follow_max_pages": 3,
+                    "comments": {"recent_videos": 2, "max_pages": 2, "reply_depth": 1, "max_reply_pages": 1},
+                }
+            ],
             hashtags=[],
         )
 
@@ -566,8 +603,11 @@ def test_budget_stops_anywhere_in_the_day_and_reruns_never_fetch_a_page_twice(sb
 
 
 def test_an_id_that_keeps_failing_is_dead_lettered_after_max_attempts(local_rig: Rig):
-    local_rig.config = base_config(capture={"download_concurrency": 2, "api_concurrency": 2, "max_attempts": 2},
-                                   hashtags=[], limits={"max_pages": 1, "max_videos_per_day": 1})
+    local_rig.config = base_config(
+        capture={"download_concurrency": 2, "api_concurrency": 2, "max_attempts": 2},
+        hashtags=[],
+        limits={"max_pages": 1, "max_videos_per_day": 1},
+    )
     local_rig.sb.faults.cdn_ttl_seconds = -60  # every signed URL is born expired: each attempt fails
     first = local_rig.run()
     assert first.success, failures(first)
@@ -584,8 +624,11 @@ def test_an_id_that_keeps_failing_is_dead_lettered_after_max_attempts(local_rig:
 
 
 def test_searches_of_one_keyword_with_different_filters_keep_separate_cursors(local_rig: Rig):
-    local_rig.config = base_config(accounts=[], hashtags=[], keywords=[
-        {"keyword": "cooking", "publish_time": 1}, {"keyword": "cooking", "sort_by": 1}])
+    local_rig.config = base_config(
+        accounts=[],
+        hashtags=[],
+        keywords=[{"keyword": "cooking", "publish_time": 1}, {"keyword": "cooking", "sort_by": 1}],
+    )
     result = local_rig.run(discovery_queue)
     assert result.success, failures(result)
     assert local_rig.sb.stats()["by_endpoint"]["/search-video/"] == 2
@@ -598,10 +641,18 @@ def test_a_systemic_failure_stops_the_run_and_blames_no_id(local_rig: Rig):
     queued = local_rig.ids_in("pending")
     local_rig.config["capture"]["max_attempts"] = 1  # a per-id failure would dead-letter at once
     resources = local_rig.resources()
-    resources["tiklive_api"] = TikLiveApiResource(api_key="revoked-key", base_url=local_rig.sb.base_url, ratelimit_url="memory://")
+    resources["tiklive_api"] = TikLiveApiResource(
+        api_key="revoked-key", base_url=local_rig.sb.base_url, ratelimit_url="memory://"
+    )
     local_rig.write_config()
-    result = dagster.materialize(CAPTURE_ASSETS, selection=[archived_videos.key], partition_key=today().isoformat(),
-                            resources=resources, instance=local_rig.instance, raise_on_error=False)
+    result = dagster.materialize(
+        CAPTURE_ASSETS,
+        selection=[archived_videos.key],
+        partition_key=today().isoformat(),
+        resources=resources,
+        instance=local_rig.instance,
+        raise_on_error=False,
+    )
     assert not result.success
     message = failures(result)["archived_videos"]
     assert "TIKLIVE_API_KEY" in message and "No id was blamed" in message

@@ -30,6 +30,7 @@ from tiklive_assets.capture.cdn import (
 from tiklive_assets.tikliveapi.client import TikLiveClient
 from tiklive_assets_tests.support.servers import BODY, HostileServer, drip, redirect, send
 
+
 @pytest.fixture
 def fetcher():
     f = CdnFetcher(connect_timeout=2, read_timeout=5)
@@ -48,11 +49,30 @@ def _parts(tmp_path: Path) -> list[Path]:
 # -- the address policy -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
-    "224.0.0.1", "240.0.0.1", "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "ff02::1",
-    "::ffff:127.0.0.1", "::ffff:169.254.169.254", "2002:7f00:1::1",  # IPv4 inside IPv6: mapped, 6to4
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "2002:7f00:1::1",  # IPv4 inside IPv6: mapped, 6to4
+    ],
+)
 def test_inside_addresses_are_refused(address):
     assert refused_address(address) is not None
 
@@ -62,20 +82,23 @@ def test_public_addresses_pass(address):
     assert refused_address(address) is None
 
 
-@pytest.mark.parametrize("url, why", [
-    ("file:///etc/passwd", "scheme 'file'"),
-    ("ftp://cdn.example/v.mp4", "scheme 'ftp'"),
-    ("gopher://127.0.0.1:6379/_INFO", "scheme 'gopher'"),
-    ("//cdn.example/v.mp4", "scheme '(none)'"),
-    ("http://cdn.example/v.mp4", "plain-http media URL refused"),
-    ("https://127.0.0.1/v.mp4", "loopback"),
-    ("https://[::1]:8443/v.mp4", "loopback"),
-    ("https://169.254.169.254/latest/meta-data/", "link-local"),
-    ("https://user:secret@cdn.example/v.mp4", "credentials"),
-    ("https://cdn.example:99999/v.mp4", "malformed"),
-    ("https://cdn.example/v.mp4\r\nX-Injected: 1", "malformed"),
-    ("", "malformed"),
-])
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("file:///etc/passwd", "scheme 'file'"),
+        ("ftp://cdn.example/v.mp4", "scheme 'ftp'"),
+        ("gopher://127.0.0.1:6379/_INFO", "scheme 'gopher'"),
+        ("//cdn.example/v.mp4", "scheme '(none)'"),
+        ("http://cdn.example/v.mp4", "plain-http media URL refused"),
+        ("https://127.0.0.1/v.mp4", "loopback"),
+        ("https://[::1]:8443/v.mp4", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://user:secret@cdn.example/v.mp4", "credentials"),
+        ("https://cdn.example:99999/v.mp4", "malformed"),
+        ("https://cdn.example/v.mp4\r\nX-Injected: 1", "malformed"),
+        ("", "malformed"),
+    ],
+)
 def test_urls_that_can_never_work_are_refused_before_any_connection(url, why):
     with pytest.raises(MediaRefused) as info:
         check_url(url, MediaLimits())

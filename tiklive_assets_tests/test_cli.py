@@ -63,8 +63,12 @@ def test_unknown_command_exits_2():
 
 
 def test_check_key_against_the_sandbox_spends_two_credits(sandbox):
-    result = _run("check-key", "--username", "cristiano",
-                  env=_env(TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        "--username",
+        "cristiano",
+        env=_env(TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 0, result.stderr
     assert "key works" in result.stdout
     assert "@cristiano is user 107955" in result.stdout
@@ -92,8 +96,14 @@ def test_check_key_without_a_key_exits_1_before_any_request(sandbox):
 
 
 def test_check_key_base_url_flag_overrides_the_environment(sandbox):
-    result = _run("check-key", "--base-url", sandbox.base_url, "--username", "bob",
-                  env=_env(TIKLIVE_BASE_URL=f"http://127.0.0.1:{_free_port()}", TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        "--base-url",
+        sandbox.base_url,
+        "--username",
+        "bob",
+        env=_env(TIKLIVE_BASE_URL=f"http://127.0.0.1:{_free_port()}", TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 0, result.stderr
     assert "@bob is user 6800000000000000002" in result.stdout
     assert sandbox.stats()["api_requests"] == 2
@@ -102,14 +112,16 @@ def test_check_key_base_url_flag_overrides_the_environment(sandbox):
 @pytest.mark.timeout(60)
 def test_sandbox_command_serves_the_api_and_check_key_works_against_it():
     port = _free_port()
-    proc = subprocess.Popen([TIKLIVE, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(
+        [TIKLIVE, "sandbox", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env()
+    )
     try:
         first = proc.stdout.readline()  # printed once the socket is bound and about to serve
         assert f"listening on http://127.0.0.1:{port}" in first, (first, proc.poll())
         base_url = f"http://127.0.0.1:{port}"
-        response = requests.get(f"{base_url}/userid/", params={"username": "cristiano"},
-                                headers={"X-Api-Key": DEFAULT_API_KEY}, timeout=10)
+        response = requests.get(
+            f"{base_url}/userid/", params={"username": "cristiano"}, headers={"X-Api-Key": DEFAULT_API_KEY}, timeout=10
+        )
         assert response.status_code == 200
         assert response.json() == {"id": "107955"}
         result = _run("check-key", env=_env(TIKLIVE_BASE_URL=base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
@@ -130,14 +142,28 @@ def test_sandbox_command_serves_the_api_and_check_key_works_against_it():
 def test_research_command_is_dispatched(tmp_path, capsys):
     from tiklive_assets.cli import main
 
-    code = main(["research", "--sandbox", "--no-progress", "--users", "tagesschau", "--from", "2024-01-01",
-                 "--to", "2024-01-31", "--home", str(tmp_path)])
+    code = main(
+        [
+            "research",
+            "--sandbox",
+            "--no-progress",
+            "--users",
+            "tagesschau",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-31",
+            "--home",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     assert "tagesschau" in capsys.readouterr().out
 
 
-def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_damaged_bytes(tmp_path: Path, monkeypatch,
-                                                                                        capsys):
+def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_damaged_bytes(
+    tmp_path: Path, monkeypatch, capsys
+):
     from datetime import date
 
     from tiklive_assets.cli import main
@@ -163,8 +189,11 @@ def test_replay_reports_quarantined_objects_loads_the_rest_and_fails_only_on_dam
             return db.execute("SELECT count(*) FROM post_metrics_history WHERE source = 'post-detail'").fetchone()[0]
 
     before = rows()
-    detail = next(p for p in (store.root / "tiklive-raw/2026/05/29/post-detail").glob("7*[0-9].json.gz")
-                  if "7000000000000000123" not in p.name)
+    detail = next(
+        p
+        for p in (store.root / "tiklive-raw/2026/05/29/post-detail").glob("7*[0-9].json.gz")
+        if "7000000000000000123" not in p.name
+    )
     detail.write_bytes(b"not gzip at all")  # an object that fed rows is damaged
     assert main(["replay", "--from", str(day), "--to", str(day)]) == 1
     err = capsys.readouterr().err

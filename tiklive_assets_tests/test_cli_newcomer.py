@@ -31,8 +31,9 @@ def _env(tmp: Path, **overrides: str) -> dict[str, str]:
 
 
 def _run(*args: str, cwd: Path, env: dict[str, str], timeout: float = 60, stdin: str | None = None):
-    return subprocess.run([TIKLIVE, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
-                          input=stdin)
+    return subprocess.run(
+        [TIKLIVE, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, input=stdin
+    )
 
 
 def _tracking(path: Path, *accounts: str, extra: str = "") -> Path:
@@ -46,8 +47,11 @@ def _tracking(path: Path, *accounts: str, extra: str = "") -> Path:
 
 def test_check_key_looks_up_the_first_tracked_account(tmp_path, sandbox):
     _tracking(tmp_path / "tiklive.yaml", "bob", "alice123")
-    result = _run("check-key", cwd=tmp_path, env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url,
-                                                        TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 0, result.stderr
     assert "key works" in result.stdout and "@bob (first tracked account in tiklive.yaml)" in result.stdout
     assert sandbox.stats()["by_endpoint"] == {"/userid/": 1, "/userinfo-by-id/": 1}
@@ -55,8 +59,13 @@ def test_check_key_looks_up_the_first_tracked_account(tmp_path, sandbox):
 
 def test_check_key_without_tracked_accounts_falls_back_to_the_default_handle(tmp_path, sandbox):
     config = _tracking(tmp_path / "empty.yaml")
-    result = _run("check-key", "--config", str(config), cwd=tmp_path,
-                  env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 0, result.stderr
     assert "@cristiano (default;" in result.stdout and "user 107955" in result.stdout
 
@@ -64,8 +73,11 @@ def test_check_key_without_tracked_accounts_falls_back_to_the_default_handle(tmp
 def test_check_key_an_unknown_handle_proves_the_key_was_accepted(tmp_path, sandbox):
     """A 404 on /userid/ is an answer the API only gives to a key it accepts: exit 0, one credit, said plainly."""
     _tracking(tmp_path / "tiklive.yaml", "nobody_has_this_handle_42")
-    result = _run("check-key", cwd=tmp_path, env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url,
-                                                        TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "key works" in result.stdout and "accepted" in result.stdout
     assert "@nobody_has_this_handle_42" in result.stdout and "HTTP 404" in result.stdout
@@ -94,9 +106,15 @@ def test_check_key_a_404_page_from_another_host_is_inconclusive(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotTheApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = _run("check-key", "--username", "bob", cwd=tmp_path,
-                      env=_env(tmp_path, TIKLIVE_BASE_URL=f"http://127.0.0.1:{server.server_port}",
-                               TIKLIVE_API_KEY=DEFAULT_API_KEY))
+        result = _run(
+            "check-key",
+            "--username",
+            "bob",
+            cwd=tmp_path,
+            env=_env(
+                tmp_path, TIKLIVE_BASE_URL=f"http://127.0.0.1:{server.server_port}", TIKLIVE_API_KEY=DEFAULT_API_KEY
+            ),
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -107,8 +125,9 @@ def test_check_key_a_404_page_from_another_host_is_inconclusive(tmp_path):
 def test_check_key_a_wrong_key_on_the_tracked_account_exits_1_without_printing_it(tmp_path):
     _tracking(tmp_path / "tiklive.yaml", "nobody_has_this_handle_42")
     with SandboxServer(SandboxConfig(api_key="the-right-key")) as sb:
-        result = _run("check-key", cwd=tmp_path, env=_env(tmp_path, TIKLIVE_BASE_URL=sb.base_url,
-                                                            TIKLIVE_API_KEY=WRONG_KEY))
+        result = _run(
+            "check-key", cwd=tmp_path, env=_env(tmp_path, TIKLIVE_BASE_URL=sb.base_url, TIKLIVE_API_KEY=WRONG_KEY)
+        )
         assert result.returncode == 1
         output = result.stdout + result.stderr
         assert "key rejected" in output and "HTTP 401" in output and "TIKLIVE_API_KEY" in output
@@ -118,16 +137,26 @@ def test_check_key_a_wrong_key_on_the_tracked_account_exits_1_without_printing_i
 
 def test_check_key_a_forbidden_key_exits_1(tmp_path, sandbox):
     sandbox.fail_next(1, 403)
-    result = _run("check-key", "--username", "bob", cwd=tmp_path,
-                  env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        "--username",
+        "bob",
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 1
     assert "HTTP 403" in result.stderr and DEFAULT_API_KEY not in result.stdout + result.stderr
 
 
 def test_check_key_a_server_failure_exits_2_saying_what_to_do(tmp_path, sandbox):
     sandbox.fail_next(2, 503)
-    result = _run("check-key", "--username", "bob", cwd=tmp_path,
-                  env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY))
+    result = _run(
+        "check-key",
+        "--username",
+        "bob",
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY),
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "inconclusive" in result.stderr and "neither accepted nor rejected" in result.stderr
     assert "tiklive check-key" in result.stderr and DEFAULT_API_KEY not in result.stdout + result.stderr
@@ -219,8 +248,14 @@ def test_a_sandbox_run_prints_no_framework_warning_says_when_it_waits_and_sql_re
     home = tmp_path / "data"
     home.mkdir()
     (tmp_path / "tiklive.yaml").write_text(SMALL_RUN)
-    proc = subprocess.Popen([TIKLIVE, "run", "--sandbox"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=_env(tmp_path))
+    proc = subprocess.Popen(
+        [TIKLIVE, "run", "--sandbox"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
     try:
         head = []
         while not (head and head[-1].startswith("preflight ok")):  # the first API request comes right after this
@@ -243,8 +278,14 @@ def test_a_sandbox_run_prints_no_framework_warning_says_when_it_waits_and_sql_re
     assert waits[0].strip().startswith("waiting ") and waits[0].endswith(" s for the plan's rate window (200/min)")
     assert 2 <= int(waits[0].split()[1]) <= 10
     # the analyst's next command: the marts this run built, read-only
-    query = _run("sql", "--csv", "-c", "SELECT handle FROM follower_growth", cwd=tmp_path,
-                 env=_env(tmp_path, TIKLIVE_HOME=str(home)))
+    query = _run(
+        "sql",
+        "--csv",
+        "-c",
+        "SELECT handle FROM follower_growth",
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_HOME=str(home)),
+    )
     assert query.returncode == 0, query.stderr
     assert query.stdout.splitlines() == ["handle", "alice123"]
 
@@ -271,8 +312,13 @@ def marts(tmp_path) -> Path:
 
 def test_sql_one_shot_prints_a_table_or_csv(tmp_path, marts):
     env = _env(tmp_path, TIKLIVE_HOME=str(marts))
-    table = _run("sql", "-c", "SELECT handle, followers, follower_delta FROM follower_growth ORDER BY handle",
-                 cwd=tmp_path, env=env)
+    table = _run(
+        "sql",
+        "-c",
+        "SELECT handle, followers, follower_delta FROM follower_growth ORDER BY handle",
+        cwd=tmp_path,
+        env=env,
+    )
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines() == [
         "handle   | followers | follower_delta",
@@ -281,8 +327,16 @@ def test_sql_one_shot_prints_a_table_or_csv(tmp_path, marts):
         "bob      |    143127 |             12",
         "(2 rows)",
     ]
-    as_csv = _run("sql", "--csv", "--home", str(marts), "-c", "SELECT * FROM follower_growth ORDER BY handle",
-                  cwd=tmp_path, env=_env(tmp_path))
+    as_csv = _run(
+        "sql",
+        "--csv",
+        "--home",
+        str(marts),
+        "-c",
+        "SELECT * FROM follower_growth ORDER BY handle",
+        cwd=tmp_path,
+        env=_env(tmp_path),
+    )
     assert as_csv.returncode == 0, as_csv.stderr
     assert as_csv.stdout.splitlines() == ["handle,followers,follower_delta", "alice123,76942,", "bob,143127,12"]
 
@@ -304,19 +358,24 @@ def test_sql_without_marts_says_how_to_get_them(tmp_path):
 
 
 def test_sql_shell_reads_statements_and_commands_from_stdin(tmp_path, marts):
-    script = "\n".join([
-        ".tables",
-        "SELECT handle,",
-        "       followers",
-        "FROM follower_growth WHERE handle = 'bob';",
-        "SELEC 1;",
-        ".mode csv",
-        "SELECT * FROM top_hashtags;",
-        ".mode xml",
-        ".schema top_hashtags",
-        ".quit",
-        "SELECT 'never reached';",
-    ]) + "\n"
+    script = (
+        "\n".join(
+            [
+                ".tables",
+                "SELECT handle,",
+                "       followers",
+                "FROM follower_growth WHERE handle = 'bob';",
+                "SELEC 1;",
+                ".mode csv",
+                "SELECT * FROM top_hashtags;",
+                ".mode xml",
+                ".schema top_hashtags",
+                ".quit",
+                "SELECT 'never reached';",
+            ]
+        )
+        + "\n"
+    )
     result = _run("sql", cwd=tmp_path, env=_env(tmp_path, TIKLIVE_HOME=str(marts)), stdin=script)
     assert result.returncode == 1  # piped input with a failed statement: scripts see the failure
     lines = result.stdout.splitlines()
@@ -336,8 +395,15 @@ def test_sql_shell_reads_statements_and_commands_from_stdin(tmp_path, marts):
 def test_sql_shell_in_a_terminal_prompts_and_keeps_its_history(tmp_path, marts):
     """In a real pseudo-terminal: the prompt, continuation lines, and ~/.tiklive_sql_history written on .quit."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([TIKLIVE, "sql"], stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path,
-                            env=_env(tmp_path, TIKLIVE_HOME=str(marts), TERM="dumb"), close_fds=True)
+    proc = subprocess.Popen(
+        [TIKLIVE, "sql"],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env=_env(tmp_path, TIKLIVE_HOME=str(marts), TERM="dumb"),
+        close_fds=True,
+    )
     os.close(follower)
     seen = b""
 

@@ -54,10 +54,9 @@ def test_the_hook_does_nothing_until_a_sink_is_installed_and_the_previous_one_co
     outer, inner = _Recorder(), _Recorder()
     with progress.installed(outer):
         progress.requested()
-        with progress.installed(inner):
-            with progress.task("videos", total=2) as shown:
-                shown.advance()
-                progress.requested()
+        with progress.installed(inner), progress.task("videos", total=2) as shown:
+            shown.advance()
+            progress.requested()
         progress.requested()
     progress.requested()
     assert outer.events == [("requested",), ("requested",)]
@@ -69,8 +68,9 @@ def test_plain_lines_are_bounded_by_the_interval_whatever_the_number_of_events()
     sink = progress.LineProgress("archived_videos", stream, interval=0.2)
     started = time.monotonic()
     sink.start("videos", 10)
-    workers = [threading.Thread(target=lambda: [sink.requested() or time.sleep(0.0005) for _ in range(400)])
-               for _ in range(4)]
+    workers = [
+        threading.Thread(target=lambda: [sink.requested() or time.sleep(0.0005) for _ in range(400)]) for _ in range(4)
+    ]
     for worker in workers:
         worker.start()
     for _ in range(10):
@@ -130,8 +130,14 @@ accounts:
 
 def _env(tmp: Path, sandbox: SandboxServer, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
-    env.update(HOME=str(tmp), TIKLIVE_HOME=str(tmp / "data"), TIKLIVE_CONFIG=str(tmp / "tiklive.yaml"),
-               TIKLIVE_BASE_URL=sandbox.base_url, TIKLIVE_API_KEY=DEFAULT_API_KEY, **extra)
+    env.update(
+        HOME=str(tmp),
+        TIKLIVE_HOME=str(tmp / "data"),
+        TIKLIVE_CONFIG=str(tmp / "tiklive.yaml"),
+        TIKLIVE_BASE_URL=sandbox.base_url,
+        TIKLIVE_API_KEY=DEFAULT_API_KEY,
+        **extra,
+    )
     return env
 
 
@@ -171,8 +177,14 @@ def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_r
     (tmp_path / "tiklive.yaml").write_text(RUN_CONFIG)
     with SandboxServer(SandboxConfig(latency_ms=120)) as sandbox:  # each API call ~0.1 s: steps of a second or more
         started = time.monotonic()
-        proc = subprocess.Popen([TIKLIVE, "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=tmp_path, env=_env(tmp_path, sandbox, TIKLIVE_PROGRESS_SECONDS="0.4"))
+        proc = subprocess.Popen(
+            [TIKLIVE, "run"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=_env(tmp_path, sandbox, TIKLIVE_PROGRESS_SECONDS="0.4"),
+        )
         try:
             head = []
             while not (head and head[-1].startswith("preflight ok")):  # the first request comes right after this
@@ -190,9 +202,17 @@ def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_r
     assert proc.returncode == 0, out + err
     # stdout as always: one line per step, then the summary
     steps = re.findall(r"^\[(\d)/9\] (\w+) \.\.\. done in [\d.]+s: ", out, re.MULTILINE)
-    assert [name for _, name in steps] == ["account_profiles", "discovery_queue", "archived_videos", "follow_graph",
-                                           "post_comments", "warehouse_tables", "parquet_exports", "marts",
-                                           "account_csvs"], out
+    assert [name for _, name in steps] == [
+        "account_profiles",
+        "discovery_queue",
+        "archived_videos",
+        "follow_graph",
+        "post_comments",
+        "warehouse_tables",
+        "parquet_exports",
+        "marts",
+        "account_csvs",
+    ], out
     assert "videos captured:   6" in out
     # stderr: the wait, said once with its figures, and a few progress lines
     waits = [line for line in err.splitlines() if "for the plan's rate window" in line]
@@ -207,10 +227,19 @@ def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_r
     runs = _recorded_runs(home)
     assert sorted(job for job, _ in runs) == ["daily_capture"] * 5 + ["daily_warehouse"] * 4, runs
     evaluated = set().union(*(checks for _, checks in runs))
-    assert {"discovery_cursors_advancing", "dead_letter_ratio", "mirror_replicated", "posts_aweme_id_unique",
-            "quarantine_ratio"} <= evaluated, evaluated
-    assert not evaluated & {"restore_verification", "archive_days_non_empty", "videos_match_posts",
-                            "todays_partition_landed"}, evaluated
+    assert {
+        "discovery_cursors_advancing",
+        "dead_letter_ratio",
+        "mirror_replicated",
+        "posts_aweme_id_unique",
+        "quarantine_ratio",
+    } <= evaluated, evaluated
+    assert not evaluated & {
+        "restore_verification",
+        "archive_days_non_empty",
+        "videos_match_posts",
+        "todays_partition_landed",
+    }, evaluated
 
 
 def _screen(raw: str) -> list[str]:
@@ -227,9 +256,15 @@ def test_on_a_terminal_the_bar_stands_on_the_step_line_and_the_summary_line_stay
     with SandboxServer(SandboxConfig(latency_ms=120)) as sandbox:
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a terminal has a width
-        proc = subprocess.Popen([TIKLIVE, "run"], stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
-                                cwd=tmp_path, env=_env(tmp_path, sandbox, TERM="xterm"),
-                                close_fds=True)
+        proc = subprocess.Popen(
+            [TIKLIVE, "run"],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            cwd=tmp_path,
+            env=_env(tmp_path, sandbox, TERM="xterm"),
+            close_fds=True,
+        )
         os.close(follower)
         raw = b""
         try:

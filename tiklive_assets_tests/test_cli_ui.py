@@ -46,7 +46,7 @@ def _stat(pid: int) -> tuple[int, str] | None:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = text[text.rindex(")") + 2:].split()
+    fields = text[text.rindex(")") + 2 :].split()
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[1]), fields[19]
@@ -94,11 +94,18 @@ class _UI:
         env.update(HOME=str(tmp), TIKLIVE_HOME=str(tmp / "data"), TIKLIVE_RATELIMIT_URL="memory://")
         self.proc = subprocess.Popen(
             [TIKLIVE, "ui", "--sandbox", "--port", str(self.port), "--sandbox-port", str(self.sandbox_port)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp,
+            env=env,
+        )
         self.out: list[str] = []
         self.err: list[str] = []
-        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                         for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -160,9 +167,16 @@ RUN = """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { stat
 
 def _launch_capture_of_profiles(url: str) -> str:
     today = datetime.now(UTC).date().isoformat()
-    params = {"selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
-                           "jobName": "daily_capture", "assetSelection": [{"path": ["account_profiles"]}]},
-              "runConfigData": {}, "executionMetadata": {"tags": [{"key": "dagster/partition", "value": today}]}}
+    params = {
+        "selector": {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": "__repository__",
+            "jobName": "daily_capture",
+            "assetSelection": [{"path": ["account_profiles"]}],
+        },
+        "runConfigData": {},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": today}]},
+    }
     answer = graphql(url, LAUNCH, {"params": params})
     launched = answer["data"]["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", answer
@@ -187,8 +201,11 @@ def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_a
     assert ui.sandbox_url in banner
 
     # the code location loaded, without an error, with the pipeline's assets
-    entries = graphql(ui.url, """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
-        locationOrLoadError { __typename ... on PythonError { message } } } } } }""")
+    entries = graphql(
+        ui.url,
+        """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+        locationOrLoadError { __typename ... on PythonError { message } } } } } }""",
+    )
     [entry] = entries["data"]["workspaceOrError"]["locationEntries"]
     assert entry["name"] == LOCATION and entry["loadStatus"] == "LOADED", entry
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
@@ -197,10 +214,24 @@ def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_a
     assert {"account_profiles", "archived_videos", "warehouse_posts", "mart_follower_growth"} <= keys, keys
 
     # the sandbox answers its key, and only its key
-    assert requests.get(f"{ui.sandbox_url}/userid/", params={"username": "alice123"},
-                        headers={"X-Api-Key": "sandbox-key"}, timeout=10).status_code == 200
-    assert requests.get(f"{ui.sandbox_url}/userid/", params={"username": "alice123"},
-                        headers={"X-Api-Key": "not-the-key"}, timeout=10).status_code == 401
+    assert (
+        requests.get(
+            f"{ui.sandbox_url}/userid/",
+            params={"username": "alice123"},
+            headers={"X-Api-Key": "sandbox-key"},
+            timeout=10,
+        ).status_code
+        == 200
+    )
+    assert (
+        requests.get(
+            f"{ui.sandbox_url}/userid/",
+            params={"username": "alice123"},
+            headers={"X-Api-Key": "not-the-key"},
+            timeout=10,
+        ).status_code
+        == 401
+    )
     requests.post(f"{ui.sandbox_url}/__sandbox__/reset-stats", timeout=10)
 
     # a run launched from the UI: queued, launched by the daemon, executed by a run worker, against the sandbox
@@ -241,8 +272,14 @@ def test_ui_says_when_the_sandbox_port_is_taken(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
-        result = subprocess.run([TIKLIVE, "ui", "--sandbox", "--sandbox-port", str(port), "--home", str(tmp_path)],
-                                capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+        result = subprocess.run(
+            [TIKLIVE, "ui", "--sandbox", "--sandbox-port", str(port), "--home", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"127.0.0.1:{port}" in result.stderr and "--sandbox-port 0" in result.stderr
 

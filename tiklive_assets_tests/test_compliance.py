@@ -54,8 +54,9 @@ BOB = CORPUS.account("bob")
 
 
 def _put(store: ObjectStore, key: str, body: object) -> None:
-    store.put_bytes(key, gzip.compress(json.dumps(body).encode(), mtime=0), content_type="application/json",
-                    content_encoding="gzip")
+    store.put_bytes(
+        key, gzip.compress(json.dumps(body).encode(), mtime=0), content_type="application/json", content_encoding="gzip"
+    )
 
 
 def _read(store: ObjectStore, key: str) -> object:
@@ -75,43 +76,141 @@ def build_archive(store: ObjectStore, days: list[date] = DAYS) -> dict[str, str]
         "hashtag": raw_key(day, "challenge-posts", slug_page("1234", "cursor", 0)),
         "following": raw_key(day, "user-following", slug_page(ALICE.id, "time", 99)),
         "comments": raw_key(day, "post-comments", slug_page(alice_posts[0].aweme_id, "cursor", 99)),
-        "research_videos": raw_key(day, "video-query", "20260501-20260507-q0123456789-g1-cursor0", prefix="research-raw"),
+        "research_videos": raw_key(
+            day, "video-query", "20260501-20260507-q0123456789-g1-cursor0", prefix="research-raw"
+        ),
         "research_bob": raw_key(day, "user-info", "bob", prefix="research-raw"),
         "research_alice_followers": raw_key(day, "user-followers", "alice123-cursor0", prefix="research-raw"),
         "research_bob_comments": raw_key(day, "video-comments", "2-cursor0", prefix="research-raw"),
         "research_alice_comments": raw_key(day, "video-comments", "1-cursor0", prefix="research-raw"),
     }
-    _put(store, keys["hashtag"], {
-        "videos": [CORPUS.listing_item(p, now) for p in alice_posts[:2] + bob_posts[:2]], "cursor": "4",
-        "hasMore": False})
-    _put(store, keys["following"], {
-        "followings": followers[:3] + [{"id": BOB.id, "unique_id": "bob", "nickname": "Bob", "sec_uid": "x",
-                                        "follower_count": 5, "aweme_count": 3},
-                                       # someone else whose nickname is bob's handle: not bob, kept
-                                       {"id": "7199999999999999999", "unique_id": "bobs.twin", "nickname": "bob",
-                                        "follower_count": 1, "aweme_count": 0}],
-        "time": 1, "hasMore": False})
-    _put(store, keys["comments"], {"comments": [
-        {"id": "9100000000000000001", "text": "first", "digg_count": 1, "reply_total": 0, "create_time": 1,
-         "aweme_id": alice_posts[0].aweme_id, "user": {"id": BOB.id, "unique_id": "bob", "nickname": "Bob"}},
-        {"id": "9100000000000000002", "text": "@bob you were first", "digg_count": 2, "reply_total": 0,
-         "create_time": 2, "aweme_id": alice_posts[0].aweme_id,
-         "user": {"id": followers[0]["id"], "unique_id": followers[0]["unique_id"], "nickname": "Sam"}},
-    ], "cursor": "2", "hasMore": False})
-    video = {"create_time": 1777000000, "region_code": "US", "view_count": 10, "like_count": 1, "comment_count": 0,
-             "share_count": 0, "music_id": "1", "hashtag_names": [], "video_description": "v"}
-    _put(store, keys["research_videos"], {"data": {"videos": [
-        {**video, "id": 1, "username": "alice123"}, {**video, "id": 2, "username": "bob"}],
-        "cursor": 2, "has_more": False, "search_id": "s"}, "error": {"code": "ok"}})
+    _put(
+        store,
+        keys["hashtag"],
+        {
+            "videos": [CORPUS.listing_item(p, now) for p in alice_posts[:2] + bob_posts[:2]],
+            "cursor": "4",
+            "hasMore": False,
+        },
+    )
+    _put(
+        store,
+        keys["following"],
+        {
+            "followings": followers[:3]
+            + [
+                {
+                    "id": BOB.id,
+                    "unique_id": "bob",
+                    "nickname": "Bob",
+                    "sec_uid": "x",
+                    "follower_count": 5,
+                    "aweme_count": 3,
+                },
+                # someone else whose nickname is bob's handle: not bob, kept
+                {
+                    "id": "7199999999999999999",
+                    "unique_id": "bobs.twin",
+                    "nickname": "bob",
+                    "follower_count": 1,
+                    "aweme_count": 0,
+                },
+            ],
+            "time": 1,
+            "hasMore": False,
+        },
+    )
+    _put(
+        store,
+        keys["comments"],
+        {
+            "comments": [
+                {
+                    "id": "9100000000000000001",
+                    "text": "first",
+                    "digg_count": 1,
+                    "reply_total": 0,
+                    "create_time": 1,
+                    "aweme_id": alice_posts[0].aweme_id,
+                    "user": {"id": BOB.id, "unique_id": "bob", "nickname": "Bob"},
+                },
+                {
+                    "id": "9100000000000000002",
+                    "text": "@bob you were first",
+                    "digg_count": 2,
+                    "reply_total": 0,
+                    "create_time": 2,
+                    "aweme_id": alice_posts[0].aweme_id,
+                    "user": {"id": followers[0]["id"], "unique_id": followers[0]["unique_id"], "nickname": "Sam"},
+                },
+            ],
+            "cursor": "2",
+            "hasMore": False,
+        },
+    )
+    video = {
+        "create_time": 1777000000,
+        "region_code": "US",
+        "view_count": 10,
+        "like_count": 1,
+        "comment_count": 0,
+        "share_count": 0,
+        "music_id": "1",
+        "hashtag_names": [],
+        "video_description": "v",
+    }
+    _put(
+        store,
+        keys["research_videos"],
+        {
+            "data": {
+                "videos": [{**video, "id": 1, "username": "alice123"}, {**video, "id": 2, "username": "bob"}],
+                "cursor": 2,
+                "has_more": False,
+                "search_id": "s",
+            },
+            "error": {"code": "ok"},
+        },
+    )
     _put(store, keys["research_bob"], {"data": {"display_name": "Bob", "follower_count": 3}, "error": {"code": "ok"}})
     for video_id, key in ((2, "research_bob_comments"), (1, "research_alice_comments")):  # no commenter is named
-        _put(store, keys[key], {"data": {"comments": [
-            {"id": 7300000000000000000 + video_id, "video_id": video_id, "text": "nice", "like_count": 1,
-             "reply_count": 0, "parent_comment_id": video_id, "create_time": 1777000100}],
-            "cursor": 1, "has_more": False}, "error": {"code": "ok"}})
-    _put(store, keys["research_alice_followers"], {"data": {"user_followers": [
-        {"display_name": "Bob", "username": "bob"}, {"display_name": "Zed", "username": "zed"}],
-        "cursor": 2, "has_more": False}, "error": {"code": "ok"}})
+        _put(
+            store,
+            keys[key],
+            {
+                "data": {
+                    "comments": [
+                        {
+                            "id": 7300000000000000000 + video_id,
+                            "video_id": video_id,
+                            "text": "nice",
+                            "like_count": 1,
+                            "reply_count": 0,
+                            "parent_comment_id": video_id,
+                            "create_time": 1777000100,
+                        }
+                    ],
+                    "cursor": 1,
+                    "has_more": False,
+                },
+                "error": {"code": "ok"},
+            },
+        )
+    _put(
+        store,
+        keys["research_alice_followers"],
+        {
+            "data": {
+                "user_followers": [
+                    {"display_name": "Bob", "username": "bob"},
+                    {"display_name": "Zed", "username": "zed"},
+                ],
+                "cursor": 2,
+                "has_more": False,
+            },
+            "error": {"code": "ok"},
+        },
+    )
     return keys
 
 
@@ -123,8 +222,11 @@ def build_warehouse(store: ObjectStore, path: Path, days: list[date] = DAYS) -> 
     return url
 
 
-_BOB_RE = re.compile(rb'(?<![0-9])' + BOB.id.encode() + rb'(?![0-9])|"(?:unique_id|uniqueId|username)": "bob"'
-                     rb'|@bob(?![A-Za-z0-9._])|author=bob/|/bob[-.]', re.IGNORECASE)
+_BOB_RE = re.compile(
+    rb"(?<![0-9])" + BOB.id.encode() + rb'(?![0-9])|"(?:unique_id|uniqueId|username)": "bob"'
+    rb"|@bob(?![A-Za-z0-9._])|author=bob/|/bob[-.]",
+    re.IGNORECASE,
+)
 
 
 def mentions_bob(store: ObjectStore, key: str) -> bool:
@@ -169,8 +271,10 @@ ALICE_ROWS = {
 
 def count_rows(url: str, where: dict[str, str], user_id: str) -> dict[str, int]:
     with open_warehouse(url) as wh:
-        return {t: wh.query(f"SELECT count(*) FROM {t} WHERE {w}", [user_id] if "?1" in w else [])[0][0]
-                for t, w in where.items()}
+        return {
+            t: wh.query(f"SELECT count(*) FROM {t} WHERE {w}", [user_id] if "?1" in w else [])[0][0]
+            for t, w in where.items()
+        }
 
 
 def table_counts(url: str) -> dict[str, int]:
@@ -197,8 +301,14 @@ def test_find_objects_uses_keys_and_bodies(world) -> None:
     bobs = {info.key for info in store.list("") if mentions_bob(store, info.key)}
     # every object mentioning bob, plus the per-post objects of his posts (comment pages, covers) that do not
     assert bobs <= found
-    assert {keys["hashtag"], keys["following"], keys["comments"], keys["research_videos"], keys["research_bob"],
-            keys["research_alice_followers"]} <= found
+    assert {
+        keys["hashtag"],
+        keys["following"],
+        keys["comments"],
+        keys["research_videos"],
+        keys["research_bob"],
+        keys["research_alice_followers"],
+    } <= found
     for day in DAYS:
         assert raw_key(day, "userinfo-by-id", BOB.id) in found
         assert raw_key(day, "userid", "bob") in found
@@ -226,8 +336,19 @@ def test_erasure_removes_every_object_and_row_of_the_user_and_nothing_else(world
     alice_keys_before = {i.key for i in store.list("") if "alice123" in i.key or ALICE.id in i.key}
     alice_rows_before = count_rows(url, ALICE_ROWS, ALICE.id)
     bob_rows_before = count_rows(url, BOB_ROWS, BOB.id)
-    assert all(bob_rows_before[t] > 0 for t in ("posts", "users", "user_snapshots", "comments", "follow_edges",
-                                                 "post_metrics_history", "research_videos", "research_follows"))
+    assert all(
+        bob_rows_before[t] > 0
+        for t in (
+            "posts",
+            "users",
+            "user_snapshots",
+            "comments",
+            "follow_edges",
+            "post_metrics_history",
+            "research_videos",
+            "research_follows",
+        )
+    )
     items_before = {k: _read(store, k) for k in (keys["hashtag"], keys["following"], keys["comments"])}
 
     with open_warehouse(url) as wh:
@@ -237,14 +358,20 @@ def test_erasure_removes_every_object_and_row_of_the_user_and_nothing_else(world
     assert [info.key for info in store.list("") if mentions_bob(store, info.key)] == []
     assert find_objects_for_user(store, user_id=BOB.id, handle="bob") == []
     assert alice_keys_before <= {i.key for i in store.list("")}
-    assert set(report.redacted) >= {keys["hashtag"], keys["following"], keys["comments"],
-                                    keys["research_videos"], keys["research_alice_followers"]}
+    assert set(report.redacted) >= {
+        keys["hashtag"],
+        keys["following"],
+        keys["comments"],
+        keys["research_videos"],
+        keys["research_alice_followers"],
+    }
     hashtag = _read(store, keys["hashtag"])
     assert len(hashtag["videos"]) == len(items_before[keys["hashtag"]]["videos"]) - 2
     assert all(v["author"]["id"] == ALICE.id for v in hashtag["videos"])
     following = _read(store, keys["following"])
     assert [f["id"] for f in following["followings"]] == (
-        [f["id"] for f in items_before[keys["following"]]["followings"][:3]] + ["7199999999999999999"])
+        [f["id"] for f in items_before[keys["following"]]["followings"][:3]] + ["7199999999999999999"]
+    )
     assert following["followings"][-1]["nickname"] == "bob"
     comments = _read(store, keys["comments"])["comments"]
     assert [c["id"] for c in comments] == ["9100000000000000002"] and comments[0]["text"] == "@[erased] you were first"
@@ -385,8 +512,14 @@ def test_apply_retention_deletes_old_days_except_held(tmp_path: Path) -> None:
 def test_retention_policy_validation() -> None:
     RetentionPolicy()
     RetentionPolicy.from_mapping({"warm_after_days": 60, "cold_after_days": 400, "delete_after_days": 2555})
-    for bad in ({"warm_after_days": 10}, {"cold_after_days": 20}, {"delete_after_days": 100},
-                {"cold_storage_class": "TAPE"}, {"nonsense": 1}, {"prefixes": ["tiklive-raw"]}):
+    for bad in (
+        {"warm_after_days": 10},
+        {"cold_after_days": 20},
+        {"delete_after_days": 100},
+        {"cold_storage_class": "TAPE"},
+        {"nonsense": 1},
+        {"prefixes": ["tiklive-raw"]},
+    ):
         with pytest.raises(ValueError):
             RetentionPolicy.from_mapping(bad)
     policy = RetentionPolicy()
@@ -397,8 +530,10 @@ def test_lifecycle_rules_default_policy_validate_on_moto(moto_endpoint: str, s3_
     config = lifecycle_rules(RetentionPolicy())
     (rule,) = config["Rules"]
     assert rule["Filter"] == {"Prefix": "tiklive-raw/"}
-    assert rule["Transitions"] == [{"Days": 30, "StorageClass": "STANDARD_IA"},
-                                   {"Days": 365, "StorageClass": "GLACIER"}]
+    assert rule["Transitions"] == [
+        {"Days": 30, "StorageClass": "STANDARD_IA"},
+        {"Days": 365, "StorageClass": "GLACIER"},
+    ]
     assert "Expiration" not in rule  # cold forever: holds need no exclusion
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.put_bucket_lifecycle_configuration(Bucket=s3_bucket, LifecycleConfiguration=config)
@@ -408,14 +543,18 @@ def test_lifecycle_rules_default_policy_validate_on_moto(moto_endpoint: str, s3_
 
 def test_lifecycle_expiration_leaves_held_prefixes_out(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
     policy = RetentionPolicy(delete_after_days=730, noncurrent_expire_days=7)
-    held = [Hold("tiklive-raw/2025/03/14/user-posts/", "case A", "x", "t"), Hold("tiklive-raw/2024/", "case B", "x", "t"),
-            Hold("videos/", "elsewhere", "x", "t")]
+    held = [
+        Hold("tiklive-raw/2025/03/14/user-posts/", "case A", "x", "t"),
+        Hold("tiklive-raw/2024/", "case B", "x", "t"),
+        Hold("videos/", "elsewhere", "x", "t"),
+    ]
     config = lifecycle_rules(policy, held)
     expire = [r for r in config["Rules"] if "Expiration" in r]
     prefixes = [r["Filter"]["Prefix"] for r in expire]
     assert len({r["ID"] for r in config["Rules"]}) == len(config["Rules"])
-    assert all(r["Expiration"] == {"Days": 730} and r["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
-               for r in expire)
+    assert all(
+        r["Expiration"] == {"Days": 730} and r["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7} for r in expire
+    )
 
     def expires(key: str) -> bool:
         return any(key.startswith(p) for p in prefixes)
@@ -428,8 +567,9 @@ def test_lifecycle_expiration_leaves_held_prefixes_out(moto_endpoint: str, s3_bu
     assert not expires("videos/dt=2025-01-01/author=bob/1.mp4")
 
     # whole-prefix hold: no expiration at all; the tiering rule stays (transitions never destroy data)
-    assert [r for r in lifecycle_rules(policy, [Hold("tiklive-raw/", "all", "x", "t")])["Rules"]
-            if "Expiration" in r] == []
+    assert [
+        r for r in lifecycle_rules(policy, [Hold("tiklive-raw/", "all", "x", "t")])["Rules"] if "Expiration" in r
+    ] == []
     assert unheld_day_prefixes("tiklive-raw/", []) is None
 
     # the S3 store's own prefix goes in front; moto accepts the configuration
@@ -460,18 +600,26 @@ def test_body_scan_streams_in_bounded_chunks_and_finds_matches_across_chunk_edge
     near = b'{"pad": "' + b"x" * 70000 + b'", "uid": "' + BOB.id.encode() + b'1", "n": "bobcat", "m": "@bobby"}'
     assert not matcher.stream_mentions(io.BytesIO(gzip.compress(near)))
     assert matcher.stream_mentions(io.BytesIO(gzip.compress(b'{"t": "hi @Bob!"}')))
-    assert matcher.mask("tiklive-raw/2026/05/28/userid/bob.json.gz") == "tiklive-raw/2026/05/28/userid/<subject>.json.gz"
-    assert matcher.mask(f"tiklive-raw/2026/05/28/user-posts/{BOB.id}-cursor0.json.gz").endswith("/<subject>-cursor0.json.gz")
-    assert matcher.mask("videos/dt=2026-05-28/author=bob/77.mp4", ["77"]) == "videos/dt=2026-05-28/author=<subject>/<post>.mp4"
+    assert (
+        matcher.mask("tiklive-raw/2026/05/28/userid/bob.json.gz") == "tiklive-raw/2026/05/28/userid/<subject>.json.gz"
+    )
+    assert matcher.mask(f"tiklive-raw/2026/05/28/user-posts/{BOB.id}-cursor0.json.gz").endswith(
+        "/<subject>-cursor0.json.gz"
+    )
+    assert (
+        matcher.mask("videos/dt=2026-05-28/author=bob/77.mp4", ["77"])
+        == "videos/dt=2026-05-28/author=<subject>/<post>.mp4"
+    )
 
 
 def test_the_cli_erases_only_when_asked_and_honours_holds(tmp_path, capsys):
-    from tiklive_assets.cli import main
-    from tiklive_assets.storage import LocalStore
-    from tiklive_assets_tests.support.archive import write_archive_day
-    from tiklive_assets.sandbox import Corpus
-    from tiklive_assets.warehouse import load_days, open_warehouse
     from datetime import date as _date
+
+    from tiklive_assets.cli import main
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets.storage import LocalStore
+    from tiklive_assets.warehouse import load_days, open_warehouse
+    from tiklive_assets_tests.support.archive import write_archive_day
 
     day = _date(2026, 5, 29)
     store = LocalStore(tmp_path / "archive")
@@ -505,14 +653,22 @@ def test_a_redacted_object_keeps_its_capture_time(tmp_path):
     from tiklive_assets.storage.keys import raw_key
 
     store = LocalStore(tmp_path / "archive")
-    page = {"videos": [
-        {"aweme_id": "7000000000000000001", "author": {"id": "6800000000000000001", "unique_id": "alice123"}},
-        {"aweme_id": "7000000000000000002", "author": {"id": "6800000000000000002", "unique_id": "bob"}},
-    ], "cursor": "2", "hasMore": False}
+    page = {
+        "videos": [
+            {"aweme_id": "7000000000000000001", "author": {"id": "6800000000000000001", "unique_id": "alice123"}},
+            {"aweme_id": "7000000000000000002", "author": {"id": "6800000000000000002", "unique_id": "bob"}},
+        ],
+        "cursor": "2",
+        "hasMore": False,
+    }
     key = raw_key(_date(2026, 5, 29), "challenge-posts", "1001-cursor0")
     fetched = 1_780_056_000
-    store.put_bytes(key, _gzip.compress(_json.dumps(page).encode(), mtime=fetched), content_type="application/json",
-                    content_encoding="gzip")
+    store.put_bytes(
+        key,
+        _gzip.compress(_json.dumps(page).encode(), mtime=fetched),
+        content_type="application/json",
+        content_encoding="gzip",
+    )
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     report = erase_user(store, None, user_id="6800000000000000002", handle="bob", dry_run=False, state=state)
     assert key in report.redacted
@@ -538,14 +694,20 @@ def test_an_erasure_killed_between_deleting_and_rewriting_a_shared_page_loses_no
         "wh = open_warehouse(sys.argv[2]).__enter__();"
         f"erase_user(LocalStore(t / 'archive'), wh, user_id='{BOB.id}', dry_run=False, state=state)"
     )
-    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path), url], capture_output=True, timeout=120,
-                            env={**os.environ, "TIKLIVE_CRASH_AT": "erasure.rewrite.deleted"})
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path), url],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "TIKLIVE_CRASH_AT": "erasure.rewrite.deleted"},
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     shared = [keys[k] for k in ("hashtag", "following", "comments", "research_videos", "research_alice_followers")]
     missing = [k for k in shared if not store.exists(k)]
     assert len(missing) == 1  # the kill came between the delete and the rewrite of one shared page
     with open_warehouse(url) as wh:
-        erase_user(store, wh, user_id=BOB.id, dry_run=False, state=StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}"))
+        erase_user(
+            store, wh, user_id=BOB.id, dry_run=False, state=StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
+        )
     assert all(store.exists(k) for k in missing) and list(store.list("_erasure/")) == []
     assert [info.key for info in store.list("") if mentions_bob(store, info.key)] == []
     assert all(_read(store, k) for k in shared)  # every shared page is back, redacted, the others' items kept

@@ -45,7 +45,13 @@ def test_unknown_nested_key_names_the_allowed_keys(tmp_path):
     assert "accounts[1].maxpages: unknown key" in message
     allowed = message.split("allowed here:")[1].split("\n")[0]
     assert [k.strip() for k in allowed.split(",")] == [
-        "handle", "max_pages", "max_videos_per_day", "followers", "following", "follow_max_pages", "comments"
+        "handle",
+        "max_pages",
+        "max_videos_per_day",
+        "followers",
+        "following",
+        "follow_max_pages",
+        "comments",
     ]
 
 
@@ -80,7 +86,9 @@ def test_bad_handle_names_the_rule(tmp_path):
 def test_a_handle_that_cannot_become_an_object_key_is_rejected_with_file_line_and_field(tmp_path, handle):
     with pytest.raises(InvalidKeyPart):  # the rule the config enforces is the key layout's
         check_handle(handle)
-    message = _error(_write(tmp_path, f"plan:\n  requests_per_minute: 10\naccounts:\n  - alice123\n  - handle: '{handle}'\n"))
+    message = _error(
+        _write(tmp_path, f"plan:\n  requests_per_minute: 10\naccounts:\n  - alice123\n  - handle: '{handle}'\n")
+    )
     assert "accounts[1].handle" in message and "(line 5)" in message
     assert "cannot become an object key" in message and HANDLE_RULE in message
 
@@ -95,8 +103,11 @@ def test_a_handle_with_a_leading_at_sign_is_accepted_without_it():
 
 
 def test_a_duplicate_key_is_rejected_with_file_line_and_key(tmp_path):
-    path = _write(tmp_path, "plan:\n  requests_per_minute: 10\ncapture:\n  max_attempts: 2\n"
-                            "accounts:\n  - alice123\ncapture:\n  max_attempts: 9\n")
+    path = _write(
+        tmp_path,
+        "plan:\n  requests_per_minute: 10\ncapture:\n  max_attempts: 2\n"
+        "accounts:\n  - alice123\ncapture:\n  max_attempts: 9\n",
+    )
     message = _error(path)
     assert "line 7" in message and "duplicate key 'capture'" in message and "first given at line 3" in message
 
@@ -107,17 +118,25 @@ def test_a_duplicate_nested_key_is_rejected(tmp_path):
 
 
 def test_yaml_merge_keys_and_repeated_list_items_are_not_duplicates(tmp_path):
-    path = _write(tmp_path, "limits: &l\n  max_pages: 2\nmusic:\n  - <<: {max_pages: 1}\n    id: '9001'\n"
-                            "hashtags: ['1001', '1001']\n")
+    path = _write(
+        tmp_path,
+        "limits: &l\n  max_pages: 2\nmusic:\n  - <<: {max_pages: 1}\n    id: '9001'\nhashtags: ['1001', '1001']\n",
+    )
     config = load_config(path)
     assert config.music[0].max_pages == 1 and config.limits.max_pages == 2
 
 
 def test_bounded_wait_and_media_options_load_and_validate(tmp_path):
-    config = load_config(_write(tmp_path, (
-        "plan:\n  max_retry_after_seconds: 30\n  request_deadline_seconds: 90\n  max_response_bytes: 65536\n"
-        "capture:\n  max_video_bytes: 1000\n  download_deadline_seconds: 5\n"
-        "  allowed_media_origins: ['http://10.0.0.5:8080', 'https://media.example']\n")))
+    config = load_config(
+        _write(
+            tmp_path,
+            (
+                "plan:\n  max_retry_after_seconds: 30\n  request_deadline_seconds: 90\n  max_response_bytes: 65536\n"
+                "capture:\n  max_video_bytes: 1000\n  download_deadline_seconds: 5\n"
+                "  allowed_media_origins: ['http://10.0.0.5:8080', 'https://media.example']\n"
+            ),
+        )
+    )
     assert (config.plan.max_retry_after_seconds, config.plan.request_deadline_seconds) == (30, 90)
     assert config.plan.max_response_bytes == 65536
     assert (config.capture.max_video_bytes, config.capture.download_deadline_seconds) == (1000, 5)

@@ -42,8 +42,13 @@ CONFIG: dict[str, Any] = {
     "limits": {"max_pages": 1, "max_videos_per_day": 3},
     # one worker each: the N-th arrival at a point is the same id in every run (deterministic kills)
     "capture": {"download_concurrency": 1, "api_concurrency": 1, "claim_heartbeat_seconds": 0.5},
-    "accounts": [{"handle": "dana_dances", "follow_max_pages": 1,
-                  "comments": {"recent_videos": 2, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1}}],
+    "accounts": [
+        {
+            "handle": "dana_dances",
+            "follow_max_pages": 1,
+            "comments": {"recent_videos": 2, "max_pages": 1, "reply_depth": 1, "max_reply_pages": 1},
+        }
+    ],
     "hashtags": ["1001"],
 }
 
@@ -117,8 +122,9 @@ def _serve() -> None:  # pragma: no cover - runs in the server process
         results = {}
         for pid, job_id in children.items():
             _, status = os.waitpid(pid, 0)
-            results[job_id] = ({"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status)
-                               else {"rc": os.WEXITSTATUS(status)})
+            results[job_id] = (
+                {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"rc": os.WEXITSTATUS(status)}
+            )
         out.write(json.dumps(results) + "\n")
         out.flush()
 
@@ -127,8 +133,14 @@ class Runner:
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
         env["PYTHONPATH"] = str(ROOT)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(ROOT),
+        )
         assert json.loads(self._readline(120)) == {"ready": True}
         self.lock = threading.Lock()
 
@@ -154,8 +166,13 @@ class Runner:
 def _env(home: Path, base_url: str, crash_at: str | None = None) -> dict[str, str]:
     from tiklive_assets.sandbox import DEFAULT_API_KEY
 
-    env = {"TIKLIVE_HOME": str(home), "TIKLIVE_CONFIG": str(home / "tiklive.yaml"), "TIKLIVE_BASE_URL": base_url,
-           "TIKLIVE_API_KEY": DEFAULT_API_KEY, "TIKLIVE_RATELIMIT_URL": "memory://"}
+    env = {
+        "TIKLIVE_HOME": str(home),
+        "TIKLIVE_CONFIG": str(home / "tiklive.yaml"),
+        "TIKLIVE_BASE_URL": base_url,
+        "TIKLIVE_API_KEY": DEFAULT_API_KEY,
+        "TIKLIVE_RATELIMIT_URL": "memory://",
+    }
     if crash_at:
         env["TIKLIVE_CRASH_AT"] = crash_at
     return env
@@ -175,9 +192,19 @@ TIME_COLUMNS = {"captured_at", "archived_at"}
 # fetched within the same second, one of the two observations wins (its counters, source and source_key), and the
 # listing's counters differ from the detail's. Which one depends on timing alone, so there only the videos and days
 # are compared (see notes/crash-safety.md: the warehouse key loses an observation).
-TIME_COLUMNS_OF = {"post_metrics_history": TIME_COLUMNS | {"source", "source_key", "play_count", "digg_count",
-                                                           "comment_count", "share_count", "download_count",
-                                                           "collect_count"}}
+TIME_COLUMNS_OF = {
+    "post_metrics_history": TIME_COLUMNS
+    | {
+        "source",
+        "source_key",
+        "play_count",
+        "digg_count",
+        "comment_count",
+        "share_count",
+        "download_count",
+        "collect_count",
+    }
+}
 
 
 def _warehouse(home: Path, base_url: str) -> dict[str, tuple[int, str]]:
@@ -186,11 +213,18 @@ def _warehouse(home: Path, base_url: str) -> dict[str, tuple[int, str]]:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
         out = {}
-        for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                                    "AND table_type = 'BASE TABLE' ORDER BY 1").fetchall():
-            cols = [c for (c,) in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                                              "ORDER BY ordinal_position", [table]).fetchall()
-                    if c not in TIME_COLUMNS_OF.get(table, TIME_COLUMNS)]
+        for (table,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' ORDER BY 1"
+        ).fetchall():
+            cols = [
+                c
+                for (c,) in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                    [table],
+                ).fetchall()
+                if c not in TIME_COLUMNS_OF.get(table, TIME_COLUMNS)
+            ]
             rows = con.execute(f"SELECT DISTINCT {', '.join(cols)} FROM {table}").fetchall()
             lines = sorted(repr(r) for r in rows)
             out[table] = (len(rows), hashlib.sha256("\n".join(lines).encode()).hexdigest())
@@ -236,15 +270,25 @@ def _janitor(home: Path) -> None:
     from tiklive_assets.storage.local import LocalStore
 
     with StateDB.from_url(f"sqlite:///{home / 'state.sqlite'}") as state:
-        sweep(LocalStore(home / "archive"), state, home / "tmp", older_than=timedelta(0),
-              temp_dirs=[home / "exports", home])
+        sweep(
+            LocalStore(home / "archive"),
+            state,
+            home / "tmp",
+            older_than=timedelta(0),
+            temp_dirs=[home / "exports", home],
+        )
 
 
 def _snapshot(home: Path, sb, before: dict[str, int]) -> dict[str, Any]:
     _janitor(home)
     details = {a: n - before.get(a, 0) for a, n in sb.stats()["detail_requests_by_id"].items() if n - before.get(a, 0)}
-    return {"archive": _archive(home, sb.base_url), "warehouse": _warehouse(home, sb.base_url), "queue": _queue(home),
-            "details": details, "leftovers": _leftovers(home)}
+    return {
+        "archive": _archive(home, sb.base_url),
+        "warehouse": _warehouse(home, sb.base_url),
+        "queue": _queue(home),
+        "details": details,
+        "leftovers": _leftovers(home),
+    }
 
 
 # ------------------------------------------------------------------------------------------------
@@ -301,15 +345,20 @@ def reference(references) -> dict[str, Any]:
 def outcomes(runner, slots, references, tmp_path_factory) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(POINTS), PARALLEL):
-        points = POINTS[start:start + PARALLEL]
+        points = POINTS[start : start + PARALLEL]
         pairs = list(zip(points, slots))
         homes = [tmp_path_factory.mktemp(p.replace(":", "-")) / "home" for p in points]
         before = [_details(sb) for _, sb in pairs]
         crashed = runner.run([_job(p, h, sb.base_url, "crash.log", crash_at=p) for (p, sb), h in zip(pairs, homes)])
         rerun = runner.run([_job(p, h, sb.base_url, "rerun.log") for (p, sb), h in zip(pairs, homes)])
         for n, ((p, sb), h) in enumerate(zip(pairs, homes)):
-            out[p] = {"crashed": crashed[p], "rerun": rerun[p], "home": h, "reference": references[n],
-                      **_snapshot(h, sb, before[n])}
+            out[p] = {
+                "crashed": crashed[p],
+                "rerun": rerun[p],
+                "home": h,
+                "reference": references[n],
+                **_snapshot(h, sb, before[n]),
+            }
     return out
 
 
@@ -321,8 +370,17 @@ def test_the_reference_run_captures_everything_it_lists(reference):
     assert len(queue) >= 5 and set(queue.values()) == {"downloaded"}
     assert all(n == 1 for n in reference["details"].values()) and set(reference["details"]) == set(queue)
     keys = reference["archive"]
-    for endpoint in ("userid", "userinfo-by-id", "user-posts", "challenge-posts", "post-detail", "user-followers",
-                     "user-following", "post-comments", "post-comment-replies"):
+    for endpoint in (
+        "userid",
+        "userinfo-by-id",
+        "user-posts",
+        "challenge-posts",
+        "post-detail",
+        "user-followers",
+        "user-following",
+        "post-comments",
+        "post-comment-replies",
+    ):
         assert any(f"/{endpoint}/" in k for k in keys), f"the reference run never reached {endpoint}"
     assert not reference["leftovers"]
 
@@ -332,8 +390,9 @@ def test_sigkill_at_a_crash_point_then_an_immediate_rerun_converges(point, outco
     case = outcomes[point]
     reference = case["reference"]
     home = case["home"]
-    assert case["crashed"] == {"signal": signal.SIGKILL}, \
+    assert case["crashed"] == {"signal": signal.SIGKILL}, (
         f"{point} was never reached (or the run failed): {(home / 'crash.log').read_text()[-2000:]}"
+    )
     assert case["rerun"] == {"rc": 0}, (home / "rerun.log").read_text()[-3000:]
     # no id stranded: every id the reference captured is downloaded, nothing pending or claimed
     assert case["queue"] == reference["queue"]

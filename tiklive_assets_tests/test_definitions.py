@@ -12,7 +12,10 @@ BIN = Path(sys.executable).parent
 def test_dagster_definitions_validate_from_the_source_tree():
     result = subprocess.run(
         [str(BIN / "dagster"), "definitions", "validate", "-m", "tiklive_assets.definitions"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "All code locations passed validation" in result.stdout + result.stderr
@@ -30,7 +33,14 @@ def test_every_domain_contributes_and_nothing_is_missing():
     sensors = {s.name for s in definitions.sensors}
     assert {"new_posts_sensor", "pending_queue_sensor", "run_failure_alert", "failed_check_alert"} <= sensors
     keys = {key.to_user_string() for key in repo.asset_graph.get_all_asset_keys()}
-    assert {"archived_videos", "discovery_queue", "warehouse_posts", "parquet_exports", "account_csvs", "mart_follower_growth"} <= keys
+    assert {
+        "archived_videos",
+        "discovery_queue",
+        "warehouse_posts",
+        "parquet_exports",
+        "account_csvs",
+        "mart_follower_growth",
+    } <= keys
 
 
 def test_the_warehouses_never_import_the_clients():
@@ -80,8 +90,14 @@ def _graph(env: dict[str, str] | None = None) -> dict:
     import json
     import os
 
-    result = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **(env or {})}, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -108,8 +124,9 @@ def test_kinds_follow_the_configured_backends():
     assert production["archived_videos"]["kinds"] == ["s3", "tikliveapi"]
     assert production["warehouse_posts"]["kinds"] == ["postgres"]
     assert production["research_tables"]["kinds"] == ["postgres"]
-    r2 = _graph({"TIKLIVE_ARCHIVE_BUCKET": "tiklive",
-                 "TIKLIVE_S3_ENDPOINT_URL": "https://acct.r2.cloudflarestorage.com"})
+    r2 = _graph(
+        {"TIKLIVE_ARCHIVE_BUCKET": "tiklive", "TIKLIVE_S3_ENDPOINT_URL": "https://acct.r2.cloudflarestorage.com"}
+    )
     assert r2["discovery_queue"]["kinds"] == ["r2", "tikliveapi"]
     for graph in (embedded, production, r2):
         assert not any(kind in ("archive", "warehouse") for a in graph.values() for kind in a["kinds"])
@@ -140,8 +157,11 @@ def test_every_job_schedule_sensor_and_check_is_described_for_the_data_team():
     described = [(f"job {job.name}", job.description) for job in repo.get_all_jobs() if not job.name.startswith("__")]
     described += [(f"schedule {s.name}", s.description) for s in repo.schedule_defs]
     described += [(f"sensor {s.name}", s.description) for s in repo.sensor_defs]
-    described += [(f"check {spec.key.to_user_string()}", spec.description)
-                  for checks in repo.asset_checks_defs_by_key.values() for spec in checks.check_specs]
+    described += [
+        (f"check {spec.key.to_user_string()}", spec.description)
+        for checks in repo.asset_checks_defs_by_key.values()
+        for spec in checks.check_specs
+    ]
     missing = [name for name, text in described if not text or len(text) < 30]
     assert missing == []
     cites = [name for name, text in described if INTERNAL_DOC.search(text) or BARE_ENDPOINT.search(text)]

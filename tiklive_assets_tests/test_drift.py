@@ -8,7 +8,12 @@ import pytest
 from tiklive_assets.capture.cursors import cursor_statuses, reset_cursor
 from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.archive.checks import discovery_cursors_advancing
-from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TikLiveApiResource, TrackingConfigResource
+from tiklive_assets.defs.resources import (
+    ArchiveStoreResource,
+    DataRootResource,
+    TikLiveApiResource,
+    TrackingConfigResource,
+)
 from tiklive_assets.sandbox import DEFAULT_API_KEY
 from tiklive_assets.state import StateDB
 
@@ -29,17 +34,25 @@ def test_stuck_cursor_is_detected_and_reset(tmp_path):
 
 def test_drifting_paginator_fails_the_check_with_endpoint_and_cursor(sandbox, tmp_path):
     config = tmp_path / "tiklive.yaml"
-    config.write_text("plan: {requests_per_minute: 100000}\nlimits: {max_pages: 5, max_videos_per_day: 500}\nhashtags: ['1001']\n")
+    config.write_text(
+        "plan: {requests_per_minute: 100000}\nlimits: {max_pages: 5, max_videos_per_day: 500}\nhashtags: ['1001']\n"
+    )
     resources = {
-        "tiklive_api": TikLiveApiResource(api_key=DEFAULT_API_KEY, base_url=sandbox.base_url, ratelimit_url="memory://"),
+        "tiklive_api": TikLiveApiResource(
+            api_key=DEFAULT_API_KEY, base_url=sandbox.base_url, ratelimit_url="memory://"
+        ),
         "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
         "data_root": DataRootResource(home=str(tmp_path)),
         "tracking": TrackingConfigResource(path=str(config)),
     }
     sandbox.set_drift("/challenge-posts/")
     today = datetime.now(UTC).date().isoformat()
-    result = dg.materialize([*CAPTURE_ASSETS, discovery_cursors_advancing], selection=dg.AssetSelection.assets("discovery_queue"),
-                            partition_key=today, resources=resources)
+    result = dg.materialize(
+        [*CAPTURE_ASSETS, discovery_cursors_advancing],
+        selection=dg.AssetSelection.assets("discovery_queue"),
+        partition_key=today,
+        resources=resources,
+    )
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed
     [drifting] = evaluation.metadata["drifting"].value

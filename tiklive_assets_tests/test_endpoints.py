@@ -32,23 +32,27 @@ def test_the_declarations_module_is_pure_data():
         "print(sorted(m for m in sys.modules if m.startswith('tiklive_assets')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert result.stdout.strip() == str(["tiklive_assets", "tiklive_assets.tikliveapi",
-                                         "tiklive_assets.tikliveapi.endpoints"])
+    assert result.stdout.strip() == str(
+        ["tiklive_assets", "tiklive_assets.tikliveapi", "tiklive_assets.tikliveapi.endpoints"]
+    )
 
 
-@pytest.mark.parametrize(("kwargs", "problem"), [
-    ({"path": "user-posts"}, "one segment between slashes"),
-    ({"path": "/a/b/"}, "one segment between slashes"),
-    ({"path": "/x/", "required": ("a",), "optional": ("a",)}, "declared twice"),
-    ({"path": "/x/", "required": ("a",), "pages": "cursor", "slug": (Part("a", "id"),)}, "must be an optional"),
-    ({"path": "/x/", "required": ("a",)}, "no slug"),
-    ({"path": "/x/", "optional": ("a",), "slug": (Part("a", "id"),)}, "not a declared parameter"),
-    ({"path": "/x/", "required": ("a",), "slug": (Part("b", "id", when="given"),)}, "not a declared parameter"),
-    ({"path": "/x/", "required": ("a",), "slug": (Part("a", "hex"),)}, "unknown slug check"),  # type: ignore[arg-type]
-    ({"path": "/x/", "optional": ("cursor",), "pages": "cursor", "slug": "fixed"}, "unpaginated"),
-    ({"path": "/x/", "slug": "fixed", "subject": "post"}, "named by the slug"),
-    ({"path": "/x/", "required": ("a",), "slug": (Part("a", "id"),), "subject": "account"}, "must be one of"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"path": "user-posts"}, "one segment between slashes"),
+        ({"path": "/a/b/"}, "one segment between slashes"),
+        ({"path": "/x/", "required": ("a",), "optional": ("a",)}, "declared twice"),
+        ({"path": "/x/", "required": ("a",), "pages": "cursor", "slug": (Part("a", "id"),)}, "must be an optional"),
+        ({"path": "/x/", "required": ("a",)}, "no slug"),
+        ({"path": "/x/", "optional": ("a",), "slug": (Part("a", "id"),)}, "not a declared parameter"),
+        ({"path": "/x/", "required": ("a",), "slug": (Part("b", "id", when="given"),)}, "not a declared parameter"),
+        ({"path": "/x/", "required": ("a",), "slug": (Part("a", "hex"),)}, "unknown slug check"),  # type: ignore[arg-type]
+        ({"path": "/x/", "optional": ("cursor",), "pages": "cursor", "slug": "fixed"}, "unpaginated"),
+        ({"path": "/x/", "slug": "fixed", "subject": "post"}, "named by the slug"),
+        ({"path": "/x/", "required": ("a",), "slug": (Part("a", "id"),), "subject": "account"}, "must be one of"),
+    ],
+)
 def test_a_declaration_that_contradicts_itself_is_refused_at_import(kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         Endpoint(**kwargs)
@@ -61,25 +65,40 @@ def test_a_request_with_an_undeclared_parameter_is_refused_before_it_is_sent():
 
 
 def test_every_parse_target_has_a_parser_and_every_parser_a_declared_endpoint():
-    assert ep.PARSE_TARGETS == set(parse.PARSERS)
+    assert set(parse.PARSERS) == ep.PARSE_TARGETS
     assert {e.name for e in ENDPOINTS if e.parse is None} == {
-        "download-video", "region-list", "challenge-info-id", "challenge-info-name", "search-user",
+        "download-video",
+        "region-list",
+        "challenge-info-id",
+        "challenge-info-name",
+        "search-user",
     }  # archived only; a new endpoint must choose a parser or say so here
-    assert parse.FOLLOW_ENDPOINTS == {"user-followers": ("followers", "follower"),
-                                      "user-following": ("followings", "following")}
+    assert parse.FOLLOW_ENDPOINTS == {
+        "user-followers": ("followers", "follower"),
+        "user-following": ("followings", "following"),
+    }
 
 
 def test_erasure_finds_the_subject_in_the_keys_the_declarations_name():
-    assert erasure._USER_ID_ENDPOINTS == {"userinfo-by-id", "user-posts", "user-followers", "user-following"}
-    assert erasure._HANDLE_ENDPOINTS == {"userid", "userinfo-by-username", "search-user"}
-    assert erasure._AWEME_ENDPOINTS == {"post-detail", "download-video", "post-comments", "post-comment-replies",
-                                        "video-comments"}
-    assert erasure._NO_USER_DATA == {"region-list", "challenge-info-id", "challenge-info-name"}
+    assert {"userinfo-by-id", "user-posts", "user-followers", "user-following"} == erasure._USER_ID_ENDPOINTS
+    assert {"userid", "userinfo-by-username", "search-user"} == erasure._HANDLE_ENDPOINTS
+    assert {
+        "post-detail",
+        "download-video",
+        "post-comments",
+        "post-comment-replies",
+        "video-comments",
+    } == erasure._AWEME_ENDPOINTS
+    assert {"region-list", "challenge-info-id", "challenge-info-name"} == erasure._NO_USER_DATA
     for e in ENDPOINTS:  # the subject is the slug's first part, which erasure reads back from the key
         if e.subject is not None:
             first = e.slug[0]
-            assert (e.subject, first.check) in {("user_id", "id"), ("handle", "handle"), ("handle", "text"),
-                                                ("post", "post")}, e.path
+            assert (e.subject, first.check) in {
+                ("user_id", "id"),
+                ("handle", "handle"),
+                ("handle", "text"),
+                ("post", "post"),
+            }, e.path
 
 
 def _sample_params(client: TikLiveClient) -> dict[str, str]:
@@ -90,14 +109,19 @@ def _sample_params(client: TikLiveClient) -> dict[str, str]:
     comment_id = client.post_comments(aweme_id, handle).json()["comments"][0]["id"]
     challenge_id = client.challenge_info_name("cooking").json()["id"]
     return {
-        "username": "cristiano", "userid": user_id, "url": f"https://www.tiktok.com/@{handle}/video/{aweme_id}",
-        "comment_id": comment_id, "challenge_id": challenge_id, "challenge_name": "cooking",
-        "music_id": video["music_info"]["id"], "keyword": "cris",
+        "username": "cristiano",
+        "userid": user_id,
+        "url": f"https://www.tiktok.com/@{handle}/video/{aweme_id}",
+        "comment_id": comment_id,
+        "challenge_id": challenge_id,
+        "challenge_name": "cooking",
+        "music_id": video["music_info"]["id"],
+        "keyword": "cris",
     }
 
 
 def test_the_sandbox_serves_every_declared_endpoint_and_requires_its_required_parameters(sandbox):
-    assert API_ENDPOINTS == tuple(e.path for e in ENDPOINTS)
+    assert tuple(e.path for e in ENDPOINTS) == API_ENDPOINTS
     client = TikLiveClient(DEFAULT_API_KEY, sandbox.base_url, **FAST)
     values = _sample_params(client)
     session = requests.Session()

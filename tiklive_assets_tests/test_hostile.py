@@ -34,8 +34,6 @@ def rig(sb, tmp_path) -> Rig:
     return Rig(sb, tmp_path, local_store(tmp_path))
 
 
-
-
 def _aim(sb, targets: dict[str, str]) -> None:
     """The /post-detail/ answers of ``targets`` (aweme_id -> URL) name that URL as the video (hdplay and play)."""
     original = sb.corpus.detail_item
@@ -161,8 +159,9 @@ def test_retry_after_within_the_cap_but_past_the_request_deadline_raises_at_once
 
 
 def test_the_resource_passes_the_plans_bounded_waits_to_the_client(sb):
-    resource = TikLiveApiResource(api_key=DEFAULT_API_KEY, base_url=sb.base_url, ratelimit_url="memory://",
-                                  backoff_initial=0.01)
+    resource = TikLiveApiResource(
+        api_key=DEFAULT_API_KEY, base_url=sb.base_url, ratelimit_url="memory://", backoff_initial=0.01
+    )
     plan = Plan(max_retry_after_seconds=2, request_deadline_seconds=7, max_response_bytes=4096)
     client = resource.client(requests_per_minute=100_000, plan=plan)
     assert (client.retry.max_retry_after, client.request_deadline, client.max_response_bytes) == (2, 7, 4096)
@@ -178,10 +177,12 @@ def _http_date(when: datetime) -> str:
 
 
 def test_an_http_date_retry_after_is_parsed_and_obeyed(hostile):
-    answers = iter([
-        lambda h: send(h, 429, b"{}", {"Retry-After": _http_date(datetime.now(UTC) + timedelta(seconds=2))}),
-        lambda h: send(h, 200, b'{"id": "107955"}'),
-    ])
+    answers = iter(
+        [
+            lambda h: send(h, 429, b"{}", {"Retry-After": _http_date(datetime.now(UTC) + timedelta(seconds=2))}),
+            lambda h: send(h, 200, b'{"id": "107955"}'),
+        ]
+    )
     hostile.routes["/userid/"] = lambda h: next(answers)(h)
     client = TikLiveClient("k", hostile.origin, **FAST)
     started = time.monotonic()
@@ -200,10 +201,21 @@ def test_an_http_date_a_day_away_stops_at_once():
     assert abs((info.value.retry_at - when).total_seconds()) < 3 and len(server.requests) == 1
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("120", 120.0), ("0", 0.0), ("-5", 0.0), ("1.5", 1.5), ("  7 ", 7.0), ("", None), (None, None),
-    ("soon", None), ("nan", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("120", 120.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("1.5", 1.5),
+        ("  7 ", 7.0),
+        ("", None),
+        (None, None),
+        ("soon", None),
+        ("nan", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: no wait
+    ],
+)
 def test_retry_after_values(value, expected):
     assert parse_retry_after(value) == expected
 
@@ -224,7 +236,9 @@ def test_an_oversize_api_response_is_refused_not_archived_not_retried(sb):
 
 
 def test_an_oversize_api_response_without_content_length_is_stopped_at_the_cap(hostile):
-    hostile.routes["/userid/"] = lambda h: send(h, 200, b'{"id": "1", "pad": "' + b"x" * 5_000_000 + b'"}', length=False)
+    hostile.routes["/userid/"] = lambda h: send(
+        h, 200, b'{"id": "1", "pad": "' + b"x" * 5_000_000 + b'"}', length=False
+    )
     client = TikLiveClient("k", hostile.origin, max_response_bytes=65536, **FAST)
     started = time.monotonic()
     with pytest.raises(BadResponse, match="passed .* over the cap of 65536"):
@@ -245,8 +259,9 @@ def test_a_dripping_api_answer_is_cut_off_at_the_request_deadline(hostile):
 
 def test_retries_stop_at_the_request_deadline(sb):
     sb.fail_next(100, 503)
-    client = TikLiveClient(DEFAULT_API_KEY, sb.base_url, max_attempts=100, backoff_initial=0.2, backoff_max=0.2,
-                           request_deadline=1.0)
+    client = TikLiveClient(
+        DEFAULT_API_KEY, sb.base_url, max_attempts=100, backoff_initial=0.2, backoff_max=0.2, request_deadline=1.0
+    )
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded, match="HTTP 503; gave up at the request deadline of 1 s"):
         client.userid("cristiano")
@@ -257,11 +272,24 @@ def test_retries_stop_at_the_request_deadline(sb):
 # -- a user id must be digits before it is cached ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("answer, expected", [
-    ({"id": "107955"}, "107955"), ({"id": 107955}, "107955"), ({"user_id": "42"}, "42"), ({"user": {"id": 7}}, "7"),
-    ({"id": None}, None), ({"id": ""}, None), ({"id": "12a"}, None), ({"id": True}, None), ({"id": -1}, None),
-    ({"id": "1" * 33}, None), ({"id": "１２３"}, None), ([], None), ("107955", None),
-])
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ({"id": "107955"}, "107955"),
+        ({"id": 107955}, "107955"),
+        ({"user_id": "42"}, "42"),
+        ({"user": {"id": 7}}, "7"),
+        ({"id": None}, None),
+        ({"id": ""}, None),
+        ({"id": "12a"}, None),
+        ({"id": True}, None),
+        ({"id": -1}, None),
+        ({"id": "1" * 33}, None),
+        ({"id": "１２３"}, None),
+        ([], None),
+        ("107955", None),
+    ],
+)
 def test_a_user_id_is_a_non_empty_string_of_at_most_32_digits(answer, expected):
     assert user_id_from(answer) == expected
 
@@ -271,7 +299,9 @@ def test_a_userid_answer_whose_id_cannot_become_a_key_is_not_data():
     assert classify_body(b'{"code": 0, "data": {"id": "107955"}}', "/userid/") == (None, "")
 
 
-@pytest.mark.parametrize("url", ["https://exa%mple.com/v.mp4", "https://a\u200b.com/v.mp4", f"https://{'a' * 64}.com/v.mp4"])
+@pytest.mark.parametrize(
+    "url", ["https://exa%mple.com/v.mp4", "https://a\u200b.com/v.mp4", f"https://{'a' * 64}.com/v.mp4"]
+)
 def test_a_malformed_media_url_is_the_ids_own_failure_never_an_outage(rig, url):
     """A URL that passes the policy but no client can open (a bad host label): before, requests' InvalidURL was
     classified "CDN unreachable", which stopped every run on the same id."""

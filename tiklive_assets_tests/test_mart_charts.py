@@ -57,15 +57,17 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         export_day(root / "exports", day, tables)
         if day == DAYS[0]:
             export_day(root / "first_day", day, tables)
-    return {"all": build_marts(root / "exports", root / "marts.duckdb"),
-            "first_day": build_marts(root / "first_day", root / "first_day.duckdb")}
+    return {
+        "all": build_marts(root / "exports", root / "marts.duckdb"),
+        "first_day": build_marts(root / "first_day", root / "first_day.duckdb"),
+    }
 
 
 def split(markdown: str) -> tuple[str, bytes, str]:
     """(alt text, PNG bytes, the rest) of a chart's markdown, which must open with the image."""
     found = IMAGE.match(markdown)
     assert found, markdown[:200]
-    return found["alt"], base64.b64decode(found["data"], validate=True), markdown[found.end():]
+    return found["alt"], base64.b64decode(found["data"], validate=True), markdown[found.end() :]
 
 
 def png_size(png: bytes) -> tuple[int, int]:
@@ -122,7 +124,7 @@ def test_each_chart_is_a_small_png_above_the_table(marts, mart: str) -> None:
     assert str(DAYS[-1]) in alt and charts.NO_DATA not in alt
     table = rest.removeprefix("\n\n").splitlines()
     assert len(table) >= 3 and all(line.startswith("|") for line in table), rest[:200]  # header, rule, rows
-    (everything,), = query_marts(marts["all"], f"SELECT count(*) FROM {mart}")[1]
+    ((everything,),) = query_marts(marts["all"], f"SELECT count(*) FROM {mart}")[1]
     assert rows == everything > 0  # the last day sees every exported day
 
 
@@ -173,8 +175,10 @@ def test_hostile_labels_are_drawn_as_text_and_escaped_in_the_table() -> None:
 
 
 def test_charts_load_matplotlib_only_when_drawing() -> None:
-    code = ("import sys, tiklive_assets.warehouse, tiklive_assets.warehouse.charts; "
-            "assert 'matplotlib' not in sys.modules and 'PIL' not in sys.modules, 'imported at load time'")
+    code = (
+        "import sys, tiklive_assets.warehouse, tiklive_assets.warehouse.charts; "
+        "assert 'matplotlib' not in sys.modules and 'PIL' not in sys.modules, 'imported at load time'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 

@@ -37,14 +37,24 @@ def secondary(moto_endpoint: str) -> Iterator[tuple[Server, str]]:
 
 
 def _client(endpoint: str):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def _s3(endpoint: str) -> S3Resource:
     # one attempt: a stopped server fails each write at once instead of through botocore's five backoffs
-    return S3Resource(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing", max_attempts=1)
+    return S3Resource(
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        max_attempts=1,
+    )
 
 
 def _keys(endpoint: str, bucket: str) -> dict[str, bytes]:
@@ -57,11 +67,15 @@ def _keys(endpoint: str, bucket: str) -> dict[str, bytes]:
 
 
 def test_a_secondary_down_for_part_of_a_run_is_repaired_by_the_job(
-    tmp_path: Path, moto_endpoint: str, s3_bucket: str, secondary: tuple[Server, str],
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3_bucket: str,
+    secondary: tuple[Server, str],
 ) -> None:
     server, bucket = secondary
-    resource = ArchiveStoreResource(bucket=s3_bucket, s3=_s3(moto_endpoint), secondary_bucket=bucket,
-                                    secondary_s3=_s3(server.endpoint))
+    resource = ArchiveStoreResource(
+        bucket=s3_bucket, s3=_s3(moto_endpoint), secondary_bucket=bucket, secondary_s3=_s3(server.endpoint)
+    )
     with frozen_sandbox() as sb:
         rig = Rig(sb, tmp_path, resource, base_config())
         server.stop()  # the secondary is down while profiles and discovery are captured
@@ -77,7 +91,8 @@ def test_a_secondary_down_for_part_of_a_run_is_repaired_by_the_job(
     assert len(_keys(server.endpoint, bucket)) < len(primary)  # the videos went to both, the early keys did not
 
     result = mirror_repair.execute_in_process(
-        resources={"archive_store": resource, "data_root": DataRootResource(home=str(tmp_path))})
+        resources={"archive_store": resource, "data_root": DataRootResource(home=str(tmp_path))}
+    )
     assert result.success
     assert _keys(server.endpoint, bucket) == primary  # every key, byte for byte
     assert unreplicated(rig.store()) == []
@@ -85,7 +100,11 @@ def test_a_secondary_down_for_part_of_a_run_is_repaired_by_the_job(
 
 
 def test_repair_keeps_markers_while_the_secondary_refuses_and_the_cli_says_so(
-    tmp_path: Path, moto_endpoint: str, s3_bucket: str, secondary: tuple[Server, str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3_bucket: str,
+    secondary: tuple[Server, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through the environment `tiklive` reads. The secondary refuses with NoSuchBucket (the environment's client
     retries five times, so a refusal keeps this fast where a stopped server would cost botocore's backoffs)."""
@@ -94,16 +113,24 @@ def test_repair_keeps_markers_while_the_secondary_refuses_and_the_cli_says_so(
 
     server, _ = secondary
     bucket = f"later-{uuid.uuid4().hex[:10]}"
-    for name, value in {"TIKLIVE_HOME": str(tmp_path), "TIKLIVE_ARCHIVE_BUCKET": s3_bucket,
-                        "TIKLIVE_S3_ENDPOINT_URL": moto_endpoint, "TIKLIVE_S3_REGION": "us-east-1",
-                        "TIKLIVE_ARCHIVE_SECONDARY_BUCKET": bucket,
-                        "TIKLIVE_SECONDARY_S3_ENDPOINT_URL": server.endpoint}.items():
+    for name, value in {
+        "TIKLIVE_HOME": str(tmp_path),
+        "TIKLIVE_ARCHIVE_BUCKET": s3_bucket,
+        "TIKLIVE_S3_ENDPOINT_URL": moto_endpoint,
+        "TIKLIVE_S3_REGION": "us-east-1",
+        "TIKLIVE_ARCHIVE_SECONDARY_BUCKET": bucket,
+        "TIKLIVE_SECONDARY_S3_ENDPOINT_URL": server.endpoint,
+    }.items():
         monkeypatch.setenv(name, value)
     store = default_resources()["archive_store"].open()
     assert isinstance(store, MirroredStore)
     for n in range(5):
-        store.put_bytes(f"tiklive-raw/2026/05/29/userid/user{n}.json.gz", f"{n}".encode(), content_type="application/json",
-                        content_encoding="gzip")
+        store.put_bytes(
+            f"tiklive-raw/2026/05/29/userid/user{n}.json.gz",
+            f"{n}".encode(),
+            content_type="application/json",
+            content_encoding="gzip",
+        )
     assert len(unreplicated(store)) == 5 and len(store.unreplicated) == 5
 
     out, err = io.StringIO(), io.StringIO()
@@ -118,7 +145,9 @@ def test_repair_keeps_markers_while_the_secondary_refuses_and_the_cli_says_so(
     assert mirror_cli(Namespace(mirror_command="repair", scan=None, quiet=False, home=None), out, err) == 0
     assert "[5/5] copied" in out.getvalue() and "5 copied" in out.getvalue()
     assert unreplicated(store) == []
-    assert sorted(_keys(server.endpoint, bucket)) == [f"tiklive-raw/2026/05/29/userid/user{n}.json.gz" for n in range(5)]
+    assert sorted(_keys(server.endpoint, bucket)) == [
+        f"tiklive-raw/2026/05/29/userid/user{n}.json.gz" for n in range(5)
+    ]
     assert mirror_cli(Namespace(mirror_command="repair", scan=None, quiet=True, home=None), out, err) == 0  # idempotent
     assert mirror_cli(Namespace(mirror_command="status", home=None), out, err) == 0
 
@@ -130,8 +159,13 @@ def test_the_journal_is_idempotent_erasure_drops_markers_and_scan_finds_unjourna
     for _ in range(2):
         store.put_bytes("videos/dt=2026-05-29/author=bob/1.json", b"{}", content_type="application/json")
     store.put_bytes("covers/dt=2026-05-29/2.jpg", b"jpg", content_type="image/jpeg")
-    assert [e.key for e in unreplicated(store)] == ["covers/dt=2026-05-29/2.jpg", "videos/dt=2026-05-29/author=bob/1.json"] \
-        or [e.key for e in unreplicated(store)] == ["videos/dt=2026-05-29/author=bob/1.json", "covers/dt=2026-05-29/2.jpg"]
+    assert [e.key for e in unreplicated(store)] == [
+        "covers/dt=2026-05-29/2.jpg",
+        "videos/dt=2026-05-29/author=bob/1.json",
+    ] or [e.key for e in unreplicated(store)] == [
+        "videos/dt=2026-05-29/author=bob/1.json",
+        "covers/dt=2026-05-29/2.jpg",
+    ]
     assert [i.key for i in store.list("covers/")] == ["covers/dt=2026-05-29/2.jpg"]  # markers never listed as data
     store.primary.delete(marker_key("covers/dt=2026-05-29/2.jpg"))  # a marker that could not be written
 

@@ -41,13 +41,20 @@ CONCURRENCY = 4
 
 
 def _config() -> dict:
-    return base_config(limits={"max_pages": 1, "max_videos_per_day": 8},
-                       capture={"download_concurrency": CONCURRENCY, "api_concurrency": CONCURRENCY, "max_attempts": 2})
+    return base_config(
+        limits={"max_pages": 1, "max_videos_per_day": 8},
+        capture={"download_concurrency": CONCURRENCY, "api_concurrency": CONCURRENCY, "max_attempts": 2},
+    )
 
 
 def _s3(endpoint: str) -> S3Resource:
-    return S3Resource(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                      aws_secret_access_key="testing", max_attempts=1)  # an outage fails at once, not after backoffs
+    return S3Resource(
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        max_attempts=1,
+    )  # an outage fails at once, not after backoffs
 
 
 class FullDisk(LocalStore):
@@ -82,6 +89,7 @@ def _tripwire(kind: str, tmp_path: Path, server: Server | None, bucket: str | No
     class Tripping(ArchiveStoreResource):
         def open(self):
             if kind == "s3 down":
+
                 class Store(S3Store):
                     def put_bytes(self, key, data, **kw):  # noqa: ANN001
                         trip(key)
@@ -135,7 +143,9 @@ def test_the_store_down_mid_run_blames_no_id_and_loses_no_paid_response(
         assert "StoreUnavailable" in message and expected in message and "spool" in message, message
         assert not rig.ids_in("dead")  # nothing blamed on any id ...
         with sqlite3.connect(tmp_path / "state.sqlite") as conn:
-            assert conn.execute("SELECT max(attempts) FROM archive_queue WHERE state != 'downloaded'").fetchone()[0] == 0  # refunded
+            assert (
+                conn.execute("SELECT max(attempts) FROM archive_queue WHERE state != 'downloaded'").fetchone()[0] == 0
+            )  # refunded
         spooled = [p for p in (tmp_path / "spool").rglob("*") if p.is_file()]
         assert any("/post-detail/" in str(p) for p in spooled)
         paid_before = dict(sb.stats()["detail_requests_by_id"])
@@ -177,11 +187,16 @@ def test_a_spooled_response_is_written_first_and_same_bytes_change_nothing(tmp_p
     FullDisk.full = True
     store = FullDisk(tmp_path / "archive")
     archive = RawArchive(store, today(), spool=tmp_path / "spool")
-    response = ApiResponse("/userinfo-by-id/", {"userid": "6800000000000000001"}, 200, b'{"user": {}}',
-                           datetime.now(UTC), 1, None)
+    response = ApiResponse(
+        "/userinfo-by-id/", {"userid": "6800000000000000001"}, 200, b'{"user": {}}', datetime.now(UTC), 1, None
+    )
     with pytest.raises(StoreUnavailable) as info:
         archive.write(response)
-    assert "disk is full" in str(info.value) and "spool" in str(info.value) and str(tmp_path / "archive") in str(info.value)
+    assert (
+        "disk is full" in str(info.value)
+        and "spool" in str(info.value)
+        and str(tmp_path / "archive") in str(info.value)
+    )
     assert archive.spooled == [archive.key_for(response)]
     FullDisk.full = False
     fresh = RawArchive(store, today(), spool=tmp_path / "spool")
@@ -231,24 +246,35 @@ def fake_s3() -> Iterator:
 
 
 def _fake_store(port: int) -> S3Store:
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing",
-                          config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=0.5,
-                                        connect_timeout=0.5))
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, read_timeout=0.5, connect_timeout=0.5),
+    )
     return S3Store(client, "bucket")
 
 
-@pytest.mark.parametrize("mode,kind,words", [
-    ("503", StoreUnavailable, "(HTTP 503) through botocore's retries"),
-    ("drop", StoreUnavailable, "cannot reach the S3 endpoint"),
-    ("stall", StoreUnavailable, "ReadTimeoutError"),
-])
+@pytest.mark.parametrize(
+    "mode,kind,words",
+    [
+        ("503", StoreUnavailable, "(HTTP 503) through botocore's retries"),
+        ("drop", StoreUnavailable, "cannot reach the S3 endpoint"),
+        ("stall", StoreUnavailable, "ReadTimeoutError"),
+    ],
+)
 def test_every_store_failure_is_a_store_error_naming_the_setting(fake_s3, mode: str, kind: type, words: str) -> None:
     fake_s3.mode = mode
     store = _fake_store(fake_s3.server_address[1])
-    operations = [lambda: store.put_bytes("a/b.json", b"{}", content_type="application/json"),
-                  lambda: store.get_bytes("a/b.json"), lambda: store.stat("a/b.json"),
-                  lambda: list(store.list("a/")), lambda: store.delete("a/b.json")]
+    operations = [
+        lambda: store.put_bytes("a/b.json", b"{}", content_type="application/json"),
+        lambda: store.get_bytes("a/b.json"),
+        lambda: store.stat("a/b.json"),
+        lambda: list(store.list("a/")),
+        lambda: store.delete("a/b.json"),
+    ]
     for operation in operations[:2] if mode == "stall" else operations:  # each stall costs a read timeout
         with pytest.raises(kind) as info:
             operation()
@@ -286,8 +312,11 @@ def _free_port() -> int:
 
 
 def _redis(port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -299,7 +328,6 @@ def _redis(port: int) -> subprocess.Popen:
 
 
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-
 
 
 @needs_redis
@@ -343,8 +371,9 @@ def test_postgres_connections_killed_mid_run_fail_one_call_then_reconnect(postgr
     try:
         state.set_value("k", "before")
         with psycopg.connect(postgres_url, autocommit=True) as admin:
-            killed = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                   "WHERE application_name = %s", (name,)).fetchone()[0]
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()[0]
         assert killed >= 1
         with pytest.raises(StateUnavailable, match="TIKLIVE_STATE_URL") as info:
             state.get_value("k")

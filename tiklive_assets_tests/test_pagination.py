@@ -29,8 +29,15 @@ def client(sb):
     c.close()
 
 
-def _walk(sb: SandboxServer, client: TikLiveClient, paginator: Paginator, endpoint: str, cursor_param: str,
-          expected_ids: list[str], id_key: str) -> list[Page]:
+def _walk(
+    sb: SandboxServer,
+    client: TikLiveClient,
+    paginator: Paginator,
+    endpoint: str,
+    cursor_param: str,
+    expected_ids: list[str],
+    id_key: str,
+) -> list[Page]:
     """Walk to the end; check each item once, the cursor chain, and that pages == requests (server and client)."""
     pages = list(paginator.pages())
     ids = [str(item[id_key]) for page in pages for item in page.items]
@@ -59,22 +66,37 @@ def _walk(sb: SandboxServer, client: TikLiveClient, paginator: Paginator, endpoi
 def test_user_posts_walks_every_post_once(sb, client):
     alice = sb.corpus.account("alice123")
     expected = sb.corpus.post_ids_for("alice123", NOW)
-    pages = _walk(sb, client, VideoPages(lambda c: client.user_posts(alice.id, c)), "/user-posts/", "cursor",
-                  expected, "aweme_id")
+    pages = _walk(
+        sb, client, VideoPages(lambda c: client.user_posts(alice.id, c)), "/user-posts/", "cursor", expected, "aweme_id"
+    )
     # newest first, exactly as the corpus orders them
     assert [v["aweme_id"] for p in pages for v in p.items] == expected
 
 
 def test_challenge_posts_walks_every_post_once(sb, client):
     expected = [p.aweme_id for p in sb.corpus.discoverable_posts(NOW) if "cats" in p.hashtags]
-    _walk(sb, client, VideoPages(lambda c: client.challenge_posts("1001", c)), "/challenge-posts/", "cursor",
-          expected, "aweme_id")
+    _walk(
+        sb,
+        client,
+        VideoPages(lambda c: client.challenge_posts("1001", c)),
+        "/challenge-posts/",
+        "cursor",
+        expected,
+        "aweme_id",
+    )
 
 
 def test_music_posts_walks_every_post_once(sb, client):
     expected = [p.aweme_id for p in sb.corpus.discoverable_posts(NOW) if p.music_id == "9001"]
-    _walk(sb, client, VideoPages(lambda c: client.music_posts("9001", c, count=20)), "/music-posts/", "cursor",
-          expected, "aweme_id")
+    _walk(
+        sb,
+        client,
+        VideoPages(lambda c: client.music_posts("9001", c, count=20)),
+        "/music-posts/",
+        "cursor",
+        expected,
+        "aweme_id",
+    )
 
 
 def test_search_video_walks_every_hit_once(sb, client):
@@ -84,8 +106,15 @@ def test_search_video_walks_every_hit_once(sb, client):
         author = corpus.author_of(post)
         if "cooking" in f"{post.title} {author.handle} {author.nickname}".lower():
             expected.append(post.aweme_id)
-    pages = _walk(sb, client, VideoPages(lambda c: client.search_video("cooking", c, sort_by=2)), "/search-video/",
-                  "cursor", expected, "aweme_id")
+    pages = _walk(
+        sb,
+        client,
+        VideoPages(lambda c: client.search_video("cooking", c, sort_by=2)),
+        "/search-video/",
+        "cursor",
+        expected,
+        "aweme_id",
+    )
     assert pages[0].response.params["sort_by"] == 2
 
 
@@ -102,31 +131,58 @@ def _post_with_comments_and_replies(sb: SandboxServer):
 
 def test_comments_walk_every_comment_once(sb, client):
     aweme_id, comments, _, _ = _post_with_comments_and_replies(sb)
-    _walk(sb, client, CommentPages(lambda c: client.post_comments(aweme_id, "alice123", c, count=20)),
-          "/post-comments/", "cursor", [c.id for c in comments], "id")
+    _walk(
+        sb,
+        client,
+        CommentPages(lambda c: client.post_comments(aweme_id, "alice123", c, count=20)),
+        "/post-comments/",
+        "cursor",
+        [c.id for c in comments],
+        "id",
+    )
 
 
 def test_replies_walk_every_reply_once(sb, client):
     aweme_id, _, parent, replies = _post_with_comments_and_replies(sb)
-    pages = _walk(sb, client,
-                  CommentPages(lambda c: client.post_comment_replies(parent.id, aweme_id, "alice123", c, count=2)),
-                  "/post-comment-replies/", "cursor", [r.id for r in replies], "id")
+    pages = _walk(
+        sb,
+        client,
+        CommentPages(lambda c: client.post_comment_replies(parent.id, aweme_id, "alice123", c, count=2)),
+        "/post-comment-replies/",
+        "cursor",
+        [r.id for r in replies],
+        "id",
+    )
     assert {item["reply_to_id"] for p in pages for item in p.items} == {parent.id}
 
 
 def test_followers_walk_every_follower_once(sb, client):
     alice = sb.corpus.account("alice123")
     _, items = sb.corpus.follow_list(alice, "followers", NOW)
-    pages = _walk(sb, client, FollowPages(lambda t: client.user_followers(alice.id, t)), "/user-followers/", "time",
-                  [i["id"] for i in items], "id")
+    pages = _walk(
+        sb,
+        client,
+        FollowPages(lambda t: client.user_followers(alice.id, t)),
+        "/user-followers/",
+        "time",
+        [i["id"] for i in items],
+        "id",
+    )
     assert pages[1].cursor == str(pages[0].response.json()["time"])  # the `time` envelope, not `cursor`
 
 
 def test_following_walk_every_followed_account_once(sb, client):
     alice = sb.corpus.account("alice123")
     _, items = sb.corpus.follow_list(alice, "following", NOW)
-    _walk(sb, client, FollowPages.following(lambda t: client.user_following(alice.id, t, count=20)),
-          "/user-following/", "time", [i["id"] for i in items], "id")
+    _walk(
+        sb,
+        client,
+        FollowPages.following(lambda t: client.user_following(alice.id, t, count=20)),
+        "/user-following/",
+        "time",
+        [i["id"] for i in items],
+        "id",
+    )
 
 
 def test_following_without_the_followings_key_sees_nothing(sb, client):
@@ -143,12 +199,16 @@ def test_following_without_the_followings_key_sees_nothing(sb, client):
 def test_resume_from_a_page_cursor_continues_without_repeats(sb, client, kind):
     alice = sb.corpus.account("alice123")
     if kind == "video":
+
         def make(**kw):
             return VideoPages(lambda c: client.user_posts(alice.id, c, count=10), **kw)
+
         id_key, endpoint = "aweme_id", "/user-posts/"
     else:
+
         def make(**kw):
             return FollowPages(lambda t: client.user_followers(alice.id, t, count=20), **kw)
+
         id_key, endpoint = "id", "/user-followers/"
     full = list(make().pages())
     assert len(full) >= 4
@@ -270,7 +330,9 @@ def test_a_page_made_only_of_items_already_returned_is_drift_even_with_a_new_cur
     def fetch(cursor: str) -> ApiResponse:
         import json
 
-        return ApiResponse("/user-posts/", {"cursor": cursor}, 200, json.dumps(pages[cursor]).encode(), datetime.now(UTC))
+        return ApiResponse(
+            "/user-posts/", {"cursor": cursor}, 200, json.dumps(pages[cursor]).encode(), datetime.now(UTC)
+        )
 
     walk = VideoPages(fetch).pages()
     assert [item["aweme_id"] for item in next(walk).items] == ["1", "2"]

@@ -24,8 +24,9 @@ from tiklive_assets_tests.support.capture import base_config, frozen_sandbox
 
 
 def _client(endpoint: str, key: str = "testing", secret: str = "testing"):
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=key, aws_secret_access_key=secret)
+    return boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret
+    )
 
 
 def _closed_port() -> int:
@@ -141,22 +142,35 @@ def test_concurrent_first_runs_create_the_dagster_instance_safely(tmp_path: Path
 
 @pytest.mark.parametrize("fault", ["missing bucket", "wrong credentials", "unreachable state"])
 def test_tiklive_run_fails_fast_with_zero_requests_at_the_api(
-    fault: str, tmp_path: Path, moto_endpoint: str, s3_bucket: str, monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    tmp_path: Path,
+    moto_endpoint: str,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from moto import settings as moto_settings
 
     from tiklive_assets.cli.run import run_day
 
-    setting = {"missing bucket": "TIKLIVE_ARCHIVE_BUCKET", "wrong credentials": "AWS_ACCESS_KEY_ID",
-               "unreachable state": "TIKLIVE_STATE_URL"}[fault]
+    setting = {
+        "missing bucket": "TIKLIVE_ARCHIVE_BUCKET",
+        "wrong credentials": "AWS_ACCESS_KEY_ID",
+        "unreachable state": "TIKLIVE_STATE_URL",
+    }[fault]
     config = tmp_path / "tiklive.yaml"
     config.write_text(yaml.safe_dump(base_config()))
     with frozen_sandbox() as sb:
-        for name, value in {"TIKLIVE_HOME": str(tmp_path / "home"), "TIKLIVE_CONFIG": str(config),
-                            "TIKLIVE_BASE_URL": sb.base_url, "TIKLIVE_API_KEY": "sandbox-key",
-                            "TIKLIVE_RATELIMIT_URL": "memory://", "TIKLIVE_ARCHIVE_BUCKET": s3_bucket,
-                            "TIKLIVE_S3_ENDPOINT_URL": moto_endpoint, "TIKLIVE_S3_REGION": "us-east-1"}.items():
+        for name, value in {
+            "TIKLIVE_HOME": str(tmp_path / "home"),
+            "TIKLIVE_CONFIG": str(config),
+            "TIKLIVE_BASE_URL": sb.base_url,
+            "TIKLIVE_API_KEY": "sandbox-key",
+            "TIKLIVE_RATELIMIT_URL": "memory://",
+            "TIKLIVE_ARCHIVE_BUCKET": s3_bucket,
+            "TIKLIVE_S3_ENDPOINT_URL": moto_endpoint,
+            "TIKLIVE_S3_REGION": "us-east-1",
+        }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("TIKLIVE_STATE_URL", raising=False)
         monkeypatch.delenv("TIKLIVE_ARCHIVE_SECONDARY_BUCKET", raising=False)

@@ -47,8 +47,8 @@ def dagster_postgres_db(postgres_url):
 
 
 def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_path, dagster_postgres_db):
-    from dagster_graphql import DagsterGraphQLClient
     from dagster import DagsterRunStatus
+    from dagster_graphql import DagsterGraphQLClient
 
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -72,10 +72,20 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
     logs = tmp_path / "logs"
     logs.mkdir()
     procs = [
-        subprocess.Popen([str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-                         cwd=REPO, env=env, stdout=open(logs / "webserver.log", "w"), stderr=subprocess.STDOUT),
-        subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-                         cwd=REPO, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=open(logs / "webserver.log", "w"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+            cwd=REPO,
+            env=env,
+            stdout=open(logs / "daemon.log", "w"),
+            stderr=subprocess.STDOUT,
+        ),
     ]
     try:
         client = None
@@ -90,9 +100,14 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
         else:
             pytest.fail(f"webserver did not come up:\n{(logs / 'webserver.log').read_text()[-3000:]}")
         today = datetime.now(UTC).date().isoformat()
+
         def launch_and_wait(job: str) -> str:
-            run = client.submit_job_execution(job, repository_location_name="tiklive_assets",
-                                              repository_name="__repository__", tags={"dagster/partition": today})
+            run = client.submit_job_execution(
+                job,
+                repository_location_name="tiklive_assets",
+                repository_name="__repository__",
+                tags={"dagster/partition": today},
+            )
             status, deadline = None, time.monotonic() + 240
             while time.monotonic() < deadline:
                 status = client.get_run_status(run)

@@ -56,7 +56,9 @@ def test_plan_holds_across_two_processes_sharing_a_sqlite_limiter(tmp_path):
         barrier = ctx.Barrier(2)
         results = ctx.Queue()
         procs = [
-            ctx.Process(target=_process_worker, args=(sb.base_url, backend, limit, window, per_process, barrier, results))
+            ctx.Process(
+                target=_process_worker, args=(sb.base_url, backend, limit, window, per_process, barrier, results)
+            )
             for _ in range(2)
         ]
         for p in procs:

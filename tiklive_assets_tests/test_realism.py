@@ -45,8 +45,9 @@ UPSTREAM = {"code": -1, "msg": "upstream busy"}
 
 
 def _client(sb, archive=None, **kwargs) -> TikLiveClient:
-    return TikLiveClient(DEFAULT_API_KEY, sb.base_url, on_response=archive, backoff_initial=0.01, backoff_max=0.05,
-                         **kwargs)
+    return TikLiveClient(
+        DEFAULT_API_KEY, sb.base_url, on_response=archive, backoff_initial=0.01, backoff_max=0.05, **kwargs
+    )
 
 
 def _detail_objects(rig: Rig) -> dict[str, list[str]]:
@@ -61,27 +62,33 @@ def _detail_objects(rig: Rig) -> dict[str, list[str]]:
 # -- answers that only look like data ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    (b'{"message": "Insufficient balance. Please top up."}', "balance"),
-    (b'{"code": -1, "msg": "upstream timeout"}', "upstream"),
-    (b'{"code": "10001", "message": "risk control"}', "upstream"),
-    (b'{"videos": [{"aweme_id": "1"}], "cur', "notjson"),
-    (b"<html><body>504 Gateway Time-out</body></html>", "notjson"),
-    (b'{"code": 0, "msg": "success", "data": {"videos": []}}', None),
-    (b'{"aweme_id": "7", "title": "the balance of power"}', None),
-])
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b'{"message": "Insufficient balance. Please top up."}', "balance"),
+        (b'{"code": -1, "msg": "upstream timeout"}', "upstream"),
+        (b'{"code": "10001", "message": "risk control"}', "upstream"),
+        (b'{"videos": [{"aweme_id": "1"}], "cur', "notjson"),
+        (b"<html><body>504 Gateway Time-out</body></html>", "notjson"),
+        (b'{"code": 0, "msg": "success", "data": {"videos": []}}', None),
+        (b'{"aweme_id": "7", "title": "the balance of power"}', None),
+    ],
+)
 def test_a_200_body_is_classified_before_anyone_trusts_it(body, kind):
     assert classify_body(body)[0] == kind
 
 
-@pytest.mark.parametrize(("endpoint", "body", "kind"), [
-    ("/userid/", b'{"id": null}', "invalid"),
-    ("/userid/", b'{"id": 107955}', None),
-    ("/post-detail/", b'{"title": "no id"}', "invalid"),
-    ("/post-detail/", b'{"video_id": "7"}', None),
-    ("/userinfo-by-id/", b'{"user": "x"}', "invalid"),
-    ("/userinfo-by-id/", b'{"code": 0, "msg": "success", "data": {"user": {"id": "1"}}}', None),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "body", "kind"),
+    [
+        ("/userid/", b'{"id": null}', "invalid"),
+        ("/userid/", b'{"id": 107955}', None),
+        ("/post-detail/", b'{"title": "no id"}', "invalid"),
+        ("/post-detail/", b'{"video_id": "7"}', None),
+        ("/userinfo-by-id/", b'{"user": "x"}', "invalid"),
+        ("/userinfo-by-id/", b'{"code": 0, "msg": "success", "data": {"user": {"id": "1"}}}', None),
+    ],
+)
 def test_an_answer_without_what_its_endpoint_must_hold_is_not_data(endpoint, body, kind):
     assert classify_body(body, endpoint)[0] == kind
 
@@ -129,14 +136,18 @@ def test_a_balance_answer_stops_at_once_and_is_never_archived_as_data(tmp_path: 
         with pytest.raises(BalanceExhausted, match="top up"):
             client.userinfo_by_id(ALICE_ID)
         assert sb.stats()["api_requests"] == 2  # no retry: every retry would spend and be refused again
-    names = sorted(info.key.rsplit("/", 2)[1] + "/" + info.key.rsplit("/", 1)[1]
-                   for info in LocalStore(tmp_path).list("tiklive-raw/"))
+    names = sorted(
+        info.key.rsplit("/", 2)[1] + "/" + info.key.rsplit("/", 1)[1]
+        for info in LocalStore(tmp_path).list("tiklive-raw/")
+    )
     assert names == ["userid/alice123.json.gz", f"userinfo-by-id/{ALICE_ID}-error-balance.json.gz"]
 
 
 def test_the_balance_running_out_mid_day_stops_the_run_blames_no_video_and_a_top_up_converges(tmp_path: Path):
     with frozen_sandbox(credit_balance=8) as sb:
-        rig = Rig(sb, tmp_path / "home", local_store(tmp_path), base_config(limits={"max_pages": 1, "max_videos_per_day": 10}))
+        rig = Rig(
+            sb, tmp_path / "home", local_store(tmp_path), base_config(limits={"max_pages": 1, "max_videos_per_day": 10})
+        )
         first = rig.run()
         assert not first.success
         problems = failures(first)
@@ -174,8 +185,12 @@ def test_userid_answering_without_an_id_is_never_cached_nor_archived_as_the_answ
         with rig.state() as state:
             assert state.cached_user_id("alice123") == ALICE_ID
     keys = [k.rsplit("/", 1)[1] for k in rig.listing("tiklive-raw/") if "/userid/" in k]
-    assert "alice123.json.gz" in keys and all(k.startswith("alice123-error-invalid") or k == "alice123.json.gz" for k in keys)
-    assert rig.raw_json(next(k for k in rig.listing("tiklive-raw/") if k.endswith("userid/alice123.json.gz"))) == {"id": ALICE_ID}
+    assert "alice123.json.gz" in keys and all(
+        k.startswith("alice123-error-invalid") or k == "alice123.json.gz" for k in keys
+    )
+    assert rig.raw_json(next(k for k in rig.listing("tiklive-raw/") if k.endswith("userid/alice123.json.gz"))) == {
+        "id": ALICE_ID
+    }
 
 
 # -- listings: ids under other names, items without any ------------------------------------------------------
@@ -199,9 +214,19 @@ def test_listing_items_under_video_id_or_id_or_as_integers_are_all_queued(tmp_pa
 def test_an_item_without_any_id_is_archived_counted_and_skipped(tmp_path: Path):
     with frozen_sandbox() as sb:
         rig = Rig(sb, tmp_path / "home", local_store(tmp_path), base_config(hashtags=[]))
-        sb.fail_next(1, 200, endpoint="/user-posts/", body={
-            "videos": [{"title": "no id at all", "play_count": "12"}, {"video_id": "7000000000000000001", "title": "x"}],
-            "cursor": "0", "hasMore": 0})
+        sb.fail_next(
+            1,
+            200,
+            endpoint="/user-posts/",
+            body={
+                "videos": [
+                    {"title": "no id at all", "play_count": "12"},
+                    {"video_id": "7000000000000000001", "title": "x"},
+                ],
+                "cursor": "0",
+                "hasMore": 0,
+            },
+        )
         result = rig.run(account_profiles, discovery_queue)
         assert result.success, failures(result)
         meta = metadata(result, discovery_queue)
@@ -225,9 +250,18 @@ def test_pages_read_hasmore_as_1_or_0_and_integer_cursors(tmp_path: Path):
 def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(tmp_path: Path):
     config = base_config(
         limits={"max_pages": 2, "max_videos_per_day": 40},
-        accounts=[{"handle": "alice123", "followers": True, "following": True, "follow_max_pages": 2,
-                   "comments": {"recent_videos": 3, "max_pages": 2, "reply_depth": 1}}],
-        hashtags=["1001"], music=["9001"], keywords=[{"keyword": "cats", "sort_by": 2}],
+        accounts=[
+            {
+                "handle": "alice123",
+                "followers": True,
+                "following": True,
+                "follow_max_pages": 2,
+                "comments": {"recent_videos": 3, "max_pages": 2, "reply_depth": 1},
+            }
+        ],
+        hashtags=["1001"],
+        music=["9001"],
+        keywords=[{"keyword": "cats", "sort_by": 2}],
     )
     with frozen_sandbox(realism=True) as sb:
         rig = Rig(sb, tmp_path / "home", local_store(tmp_path), config)
@@ -246,7 +280,12 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
     assert photos and meta["photo_posts_downloaded"] == len(photos)
     for aweme_id, kinds in files.items():
         if aweme_id in photos:  # images + sound, never an .mp4 holding the mp3
-            assert set(kinds) == {"cover", "sidecar", "sound", *(f"image-{n}" for n in range(1, n_images[aweme_id] + 1))}
+            assert set(kinds) == {
+                "cover",
+                "sidecar",
+                "sound",
+                *(f"image-{n}" for n in range(1, n_images[aweme_id] + 1)),
+            }
             assert kinds["sound"].storage_key.endswith(f"/{aweme_id}.mp3")
             assert store.get_bytes(kinds["sound"].storage_key) == music_bytes(music_of[aweme_id])
             assert store.get_bytes(kinds["image-2"].storage_key) == cover_bytes(f"{aweme_id}x2")
@@ -261,16 +300,23 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
 
     # ... and the warehouse loads that day with no step failed, from the archive alone
     loaded = dg.materialize(
-        WAREHOUSE_ASSETS, partition_key=today().isoformat(), instance=rig.instance, raise_on_error=False,
+        WAREHOUSE_ASSETS,
+        partition_key=today().isoformat(),
+        instance=rig.instance,
+        raise_on_error=False,
         resources={**rig.resources(), "warehouse": WarehouseResource(url=str(rig.home / "warehouse.duckdb"))},
     )
     assert loaded.success, failures(loaded)
     with duckdb.connect(str(rig.home / "warehouse.duckdb"), read_only=True) as db:
         bio = db.execute("SELECT bio_link FROM users WHERE user_id = ?", [ALICE_ID]).fetchone()[0]
-        kinds = dict(db.execute("SELECT kind, count(*) FROM posts WHERE storage_key IS NOT NULL GROUP BY kind").fetchall())
+        kinds = dict(
+            db.execute("SELECT kind, count(*) FROM posts WHERE storage_key IS NOT NULL GROUP BY kind").fetchall()
+        )
         captured = {r[0] for r in db.execute("SELECT aweme_id FROM posts WHERE storage_key IS NOT NULL").fetchall()}
         quarantined = db.execute("SELECT count(*) FROM quarantine").fetchone()[0]
-    profile = rig.raw_json(next(k for k in rig.listing("tiklive-raw/") if k.endswith(f"userinfo-by-id/{ALICE_ID}.json.gz")))
+    profile = rig.raw_json(
+        next(k for k in rig.listing("tiklive-raw/") if k.endswith(f"userinfo-by-id/{ALICE_ID}.json.gz"))
+    )
     assert profile["user"]["bioLink"] == {"link": "example.com/alice123", "risk": 3}  # served as an object ...
     assert bio == "example.com/alice123"  # ... kept as its link text
     assert kinds == {"photo": len(photos), "video": len(queue) - len(photos)}
@@ -283,11 +329,15 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
 def test_a_state_database_from_before_photo_posts_records_images_and_sound(tmp_path: Path):
     path = tmp_path / "state.sqlite"
     with sqlite3.connect(path) as conn:  # the table as earlier versions created it
-        conn.execute("CREATE TABLE archived_files (aweme_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN "
-                     "('video', 'cover', 'sidecar')), storage_key TEXT NOT NULL, sha256 TEXT, bytes BIGINT, "
-                     "ingest_date TEXT, recorded_at TEXT NOT NULL, PRIMARY KEY (aweme_id, kind))")
-        conn.execute("INSERT INTO archived_files VALUES ('1', 'video', 'videos/x/1.mp4', 'ab', 3, '2026-01-01', "
-                     "'2026-01-01T00:00:00+00:00')")
+        conn.execute(
+            "CREATE TABLE archived_files (aweme_id TEXT NOT NULL, kind TEXT NOT NULL CHECK (kind IN "
+            "('video', 'cover', 'sidecar')), storage_key TEXT NOT NULL, sha256 TEXT, bytes BIGINT, "
+            "ingest_date TEXT, recorded_at TEXT NOT NULL, PRIMARY KEY (aweme_id, kind))"
+        )
+        conn.execute(
+            "INSERT INTO archived_files VALUES ('1', 'video', 'videos/x/1.mp4', 'ab', 3, '2026-01-01', "
+            "'2026-01-01T00:00:00+00:00')"
+        )
     with StateDB.from_url(f"sqlite:///{path}") as state:
         state.record_file("2", "image-1", "videos/x/2-1.jpg", "cd", 4, today())
         state.record_file("2", "sound", "videos/x/2.mp3", "ef", 5, today())
@@ -300,8 +350,16 @@ def test_a_state_database_from_before_photo_posts_records_images_and_sound(tmp_p
 def test_a_comment_page_unreadable_through_every_retry_fails_only_its_walk(tmp_path: Path):
     from tiklive_assets.defs.archive.assets import post_comments
 
-    config = base_config(accounts=[{"handle": "alice123", "followers": False, "following": False,
-                                    "comments": {"recent_videos": 2, "max_pages": 1, "reply_depth": 0}}])
+    config = base_config(
+        accounts=[
+            {
+                "handle": "alice123",
+                "followers": False,
+                "following": False,
+                "comments": {"recent_videos": 2, "max_pages": 1, "reply_depth": 0},
+            }
+        ]
+    )
     with frozen_sandbox() as sb:
         rig = Rig(sb, tmp_path / "home", local_store(tmp_path), config)
         assert rig.run(account_profiles, discovery_queue).success
@@ -352,7 +410,10 @@ def test_a_video_gone_said_inside_a_200_is_a_dead_letter_bought_once(tmp_path: P
         (aweme_id,) = dead
         assert rig.run(archived_videos).success and sb.stats()["detail_requests_by_id"][aweme_id] == 1
         loaded = dg.materialize(
-            WAREHOUSE_ASSETS, partition_key=today().isoformat(), instance=rig.instance, raise_on_error=False,
+            WAREHOUSE_ASSETS,
+            partition_key=today().isoformat(),
+            instance=rig.instance,
+            raise_on_error=False,
             resources={**rig.resources(), "warehouse": WarehouseResource(url=str(rig.home / "warehouse.duckdb"))},
         )
         assert loaded.success, failures(loaded)
@@ -364,11 +425,22 @@ def test_a_video_gone_said_inside_a_200_is_a_dead_letter_bought_once(tmp_path: P
 
 def test_a_cursor_that_is_not_a_number_ends_the_walk_before_paying_for_a_page_it_could_not_keep(tmp_path: Path):
     with frozen_sandbox() as sb:
-        rig = Rig(sb, tmp_path / "home", local_store(tmp_path), base_config(
-            hashtags=[], limits={"max_pages": 3, "max_videos_per_day": 100}))
-        sb.fail_next(1, 200, endpoint="/user-posts/", body={
-            "videos": [{"aweme_id": "7000000000000000001", "author": {"unique_id": "alice123"}}],
-            "cursor": "eyJvZmZzZXQiOjMwfQ", "hasMore": True})
+        rig = Rig(
+            sb,
+            tmp_path / "home",
+            local_store(tmp_path),
+            base_config(hashtags=[], limits={"max_pages": 3, "max_videos_per_day": 100}),
+        )
+        sb.fail_next(
+            1,
+            200,
+            endpoint="/user-posts/",
+            body={
+                "videos": [{"aweme_id": "7000000000000000001", "author": {"unique_id": "alice123"}}],
+                "cursor": "eyJvZmZzZXQiOjMwfQ",
+                "hasMore": True,
+            },
+        )
         result = rig.run(account_profiles, discovery_queue)
         assert result.success, failures(result)
         meta = metadata(result, discovery_queue)

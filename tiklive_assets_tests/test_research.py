@@ -62,15 +62,28 @@ class Rig:
         return QuotaLedger(self.state, daily_quota, run_cap, today=self.server.research.today)
 
     def client(self, ledger: QuotaLedger | None = None, archive: ResearchArchive | None = None) -> ResearchClient:
-        return ResearchClient(DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, self.server.base_url,
-                              quota=ledger or self.ledger(), on_response=archive, backoff_initial=BACKOFF)
+        return ResearchClient(
+            DEFAULT_CLIENT_KEY,
+            DEFAULT_CLIENT_SECRET,
+            self.server.base_url,
+            quota=ledger or self.ledger(),
+            on_response=archive,
+            backoff_initial=BACKOFF,
+        )
 
     def collect(self, users=SEED_USERS, start=Q1[0], end=Q1[1], *, ledger=None, on_page=None, **options):
         ledger = ledger or self.ledger()
         archive = ResearchArchive(self.store, ledger.today())
         client = self.client(ledger, archive)
-        report = collect_videos(client, archive, self.state, build_query(users), split_range(start, end),
-                                CollectOptions(pause=PAUSE, **options), on_page=on_page)
+        report = collect_videos(
+            client,
+            archive,
+            self.state,
+            build_query(users),
+            split_range(start, end),
+            CollectOptions(pause=PAUSE, **options),
+            on_page=on_page,
+        )
         return report, client
 
     def load(self):
@@ -117,14 +130,17 @@ def archived_video_ids(store: LocalStore) -> list[str]:
 # -- windows ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("start,end", [
-    (date(2024, 1, 1), date(2024, 12, 31)),  # a leap year
-    (date(2023, 1, 1), date(2023, 12, 31)),
-    (date(2024, 2, 1), date(2024, 3, 1)),  # 30 days over 29 February: exactly one window
-    (date(2024, 1, 31), date(2024, 3, 31)),  # month ends
-    (date(2023, 2, 28), date(2023, 3, 1)),
-    (date(2024, 5, 5), date(2024, 5, 5)),
-])
+@pytest.mark.parametrize(
+    "start,end",
+    [
+        (date(2024, 1, 1), date(2024, 12, 31)),  # a leap year
+        (date(2023, 1, 1), date(2023, 12, 31)),
+        (date(2024, 2, 1), date(2024, 3, 1)),  # 30 days over 29 February: exactly one window
+        (date(2024, 1, 31), date(2024, 3, 31)),  # month ends
+        (date(2023, 2, 28), date(2023, 3, 1)),
+        (date(2024, 5, 5), date(2024, 5, 5)),
+    ],
+)
 def test_windows_cover_every_day_once(start, end):
     windows = split_range(start, end)
     days = [d for w in windows for d in w.dates()]
@@ -136,7 +152,11 @@ def test_windows_cover_every_day_once(start, end):
 
 def test_windows_for_the_seed_and_a_leap_year():
     assert [w.key for w in split_range(*Q1)] == [
-        "20240101-20240130", "20240131-20240229", "20240301-20240330", "20240331-20240331"]
+        "20240101-20240130",
+        "20240131-20240229",
+        "20240301-20240330",
+        "20240331-20240331",
+    ]
     assert Window.from_key("20240131-20240229").days == 30
     assert len(split_range(date(2024, 1, 1), date(2024, 12, 31))) == 13
 
@@ -144,7 +164,9 @@ def test_windows_for_the_seed_and_a_leap_year():
 def test_pack_days_uses_as_few_windows_as_the_limit_allows():
     year = [date(2023, 1, 1) + timedelta(days=i) for i in range(365)]
     assert len(pack_days(reversed(year))) == 13
-    assert pack_days(["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-01"]) == [Window(date(2024, 2, 28), date(2024, 3, 1))]
+    assert pack_days(["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-01"]) == [
+        Window(date(2024, 2, 28), date(2024, 3, 1))
+    ]
     gap = pack_days(["2024-01-01", "2024-01-02", "2024-01-05"])
     assert [w.key for w in gap] == ["20240101-20240102", "20240105-20240105"]
 
@@ -161,9 +183,10 @@ def test_seed_003_three_months_every_video_exactly_once_at_the_floor(rig):
     rig.load()
     ids = rig.ids()
     assert len(ids) == len(set(ids)) and set(ids) == want
-    assert videos_per_user(rig.warehouse, *Q1, SEED_USERS) == {
-        u: len(corpus_videos(u, *Q1)) for u in SEED_USERS}
-    assert client.meter.total == floor(SEED_USERS, *Q1) == rig.server.research.stats.requests["/v2/research/video/query/"]
+    assert videos_per_user(rig.warehouse, *Q1, SEED_USERS) == {u: len(corpus_videos(u, *Q1)) for u in SEED_USERS}
+    assert (
+        client.meter.total == floor(SEED_USERS, *Q1) == rig.server.research.stats.requests["/v2/research/video/query/"]
+    )
     assert rig.ledger().spent_today() == client.meter.total
     # a second run finds every window done: no request at all
     again, client2 = rig.collect()
@@ -197,8 +220,14 @@ def test_the_server_measures_the_pause_between_pages(rig):
 
 
 def test_pages_too_close_together_are_rejected(sandbox_research):
-    token = requests.post(f"{sandbox_research.base_url}/v2/oauth/token/", data={
-        "client_key": DEFAULT_CLIENT_KEY, "client_secret": DEFAULT_CLIENT_SECRET, "grant_type": "client_credentials"}).json()
+    token = requests.post(
+        f"{sandbox_research.base_url}/v2/oauth/token/",
+        data={
+            "client_key": DEFAULT_CLIENT_KEY,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "grant_type": "client_credentials",
+        },
+    ).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     url = f"{sandbox_research.base_url}/v2/research/video/query/?fields=id,username"
     body = {"query": build_query(["20minuten"]), "max_count": 100, "start_date": "20240101", "end_date": "20240130"}
@@ -303,8 +332,10 @@ def test_invalid_params_fail_with_the_api_message(rig):
     with pytest.raises(ValueError):
         client.query_videos(build_query(["20minuten"]), date(2024, 1, 1), date(2024, 1, 30), max_count=101)
     with pytest.raises(InvalidParams, match="max_count"):
-        client.post("/v2/research/video/query/", {"query": build_query(["x"]), "max_count": 101,
-                                                   "start_date": "20240101", "end_date": "20240102"})
+        client.post(
+            "/v2/research/video/query/",
+            {"query": build_query(["x"]), "max_count": 101, "start_date": "20240101", "end_date": "20240102"},
+        )
 
 
 # -- search_id expiry and crashes ------------------------------------------------------------------------
@@ -326,13 +357,30 @@ def test_an_expired_search_id_restarts_its_window_without_duplicates(rig):
 def test_a_killed_run_resumes(sandbox_research, tmp_path):
     server = sandbox_research
     server.research.config.page_interval = 0.3
-    env = {**os.environ, "TIKTOK_RESEARCH_CLIENT_KEY": DEFAULT_CLIENT_KEY,
-           "TIKTOK_RESEARCH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET, "TIKTOK_RESEARCH_BASE_URL": server.base_url,
-           "TIKLIVE_HOME": str(tmp_path), "TIKLIVE_CONFIG": str(tmp_path / "absent.yaml")}
+    env = {
+        **os.environ,
+        "TIKTOK_RESEARCH_CLIENT_KEY": DEFAULT_CLIENT_KEY,
+        "TIKTOK_RESEARCH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+        "TIKTOK_RESEARCH_BASE_URL": server.base_url,
+        "TIKLIVE_HOME": str(tmp_path),
+        "TIKLIVE_CONFIG": str(tmp_path / "absent.yaml"),
+    }
     env.pop("TIKLIVE_WAREHOUSE_URL", None)
     env.pop("TIKLIVE_ARCHIVE_BUCKET", None)
-    cmd = [sys.executable, "-m", "tiklive_assets.cli.research", "--users", ",".join(SEED_USERS),
-           "--from", "2024-01-01", "--to", "2024-03-31", "--pause", "0.35", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tiklive_assets.cli.research",
+        "--users",
+        ",".join(SEED_USERS),
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-03-31",
+        "--pause",
+        "0.35",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     pages = 0
@@ -424,16 +472,23 @@ def test_a_backfill_range_runs_one_search_per_window(rig, tmp_path, monkeypatch)
     config = tmp_path / "tiklive.yaml"
     config.write_text(f"research:\n  usernames: [20minuten]\n  page_pause_seconds: {PAUSE}\n")
     resources = {
-        "tiktok_research": TikTokResearchResource(client_key=DEFAULT_CLIENT_KEY, client_secret=DEFAULT_CLIENT_SECRET,
-                                                  base_url=rig.server.base_url),
+        "tiktok_research": TikTokResearchResource(
+            client_key=DEFAULT_CLIENT_KEY, client_secret=DEFAULT_CLIENT_SECRET, base_url=rig.server.base_url
+        ),
         "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
         "data_root": DataRootResource(home=str(tmp_path)),
         "tracking": TrackingConfigResource(path=str(config)),
     }
     start, end = date(2024, 1, 1), date(2024, 2, 29)  # 60 create-date partitions: two full windows
-    result = dg.materialize([research_video_archive], resources=resources, instance=dg.DagsterInstance.ephemeral(),
-                            tags={"dagster/asset_partition_range_start": start.isoformat(),
-                                  "dagster/asset_partition_range_end": end.isoformat()})
+    result = dg.materialize(
+        [research_video_archive],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        tags={
+            "dagster/asset_partition_range_start": start.isoformat(),
+            "dagster/asset_partition_range_end": end.isoformat(),
+        },
+    )
     assert result.success
     assert rig.server.research.stats.searches == 2
     assert rig.server.research.stats.requests["/v2/research/video/query/"] == floor(["20minuten"], start, end)
@@ -442,4 +497,5 @@ def test_a_backfill_range_runs_one_search_per_window(rig, tmp_path, monkeypatch)
     tables = dg.materialize([research_tables], resources=resources)
     assert tables.success
     assert videos_per_user(str(tmp_path / "warehouse.duckdb"), start, end) == {
-        "20minuten": len(corpus_videos("20minuten", start, end))}
+        "20minuten": len(corpus_videos("20minuten", start, end))
+    }

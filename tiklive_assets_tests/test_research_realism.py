@@ -58,13 +58,26 @@ class Rig:
         self.archive = ResearchArchive(self.store, self.ledger.today())
 
     def client(self, secret: str = DEFAULT_CLIENT_SECRET, max_attempts: int = 4) -> ResearchClient:
-        return ResearchClient(DEFAULT_CLIENT_KEY, secret, self.server.base_url, quota=self.ledger,
-                              on_response=self.archive.write, backoff_initial=BACKOFF, max_attempts=max_attempts)
+        return ResearchClient(
+            DEFAULT_CLIENT_KEY,
+            secret,
+            self.server.base_url,
+            quota=self.ledger,
+            on_response=self.archive.write,
+            backoff_initial=BACKOFF,
+            max_attempts=max_attempts,
+        )
 
     def collect(self, users=("20minuten",), start=JAN[0], end=JAN[1], client=None):
         client = client or self.client()
-        report = collect_videos(client, self.archive, self.state, build_query(list(users)), split_range(start, end),
-                                CollectOptions(pause=PAUSE))
+        report = collect_videos(
+            client,
+            self.archive,
+            self.state,
+            build_query(list(users)),
+            split_range(start, end),
+            CollectOptions(pause=PAUSE),
+        )
         return report, client
 
     def query(self, sql: str) -> list[tuple]:
@@ -121,8 +134,11 @@ def test_follower_cursors_decrease_and_every_follower_is_collected(quiet):
     client = quiet.client()
     sent = []
     pages = ResearchPages.followers(
-        lambda cursor, _sid, pacer=None: sent.append(cursor) or client.user_followers("20minuten", cursor, 100,
-                                                                                     pacer=pacer), pause=0)
+        lambda cursor, _sid, pacer=None: (
+            sent.append(cursor) or client.user_followers("20minuten", cursor, 100, pacer=pacer)
+        ),
+        pause=0,
+    )
     people = list(pages.items())
     assert sent[0] is None  # the first request sends no cursor: the API starts from now
     assert all(b < a for a, b in zip(sent[1:], sent[2:])) and len(sent) == 4  # 310 followers, 100 a page
@@ -131,8 +147,10 @@ def test_follower_cursors_decrease_and_every_follower_is_collected(quiet):
 
 def test_a_follower_cursor_that_does_not_decrease_is_drift():
     def fetch(cursor, _sid, pacer=None):
-        body = {"data": {"user_followers": [{"username": "a"}], "cursor": (cursor or 1_700_000_000) + 5,
-                         "has_more": True}, "error": {"code": "ok"}}
+        body = {
+            "data": {"user_followers": [{"username": "a"}], "cursor": (cursor or 1_700_000_000) + 5, "has_more": True},
+            "error": {"code": "ok"},
+        }
         return ResearchResponse(USER_FOLLOWERS, {}, 200, json.dumps(body).encode(), None)
 
     with pytest.raises(CursorStuck, match="did not decrease"):
@@ -157,8 +175,10 @@ def test_an_empty_page_with_has_more_does_not_end_the_walk():
 
     def fetch(cursor, sid, pacer=None):
         videos, nxt, more = next(answers)
-        body = {"data": {"videos": videos, "cursor": nxt, "has_more": more, "search_id": "7354367454467855403"},
-                "error": {"code": "ok"}}
+        body = {
+            "data": {"videos": videos, "cursor": nxt, "has_more": more, "search_id": "7354367454467855403"},
+            "error": {"code": "ok"},
+        }
         return ResearchResponse(VIDEO_QUERY, {}, 200, json.dumps(body).encode(), None)
 
     pages = list(ResearchPages(fetch, pause=0, start_cursor=0).pages())
@@ -168,12 +188,15 @@ def test_an_empty_page_with_has_more_does_not_end_the_walk():
 # -- transient failures: retried with backoff, bounded, counted, charged to the quota ------------------------
 
 
-@pytest.mark.parametrize("kind,code", [
-    ("invalid_count_or_cursor", "invalid_params"),
-    ("gateway_504", "gateway_error"),
-    ("internal_error", "internal_error"),
-    ("something_went_wrong", "unknown_error"),
-])
+@pytest.mark.parametrize(
+    "kind,code",
+    [
+        ("invalid_count_or_cursor", "invalid_params"),
+        ("gateway_504", "gateway_error"),
+        ("internal_error", "internal_error"),
+        ("something_went_wrong", "unknown_error"),
+    ],
+)
 def test_transient_failures_are_retried_and_counted(quiet, kind, code):
     quiet.research.config.faults = {(VIDEO_QUERY, 2): kind}  # the second page of the search
     report, client = quiet.collect()
@@ -223,7 +246,8 @@ def test_nul_characters_are_stripped_and_counted(quiet):
     assert not any("\x00" in str(v) for table in rows.values() for row in table for v in row)
     load_research_warehouse(quiet.store, quiet.warehouse)
     assert videos_per_user(quiet.warehouse, *JAN) == {
-        u: len(corpus_videos(u, *JAN, realism=True)) for u in ("20minuten", "tagesschau")}
+        u: len(corpus_videos(u, *JAN, realism=True)) for u in ("20minuten", "tagesschau")
+    }
 
 
 def test_nul_characters_never_reach_postgres(quiet, postgres_url):
@@ -235,8 +259,10 @@ def test_nul_characters_never_reach_postgres(quiet, postgres_url):
 def test_missing_fields_become_null(quiet):
     quiet.collect()
     load_research_warehouse(quiet.store, quiet.warehouse)
-    rows = dict((r[0], r[1:]) for r in quiet.query(
-        "SELECT id, region_code, view_count, hashtag_names, voice_to_text FROM research_videos"))
+    rows = dict(
+        (r[0], r[1:])
+        for r in quiet.query("SELECT id, region_code, view_count, hashtag_names, voice_to_text FROM research_videos")
+    )
     gaps = [vid for vid in rows if int(vid) % 7 == 1]
     assert gaps and all(rows[v][0] is None and rows[v][1] is None and rows[v][2] is None for v in gaps)
 
@@ -279,8 +305,10 @@ def test_comments_are_archived_first_and_loaded_with_text_ids(quiet):
     assert any(len(video_comments(find_video(int(v)))) > 100 for v in report.video_ids)  # some need two pages
     loaded = load_research_warehouse(quiet.store, quiet.warehouse)
     assert loaded.rows["research_comments"] == len(expected)
-    rows = {r[0]: r[1:] for r in quiet.query(
-        "SELECT id, video_id, parent_comment_id, reply_count, text FROM research_comments")}
+    rows = {
+        r[0]: r[1:]
+        for r in quiet.query("SELECT id, video_id, parent_comment_id, reply_count, text FROM research_comments")
+    }
     assert set(rows) == set(expected)
     some = next(iter(expected.values()))
     assert rows[str(some["id"])][0] == str(some["video_id"])
@@ -307,8 +335,9 @@ def test_a_fatal_error_keeps_and_loads_what_was_collected(quiet, tmp_path, monke
     _cli_env(monkeypatch, quiet, tmp_path)
     # the second window's first page fails on every attempt: the first window is archived and must be loaded
     quiet.research.config.faults = {(VIDEO_QUERY, n): "internal_error" for n in range(3, 9)}
-    code = main(["--users", "20minuten", "--from", "2024-01-01", "--to", "2024-02-29", "--pause", str(PAUSE),
-                 "--no-progress"])
+    code = main(
+        ["--users", "20minuten", "--from", "2024-01-01", "--to", "2024-02-29", "--pause", str(PAUSE), "--no-progress"]
+    )
     out = capsys.readouterr()
     assert code == 1 and "research failed" in out.err and "archived and loaded" in out.err
     con = duckdb.connect(str(tmp_path / "home" / "warehouse.duckdb"), read_only=True)
@@ -328,16 +357,23 @@ def test_the_dagster_asset_loads_what_was_archived_when_collection_fails(quiet, 
     config.write_text(f"research:\n  usernames: [20minuten]\n  page_pause_seconds: {PAUSE}\n")
     quiet.research.config.faults = {(VIDEO_QUERY, n): "internal_error" for n in range(3, 9)}
     resources = {
-        "tiktok_research": TikTokResearchResource(client_key=DEFAULT_CLIENT_KEY, client_secret=DEFAULT_CLIENT_SECRET,
-                                                  base_url=quiet.server.base_url, backoff_initial=BACKOFF),
+        "tiktok_research": TikTokResearchResource(
+            client_key=DEFAULT_CLIENT_KEY,
+            client_secret=DEFAULT_CLIENT_SECRET,
+            base_url=quiet.server.base_url,
+            backoff_initial=BACKOFF,
+        ),
         "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
         "data_root": DataRootResource(home=str(tmp_path)),
         "tracking": TrackingConfigResource(path=str(config)),
     }
-    result = dg.materialize([research_video_archive], resources=resources, instance=dg.DagsterInstance.ephemeral(),
-                            raise_on_error=False,
-                            tags={"dagster/asset_partition_range_start": "2024-01-01",
-                                  "dagster/asset_partition_range_end": "2024-02-29"})
+    result = dg.materialize(
+        [research_video_archive],
+        resources=resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": "2024-01-01", "dagster/asset_partition_range_end": "2024-02-29"},
+    )
     assert not result.success
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     ids = {r[0] for r in con.execute("SELECT id FROM research_videos").fetchall()}
@@ -356,9 +392,25 @@ def test_cli_with_users_and_comments_survives_the_realistic_sandbox(tmp_path, ca
     monkeypatch.delenv("TIKLIVE_ARCHIVE_BUCKET", raising=False)
     users = ["tagesschau", "20minuten", PRIVATE_USERNAME]
     start, end = date(2024, 1, 1), date(2024, 1, 20)
-    code = main(["--sandbox", "--realism", "--users", ",".join(users), "--from", start.isoformat(), "--to",
-                 end.isoformat(), "--with-users", "--with-comments", "--pause", str(PAUSE), "--no-progress",
-                 "--home", str(tmp_path)])
+    code = main(
+        [
+            "--sandbox",
+            "--realism",
+            "--users",
+            ",".join(users),
+            "--from",
+            start.isoformat(),
+            "--to",
+            end.isoformat(),
+            "--with-users",
+            "--with-comments",
+            "--pause",
+            str(PAUSE),
+            "--no-progress",
+            "--home",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     for user in users:

@@ -33,9 +33,15 @@ def test_warehouse_and_verification_run_after_the_day_closes():
 
 
 def test_hourly_janitor_has_one_run_per_hour():
-    first = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))
-    again = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC)))
-    later = hourly_janitor_schedule(dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 6, 0, tzinfo=UTC)))
+    first = hourly_janitor_schedule(
+        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC))
+    )
+    again = hourly_janitor_schedule(
+        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 5, 0, tzinfo=UTC))
+    )
+    later = hourly_janitor_schedule(
+        dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 24, 6, 0, tzinfo=UTC))
+    )
     assert first.run_key == again.run_key != later.run_key
 
 
@@ -52,15 +58,19 @@ def test_janitor_removes_only_old_part_files(tmp_path):
         state.enqueue([(aweme_id, "test", "bob")])
         state.mark_dead(aweme_id, "video not found (deleted)", 404)
     with sqlite3.connect(tmp_path / "state.sqlite") as db:  # one dead letter is older than the configured retention
-        db.execute("UPDATE dead_letter SET failed_at = ? WHERE aweme_id = ?",
-                   [(datetime.now(UTC) - timedelta(days=3)).isoformat(), "7300000000000000009"])
+        db.execute(
+            "UPDATE dead_letter SET failed_at = ? WHERE aweme_id = ?",
+            [(datetime.now(UTC) - timedelta(days=3)).isoformat(), "7300000000000000009"],
+        )
     config = tmp_path / "tiklive.yaml"
     config.write_text("capture: {dead_letter_retention_days: 2}\n")
-    result = janitor_job.execute_in_process(resources={
-        "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
-        "data_root": DataRootResource(home=str(tmp_path)),
-        "tracking": TrackingConfigResource(path=str(config)),
-    })
+    result = janitor_job.execute_in_process(
+        resources={
+            "archive_store": ArchiveStoreResource(local_root=str(tmp_path / "archive")),
+            "data_root": DataRootResource(home=str(tmp_path)),
+            "tracking": TrackingConfigResource(path=str(config)),
+        }
+    )
     assert result.success
     assert not old.exists() and fresh.exists()
     assert state.dead_letter("7300000000000000009") is None  # aged out after 2 days
@@ -77,8 +87,15 @@ def test_research_windows_stopped_by_the_quota_resume_after_midnight(tmp_path):
         assert isinstance(research_resume_schedule(context), dg.SkipReason)
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     research = ResearchState(state)
-    research.save_window(WindowProgress(scope="q1", window_key="20240131-20240229", next_cursor=100, pages=1,
-                                        stop_reason="daily_quota_limit_exceeded"))
+    research.save_window(
+        WindowProgress(
+            scope="q1",
+            window_key="20240131-20240229",
+            next_cursor=100,
+            pages=1,
+            stop_reason="daily_quota_limit_exceeded",
+        )
+    )
     research.save_window(WindowProgress(scope="q1", window_key="20240101-20240130", status="done"))
     with dg.build_schedule_context(scheduled_execution_time=when, resources=resources) as context:
         [request] = research_resume_schedule(context)
@@ -92,7 +109,11 @@ def test_research_windows_stopped_for_other_reasons_wait_for_a_person(tmp_path):
     from tiklive_assets.research.quota import ResearchState, WindowProgress
 
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    ResearchState(state).save_window(WindowProgress(scope="q1", window_key="20240131-20240229", stop_reason="search_id expired"))
-    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 0, 10, tzinfo=UTC),
-                                   resources={"data_root": DataRootResource(home=str(tmp_path))}) as context:
+    ResearchState(state).save_window(
+        WindowProgress(scope="q1", window_key="20240131-20240229", stop_reason="search_id expired")
+    )
+    with dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 25, 0, 10, tzinfo=UTC),
+        resources={"data_root": DataRootResource(home=str(tmp_path))},
+    ) as context:
         assert isinstance(research_resume_schedule(context), dg.SkipReason)

@@ -8,7 +8,12 @@ import dagster as dg
 import pytest
 
 from tiklive_assets.defs.archive.sensors import ACCOUNTS_PER_TICK, new_posts_sensor, pending_queue_sensor
-from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TikLiveApiResource, TrackingConfigResource
+from tiklive_assets.defs.resources import (
+    ArchiveStoreResource,
+    DataRootResource,
+    TikLiveApiResource,
+    TrackingConfigResource,
+)
 from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 from tiklive_assets.state import StateDB
 
@@ -25,7 +30,9 @@ def _resources(tmp_path: Path, base_url: str, handles: list[str]) -> dict:
 
 
 def _tick(sensor, resources, cursor=None):
-    with dg.build_sensor_context(cursor=cursor, resources=resources, instance=dg.DagsterInstance.ephemeral()) as context:
+    with dg.build_sensor_context(
+        cursor=cursor, resources=resources, instance=dg.DagsterInstance.ephemeral()
+    ) as context:
         return sensor(context)
 
 
@@ -114,8 +121,12 @@ def test_queue_sensor_waits_while_a_capture_run_is_in_flight(tmp_path):
     instance = dg.DagsterInstance.ephemeral()
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     state.enqueue([("7300000000000000001", "test", "alice123")])
-    instance.add_run(dg.DagsterRun(job_name="capture_new_videos", run_id="in-flight", status=dg.DagsterRunStatus.STARTED))
-    with dg.build_sensor_context(instance=instance, resources={"data_root": DataRootResource(home=str(tmp_path))}) as ctx:
+    instance.add_run(
+        dg.DagsterRun(job_name="capture_new_videos", run_id="in-flight", status=dg.DagsterRunStatus.STARTED)
+    )
+    with dg.build_sensor_context(
+        instance=instance, resources={"data_root": DataRootResource(home=str(tmp_path))}
+    ) as ctx:
         result = pending_queue_sensor(ctx)
     assert not result.run_requests and "already resolving" in result.skip_reason.skip_message
 

@@ -7,7 +7,7 @@ import pickle
 import threading
 import time
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -95,7 +95,9 @@ def test_bad_urls_are_rejected():
 
 # -- queue ----------------------------------------------------------------------------------------
 def test_enqueue_dedups_and_counts_only_new(db):
-    assert db.enqueue([("100", "user-posts", "alice"), ("100", "search-video", None), ("101", "user-posts", "alice")]) == 2
+    assert (
+        db.enqueue([("100", "user-posts", "alice"), ("100", "search-video", None), ("101", "user-posts", "alice")]) == 2
+    )
     assert db.enqueue([("100", "music-posts", "bob"), ("102", "challenge-posts", None)]) == 1
     assert db.enqueue([]) == 0
     depth = db.queue_depth()
@@ -200,7 +202,7 @@ def test_mark_dead_writes_dead_letter_once_and_stops_pending(db):
     assert db.mark_dead("9", "not found", None)
     assert db.enqueue([("9", "user-posts", None)]) == 0
     assert db.dead_letters_by_reason() == {"private account": 1, "not found": 1}
-    assert db.dead_letters_by_reason(since=datetime.now(timezone.utc) + timedelta(hours=1)) == {}
+    assert db.dead_letters_by_reason(since=datetime.now(UTC) + timedelta(hours=1)) == {}
     # operator requeue
     assert db.requeue("1")
     assert db.state_of("1") == "pending" and db.dead_letter("1") is None
@@ -226,7 +228,11 @@ def test_record_file_upserts(db):
     files = {f.kind: f for f in db.files_for("1")}
     assert set(files) == {"video", "cover"}
     assert files["video"].storage_key.endswith("dt=2026-11-25/author=a/1.mp4")
-    assert (files["video"].size, files["video"].sha256, files["video"].ingest_date) == (4321, "cd" * 32, date(2026, 11, 25))
+    assert (files["video"].size, files["video"].sha256, files["video"].ingest_date) == (
+        4321,
+        "cd" * 32,
+        date(2026, 11, 25),
+    )
     assert files["cover"].ingest_date == DAY
     assert files["cover"].recorded_at.tzinfo is not None
     assert db.files_for("2") == []
@@ -238,13 +244,13 @@ def test_record_file_upserts(db):
 def test_cursor_set_get_history_delete(db):
     scope = "user-posts:107955:2026-11-24"
     assert db.get_cursor(scope) is None
-    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    before = datetime.now(UTC) - timedelta(seconds=5)
     for page, value in enumerate(["0", "1732406400000", "1732320000000"], start=1):
         db.set_cursor(scope, value, page)
     db.set_cursor("user-followers:107955:2026-11-24", 1732406400, 1)
     cur = db.get_cursor(scope)
     assert (cur.scope, cur.value, cur.pages) == (scope, "1732320000000", 3)
-    assert before <= cur.updated_at <= datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert before <= cur.updated_at <= datetime.now(UTC) + timedelta(seconds=5)
     assert db.get_cursor("user-followers:107955:2026-11-24").value == "1732406400"
     history = db.cursor_history(scope)
     assert [(h.value, h.pages) for h in history] == [("1732320000000", 3), ("1732406400000", 2), ("0", 1)]
@@ -355,8 +361,9 @@ def _owner(db, *, beat: float = 10.0, pid: int | None = None, host_key: str | No
 
     owner = ClaimOwner.this_process(None, beat)
     if pid is not None or host_key is not None:
-        owner = dataclasses.replace(owner, pid=pid if pid is not None else owner.pid,
-                                    pid_start=None, host_key=host_key or owner.host_key)
+        owner = dataclasses.replace(
+            owner, pid=pid if pid is not None else owner.pid, pid_start=None, host_key=host_key or owner.host_key
+        )
     db.register_owner(owner)
     return owner
 
@@ -430,13 +437,29 @@ def test_left_behind_says_who_holds_what(db):
 
 def test_record_listing_page_commits_ids_cursor_count_and_end_together(db):
     scope = "challenge-posts:1001:2026-05-29"
-    first = db.record_listing_page(scope, [("1", "h", None), ("2", "h", "a")], next_cursor="30", pages=1, max_videos=3,
-                                   last_page=False, stop_when_all_known=False, counter_key="enqueued:" + scope,
-                                   complete_key="complete:" + scope)
+    first = db.record_listing_page(
+        scope,
+        [("1", "h", None), ("2", "h", "a")],
+        next_cursor="30",
+        pages=1,
+        max_videos=3,
+        last_page=False,
+        stop_when_all_known=False,
+        counter_key="enqueued:" + scope,
+        complete_key="complete:" + scope,
+    )
     assert (first.new, first.enqueued_today, first.complete) == (2, 2, False)
-    second = db.record_listing_page(scope, [("2", "h", None), ("3", "h", None), ("4", "h", None)], next_cursor="60",
-                                    pages=2, max_videos=3, last_page=False, stop_when_all_known=False,
-                                    counter_key="enqueued:" + scope, complete_key="complete:" + scope)
+    second = db.record_listing_page(
+        scope,
+        [("2", "h", None), ("3", "h", None), ("4", "h", None)],
+        next_cursor="60",
+        pages=2,
+        max_videos=3,
+        last_page=False,
+        stop_when_all_known=False,
+        counter_key="enqueued:" + scope,
+        complete_key="complete:" + scope,
+    )
     assert (second.new, second.enqueued_today, second.complete) == (1, 3, True)  # the day's allowance reached
     assert db.get_cursor(scope).value == "60" and db.get_value("enqueued:" + scope) == "3"
     assert db.get_value("complete:" + scope) == "1" and db.known(["4"]) == set()
@@ -445,9 +468,17 @@ def test_record_listing_page_commits_ids_cursor_count_and_end_together(db):
 def test_record_listing_page_rolls_back_as_a_whole(db):
     scope = "user-posts:1:2026-05-29"
     with pytest.raises(ValueError):
-        db.record_listing_page(scope, [("1", "h", None), (" ", "h", None)], next_cursor="30", pages=1, max_videos=9,
-                               last_page=True, stop_when_all_known=False, counter_key="enqueued:" + scope,
-                               complete_key="complete:" + scope)
+        db.record_listing_page(
+            scope,
+            [("1", "h", None), (" ", "h", None)],
+            next_cursor="30",
+            pages=1,
+            max_videos=9,
+            last_page=True,
+            stop_when_all_known=False,
+            counter_key="enqueued:" + scope,
+            complete_key="complete:" + scope,
+        )
     assert db.known(["1"]) == set() and db.get_cursor(scope) is None and db.get_value("complete:" + scope) is None
 
 
@@ -465,9 +496,11 @@ def test_a_state_database_from_before_owners_is_migrated_by_adding_columns(state
     with old._backend.transaction(write=True) as tx:
         for stmt in ddl_for(old.dialect)[:2]:  # archive_queue as the previous release created it, and its index
             tx.execute(stmt)
-        tx.execute("INSERT INTO archive_queue (aweme_id, source, state, attempts, lease_until, added_at, updated_at) "
-                   "VALUES ('1', 's', 'pending', 1, ?, ?, ?)",
-                   [utcnow() + timedelta(hours=1), utcnow(), utcnow()])
+        tx.execute(
+            "INSERT INTO archive_queue (aweme_id, source, state, attempts, lease_until, added_at, updated_at) "
+            "VALUES ('1', 's', 'pending', 1, ?, ?, ?)",
+            [utcnow() + timedelta(hours=1), utcnow(), utcnow()],
+        )
     old.close()
     with StateDB.from_url(state_url) as db:
         assert db.claim_pending(1, owner=_owner(db)) == []  # the old lease (no owner) still holds

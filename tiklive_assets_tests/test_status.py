@@ -53,8 +53,11 @@ def test_status_names_everything_left_behind_and_exits_0(tmp_path, capsys, monke
 def test_status_of_an_empty_home_and_its_help(tmp_path, capsys):
     assert main(["status", "--home", str(tmp_path / "fresh")]) == 0
     assert "left pending or claimed: 0" in capsys.readouterr().out
-    proc = subprocess.run([sys.executable, "-c", "import sys; from tiklive_assets.cli import main; sys.exit(main())",
-                           "status", "--help"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from tiklive_assets.cli import main; sys.exit(main())", "status", "--help"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0
     for words in ("claims by owner", "dead letters", "credits", "DAGSTER_HOME", "--ids", "--home"):
         assert words in " ".join(proc.stdout.split()), words

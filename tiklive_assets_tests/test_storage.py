@@ -84,11 +84,17 @@ def test_parse_raw_key_inverts_raw_key_and_names_the_paginator() -> None:
     parsed = parse_raw_key(key)
     assert (parsed.day, parsed.endpoint, parsed.slug) == (DAY, "user-followers", "107955-time1716940800")
     assert parsed.page is not None and (parsed.page.entity, parsed.page.kind, parsed.page.value) == (
-        "107955", "time", 1716940800,
+        "107955",
+        "time",
+        1716940800,
     )
     assert parse_raw_key(raw_key(DAY, "post-detail", "7234")).page is None
-    for bad in ["tiklive-raw/2026/5/29/userid/x.json.gz", "tiklive-raw/2026/05/29/userid/x.json",
-                "other/2026/05/29/userid/x.json.gz", conflict_key(key, "ab" * 32)]:
+    for bad in [
+        "tiklive-raw/2026/5/29/userid/x.json.gz",
+        "tiklive-raw/2026/05/29/userid/x.json",
+        "other/2026/05/29/userid/x.json.gz",
+        conflict_key(key, "ab" * 32),
+    ]:
         with pytest.raises(InvalidKeyPart):
             parse_raw_key(bad)
 
@@ -154,7 +160,11 @@ def test_put_bytes_created_then_identical(store: ObjectStore) -> None:
     body = gzip.compress(b'{"id": "107955"}')
     first = store.put_bytes(key, body, content_type="application/json", content_encoding="gzip")
     assert (first.key, first.status, first.size, first.sha256, first.conflict_key) == (
-        key, "created", len(body), _sha(body), None,
+        key,
+        "created",
+        len(body),
+        _sha(body),
+        None,
     )
     before = store.stat(key)
     again = store.put_bytes(key, body, content_type="application/json", content_encoding="gzip")
@@ -413,8 +423,10 @@ def test_a_secondary_failure_keeps_the_primary_write_and_flags_the_key(tmp_path)
     assert mirror.get_bytes("tiklive-raw/2026/11/24/userid/bob.json.gz") == b"x"
     assert mirror.unreplicated == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]
     # ... and journals it durably in the primary, where every process and host that writes can see it
-    assert mirror.primary.get_bytes("_mirror/unreplicated/tiklive-raw/2026/11/24/userid/bob.json.gz") == \
-        b"tiklive-raw/2026/11/24/userid/bob.json.gz"
+    assert (
+        mirror.primary.get_bytes("_mirror/unreplicated/tiklive-raw/2026/11/24/userid/bob.json.gz")
+        == b"tiklive-raw/2026/11/24/userid/bob.json.gz"
+    )
     assert [i.key for i in mirror.list("")] == ["tiklive-raw/2026/11/24/userid/bob.json.gz"]
 
 
@@ -422,8 +434,10 @@ def test_the_mirror_names_content_types_from_keys_and_journals_long_keys_by_hash
     from tiklive_assets.storage.mirror import content_type_for, marker_key
 
     assert content_type_for("tiklive-raw/2026/05/29/userid/bob.json.gz") == ("application/json", "gzip")
-    assert content_type_for("tiklive-raw/2026/05/29/userid/bob.json.gz.conflict-0123456789abcdef") == \
-        ("application/json", "gzip")
+    assert content_type_for("tiklive-raw/2026/05/29/userid/bob.json.gz.conflict-0123456789abcdef") == (
+        "application/json",
+        "gzip",
+    )
     assert content_type_for("videos/dt=2026-05-29/author=bob/1.mp4") == ("video/mp4", None)
     assert content_type_for("covers/dt=2026-05-29/1.jpg") == ("image/jpeg", None)
     long_key = "a/" + "x" * 1010
@@ -444,7 +458,9 @@ def test_local_disk_errors_are_systemic_store_errors_naming_the_path(tmp_path: P
     assert LocalStore(tmp_path).stat("a/b.json") is None  # a missing key is still None, never an error
 
 
-def test_s3_large_upload_never_overwrites_a_key_written_meanwhile(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+def test_s3_large_upload_never_overwrites_a_key_written_meanwhile(
+    moto_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
     """The multipart path completes with IfNoneMatch='*': if another writer got there after our HEAD, we lose."""
     client = _client(moto_endpoint)
     store = S3Store(client, s3_bucket, multipart_threshold=5 * MIB, multipart_chunksize=5 * MIB)

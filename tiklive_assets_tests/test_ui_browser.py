@@ -67,12 +67,14 @@ class Backfill:
     def day_metadata(self, key: dg.AssetKey) -> dict[str, list[dict]]:
         """Every materialization of ``key`` by partition: its run and its metadata values."""
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(d) for d in DAYS]), limit=100).records
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(d) for d in DAYS]), limit=100
+        ).records
         found: dict[str, list[dict]] = {}
         for record in records:
             mat = record.asset_materialization
             found.setdefault(mat.partition, []).append(
-                {"run_id": record.run_id, **{k: v.value for k, v in mat.metadata.items()}})
+                {"run_id": record.run_id, **{k: v.value for k, v in mat.metadata.items()}}
+            )
         return found
 
 
@@ -88,13 +90,15 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
     config = home / "tiklive.yaml"
     config.write_text("accounts:\n  - alice123\n  - bob\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TIKLIVE_", "DAGSTER_"))}
-    env.update({
-        "TIKLIVE_HOME": str(home),
-        "TIKLIVE_CONFIG": str(config),
-        "TIKLIVE_FIRST_DAY": str(TODAY - timedelta(days=5)),  # six partitions in the dialog, not two hundred
-        "TIKLIVE_API_KEY": "no-capture-runs-here",
-        "TIKLIVE_BASE_URL": "http://127.0.0.1:9",  # should anything try the API, it meets a closed port
-    })
+    env.update(
+        {
+            "TIKLIVE_HOME": str(home),
+            "TIKLIVE_CONFIG": str(config),
+            "TIKLIVE_FIRST_DAY": str(TODAY - timedelta(days=5)),  # six partitions in the dialog, not two hundred
+            "TIKLIVE_API_KEY": "no-capture-runs-here",
+            "TIKLIVE_BASE_URL": "http://127.0.0.1:9",  # should anything try the API, it meets a closed port
+        }
+    )
     with dagster_deployment(root, env) as running:
         yield running, home
 
@@ -117,8 +121,10 @@ def launch_backfill(ui: DagsterUI, key: dg.AssetKey, first: str, last: str) -> s
     with ui.evidence("confirm the launch"):
         # Dialogs that may come first: siblings of a multi-asset that cannot be split, upstream never materialized
         for _ in range(4):
-            found = ui.element(("xpath", f"{button('Confirm')[1]} | {placeholder('No matching partitions')[1]}"),
-                               "a confirmation or the launch dialog's partition range")
+            found = ui.element(
+                ("xpath", f"{button('Confirm')[1]} | {placeholder('No matching partitions')[1]}"),
+                "a confirmation or the launch dialog's partition range",
+            )
             if found.tag_name == "input":
                 break
             ui.press(found, "Confirm")
@@ -145,8 +151,13 @@ def backfill(deployment, ui: DagsterUI) -> Iterator[Backfill]:
             seen[:] = [found.status.value] if found else ["no such backfill"]
             return found and found.status.value not in RUNNING and found.status.value
 
-        status = wait_for(f"backfill {backfill_id} to finish", finished, BACKFILL_TIMEOUT, interval=1.0,
-                          explain=lambda: f"last status: {seen}\n{running.log_tail()}")
+        status = wait_for(
+            f"backfill {backfill_id} to finish",
+            finished,
+            BACKFILL_TIMEOUT,
+            interval=1.0,
+            explain=lambda: f"last status: {seen}\n{running.log_tail()}",
+        )
         runs = list(instance.get_runs(filters=dg.RunsFilter.for_backfill(backfill_id)))
         yield Backfill(running, instance, home, backfill_id, status, runs)
 
@@ -168,8 +179,9 @@ def test_each_day_carries_its_own_row_counts(backfill: Backfill) -> None:
     (run,) = backfill.runs
     posts, exports = backfill.day_metadata(POSTS), backfill.day_metadata(EXPORTS)
     assert sorted(posts) == sorted(exports) == [str(d) for d in DAYS]
-    assert all(len(events) == 1 and events[0]["run_id"] == run.run_id
-               for events in [*posts.values(), *exports.values()]), "a day materialized twice, or by another run"
+    assert all(
+        len(events) == 1 and events[0]["run_id"] == run.run_id for events in [*posts.values(), *exports.values()]
+    ), "a day materialized twice, or by another run"
     files = backfill.home / "exports"
     for day in DAYS:
         (post,), (export,) = posts[str(day)], exports[str(day)]
@@ -181,7 +193,7 @@ def test_each_day_carries_its_own_row_counts(backfill: Backfill) -> None:
         for spec in (t for t in TABLES if t.mode == "window"):
             days = backfill.day_metadata(TABLE_KEYS[spec.name])
             for day in DAYS:
-                (own,), = wh.query(f"SELECT count(*) FROM {spec.name} WHERE dt = ?", [day])
+                ((own,),) = wh.query(f"SELECT count(*) FROM {spec.name} WHERE dt = ?", [day])
                 assert days[str(day)][0]["dagster/row_count"] == own, (spec.name, day)
     for day in CAPTURED:
         assert posts[str(day)][0]["status"] == "loaded" and posts[str(day)][0]["dagster/row_count"] > 0

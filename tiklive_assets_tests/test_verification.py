@@ -11,9 +11,9 @@ from tiklive_assets.sandbox import Corpus
 from tiklive_assets.storage import LocalStore
 from tiklive_assets.storage.keys import raw_key, video_key
 from tiklive_assets.verification.integrity import (
+    due_day,
     duplicate_post_ids,
     empty_archive_days,
-    due_day,
     first_archived_day,
     video_consistency,
 )
@@ -64,7 +64,10 @@ def test_a_truncated_gzip_object_fails_with_its_key(built):
 def test_a_deleted_warehouse_row_fails_naming_the_table(built):
     store, url = built
     with duckdb.connect(url) as con:
-        con.execute("DELETE FROM post_metrics_history WHERE rowid IN (SELECT rowid FROM post_metrics_history WHERE dt = ? LIMIT 1)", [DAYS[0]])
+        con.execute(
+            "DELETE FROM post_metrics_history WHERE rowid IN (SELECT rowid FROM post_metrics_history WHERE dt = ? LIMIT 1)",
+            [DAYS[0]],
+        )
     with open_warehouse(url) as wh:
         report = verify_day(store, wh, DAYS[0])
     assert [t.table for t in report.failing_tables] == ["post_metrics_history"]
@@ -77,7 +80,9 @@ def test_a_duplicated_post_is_found(built):
     with open_warehouse(url) as wh:
         assert duplicate_post_ids(wh) == []
     with duckdb.connect(url) as con:  # plant a duplicate the primary key would refuse: rebuild the table without it
-        con.execute("CREATE TABLE posts_copy AS SELECT * FROM posts; DROP TABLE posts; ALTER TABLE posts_copy RENAME TO posts")
+        con.execute(
+            "CREATE TABLE posts_copy AS SELECT * FROM posts; DROP TABLE posts; ALTER TABLE posts_copy RENAME TO posts"
+        )
         con.execute("INSERT INTO posts SELECT * FROM posts LIMIT 1")
     with open_warehouse(url) as wh:
         [(aweme_id, rows)] = duplicate_post_ids(wh)
@@ -147,7 +152,10 @@ def test_landed_and_dead_letter_checks_pass_and_fail(tmp_path, monkeypatch):
 def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, monkeypatch):
     from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
     from tiklive_assets.defs.resources import (
-        ArchiveStoreResource, DataRootResource, TikLiveApiResource, TrackingConfigResource,
+        ArchiveStoreResource,
+        DataRootResource,
+        TikLiveApiResource,
+        TrackingConfigResource,
     )
     from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS, nightly_verification_job
     from tiklive_assets.defs.warehouse.assets import warehouse_tables
@@ -163,7 +171,9 @@ def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, m
         "tracking": TrackingConfigResource(),
     }
     good = dg.Definitions(
-        assets=[*CAPTURE_ASSETS, warehouse_tables], asset_checks=NIGHTLY_CHECKS, jobs=[nightly_verification_job],
+        assets=[*CAPTURE_ASSETS, warehouse_tables],
+        asset_checks=NIGHTLY_CHECKS,
+        jobs=[nightly_verification_job],
         resources=resources,
     ).resolve_job_def("nightly_verification")
     result = good.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
@@ -223,10 +233,17 @@ def test_nightly_verification_passes_every_check_after_the_first_sandbox_run(tmp
     job = defs().resolve_job_def("nightly_verification")
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {"restore_verification", "archive_days_non_empty", "videos_match_posts",
-                                "todays_partition_landed"}
-    failing = {name: {k: getattr(v, "value", v) for k, v in e.metadata.items()}
-               for name, e in evaluations.items() if not e.passed}
+    assert set(evaluations) == {
+        "restore_verification",
+        "archive_days_non_empty",
+        "videos_match_posts",
+        "todays_partition_landed",
+    }
+    failing = {
+        name: {k: getattr(v, "value", v) for k, v in e.metadata.items()}
+        for name, e in evaluations.items()
+        if not e.passed
+    }
     assert not failing, failing
     assert result.success
     restore = evaluations["restore_verification"]
@@ -252,14 +269,18 @@ def test_archive_days_since_the_first_capture_are_all_judged(tmp_path):
 def _check_defs(tmp_path, store_root, warehouse_url, extra_jobs=()):
     from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
     from tiklive_assets.defs.resources import (
-        ArchiveStoreResource, DataRootResource, TikLiveApiResource, TrackingConfigResource,
+        ArchiveStoreResource,
+        DataRootResource,
+        TikLiveApiResource,
+        TrackingConfigResource,
     )
     from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS, nightly_verification_job
     from tiklive_assets.defs.warehouse.assets import warehouse_tables
     from tiklive_assets.defs.warehouse.resources import WarehouseResource
 
     return dg.Definitions(
-        assets=[*CAPTURE_ASSETS, warehouse_tables], asset_checks=NIGHTLY_CHECKS,
+        assets=[*CAPTURE_ASSETS, warehouse_tables],
+        asset_checks=NIGHTLY_CHECKS,
         jobs=[nightly_verification_job, *extra_jobs],
         resources={
             "archive_store": ArchiveStoreResource(local_root=str(store_root)),

@@ -49,8 +49,11 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     bob = corpus.account("bob")
     again = corpus.profile(bob, datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, 12, tzinfo=UTC).timestamp())
     again["stats"]["followerCount"] += 5
-    store.put_bytes(raw_key(DAYS[0], "userinfo-by-id", bob.id), gzip.compress(json.dumps(again).encode()),
-                    content_type="application/json")
+    store.put_bytes(
+        raw_key(DAYS[0], "userinfo-by-id", bob.id),
+        gzip.compress(json.dumps(again).encode()),
+        content_type="application/json",
+    )
     return store
 
 
@@ -84,7 +87,11 @@ def test_parse_day_builds_every_table_from_archived_objects(archive: LocalStore)
     bob_counts = sorted(s["follower_count"] for s in snapshots if s["handle"] == "bob")
     assert len(bob_counts) == 2 and bob_counts[1] == bob_counts[0] + 5  # the copy kept beside is a second capture
     assert tables["dead_letters"].to_pylist()[0] | {"captured_at": None} == {
-        "aweme_id": GONE, "reason": "video not found (deleted)", "http_status": 404, "dt": DAYS[0], "captured_at": None,
+        "aweme_id": GONE,
+        "reason": "video not found (deleted)",
+        "http_status": 404,
+        "dt": DAYS[0],
+        "captured_at": None,
         "source_key": raw_key(DAYS[0], "post-detail", f"{GONE}-http404"),
     }
     comments = tables["comments"].to_pylist()
@@ -104,7 +111,9 @@ def test_unreadable_objects_are_reported_not_fatal(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     day = DAYS[0]
     store.put_bytes(raw_key(day, "post-detail", "123"), b"not gzip", content_type="application/json")
-    store.put_bytes(raw_key(day, "post-detail", "124"), gzip.compress(b'{"no": "aweme"}'), content_type="application/json")
+    store.put_bytes(
+        raw_key(day, "post-detail", "124"), gzip.compress(b'{"no": "aweme"}'), content_type="application/json"
+    )
     parsed = parse_day(store, day)
     assert len(parsed.errors) == 2 and parsed.tables["posts"].num_rows == 0
     assert parsed.tables["credits_ledger"].to_pylist()[0]["requests"] == 2
@@ -114,7 +123,9 @@ def test_unreadable_objects_are_reported_not_fatal(tmp_path: Path) -> None:
     assert parsed.corrupt == [raw_key(day, "post-detail", "123")]  # a damaged copy, not an upstream oddity
 
 
-def test_reading_from_s3_uses_parallel_gets_and_matches_local(archive: LocalStore, moto_endpoint: str, s3_bucket: str) -> None:
+def test_reading_from_s3_uses_parallel_gets_and_matches_local(
+    archive: LocalStore, moto_endpoint: str, s3_bucket: str
+) -> None:
     from tiklive_assets.storage import S3Store, make_s3_client
 
     s3 = S3Store(make_s3_client(moto_endpoint, "us-east-1", "testing", "testing"), s3_bucket)
@@ -147,14 +158,19 @@ def _load_twice(url: str, archive: LocalStore) -> None:
         assert wh.fingerprints() == before
         assert before["posts"][0] > 12 and before["user_snapshots"][0] == 7  # 2 accounts x 3 days + a second capture
         # the newest day's counters win, and an MP4 archived on an earlier day keeps its storage_key
-        (stale,) = wh.query("SELECT count(*) FROM posts WHERE dt < ? AND aweme_id IN "
-                            "(SELECT aweme_id FROM post_metrics_history WHERE dt = ?)", [DAYS[-1], DAYS[-1]])[0]
+        (stale,) = wh.query(
+            "SELECT count(*) FROM posts WHERE dt < ? AND aweme_id IN "
+            "(SELECT aweme_id FROM post_metrics_history WHERE dt = ?)",
+            [DAYS[-1], DAYS[-1]],
+        )[0]
         assert stale == 0
         (with_video,) = wh.query("SELECT count(*) FROM posts WHERE storage_key IS NOT NULL")[0]
         assert with_video >= 6  # 3 per account per day, some the same videos listed again
         for spec in TABLES:
             keys = ", ".join(spec.key)
-            (dupes,) = wh.query(f"SELECT count(*) FROM (SELECT {keys} FROM {spec.name} GROUP BY {keys} HAVING count(*) > 1) AS d")[0]
+            (dupes,) = wh.query(
+                f"SELECT count(*) FROM (SELECT {keys} FROM {spec.name} GROUP BY {keys} HAVING count(*) > 1) AS d"
+            )[0]
             assert dupes == 0, spec.name
 
 
@@ -194,7 +210,9 @@ def test_loading_out_of_order_gives_the_same_tables(tmp_path: Path, archive: Loc
 # -- replay: database lost --
 
 
-def test_replay_rebuilds_a_deleted_warehouse_identically(tmp_path: Path, archive: LocalStore, monkeypatch, capsys) -> None:
+def test_replay_rebuilds_a_deleted_warehouse_identically(
+    tmp_path: Path, archive: LocalStore, monkeypatch, capsys
+) -> None:
     from tiklive_assets.cli import main
 
     monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
@@ -208,7 +226,10 @@ def test_replay_rebuilds_a_deleted_warehouse_identically(tmp_path: Path, archive
     assert not warehouse.exists()
     assert main(["replay", "--from", str(DAYS[0]), "--to", str(DAYS[-1]), "--processes", "2"]) == 0
     assert fingerprints(str(warehouse)) == built
-    assert all(rows > 0 for name, (rows, _) in built.items() if name not in ("dead_letters", "quarantine")) and built["dead_letters"][0] == 3
+    assert (
+        all(rows > 0 for name, (rows, _) in built.items() if name not in ("dead_letters", "quarantine"))
+        and built["dead_letters"][0] == 3
+    )
     assert built["quarantine"][0] == 0
     scratch = tmp_path / "scratch.duckdb"
     assert main(["replay", "--from", str(DAYS[1]), "--to", str(DAYS[1]), "--into", str(scratch)]) == 0
@@ -245,13 +266,18 @@ def test_exports_marts_and_csv(tmp_path: Path, archive: LocalStore) -> None:
         assert analyst.execute("SELECT count(*) FROM follower_growth").fetchone()[0] == 6
     finally:
         analyst.close()
-    _, growth = query_marts(marts, "SELECT handle, day, followers, follower_delta FROM follower_growth ORDER BY handle, day")
+    _, growth = query_marts(
+        marts, "SELECT handle, day, followers, follower_delta FROM follower_growth ORDER BY handle, day"
+    )
     for handle in HANDLES:
         series = [r for r in growth if r[0] == handle]
         assert [r[1] for r in series] == DAYS and series[0][3] is None
         assert [r[3] for r in series[1:]] == [b[2] - a[2] for a, b in itertools.pairwise(series)]
-    _, summary = query_marts(marts, "SELECT day, videos_archived, credits, dead_letters, dead_letters_by_reason "
-                             "FROM daily_archive_summary ORDER BY day")
+    _, summary = query_marts(
+        marts,
+        "SELECT day, videos_archived, credits, dead_letters, dead_letters_by_reason "
+        "FROM daily_archive_summary ORDER BY day",
+    )
     assert [r[1] for r in summary] == [6, 6, 6] and all(r[3] == 1 for r in summary)
     assert summary[0][4] == "video not found (deleted): 1"
     _, virality = query_marts(marts, "SELECT min(views_per_hour), max(views_per_hour), count(*) FROM video_virality")
@@ -308,7 +334,9 @@ def _materialize(home: Path, archive: LocalStore, *, days: list[date], single_ru
     runs = [(str(days[0]), str(days[-1]))] if single_run else [(str(d), str(d)) for d in days]
     for start, end in runs:
         result = dg.materialize(
-            WAREHOUSE_ASSETS, resources=resources, instance=instance,
+            WAREHOUSE_ASSETS,
+            resources=resources,
+            instance=instance,
             tags={"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end},
         )
         assert result.success
@@ -373,8 +401,15 @@ def test_a_copied_archive_replays_to_identical_history(tmp_path: Path) -> None:
         now = fetched.timestamp()
         for endpoint, params, body in (
             ("/userinfo-by-id/", {"userid": bob.id}, corpus.profile(bob, now)),
-            ("/user-posts/", {"userid": bob.id, "count": 30, "cursor": 0},
-             {"videos": [corpus.listing_item(p, now) for p in corpus.visible_posts(bob, now)[:5]], "cursor": "1", "hasMore": True}),
+            (
+                "/user-posts/",
+                {"userid": bob.id, "count": 30, "cursor": 0},
+                {
+                    "videos": [corpus.listing_item(p, now) for p in corpus.visible_posts(bob, now)[:5]],
+                    "cursor": "1",
+                    "hasMore": True,
+                },
+            ),
         ):
             archive.write(ApiResponse(endpoint, params, 200, json.dumps(body).encode(), fetched))
     shutil.copytree(tmp_path / "original", tmp_path / "copy", copy_function=shutil.copyfile)  # new mtimes
@@ -441,8 +476,9 @@ def _rows(con, spec, ordered: bool) -> list[tuple]:
     return con.execute(f"SELECT {', '.join(spec.column_names)} FROM {spec.name}{order}").fetchall()
 
 
-def test_fast_paths_give_the_same_tables_as_straightforward_references(tmp_path: Path, archive: LocalStore,
-                                                                        monkeypatch) -> None:
+def test_fast_paths_give_the_same_tables_as_straightforward_references(
+    tmp_path: Path, archive: LocalStore, monkeypatch
+) -> None:
     """Arrow conversion (struct pass) and the DuckDB load (Arrow straight into an empty table, merge otherwise)
     against plain references, row by row: into an empty warehouse, over days whose keys overlap, and a re-load."""
     from tiklive_assets.warehouse import DuckDBWarehouse, parse

@@ -31,9 +31,18 @@ def _author(**extra) -> dict:
 
 
 def _item(aweme_id: str | int | None = "7100000000000000001", *, id_field: str = "aweme_id", **fields) -> dict:
-    item = {"region": "US", "title": "hello #cats", "play_count": 10, "digg_count": 2, "comment_count": 1,
-            "share_count": 0, "create_time": 1_780_000_000, "duration": 12, "author": _author(),
-            "music_info": {"id": "9001", "title": "Song", "author": "Band"}}
+    item = {
+        "region": "US",
+        "title": "hello #cats",
+        "play_count": 10,
+        "digg_count": 2,
+        "comment_count": 1,
+        "share_count": 0,
+        "create_time": 1_780_000_000,
+        "duration": 12,
+        "author": _author(),
+        "music_info": {"id": "9001", "title": "Song", "author": "Band"},
+    }
     if aweme_id is not None:
         item[id_field] = aweme_id
     item.update(fields)
@@ -41,15 +50,35 @@ def _item(aweme_id: str | int | None = "7100000000000000001", *, id_field: str =
 
 
 def _listing(store: LocalStore, items: list, day: date = DAY, **extra) -> str:
-    return put_raw(store, day, "user-posts", slug_page(USER, "cursor", 0),
-                   {"videos": items, "cursor": "1780000000000", "hasMore": False, **extra})
+    return put_raw(
+        store,
+        day,
+        "user-posts",
+        slug_page(USER, "cursor", 0),
+        {"videos": items, "cursor": "1780000000000", "hasMore": False, **extra},
+    )
 
 
 def _profile(user: dict | None = None, stats: dict | None = None) -> dict:
-    return {"user": {"id": USER, "uniqueId": "alice123", "nickname": "Alice", "secUid": "MS4wLjAB", "verified": False,
-                     "privateAccount": False, **(user or {})},
-            "stats": {"followerCount": 100, "followingCount": 5, "videoCount": 3, "heartCount": 40, "diggCount": 1,
-                      **(stats or {})}}
+    return {
+        "user": {
+            "id": USER,
+            "uniqueId": "alice123",
+            "nickname": "Alice",
+            "secUid": "MS4wLjAB",
+            "verified": False,
+            "privateAccount": False,
+            **(user or {}),
+        },
+        "stats": {
+            "followerCount": 100,
+            "followingCount": 5,
+            "videoCount": 3,
+            "heartCount": 40,
+            "diggCount": 1,
+            **(stats or {}),
+        },
+    }
 
 
 def _rows(parsed, table: str) -> list[dict]:
@@ -74,9 +103,15 @@ def test_a_biolink_object_loads_as_its_link(store: LocalStore, tmp_path: Path) -
 
 
 def test_flags_as_numbers_and_words_and_counters_as_strings(store: LocalStore) -> None:
-    put_raw(store, DAY, "userinfo-by-id", USER,
-            _profile({"verified": 1, "privateAccount": "no"}, {"followerCount": "1234", "videoCount": None,
-                                                               "heartCount": "1.2K"}))
+    put_raw(
+        store,
+        DAY,
+        "userinfo-by-id",
+        USER,
+        _profile(
+            {"verified": 1, "privateAccount": "no"}, {"followerCount": "1234", "videoCount": None, "heartCount": "1.2K"}
+        ),
+    )
     parsed = parse_day(store, DAY)
     (user,) = _rows(parsed, "users")
     assert user["verified"] is True and user["private_account"] is False
@@ -98,22 +133,29 @@ def test_a_web_profile_with_stats_v2_strings(store: LocalStore) -> None:
 
 
 def test_items_named_video_id_or_id_and_integer_ids_load(store: LocalStore) -> None:
-    _listing(store, [
-        _item("7100000000000000001", id_field="video_id"),
-        _item(7100000000000000002, id_field="id"),
-        _item(7100000000000000003),
-        _item(None),  # no id at all: counted and skipped, the page still loads
-        "not an object",
-    ])
+    _listing(
+        store,
+        [
+            _item("7100000000000000001", id_field="video_id"),
+            _item(7100000000000000002, id_field="id"),
+            _item(7100000000000000003),
+            _item(None),  # no id at all: counted and skipped, the page still loads
+            "not an object",
+        ],
+    )
     parsed = parse_day(store, DAY)
     assert sorted(r["aweme_id"] for r in _rows(parsed, "posts")) == [
-        "7100000000000000001", "7100000000000000002", "7100000000000000003"]
+        "7100000000000000001",
+        "7100000000000000002",
+        "7100000000000000003",
+    ]
     assert parsed.items_without_id == 2 and parsed.errors == []
 
 
 def test_string_and_null_counters(store: LocalStore) -> None:
-    _listing(store, [_item(play_count="1234", digg_count=None, comment_count=" 7 ", share_count="1.5M",
-                           collect_count=3.0)])
+    _listing(
+        store, [_item(play_count="1234", digg_count=None, comment_count=" 7 ", share_count="1.5M", collect_count=3.0)]
+    )
     parsed = parse_day(store, DAY)
     (post,) = _rows(parsed, "posts")
     assert (post["play_count"], post["digg_count"], post["comment_count"], post["share_count"]) == (1234, None, 7, None)
@@ -123,33 +165,46 @@ def test_string_and_null_counters(store: LocalStore) -> None:
 
 
 def test_iso_create_time_int_title_null_music_info_and_empty_music(store: LocalStore, tmp_path: Path) -> None:
-    _listing(store, [
-        _item("7100000000000000001", create_time="2026-05-20T10:00:00Z", title=12345),
-        _item("7100000000000000002", music_info=None, music=""),
-        _item("7100000000000000003", title=None, create_time="1780000000000"),  # milliseconds, as text
-    ])
+    _listing(
+        store,
+        [
+            _item("7100000000000000001", create_time="2026-05-20T10:00:00Z", title=12345),
+            _item("7100000000000000002", music_info=None, music=""),
+            _item("7100000000000000003", title=None, create_time="1780000000000"),  # milliseconds, as text
+        ],
+    )
     parsed = parse_day(store, DAY)
     posts = {r["aweme_id"]: r for r in _rows(parsed, "posts")}
     assert posts["7100000000000000001"]["create_time"] == int(datetime(2026, 5, 20, 10, tzinfo=UTC).timestamp())
     assert posts["7100000000000000001"]["title"] == "12345"
     assert posts["7100000000000000002"]["music_id"] is None
-    assert posts["7100000000000000003"]["title"] is None and posts["7100000000000000003"]["create_time"] == 1_780_000_000
+    assert (
+        posts["7100000000000000003"]["title"] is None and posts["7100000000000000003"]["create_time"] == 1_780_000_000
+    )
     with open_warehouse(str(tmp_path / "w.duckdb")) as wh:
         wh.load_day(DAY, parsed.tables)
         assert wh.row_count("posts") == 3
 
 
 def test_web_items_with_nested_stats_and_a_string_author(store: LocalStore) -> None:
-    web = {"id": "7100000000000000009", "desc": "web post #dance", "createTime": 1_780_000_000,
-           "author": {"id": USER, "uniqueId": "alice123", "nickname": "Alice"},
-           "stats": {"playCount": 50, "diggCount": 5, "commentCount": 2, "shareCount": 1},
-           "statsV2": {"playCount": "50", "diggCount": "5", "commentCount": "2", "shareCount": "1"},
-           "music": {"id": "9002", "title": "Tune", "authorName": "DJ"}, "video": {"duration": 9}}
+    web = {
+        "id": "7100000000000000009",
+        "desc": "web post #dance",
+        "createTime": 1_780_000_000,
+        "author": {"id": USER, "uniqueId": "alice123", "nickname": "Alice"},
+        "stats": {"playCount": 50, "diggCount": 5, "commentCount": 2, "shareCount": 1},
+        "statsV2": {"playCount": "50", "diggCount": "5", "commentCount": "2", "shareCount": "1"},
+        "music": {"id": "9002", "title": "Tune", "authorName": "DJ"},
+        "video": {"duration": 9},
+    }
     handle_only = {"id": "7100000000000000010", "author": "alice123", "statsV2": {"playCount": "77"}}
     _listing(store, [web, handle_only])
     posts = {r["aweme_id"]: r for r in _rows(parse_day(store, DAY), "posts")}
     assert posts["7100000000000000009"]["play_count"] == 50 and posts["7100000000000000009"]["duration"] == 9
-    assert posts["7100000000000000009"]["title"] == "web post #dance" and posts["7100000000000000009"]["music_id"] == "9002"
+    assert (
+        posts["7100000000000000009"]["title"] == "web post #dance"
+        and posts["7100000000000000009"]["music_id"] == "9002"
+    )
     # the listing is the account's: its id stands in for the author id the web item leaves out
     assert posts["7100000000000000010"]["author_id"] == USER and posts["7100000000000000010"]["play_count"] == 77
 
@@ -160,11 +215,21 @@ def test_an_enveloped_body_is_unwrapped(store: LocalStore) -> None:
 
 
 def test_web_follower_items_with_user_and_stats(store: LocalStore) -> None:
-    put_raw(store, DAY, "user-followers", slug_page(USER, "time", 0), {"followers": [
-        {"user": {"id": "42", "uniqueId": "fan"}, "stats": {"followerCount": 3, "videoCount": 1}},
-        {"id": 43, "unique_id": "fan2", "follower_count": "8", "aweme_count": 0},
-        {"unique_id": "no-id"},
-    ], "time": 1_780_000_000, "hasMore": 0})
+    put_raw(
+        store,
+        DAY,
+        "user-followers",
+        slug_page(USER, "time", 0),
+        {
+            "followers": [
+                {"user": {"id": "42", "uniqueId": "fan"}, "stats": {"followerCount": 3, "videoCount": 1}},
+                {"id": 43, "unique_id": "fan2", "follower_count": "8", "aweme_count": 0},
+                {"unique_id": "no-id"},
+            ],
+            "time": 1_780_000_000,
+            "hasMore": 0,
+        },
+    )
     parsed = parse_day(store, DAY)
     edges = {r["other_id"]: r for r in _rows(parsed, "follow_edges")}
     assert edges["42"]["other_handle"] == "fan" and edges["42"]["other_follower_count"] == 3
@@ -176,8 +241,13 @@ def test_web_follower_items_with_user_and_stats(store: LocalStore) -> None:
 
 
 def test_photo_posts_have_kind_image_count_storage_key_and_bytes(store: LocalStore, tmp_path: Path) -> None:
-    photo = _item("7100000000000000005", duration=0, images=["https://cdn/1.jpg", "https://cdn/2.jpg"],
-                  play="https://cdn/sound.mp3", wmplay="https://cdn/sound.mp3")
+    photo = _item(
+        "7100000000000000005",
+        duration=0,
+        images=["https://cdn/1.jpg", "https://cdn/2.jpg"],
+        play="https://cdn/sound.mp3",
+        wmplay="https://cdn/sound.mp3",
+    )
     video = _item("7100000000000000006")
     _listing(store, [photo, video])
     keys = put_photo_media(store, DAY, "alice123", "7100000000000000005", [b"a" * 100, b"b" * 50], b"s" * 7)
@@ -209,8 +279,13 @@ def test_photo_images_without_a_post_are_reported(store: LocalStore, tmp_path: P
 
 def test_error_objects_are_counted_in_credits_and_never_parsed(store: LocalStore) -> None:
     _listing(store, [_item()])
-    put_raw(store, DAY, "user-posts", slug_page(USER, "cursor", 30) + "-error-balance",
-            {"message": "Your balance is exhausted"})
+    put_raw(
+        store,
+        DAY,
+        "user-posts",
+        slug_page(USER, "cursor", 30) + "-error-balance",
+        {"message": "Your balance is exhausted"},
+    )
     put_raw(store, DAY, "post-detail", "7100000000000000002-error-upstream", {"code": -1, "msg": "server busy"})
     put_raw(store, DAY, "post-detail", "7100000000000000003-error-notjson", b"<html>502 Bad Gateway</html>")
     put_raw(store, DAY, "post-detail", "7100000000000000004", {"code": -1, "msg": "error inside a 200"})
@@ -220,12 +295,22 @@ def test_error_objects_are_counted_in_credits_and_never_parsed(store: LocalStore
     assert parsed.errors == [] and _rows(parsed, "quarantine") == []
     assert [r["aweme_id"] for r in _rows(parsed, "posts")] == ["7100000000000000001"]
     assert _rows(parsed, "user_snapshots") == []
-    ledger = {(r["endpoint"], r["http_status"]): (r["requests"], r["error_responses"])
-              for r in _rows(parsed, "credits_ledger")}
-    assert ledger == {("user-posts", 200): (2, 1), ("post-detail", 200): (3, 3), ("userinfo-by-id", 200): (1, 1),
-                      ("post-detail", 404): (1, 0)}
-    assert parsed.error_responses == {"user-posts/balance": 1, "post-detail/upstream": 2, "post-detail/notjson": 1,
-                                      "userinfo-by-id/balance": 1}
+    ledger = {
+        (r["endpoint"], r["http_status"]): (r["requests"], r["error_responses"])
+        for r in _rows(parsed, "credits_ledger")
+    }
+    assert ledger == {
+        ("user-posts", 200): (2, 1),
+        ("post-detail", 200): (3, 3),
+        ("userinfo-by-id", 200): (1, 1),
+        ("post-detail", 404): (1, 0),
+    }
+    assert parsed.error_responses == {
+        "user-posts/balance": 1,
+        "post-detail/upstream": 2,
+        "post-detail/notjson": 1,
+        "userinfo-by-id/balance": 1,
+    }
     assert [r["aweme_id"] for r in _rows(parsed, "dead_letters")] == ["7100000000000000405"]
 
 
@@ -235,15 +320,19 @@ def _materialize(home: Path, store: LocalStore, day: date):
     from tiklive_assets.defs.warehouse.resources import WarehouseResource
 
     return dg.materialize(
-        [warehouse_tables], partition_key=str(day), resources={
+        [warehouse_tables],
+        partition_key=str(day),
+        resources={
             "archive_store": ArchiveStoreResource(local_root=str(store.root)),
             "data_root": DataRootResource(home=str(home)),
             "warehouse": WarehouseResource(url=str(home / "warehouse.duckdb")),
-        })
+        },
+    )
 
 
 def test_an_unparsable_object_is_quarantined_the_day_loads_and_a_fixed_replay_empties_it(
-        store: LocalStore, tmp_path: Path) -> None:
+    store: LocalStore, tmp_path: Path
+) -> None:
     _listing(store, [_item()])
     bad = put_raw(store, DAY, "userinfo-by-id", USER, {"user": ["not", "an", "object"], "stats": {}})
     truncated = put_raw(store, DAY, "post-detail", "7100000000000000007", b'{"aweme_id": "71000000000000')
@@ -285,8 +374,9 @@ def test_schema_drift_between_two_days(store: LocalStore, tmp_path: Path) -> Non
         assert drift["userinfo-by-id"].changed == {"user.bioLink": {"before": ["string"], "now": ["object"]}}
         assert drift["user-posts"].appeared == ["videos[].is_top: integer"]
         assert drift["user-posts"].vanished == [] and drift["userinfo-by-id"].appeared == []
-        signature = set(wh.query("SELECT path, json_type FROM schema_fields WHERE dt = ? AND endpoint = 'user-posts'",
-                                 [NEXT]))
+        signature = set(
+            wh.query("SELECT path, json_type FROM schema_fields WHERE dt = ? AND endpoint = 'user-posts'", [NEXT])
+        )
         assert {("videos", "array"), ("hasMore", "boolean"), ("videos[].author", "object")} <= signature
     # the materialization reports it as a warning, with the details in the check's metadata
     home = tmp_path / "home"
@@ -311,7 +401,7 @@ def _old_warehouse_keeps_working(url: str, store: LocalStore) -> None:
     _listing(store, [_item(images=["https://cdn/1.jpg"])])
     with open_warehouse(url) as wh:
         load_days(store, wh, [DAY])
-        (kind, count), = wh.query("SELECT kind, image_count FROM posts WHERE aweme_id <> '1'")
+        ((kind, count),) = wh.query("SELECT kind, image_count FROM posts WHERE aweme_id <> '1'")
         assert (kind, count) == ("photo", 1)
         assert wh.query("SELECT requests, error_responses FROM credits_ledger") == [(1, 0)]
         assert wh.row_count("quarantine") == 0 and wh.row_count("schema_fields") > 0
@@ -322,7 +412,9 @@ def test_an_old_duckdb_warehouse_gets_the_new_columns(store: LocalStore, tmp_pat
     con = duckdb.connect(str(path))
     con.execute(_OLD_POSTS)
     con.execute(_OLD_LEDGER)
-    con.execute("INSERT INTO posts (aweme_id, author_id, author_handle, dt) VALUES ('1', '2', 'old', DATE '2026-05-01')")
+    con.execute(
+        "INSERT INTO posts (aweme_id, author_id, author_handle, dt) VALUES ('1', '2', 'old', DATE '2026-05-01')"
+    )
     con.close()
     _old_warehouse_keeps_working(str(path), store)
     with open_warehouse(str(path)) as wh:
@@ -342,8 +434,13 @@ def test_a_number_beyond_64_bits_is_nulled_and_counted_never_fails_the_day(tmp_p
     """A counter of 20 digits (as text, or as a JSON integer orjson accepts up to 2**64-1) and a time far in the
     future: before, pyarrow raised OverflowError outside the per-object guard and no table of the day loaded."""
     store = LocalStore(tmp_path / "archive")
-    put_raw(store, DAY, "post-detail", "7100000000000000001",
-            _item("7100000000000000001", play_count="99999999999999999999", digg_count=2**64 - 1))
+    put_raw(
+        store,
+        DAY,
+        "post-detail",
+        "7100000000000000001",
+        _item("7100000000000000001", play_count="99999999999999999999", digg_count=2**64 - 1),
+    )
     put_raw(store, DAY, "post-detail", "7100000000000000002", _item("7100000000000000002", create_time=10**25))
     put_raw(store, DAY, "post-detail", "7100000000000000003", _item("7100000000000000003"))
     parsed = parse_day(store, DAY)

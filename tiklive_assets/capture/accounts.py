@@ -34,7 +34,11 @@ def resolve_user_id(session: CaptureSession, handle: str) -> str:
     user_id = None
     if isinstance(body, dict):
         user = body.get("user")
-        user_id = as_id(body.get("id")) or as_id(body.get("user_id")) or (as_id(user.get("id")) if isinstance(user, dict) else None)
+        user_id = (
+            as_id(body.get("id"))
+            or as_id(body.get("user_id"))
+            or (as_id(user.get("id")) if isinstance(user, dict) else None)
+        )
     if user_id is None:  # never cache a non-answer: the next run asks again
         raise BadResponse("/userid/", response.status, f"no numeric user id for @{handle} in the answer")
     session.state.cache_user_id(handle, user_id)
@@ -110,8 +114,9 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
             saved = session.state.get_cursor(scope)
             pages_done = (saved.pages or 0) if saved else 0
             done_key = f"complete:{task}:{session.day.isoformat()}"
-            walk = make_walk(fetch, start=saved.value if saved else None,
-                             max_pages=max(account.follow_max_pages - pages_done, 0))
+            walk = make_walk(
+                fetch, start=saved.value if saved else None, max_pages=max(account.follow_max_pages - pages_done, 0)
+            )
             try:
                 for page in walk.pages():
                     crashpoint("follow.page.archived")
@@ -120,7 +125,9 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
                     report.follow_edges += len(page.items)
                     last = not page.has_more or pages_done >= account.follow_max_pages
                     # the last page's cursor and the walk's end commit together: a rerun never asks past the end
-                    session.state.set_cursor(scope, page.next_cursor, pages_done, values={done_key: "1"} if last else None)
+                    session.state.set_cursor(
+                        scope, page.next_cursor, pages_done, values={done_key: "1"} if last else None
+                    )
                     crashpoint("follow.page.recorded")
             except NotFound as exc:
                 report.unavailable.append(f"{account.handle} {endpoint}: {exc.reason}")
@@ -143,7 +150,9 @@ def recent_videos(session: CaptureSession, user_id: str, limit: int) -> list[dic
     return [video for video in videos or () if isinstance(video, dict) and post_id(video)][:limit]
 
 
-def _capture_replies(session: CaptureSession, report: AccountsReport, account, aweme_id: str, comments: list[dict]) -> None:
+def _capture_replies(
+    session: CaptureSession, report: AccountsReport, account, aweme_id: str, comments: list[dict]
+) -> None:
     """The reply walks of one page of comments; each finished walk is marked so a resumed run skips it."""
     for comment in comments:
         comment_id = as_id(comment.get("id"))
@@ -194,8 +203,11 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                 if pending is not None:
                     session.state.delete_value(replies_of)
                 remaining = 0 if session.state.get_value(walked) else max(options.max_pages - pages_done, 0)
-                walk = CommentPages(lambda c, a=aweme_id, h=account.handle: client.post_comments(a, h, c),
-                                    start=saved.value if saved else None, max_pages=remaining)
+                walk = CommentPages(
+                    lambda c, a=aweme_id, h=account.handle: client.post_comments(a, h, c),
+                    start=saved.value if saved else None,
+                    max_pages=remaining,
+                )
                 for page in walk.pages():
                     crashpoint("comments.page.archived")
                     pages_done += 1
@@ -203,8 +215,12 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
                     report.comments += len(page.items)
                     last = not page.has_more or pages_done >= options.max_pages
                     # cursor, "this page's replies are pending" and "the walk has ended" commit together
-                    session.state.set_cursor(scope, page.next_cursor, pages_done,
-                                             values={replies_of: page.cursor, **({walked: "1"} if last else {})})
+                    session.state.set_cursor(
+                        scope,
+                        page.next_cursor,
+                        pages_done,
+                        values={replies_of: page.cursor, **({walked: "1"} if last else {})},
+                    )
                     crashpoint("comments.page.recorded")
                     if options.reply_depth >= 1:
                         _capture_replies(session, report, account, aweme_id, page.items)

@@ -140,8 +140,15 @@ def parse_origin(text: str) -> Origin:
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"{text!r} is not an origin ({exc}); write scheme://host[:port]") from None
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") or parts.query \
-            or parts.fragment or parts.username or parts.password:
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
         raise ValueError(f"{text!r} is not an origin: write http(s)://host[:port], without path, query or credentials")
     return parts.scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
 
@@ -206,8 +213,11 @@ def check_url(url: str, limits: MediaLimits) -> bool:
     if origin in limits.trusted_origins:
         return True
     if scheme != "https":
-        raise MediaRefused(url, "plain-http media URL refused outside the trusted origins (the API's own origin and "
-                                "capture.allowed_media_origins): only https is fetched")
+        raise MediaRefused(
+            url,
+            "plain-http media URL refused outside the trusted origins (the API's own origin and "
+            "capture.allowed_media_origins): only https is fetched",
+        )
     try:
         literal = ipaddress.ip_address(parts.hostname)
     except ValueError:
@@ -239,7 +249,10 @@ class _GuardedConnectionMixin:
         for address in addresses:
             try:
                 sock = urllib3_connection.create_connection(
-                    (address, port), self.timeout, source_address=self.source_address, socket_options=self.socket_options
+                    (address, port),
+                    self.timeout,
+                    source_address=self.source_address,
+                    socket_options=self.socket_options,
                 )
             except TimeoutError as exc:
                 error = ConnectTimeoutError(self, f"Connection to {host} timed out. (connect timeout={self.timeout})")
@@ -320,15 +333,22 @@ class CdnFetcher:
             session = self._trusted if trusted else self._guarded
             left = end - time.monotonic()
             if left <= 0:
-                raise MediaUnreachable(f"CDN download deadline of {limits.deadline_seconds:g} s passed before "
-                                       f"{redact(url)} answered (capture.download_deadline_seconds)")
+                raise MediaUnreachable(
+                    f"CDN download deadline of {limits.deadline_seconds:g} s passed before "
+                    f"{redact(url)} answered (capture.download_deadline_seconds)"
+                )
             timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
             try:
                 response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except _AddressRefused as exc:
                 raise MediaRefused(url, f"media URL refused: {exc}") from None
-            except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema,
-                    requests.exceptions.MissingSchema, urllib3.exceptions.LocationParseError, ValueError) as exc:
+            except (
+                requests.exceptions.InvalidURL,
+                requests.exceptions.InvalidSchema,
+                requests.exceptions.MissingSchema,
+                urllib3.exceptions.LocationParseError,
+                ValueError,
+            ) as exc:
                 # a URL no client can open (a bad host, a malformed label): the id's own failure, never an outage
                 raise MediaRefused(url, f"malformed media URL ({type(exc).__name__})") from None
             except requests.RequestException as exc:  # unreachable, reset, timed out: says nothing about the id
@@ -343,8 +363,9 @@ class CdnFetcher:
             log.debug("CDN redirect %d: %s -> %s", hop + 1, redact(first), redact(url))
         raise MediaRefused(first, f"more than {MAX_REDIRECTS} redirects")
 
-    def _stream(self, response: requests.Response, directory: Path, suffix: str, limits: MediaLimits,
-                end: float) -> tuple[Path, str, int]:
+    def _stream(
+        self, response: requests.Response, directory: Path, suffix: str, limits: MediaLimits, end: float
+    ) -> tuple[Path, str, int]:
         url = response.url
         if response.status_code == 403:
             raise MediaExpired(url, "CDN answered HTTP 403 (the signed URL expired)")
@@ -352,8 +373,10 @@ class CdnFetcher:
             raise MediaStatus(url, response.status_code)
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limits.max_bytes:
-            raise MediaTooLarge(url, f"the object is {int(declared)} bytes, over the cap of {limits.max_bytes} "
-                                     "(capture.max_video_bytes)")
+            raise MediaTooLarge(
+                url,
+                f"the object is {int(declared)} bytes, over the cap of {limits.max_bytes} (capture.max_video_bytes)",
+            )
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="dl.", suffix=f"{suffix}.part", dir=directory)
         digest, size = hashlib.sha256(), 0
@@ -364,19 +387,24 @@ class CdnFetcher:
                     if time.monotonic() > end:
                         raise MediaUnreachable(
                             f"CDN download of {redact(url)} passed its deadline of {limits.deadline_seconds:g} s "
-                            f"after {size} bytes (capture.download_deadline_seconds): the CDN stalls")
+                            f"after {size} bytes (capture.download_deadline_seconds): the CDN stalls"
+                        )
                     try:
                         # read1: whatever one socket read brings, so the deadline is checked between drips
                         chunk = raw.read1(CHUNK, decode_content=True)
                     except (urllib3.exceptions.HTTPError, OSError) as exc:
-                        raise MediaUnreachable(f"CDN stream broke: {type(exc).__name__} for {redact(url)} after "
-                                               f"{size} bytes") from None
+                        raise MediaUnreachable(
+                            f"CDN stream broke: {type(exc).__name__} for {redact(url)} after {size} bytes"
+                        ) from None
                     if not chunk:
                         break
                     size += len(chunk)
                     if size > limits.max_bytes:
-                        raise MediaTooLarge(url, f"the object passed the cap of {limits.max_bytes} bytes while "
-                                                 "streaming (capture.max_video_bytes)")
+                        raise MediaTooLarge(
+                            url,
+                            f"the object passed the cap of {limits.max_bytes} bytes while "
+                            "streaming (capture.max_video_bytes)",
+                        )
                     out.write(chunk)
                     digest.update(chunk)
                     if size == len(chunk):  # the first bytes are in the .part file, the rest still on the wire

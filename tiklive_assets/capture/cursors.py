@@ -26,11 +26,17 @@ def cursor_statuses(state: StateDB, prefix: str = "", stuck_after: int = STUCK_A
     for record in state.list_cursors(prefix):
         history = [h.value for h in state.cursor_history(record.scope, limit=stuck_after)]
         stuck = len(history) >= stuck_after and len(set(history)) == 1
-        out.append(CursorStatus(
-            scope=record.scope, value=record.value, pages=record.pages, updated_at=record.updated_at,
-            complete=bool(state.get_value(complete_key(record.scope))),
-            drift=state.get_value(f"drift:{record.scope}"), stuck=stuck,
-        ))
+        out.append(
+            CursorStatus(
+                scope=record.scope,
+                value=record.value,
+                pages=record.pages,
+                updated_at=record.updated_at,
+                complete=bool(state.get_value(complete_key(record.scope))),
+                drift=state.get_value(f"drift:{record.scope}"),
+                stuck=stuck,
+            )
+        )
     return out
 
 

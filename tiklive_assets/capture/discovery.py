@@ -78,15 +78,25 @@ def walk_listing(
                 report.pages += 1
                 report.listed += len(page.items)
                 report.items_without_id += page.without_id
-                rows = [(aweme_id, source, _author_handle(item)) for item in page.items
-                        if (aweme_id := post_id(item)) is not None]
+                rows = [
+                    (aweme_id, source, _author_handle(item))
+                    for item in page.items
+                    if (aweme_id := post_id(item)) is not None
+                ]
                 # The page is archived; its ids, the cursor, the day's count and the end of the walk commit together.
                 # The walk ends on its last page (no more, or max_pages), at max_videos, or (accounts) on a page of
                 # posts captured on an earlier day; a rerun then never fetches a page the first run did not.
                 recorded = state.record_listing_page(
-                    scope, rows, next_cursor=page.next_cursor, pages=pages_done, max_videos=max_videos,
-                    last_page=not page.has_more or pages_done >= max_pages, stop_when_all_known=stop_when_all_known,
-                    counter_key=counter, complete_key=complete_key(scope))
+                    scope,
+                    rows,
+                    next_cursor=page.next_cursor,
+                    pages=pages_done,
+                    max_videos=max_videos,
+                    last_page=not page.has_more or pages_done >= max_pages,
+                    stop_when_all_known=stop_when_all_known,
+                    counter_key=counter,
+                    complete_key=complete_key(scope),
+                )
                 crashpoint("discovery.page.recorded")
                 enqueued_today = recorded.enqueued_today
                 report.new_ids[source] += recorded.new
@@ -129,34 +139,53 @@ def discover(session: CaptureSession) -> DiscoveryReport:
             report.failed.append(f"account:{account.handle}: {exc}")
             continue
         walk_listing(
-            session, source=f"account:{account.handle}", endpoint="/user-posts/", entity=userid,
+            session,
+            source=f"account:{account.handle}",
+            endpoint="/user-posts/",
+            entity=userid,
             fetch=lambda cursor, uid=userid: client.user_posts(uid, cursor),
-            max_pages=config.max_pages(account), max_videos=config.max_videos(account),
-            stop_when_all_known=True, report=report,
+            max_pages=config.max_pages(account),
+            max_videos=config.max_videos(account),
+            stop_when_all_known=True,
+            report=report,
         )
     for tag in config.hashtags:
         walk_listing(
-            session, source=f"hashtag:{tag.id}", endpoint="/challenge-posts/",
+            session,
+            source=f"hashtag:{tag.id}",
+            endpoint="/challenge-posts/",
             entity=tag.id + (f"-{tag.region}" if tag.region else ""),
             fetch=lambda cursor, t=tag: client.challenge_posts(t.id, cursor, region=t.region),
-            max_pages=config.max_pages(tag), max_videos=config.max_videos(tag),
-            stop_when_all_known=False, report=report,
+            max_pages=config.max_pages(tag),
+            max_videos=config.max_videos(tag),
+            stop_when_all_known=False,
+            report=report,
         )
     for kw in config.keywords:
         entity = keyword_entity(kw.keyword, kw.publish_time, kw.sort_by, kw.region)
         walk_listing(
-            session, source=f"keyword:{kw.keyword}", endpoint="/search-video/", entity=entity,
+            session,
+            source=f"keyword:{kw.keyword}",
+            endpoint="/search-video/",
+            entity=entity,
             fetch=lambda cursor, k=kw: client.search_video(
                 k.keyword, cursor, publish_time=k.publish_time, sort_by=k.sort_by, region=k.region
             ),
-            max_pages=config.max_pages(kw), max_videos=config.max_videos(kw),
-            stop_when_all_known=False, report=report,
+            max_pages=config.max_pages(kw),
+            max_videos=config.max_videos(kw),
+            stop_when_all_known=False,
+            report=report,
         )
     for music in config.music:
         walk_listing(
-            session, source=f"music:{music.id}", endpoint="/music-posts/", entity=music.id,
+            session,
+            source=f"music:{music.id}",
+            endpoint="/music-posts/",
+            entity=music.id,
             fetch=lambda cursor, m=music: client.music_posts(m.id, cursor),
-            max_pages=config.max_pages(music), max_videos=config.max_videos(music),
-            stop_when_all_known=False, report=report,
+            max_pages=config.max_pages(music),
+            max_videos=config.max_videos(music),
+            stop_when_all_known=False,
+            report=report,
         )
     return report

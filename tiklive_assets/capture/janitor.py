@@ -52,10 +52,17 @@ def sweep(
     for directory in temp_dirs:
         if Path(directory).exists():
             # two levels down at most: exports/<table>/dt=DAY/, exports/csv/dt=DAY/, the data root's marts file
-            temps += _remove_older((p for pattern in (".*.tmp*", "*/.*.tmp*", "*/*/.*.tmp*")
-                                    for p in Path(directory).glob(pattern)), cutoff)
+            temps += _remove_older(
+                (p for pattern in (".*.tmp*", "*/.*.tmp*", "*/*/.*.tmp*") for p in Path(directory).glob(pattern)),
+                cutoff,
+            )
     in_store = store.sweep_incomplete(older_than)
     aged = state.age_out_dead_letters(dead_letter_retention)
     pruned = state.prune_cursor_history(keep=200)  # enough known-good values to reset to; the rest is noise
-    return JanitorReport(parts_removed=removed, uploads_aborted=in_store, dead_letters_aged_out=aged,
-                         cursor_history_pruned=pruned, temp_files_removed=temps)
+    return JanitorReport(
+        parts_removed=removed,
+        uploads_aborted=in_store,
+        dead_letters_aged_out=aged,
+        cursor_history_pruned=pruned,
+        temp_files_removed=temps,
+    )

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tiklive_assets.storage import LocalStore, ObjectStore, StoreError
 from tiklive_assets.storage.base import CONFLICT_MARKER, is_conflict_key
-from tiklive_assets.storage.keys import raw_key, safe_slug, slug_page, check_handle, check_id
+from tiklive_assets.storage.keys import check_handle, check_id, raw_key, safe_slug, slug_page
 from tiklive_assets.tikliveapi.client import ApiResponse, aweme_id_from_url
 from tiklive_assets.tikliveapi.endpoints import BY_NAME, SEARCH_VIDEO, Endpoint, Part
 
@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 def keyword_entity(keyword: str, publish_time=None, sort_by=None, region=None) -> str:
     """One search's identity: the keyword and every filter, tagged (``cats-pt7-sb2-us``); names its slug and cursor."""
-    return entity_for(SEARCH_VIDEO, {"keyword": keyword, "publish_time": publish_time, "sort_by": sort_by,
-                                     "region": region})
+    return entity_for(
+        SEARCH_VIDEO, {"keyword": keyword, "publish_time": publish_time, "sort_by": sort_by, "region": region}
+    )
 
 
 def _part_value(part: Part, value) -> str:
@@ -70,8 +71,10 @@ def slug_for(endpoint: str, params: dict) -> str:
     page too (``-cursorN`` or ``-timeN``), so a replay knows how the page was fetched."""
     declared = BY_NAME.get(endpoint.strip("/"))
     if declared is None:
-        raise ValueError(f"no archive slug is defined for endpoint {endpoint!r}; declare the endpoint in "
-                         "tiklive_assets/tikliveapi/endpoints.py")
+        raise ValueError(
+            f"no archive slug is defined for endpoint {endpoint!r}; declare the endpoint in "
+            "tiklive_assets/tikliveapi/endpoints.py"
+        )
     entity = entity_for(declared, params)
     if declared.pages == "none":
         return entity
@@ -139,24 +142,39 @@ class RawArchive:
 
     def _spool_failed(self, key: str, payload: bytes, exc: Exception) -> StoreError:
         """Keep ``payload`` in the spool; the systemic error to raise, saying where the response is."""
-        problem = str(exc) if isinstance(exc, StoreError) else f"{self.store.describe()}: writing {key!r} failed: " \
-            f"{type(exc).__name__}: {exc}"
+        problem = (
+            str(exc)
+            if isinstance(exc, StoreError)
+            else f"{self.store.describe()}: writing {key!r} failed: {type(exc).__name__}: {exc}"
+        )
         kind = type(exc) if isinstance(exc, StoreError) else StoreError
         if self.spool is None:
             return kind(f"{problem}. The response to {key} was not kept (no spool configured)")
         try:
             self.spool.put_bytes(key, payload, content_type="application/json", content_encoding="gzip")
         except Exception as spool_exc:  # noqa: BLE001 - the local disk failed too: say so, loudly
-            log.error("could not spool %s to %s either (%s: %s): this response is lost and will be bought again",
-                      key, self.spool.describe(), type(spool_exc).__name__, spool_exc)
-            return kind(f"{problem}. The response to {key} could not be spooled to {self.spool.describe()} either "
-                        f"({type(spool_exc).__name__}: {spool_exc}); it will be bought again by the next run")
+            log.error(
+                "could not spool %s to %s either (%s: %s): this response is lost and will be bought again",
+                key,
+                self.spool.describe(),
+                type(spool_exc).__name__,
+                spool_exc,
+            )
+            return kind(
+                f"{problem}. The response to {key} could not be spooled to {self.spool.describe()} either "
+                f"({type(spool_exc).__name__}: {spool_exc}); it will be bought again by the next run"
+            )
         with self._lock:
             self.spooled.append(key)
-        log.warning("store failed for %s; the response is spooled in %s and goes to the store at the next run",
-                    key, self.spool.describe())
-        return kind(f"{problem}. The response already paid for is kept in {self.spool.describe()} and is written to "
-                    "the store first thing at the next run")
+        log.warning(
+            "store failed for %s; the response is spooled in %s and goes to the store at the next run",
+            key,
+            self.spool.describe(),
+        )
+        return kind(
+            f"{problem}. The response already paid for is kept in {self.spool.describe()} and is written to "
+            "the store first thing at the next run"
+        )
 
     def flush_spool(self) -> Counter:
         """Write every spooled response to the store, then remove it from the spool; returns the outcomes.

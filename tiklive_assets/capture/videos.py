@@ -151,8 +151,10 @@ def media_plan(day, handle: str, aweme_id: str, detail: dict) -> list[Media]:
     images = photo_images(detail)
     plan: list[Media] = []
     if images:
-        plan += [Media(f"image-{n}", image_key(day, handle, aweme_id, n), (url,), ".jpg", "image/jpeg")
-                 for n, url in enumerate(images, start=1)]
+        plan += [
+            Media(f"image-{n}", image_key(day, handle, aweme_id, n), (url,), ".jpg", "image/jpeg")
+            for n, url in enumerate(images, start=1)
+        ]
         sound = tuple(u for u in (detail.get("play"), detail.get("music")) if isinstance(u, str) and u)
         if sound:
             plan.append(Media("sound", sound_key(day, handle, aweme_id), sound[:2], ".mp3", "audio/mpeg"))
@@ -181,7 +183,9 @@ def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     crashpoint("videos.detail.archived")  # paid for and archived, not yet recorded anywhere
     detail = response.json()
     if not isinstance(detail, dict):
-        raise BadResponse("/post-detail/", response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}")
+        raise BadResponse(
+            "/post-detail/", response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}"
+        )
     return detail, response.body
 
 
@@ -201,8 +205,14 @@ def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, by
     if store.exists(gone):
         try:
             body = json.loads(gzip.decompress(store.get_bytes(gone)))
-            reason = next((body[k] for k in ("error", "message", "msg")  # as the client reads a 404's reason
-                           if isinstance(body, dict) and isinstance(body.get(k), str)), "not found")
+            reason = next(
+                (
+                    body[k]
+                    for k in ("error", "message", "msg")  # as the client reads a 404's reason
+                    if isinstance(body, dict) and isinstance(body.get(k), str)
+                ),
+                "not found",
+            )
         except (OSError, EOFError, ValueError):
             reason = "not found"
         return VideoGone(item.aweme_id, reason)
@@ -224,8 +234,13 @@ def _dead_letter(session: CaptureSession, item: QueueItem, exc: VideoGone, repor
         report.dead[exc.reason] += 1
 
 
-def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, api_slots: threading.BoundedSemaphore,
-                owner: ClaimOwner | None = None) -> None:
+def archive_one(
+    session: CaptureSession,
+    item: QueueItem,
+    report: VideosReport,
+    api_slots: threading.BoundedSemaphore,
+    owner: ClaimOwner | None = None,
+) -> None:
     state, store, day = session.state, session.store, session.day
     if owner is not None and not state.claim_held(item.aweme_id, owner):
         report.add(claims_lost=1)  # another run took it over while this one was silent: it pays, not us
@@ -246,8 +261,11 @@ def archive_one(session: CaptureSession, item: QueueItem, report: VideosReport, 
             return
     report.add(resolved=1)
     author = detail.get("author")
-    handle = (as_text(author.get("unique_id") or author.get("uniqueId")) if isinstance(author, dict) else None) \
-        or item.author_handle or "unknown"
+    handle = (
+        (as_text(author.get("unique_id") or author.get("uniqueId")) if isinstance(author, dict) else None)
+        or item.author_handle
+        or "unknown"
+    )
     state.mark_resolved(item.aweme_id, handle)
     crashpoint("videos.resolved.marked")
     files: list[tuple[Media, Path]] = []
@@ -310,8 +328,11 @@ class _Heartbeat(threading.Thread):
             try:
                 if not self.session.state.heartbeat(self.owner, lease=self.lease):
                     self.lapsed = True
-                    log.warning("claims of run %s lapsed (no heartbeat for %.0f s); ids taken by another run are "
-                                "skipped", self.owner.run_id, self.owner.stale_after)
+                    log.warning(
+                        "claims of run %s lapsed (no heartbeat for %.0f s); ids taken by another run are skipped",
+                        self.owner.run_id,
+                        self.owner.stale_after,
+                    )
             except Exception as exc:  # noqa: BLE001 - the next beat tries again; claim_held() guards every payment
                 log.warning("claim heartbeat failed: %s: %s", type(exc).__name__, exc)
 
@@ -320,8 +341,9 @@ class _Heartbeat(threading.Thread):
         self.join(timeout=5)
 
 
-def archive_pending(session: CaptureSession, *, batch: int | None = None, limit: int | None = None,
-                    run_id: str | None = None) -> VideosReport:
+def archive_pending(
+    session: CaptureSession, *, batch: int | None = None, limit: int | None = None, run_id: str | None = None
+) -> VideosReport:
     """Resolve and download queued ids until the queue is empty, ``limit`` is reached, or the budget stops us.
 
     This process registers as a claim owner (``run_id``: the Dagster run's, else a generated one) and heartbeats
@@ -377,8 +399,10 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
     depth = session.state.queue_depth()  # what this run can take: for the progress shown by `tiklive run`
     queued = depth.get("pending", 0) + depth.get("resolved", 0)
     try:
-        with (ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool,
-              progress.task("videos", total=queued if limit is None else min(queued, limit)) as shown):
+        with (
+            ThreadPoolExecutor(max_workers=capture.download_concurrency, thread_name_prefix="capture") as pool,
+            progress.task("videos", total=queued if limit is None else min(queued, limit)) as shown,
+        ):
             in_flight: set = set()
             running: set[str] = set()  # ids in flight: a claim that outlived its lease is not taken twice
             exhausted = False
@@ -416,8 +440,9 @@ def archive_pending(session: CaptureSession, *, batch: int | None = None, limit:
     return report
 
 
-def left_behind(session: CaptureSession, report: VideosReport | None = None, max_attempts: int | None = None,
-                limit: int = 50) -> dict:
+def left_behind(
+    session: CaptureSession, report: VideosReport | None = None, max_attempts: int | None = None, limit: int = 50
+) -> dict:
     """What the queue still holds that is not downloaded, and why: for the run summary and the asset metadata.
 
     Reasons: held by a live run (another process is working on it), the run's budget or balance stop, a systemic
@@ -441,8 +466,15 @@ def left_behind(session: CaptureSession, report: VideosReport | None = None, max
             why = "not reached by this run"
         by_reason[why if not why.startswith("failed") else "failed (retried next run)"] += 1
         if len(examples) < limit:
-            examples.append({"id": item.aweme_id, "state": item.state, "attempts": item.attempts, "why": why,
-                             **({"last_error": item.last_error[:200]} if item.last_error else {})})
+            examples.append(
+                {
+                    "id": item.aweme_id,
+                    "state": item.state,
+                    "attempts": item.attempts,
+                    "why": why,
+                    **({"last_error": item.last_error[:200]} if item.last_error else {}),
+                }
+            )
     if total > len(items):
         by_reason["not listed (more than 10,000)"] += total - len(items)
     return {"count": total, "by_reason": dict(by_reason), "ids": examples}

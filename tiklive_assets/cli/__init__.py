@@ -53,12 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
     )
     run.add_argument("--date", type=_parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
-    run.add_argument("--sandbox", action="store_true",
-                     help="start the bundled sandbox API in-process and capture from it (no key, no credits)")
-    run.add_argument("--realism", action="store_true",
-                     help="with --sandbox: serve the payload variants real responses show (ids under video_id/id, string "
-                     "counters, bioLink objects, photo posts, upstream errors and truncated bodies inside HTTP 200)")
-    run.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the bundled sandbox API in-process and capture from it (no key, no credits)",
+    )
+    run.add_argument(
+        "--realism",
+        action="store_true",
+        help="with --sandbox: serve the payload variants real responses show (ids under video_id/id, string "
+        "counters, bioLink objects, photo posts, upstream errors and truncated bodies inside HTTP 200)",
+    )
+    run.add_argument(
+        "--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)"
+    )
     run.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
     sandbox = sub.add_parser(
@@ -70,21 +78,32 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 picks a free one)")
     sandbox.add_argument("--api-key", default=None, help="key the sandbox accepts (default: sandbox-key)")
     sandbox.add_argument("--seed", type=int, default=7, help="seed of the synthetic corpus (default 7)")
-    sandbox.add_argument("--rate-limit", type=int, default=None, help="requests allowed per window (default: unlimited)")
+    sandbox.add_argument(
+        "--rate-limit", type=int, default=None, help="requests allowed per window (default: unlimited)"
+    )
     sandbox.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds (default 60)")
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every API call")
     sandbox.add_argument("--error-rate", type=float, default=0.0, help="fraction of API calls answered with a 5xx")
-    sandbox.add_argument("--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)")
+    sandbox.add_argument(
+        "--cdn-ttl", type=float, default=300.0, help="seconds before signed CDN URLs expire (default 300)"
+    )
     sandbox.add_argument("--video-size", type=int, default=50_000, help="approximate bytes of each sandbox MP4")
     sandbox.add_argument("--accounts", type=int, default=6, help="synthetic accounts (default 6; more for load tests)")
-    sandbox.add_argument("--realism", action="store_true",
-                         help="serve the payload variants real responses show: ids under video_id/id and as integers, "
-                         "string or null counters, hasMore 1/0, bioLink objects, photo posts (images + an MP3), the "
-                         "{code, msg, data} envelope, and now and then an upstream error or a truncated body inside "
-                         "HTTP 200 (the retry gets the real answer)")
-    sandbox.add_argument("--credit-balance", type=int, default=None,
-                         help="credits the account has; once spent, every request is answered HTTP 200 "
-                         "{\"message\": \"Insufficient balance...\"}, as TikLiveAPI does (default: unlimited)")
+    sandbox.add_argument(
+        "--realism",
+        action="store_true",
+        help="serve the payload variants real responses show: ids under video_id/id and as integers, "
+        "string or null counters, hasMore 1/0, bioLink objects, photo posts (images + an MP3), the "
+        "{code, msg, data} envelope, and now and then an upstream error or a truncated body inside "
+        "HTTP 200 (the retry gets the real answer)",
+    )
+    sandbox.add_argument(
+        "--credit-balance",
+        type=int,
+        default=None,
+        help="credits the account has; once spent, every request is answered HTTP 200 "
+        '{"message": "Insufficient balance..."}, as TikLiveAPI does (default: unlimited)',
+    )
 
     replay = sub.add_parser(
         "replay",
@@ -100,20 +119,42 @@ def build_parser() -> argparse.ArgumentParser:
         "  tiklive replay --from 2026-05-01 --to 2026-05-29 --into postgresql://postgres@127.0.0.1/restore_test\n\n"
         + EPILOG,
     )
-    replay.add_argument("--from", dest="start", type=_parse_day, required=True, metavar="YYYY-MM-DD",
-                        help="first archive day to replay")
-    replay.add_argument("--to", dest="end", type=_parse_day, required=True, metavar="YYYY-MM-DD",
-                        help="last archive day to replay (inclusive)")
-    replay.add_argument("--into", default=None, metavar="PATH_OR_URL",
-                        help="target: a DuckDB file path or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL, "
-                        "else $TIKLIVE_HOME/warehouse.duckdb)")
-    replay.add_argument("--exports", action="store_true",
-                        help="also rewrite the Parquet exports of each replayed day under $TIKLIVE_HOME/exports")
-    replay.add_argument("--force", action="store_true",
-                        help="replace a day even when some of its archived objects are damaged (not gzip); without "
-                        "it such a day keeps the rows it has, since a replay must never silently drop rows")
-    replay.add_argument("--processes", type=int, default=1, metavar="N",
-                        help="parse a local archive's days over N processes (default 1; try 2 on a 2-core host)")
+    replay.add_argument(
+        "--from", dest="start", type=_parse_day, required=True, metavar="YYYY-MM-DD", help="first archive day to replay"
+    )
+    replay.add_argument(
+        "--to",
+        dest="end",
+        type=_parse_day,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="last archive day to replay (inclusive)",
+    )
+    replay.add_argument(
+        "--into",
+        default=None,
+        metavar="PATH_OR_URL",
+        help="target: a DuckDB file path or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL, "
+        "else $TIKLIVE_HOME/warehouse.duckdb)",
+    )
+    replay.add_argument(
+        "--exports",
+        action="store_true",
+        help="also rewrite the Parquet exports of each replayed day under $TIKLIVE_HOME/exports",
+    )
+    replay.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a day even when some of its archived objects are damaged (not gzip); without "
+        "it such a day keeps the rows it has, since a replay must never silently drop rows",
+    )
+    replay.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="parse a local archive's days over N processes (default 1; try 2 on a 2-core host)",
+    )
     replay.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
     check = sub.add_parser(
@@ -128,9 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
-    check.add_argument("--username", default=None,
-                       help=f"handle to look up (default: the first account of the tracking YAML, else {DEFAULT_CHECK_HANDLE})")
-    check.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
+    check.add_argument(
+        "--username",
+        default=None,
+        help=f"handle to look up (default: the first account of the tracking YAML, else {DEFAULT_CHECK_HANDLE})",
+    )
+    check.add_argument(
+        "--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)"
+    )
     check.add_argument("--base-url", default=None, help="API host (default: $TIKLIVE_BASE_URL or the real API)")
 
     cursors = sub.add_parser(
@@ -150,12 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     reset = cursors_sub.add_parser("reset", help="reset one cursor and reopen its walk")
     reset.add_argument("scope", help="the cursor's scope, as `tiklive cursors list` prints it")
     target = reset.add_mutually_exclusive_group(required=True)
-    target.add_argument("--value", help="the cursor value to resume from (\"0\" restarts from the newest page)")
+    target.add_argument("--value", help='the cursor value to resume from ("0" restarts from the newest page)')
     target.add_argument("--back", type=int, help="go back N values in the scope's history (1 = the previous one)")
     forget = cursors_sub.add_parser(
-        "forget-user", help="clear a handle's cached user id: the next run asks /userid/ again (1 credit)",
+        "forget-user",
+        help="clear a handle's cached user id: the next run asks /userid/ again (1 credit)",
         description="The user id of each tracked handle is resolved once with /userid/ and cached in the state "
-        "database. If the handle was renamed or given to someone else, clear it here; the next run resolves it again.")
+        "database. If the handle was renamed or given to someone else, clear it here; the next run resolves it again.",
+    )
     forget.add_argument("handle", help="the TikTok handle, with or without its @")
     for parser_ in (listing, reset, forget):
         parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
@@ -263,10 +311,17 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 
     config = SandboxConfig(
-        api_key=args.api_key or DEFAULT_API_KEY, seed=args.seed, rate_limit=args.rate_limit,
-        rate_window_seconds=args.rate_window, latency_ms=args.latency_ms, error_rate=args.error_rate,
-        cdn_ttl_seconds=args.cdn_ttl, video_size=args.video_size, accounts=args.accounts,
-        realism=args.realism, credit_balance=args.credit_balance,
+        api_key=args.api_key or DEFAULT_API_KEY,
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        rate_window_seconds=args.rate_window,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        cdn_ttl_seconds=args.cdn_ttl,
+        video_size=args.video_size,
+        accounts=args.accounts,
+        realism=args.realism,
+        credit_balance=args.credit_balance,
     )
     server = SandboxServer(config, port=args.port)
     print(f"sandbox TikLiveAPI listening on {server.base_url}", flush=True)
@@ -293,7 +348,9 @@ def _check_handle(args: argparse.Namespace) -> tuple[str, str]:
     try:
         accounts = load_config(path).accounts
     except ConfigError as exc:
-        print(f"(the tracking YAML could not be read, so the check uses @{DEFAULT_CHECK_HANDLE}: {exc})", file=sys.stderr)
+        print(
+            f"(the tracking YAML could not be read, so the check uses @{DEFAULT_CHECK_HANDLE}: {exc})", file=sys.stderr
+        )
         return DEFAULT_CHECK_HANDLE, " (default; tracking YAML unreadable)"
     if not accounts:
         return DEFAULT_CHECK_HANDLE, f" (default; {path} tracks no account)"
@@ -322,8 +379,11 @@ def cmd_check_key(args: argparse.Namespace) -> int:
         client = TikLiveClient(os.environ.get(settings.API_KEY), base_url, max_attempts=2, on_response=answers.append)
         user_id = as_id((client.userid(handle).json() or {}).get("id"))
         if user_id is None:
-            print(f"check inconclusive against {base_url}: /userid/ answered HTTP 200 without a numeric id for "
-                  f"@{handle}; retry with --username <a handle you know exists>", file=sys.stderr)
+            print(
+                f"check inconclusive against {base_url}: /userid/ answered HTTP 200 without a numeric id for "
+                f"@{handle}; retry with --username <a handle you know exists>",
+                file=sys.stderr,
+            )
             return 2
         info = client.userinfo_by_id(user_id).json()
     except AuthError as exc:  # 401/403 (or no key at all): the message names TIKLIVE_API_KEY, never its value
@@ -333,26 +393,39 @@ def cmd_check_key(args: argparse.Namespace) -> int:
         # Only an accepted key gets as far as a lookup: an unknown handle is answered 404, a bad key 401/403.
         # The API answers in JSON; a 404 page that is not JSON comes from another host (a wrong TIKLIVE_BASE_URL).
         if not answers or not _is_json(answers[-1].body):
-            print(f"check inconclusive against {base_url}: {exc.endpoint} answered HTTP 404 with a body that is not "
-                  "JSON, so the host is probably not TikLiveAPI. Check TIKLIVE_BASE_URL (or --base-url), then run "
-                  "`tiklive check-key` again", file=sys.stderr)
+            print(
+                f"check inconclusive against {base_url}: {exc.endpoint} answered HTTP 404 with a body that is not "
+                "JSON, so the host is probably not TikLiveAPI. Check TIKLIVE_BASE_URL (or --base-url), then run "
+                "`tiklive check-key` again",
+                file=sys.stderr,
+            )
             return 2
-        print(f"key works against {base_url}: it was accepted, and @{handle}{source} is not found there "
-              f"({exc.reason}; HTTP 404). Check the handle's spelling before a run "
-              f"({client.credits.total} credit(s) spent)")
+        print(
+            f"key works against {base_url}: it was accepted, and @{handle}{source} is not found there "
+            f"({exc.reason}; HTTP 404). Check the handle's spelling before a run "
+            f"({client.credits.total} credit(s) spent)"
+        )
         return 0
     except (TikLiveError, KeyError, TypeError, AttributeError) as exc:
-        print(f"check inconclusive against {base_url}: {exc}. The key was neither accepted nor rejected: check "
-              "TIKLIVE_BASE_URL and the network, then run `tiklive check-key` again", file=sys.stderr)
+        print(
+            f"check inconclusive against {base_url}: {exc}. The key was neither accepted nor rejected: check "
+            "TIKLIVE_BASE_URL and the network, then run `tiklive check-key` again",
+            file=sys.stderr,
+        )
         return 2
     if not isinstance(info, dict) or "user" not in info or "stats" not in info:
         keys = sorted(info) if isinstance(info, dict) else type(info).__name__
-        print(f"check inconclusive: the key was accepted, but /userinfo-by-id/ did not return `user` and `stats` "
-              f"(got {keys}); check TIKLIVE_BASE_URL points at TikLiveAPI", file=sys.stderr)
+        print(
+            f"check inconclusive: the key was accepted, but /userinfo-by-id/ did not return `user` and `stats` "
+            f"(got {keys}); check TIKLIVE_BASE_URL points at TikLiveAPI",
+            file=sys.stderr,
+        )
         return 2
     followers = (info.get("stats") or {}).get("followerCount")
-    print(f"key works against {base_url}: @{handle}{source} is user {user_id} with {followers} followers "
-          f"({client.credits.total} credits spent)")
+    print(
+        f"key works against {base_url}: @{handle}{source} is user {user_id} with {followers} followers "
+        f"({client.credits.total} credits spent)"
+    )
     return 0
 
 
@@ -376,8 +449,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print("--realism shapes the bundled sandbox's answers: add --sandbox.", file=sys.stderr)
             return 2
         elif not os.environ.get(settings.API_KEY):
-            print("TIKLIVE_API_KEY is not set: export your TikLiveAPI key, or add --sandbox to use the bundled "
-                  "sandbox API.", file=sys.stderr)
+            print(
+                "TIKLIVE_API_KEY is not set: export your TikLiveAPI key, or add --sandbox to use the bundled "
+                "sandbox API.",
+                file=sys.stderr,
+            )
             return 2
         day = args.date or datetime.now(UTC).date()
         started = time.monotonic()
@@ -395,8 +471,11 @@ def cmd_cursors(args: argparse.Namespace) -> int:
     try:
         if args.cursors_command == "forget-user":
             old = state.forget_user_id(args.handle)
-            print(f"@{args.handle.lstrip('@')}: cached user id {old} cleared; the next run asks /userid/ again"
-                  if old else f"@{args.handle.lstrip('@')} has no cached user id; nothing to clear")
+            print(
+                f"@{args.handle.lstrip('@')}: cached user id {old} cleared; the next run asks /userid/ again"
+                if old
+                else f"@{args.handle.lstrip('@')} has no cached user id; nothing to clear"
+            )
             return 0
         if args.cursors_command == "reset":
             try:
@@ -445,8 +524,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return bars[0].update
 
     try:
-        report = replay(store, target, args.start, args.end, exports=root.exports if args.exports else None,
-                        processes=args.processes, progress_factory=progress_factory, force=args.force)
+        report = replay(
+            store,
+            target,
+            args.start,
+            args.end,
+            exports=root.exports if args.exports else None,
+            processes=args.processes,
+            progress_factory=progress_factory,
+            force=args.force,
+        )
     except WarehouseError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -464,22 +551,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  {name:<22} {rows:>10,} rows")
     if report.items_without_id or report.values_nulled:
         fields = ", ".join(f"{name} ({n})" for name, n in report.values_nulled.most_common(5))
-        print(f"{report.items_without_id} listed item(s) without any id skipped; "
-              f"{sum(report.values_nulled.values())} value(s) nulled (not readable unambiguously)"
-              + (f": {fields}" if fields else ""))
+        print(
+            f"{report.items_without_id} listed item(s) without any id skipped; "
+            f"{sum(report.values_nulled.values())} value(s) nulled (not readable unambiguously)"
+            + (f": {fields}" if fields else "")
+        )
     if report.errors:
-        print(f"{len(report.errors)} object(s) quarantined: no parser could read them, the rest of each day loaded. "
-              "They are listed in the `quarantine` table; replay the day again after a parser fix. For example:",
-              file=sys.stderr)
+        print(
+            f"{len(report.errors)} object(s) quarantined: no parser could read them, the rest of each day loaded. "
+            "They are listed in the `quarantine` table; replay the day again after a parser fix. For example:",
+            file=sys.stderr,
+        )
         for problem in report.errors[:5]:
             print(f"  {problem}", file=sys.stderr)
     for day, keys in report.refused.items():
-        print(f"{day} left as it was: {len(keys)} of its archived object(s) are damaged (not gzip), and replacing "
-              "the day would drop the rows they fed. Restore them from the secondary store or a backup and replay "
-              "again, or pass --force to replace the day anyway.", file=sys.stderr)
+        print(
+            f"{day} left as it was: {len(keys)} of its archived object(s) are damaged (not gzip), and replacing "
+            "the day would drop the rows they fed. Restore them from the secondary store or a backup and replay "
+            "again, or pass --force to replace the day anyway.",
+            file=sys.stderr,
+        )
     if report.corrupt:
-        print(f"{len(report.corrupt)} archived object(s) are damaged (not gzip): restore them from the secondary "
-              "store or a backup, then replay. For example:", file=sys.stderr)
+        print(
+            f"{len(report.corrupt)} archived object(s) are damaged (not gzip): restore them from the secondary "
+            "store or a backup, then replay. For example:",
+            file=sys.stderr,
+        )
         for problem in report.corrupt[:5]:
             print(f"  {problem}", file=sys.stderr)
         return 1

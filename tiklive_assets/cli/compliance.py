@@ -80,8 +80,15 @@ def _open(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tiklive_assets.compliance import LegalHoldError, LegalHolds, RetentionPolicy
-    from tiklive_assets.compliance import apply_lifecycle, apply_retention, erase_user, lifecycle_rules
+    from tiklive_assets.compliance import (
+        LegalHoldError,
+        LegalHolds,
+        RetentionPolicy,
+        apply_lifecycle,
+        apply_retention,
+        erase_user,
+        lifecycle_rules,
+    )
     from tiklive_assets.warehouse import default_url, open_warehouse
 
     root, store, state = _open(args)
@@ -100,8 +107,11 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "retention":
             try:
-                policy = RetentionPolicy(warm_after_days=args.warm_after, cold_after_days=args.cold_after,
-                                         delete_after_days=args.delete_after)
+                policy = RetentionPolicy(
+                    warm_after_days=args.warm_after,
+                    cold_after_days=args.cold_after,
+                    delete_after_days=args.delete_after,
+                )
             except ValueError as exc:
                 print(f"{exc} (set --warm-after, --cold-after and --delete-after in that order)", file=sys.stderr)
                 return 2
@@ -116,16 +126,26 @@ def run(args: argparse.Namespace) -> int:
             today = args.today or datetime.now(UTC).date()
             with open_warehouse(default_url(root.home)) as warehouse:
                 report = apply_retention(store, policy, today, holds, warehouse=warehouse, dry_run=args.dry_run)
-            print(f"retention ({'dry run' if report.dry_run else 'applied'}), cutoff {report.cutoff}: "
-                  f"{report.deleted_objects} objects ({report.deleted_bytes / 1e6:.1f} MB) in {len(report.deleted_days)} "
-                  f"days; {report.held_objects} objects kept by legal holds")
+            print(
+                f"retention ({'dry run' if report.dry_run else 'applied'}), cutoff {report.cutoff}: "
+                f"{report.deleted_objects} objects ({report.deleted_bytes / 1e6:.1f} MB) in {len(report.deleted_days)} "
+                f"days; {report.held_objects} objects kept by legal holds"
+            )
             return 0
         # erase
         warehouse_cm = None if args.no_warehouse else open_warehouse(default_url(root.home))
         warehouse = warehouse_cm.__enter__() if warehouse_cm else None
         try:
-            report = erase_user(store, warehouse, args.user_id, args.handle, dry_run=not args.execute,
-                                holds=LegalHolds(state), state=state, operator=args.operator or operator)
+            report = erase_user(
+                store,
+                warehouse,
+                args.user_id,
+                args.handle,
+                dry_run=not args.execute,
+                holds=LegalHolds(state),
+                state=state,
+                operator=args.operator or operator,
+            )
             if args.execute and report.affected_days and warehouse is not None:
                 from tiklive_assets.warehouse import build_marts, load_days
                 from tiklive_assets.warehouse.marts import default_marts_path

@@ -35,9 +35,13 @@ def add_parser(sub: argparse._SubParsersAction, epilog: str = "") -> None:
     actions = mirror.add_subparsers(dest="mirror_command", required=True, metavar="ACTION")
     status = actions.add_parser("status", help="list the journaled keys and how long each has been missing")
     repair = actions.add_parser("repair", help="copy journaled keys to the secondary, then drop their markers")
-    repair.add_argument("--scan", metavar="PREFIX", default=None,
-                        help="also compare the listings under PREFIX and copy what the secondary lacks "
-                        "(one HEAD per primary key: use a day's prefix, not the whole archive)")
+    repair.add_argument(
+        "--scan",
+        metavar="PREFIX",
+        default=None,
+        help="also compare the listings under PREFIX and copy what the secondary lacks "
+        "(one HEAD per primary key: use a day's prefix, not the whole archive)",
+    )
     repair.add_argument("--quiet", action="store_true", help="no line per key, only the summary")
     for parser_ in (status, repair):
         parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
@@ -53,8 +57,11 @@ def run(args: argparse.Namespace, out=None, err=None) -> int:
         os.environ[settings.HOME] = str(args.home.absolute())
     store = default_resources()["archive_store"].open()
     if not isinstance(store, MirroredStore):
-        print(f"no secondary store is configured ({store.describe()}): set TIKLIVE_ARCHIVE_SECONDARY_BUCKET "
-              "(and TIKLIVE_SECONDARY_S3_ENDPOINT_URL) to mirror the archive", file=err)
+        print(
+            f"no secondary store is configured ({store.describe()}): set TIKLIVE_ARCHIVE_SECONDARY_BUCKET "
+            "(and TIKLIVE_SECONDARY_S3_ENDPOINT_URL) to mirror the archive",
+            file=err,
+        )
         return EXIT_SETUP
     try:
         if args.mirror_command == "status":
@@ -76,17 +83,22 @@ def run(args: argparse.Namespace, out=None, err=None) -> int:
     except StoreError as exc:
         print(f"the primary store failed: {exc}", file=err)
         return EXIT_SETUP
-    print(f"mirror repair: {report.journaled} key(s) to replicate, {report.copied} copied, {report.already_there} "
-          f"already there, {report.gone} gone from the primary, {len(report.diverged)} diverged, "
-          f"{len(report.failed)} still missing" + (f" ({report.scanned} scanned under {args.scan})" if args.scan else ""),
-          file=out)
+    print(
+        f"mirror repair: {report.journaled} key(s) to replicate, {report.copied} copied, {report.already_there} "
+        f"already there, {report.gone} gone from the primary, {len(report.diverged)} diverged, "
+        f"{len(report.failed)} still missing" + (f" ({report.scanned} scanned under {args.scan})" if args.scan else ""),
+        file=out,
+    )
     for problem in report.diverged[:10]:
         print(f"  diverged: {problem}", file=err)
     for problem in report.failed[:10]:
         print(f"  still missing: {problem}", file=err)
     if report.failed:
-        print(f"{len(report.failed)} key(s) are still missing from {store.secondary.describe()}; they stay journaled: "
-              "run `tiklive mirror repair` again once the secondary is back (check TIKLIVE_ARCHIVE_SECONDARY_BUCKET "
-              "and TIKLIVE_SECONDARY_S3_ENDPOINT_URL)", file=err)
+        print(
+            f"{len(report.failed)} key(s) are still missing from {store.secondary.describe()}; they stay journaled: "
+            "run `tiklive mirror repair` again once the secondary is back (check TIKLIVE_ARCHIVE_SECONDARY_BUCKET "
+            "and TIKLIVE_SECONDARY_S3_ENDPOINT_URL)",
+            file=err,
+        )
         return EXIT_LEFT
     return EXIT_OK

@@ -60,24 +60,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--regions", type=_csv, default=None, help="region codes to filter on, comma-separated")
     parser.add_argument("--from", dest="start", type=_day, default=None, help="first create date YYYY-MM-DD")
     parser.add_argument("--to", dest="end", type=_day, default=None, help="last create date YYYY-MM-DD (inclusive)")
-    parser.add_argument("--per-user", action="store_true",
-                        help="one EQ search per user (simple to read) instead of one IN search for all (fewer requests)")
-    parser.add_argument("--pause", type=float, default=None,
-                        help=f"seconds between pages of one search (default: config or 10; {SANDBOX_PAUSE} with --sandbox)")
+    parser.add_argument(
+        "--per-user",
+        action="store_true",
+        help="one EQ search per user (simple to read) instead of one IN search for all (fewer requests)",
+    )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=None,
+        help=f"seconds between pages of one search (default: config or 10; {SANDBOX_PAUSE} with --sandbox)",
+    )
     parser.add_argument("--max-requests", type=int, default=None, help="stop cleanly after this many requests")
     parser.add_argument("--daily-quota", type=int, default=None, help="requests a UTC day (default: config or 1000)")
     parser.add_argument("--refresh", action="store_true", help="collect windows already done again (fresh counters)")
-    parser.add_argument("--with-users", action="store_true", help="also collect user info, followers and following "
-                        "(a private or refused user is a warning, not the end of the run)")
-    parser.add_argument("--with-comments", action="store_true",
-                        help="also collect the comments of the videos this run collected (one request or more a video)")
+    parser.add_argument(
+        "--with-users",
+        action="store_true",
+        help="also collect user info, followers and following "
+        "(a private or refused user is a warning, not the end of the run)",
+    )
+    parser.add_argument(
+        "--with-comments",
+        action="store_true",
+        help="also collect the comments of the videos this run collected (one request or more a video)",
+    )
     parser.add_argument("--sandbox", action="store_true", help="start the bundled sandbox Research API in-process")
-    parser.add_argument("--realism", action="store_true",
-                        help="with --sandbox: serve what the real API does (withheld videos, transient errors, "
-                        "NUL characters, missing fields, a private user), so the run is tested against the API")
-    parser.add_argument("--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
+    parser.add_argument(
+        "--realism",
+        action="store_true",
+        help="with --sandbox: serve what the real API does (withheld videos, transient errors, "
+        "NUL characters, missing fields, a private user), so the run is tested against the API",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)"
+    )
     parser.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
-    parser.add_argument("--warehouse", default=None, help="DuckDB file or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL or TIKLIVE_HOME/warehouse.duckdb)")
+    parser.add_argument(
+        "--warehouse",
+        default=None,
+        help="DuckDB file or postgresql:// URL (default: $TIKLIVE_WAREHOUSE_URL or TIKLIVE_HOME/warehouse.duckdb)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
@@ -122,12 +145,17 @@ def run(args: argparse.Namespace) -> int:
     regions = args.regions if args.regions is not None else cfg.regions
     start, end = args.start or cfg.start_date, args.end or cfg.end_date
     if not (users or hashtags or keywords or regions):
-        print("nothing to query: pass --users a,b,c (or --hashtags/--keywords/--regions), or set research.usernames "
-              "in TIKLIVE_CONFIG", file=sys.stderr)
+        print(
+            "nothing to query: pass --users a,b,c (or --hashtags/--keywords/--regions), or set research.usernames "
+            "in TIKLIVE_CONFIG",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if start is None or end is None:
-        print("pass --from YYYY-MM-DD and --to YYYY-MM-DD (or research.start_date / end_date in TIKLIVE_CONFIG)",
-              file=sys.stderr)
+        print(
+            "pass --from YYYY-MM-DD and --to YYYY-MM-DD (or research.start_date / end_date in TIKLIVE_CONFIG)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if end < start:
         print(f"--to {end} is before --from {start}", file=sys.stderr)
@@ -147,12 +175,18 @@ def run(args: argparse.Namespace) -> int:
             server = stack.enter_context(SandboxServer(SandboxConfig(realism=args.realism, research=research)))
             base_url, key, secret = server.base_url, DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET
             backoff = SANDBOX_BACKOFF
-            print(f"sandbox Research API started at {server.base_url} (synthetic data, pages {pause:g} s apart"
-                  f"{', realistic faults' if args.realism else ''})")
+            print(
+                f"sandbox Research API started at {server.base_url} (synthetic data, pages {pause:g} s apart"
+                f"{', realistic faults' if args.realism else ''})"
+            )
         else:
             from tiklive_assets.research.client import CLIENT_KEY_ENV, CLIENT_SECRET_ENV, base_url_from_env
 
-            base_url, key, secret = base_url_from_env(), os.environ.get(CLIENT_KEY_ENV), os.environ.get(CLIENT_SECRET_ENV)
+            base_url, key, secret = (
+                base_url_from_env(),
+                os.environ.get(CLIENT_KEY_ENV),
+                os.environ.get(CLIENT_SECRET_ENV),
+            )
         root = settings.DataRoot.from_env()
         state = StateDB.from_url(root.state_url)
         stack.callback(state.close)
@@ -163,25 +197,36 @@ def run(args: argparse.Namespace) -> int:
         store = default_resources()["archive_store"].open()
         archive = ResearchArchive(store, ledger.today())
         try:
-            client = ResearchClient(key, secret, base_url, quota=ledger, on_response=archive.write,
-                                    max_attempts=cfg.max_retries + 1, backoff_initial=backoff)
+            client = ResearchClient(
+                key,
+                secret,
+                base_url,
+                quota=ledger,
+                on_response=archive.write,
+                max_attempts=cfg.max_retries + 1,
+                backoff_initial=backoff,
+            )
         except ResearchError as exc:
             print(str(exc), file=sys.stderr)
             return EXIT_USAGE
         stack.callback(client.close)
 
         windows = split_range(start, end)
-        queries = ([build_query([u], hashtags=hashtags, keywords=keywords, regions=regions) for u in users]
-                   if args.per_user and users else
-                   [build_query(users, hashtags=hashtags, keywords=keywords, regions=regions)])
+        queries = (
+            [build_query([u], hashtags=hashtags, keywords=keywords, regions=regions) for u in users]
+            if args.per_user and users
+            else [build_query(users, hashtags=hashtags, keywords=keywords, regions=regions)]
+        )
         options = CollectOptions(pause=pause, max_count=cfg.max_count, refresh=args.refresh)
-        bar = tqdm(total=len(windows) * len(queries), unit="window", disable=args.no_progress, file=sys.stderr,
-                   desc="research")
+        bar = tqdm(
+            total=len(windows) * len(queries), unit="window", disable=args.no_progress, file=sys.stderr, desc="research"
+        )
         stopped, failed, retries, restarts, floor = None, None, 0, 0, 0
         video_ids: list[str] = []
         user_report = comment_report = None
         try:
             for query in queries:
+
                 def on_page(window, page, _bar=bar):
                     _bar.set_postfix(window=window.key, requests=client.meter.total)
                     if not page.has_more:
@@ -196,11 +241,19 @@ def run(args: argparse.Namespace) -> int:
                     if w.status == "done" and w.window_key in {x.key for x in windows}:
                         floor += max(1, math.ceil(w.videos / options.max_count))
                 if report.stopped:
-                    stopped = f"{report.stopped} (stopped at window {report.stopped_at[0]}, cursor {report.stopped_at[1]})"
+                    stopped = (
+                        f"{report.stopped} (stopped at window {report.stopped_at[0]}, cursor {report.stopped_at[1]})"
+                    )
                     break
             if args.with_users and users and not stopped:
-                user_report = collect_users(client, users, followers=cfg.followers, following=cfg.following,
-                                            max_follow_pages=cfg.follow_max_pages, options=options)
+                user_report = collect_users(
+                    client,
+                    users,
+                    followers=cfg.followers,
+                    following=cfg.following,
+                    max_follow_pages=cfg.follow_max_pages,
+                    options=options,
+                )
                 stopped = user_report.stopped
             if args.with_comments and video_ids and not stopped:
                 comment_report = collect_comments(client, video_ids, options=options)
@@ -219,26 +272,37 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {username:<{width}} {n:>7} videos")
         video_requests = client.meter.by_endpoint.get(VIDEO_QUERY, 0)
         retried = ", ".join(f"{n} {code}" for code, n in sorted(client.meter.retries.items())) or "none"
-        print(f"requests spent: {client.meter.total} this run ({video_requests} video query, "
-              f"{client.meter.total - video_requests} user and comment endpoints); floor for the windows done: {floor} "
-              f"(windows + extra pages); {client.meter.retried} retries ({retried}), {restarts} window restarts, "
-              f"{client.meter.token_requests} token request(s); quota left today: {ledger.left_today()}")
+        print(
+            f"requests spent: {client.meter.total} this run ({video_requests} video query, "
+            f"{client.meter.total - video_requests} user and comment endpoints); floor for the windows done: {floor} "
+            f"(windows + extra pages); {client.meter.retried} retries ({retried}), {restarts} window restarts, "
+            f"{client.meter.token_requests} token request(s); quota left today: {ledger.left_today()}"
+        )
         if user_report is not None:
-            print(f"users: {user_report.profiles} profiles, {sum(user_report.followers.values())} followers, "
-                  f"{sum(user_report.following.values())} following")
+            print(
+                f"users: {user_report.profiles} profiles, {sum(user_report.followers.values())} followers, "
+                f"{sum(user_report.following.values())} following"
+            )
             for who, why in {**user_report.unavailable, **user_report.warnings}.items():
                 print(f"  warning: {who}: {why}")
         if comment_report is not None:
-            print(f"comments: {comment_report.total} on {comment_report.videos} videos"
-                  f"{f', {len(comment_report.warnings)} videos with warnings' if comment_report.warnings else ''}")
-        print(f"archive: {store.describe()}/research-raw ({archive.written.get('created', 0)} objects written); "
-              f"warehouse: {loaded.target} ({loaded.rows.get('research_videos', 0)} research_videos, "
-              f"{loaded.rows.get('research_follows', 0)} research_follows, "
-              f"{loaded.rows.get('research_comments', 0)} research_comments); "
-              f"{loaded.nul_stripped} NUL characters stripped, {sum(loaded.nulled.values())} unreadable values nulled")
+            print(
+                f"comments: {comment_report.total} on {comment_report.videos} videos"
+                f"{f', {len(comment_report.warnings)} videos with warnings' if comment_report.warnings else ''}"
+            )
+        print(
+            f"archive: {store.describe()}/research-raw ({archive.written.get('created', 0)} objects written); "
+            f"warehouse: {loaded.target} ({loaded.rows.get('research_videos', 0)} research_videos, "
+            f"{loaded.rows.get('research_follows', 0)} research_follows, "
+            f"{loaded.rows.get('research_comments', 0)} research_comments); "
+            f"{loaded.nul_stripped} NUL characters stripped, {sum(loaded.nulled.values())} unreadable values nulled"
+        )
         if failed is not None:
-            print(f"research failed: {failed}. What was collected before it is archived and loaded; run the same "
-                  "command again to resume.", file=sys.stderr)
+            print(
+                f"research failed: {failed}. What was collected before it is archived and loaded; run the same "
+                "command again to resume.",
+                file=sys.stderr,
+            )
             return EXIT_ERROR
         if stopped:
             print(f"stopped cleanly: {stopped}. Run the same command again (tomorrow for the daily quota) to resume.")

@@ -94,7 +94,8 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
             continue
         said = evaluation.description or "; ".join(
             f"{key}: {str(getattr(value, 'value', value))[:120]}"
-            for key, value in list(evaluation.metadata.items())[:3])
+            for key, value in list(evaluation.metadata.items())[:3]
+        )
         severity = getattr(evaluation.severity, "value", "ERROR")
         lines.append(f"{evaluation.check_name} on {evaluation.asset_key.to_user_string()} ({severity}): {said}")
     return lines
@@ -123,7 +124,7 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict:
 _CREDIT_STOPS = {
     "credit_balance": "the TikLiveAPI credit balance is exhausted (top up on your TikLiveAPI profile page)",
     "daily_budget": "the daily credit budget is spent (raise `daily_credit_budget` in tiklive.yaml, or wait for "
-                    "tomorrow, UTC)",
+    "tomorrow, UTC)",
 }
 
 
@@ -149,12 +150,21 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"capturing {day} into {root.home}: {len(config.accounts)} accounts, {len(config.hashtags)} hashtags, "
-          f"{len(config.keywords)} keywords, {len(config.music)} sounds", file=out)
+    print(
+        f"capturing {day} into {root.home}: {len(config.accounts)} accounts, {len(config.hashtags)} hashtags, "
+        f"{len(config.keywords)} keywords, {len(config.music)} sounds",
+        file=out,
+    )
     resources = {**default_resources(), **warehouse_resources()}
     try:  # before any request: the store takes writes, the state database is migrated, the key is set
-        print(run_preflight(root, resources["archive_store"].open(),
-                            dagster_dir=None if os.environ.get("DAGSTER_HOME") else root.home / "dagster"), file=out)
+        print(
+            run_preflight(
+                root,
+                resources["archive_store"].open(),
+                dagster_dir=None if os.environ.get("DAGSTER_HOME") else root.home / "dagster",
+            ),
+            file=out,
+        )
     except PreflightError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -179,7 +189,10 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
             print(header, end="", flush=True, file=out)
         with step_progress(name, header, bar):
             result = step_job(jobs, asset).execute_in_process(
-                partition_key=day.isoformat(), resources=resources, instance=instance, raise_on_error=False,
+                partition_key=day.isoformat(),
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
                 tags={"tiklive/launched_by": "cli"},
             )
@@ -191,8 +204,11 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
         if result.success and asset in WAREHOUSE_ASSETS:
             print(f"{lead} done in {took:.1f}s: {metadata.get('rows', 0)} rows", file=out)
         elif result.success:
-            print(f"{lead} done in {took:.1f}s: {metadata.get('credits_spent', 0)} credits, "
-                  f"{metadata.get('objects_written', 0)} objects written", file=out)
+            print(
+                f"{lead} done in {took:.1f}s: {metadata.get('credits_spent', 0)} credits, "
+                f"{metadata.get('objects_written', 0)} objects written",
+                file=out,
+            )
         else:
             failed.append(name)
             print(f"{lead} FAILED in {took:.1f}s", file=out)
@@ -201,11 +217,15 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
                     error = event.step_failure_data.error
                     print(f"    {error.cause.message.strip() if error.cause else error.message.strip()}", file=out)
             credit_stop = credit_stop or _credit_stop(result)
-    _summary(day, root, totals, failed, time.monotonic() - started, out, credit_stop=credit_stop,
-             failed_checks=failed_checks)
+    _summary(
+        day, root, totals, failed, time.monotonic() - started, out, credit_stop=credit_stop, failed_checks=failed_checks
+    )
     if credit_stop:
-        print(f"\nSTOPPED: {credit_stop}. Nothing was marked done and no video was blamed: rerun once the cause is "
-              "fixed and the run resumes where it stopped.", file=out)
+        print(
+            f"\nSTOPPED: {credit_stop}. Nothing was marked done and no video was blamed: rerun once the cause is "
+            "fixed and the run resumes where it stopped.",
+            file=out,
+        )
     return 1 if failed else 0
 
 
@@ -256,16 +276,27 @@ def _left(root: settings.DataRoot, videos: dict, credit_stop: str | None) -> dic
     return {"count": total, "by_reason": by_reason, "ids": ids}
 
 
-def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str], took: float, out,
-             credit_stop: str | None = None, failed_checks: list[str] | None = None) -> None:
+def _summary(
+    day: date,
+    root: settings.DataRoot,
+    totals: dict,
+    failed: list[str],
+    took: float,
+    out,
+    credit_stop: str | None = None,
+    failed_checks: list[str] | None = None,
+) -> None:
     videos = totals.get("archived_videos", {})
     credits = sum(int(m.get("credits_spent", 0) or 0) for m in totals.values())
     dead = videos.get("dead_letters_by_reason") or {}
     print("", file=out)
     print(f"summary for {day} ({took:.1f}s):", file=out)
-    print(f"  videos captured:   {videos.get('videos_downloaded', 0)} "
-          f"({videos.get('video_bytes', 0) / 1e6:.1f} MB, {videos.get('re_resolved_expired_urls', 0)} expired URLs "
-          "re-resolved)", file=out)
+    print(
+        f"  videos captured:   {videos.get('videos_downloaded', 0)} "
+        f"({videos.get('video_bytes', 0) / 1e6:.1f} MB, {videos.get('re_resolved_expired_urls', 0)} expired URLs "
+        "re-resolved)",
+        file=out,
+    )
     print(f"  new ids queued:    {totals.get('discovery_queue', {}).get('new_ids', 0)}", file=out)
     print(f"  credits spent:     {credits}", file=out)
     reasons = ", ".join(f"{r}: {n}" for r, n in dead.items())
@@ -284,8 +315,9 @@ def _summary(day: date, root: settings.DataRoot, totals: dict, failed: list[str]
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
     if failed_checks:
-        print(f"  FAILED checks:     {len(failed_checks)} (the data landed; what the checks found needs a look)",
-              file=out)
+        print(
+            f"  FAILED checks:     {len(failed_checks)} (the data landed; what the checks found needs a look)", file=out
+        )
         for line in failed_checks:
             print(f"    {line}", file=out)
     elif totals:
@@ -303,19 +335,31 @@ def _print_marts(day: date, root: settings.DataRoot, tables: dict, out) -> None:
     print(f"  exports:           {root.exports}/<table>/dt={day}/ and {root.exports}/csv/", file=out)
     print(f"  marts:             {marts} (query it: tiklive sql --home {root.home})", file=out)
     print("", file=out)
-    _, rows = query_marts(marts, "SELECT handle, followers, follower_delta FROM follower_growth WHERE day = $day "
-                          "ORDER BY handle", {"day": day})
+    _, rows = query_marts(
+        marts,
+        "SELECT handle, followers, follower_delta FROM follower_growth WHERE day = $day ORDER BY handle",
+        {"day": day},
+    )
     print("follower growth:", file=out)
     for handle, followers, delta in rows:
         since = f" ({delta:+,} since the day before)" if delta is not None else ""
         print(f"  @{handle:<20} {followers:>12,} followers{since}", file=out)
-    _, rows = query_marts(marts, "SELECT day, videos_archived, video_bytes, credits, dead_letters "
-                          "FROM daily_archive_summary WHERE day = $day", {"day": day})
+    _, rows = query_marts(
+        marts,
+        "SELECT day, videos_archived, video_bytes, credits, dead_letters FROM daily_archive_summary WHERE day = $day",
+        {"day": day},
+    )
     for d, videos, size, credits, dead in rows:
-        print(f"archive summary {d}: {videos} videos ({size / 1e6:.1f} MB), {credits} credits, {dead} dead letters",
-              file=out)
-    _, rows = query_marts(marts, "SELECT author_handle, aweme_id, max(views_per_hour) AS peak FROM video_virality "
-                          "WHERE day = $day GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT 3", {"day": day})
+        print(
+            f"archive summary {d}: {videos} videos ({size / 1e6:.1f} MB), {credits} credits, {dead} dead letters",
+            file=out,
+        )
+    _, rows = query_marts(
+        marts,
+        "SELECT author_handle, aweme_id, max(views_per_hour) AS peak FROM video_virality "
+        "WHERE day = $day GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT 3",
+        {"day": day},
+    )
     print("most viral today (views per hour since posting):", file=out)
     for handle, aweme_id, peak in rows:
         print(f"  @{handle:<20} {aweme_id}  {peak:>12,.0f}/h", file=out)

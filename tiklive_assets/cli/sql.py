@@ -44,11 +44,17 @@ def add_parser(sub, epilog: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  tiklive sql\n"
-        "  tiklive sql -c \"SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5\"\n"
-        "  tiklive sql --csv -c \"SELECT * FROM top_hashtags\" > hashtags.csv\n\n" + epilog,
+        '  tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"\n'
+        '  tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv\n\n' + epilog,
     )
-    sql.add_argument("-c", "--command", dest="sql", default=None, metavar="SQL",
-                     help="run this SQL (one or more statements), print the last result and exit")
+    sql.add_argument(
+        "-c",
+        "--command",
+        dest="sql",
+        default=None,
+        metavar="SQL",
+        help="run this SQL (one or more statements), print the last result and exit",
+    )
     sql.add_argument("--csv", action="store_true", help="print results as CSV (with a header line)")
     sql.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
@@ -62,14 +68,20 @@ def run(args: argparse.Namespace) -> int:
         os.environ[settings.HOME] = str(args.home.absolute())
     path = default_marts_path(settings.DataRoot.from_env().home)
     if not path.is_file():
-        print(f"no marts at {path} yet: every `tiklive run` builds them (try `tiklive run --sandbox` first), or "
-              "point TIKLIVE_HOME (or --home) at the data root that holds them", file=sys.stderr)
+        print(
+            f"no marts at {path} yet: every `tiklive run` builds them (try `tiklive run --sandbox` first), or "
+            "point TIKLIVE_HOME (or --home) at the data root that holds them",
+            file=sys.stderr,
+        )
         return 1
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
-        hint = (" A run is rebuilding the marts right now; try again when it finishes."
-                if "lock" in str(exc).lower() else "")
+        hint = (
+            " A run is rebuilding the marts right now; try again when it finishes."
+            if "lock" in str(exc).lower()
+            else ""
+        )
         print(f"cannot open {path} read-only: {exc}.{hint}", file=sys.stderr)
         return 1
     shell = Shell(con, mode="csv" if args.csv else "table")
@@ -111,8 +123,11 @@ class Shell:
                 rows = cursor.fetchmany(TABLE_MAX_ROWS + 1)
                 self._table(columns, rows[:TABLE_MAX_ROWS])
                 if len(rows) > TABLE_MAX_ROWS:
-                    print(f"(only the first {TABLE_MAX_ROWS} rows are shown: add a LIMIT, or `.mode csv` to print "
-                          "every row)", file=self.out)
+                    print(
+                        f"(only the first {TABLE_MAX_ROWS} rows are shown: add a LIMIT, or `.mode csv` to print "
+                        "every row)",
+                        file=self.out,
+                    )
             self.out.flush()
             return True
         except duckdb.Error as exc:
@@ -129,13 +144,16 @@ class Shell:
             return text if len(text) <= TABLE_MAX_WIDTH else text[: TABLE_MAX_WIDTH - 1] + "…"
 
         cells = [[cell(v) for v in row] for row in rows]
-        numeric = [bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
-                   for i in range(len(columns))]
+        numeric = [
+            bool(rows) and all(isinstance(row[i], (int, float)) or row[i] is None for row in rows)
+            for i in range(len(columns))
+        ]
         widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 
         def line(values: list[str]) -> str:
-            return " | ".join(v.rjust(w) if num else v.ljust(w)
-                              for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+            return " | ".join(
+                v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)
+            ).rstrip()
 
         print(line(columns), file=self.out)
         print("-+-".join("-" * w for w in widths), file=self.out)
@@ -158,8 +176,12 @@ class Shell:
         if name == ".help":
             print(HELP, end="", file=self.out)
         elif name == ".tables":
-            names = [r[0] for r in self.con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+            names = [
+                r[0]
+                for r in self.con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+                ).fetchall()
+            ]
             self._columns(names)
         elif name == ".schema":
             if not rest:
@@ -167,15 +189,20 @@ class Shell:
             else:
                 mode, self.mode = self.mode, "table"
                 try:
-                    self.execute(f'SELECT column_name, column_type, "null" FROM (DESCRIBE "{rest.replace(chr(34), "")}")')
+                    self.execute(
+                        f'SELECT column_name, column_type, "null" FROM (DESCRIBE "{rest.replace(chr(34), "")}")'
+                    )
                 finally:
                     self.mode = mode
         elif name == ".mode":
             if rest in ("table", "csv"):
                 self.mode = rest
             else:
-                self._error(f"unknown mode {rest!r}: use .mode table or .mode csv" if rest
-                            else f"the mode is {self.mode}; .mode table or .mode csv changes it")
+                self._error(
+                    f"unknown mode {rest!r}: use .mode table or .mode csv"
+                    if rest
+                    else f"the mode is {self.mode}; .mode table or .mode csv changes it"
+                )
         else:
             self._error(f"unknown command {name}: .help lists the commands")
         self.out.flush()
@@ -188,7 +215,7 @@ class Shell:
         size = max(len(n) for n in names) + 2
         per_line = max(1, width // size)
         for start in range(0, len(names), per_line):
-            print("".join(n.ljust(size) for n in names[start:start + per_line]).rstrip(), file=self.out)
+            print("".join(n.ljust(size) for n in names[start : start + per_line]).rstrip(), file=self.out)
 
     # -- the loop --------------------------------------------------------------------------------------------
 
@@ -199,8 +226,11 @@ class Shell:
         interactive = stdin.isatty()
         history = _open_history() if interactive else None
         if interactive:
-            print(f"marts (read-only): {path}\nEnter SQL ending with ';'. .tables lists the views, .help the "
-                  "commands, .quit leaves.", file=self.out)
+            print(
+                f"marts (read-only): {path}\nEnter SQL ending with ';'. .tables lists the views, .help the "
+                "commands, .quit leaves.",
+                file=self.out,
+            )
         buffer: list[str] = []
         try:
             while True:

@@ -26,11 +26,15 @@ DESCRIPTION = (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    status = sub.add_parser("status", help="show the queue, claims, walks in progress, dead letters and today's credits",
-                            description=DESCRIPTION)
+    status = sub.add_parser(
+        "status",
+        help="show the queue, claims, walks in progress, dead letters and today's credits",
+        description=DESCRIPTION,
+    )
     status.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
-    status.add_argument("--ids", type=int, default=20, metavar="N",
-                        help="list up to N of the ids left pending or claimed (default 20)")
+    status.add_argument(
+        "--ids", type=int, default=20, metavar="N", help="list up to N of the ids left pending or claimed (default 20)"
+    )
 
 
 def _walks_in_progress(state, day) -> list[tuple[str, str | None, int | None]]:
@@ -42,8 +46,11 @@ def _walks_in_progress(state, day) -> list[tuple[str, str | None, int | None]]:
             continue
         endpoint, _, rest = record.scope.partition(":")
         entity = rest[: -len(suffix)]
-        done = (state.get_value(f"complete:{record.scope}") or state.get_value(f"walked:{record.scope}")
-                or state.get_value(f"complete:{endpoint}:{entity}{suffix}"))
+        done = (
+            state.get_value(f"complete:{record.scope}")
+            or state.get_value(f"walked:{record.scope}")
+            or state.get_value(f"complete:{endpoint}:{entity}{suffix}")
+        )
         if not done:
             out.append((record.scope, record.value, record.pages))
     return out
@@ -52,8 +59,10 @@ def _walks_in_progress(state, day) -> list[tuple[str, str | None, int | None]]:
 def _last_runs(out) -> None:
     """The last materialization of each capture asset, from the Dagster instance DAGSTER_HOME names (best effort)."""
     if not os.environ.get("DAGSTER_HOME"):
-        print("last runs: DAGSTER_HOME is not set (`tiklive run` keeps its own instance under TIKLIVE_HOME/dagster)",
-              file=out)
+        print(
+            "last runs: DAGSTER_HOME is not set (`tiklive run` keeps its own instance under TIKLIVE_HOME/dagster)",
+            file=out,
+        )
         return
     try:
         import dagster as dg
@@ -84,8 +93,10 @@ def run(args: argparse.Namespace, out=None) -> int:
         state = StateDB.from_url(root.state_url)
         depth = state.queue_depth()
     except Exception as exc:  # noqa: BLE001
-        print(f"cannot read the state database ({type(exc).__name__}: {exc}); check TIKLIVE_STATE_URL or TIKLIVE_HOME",
-              file=sys.stderr)
+        print(
+            f"cannot read the state database ({type(exc).__name__}: {exc}); check TIKLIVE_STATE_URL or TIKLIVE_HOME",
+            file=sys.stderr,
+        )
         return 2
     try:
         print(f"state database: {root.state_url.split('@')[-1]}", file=out)
@@ -95,8 +106,11 @@ def run(args: argparse.Namespace, out=None) -> int:
         print(f"claims by owner ({len(owners)}):" if owners else "claims by owner: none", file=out)
         for owner in owners:
             flag = "ALIVE" if owner.alive else "STALE"
-            print(f"  {flag} run {owner.run_id or '?'} on {owner.host} pid {owner.pid}: {owner.claims} claim(s), "
-                  f"{owner.why}" + ("" if owner.alive else " (the next run takes its claims)"), file=out)
+            print(
+                f"  {flag} run {owner.run_id or '?'} on {owner.host} pid {owner.pid}: {owner.claims} claim(s), "
+                f"{owner.why}" + ("" if owner.alive else " (the next run takes its claims)"),
+                file=out,
+            )
 
         total, items = state.left_behind(limit=max(args.ids, 0))
         print(f"left pending or claimed: {total}", file=out)
@@ -119,11 +133,15 @@ def run(args: argparse.Namespace, out=None) -> int:
             print(f"  {scope}  cursor {value or '-'}  pages {pages or 0}", file=out)
 
         dead = state.dead_letters_by_reason()
-        print("dead letters: " + (", ".join(f"{r}: {n}" for r, n in sorted(dead.items())) if dead else "none"),
-              file=out)
+        print(
+            "dead letters: " + (", ".join(f"{r}: {n}" for r, n in sorted(dead.items())) if dead else "none"), file=out
+        )
         credits = state.credits_spent(today)
-        print(f"credits today ({today} UTC): {sum(credits.values())}"
-              + (" (" + ", ".join(f"{e} {n}" for e, n in credits.items()) + ")" if credits else ""), file=out)
+        print(
+            f"credits today ({today} UTC): {sum(credits.values())}"
+            + (" (" + ", ".join(f"{e} {n}" for e, n in credits.items()) + ")" if credits else ""),
+            file=out,
+        )
     finally:
         state.close()
     _last_runs(out)

@@ -52,19 +52,32 @@ def add_parser(sub, epilog: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog,
     )
-    ui.add_argument("--sandbox", action="store_true",
-                    help="start the bundled sandbox API and point every run at it (TIKLIVE_BASE_URL, sandbox-key)")
-    ui.add_argument("--realism", action="store_true",
-                    help="with --sandbox: serve the payload variants real responses show")
+    ui.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="start the bundled sandbox API and point every run at it (TIKLIVE_BASE_URL, sandbox-key)",
+    )
+    ui.add_argument(
+        "--realism", action="store_true", help="with --sandbox: serve the payload variants real responses show"
+    )
     ui.add_argument("--port", type=int, default=3000, help="port of the Dagster UI (default 3000)")
     ui.add_argument("--host", default="127.0.0.1", help="address the Dagster UI listens on (default 127.0.0.1)")
-    ui.add_argument("--sandbox-port", type=int, default=8765,
-                    help="port of the sandbox API on 127.0.0.1 (default 8765; 0 picks a free one)")
-    ui.add_argument("--log-level", default="error", choices=["debug", "info", "warning", "error"],
-                    help="log level of the Dagster services (default error: their routine lines, such as a new "
-                    "instance's first daemon notices, stay out of the way; the UI shows every run's logs)")
-    ui.add_argument("--config", type=Path, default=None,
-                    help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)")
+    ui.add_argument(
+        "--sandbox-port",
+        type=int,
+        default=8765,
+        help="port of the sandbox API on 127.0.0.1 (default 8765; 0 picks a free one)",
+    )
+    ui.add_argument(
+        "--log-level",
+        default="error",
+        choices=["debug", "info", "warning", "error"],
+        help="log level of the Dagster services (default error: their routine lines, such as a new "
+        "instance's first daemon notices, stay out of the way; the UI shows every run's logs)",
+    )
+    ui.add_argument(
+        "--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)"
+    )
     ui.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
 
@@ -96,15 +109,32 @@ def run(args: argparse.Namespace) -> int:
                 if sandbox_note is None:
                     return 2
             elif not env.get(settings.API_KEY):
-                print("note: TIKLIVE_API_KEY is not set, so capture runs will fail before any request; the warehouse "
-                      "can still be loaded from the archive. Add --sandbox to capture from the bundled sandbox.",
-                      file=sys.stderr)
+                print(
+                    "note: TIKLIVE_API_KEY is not set, so capture runs will fail before any request; the warehouse "
+                    "can still be loaded from the archive. Add --sandbox to capture from the bundled sandbox.",
+                    file=sys.stderr,
+                )
             workspace = stack.enter_context(_workspace_file())
             print(f"starting the Dagster UI on {url} (instance: {dagster_home}) ...", flush=True)
             proc = subprocess.Popen(
-                [sys.executable, "-m", "dagster_dg_cli.cli", "dev", "--workspace", str(workspace), "--port",
-                 str(args.port), "--host", args.host, "--log-level", args.log_level],
-                cwd=dagster_home, env=env, start_new_session=True, preexec_fn=_stop_with_parent,
+                [
+                    sys.executable,
+                    "-m",
+                    "dagster_dg_cli.cli",
+                    "dev",
+                    "--workspace",
+                    str(workspace),
+                    "--port",
+                    str(args.port),
+                    "--host",
+                    args.host,
+                    "--log-level",
+                    args.log_level,
+                ],
+                cwd=dagster_home,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_stop_with_parent,
             )
             stack.callback(_stop, proc)
             try:
@@ -115,8 +145,11 @@ def run(args: argparse.Namespace) -> int:
                 _banner(url, sandbox_note)
                 code = proc.wait()
             except (KeyboardInterrupt, _Stop):
-                print("\nstopping the Dagster UI, its daemon" + (" and the sandbox" if args.sandbox else "") + " ...",
-                      file=sys.stderr, flush=True)
+                print(
+                    "\nstopping the Dagster UI, its daemon" + (" and the sandbox" if args.sandbox else "") + " ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 0
             print(f"dg dev exited with status {code}", file=sys.stderr)
             return 1
@@ -136,14 +169,19 @@ def _start_sandbox(stack: ExitStack, args: argparse.Namespace, env: dict[str, st
     try:
         server = SandboxServer(SandboxConfig(realism=args.realism), port=args.sandbox_port)
     except OSError as exc:
-        print(f"the sandbox cannot listen on 127.0.0.1:{args.sandbox_port} ({exc.strerror}); another sandbox may be "
-              "running there: stop it, or pass --sandbox-port 0 to pick a free port", file=sys.stderr)
+        print(
+            f"the sandbox cannot listen on 127.0.0.1:{args.sandbox_port} ({exc.strerror}); another sandbox may be "
+            "running there: stop it, or pass --sandbox-port 0 to pick a free port",
+            file=sys.stderr,
+        )
         return None
     stack.enter_context(server)
     env[settings.BASE_URL] = server.base_url
     env[settings.API_KEY] = DEFAULT_API_KEY
-    print(f"sandbox TikLiveAPI started at {server.base_url} (synthetic data, no credits billed; every run gets its "
-          "key)", flush=True)
+    print(
+        f"sandbox TikLiveAPI started at {server.base_url} (synthetic data, no credits billed; every run gets its key)",
+        flush=True,
+    )
     return server.base_url
 
 
@@ -159,8 +197,10 @@ def instance_folder(root: settings.DataRoot) -> Path:
     if not storage or set(storage) == {"sqlite"}:  # the embedded SQLite storage lives with the data, here
         config["storage"] = {"sqlite": {"base_dir": str(folder)}}
     source = f"from {shipped[0]}" if shipped else "(no project dagster.yaml found: Dagster's defaults)"
-    text = (f"# Written by `tiklive ui` at each start {source}, with the SQLite storage in this folder.\n"
-            "# Edit the project's dagster.yaml instead, or set DAGSTER_HOME to an instance of your own.\n")
+    text = (
+        f"# Written by `tiklive ui` at each start {source}, with the SQLite storage in this folder.\n"
+        "# Edit the project's dagster.yaml instead, or set DAGSTER_HOME to an instance of your own.\n"
+    )
     (folder / "dagster.yaml").write_text(text + yaml.safe_dump(config, sort_keys=False))
     return folder
 
@@ -181,8 +221,21 @@ def _workspace_file():
     """A workspace naming the code location by module: the installed package, wherever this runs from."""
     with tempfile.TemporaryDirectory(prefix="tiklive-ui-") as folder:
         path = Path(folder) / "workspace.yaml"
-        path.write_text(yaml.safe_dump({"load_from": [{"python_module": {
-            "module_name": CODE_LOCATION_MODULE, "location_name": LOCATION, "working_directory": str(Path.cwd())}}]}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "load_from": [
+                        {
+                            "python_module": {
+                                "module_name": CODE_LOCATION_MODULE,
+                                "location_name": LOCATION,
+                                "working_directory": str(Path.cwd()),
+                            }
+                        }
+                    ]
+                }
+            )
+        )
         yield path
 
 
@@ -202,8 +255,11 @@ LOCATION_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationE
 
 
 def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 10.0) -> dict:
-    request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": query, "variables": variables or {}})
-                                     .encode(), headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
@@ -224,8 +280,11 @@ def _wait_ready(proc: subprocess.Popen, url: str) -> str | None:
         if entry and entry.get("loadStatus") == "LOADED":
             error = entry.get("locationOrLoadError") or {}
             if error.get("__typename") == "PythonError":
-                print(f"the code location {LOCATION} failed to load; fix it, then press Reload on the UI's "
-                      f"Deployment page:\n{error.get('message', '').strip()}", file=sys.stderr)
+                print(
+                    f"the code location {LOCATION} failed to load; fix it, then press Reload on the UI's "
+                    f"Deployment page:\n{error.get('message', '').strip()}",
+                    file=sys.stderr,
+                )
             return None
         time.sleep(0.5)
     return f"the Dagster UI did not answer on {url} within {READY_TIMEOUT:.0f} s"
@@ -237,7 +296,7 @@ def _banner(url: str, sandbox: str | None) -> None:
         f"Dagster UI: {url}",
         f"  1. today's capture: open {jobs}/daily_capture, press \"Materialize all\" and pick today's partition "
         "(UTC); the API only serves the present.",
-        f"  2. then the warehouse: open {jobs}/daily_warehouse, \"Materialize all\" for the same day, or select "
+        f'  2. then the warehouse: open {jobs}/daily_warehouse, "Materialize all" for the same day, or select '
         "several days to backfill them from the archive (one run per range).",
         f"  runs: {url}/runs (those of `tiklive run` are there too, as daily_capture and daily_warehouse)",
     ]

@@ -144,7 +144,7 @@ class UserMatcher:
         out = []
         for segment in key.split("/"):
             found = _SUFFIX_RE.search(segment)
-            stem, suffix = segment[: found.start()], segment[found.start():]
+            stem, suffix = segment[: found.start()], segment[found.start() :]
             out.append(re.sub(r"[A-Za-z0-9._]+", token, stem) + suffix)
         return "/".join(out)
 
@@ -183,7 +183,7 @@ class UserMatcher:
                 window = tail + piece
                 if self.pattern.search(window):
                     return True
-                tail = window[-self.overlap:]
+                tail = window[-self.overlap :]
         return False
 
     def bytes_mention(self, data: bytes) -> bool:
@@ -249,7 +249,12 @@ class UserMatcher:
         if isinstance(node, str):
             new = self.scrub_text(node, key)
             return new, int(new != node)
-        if isinstance(node, int) and not isinstance(node, bool) and self.user_id is not None and str(node) == self.user_id:
+        if (
+            isinstance(node, int)
+            and not isinstance(node, bool)
+            and self.user_id is not None
+            and str(node) == self.user_id
+        ):
             return None, 1
         return node, 0
 
@@ -258,8 +263,10 @@ class UserMatcher:
         text, a handle field holding the handle, or an ``@handle`` mention. What :meth:`scrub` leaves never does,
         except dict keys: objects keyed by the user are deleted whole."""
         if isinstance(node, dict):
-            return any(self.is_id(str(k)) or self.is_handle(str(k).lstrip("@")) or self.references(v, k)
-                       for k, v in node.items())
+            return any(
+                self.is_id(str(k)) or self.is_handle(str(k).lstrip("@")) or self.references(v, k)
+                for k, v in node.items()
+            )
         if isinstance(node, list):
             return any(self.references(v, key) for v in node)
         if isinstance(node, str):
@@ -281,7 +288,7 @@ class _RawKeyParts:
 
 
 def _split_raw_key(key: str, prefix: str) -> _RawKeyParts | None:
-    rest = key[len(prefix):]
+    rest = key[len(prefix) :]
     parts = rest.split("/")
     if len(parts) != 5:
         return None
@@ -302,7 +309,7 @@ def _video_parts(key: str) -> tuple[str, str] | None:
     parts = key.split("/")
     if len(parts) != 4 or not parts[2].startswith("author="):
         return None
-    return parts[2][len("author="):], parts[3].split(".", 1)[0].split("-", 1)[0]
+    return parts[2][len("author=") :], parts[3].split(".", 1)[0].split("-", 1)[0]
 
 
 def _cover_aweme(key: str) -> str | None:
@@ -410,7 +417,9 @@ def _load_json(data: bytes) -> Any:
     return json.loads(text)
 
 
-def _examine_body(store: ObjectStore, info: ObjectInfo, matcher: UserMatcher) -> tuple[ObjectInfo, PlannedObject | None, set[str], str | None]:
+def _examine_body(
+    store: ObjectStore, info: ObjectInfo, matcher: UserMatcher
+) -> tuple[ObjectInfo, PlannedObject | None, set[str], str | None]:
     """Stream one object; on a hit parse it and decide: delete, redact, or (a false alarm) nothing."""
     try:
         with store.open_read(info.key) as stream:
@@ -588,7 +597,7 @@ def _warehouse_statements(
     statements = []
     for table, base_conditions, aweme_col in plan:
         base = _or(base_conditions or [])
-        batches = [aweme_ids[i:i + _IN_BATCH] for i in range(0, len(aweme_ids), _IN_BATCH)] if aweme_col else []
+        batches = [aweme_ids[i : i + _IN_BATCH] for i in range(0, len(aweme_ids), _IN_BATCH)] if aweme_col else []
         if not batches:
             if base:
                 statements.append((table, base[0], base[1]))
@@ -616,11 +625,15 @@ def resolve_user(
         found: set[str] = set()
         for h in handles:
             found |= {r[0] for r in warehouse.query("SELECT user_id FROM users WHERE lower(handle) = ?", [h])}
-            found |= {r[0] for r in warehouse.query(
-                "SELECT DISTINCT author_id FROM posts WHERE lower(author_handle) = ?", [h])}
+            found |= {
+                r[0]
+                for r in warehouse.query("SELECT DISTINCT author_id FROM posts WHERE lower(author_handle) = ?", [h])
+            }
         if len(found) > 1:
-            raise ErasureError(f"the handle matches {len(found)} different user ids in the warehouse (a reused "
-                               "handle): give the user id explicitly")
+            raise ErasureError(
+                f"the handle matches {len(found)} different user ids in the warehouse (a reused "
+                "handle): give the user id explicitly"
+            )
         uid = next(iter(found), None)
     if uid is None and state is not None:
         ids = {state.cached_user_id(h) for h in handles} - {None}
@@ -638,7 +651,9 @@ def resolve_user(
             ):
                 handles |= {r[0] for r in warehouse.query(sql, [uid])}
             aweme |= {r[0] for r in warehouse.query("SELECT aweme_id FROM posts WHERE author_id = ?", [uid])}
-            aweme |= {r[0] for r in warehouse.query("SELECT DISTINCT aweme_id FROM hashtags WHERE author_id = ?", [uid])}
+            aweme |= {
+                r[0] for r in warehouse.query("SELECT DISTINCT aweme_id FROM hashtags WHERE author_id = ?", [uid])
+            }
         for h in handles:
             aweme |= {r[0] for r in warehouse.query("SELECT aweme_id FROM posts WHERE lower(author_handle) = ?", [h])}
     return uid, handles, aweme
@@ -678,10 +693,12 @@ class ErasureReport:
         verb = "would delete" if self.dry_run else "deleted"
         rverb = "would redact" if self.dry_run else "redacted"
         rows = sum(self.warehouse_rows.values())
-        text = (f"erasure {self.request_id}: {verb} {len(self.deleted)} object(s), {rverb} {len(self.redacted)} "
-                f"({sum(self.redacted.values())} item(s)), {verb} {rows} warehouse row(s) in "
-                f"{sum(1 for n in self.warehouse_rows.values() if n)} table(s); scanned {self.scanned_objects} "
-                f"object bodies in {self.seconds:.1f}s")
+        text = (
+            f"erasure {self.request_id}: {verb} {len(self.deleted)} object(s), {rverb} {len(self.redacted)} "
+            f"({sum(self.redacted.values())} item(s)), {verb} {rows} warehouse row(s) in "
+            f"{sum(1 for n in self.warehouse_rows.values() if n)} table(s); scanned {self.scanned_objects} "
+            f"object bodies in {self.seconds:.1f}s"
+        )
         if self.held:
             text += f"; BLOCKED by legal hold(s) on {sorted(self.held)}"
         return text
@@ -718,18 +735,26 @@ def erase_user(
         holds = LegalHolds(state)
     if not dry_run and state is None:
         raise ErasureError("a real erasure needs the state DB (for legal holds and the erasure log): pass state=")
-    uid, handles, aweme = resolve_user(warehouse, None if user_id is None else str(user_id),
-                                       [handle] if handle else [], state)
+    uid, handles, aweme = resolve_user(
+        warehouse, None if user_id is None else str(user_id), [handle] if handle else [], state
+    )
     matcher = UserMatcher(uid, handles)
     report = ErasureReport(
-        request_id=uuid.uuid4().hex[:12], dry_run=dry_run, subject_ref=subject_ref(matcher.user_id, matcher.handles),
-        operator=current_operator(operator), started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        user_id=matcher.user_id, handles=sorted(matcher.handles),
+        request_id=uuid.uuid4().hex[:12],
+        dry_run=dry_run,
+        subject_ref=subject_ref(matcher.user_id, matcher.handles),
+        operator=current_operator(operator),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        user_id=matcher.user_id,
+        handles=sorted(matcher.handles),
     )
     if not dry_run:  # first put back what an interrupted erasure left half rewritten, so this plan sees it
         for key in finish_pending_rewrites(store):
-            logger.warning("erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half "
-                           "done", report.request_id, key)
+            logger.warning(
+                "erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half done",
+                report.request_id,
+                key,
+            )
     plan = plan_erasure(store, matcher, aweme_ids=aweme, workers=workers)
     report.scanned_objects, report.scanned_bytes = plan.scanned_objects, plan.scanned_bytes
     report.unreadable = plan.unreadable
@@ -781,8 +806,9 @@ def erase_user(
             warehouse.query(f"DELETE FROM {table} WHERE {where}", params)
         report.warehouse_rows[table] = report.warehouse_rows.get(table, 0) + n
     report.seconds = time.monotonic() - started
-    _write_log(state, log_key, report, matcher, "completed" if not report.rewrite_conflicts else "incomplete",
-               plan.aweme_ids)
+    _write_log(
+        state, log_key, report, matcher, "completed" if not report.rewrite_conflicts else "incomplete", plan.aweme_ids
+    )
     logger.info(report.summary())
     return report
 
@@ -817,8 +843,12 @@ def _rewrite_redacted(store: ObjectStore, obj: PlannedObject, matcher: UserMatch
     store.delete(staged)
     if result.status == "conflict":  # something wrote the key between our delete and put
         report.rewrite_conflicts.append(obj.key)
-        logger.warning("erasure %s: %s was written concurrently; the redacted copy is at %s: run the erasure again",
-                       report.request_id, obj.key, result.conflict_key)
+        logger.warning(
+            "erasure %s: %s was written concurrently; the redacted copy is at %s: run the erasure again",
+            report.request_id,
+            obj.key,
+            result.conflict_key,
+        )
 
 
 def finish_pending_rewrites(store: ObjectStore) -> list[str]:
@@ -826,7 +856,7 @@ def finish_pending_rewrites(store: ObjectStore) -> list[str]:
     deleted (unless something is there again), then the staged copy is removed. Returns the keys restored."""
     restored = []
     for info in list(store.list(PENDING_REWRITES)):
-        key = info.key[len(PENDING_REWRITES):]
+        key = info.key[len(PENDING_REWRITES) :]
         if not store.exists(key):
             store.put_bytes(key, store.get_bytes(info.key), content_type="application/json", content_encoding="gzip")
             restored.append(key)
@@ -834,8 +864,14 @@ def finish_pending_rewrites(store: ObjectStore) -> list[str]:
     return restored
 
 
-def _write_log(state: StateDB, log_key: str, report: ErasureReport, matcher: UserMatcher, status: str,
-               aweme_ids: Iterable[str] = ()) -> None:
+def _write_log(
+    state: StateDB,
+    log_key: str,
+    report: ErasureReport,
+    matcher: UserMatcher,
+    status: str,
+    aweme_ids: Iterable[str] = (),
+) -> None:
     entry = {
         "request_id": report.request_id,
         "status": status,

@@ -85,9 +85,7 @@ def kv_items(state: StateDB, prefix: str) -> list[tuple[str, str | None]]:
     StateDB has no public prefix scan of kv yet, so this uses its transaction helper (one SELECT, both dialects).
     """
     with state._tx() as tx:
-        rows = tx.fetchall(
-            "SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key", [len(prefix), prefix]
-        )
+        rows = tx.fetchall("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key", [len(prefix), prefix])
     return [(str(k), v) for k, v in rows]
 
 
@@ -126,7 +124,7 @@ class LegalHolds:
 
     def list(self) -> list[Hold]:
         return [
-            _decode(key[len(HOLD_KV_PREFIX):], value)
+            _decode(key[len(HOLD_KV_PREFIX) :], value)
             for key, value in kv_items(self.state, HOLD_KV_PREFIX)
             if value is not None
         ]
@@ -174,7 +172,11 @@ def as_holdset(holds: LegalHolds | HoldSet | Iterable[Hold] | None) -> HoldSet:
 def _decode(prefix: str, value: str) -> Hold:
     try:
         data = json.loads(value)
-        return Hold(prefix=prefix, reason=str(data.get("reason", "")), placed_by=str(data.get("placed_by", "")),
-                    placed_at=str(data.get("placed_at", "")))
+        return Hold(
+            prefix=prefix,
+            reason=str(data.get("reason", "")),
+            placed_by=str(data.get("placed_by", "")),
+            placed_at=str(data.get("placed_at", "")),
+        )
     except (ValueError, AttributeError):  # a hand-written value: still a hold
         return Hold(prefix=prefix, reason=str(value), placed_by="", placed_at="")

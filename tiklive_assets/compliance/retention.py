@@ -81,8 +81,10 @@ class RetentionPolicy:
                 problems.append("delete_after_days must be at least 1 (or None: keep forever)")
             last = max([0] + [d for d, c in self.transitions()])
             if self.delete_after_days <= last:
-                problems.append(f"delete_after_days ({self.delete_after_days}) must come after the last tier "
-                                f"transition ({last} days)")
+                problems.append(
+                    f"delete_after_days ({self.delete_after_days}) must come after the last tier "
+                    f"transition ({last} days)"
+                )
         for name in ("abort_multipart_after_days", "noncurrent_expire_days"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -150,7 +152,7 @@ def unheld_day_prefixes(prefix: str, holds: Iterable[Hold]) -> list[str] | None:
         if prefix.startswith(hold.prefix):
             return []
         if hold.prefix.startswith(prefix):
-            held.add(hold.prefix[len(prefix):][:_DAY_PART])
+            held.add(hold.prefix[len(prefix) :][:_DAY_PART])
     if not held:
         return None
     out: list[str] = []
@@ -212,9 +214,10 @@ def lifecycle_rules(
         for target in targets:  # distinct leaves of a trie: their IDs are distinct too
             rule_id = _rule_id(prefix, "expire")
             if target != prefix:
-                rule_id += "-" + target[len(prefix):].rstrip("/").replace("/", "-")
-            rules.append({"ID": rule_id[:255], "Filter": {"Prefix": _join(bucket_prefix, target)},
-                          "Status": "Enabled", **expire})
+                rule_id += "-" + target[len(prefix) :].rstrip("/").replace("/", "-")
+            rules.append(
+                {"ID": rule_id[:255], "Filter": {"Prefix": _join(bucket_prefix, target)}, "Status": "Enabled", **expire}
+            )
     if len(rules) > MAX_LIFECYCLE_RULES:
         raise LifecycleTooLarge(
             f"excluding {len(list(holdset))} held prefix(es) from expiration needs {len(rules)} lifecycle rules, over "
@@ -271,13 +274,15 @@ class RetentionReport:
             return "retention: the policy keeps everything (no delete_after_days); nothing to delete"
         verb = "would delete" if self.dry_run else "deleted"
         rows = sum(self.warehouse_rows.values())
-        return (f"retention: {verb} {self.deleted_objects} object(s) ({self.deleted_bytes} bytes) of "
-                f"{len(self.deleted_days)} day(s) before {self.cutoff}; kept {self.held_objects} held object(s) "
-                f"in {len(self.held_days)} day(s); {verb} {rows} warehouse row(s)")
+        return (
+            f"retention: {verb} {self.deleted_objects} object(s) ({self.deleted_bytes} bytes) of "
+            f"{len(self.deleted_days)} day(s) before {self.cutoff}; kept {self.held_objects} held object(s) "
+            f"in {len(self.held_days)} day(s); {verb} {rows} warehouse row(s)"
+        )
 
 
 def _day_of(key: str, prefix: str) -> date | None:
-    match = re.match(r"(\d{4})/(\d{2})/(\d{2})/", key[len(prefix):])
+    match = re.match(r"(\d{4})/(\d{2})/(\d{2})/", key[len(prefix) :])
     if not match:
         return None
     try:

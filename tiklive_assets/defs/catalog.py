@@ -70,5 +70,9 @@ def present(spec: dg.AssetSpec) -> dg.AssetSpec:
     freshness policy."""
     tags = {k: v for k, v in spec.tags.items() if not k.startswith(KIND_TAG)}  # kinds are set below, anew
     tags.update({"domain": DOMAIN, "layer": _layer(spec)})
-    return spec.replace_attributes(owners=[*spec.owners] or [OWNER], tags=tags, kinds=_kinds(spec),
-                                   freshness_policy=spec.freshness_policy or FRESHNESS.get(spec.group_name or ""))
+    return spec.replace_attributes(
+        owners=[*spec.owners] or [OWNER],
+        tags=tags,
+        kinds=_kinds(spec),
+        freshness_policy=spec.freshness_policy or FRESHNESS.get(spec.group_name or ""),
+    )

@@ -71,7 +71,9 @@ class ArchiveStoreResource(dg.ConfigurableResource):
         os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
         os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
         if self.bucket:
-            primary: ObjectStore = S3Store((self.s3 or S3Resource()).get_client(), self.bucket, self.prefix, self.conditional_writes)
+            primary: ObjectStore = S3Store(
+                (self.s3 or S3Resource()).get_client(), self.bucket, self.prefix, self.conditional_writes
+            )
         elif self.local_root:
             primary = LocalStore(Path(self.local_root))
         else:

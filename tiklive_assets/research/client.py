@@ -55,12 +55,30 @@ USER_FOLLOWING = "/v2/research/user/following/"
 VIDEO_COMMENTS = "/v2/research/video/comment/list/"
 
 VIDEO_FIELDS = (
-    "id", "video_description", "create_time", "region_code", "share_count", "view_count", "like_count",
-    "comment_count", "music_id", "hashtag_names", "username", "effect_ids", "playlist_id", "voice_to_text",
+    "id",
+    "video_description",
+    "create_time",
+    "region_code",
+    "share_count",
+    "view_count",
+    "like_count",
+    "comment_count",
+    "music_id",
+    "hashtag_names",
+    "username",
+    "effect_ids",
+    "playlist_id",
+    "voice_to_text",
 )
 USER_FIELDS = (
-    "display_name", "bio_description", "avatar_url", "is_verified", "follower_count", "following_count",
-    "likes_count", "video_count",
+    "display_name",
+    "bio_description",
+    "avatar_url",
+    "is_verified",
+    "follower_count",
+    "following_count",
+    "likes_count",
+    "video_count",
 )
 COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
 MAX_COUNT = 100
@@ -97,8 +115,12 @@ def build_query(
 ) -> dict[str, Any]:
     """``{"and": [...]}`` of the given filters (each one EQ or IN); at least one filter is required."""
     conditions = []
-    for name, values in (("username", usernames), ("hashtag_name", hashtags), ("keyword", keywords),
-                         ("region_code", regions)):
+    for name, values in (
+        ("username", usernames),
+        ("hashtag_name", hashtags),
+        ("keyword", keywords),
+        ("region_code", regions),
+    ):
         values = [v.lstrip("@#") if name in ("username", "hashtag_name") else v for v in values]
         if values:
             conditions.append(condition(name, values))
@@ -204,7 +226,9 @@ class ResearchClient:
         backoff_initial: float = 2.0,
         backoff_max: float = 60.0,
     ) -> None:
-        missing = [name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value]
+        missing = [
+            name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value
+        ]
         if missing:
             raise MissingResearchCredentials(missing)
         self._client_key = client_key
@@ -241,10 +265,17 @@ class ResearchClient:
         with self._lock:
             if not force and self._token and self.clock() < self._token_expires - self._margin():
                 return self._token
-            form = {"client_key": self._client_key, "client_secret": self._client_secret,
-                    "grant_type": "client_credentials"}
-            http = self._http(TOKEN_PATH, f"{self.base_url}{TOKEN_PATH}", data=form,
-                              headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"})
+            form = {
+                "client_key": self._client_key,
+                "client_secret": self._client_secret,
+                "grant_type": "client_credentials",
+            }
+            http = self._http(
+                TOKEN_PATH,
+                f"{self.base_url}{TOKEN_PATH}",
+                data=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"},
+            )
             self.meter.token_requests += 1
             try:
                 body = http.json()
@@ -260,8 +291,13 @@ class ResearchClient:
                 else:  # the token endpoint's flat error {"error", "error_description", "log_id"}
                     code, message, log_id = err, body.get("error_description"), body.get("log_id")
                 message = str(message or "no token").replace(self._client_secret, "***")  # never echo the secret
-                exc = error_for(TOKEN_PATH, http.status_code, str(code or "invalid_client"), message,
-                                None if log_id is None else str(log_id))
+                exc = error_for(
+                    TOKEN_PATH,
+                    http.status_code,
+                    str(code or "invalid_client"),
+                    message,
+                    None if log_id is None else str(log_id),
+                )
                 if isinstance(exc, TransientApiError):
                     raise exc
                 raise AuthFailed(TOKEN_PATH, http.status_code, exc.code, exc.api_message, exc.log_id)
@@ -277,8 +313,9 @@ class ResearchClient:
 
     # -- transport ----------------------------------------------------------------------------------------
 
-    def post(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None = None, *,
-             pacer: Pacer | None = None) -> ResearchResponse:
+    def post(
+        self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None = None, *, pacer: Pacer | None = None
+    ) -> ResearchResponse:
         """POST one research endpoint; returns the ``ok`` response, raises a typed ``ApiError`` otherwise.
 
         Transient answers are retried (see the module docstring); ``access_token_expired``/``access_token_invalid``
@@ -292,8 +329,9 @@ class ResearchClient:
         self.meter.retries[code] += 1
         log.warning("%s: %s; retrying (attempt %d failed)", exc.endpoint, exc.detail, attempt)
 
-    def _attempt(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, attempt: int,
-                 pacer: Pacer | None) -> ResearchResponse:
+    def _attempt(
+        self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, attempt: int, pacer: Pacer | None
+    ) -> ResearchResponse:
         for refresh in (False, True):
             if pacer is not None:
                 pacer.wait()  # before the token check: a pause must not outlive the token it started with
@@ -302,7 +340,11 @@ class ResearchClient:
             if response.status == 200 and response.error_code == "ok":
                 return response
             exc = self._error(response)
-            if isinstance(exc, AuthFailed) and exc.code in ("access_token_expired", "access_token_invalid") and not refresh:
+            if (
+                isinstance(exc, AuthFailed)
+                and exc.code in ("access_token_expired", "access_token_invalid")
+                and not refresh
+            ):
                 log.info("%s: %s; refreshing the token once", endpoint, exc.code)
                 continue
             raise exc
@@ -314,20 +356,33 @@ class ResearchClient:
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise GatewayError(endpoint, 0, "connection_failed", type(exc).__name__) from None
 
-    def _send(self, endpoint: str, body: dict[str, Any], fields: Sequence[str] | None, token: str, attempt: int,
-              pacer: Pacer | None = None) -> ResearchResponse:
+    def _send(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        fields: Sequence[str] | None,
+        token: str,
+        attempt: int,
+        pacer: Pacer | None = None,
+    ) -> ResearchResponse:
         if self.quota is not None:
             self.quota.reserve(endpoint)
         url = f"{self.base_url}{endpoint}"
         params = {"fields": ",".join(fields)} if fields else None
         try:
-            http = self._http(endpoint, url, params=params, data=json.dumps(body),
-                              headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            http = self._http(
+                endpoint,
+                url,
+                params=params,
+                data=json.dumps(body),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
         finally:
             if pacer is not None:
                 pacer.mark()
-        response = ResearchResponse(endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt,
-                                    tuple(fields or ()))
+        response = ResearchResponse(
+            endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt, tuple(fields or ())
+        )
         self.meter.by_endpoint[endpoint] += 1
         self.meter.by_code[response.error_code] += 1
         if self.on_response is not None:
@@ -346,8 +401,13 @@ class ResearchClient:
             return exc
         if not isinstance(err, dict):
             err = {"code": str(err)}
-        return error_for(response.endpoint, response.status, str(err.get("code") or "unknown"),
-                         str(err.get("message") or ""), err.get("log_id"))
+        return error_for(
+            response.endpoint,
+            response.status,
+            str(err.get("code") or "unknown"),
+            str(err.get("message") or ""),
+            err.get("log_id"),
+        )
 
     # -- endpoints ----------------------------------------------------------------------------------------
 
@@ -366,8 +426,10 @@ class ResearchClient:
         if not 1 <= max_count <= MAX_COUNT:
             raise ValueError(f"max_count must be 1..{MAX_COUNT}, got {max_count}")
         body: dict[str, Any] = {
-            "query": query, "max_count": max_count,
-            "start_date": start_date.strftime("%Y%m%d"), "end_date": end_date.strftime("%Y%m%d"),
+            "query": query,
+            "max_count": max_count,
+            "start_date": start_date.strftime("%Y%m%d"),
+            "end_date": end_date.strftime("%Y%m%d"),
         }
         if cursor:
             body["cursor"] = cursor
@@ -378,19 +440,27 @@ class ResearchClient:
     def user_info(self, username: str, fields: Sequence[str] = USER_FIELDS) -> ResearchResponse:
         return self.post(USER_INFO, {"username": username.lstrip("@")}, fields)
 
-    def user_followers(self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT,
-                       pacer: Pacer | None = None) -> ResearchResponse:
+    def user_followers(
+        self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT, pacer: Pacer | None = None
+    ) -> ResearchResponse:
         """One page of followers. ``cursor`` is a Unix time in seconds: follows on or before it come back, newest
         first; the first page sends none (the API then starts from now)."""
         return self.post(USER_FOLLOWERS, _follow_body(username, cursor, max_count), pacer=pacer)
 
-    def user_following(self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT,
-                       pacer: Pacer | None = None) -> ResearchResponse:
+    def user_following(
+        self, username: str, cursor: int | None = None, max_count: int = MAX_COUNT, pacer: Pacer | None = None
+    ) -> ResearchResponse:
         """One page of the accounts ``username`` follows; the cursor as for :meth:`user_followers`."""
         return self.post(USER_FOLLOWING, _follow_body(username, cursor, max_count), pacer=pacer)
 
-    def video_comments(self, video_id: str | int, cursor: int | None = None, max_count: int = MAX_COUNT,
-                       fields: Sequence[str] = COMMENT_FIELDS, pacer: Pacer | None = None) -> ResearchResponse:
+    def video_comments(
+        self,
+        video_id: str | int,
+        cursor: int | None = None,
+        max_count: int = MAX_COUNT,
+        fields: Sequence[str] = COMMENT_FIELDS,
+        pacer: Pacer | None = None,
+    ) -> ResearchResponse:
         """One page of a video's comments. The id is kept as text everywhere else; the API wants a JSON integer,
         and a Python int carries all its digits (a float would not)."""
         body = {"video_id": int(str(video_id)), "max_count": max_count, "cursor": int(cursor or 0)}
@@ -415,7 +485,22 @@ def _page_title(body: bytes) -> str:
 
 
 __all__ = [
-    "BASE_URL_ENV", "CLIENT_KEY_ENV", "COMMENT_FIELDS", "Pacer", "VIDEO_COMMENTS", "CLIENT_SECRET_ENV", "DEFAULT_BASE_URL", "MAX_COUNT", "QuotaReserver",
-    "RequestMeter", "ResearchClient", "ResearchError", "ResearchResponse", "USER_FIELDS", "VIDEO_FIELDS",
-    "build_query", "condition", "query_hash",
+    "BASE_URL_ENV",
+    "CLIENT_KEY_ENV",
+    "COMMENT_FIELDS",
+    "Pacer",
+    "VIDEO_COMMENTS",
+    "CLIENT_SECRET_ENV",
+    "DEFAULT_BASE_URL",
+    "MAX_COUNT",
+    "QuotaReserver",
+    "RequestMeter",
+    "ResearchClient",
+    "ResearchError",
+    "ResearchResponse",
+    "USER_FIELDS",
+    "VIDEO_FIELDS",
+    "build_query",
+    "condition",
+    "query_hash",
 ]

@@ -38,9 +38,9 @@ from tiklive_assets.research.errors import (
     TransientApiError,
 )
 from tiklive_assets.research.pagination import DEFAULT_PAUSE, VIDEO_QUERY_PAGES, ResearchPage, ResearchPages
-from tiklive_assets.tolerant import as_id, strip_nul
 from tiklive_assets.research.quota import ResearchState, WindowProgress
 from tiklive_assets.research.windows import Window
+from tiklive_assets.tolerant import as_id, strip_nul
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +130,27 @@ def _collect_window(
     result = WindowResult(window, "open", generation=progress.generation)
 
     def fetch(cursor: int, search_id: str | None, pacer=None):
-        return client.query_videos(query, window.start, window.end, cursor=cursor or 0, search_id=search_id,
-                                   max_count=options.max_count, fields=options.fields, pacer=pacer)
+        return client.query_videos(
+            query,
+            window.start,
+            window.end,
+            cursor=cursor or 0,
+            search_id=search_id,
+            max_count=options.max_count,
+            fields=options.fields,
+            pacer=pacer,
+        )
 
     while True:
         archive.generation = progress.generation
         resume = progress.next_cursor > 0 and progress.search_id is not None
         pages = ResearchPages(
-            fetch, VIDEO_QUERY_PAGES, start_cursor=progress.next_cursor if resume else 0,
-            search_id=progress.search_id if resume else None, pause=options.pause, resumed=resume,
+            fetch,
+            VIDEO_QUERY_PAGES,
+            start_cursor=progress.next_cursor if resume else 0,
+            search_id=progress.search_id if resume else None,
+            pause=options.pause,
+            resumed=resume,
         )
         try:
             for page in pages.pages():
@@ -164,10 +176,19 @@ def _collect_window(
         except SearchIdExpired as exc:
             result.restarts += 1
             report.restarts += 1
-            log.warning("%s: %s; restarting the window from its first page as generation %d",
-                        window, exc.api_message, progress.generation + 1)
-            progress = WindowProgress(scope, window.key, generation=progress.generation + 1,
-                                      restarts=progress.restarts + 1, stop_reason="search_id expired")
+            log.warning(
+                "%s: %s; restarting the window from its first page as generation %d",
+                window,
+                exc.api_message,
+                progress.generation + 1,
+            )
+            progress = WindowProgress(
+                scope,
+                window.key,
+                generation=progress.generation + 1,
+                restarts=progress.restarts + 1,
+                stop_reason="search_id expired",
+            )
             state.save_window(progress)
             result.generation = progress.generation
             if result.restarts > options.max_restarts:
@@ -232,8 +253,12 @@ def collect_users(
             ):
                 if not wanted:
                     continue
-                pages = factory(lambda cursor, _sid, pacer=None, m=method, u=username:
-                                m(u, cursor=cursor, max_count=options.max_count, pacer=pacer), pause=options.pause)
+                pages = factory(
+                    lambda cursor, _sid, pacer=None, m=method, u=username: m(
+                        u, cursor=cursor, max_count=options.max_count, pacer=pacer
+                    ),
+                    pause=options.pause,
+                )
                 try:
                     for n, page in enumerate(pages.pages(), start=1):
                         counter[username] += len(page.items)
@@ -243,8 +268,9 @@ def collect_users(
                     raise
                 except (ApiError, CursorStuck) as exc:  # private, refused, or drifting: this user's list only
                     report.warnings[f"{username} {kind}"] = str(exc)
-                    log.warning("user %s: %s stopped after %d (%s); the run goes on", username, kind,
-                                counter[username], exc)
+                    log.warning(
+                        "user %s: %s stopped after %d (%s); the run goes on", username, kind, counter[username], exc
+                    )
     except (DailyQuotaExceeded, QuotaExhausted) as exc:
         report.stopped = str(exc)
     finally:
@@ -283,9 +309,11 @@ def collect_comments(
     try:
         for vid in dict.fromkeys(video_ids):  # each once, in order
             pages = ResearchPages.comments(
-                lambda cursor, _sid, pacer=None, v=vid: client.video_comments(v, cursor=cursor,
-                                                                              max_count=options.max_count, pacer=pacer),
-                pause=options.pause)
+                lambda cursor, _sid, pacer=None, v=vid: client.video_comments(
+                    v, cursor=cursor, max_count=options.max_count, pacer=pacer
+                ),
+                pause=options.pause,
+            )
             try:
                 for n, page in enumerate(pages.pages(), start=1):
                     report.comments[vid] += len(page.items)

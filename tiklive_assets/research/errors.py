@@ -43,8 +43,15 @@ class TransientApiError(ApiError, TransientError):
     later". Retried by the shared transport with backoff, bounded and counted (every attempt costs quota); when the
     attempts run out it propagates: try the run again later, it resumes where it stopped."""
 
-    def __init__(self, endpoint: str, status: int, code: str, message: str, log_id: str | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        status: int,
+        code: str,
+        message: str,
+        log_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         ApiError.__init__(self, endpoint, status, code, message, log_id)
         self.detail = f"HTTP {status} {code}: {message}"
         self.retry_after = retry_after
@@ -58,8 +65,10 @@ class AuthFailed(ApiError):
     """
 
     def __str__(self) -> str:
-        return (f"{super().__str__()}. Check TIKTOK_RESEARCH_CLIENT_KEY and TIKTOK_RESEARCH_CLIENT_SECRET "
-                "and that your Research API access is approved.")
+        return (
+            f"{super().__str__()}. Check TIKTOK_RESEARCH_CLIENT_KEY and TIKTOK_RESEARCH_CLIENT_SECRET "
+            "and that your Research API access is approved."
+        )
 
 
 class InvalidParams(ApiError):
@@ -92,7 +101,7 @@ class FlakyInvalidParams(TransientApiError):
 
 
 class TryAgainLater(TransientApiError):
-    """"Something went wrong / is wrong. Please try again later", whatever its code: the API asks for a retry."""
+    """ "Something went wrong / is wrong. Please try again later", whatever its code: the API asks for a retry."""
 
 
 class QuotaExhausted(ResearchError):
@@ -103,8 +112,11 @@ class QuotaExhausted(ResearchError):
         self.spent = spent
         self.limit = limit
         self.scope = scope
-        hint = ("the next UTC day's run resumes where this stopped" if scope == "daily quota"
-                else "raise `research.run_request_cap` (or --max-requests) or run again")
+        hint = (
+            "the next UTC day's run resumes where this stopped"
+            if scope == "daily quota"
+            else "raise `research.run_request_cap` (or --max-requests) or run again"
+        )
         super().__init__(f"Research API {scope} of {limit} requests reached ({spent} spent, day {day}): {hint}")
 
     def __reduce__(self):
@@ -117,8 +129,10 @@ class CursorStuck(ResearchError):
     def __init__(self, endpoint: str, cursor: int | None, why: str) -> None:
         self.endpoint = endpoint
         self.cursor = cursor
-        super().__init__(f"paginator drift on {endpoint} at cursor {cursor}: {why}; the pages so far are archived, "
-                         "report the endpoint's new cursor behaviour before collecting it again")
+        super().__init__(
+            f"paginator drift on {endpoint} at cursor {cursor}: {why}; the pages so far are archived, "
+            "report the endpoint's new cursor behaviour before collecting it again"
+        )
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

@@ -34,5 +34,3 @@ def parse_video_slug(slug: str) -> VideoSlug | None:
     if not m:
         return None
     return VideoSlug(Window.from_key(m["window"]), m["qhash"], int(m["gen"]), int(m["cursor"]))
-
-

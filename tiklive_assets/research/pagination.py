@@ -61,8 +61,14 @@ Fetch = Callable[..., ResearchResponse]  # fetch(cursor, search_id, pacer=...) -
 class Pacer:
     """The pause between requests of one search (every attempt, retries included)."""
 
-    def __init__(self, pause: float, *, resumed: bool = False, sleep: Callable[[float], None] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pause: float,
+        *,
+        resumed: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pause = pause
         self.sleep = sleep
         self.monotonic = monotonic
@@ -131,8 +137,9 @@ class ResearchPages:
             if not page.has_more:
                 return  # only has_more ends a walk: a short (even empty) page does not
             if not self.spec.moved(cursor, page.next_cursor):
-                raise CursorStuck(response.endpoint, cursor,
-                                  f"cursor did not {self.spec.direction[:-3]}e (next {page.next_cursor})")
+                raise CursorStuck(
+                    response.endpoint, cursor, f"cursor did not {self.spec.direction[:-3]}e (next {page.next_cursor})"
+                )
             cursor, search_id = page.next_cursor, page.next_search_id or search_id
 
     def items(self) -> Iterator[dict[str, Any]]:
@@ -152,10 +159,13 @@ class ResearchPages:
             next_cursor = cursor or 0
         sid = data.get("search_id")
         return ResearchPage(
-            cursor=cursor, search_id=search_id, items=[i for i in items if isinstance(i, dict)],
+            cursor=cursor,
+            search_id=search_id,
+            items=[i for i in items if isinstance(i, dict)],
             next_cursor=next_cursor,
             next_search_id=(as_id(sid) or (sid if isinstance(sid, str) and sid else None)),
-            has_more=has_more(data.get("has_more")), response=response,
+            has_more=has_more(data.get("has_more")),
+            response=response,
         )
 
     @classmethod
@@ -171,5 +181,15 @@ class ResearchPages:
         return cls(fetch, COMMENT_PAGES, **kwargs)
 
 
-__all__ = ["COMMENT_PAGES", "DECREASING", "FOLLOWERS_PAGES", "FOLLOWING_PAGES", "INCREASING", "PageSpec", "Pacer",
-           "ResearchPage", "ResearchPages", "VIDEO_QUERY_PAGES"]
+__all__ = [
+    "COMMENT_PAGES",
+    "DECREASING",
+    "FOLLOWERS_PAGES",
+    "FOLLOWING_PAGES",
+    "INCREASING",
+    "PageSpec",
+    "Pacer",
+    "ResearchPage",
+    "ResearchPages",
+    "VIDEO_QUERY_PAGES",
+]

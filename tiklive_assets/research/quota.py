@@ -80,11 +80,16 @@ class ResearchState:
         """Spend one request of ``day`` if it stays within ``limit``; the new total, or None if refused."""
         key = day.isoformat()
         with self._tx(write=True) as tx:
-            tx.execute("INSERT INTO research_quota (day, requests, exhausted, updated_at) VALUES (?, 0, 0, ?) "
-                       "ON CONFLICT (day) DO NOTHING", [key, _now()])
+            tx.execute(
+                "INSERT INTO research_quota (day, requests, exhausted, updated_at) VALUES (?, 0, 0, ?) "
+                "ON CONFLICT (day) DO NOTHING",
+                [key, _now()],
+            )
             updated = tx.execute(
                 "UPDATE research_quota SET requests = requests + 1, updated_at = ? "
-                "WHERE day = ? AND requests < ? AND exhausted = 0", [_now(), key, limit]).rowcount
+                "WHERE day = ? AND requests < ? AND exhausted = 0",
+                [_now(), key, limit],
+            ).rowcount
             row = tx.fetchone("SELECT requests FROM research_quota WHERE day = ?", [key])
         return int(row[0]) if updated == 1 else None
 
@@ -95,16 +100,19 @@ class ResearchState:
 
     def mark_exhausted(self, day: date) -> None:
         with self._tx(write=True) as tx:
-            tx.execute("INSERT INTO research_quota (day, requests, exhausted, updated_at) VALUES (?, 0, 1, ?) "
-                       "ON CONFLICT (day) DO UPDATE SET exhausted = 1, updated_at = excluded.updated_at",
-                       [day.isoformat(), _now()])
+            tx.execute(
+                "INSERT INTO research_quota (day, requests, exhausted, updated_at) VALUES (?, 0, 1, ?) "
+                "ON CONFLICT (day) DO UPDATE SET exhausted = 1, updated_at = excluded.updated_at",
+                [day.isoformat(), _now()],
+            )
 
     # -- window progress ----------------------------------------------------------------------------------
 
     def window(self, scope: str, window_key: str) -> WindowProgress | None:
         with self._tx() as tx:
-            row = tx.fetchone(f"SELECT {_COLS} FROM research_windows WHERE scope = ? AND window_key = ?",
-                              [scope, window_key])
+            row = tx.fetchone(
+                f"SELECT {_COLS} FROM research_windows WHERE scope = ? AND window_key = ?", [scope, window_key]
+            )
         return None if row is None else WindowProgress(*row)
 
     def windows(self, scope: str | None = None) -> list[WindowProgress]:
@@ -124,8 +132,19 @@ class ResearchState:
                 "status = excluded.status, search_id = excluded.search_id, next_cursor = excluded.next_cursor, "
                 "pages = excluded.pages, videos = excluded.videos, restarts = excluded.restarts, "
                 "stop_reason = excluded.stop_reason, updated_at = excluded.updated_at",
-                [p.scope, p.window_key, p.generation, p.status, p.search_id, p.next_cursor, p.pages, p.videos,
-                 p.restarts, p.stop_reason, _now()],
+                [
+                    p.scope,
+                    p.window_key,
+                    p.generation,
+                    p.status,
+                    p.search_id,
+                    p.next_cursor,
+                    p.pages,
+                    p.videos,
+                    p.restarts,
+                    p.stop_reason,
+                    _now(),
+                ],
             )
 
 

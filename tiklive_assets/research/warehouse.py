@@ -41,28 +41,63 @@ from tiklive_assets.tolerant import Tally, epoch_seconds, post_id, strip_nul
 log = logging.getLogger(__name__)
 
 VIDEO_COLUMNS = (
-    ("id", "TEXT PRIMARY KEY"), ("username", "TEXT"), ("create_time", "BIGINT"), ("create_date", "DATE"),
-    ("video_description", "TEXT"), ("region_code", "TEXT"), ("music_id", "TEXT"), ("hashtag_names", "TEXT"),
-    ("effect_ids", "TEXT"), ("playlist_id", "TEXT"), ("voice_to_text", "TEXT"), ("view_count", "BIGINT"),
-    ("like_count", "BIGINT"), ("comment_count", "BIGINT"), ("share_count", "BIGINT"),
-    ("first_captured_on", "DATE"), ("last_captured_on", "DATE"), ("source_key", "TEXT"),
+    ("id", "TEXT PRIMARY KEY"),
+    ("username", "TEXT"),
+    ("create_time", "BIGINT"),
+    ("create_date", "DATE"),
+    ("video_description", "TEXT"),
+    ("region_code", "TEXT"),
+    ("music_id", "TEXT"),
+    ("hashtag_names", "TEXT"),
+    ("effect_ids", "TEXT"),
+    ("playlist_id", "TEXT"),
+    ("voice_to_text", "TEXT"),
+    ("view_count", "BIGINT"),
+    ("like_count", "BIGINT"),
+    ("comment_count", "BIGINT"),
+    ("share_count", "BIGINT"),
+    ("first_captured_on", "DATE"),
+    ("last_captured_on", "DATE"),
+    ("source_key", "TEXT"),
 )
 COUNTER_COLUMNS = (
-    ("id", "TEXT"), ("captured_on", "DATE"), ("view_count", "BIGINT"), ("like_count", "BIGINT"),
-    ("comment_count", "BIGINT"), ("share_count", "BIGINT"), ("source_key", "TEXT"),
+    ("id", "TEXT"),
+    ("captured_on", "DATE"),
+    ("view_count", "BIGINT"),
+    ("like_count", "BIGINT"),
+    ("comment_count", "BIGINT"),
+    ("share_count", "BIGINT"),
+    ("source_key", "TEXT"),
 )
 USER_COLUMNS = (
-    ("username", "TEXT"), ("captured_on", "DATE"), ("display_name", "TEXT"), ("bio_description", "TEXT"),
-    ("avatar_url", "TEXT"), ("is_verified", "BOOLEAN"), ("follower_count", "BIGINT"), ("following_count", "BIGINT"),
-    ("likes_count", "BIGINT"), ("video_count", "BIGINT"), ("source_key", "TEXT"),
+    ("username", "TEXT"),
+    ("captured_on", "DATE"),
+    ("display_name", "TEXT"),
+    ("bio_description", "TEXT"),
+    ("avatar_url", "TEXT"),
+    ("is_verified", "BOOLEAN"),
+    ("follower_count", "BIGINT"),
+    ("following_count", "BIGINT"),
+    ("likes_count", "BIGINT"),
+    ("video_count", "BIGINT"),
+    ("source_key", "TEXT"),
 )
 FOLLOW_COLUMNS = (
-    ("username", "TEXT"), ("direction", "TEXT"), ("other_username", "TEXT"), ("other_display_name", "TEXT"),
+    ("username", "TEXT"),
+    ("direction", "TEXT"),
+    ("other_username", "TEXT"),
+    ("other_display_name", "TEXT"),
     ("captured_on", "DATE"),
 )
 COMMENT_COLUMNS = (
-    ("id", "TEXT PRIMARY KEY"), ("video_id", "TEXT"), ("parent_comment_id", "TEXT"), ("text", "TEXT"),
-    ("like_count", "BIGINT"), ("reply_count", "BIGINT"), ("create_time", "BIGINT"), ("captured_on", "DATE"),
+    ("id", "TEXT PRIMARY KEY"),
+    ("video_id", "TEXT"),
+    ("parent_comment_id", "TEXT"),
+    ("text", "TEXT"),
+    ("like_count", "BIGINT"),
+    ("reply_count", "BIGINT"),
+    ("create_time", "BIGINT"),
+    ("captured_on", "DATE"),
     ("source_key", "TEXT"),
 )
 TABLES = {
@@ -186,7 +221,8 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
                 report.objects_skipped += 1
                 continue
             windows[(slug.qhash, slug.window.key)][slug.generation].append(
-                _Page(info.key, raw.day, slug.generation, slug.cursor, data))
+                _Page(info.key, raw.day, slug.generation, slug.cursor, data)
+            )
         elif raw.endpoint == "user-info":
             try:
                 username = check_handle(raw.slug)
@@ -208,8 +244,15 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
             for person in data.get("user_followers" if direction == "follower" else "user_following") or []:
                 other = r.text(person.get("username"), "follow.username") if isinstance(person, dict) else None
                 if other:
-                    follows.add((m["username"], direction, other,
-                                 r.text(person.get("display_name"), "follow.display_name"), raw.day))
+                    follows.add(
+                        (
+                            m["username"],
+                            direction,
+                            other,
+                            r.text(person.get("display_name"), "follow.display_name"),
+                            raw.day,
+                        )
+                    )
         elif raw.endpoint == "video-comments":
             m = COMMENT_PAGE_SLUG.fullmatch(raw.slug)
             data = _read(store, info.key) if m else None
@@ -232,8 +275,11 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
     first_seen: dict[str, date] = {}
     counters: dict[tuple[str, date], tuple[tuple, dict, str]] = {}
     for (_qhash, _window), generations in windows.items():
-        complete = [g for g, pages in generations.items()
-                    if any(p.cursor == 0 for p in pages) and any(not p.data.get("has_more") for p in pages)]
+        complete = [
+            g
+            for g, pages in generations.items()
+            if any(p.cursor == 0 for p in pages) and any(not p.data.get("has_more") for p in pages)
+        ]
         floor = max(complete) if complete else min(generations)
         for generation, pages in generations.items():
             superseded = generation < floor
@@ -258,34 +304,61 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
     rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
     for vid, (_order, v, key, day) in sorted(latest.items(), key=lambda kv: (len(kv[0]), kv[0])):
         ct = r.epoch(v.get("create_time"), "video.create_time")
-        rows["research_videos"].append((
-            vid, r.text(v.get("username"), "video.username"), ct,
-            datetime.fromtimestamp(ct, UTC).date() if ct is not None else None,
-            r.text(v.get("video_description"), "video.video_description"),
-            r.text(v.get("region_code"), "video.region_code"), r.id(v.get("music_id"), "video.music_id"),
-            r.json_list(v.get("hashtag_names"), "video.hashtag_names"),
-            r.json_list(v.get("effect_ids"), "video.effect_ids"), r.id(v.get("playlist_id"), "video.playlist_id"),
-            r.text(v.get("voice_to_text"), "video.voice_to_text"), *_counters(r, v), first_seen[vid], day, key,
-        ))
+        rows["research_videos"].append(
+            (
+                vid,
+                r.text(v.get("username"), "video.username"),
+                ct,
+                datetime.fromtimestamp(ct, UTC).date() if ct is not None else None,
+                r.text(v.get("video_description"), "video.video_description"),
+                r.text(v.get("region_code"), "video.region_code"),
+                r.id(v.get("music_id"), "video.music_id"),
+                r.json_list(v.get("hashtag_names"), "video.hashtag_names"),
+                r.json_list(v.get("effect_ids"), "video.effect_ids"),
+                r.id(v.get("playlist_id"), "video.playlist_id"),
+                r.text(v.get("voice_to_text"), "video.voice_to_text"),
+                *_counters(r, v),
+                first_seen[vid],
+                day,
+                key,
+            )
+        )
     for (vid, day), (_order, v, key) in sorted(counters.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
         if vid not in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
             continue
         rows["research_video_counters"].append((vid, day, *_counters(r, v), key))
     for (username, day), (d, key) in sorted(users.items()):
         verified = d.get("is_verified")
-        rows["research_users"].append((
-            username, day, r.text(d.get("display_name"), "user.display_name"),
-            r.text(d.get("bio_description"), "user.bio_description"), r.text(d.get("avatar_url"), "user.avatar_url"),
-            r.tally.bool(verified, "user.is_verified"), r.int(d.get("follower_count"), "user.follower_count"),
-            r.int(d.get("following_count"), "user.following_count"), r.int(d.get("likes_count"), "user.likes_count"),
-            r.int(d.get("video_count"), "user.video_count"), key))
+        rows["research_users"].append(
+            (
+                username,
+                day,
+                r.text(d.get("display_name"), "user.display_name"),
+                r.text(d.get("bio_description"), "user.bio_description"),
+                r.text(d.get("avatar_url"), "user.avatar_url"),
+                r.tally.bool(verified, "user.is_verified"),
+                r.int(d.get("follower_count"), "user.follower_count"),
+                r.int(d.get("following_count"), "user.following_count"),
+                r.int(d.get("likes_count"), "user.likes_count"),
+                r.int(d.get("video_count"), "user.video_count"),
+                key,
+            )
+        )
     rows["research_follows"] = sorted(follows, key=lambda row: (row[0], row[1], row[2], row[4]))
     for cid, (_order, c, key, day) in sorted(comments.items(), key=lambda kv: (len(kv[0]), kv[0])):
-        rows["research_comments"].append((
-            cid, r.id(c.get("video_id"), "comment.video_id"), r.id(c.get("parent_comment_id"), "comment.parent_comment_id"),
-            r.text(c.get("text"), "comment.text"), r.int(c.get("like_count"), "comment.like_count"),
-            r.int(c.get("reply_count"), "comment.reply_count"), r.epoch(c.get("create_time"), "comment.create_time"),
-            day, key))
+        rows["research_comments"].append(
+            (
+                cid,
+                r.id(c.get("video_id"), "comment.video_id"),
+                r.id(c.get("parent_comment_id"), "comment.parent_comment_id"),
+                r.text(c.get("text"), "comment.text"),
+                r.int(c.get("like_count"), "comment.like_count"),
+                r.int(c.get("reply_count"), "comment.reply_count"),
+                r.epoch(c.get("create_time"), "comment.create_time"),
+                day,
+                key,
+            )
+        )
     report.rows = {name: len(rs) for name, rs in rows.items()}
     report.nul_stripped = r.nul
     report.nulled = dict(r.tally.nulled)
@@ -295,8 +368,9 @@ def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[
 
 
 def _counters(r: _Reader, v: dict) -> tuple[int | None, ...]:
-    return tuple(r.int(v.get(name), f"video.{name}") for name in ("view_count", "like_count", "comment_count",
-                                                                  "share_count"))
+    return tuple(
+        r.int(v.get(name), f"video.{name}") for name in ("view_count", "like_count", "comment_count", "share_count")
+    )
 
 
 def _ddl(name: str) -> str:
@@ -321,13 +395,16 @@ def _stale_tables(fetch) -> list[str]:
         want = [(c, t.split()[0].lower()) for c, t in columns]
         have = [(c, str(t).lower()) for c, t in found]
         if [c for c, _ in want] != [c for c, _ in have] or any(
-                (w == "text") != (h in _TEXT_TYPES) for (_, w), (_, h) in zip(want, have)):
+            (w == "text") != (h in _TEXT_TYPES) for (_, w), (_, h) in zip(want, have)
+        ):
             stale.append(name)
     return stale
 
 
-_COLUMNS_SQL = ("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {p} "
-                "AND table_schema = current_schema() ORDER BY ordinal_position")
+_COLUMNS_SQL = (
+    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {p} "
+    "AND table_schema = current_schema() ORDER BY ordinal_position"
+)
 
 
 def load_research_warehouse(
@@ -393,8 +470,12 @@ def _write_postgres(url: str, rows: dict[str, list[tuple]]) -> None:
                             copy.write_row(row)
 
 
-def videos_per_user(target: str | Path | None = None, start: date | None = None, end: date | None = None,
-                    usernames: list[str] | None = None) -> dict[str, int]:
+def videos_per_user(
+    target: str | Path | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    usernames: list[str] | None = None,
+) -> dict[str, int]:
     """Videos in ``research_videos`` per username, created from ``start`` to ``end`` (inclusive)."""
     target = target if target is not None else default_target()
     sql = "SELECT username, COUNT(*) FROM research_videos WHERE 1=1"
@@ -426,4 +507,11 @@ def videos_per_user(target: str | Path | None = None, start: date | None = None,
     return counts
 
 
-__all__ = ["COMMENT_COLUMNS", "ResearchLoadReport", "TABLES", "build_rows", "load_research_warehouse", "videos_per_user"]
+__all__ = [
+    "COMMENT_COLUMNS",
+    "ResearchLoadReport",
+    "TABLES",
+    "build_rows",
+    "load_research_warehouse",
+    "videos_per_user",
+]

@@ -17,9 +17,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--realism", action="store_true", help="serve the payload variants real responses show")
     ap.add_argument("--credit-balance", type=int, default=None, help="credits before 'Insufficient balance' answers")
     args = ap.parse_args(argv)
-    cfg = SandboxConfig(api_key=args.api_key, seed=args.seed, rate_limit=args.rate_limit,
-                        latency_ms=args.latency_ms, error_rate=args.error_rate, video_size=args.video_size,
-                        realism=args.realism, credit_balance=args.credit_balance)
+    cfg = SandboxConfig(
+        api_key=args.api_key,
+        seed=args.seed,
+        rate_limit=args.rate_limit,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        video_size=args.video_size,
+        realism=args.realism,
+        credit_balance=args.credit_balance,
+    )
     sb = SandboxServer(cfg, port=args.port)
     print(f"tiklive sandbox on {sb.base_url} (X-Api-Key: {args.api_key})", flush=True)
     sb.serve_forever()

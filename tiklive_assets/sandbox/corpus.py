@@ -18,18 +18,20 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
-from .media import SignedCdn
+# Imported from here by the package, the sandbox server and tests (the corpus was one module before).
+from .media import CHUNK, SignedCdn, cover_bytes, iter_video_bytes, music_bytes, video_bytes  # noqa: F401
 from .render import WireObjects
-from .world import (
+from .world import (  # noqa: F401
     _COMMENT_WORDS,
     _FIXED_ACCOUNTS,
     _WORDS,
     CREATOR_BASE_INDEX,
     FOLLOW_START,
+    HASHTAG_IDS,
     HASHTAGS,
     MUSIC,
     N_CREATORS,
@@ -43,11 +45,8 @@ from .world import (
     _rng,
     _sec_uid,
     _synthetic_user,
+    post_url,
 )
-
-# Imported from here by the package, the sandbox server and tests (the corpus was one module before).
-from .media import CHUNK, cover_bytes, iter_video_bytes, music_bytes, video_bytes  # noqa: F401
-from .world import HASHTAG_IDS, post_url  # noqa: F401
 
 
 @dataclass
@@ -109,8 +108,18 @@ class Corpus(WireObjects, SignedCdn):
             fav = list(HASHTAGS.values())[j % len(HASHTAGS)]
             period = 2 + _h(seed, "period", handle) % 5
             self.creators.append(
-                Account(handle, f"69{j:017d}", f"Creator {j}", REGION_CODES[j % len(REGION_CODES)], False, fav,
-                        CREATOR_BASE_INDEX + j, False, period, _sec_uid(handle))
+                Account(
+                    handle,
+                    f"69{j:017d}",
+                    f"Creator {j}",
+                    REGION_CODES[j % len(REGION_CODES)],
+                    False,
+                    fav,
+                    CREATOR_BASE_INDEX + j,
+                    False,
+                    period,
+                    _sec_uid(handle),
+                )
             )
         self._all = self.accounts + self.creators
         self._by_handle = {a.handle: a for a in self._all}
@@ -359,13 +368,24 @@ class Corpus(WireObjects, SignedCdn):
                 for _ in range(r.randint(1, 8)):
                     rct = ct + 1 + min(int(r.expovariate(1 / 7200)), 10 * 86400)
                     replies.append(
-                        Comment(str((rct << 32) | r.getrandbits(32)), rct, r.choice(_COMMENT_WORDS),
-                                int(10 ** r.uniform(0, 2.5)), _synthetic_user(r.getrandbits(62)))
+                        Comment(
+                            str((rct << 32) | r.getrandbits(32)),
+                            rct,
+                            r.choice(_COMMENT_WORDS),
+                            int(10 ** r.uniform(0, 2.5)),
+                            _synthetic_user(r.getrandbits(62)),
+                        )
                     )
                 replies.sort(key=lambda c: (c.ct, c.id))
             out.append(
-                Comment(cid, ct, r.choice(_COMMENT_WORDS), int(10 ** r.uniform(0, 4)),
-                        _synthetic_user(r.getrandbits(62)), tuple(replies))
+                Comment(
+                    cid,
+                    ct,
+                    r.choice(_COMMENT_WORDS),
+                    int(10 ** r.uniform(0, 4)),
+                    _synthetic_user(r.getrandbits(62)),
+                    tuple(replies),
+                )
             )
         out.sort(key=lambda c: (c.ct, c.id))  # oldest first: new comments append, offsets stay stable
         return tuple(out)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+from collections.abc import Callable, Iterator
 from functools import lru_cache
-from typing import Callable, Iterator
 
 from .world import _h
 

@@ -90,7 +90,12 @@ class Realism:
             body["comments"] = [self.comment(item) for item in body["comments"]]
         if path == "/region-list/" and isinstance(body.get("regions"), list):
             body = {r["code"]: r["name"] for r in body["regions"]}
-        if "hasMore" in body and path in ("/search-video/", "/post-comments/", "/post-comment-replies/", "/music-posts/"):
+        if "hasMore" in body and path in (
+            "/search-video/",
+            "/post-comments/",
+            "/post-comment-replies/",
+            "/music-posts/",
+        ):
             body["hasMore"] = 1 if body["hasMore"] else 0
         if path in ("/search-video/", "/post-comments/", "/challenge-posts/") and str(body.get("cursor", "")).isdigit():
             body["cursor"] = int(body["cursor"])
@@ -126,11 +131,17 @@ class Realism:
             out["create_time"] = datetime.fromtimestamp(out["create_time"], UTC).isoformat().replace("+00:00", "Z")
         if listing and self.variant_of("no-author", aweme_id, 11) == 0:
             out.pop("author", None)
-        out.update({
-            "anchors": None, "commerce_info": {"adv_promotable": False, "auction_ad_invited": False},
-            "is_top": self.variant_of("top", aweme_id, 2), "size": 1_000_000 + self.variant_of("size", aweme_id, 10**6),
-            "is_ad": False, "item_comment_settings": 0, "mentioned_users": "",
-        })
+        out.update(
+            {
+                "anchors": None,
+                "commerce_info": {"adv_promotable": False, "auction_ad_invited": False},
+                "is_top": self.variant_of("top", aweme_id, 2),
+                "size": 1_000_000 + self.variant_of("size", aweme_id, 10**6),
+                "is_ad": False,
+                "item_comment_settings": 0,
+                "mentioned_users": "",
+            }
+        )
         return out
 
     def photo(self, item: dict[str, Any], images: list[str], sound: str) -> dict[str, Any]:
@@ -146,8 +157,10 @@ class Realism:
         link = user.get("bioLink")
         shape = self.variant_of("bio", key, 3)
         if shape == 0 or not link:
-            user["bioLink"] = {"link": (link or f"https://example.com/{user.get('uniqueId')}").removeprefix("https://"),
-                               "risk": 3}
+            user["bioLink"] = {
+                "link": (link or f"https://example.com/{user.get('uniqueId')}").removeprefix("https://"),
+                "risk": 3,
+            }
         elif shape == 1:
             user.pop("bioLink", None)
         user["verified"] = 1 if user.get("verified") else 0
@@ -173,4 +186,3 @@ class Realism:
         out["reply_total"] = str(out.get("reply_total") or 0)
         out["is_author_digged"] = False
         return out
-

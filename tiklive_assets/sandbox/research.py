@@ -51,12 +51,30 @@ DEFAULT_CLIENT_KEY = "sandbox-research-key"
 DEFAULT_CLIENT_SECRET = "sandbox-research-secret"
 
 VIDEO_FIELDS = (
-    "id", "video_description", "create_time", "region_code", "share_count", "view_count", "like_count",
-    "comment_count", "music_id", "hashtag_names", "username", "effect_ids", "playlist_id", "voice_to_text",
+    "id",
+    "video_description",
+    "create_time",
+    "region_code",
+    "share_count",
+    "view_count",
+    "like_count",
+    "comment_count",
+    "music_id",
+    "hashtag_names",
+    "username",
+    "effect_ids",
+    "playlist_id",
+    "voice_to_text",
 )
 USER_FIELDS = (
-    "display_name", "bio_description", "avatar_url", "is_verified", "follower_count", "following_count",
-    "likes_count", "video_count",
+    "display_name",
+    "bio_description",
+    "avatar_url",
+    "is_verified",
+    "follower_count",
+    "following_count",
+    "likes_count",
+    "video_count",
 )
 COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
 QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
@@ -166,16 +184,24 @@ def videos_on(username: str, day: date, seed: int = 3) -> tuple[ResearchVideo, .
         ct = midnight + s
         vid = (ct << 32) | (_h(seed, "id", username, ct) & 0xFFFF_FFFF)
         tags = tuple(t for j, t in enumerate(account.hashtags) if (_h(seed, vid, j) % 3) or j == 0)
-        out.append(ResearchVideo(
-            id=vid, username=username, create_time=ct, region_code=account.region, hashtags=tags,
-            description=f"{username} video {day.isoformat()} #{i} " + " ".join(f"#{t}" for t in tags),
-            music_id=7_000_000_000_000_000_000 + _h(seed, "music", vid) % 10**15,
-            base_views=1_000 + _h(seed, "views", vid) % 300_000,
-        ))
+        out.append(
+            ResearchVideo(
+                id=vid,
+                username=username,
+                create_time=ct,
+                region_code=account.region,
+                hashtags=tags,
+                description=f"{username} video {day.isoformat()} #{i} " + " ".join(f"#{t}" for t in tags),
+                music_id=7_000_000_000_000_000_000 + _h(seed, "music", vid) % 10**15,
+                base_views=1_000 + _h(seed, "views", vid) % 300_000,
+            )
+        )
     return tuple(out)
 
 
-def corpus_videos(username: str, start: date, end: date, seed: int = 3, *, realism: bool = False) -> list[ResearchVideo]:
+def corpus_videos(
+    username: str, start: date, end: date, seed: int = 3, *, realism: bool = False
+) -> list[ResearchVideo]:
     """Every video of ``username`` created from ``start`` to ``end`` inclusive (for tests and benchmarks); with
     ``realism``, only those the API returns (withheld videos left out)."""
     out: list[ResearchVideo] = []
@@ -207,9 +233,13 @@ def video_comments(video: ResearchVideo, seed: int = 3, realism: bool = False) -
         cid = video.id + 1 + i * 7919 + (_h(seed, "cid", video.id, i) % 7000)
         parent = out[i // 3]["id"] if i % 4 == 3 and out else video.id  # top-level comments name the video
         comment = {
-            "id": cid, "video_id": video.id, "text": f"comment {i} on {video.id}",
-            "like_count": _h(seed, "likes", cid) % 500, "reply_count": sum(1 for c in out if c["id"] == parent),
-            "parent_comment_id": parent, "create_time": video.create_time + 60 * (i + 1),
+            "id": cid,
+            "video_id": video.id,
+            "text": f"comment {i} on {video.id}",
+            "like_count": _h(seed, "likes", cid) % 500,
+            "reply_count": sum(1 for c in out if c["id"] == parent),
+            "parent_comment_id": parent,
+            "create_time": video.create_time + 60 * (i + 1),
         }
         if realism:
             if i % 9 == 4:
@@ -226,8 +256,10 @@ def follows_of(account: ResearchAccount, kind: str) -> list[tuple[int, int]]:
     return [(FOLLOW_EPOCH - i * 3600, i) for i in range(total)]
 
 
-GATEWAY_504 = (b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
-               b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n")
+GATEWAY_504 = (
+    b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
+    b"<center><h1>504 Gateway Time-out</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 
 # Injected failures: kind -> (HTTP status, code, message); "gateway_504" is an HTML page, not the envelope.
 FAULTS: dict[str, tuple[int, str, str]] = {
@@ -391,8 +423,11 @@ class ResearchSandbox:
             with self._lock:
                 injected = self._fail_queue.popleft() if self._fail_queue else None
                 self._per_endpoint[path] += 1
-                script = self.config.faults if self.config.faults is not None else (
-                    REALISTIC_FAULTS if self.config.realism else {})
+                script = (
+                    self.config.faults
+                    if self.config.faults is not None
+                    else (REALISTIC_FAULTS if self.config.realism else {})
+                )
                 if injected is None:
                     injected = script.get((path, self._per_endpoint[path]))
             if injected == "gateway_504":
@@ -436,7 +471,7 @@ class ResearchSandbox:
 
     def _authorize(self, headers: Any) -> None:
         auth = headers.get("Authorization") or ""
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else ""
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
         with self._lock:
             expires = self._tokens.get(token)
         if expires is None:
@@ -448,8 +483,11 @@ class ResearchSandbox:
         day = self.today()
         with self._lock:
             if self._quota[day] >= self.config.daily_quota:
-                raise _Err(429, "daily_quota_limit_exceeded",
-                           f"The daily quota of {self.config.daily_quota} requests is exceeded; retry after 00:00 UTC.")
+                raise _Err(
+                    429,
+                    "daily_quota_limit_exceeded",
+                    f"The daily quota of {self.config.daily_quota} requests is exceeded; retry after 00:00 UTC.",
+                )
             self._quota[day] += 1
             self.stats.requests[path] += 1
 
@@ -461,8 +499,11 @@ class ResearchSandbox:
         if end < start:
             raise _Err(400, "invalid_params", "end_date must not be before start_date")
         if (end - start).days + 1 > MAX_WINDOW_DAYS:
-            raise _Err(400, "invalid_params",
-                       f"The time range between start_date and end_date must be at most {MAX_WINDOW_DAYS} days")
+            raise _Err(
+                400,
+                "invalid_params",
+                f"The time range between start_date and end_date must be at most {MAX_WINDOW_DAYS} days",
+            )
         max_count = _int(request, "max_count", 20)
         if not 1 <= max_count <= MAX_COUNT:
             raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
@@ -478,10 +519,15 @@ class ResearchSandbox:
         with self._lock:
             if search_id is not None:
                 search = self._searches.get(str(search_id))
-                if search is not None and (self.now() - search.created > self.config.search_ttl_seconds
-                                           or search.fingerprint != fingerprint):
+                if search is not None and (
+                    self.now() - search.created > self.config.search_ttl_seconds or search.fingerprint != fingerprint
+                ):
                     search = None
-                if search is not None and self._expire_after_pages and search.pages_served >= self._expire_after_pages[0]:
+                if (
+                    search is not None
+                    and self._expire_after_pages
+                    and search.pages_served >= self._expire_after_pages[0]
+                ):
                     self._expire_after_pages.popleft()
                     self._searches.pop(search.search_id, None)
                     search = None
@@ -493,9 +539,12 @@ class ResearchSandbox:
                     self.stats.page_gaps.append((search.search_id, gap))
                     if gap < self.config.page_interval:
                         self.stats.pace_violations += 1
-                        raise _Err(429, "rate_limit_exceeded",
-                                   f"Requests of one search must be {self.config.page_interval:g} s apart "
-                                   f"(this one came after {gap:.3f} s)")
+                        raise _Err(
+                            429,
+                            "rate_limit_exceeded",
+                            f"Requests of one search must be {self.config.page_interval:g} s apart "
+                            f"(this one came after {gap:.3f} s)",
+                        )
         if search_id is None:
             matches = [v for v in self._candidates(query, start, end) if _matches(query, v)]
             matches.sort(key=lambda v: (v.create_time, v.id), reverse=True)
@@ -503,7 +552,7 @@ class ResearchSandbox:
             with self._lock:
                 self._searches[search.search_id] = search
                 self.stats.searches += 1
-        page = search.ids[cursor: cursor + max_count]
+        page = search.ids[cursor : cursor + max_count]
         end_cursor = cursor + len(page)  # under realism too: the cursor counts withheld videos
         realism = self.config.realism
         if realism:
@@ -530,8 +579,13 @@ class ResearchSandbox:
     def user_info(self, params: dict[str, str], request: dict) -> dict:
         fields = _fields(params.get("fields"), USER_FIELDS, default=USER_FIELDS)
         account = _account(request)
-        videos = sum(len(videos_on(account.username, CORPUS_START + timedelta(days=d), self.config.seed))
-                     for d in range(0, (min(self.today(), CORPUS_END) - CORPUS_START).days + 1, 7)) * 7
+        videos = (
+            sum(
+                len(videos_on(account.username, CORPUS_START + timedelta(days=d), self.config.seed))
+                for d in range(0, (min(self.today(), CORPUS_END) - CORPUS_START).days + 1, 7)
+            )
+            * 7
+        )
         full = {
             "display_name": account.username.capitalize(),
             "bio_description": f"Official account of {account.username}",
@@ -555,8 +609,10 @@ class ResearchSandbox:
         rows = [(t, i) for t, i in follows_of(account, kind) if t <= cursor][:max_count]
         people = []
         for _t, i in rows:
-            person = {"display_name": f"{kind[:-1]} {i} of {account.username}",
-                      "username": f"{account.username}_{kind[:3]}{i:04d}"}
+            person = {
+                "display_name": f"{kind[:-1]} {i} of {account.username}",
+                "username": f"{account.username}_{kind[:3]}{i:04d}",
+            }
             if self.config.realism and i % 31 == 7:
                 del person["display_name"]
             elif self.config.realism and i % 23 == 5:
@@ -580,9 +636,12 @@ class ResearchSandbox:
             raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
         cursor = _int(request, "cursor", 0)
         comments = video_comments(video, self.config.seed, self.config.realism)
-        page = comments[cursor: cursor + max_count]
-        return {"comments": [{k: c[k] for k in fields if k in c} for c in page],
-                "cursor": cursor + len(page), "has_more": cursor + len(page) < len(comments)}
+        page = comments[cursor : cursor + max_count]
+        return {
+            "comments": [{k: c[k] for k in fields if k in c} for c in page],
+            "cursor": cursor + len(page),
+            "has_more": cursor + len(page) < len(comments),
+        }
 
 
 def _fields(raw: str | None, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
@@ -629,9 +688,16 @@ def _conditions(query: dict) -> dict[str, list[dict]]:
         if not isinstance(items, list):
             raise _Err(400, "invalid_params", f"query.{clause} must be a list of conditions")
         for c in items:
-            if not isinstance(c, dict) or c.get("operation") not in OPERATIONS or c.get("field_name") not in QUERY_FIELDS:
-                raise _Err(400, "invalid_params",
-                           f"invalid condition {c!r}: operation one of {OPERATIONS}, field_name one of {QUERY_FIELDS}")
+            if (
+                not isinstance(c, dict)
+                or c.get("operation") not in OPERATIONS
+                or c.get("field_name") not in QUERY_FIELDS
+            ):
+                raise _Err(
+                    400,
+                    "invalid_params",
+                    f"invalid condition {c!r}: operation one of {OPERATIONS}, field_name one of {QUERY_FIELDS}",
+                )
             values = c.get("field_values")
             if not isinstance(values, list) or not values or (c["operation"] == "EQ" and len(values) != 1):
                 raise _Err(400, "invalid_params", f"invalid field_values in {c!r} (EQ takes exactly one value)")

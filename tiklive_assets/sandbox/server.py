@@ -18,9 +18,10 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, Endpoint
@@ -70,8 +71,9 @@ class Faults:
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 body: dict | bytes | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, body: dict | bytes | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -166,7 +168,7 @@ class SandboxServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="tiklive-sandbox", daemon=True
@@ -189,7 +191,7 @@ class SandboxServer:
         finally:
             self._httpd.close_all()
 
-    def __enter__(self) -> "SandboxServer":
+    def __enter__(self) -> SandboxServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -218,8 +220,15 @@ class SandboxServer:
             if endpoint:
                 self.faults.drift.add(_norm_endpoint(endpoint))
 
-    def fail_next(self, n: int, status: int = 503, retry_after: float | int | None = None, *,
-                  body: dict | bytes | None = None, endpoint: str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int,
+        status: int = 503,
+        retry_after: float | int | None = None,
+        *,
+        body: dict | bytes | None = None,
+        endpoint: str | None = None,
+    ) -> None:
         """Answer the next ``n`` API requests (of ``endpoint`` only, when given) with ``status``, and ``body`` when
         given (a dict as JSON, bytes as they are: ``fail_next(1, 200, body={"code": -1, "msg": "busy"})``)."""
         with self._lock:
@@ -262,8 +271,13 @@ class SandboxServer:
             self.make_private(h)
         fn = body.get("fail_next")
         if fn:
-            self.fail_next(int(fn.get("n", 1)), int(fn.get("status", 503)), fn.get("retry_after"),
-                           body=fn.get("body"), endpoint=fn.get("endpoint"))
+            self.fail_next(
+                int(fn.get("n", 1)),
+                int(fn.get("status", 503)),
+                fn.get("retry_after"),
+                body=fn.get("body"),
+                endpoint=fn.get("endpoint"),
+            )
         return self.fault_settings()
 
     def fault_settings(self) -> dict[str, Any]:
@@ -361,8 +375,12 @@ class SandboxServer:
             if body is not None:
                 raise _ApiError(status, "scripted answer", {}, body)
             headers = {"Retry-After": str(int(math.ceil(float(retry_after))))} if retry_after is not None else {}
-            msg = {429: "rate limit exceeded", 500: "internal server error", 502: "bad gateway",
-                   503: "service unavailable"}.get(status, "injected fault")
+            msg = {
+                429: "rate limit exceeded",
+                500: "internal server error",
+                502: "bad gateway",
+                503: "service unavailable",
+            }.get(status, "injected fault")
             raise _ApiError(status, msg, headers)
 
     def _charge(self) -> bool:
@@ -384,14 +402,18 @@ class SandboxServer:
             return fault
         if path == "/post-detail/" or isinstance(body.get("videos"), list):
             items = [body] if path == "/post-detail/" else body["videos"]
-            photos = [self._as_photo(item, now) if realism.is_photo(str(item.get("aweme_id"))) else item for item in items]
+            photos = [
+                self._as_photo(item, now) if realism.is_photo(str(item.get("aweme_id"))) else item for item in items
+            ]
             body = photos[0] if path == "/post-detail/" else {**body, "videos": photos}
         return realism.rewrite(path, body)
 
     def _as_photo(self, item: dict, now: float) -> dict:
         aweme_id = str(item["aweme_id"])
-        images = [self.corpus.cdn_url("image", f"{aweme_id}x{n}", "jpg", now)
-                  for n in range(1, self.realism.image_count(aweme_id) + 1)]
+        images = [
+            self.corpus.cdn_url("image", f"{aweme_id}x{n}", "jpg", now)
+            for n in range(1, self.realism.image_count(aweme_id) + 1)
+        ]
         music_id = (item.get("music_info") or {}).get("id")
         sound = self.corpus.cdn_url("music", music_id, "mp3", now) if music_id else ""
         return self.realism.photo(item, images, sound)
@@ -589,8 +611,9 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/cdn/"):
                 self._cdn(sb, path, query)
             elif path.startswith("/v2/"):
-                status, obj, headers = sb.research.handle(method, path if path.endswith("/") else path + "/", query,
-                                                          self.headers, body)
+                status, obj, headers = sb.research.handle(
+                    method, path if path.endswith("/") else path + "/", query, self.headers, body
+                )
                 if isinstance(obj, RawBody):  # a gateway page, sent as the real one is (HTML, not JSON)
                     self._send(status, bytes(obj), obj.content_type, headers)
                 else:
@@ -639,12 +662,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(200, {"aweme_id": sb.publish_video(str(data["handle"]))})
             elif path.rstrip("/") == "/__sandbox__/corpus":
                 c = sb.corpus
-                self._json(200, {
-                    "accounts": [{"handle": a.handle, "id": a.id} for a in c.accounts],
-                    "hashtags": c.hashtags,
-                    "music_ids": c.music_ids,
-                    "base_url": sb.base_url,
-                })
+                self._json(
+                    200,
+                    {
+                        "accounts": [{"handle": a.handle, "id": a.id} for a in c.accounts],
+                        "hashtags": c.hashtags,
+                        "music_ids": c.music_ids,
+                        "base_url": sb.base_url,
+                    },
+                )
             else:
                 self._json(404, {"error": "unknown control endpoint"})
         except (ValueError, KeyError, TypeError) as e:
@@ -703,8 +729,7 @@ def _follow(kind: str, key: str) -> Callable[[SandboxServer, _Params, float], di
         if t > 0:
             keep = [i for i, ft in enumerate(times) if ft < t]
             times, items = [times[i] for i in keep], [items[i] for i in keep]
-        return {key: items[:count], "time": times[:count][-1] if items[:count] else t,
-                "hasMore": len(items) > count}
+        return {key: items[:count], "time": times[:count][-1] if items[:count] else t, "hasMore": len(items) > count}
 
     return handler
 
@@ -874,7 +899,9 @@ _HANDLERS: dict[str, _Respond] = {
     "search-user": _search_user,
 }
 if set(_HANDLERS) != {e.name for e in ENDPOINTS}:  # every declared endpoint served, nothing else
-    raise RuntimeError(f"sandbox handlers without a declaration: {sorted(set(_HANDLERS) - {e.name for e in ENDPOINTS})}"
-                       f"; declarations without a handler: {sorted({e.name for e in ENDPOINTS} - set(_HANDLERS))}")
+    raise RuntimeError(
+        f"sandbox handlers without a declaration: {sorted(set(_HANDLERS) - {e.name for e in ENDPOINTS})}"
+        f"; declarations without a handler: {sorted({e.name for e in ENDPOINTS} - set(_HANDLERS))}"
+    )
 _ROUTES: dict[str, tuple[Endpoint, _Respond]] = {e.path: (e, _HANDLERS[e.name]) for e in ENDPOINTS}
 API_ENDPOINTS = tuple(_ROUTES)

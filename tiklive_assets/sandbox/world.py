@@ -82,17 +82,48 @@ _FIXED_ACCOUNTS = [
 N_CREATORS = 20
 CREATOR_BASE_INDEX = 1000
 
-_WORDS = (
-    "today we try something new, honest review, you will not believe this, part two, "
-    "quick tip, day in my life, behind the scenes, storytime, best moment ever, "
-    "trying the viral trend, first attempt, what do you think, late night, morning routine, "
-    "road trip, secret recipe, breaking update, rainy day, weekend plans, tutorial"
-).split(", ")
-_COMMENT_WORDS = (
-    "love this, so good, first, where is this, recipe please, haha, no way, this is art, "
-    "part 2 please, who else is watching in 2026, amazing, underrated, I needed this today, "
-    "wow, came here from the hashtag, legend, can't stop watching, teach me"
-).split(", ")
+_WORDS = [
+    "today we try something new",
+    "honest review",
+    "you will not believe this",
+    "part two",
+    "quick tip",
+    "day in my life",
+    "behind the scenes",
+    "storytime",
+    "best moment ever",
+    "trying the viral trend",
+    "first attempt",
+    "what do you think",
+    "late night",
+    "morning routine",
+    "road trip",
+    "secret recipe",
+    "breaking update",
+    "rainy day",
+    "weekend plans",
+    "tutorial",
+]
+_COMMENT_WORDS = [
+    "love this",
+    "so good",
+    "first",
+    "where is this",
+    "recipe please",
+    "haha",
+    "no way",
+    "this is art",
+    "part 2 please",
+    "who else is watching in 2026",
+    "amazing",
+    "underrated",
+    "I needed this today",
+    "wow",
+    "came here from the hashtag",
+    "legend",
+    "can't stop watching",
+    "teach me",
+]
 _NAMES = ["Sam", "Kai", "Noor", "Lena", "Ravi", "Mia", "Tomas", "Yuki", "Ana", "Leo", "Zoe", "Ivan"]
 
 
@@ -161,7 +192,7 @@ class Comment:
     text: str
     digg_count: int
     user: tuple[str, str, str]  # id, unique_id, nickname
-    replies: tuple["Comment", ...] = ()
+    replies: tuple[Comment, ...] = ()
 
 
 def _sec_uid(handle: str) -> str:

@@ -32,9 +32,13 @@ def insert_pending(tx: Tx, rows: list[tuple[str, str, str | None]], now: datetim
     params: list[Any] = []
     for aweme_id, source, author_handle in rows:
         params += [aweme_id, source, author_handle, now, now]
-    return len(tx.fetchall(
-        "INSERT INTO archive_queue (aweme_id, source, author_handle, state, attempts, added_at, updated_at) "
-        f"VALUES {values} ON CONFLICT (aweme_id) DO NOTHING RETURNING aweme_id", params))
+    return len(
+        tx.fetchall(
+            "INSERT INTO archive_queue (aweme_id, source, author_handle, state, attempts, added_at, updated_at) "
+            f"VALUES {values} ON CONFLICT (aweme_id) DO NOTHING RETURNING aweme_id",
+            params,
+        )
+    )
 
 
 class QueueState(StateCore):
@@ -72,18 +76,22 @@ class QueueState(StateCore):
         """Up to ``limit`` 'pending' rows, oldest first (claimed or not; read-only)."""
         with self._tx() as tx:
             rows = tx.fetchall(
-                f"SELECT {_QUEUE_COLS} FROM archive_queue WHERE state = 'pending' "
-                "ORDER BY added_at, aweme_id LIMIT ?", [int(limit)])
+                f"SELECT {_QUEUE_COLS} FROM archive_queue WHERE state = 'pending' ORDER BY added_at, aweme_id LIMIT ?",
+                [int(limit)],
+            )
         return [_queue_item(r) for r in rows]
 
     # A row is free when nobody holds it: no owner and no unexpired lease (claims of releases before owners), or an
     # owner that is no longer live (expires_at passed: it stopped heartbeating, or was found dead and expired).
-    _FREE = ("((q.claim_owner IS NULL AND (q.lease_until IS NULL OR q.lease_until <= ?)) OR "
-             "(q.claim_owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM claim_owners o "
-             "WHERE o.owner_id = q.claim_owner AND o.expires_at > ?)))")
+    _FREE = (
+        "((q.claim_owner IS NULL AND (q.lease_until IS NULL OR q.lease_until <= ?)) OR "
+        "(q.claim_owner IS NOT NULL AND NOT EXISTS (SELECT 1 FROM claim_owners o "
+        "WHERE o.owner_id = q.claim_owner AND o.expires_at > ?)))"
+    )
 
-    def claim_pending(self, limit: int, *, lease: timedelta = DEFAULT_LEASE, state: str = "pending",
-                      owner: ClaimOwner | None = None) -> list[QueueItem]:
+    def claim_pending(
+        self, limit: int, *, lease: timedelta = DEFAULT_LEASE, state: str = "pending", owner: ClaimOwner | None = None
+    ) -> list[QueueItem]:
         """Atomically claim up to ``limit`` free rows in ``state``, oldest first, incrementing ``attempts``.
 
         With an ``owner`` (registered with ``register_owner``), a claim holds as long as its owner heartbeats, however
@@ -114,8 +122,11 @@ class QueueState(StateCore):
         """Whether ``owner`` still holds ``aweme_id`` (checked before paying for it: a claim lost while this process
         was silent may have been taken by another run, which then pays for it instead)."""
         with self._tx() as tx:
-            row = tx.fetchone("SELECT 1 FROM archive_queue WHERE aweme_id = ? AND claim_owner = ? "
-                              "AND state IN ('pending', 'resolved')", [aweme_id, owner.owner_id])
+            row = tx.fetchone(
+                "SELECT 1 FROM archive_queue WHERE aweme_id = ? AND claim_owner = ? "
+                "AND state IN ('pending', 'resolved')",
+                [aweme_id, owner.owner_id],
+            )
         return row is not None
 
     def release(self, aweme_id: str, *, refund_attempt: bool = False) -> bool:
@@ -124,15 +135,20 @@ class QueueState(StateCore):
         was not the id's)."""
         refund = ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if refund_attempt else ""
         with self._tx(write=True) as tx:
-            cur = tx.execute(f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
-                             "WHERE aweme_id = ?", [utcnow(), aweme_id])
+            cur = tx.execute(
+                f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
+                "WHERE aweme_id = ?",
+                [utcnow(), aweme_id],
+            )
             return cur.rowcount > 0
 
     def note_failure(self, aweme_id: str, problem: str) -> None:
         """Remember why the id's last attempt failed (shown by `tiklive status` and the run summary)."""
         with self._tx(write=True) as tx:
-            tx.execute("UPDATE archive_queue SET last_error = ?, updated_at = ? WHERE aweme_id = ?",
-                       [problem[:500], utcnow(), aweme_id])
+            tx.execute(
+                "UPDATE archive_queue SET last_error = ?, updated_at = ? WHERE aweme_id = ?",
+                [problem[:500], utcnow(), aweme_id],
+            )
 
     def mark_resolved(self, aweme_id: str, author_handle: str | None = None) -> bool:
         """pending -> resolved (keeps the known handle when ``author_handle`` is None). False if not applicable."""
@@ -185,7 +201,9 @@ class QueueState(StateCore):
             cur = tx.execute(
                 "UPDATE archive_queue SET state = 'pending', attempts = 0, lease_until = NULL, claim_owner = NULL, "
                 "last_error = NULL, updated_at = ? "
-                "WHERE aweme_id = ?", [utcnow(), aweme_id])
+                "WHERE aweme_id = ?",
+                [utcnow(), aweme_id],
+            )
             tx.execute("DELETE FROM dead_letter WHERE aweme_id = ?", [aweme_id])
             return cur.rowcount > 0
 

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -20,8 +20,8 @@ BUSY_TIMEOUT_MS = 30_000
 def _sqlite_param(value: Any) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, date):
         return value.isoformat()
     return value
@@ -216,8 +216,7 @@ class PostgresBackend(Backend):
             # Our SQL never contains literal '?' or '%', so this translation is exact.
             pg_sql = sql.replace("?", "%s")
             self._sql_cache[sql] = pg_sql
-        params = [p.replace(tzinfo=timezone.utc) if isinstance(p, datetime) and p.tzinfo is None else p
-                  for p in params]
+        params = [p.replace(tzinfo=UTC) if isinstance(p, datetime) and p.tzinfo is None else p for p in params]
         return conn.execute(pg_sql, params)
 
 
@@ -238,7 +237,7 @@ def _shown(url: str) -> str:
 def backend_from_url(url: str) -> Backend:
     """``sqlite:///abs/path/state.sqlite`` or ``postgresql://...`` (``postgres://``, ``postgresql+psycopg://`` too)."""
     if url.startswith("sqlite:"):
-        rest = url[len("sqlite:"):]
+        rest = url[len("sqlite:") :]
         rest = rest.split("?", 1)[0]
         if rest.startswith("//"):
             rest = rest[2:]  # the (empty) authority
@@ -253,7 +252,7 @@ def backend_from_url(url: str) -> Backend:
         return SqliteBackend(Path(path))
     for prefix in ("postgresql+psycopg://", "postgresql+psycopg3://", "postgres://"):
         if url.startswith(prefix):
-            url = "postgresql://" + url[len(prefix):]
+            url = "postgresql://" + url[len(prefix) :]
             break
     if url.startswith("postgresql://"):
         return PostgresBackend(url)

@@ -32,8 +32,18 @@ class OwnerState(StateCore):
                 "INSERT INTO claim_owners (owner_id, run_id, host, host_key, pid, pid_start, heartbeat_seconds, "
                 "started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner_id) "
                 "DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
-                [owner.owner_id, owner.run_id, owner.host, owner.host_key, owner.pid, owner.pid_start,
-                 owner.heartbeat_seconds, now, now, now + timedelta(seconds=owner.stale_after)],
+                [
+                    owner.owner_id,
+                    owner.run_id,
+                    owner.host,
+                    owner.host_key,
+                    owner.pid,
+                    owner.pid_start,
+                    owner.heartbeat_seconds,
+                    now,
+                    now,
+                    now + timedelta(seconds=owner.stale_after),
+                ],
             )
 
     def heartbeat(self, owner: ClaimOwner, *, lease: timedelta | None = None) -> bool:
@@ -43,18 +53,24 @@ class OwnerState(StateCore):
         with self._tx(write=True) as tx:
             row = tx.fetchone("SELECT expires_at FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
             live = row is not None and read_dt(row[0]) > now
-            tx.execute("UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
-                       [now, now + timedelta(seconds=owner.stale_after), owner.owner_id])
+            tx.execute(
+                "UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
+                [now, now + timedelta(seconds=owner.stale_after), owner.owner_id],
+            )
             if lease is not None:
-                tx.execute("UPDATE archive_queue SET lease_until = ? WHERE claim_owner = ? AND lease_until IS NOT NULL",
-                           [now + lease, owner.owner_id])
+                tx.execute(
+                    "UPDATE archive_queue SET lease_until = ? WHERE claim_owner = ? AND lease_until IS NOT NULL",
+                    [now + lease, owner.owner_id],
+                )
         return live
 
     def end_owner(self, owner: ClaimOwner) -> int:
         """The owner is done: whatever it still holds is released (attempts kept). Returns how many claims."""
         with self._tx(write=True) as tx:
-            released = tx.execute("UPDATE archive_queue SET claim_owner = NULL, lease_until = NULL, updated_at = ? "
-                                  "WHERE claim_owner = ?", [utcnow(), owner.owner_id]).rowcount
+            released = tx.execute(
+                "UPDATE archive_queue SET claim_owner = NULL, lease_until = NULL, updated_at = ? WHERE claim_owner = ?",
+                [utcnow(), owner.owner_id],
+            ).rowcount
             tx.execute("DELETE FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
         return released
 
@@ -68,8 +84,10 @@ class OwnerState(StateCore):
         local_key = local_key or host_key()
         now = utcnow()
         with self._tx() as tx:
-            rows = tx.fetchall("SELECT owner_id, pid, pid_start FROM claim_owners "
-                               "WHERE host_key = ? AND expires_at > ?", [local_key, now])
+            rows = tx.fetchall(
+                "SELECT owner_id, pid, pid_start FROM claim_owners WHERE host_key = ? AND expires_at > ?",
+                [local_key, now],
+            )
         dead = [owner_id for owner_id, pid, started in rows if not alive(int(pid), started)]
         if dead:
             with self._tx(write=True) as tx:
@@ -83,10 +101,15 @@ class OwnerState(StateCore):
         now = utcnow()
         local = host_key()
         with self._tx() as tx:
-            owners = tx.fetchall("SELECT owner_id, run_id, host, host_key, pid, pid_start, heartbeat_at, expires_at "
-                                 "FROM claim_owners")
-            claims = dict(tx.fetchall("SELECT claim_owner, COUNT(*) FROM archive_queue WHERE claim_owner IS NOT NULL "
-                                      "AND state IN ('pending', 'resolved') GROUP BY claim_owner"))
+            owners = tx.fetchall(
+                "SELECT owner_id, run_id, host, host_key, pid, pid_start, heartbeat_at, expires_at FROM claim_owners"
+            )
+            claims = dict(
+                tx.fetchall(
+                    "SELECT claim_owner, COUNT(*) FROM archive_queue WHERE claim_owner IS NOT NULL "
+                    "AND state IN ('pending', 'resolved') GROUP BY claim_owner"
+                )
+            )
         out = []
         for owner_id, run_id, host, key, pid, started, beat, expires in owners:
             beat_at = read_dt(beat)
@@ -112,7 +135,9 @@ class OwnerState(StateCore):
                 "SELECT q.aweme_id, q.state, q.attempts, q.claim_owner, o.expires_at, q.last_error, q.lease_until, "
                 "o.host_key, o.pid, o.pid_start "
                 "FROM archive_queue q LEFT JOIN claim_owners o ON o.owner_id = q.claim_owner "
-                "WHERE q.state IN ('pending', 'resolved') ORDER BY q.added_at, q.aweme_id LIMIT ?", [int(limit)])
+                "WHERE q.state IN ('pending', 'resolved') ORDER BY q.added_at, q.aweme_id LIMIT ?",
+                [int(limit)],
+            )
         items = []
         local = host_key()
         for aweme_id, state, attempts, owner, expires, error, lease, key, pid, started in rows:

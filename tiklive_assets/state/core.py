@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .backends import Backend, Tx
@@ -21,14 +21,14 @@ _LOCK_MIGRATE = (0x71C1, 0)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(value: datetime) -> datetime:
     """Naive datetimes are taken to be UTC."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def read_dt(value: Any) -> datetime | None:
@@ -59,7 +59,7 @@ def as_day(value: date | datetime | str) -> date:
 
 def batches(seq: list, size: int = _BATCH) -> Iterator[list]:
     for start in range(0, len(seq), size):
-        yield seq[start:start + size]
+        yield seq[start : start + size]
 
 
 class StateCore:
@@ -98,8 +98,11 @@ class StateCore:
         out: dict[str, set[str]] = {}
         for table in sorted(tables):
             if self.dialect == "postgres":
-                rows = tx.fetchall("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                                   "AND table_schema = current_schema()", [table])
+                rows = tx.fetchall(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                    "AND table_schema = current_schema()",
+                    [table],
+                )
                 out[table] = {r[0] for r in rows}
             else:
                 out[table] = {r[1] for r in tx.fetchall(f"PRAGMA table_info({table})")}
@@ -108,10 +111,12 @@ class StateCore:
     def _file_kind_definition(self, tx: Tx) -> str:
         """The archived_files kind CHECK as the database holds it (to tell whether it predates photo posts)."""
         if self.dialect == "postgres":
-            row = tx.fetchone("SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
-                              "JOIN pg_class t ON t.oid = c.conrelid "
-                              "WHERE t.relname = 'archived_files' AND c.contype = 'c' AND t.relnamespace = "
-                              "to_regnamespace(current_schema())::oid")
+            row = tx.fetchone(
+                "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_class t ON t.oid = c.conrelid "
+                "WHERE t.relname = 'archived_files' AND c.contype = 'c' AND t.relnamespace = "
+                "to_regnamespace(current_schema())::oid"
+            )
         else:
             row = tx.fetchone("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'archived_files'")
         return str(row[0]) if row and row[0] else ""

@@ -7,7 +7,6 @@ from datetime import date
 from .core import StateCore, as_day
 from .errors import CreditBudgetExhausted
 
-
 # Advisory-lock namespace (Postgres) for a day's credits: pg_advisory_xact_lock(_LOCK_CREDITS, day ordinal).
 _LOCK_CREDITS = 0x71C2
 
@@ -26,8 +25,10 @@ class CreditState(StateCore):
         day = as_day(day)
         with self._tx(write=True) as tx:
             if self.dialect == "postgres":
-                tx.execute("SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
-                           [_LOCK_CREDITS, day.toordinal()])
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
+                    [_LOCK_CREDITS, day.toordinal()],
+                )
             spent = int(tx.fetchone("SELECT COALESCE(SUM(requests), 0) FROM credits WHERE day = ?", [day])[0])
             if daily_budget is not None and spent + cost > daily_budget:
                 raise CreditBudgetExhausted(day, spent, daily_budget)
@@ -41,6 +42,5 @@ class CreditState(StateCore):
     def credits_spent(self, day: date) -> dict[str, int]:
         """Requests per endpoint on ``day``."""
         with self._tx() as tx:
-            rows = tx.fetchall("SELECT endpoint, requests FROM credits WHERE day = ? ORDER BY endpoint",
-                               [as_day(day)])
+            rows = tx.fetchall("SELECT endpoint, requests FROM credits WHERE day = ? ORDER BY endpoint", [as_day(day)])
         return {endpoint: int(n) for endpoint, n in rows}

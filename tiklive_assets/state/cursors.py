@@ -30,8 +30,14 @@ class CursorState(StateCore):
             row = tx.fetchone("SELECT scope, value, pages, updated_at FROM cursors WHERE scope = ?", [scope])
         return None if row is None else CursorRecord(row[0], row[1], row[2], read_dt(row[3]))
 
-    def set_cursor(self, scope: str, value: str | int | None, pages: int | None = None, *,
-                   values: dict[str, str | None] | None = None) -> None:
+    def set_cursor(
+        self,
+        scope: str,
+        value: str | int | None,
+        pages: int | None = None,
+        *,
+        values: dict[str, str | None] | None = None,
+    ) -> None:
         """Upsert the cursor for ``scope`` and append it to cursor_history; committed before returning.
 
         ``values`` are kv entries written in the same transaction (None deletes one): a walk's markers (complete,
@@ -50,12 +56,24 @@ class CursorState(StateCore):
             "updated_at = excluded.updated_at",
             [scope, text, pages, now],
         )
-        tx.execute("INSERT INTO cursor_history (scope, value, pages, recorded_at) VALUES (?, ?, ?, ?)",
-                   [scope, text, pages, now])
+        tx.execute(
+            "INSERT INTO cursor_history (scope, value, pages, recorded_at) VALUES (?, ?, ?, ?)",
+            [scope, text, pages, now],
+        )
 
-    def record_listing_page(self, scope: str, rows: list[tuple[str, str, str | None]], *, next_cursor: str | None,
-                            pages: int, max_videos: int, last_page: bool, stop_when_all_known: bool,
-                            counter_key: str, complete_key: str) -> ListingPage:
+    def record_listing_page(
+        self,
+        scope: str,
+        rows: list[tuple[str, str, str | None]],
+        *,
+        next_cursor: str | None,
+        pages: int,
+        max_videos: int,
+        last_page: bool,
+        stop_when_all_known: bool,
+        counter_key: str,
+        complete_key: str,
+    ) -> ListingPage:
         """One discovery page, in ONE transaction: queue its new ids (up to the walk's allowance for the day), advance
         the cursor, count them toward the day's total, and mark the walk complete when this page ends it.
 
@@ -73,7 +91,7 @@ class CursorState(StateCore):
             known: set[str] = set()
             for batch in batches([r[0] for r in unique]):
                 known.update(queued_ids(tx, batch))
-            fresh = [r for r in unique if r[0] not in known][:max(max_videos - enqueued, 0)]
+            fresh = [r for r in unique if r[0] not in known][: max(max_videos - enqueued, 0)]
             new = 0
             for batch in batches(fresh):
                 new += insert_pending(tx, batch, now)
@@ -103,8 +121,9 @@ class CursorState(StateCore):
         """The last ``limit`` values set for ``scope``, newest first (updated_at = when it was recorded)."""
         with self._tx() as tx:
             rows = tx.fetchall(
-                "SELECT scope, value, pages, recorded_at FROM cursor_history WHERE scope = ? "
-                "ORDER BY id DESC LIMIT ?", [scope, int(limit)])
+                "SELECT scope, value, pages, recorded_at FROM cursor_history WHERE scope = ? ORDER BY id DESC LIMIT ?",
+                [scope, int(limit)],
+            )
         return [CursorRecord(r[0], r[1], r[2], read_dt(r[3])) for r in rows]
 
     def prune_cursor_history(self, keep: int = 200) -> int:

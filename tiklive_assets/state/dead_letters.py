@@ -22,8 +22,9 @@ class DeadLetterState(StateCore):
 
     def dead_letter(self, aweme_id: str) -> DeadLetter | None:
         with self._tx() as tx:
-            row = tx.fetchone("SELECT aweme_id, reason, http_status, failed_at FROM dead_letter WHERE aweme_id = ?",
-                              [aweme_id])
+            row = tx.fetchone(
+                "SELECT aweme_id, reason, http_status, failed_at FROM dead_letter WHERE aweme_id = ?", [aweme_id]
+            )
         if row is None:
             return None
         return DeadLetter(row[0], row[1], None if row[2] is None else int(row[2]), read_dt(row[3]))

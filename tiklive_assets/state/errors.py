@@ -19,8 +19,8 @@ class StateUnavailable(StateError):
 
     def __init__(self, where: str, cause: BaseException):
         self.where = where
-        super().__init__(f"the state database at {where} is unavailable ({type(cause).__name__}: "
-                         f"{str(cause).strip().splitlines()[0] if str(cause).strip() else 'no detail'}); check "
-                         "TIKLIVE_STATE_URL and that the database is up, then rerun: nothing was blamed on any video")
-
-
+        super().__init__(
+            f"the state database at {where} is unavailable ({type(cause).__name__}: "
+            f"{str(cause).strip().splitlines()[0] if str(cause).strip() else 'no detail'}); check "
+            "TIKLIVE_STATE_URL and that the database is up, then rerun: nothing was blamed on any video"
+        )

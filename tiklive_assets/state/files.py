@@ -11,8 +11,15 @@ from .models import FILE_KINDS, FileRecord, is_file_kind
 class FileState(StateCore):
     """archived_files: record an id's stored objects and list them."""
 
-    def record_file(self, aweme_id: str, kind: str, storage_key: str, sha256: str | None, size: int | None,
-                    ingest_date: date | str | None) -> None:
+    def record_file(
+        self,
+        aweme_id: str,
+        kind: str,
+        storage_key: str,
+        sha256: str | None,
+        size: int | None,
+        ingest_date: date | str | None,
+    ) -> None:
         """Upsert the stored object for (aweme_id, kind): 'video', 'cover', 'sidecar', or a photo post's 'sound' and
         'image-<n>'."""
         if not is_file_kind(kind):
@@ -31,6 +38,10 @@ class FileState(StateCore):
         with self._tx() as tx:
             rows = tx.fetchall(
                 "SELECT aweme_id, kind, storage_key, sha256, bytes, ingest_date, recorded_at "
-                "FROM archived_files WHERE aweme_id = ? ORDER BY kind", [aweme_id])
-        return [FileRecord(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4]), read_date(r[5]),
-                           read_dt(r[6])) for r in rows]
+                "FROM archived_files WHERE aweme_id = ? ORDER BY kind",
+                [aweme_id],
+            )
+        return [
+            FileRecord(r[0], r[1], r[2], r[3], None if r[4] is None else int(r[4]), read_date(r[5]), read_dt(r[6]))
+            for r in rows
+        ]

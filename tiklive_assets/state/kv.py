@@ -14,8 +14,11 @@ def write_values(tx: Tx, values: dict[str, str | None], now: datetime) -> None:
         if value is None:
             tx.execute("DELETE FROM kv WHERE key = ?", [key])
         else:
-            tx.execute("INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                       "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at", [key, value, now])
+            tx.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                [key, value, now],
+            )
 
 
 class KvState(StateCore):

@@ -12,7 +12,7 @@ IMAGE_KIND_PREFIX = "image-"
 
 
 def is_file_kind(kind: str) -> bool:
-    return kind in FILE_KINDS or (kind.startswith(IMAGE_KIND_PREFIX) and kind[len(IMAGE_KIND_PREFIX):].isdigit())
+    return kind in FILE_KINDS or (kind.startswith(IMAGE_KIND_PREFIX) and kind[len(IMAGE_KIND_PREFIX) :].isdigit())
 
 
 @dataclass(frozen=True)

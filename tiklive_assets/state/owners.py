@@ -77,9 +77,15 @@ class ClaimOwner:
     def this_process(cls, run_id: str | None = None, heartbeat_seconds: float = 10.0) -> ClaimOwner:
         """An owner for this process; ``run_id`` is the Dagster run's (when there is one), else a generated id."""
         pid = os.getpid()
-        return cls(owner_id=uuid.uuid4().hex, run_id=run_id or f"local-{uuid.uuid4().hex[:12]}",
-                   host=socket.gethostname(), host_key=host_key(), pid=pid, pid_start=process_start(pid),
-                   heartbeat_seconds=float(heartbeat_seconds))
+        return cls(
+            owner_id=uuid.uuid4().hex,
+            run_id=run_id or f"local-{uuid.uuid4().hex[:12]}",
+            host=socket.gethostname(),
+            host_key=host_key(),
+            pid=pid,
+            pid_start=process_start(pid),
+            heartbeat_seconds=float(heartbeat_seconds),
+        )
 
     @property
     def stale_after(self) -> float:

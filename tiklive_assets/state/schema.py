@@ -143,8 +143,10 @@ def widen_file_kinds_sql(dialect: str, current_definition: str) -> list[str]:
     if not current_definition or "'sound'" in current_definition:
         return []
     if dialect == "postgres":
-        return ["ALTER TABLE archived_files DROP CONSTRAINT IF EXISTS archived_files_kind_check",
-                f"ALTER TABLE archived_files ADD CONSTRAINT archived_files_kind_check CHECK ({FILE_KIND_CHECK})"]
+        return [
+            "ALTER TABLE archived_files DROP CONSTRAINT IF EXISTS archived_files_kind_check",
+            f"ALTER TABLE archived_files ADD CONSTRAINT archived_files_kind_check CHECK ({FILE_KIND_CHECK})",
+        ]
     create = next(stmt for stmt in ddl_for("sqlite") if "CREATE TABLE IF NOT EXISTS archived_files" in stmt)
     return [
         "ALTER TABLE archived_files RENAME TO archived_files_before_photo_posts",

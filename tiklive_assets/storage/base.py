@@ -150,9 +150,7 @@ class ObjectStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
-    ) -> PutResult:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
         """Store ``data`` at ``key`` atomically; see the class docstring for the three outcomes."""
 
     @abc.abstractmethod
@@ -215,9 +213,7 @@ class CreateIfAbsentStore(ObjectStore):
         """Where a backend turns its own failures into StoreError (naming the part and the setting to fix)."""
         return contextlib.nullcontext()
 
-    def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
-    ) -> PutResult:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
         check_key(key)
         data = bytes(data)
         digest = hashlib.sha256(data).hexdigest()
@@ -261,7 +257,11 @@ class CreateIfAbsentStore(ObjectStore):
             logger.warning(
                 "%s: %s already holds different bytes (sha256 %s); kept it and wrote the new bytes "
                 "(sha256 %s) beside it at %s",
-                self.describe(), key, existing, digest, beside,
+                self.describe(),
+                key,
+                existing,
+                digest,
+                beside,
             )
             return PutResult(key, "conflict", size, digest, beside)
         raise StoreError(f"{self.describe()}: gave up writing {key!r} after {_RACE_ATTEMPTS} racing attempts")

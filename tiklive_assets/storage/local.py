@@ -10,16 +10,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 from .base import (
     HASH_CHUNK,
     PART_SUFFIX,
+    CreateIfAbsentStore,
     NotFound,
     ObjectInfo,
-    CreateIfAbsentStore,
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
@@ -68,15 +68,17 @@ class LocalStore(CreateIfAbsentStore):
                 raise StoreUnavailable(
                     f"{what} failed: the disk is full ({reason}, at {where}). Free space there or move the "
                     "archive (TIKLIVE_HOME, or TIKLIVE_ARCHIVE_BUCKET for a bucket); nothing is blamed on any id: "
-                    "rerun once there is room") from None
+                    "rerun once there is room"
+                ) from None
             if exc.errno in _DENIED:
                 raise StoreMisconfigured(
                     f"{what} failed: {reason} at {where}. The archive directory must be writable by this user: fix "
-                    "its permissions or point TIKLIVE_HOME elsewhere") from None
+                    "its permissions or point TIKLIVE_HOME elsewhere"
+                ) from None
             raise StoreUnavailable(
                 f"{what} failed: {reason} (errno {exc.errno}, at {where}). The disk under TIKLIVE_HOME is failing or "
-                "unavailable; nothing is blamed on any id: rerun once it is fixed") from None
-
+                "unavailable; nothing is blamed on any id: rerun once it is fixed"
+            ) from None
 
     # -- writes --
 
@@ -185,7 +187,7 @@ class LocalStore(CreateIfAbsentStore):
                 return None
         if not stat_mode.S_ISREG(st.st_mode):
             return None
-        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
+        return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_list_prefix(prefix)
@@ -207,12 +209,10 @@ class LocalStore(CreateIfAbsentStore):
                 if key.startswith(prefix) or prefix.startswith(key):
                     yield from self._walk(Path(entry.path), key, prefix)
             elif (
-                key.startswith(prefix)
-                and not entry.name.endswith(PART_SUFFIX)
-                and entry.is_file(follow_symlinks=False)
+                key.startswith(prefix) and not entry.name.endswith(PART_SUFFIX) and entry.is_file(follow_symlinks=False)
             ):
                 st = entry.stat(follow_symlinks=False)
-                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=timezone.utc))
+                yield ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -247,7 +247,6 @@ class LocalStore(CreateIfAbsentStore):
 
     def describe(self) -> str:
         return str(self.root)
-
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -17,7 +17,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,8 +57,14 @@ def content_type_for(key: str) -> tuple[str, str | None]:
     base = key.split(CONFLICT_MARKER)[0] if is_conflict_key(key) else key
     if base.endswith(".json.gz"):
         return "application/json", "gzip"
-    for suffix, content_type in ((".json", "application/json"), (".mp4", "video/mp4"), (".jpg", "image/jpeg"),
-                                 (".jpeg", "image/jpeg"), (".mp3", "audio/mpeg"), (".parquet", "application/octet-stream")):
+    for suffix, content_type in (
+        (".json", "application/json"),
+        (".mp4", "video/mp4"),
+        (".jpg", "image/jpeg"),
+        (".jpeg", "image/jpeg"),
+        (".mp3", "audio/mpeg"),
+        (".parquet", "application/octet-stream"),
+    ):
         if base.endswith(suffix):
             return content_type, None
     return "application/octet-stream", None
@@ -83,8 +89,14 @@ class MirroredStore(ObjectStore):
         try:
             return write()
         except Exception as exc:  # noqa: BLE001 - any secondary failure: keep the primary write, flag the key
-            logger.error("secondary %s did not take %s (%s: %s); the primary holds it and the key is journaled "
-                         "for `tiklive mirror repair`", self.secondary.describe(), key, type(exc).__name__, exc)
+            logger.error(
+                "secondary %s did not take %s (%s: %s); the primary holds it and the key is journaled "
+                "for `tiklive mirror repair`",
+                self.secondary.describe(),
+                key,
+                type(exc).__name__,
+                exc,
+            )
             self.unreplicated.append(key)
             self.journal(key)
             return None
@@ -94,15 +106,21 @@ class MirroredStore(ObjectStore):
         try:
             self.primary.put_bytes(marker_key(key), key.encode("utf-8"), content_type="text/plain")
         except Exception as exc:  # noqa: BLE001 - the primary failed right after taking the key
-            logger.error("could not journal %s as unreplicated in %s (%s: %s); `tiklive mirror repair --scan` "
-                         "finds it by comparing the listings", key, self.primary.describe(), type(exc).__name__, exc)
+            logger.error(
+                "could not journal %s as unreplicated in %s (%s: %s); `tiklive mirror repair --scan` "
+                "finds it by comparing the listings",
+                key,
+                self.primary.describe(),
+                type(exc).__name__,
+                exc,
+            )
 
-    def put_bytes(
-        self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None
-    ) -> PutResult:
+    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
         first = self.primary.put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
-        second = self._to_secondary(key, lambda: self.secondary.put_bytes(
-            key, data, content_type=content_type, content_encoding=content_encoding))
+        second = self._to_secondary(
+            key,
+            lambda: self.secondary.put_bytes(key, data, content_type=content_type, content_encoding=content_encoding),
+        )
         return self._reconcile(first, second)
 
     def put_file(
@@ -114,15 +132,23 @@ class MirroredStore(ObjectStore):
         content_encoding: str | None = None,
     ) -> PutResult:
         first = self.primary.put_file(key, Path(path), content_type=content_type, content_encoding=content_encoding)
-        second = self._to_secondary(key, lambda: self.secondary.put_file(
-            key, Path(path), content_type=content_type, content_encoding=content_encoding))
+        second = self._to_secondary(
+            key,
+            lambda: self.secondary.put_file(
+                key, Path(path), content_type=content_type, content_encoding=content_encoding
+            ),
+        )
         return self._reconcile(first, second)
 
     def _reconcile(self, first: PutResult, second: PutResult | None) -> PutResult:
         if second is not None and (first.status == "conflict") != (second.status == "conflict"):
             logger.warning(
                 "mirror disagrees on %s: %s says %s, %s says %s; the copies have diverged",
-                first.key, self.primary.describe(), first.status, self.secondary.describe(), second.status,
+                first.key,
+                self.primary.describe(),
+                first.status,
+                self.secondary.describe(),
+                second.status,
             )
         return first
 
@@ -178,7 +204,7 @@ def unreplicated(store: MirroredStore) -> list[Unreplicated]:
             except NotFound:
                 continue
         else:
-            key = info.key[len(JOURNAL_PREFIX):]
+            key = info.key[len(JOURNAL_PREFIX) :]
         out.append(Unreplicated(key, info.key, info.last_modified))
     return sorted(out, key=lambda u: (u.since, u.key))
 
@@ -249,7 +275,9 @@ def repair(
     streak = 0  # consecutive failures: a secondary that is down fails every key, so stop asking it
     for done, (key, marker) in enumerate(todo, start=1):
         if streak >= STOP_AFTER_FAILURES:
-            report.failed += [f"{k}: not tried, the secondary failed {streak} times in a row" for k, _ in todo[done - 1:]]
+            report.failed += [
+                f"{k}: not tried, the secondary failed {streak} times in a row" for k, _ in todo[done - 1 :]
+            ]
             break
         path = _fetch(store, key, scratch)  # a failure of the primary itself raises: nothing can be repaired
         try:
@@ -266,8 +294,9 @@ def repair(
                     report.already_there += 1
                     outcome = "already there"
                 else:
-                    report.diverged.append(f"{key}: the secondary held other bytes; the primary's copy is at "
-                                           f"{result.conflict_key} there")
+                    report.diverged.append(
+                        f"{key}: the secondary held other bytes; the primary's copy is at {result.conflict_key} there"
+                    )
                     outcome = "diverged"
         except Exception as exc:  # noqa: BLE001 - the secondary still fails: keep the marker, go on
             report.failed.append(f"{key}: {type(exc).__name__}: {exc}")
@@ -292,4 +321,4 @@ def oldest_unreplicated(store: ObjectStore) -> tuple[int, timedelta | None, list
     entries = unreplicated(store)
     if not entries:
         return 0, None, []
-    return len(entries), datetime.now(timezone.utc) - entries[0].since, entries
+    return len(entries), datetime.now(UTC) - entries[0].since, entries

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -21,9 +21,9 @@ from botocore.exceptions import (
 )
 
 from .base import (
+    CreateIfAbsentStore,
     NotFound,
     ObjectInfo,
-    CreateIfAbsentStore,
     StoreError,
     StoreMisconfigured,
     StoreUnavailable,
@@ -72,9 +72,18 @@ def make_s3_client(
 
 _NO_BUCKET_CODES = {"NoSuchBucket"}
 _CREDENTIAL_CODES = {
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AllAccessDisabled", "AccountProblem", "InvalidSecurity", "UnauthorizedAccess",
-    "Forbidden", "403",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "InvalidSecurity",
+    "UnauthorizedAccess",
+    "Forbidden",
+    "403",
 }
 _REGION_CODES = {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301"}
 _BUSY_CODES = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed"}
@@ -90,7 +99,9 @@ class StoreSettings:
 
 
 PRIMARY_SETTINGS = StoreSettings()
-SECONDARY_SETTINGS = StoreSettings("TIKLIVE_ARCHIVE_SECONDARY_BUCKET", "TIKLIVE_SECONDARY_S3_ENDPOINT_URL", "TIKLIVE_S3_REGION")
+SECONDARY_SETTINGS = StoreSettings(
+    "TIKLIVE_ARCHIVE_SECONDARY_BUCKET", "TIKLIVE_SECONDARY_S3_ENDPOINT_URL", "TIKLIVE_S3_REGION"
+)
 
 
 def _code(exc: ClientError) -> str:
@@ -189,35 +200,42 @@ class S3Store(CreateIfAbsentStore):
             if code in _NO_BUCKET_CODES:
                 return StoreMisconfigured(
                     f"{what}: the bucket {self.bucket!r} does not exist at {endpoint}. Create it, or set "
-                    f"{names.bucket} to an existing bucket (and {names.endpoint} to the endpoint that serves it)")
+                    f"{names.bucket} to an existing bucket (and {names.endpoint} to the endpoint that serves it)"
+                )
             if code in _CREDENTIAL_CODES or status == 403:
                 return StoreMisconfigured(
                     f"{what}: the S3 credentials were refused ({code or 'HTTP 403'}). Check AWS_ACCESS_KEY_ID and "
                     f"AWS_SECRET_ACCESS_KEY (or the profile or role boto3 uses) and that they may read and write "
-                    f"{names.bucket}={self.bucket} at {names.endpoint}={endpoint}")
+                    f"{names.bucket}={self.bucket} at {names.endpoint}={endpoint}"
+                )
             if code in _REGION_CODES or status == 301:
                 return StoreMisconfigured(
                     f"{what}: the endpoint says the bucket lives elsewhere ({code or 'HTTP 301'}). Set "
-                    f"{names.region} to the bucket's region or {names.endpoint} to its endpoint")
+                    f"{names.region} to the bucket's region or {names.endpoint} to its endpoint"
+                )
             if status >= 500 or code in _BUSY_CODES:
                 return StoreUnavailable(
                     f"{what}: the store answered {code or 'an error'} (HTTP {status}) through botocore's retries; it "
                     f"is down or overloaded ({names.endpoint}={endpoint}). Nothing is blamed on any id: rerun when "
-                    "the store is back")
-            return StoreError(f"{what}: the store refused it ({code or 'error'}, HTTP {status}): "
-                              f"check {names.bucket}={self.bucket} and {names.endpoint}={endpoint}")
+                    "the store is back"
+                )
+            return StoreError(
+                f"{what}: the store refused it ({code or 'error'}, HTTP {status}): "
+                f"check {names.bucket}={self.bucket} and {names.endpoint}={endpoint}"
+            )
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
             return StoreMisconfigured(
                 f"{what}: no usable S3 credentials ({type(exc).__name__}). Set AWS_ACCESS_KEY_ID and "
-                f"AWS_SECRET_ACCESS_KEY (or a profile or role) for {names.bucket}={self.bucket}")
+                f"AWS_SECRET_ACCESS_KEY (or a profile or role) for {names.bucket}={self.bucket}"
+            )
         if isinstance(exc, ParamValidationError):
             return StoreError(f"{what}: botocore rejected the request ({exc})")
         return StoreUnavailable(
             f"{what}: cannot reach the S3 endpoint {endpoint} ({type(exc).__name__}). Check {names.endpoint} and "
-            f"that the store is up; nothing is blamed on any id: rerun when it is back")
+            f"that the store is up; nothing is blamed on any id: rerun when it is back"
+        )
 
     # -- the public operations, each behind _errors --
-
 
     def head_bucket(self) -> None:
         """Raise a StoreError unless the bucket exists and the credentials may use it."""
@@ -297,11 +315,13 @@ class S3Store(CreateIfAbsentStore):
                     chunk = source.read(part_size)
                     if not chunk:
                         break
-                    etag = self.client.upload_part(Bucket=self.bucket, Key=full_key, UploadId=upload,
-                                                   PartNumber=number, Body=chunk)["ETag"]
+                    etag = self.client.upload_part(
+                        Bucket=self.bucket, Key=full_key, UploadId=upload, PartNumber=number, Body=chunk
+                    )["ETag"]
                     parts.append({"ETag": etag, "PartNumber": number})
-            self.client.complete_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload,
-                                                  MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload, MultipartUpload={"Parts": parts}, IfNoneMatch="*"
+            )
             return True
         except ClientError as exc:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload)
@@ -371,7 +391,7 @@ class S3Store(CreateIfAbsentStore):
 
     def abort_stale_multipart_uploads(self, older_than: timedelta) -> int:
         """Abort multipart uploads under this prefix started more than ``older_than`` ago (their parts cost money)."""
-        cutoff = datetime.now(timezone.utc) - older_than
+        cutoff = datetime.now(UTC) - older_than
         root = f"{self.prefix}/" if self.prefix else ""
         aborted = 0
         paginator = self.client.get_paginator("list_multipart_uploads")

@@ -18,30 +18,34 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
-import urllib3
-
+from tiklive_assets import transport
 from tiklive_assets.capture.cdn import CdnFetcher
 from tiklive_assets.storage.keys import InvalidKeyPart, check_id
-from tiklive_assets.tolerant import as_id, envelope_error, post_id, unwrap
-from tiklive_assets import transport
-from tiklive_assets.transport import DEFAULT_MAX_RETRY_AFTER, Deadline, RetryAfterTooLong, RetryPolicy, parse_retry_after
-
+from tiklive_assets.tikliveapi import endpoints as ep
+from tiklive_assets.tikliveapi.endpoints import Endpoint
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
     BadResponse,
     BalanceExhausted,
+    DeadlineExceeded,
     MissingApiKey,
     NotFound,
     RateLimited,
     TransientError,
     VideoGone,
 )
-from tiklive_assets.tikliveapi.errors import DeadlineExceeded
-from tiklive_assets.tikliveapi import endpoints as ep
-from tiklive_assets.tikliveapi.endpoints import Endpoint
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter
+from tiklive_assets.tolerant import as_id, envelope_error, post_id, unwrap
+from tiklive_assets.transport import (
+    DEFAULT_MAX_RETRY_AFTER,
+    Deadline,
+    RetryAfterTooLong,
+    RetryPolicy,
+    parse_retry_after,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +86,9 @@ class ApiResponse:
             raise BadResponse(self.endpoint, self.status, f"body is not JSON ({exc})") from None
 
 
-_GONE_RE = re.compile(r"not (?:be )?found|not exist|does ?n[o']t exist|deleted|removed|private|unavailable|no longer",
-                      re.IGNORECASE)
+_GONE_RE = re.compile(
+    r"not (?:be )?found|not exist|does ?n[o']t exist|deleted|removed|private|unavailable|no longer", re.IGNORECASE
+)
 _BALANCE_RE = re.compile(r"balance|insufficient|out of credits|no credits|credits? (?:exhausted|left)", re.IGNORECASE)
 
 
@@ -250,7 +255,9 @@ class TikLiveClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers.update({"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"})
+        self.session.headers.update(
+            {"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"}
+        )
         # media: a separate fetcher with its own sessions (the API key is never sent to a CDN), which refuses
         # inside addresses, caps sizes and bounds every download (capture/cdn.py)
         self.cdn = CdnFetcher(connect_timeout, read_timeout, pool_size)
@@ -295,8 +302,9 @@ class TikLiveClient:
         url = f"{self.base_url}{endpoint}"
         try:
             # never follow a redirect: requests would forward X-Api-Key to whatever host it names
-            http = self.session.get(url, params=params, timeout=deadline.timeout(*self.timeout),
-                                    allow_redirects=False, stream=True)
+            http = self.session.get(
+                url, params=params, timeout=deadline.timeout(*self.timeout), allow_redirects=False, stream=True
+            )
         except (requests.ConnectionError, requests.Timeout) as exc:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
@@ -307,13 +315,20 @@ class TikLiveClient:
         except _TooLarge as exc:  # paid for, but never read whole: not archived, never retried (it would be again)
             self.credits.count(endpoint, status)
             how = "declares" if exc.declared else "passed"
-            raise BadResponse(endpoint, status, f"the response {how} {exc.size} bytes, over the cap of "
-                              f"{self.max_response_bytes} (plan.max_response_bytes); not archived") from None
+            raise BadResponse(
+                endpoint,
+                status,
+                f"the response {how} {exc.size} bytes, over the cap of "
+                f"{self.max_response_bytes} (plan.max_response_bytes); not archived",
+            ) from None
         except _DeadlinePassed:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: body still arriving at the request deadline (attempt %d)", endpoint, attempt)
-            raise DeadlineExceeded(endpoint, f"the body was still arriving at the request deadline of "
-                                   f"{self.request_deadline:g} s (plan.request_deadline_seconds)") from None
+            raise DeadlineExceeded(
+                endpoint,
+                f"the body was still arriving at the request deadline of "
+                f"{self.request_deadline:g} s (plan.request_deadline_seconds)",
+            ) from None
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: body broke off: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
@@ -344,8 +359,12 @@ class TikLiveClient:
         if status in (401, 403):
             raise AuthError(status, endpoint)
         if 300 <= status < 400:
-            raise BadResponse(endpoint, status, "the API answered with a redirect, which is never followed (the key "
-                              "would go to another host); check TIKLIVE_BASE_URL")
+            raise BadResponse(
+                endpoint,
+                status,
+                "the API answered with a redirect, which is never followed (the key "
+                "would go to another host); check TIKLIVE_BASE_URL",
+            )
         if status == 429:
             retry_after = parse_retry_after(http.headers.get("Retry-After"))
             log.warning("%s: rate limited, waiting %s s (attempt %d)", endpoint, retry_after, attempt)
@@ -393,20 +412,26 @@ class TikLiveClient:
     def download_video(self, aweme_id: str, handle: str) -> ApiResponse:
         return self._call(ep.DOWNLOAD_VIDEO, url=video_url(handle, aweme_id))
 
-    def post_comments(self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50) -> ApiResponse:
+    def post_comments(
+        self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
+    ) -> ApiResponse:
         return self._call(ep.POST_COMMENTS, url=video_url(handle, aweme_id), count=count, cursor=cursor or 0)
 
     def post_comment_replies(
         self, comment_id: str, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
     ) -> ApiResponse:
-        return self._call(ep.POST_COMMENT_REPLIES, comment_id=comment_id, url=video_url(handle, aweme_id),
-                          count=count, cursor=cursor or 0)
+        return self._call(
+            ep.POST_COMMENT_REPLIES,
+            comment_id=comment_id,
+            url=video_url(handle, aweme_id),
+            count=count,
+            cursor=cursor or 0,
+        )
 
     def challenge_posts(
         self, challenge_id: str, cursor: str | int | None = None, count: int = 30, region: str | None = None
     ) -> ApiResponse:
-        return self._call(ep.CHALLENGE_POSTS, challenge_id=challenge_id, count=count, cursor=cursor or 0,
-                          region=region)
+        return self._call(ep.CHALLENGE_POSTS, challenge_id=challenge_id, count=count, cursor=cursor or 0, region=region)
 
     def search_video(
         self,
@@ -417,8 +442,15 @@ class TikLiveClient:
         sort_by: int | None = None,
         region: str | None = None,
     ) -> ApiResponse:
-        return self._call(ep.SEARCH_VIDEO, keyword=keyword, count=count, cursor=cursor or 0,
-                          publish_time=publish_time, sort_by=sort_by, region=region)
+        return self._call(
+            ep.SEARCH_VIDEO,
+            keyword=keyword,
+            count=count,
+            cursor=cursor or 0,
+            publish_time=publish_time,
+            sort_by=sort_by,
+            region=region,
+        )
 
     def music_posts(self, music_id: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
         return self._call(ep.MUSIC_POSTS, music_id=music_id, count=count, cursor=cursor or 0)
@@ -446,5 +478,3 @@ def _error_message(body: bytes) -> str | None:
             if isinstance(data.get(key), str):
                 return data[key]
     return None
-
-

@@ -119,46 +119,130 @@ _POST = (Part("url", "post"),)
 _HANDLE = (Part("username", "handle"),)
 
 USERID = Endpoint("/userid/", ("username",), slug=_HANDLE, subject="handle", parse="user_id")
-USERINFO_BY_USERNAME = Endpoint("/userinfo-by-username/", ("username",), slug=_HANDLE, subject="handle",
-                                parse="profile")
+USERINFO_BY_USERNAME = Endpoint(
+    "/userinfo-by-username/", ("username",), slug=_HANDLE, subject="handle", parse="profile"
+)
 USERINFO_BY_ID = Endpoint("/userinfo-by-id/", ("userid",), slug=_id("userid"), subject="user_id", parse="profile")
-USER_POSTS = Endpoint("/user-posts/", ("userid",), ("count", "cursor"), pages="cursor", slug=_id("userid"),
-                      items="videos", subject="user_id", parse="post_listing")
-USER_FOLLOWERS = Endpoint("/user-followers/", ("userid",), ("count", "time"), pages="time", slug=_id("userid"),
-                          items="followers", subject="user_id", parse="follow_page")
-USER_FOLLOWING = Endpoint("/user-following/", ("userid",), ("count", "time"), pages="time", slug=_id("userid"),
-                          items="followings", subject="user_id", parse="follow_page")
+USER_POSTS = Endpoint(
+    "/user-posts/",
+    ("userid",),
+    ("count", "cursor"),
+    pages="cursor",
+    slug=_id("userid"),
+    items="videos",
+    subject="user_id",
+    parse="post_listing",
+)
+USER_FOLLOWERS = Endpoint(
+    "/user-followers/",
+    ("userid",),
+    ("count", "time"),
+    pages="time",
+    slug=_id("userid"),
+    items="followers",
+    subject="user_id",
+    parse="follow_page",
+)
+USER_FOLLOWING = Endpoint(
+    "/user-following/",
+    ("userid",),
+    ("count", "time"),
+    pages="time",
+    slug=_id("userid"),
+    items="followings",
+    subject="user_id",
+    parse="follow_page",
+)
 POST_DETAIL = Endpoint("/post-detail/", ("url",), slug=_POST, subject="post", parse="post_detail")
 # its answer is two CDN URLs that expire in minutes: archived as paid for, nothing in it is worth a table
 DOWNLOAD_VIDEO = Endpoint("/download-video/", ("url",), slug=_POST, subject="post")
-POST_COMMENTS = Endpoint("/post-comments/", ("url",), ("count", "cursor"), pages="cursor", slug=_POST,
-                         items="comments", subject="post", parse="comment_page")
-POST_COMMENT_REPLIES = Endpoint("/post-comment-replies/", ("comment_id", "url"), ("count", "cursor"), pages="cursor",
-                                slug=(Part("url", "post"), Part("comment_id", "id")), items="comments",
-                                subject="post", parse="comment_page")
-CHALLENGE_POSTS = Endpoint("/challenge-posts/", ("challenge_id",), ("count", "cursor", "region"), pages="cursor",
-                           slug=(Part("challenge_id", "id"), Part("region", "lower", when="truthy")),
-                           items="videos", parse="post_listing")
-SEARCH_VIDEO = Endpoint("/search-video/", ("keyword",), ("count", "cursor", "publish_time", "sort_by", "region"),
-                        pages="cursor", slug=(Part("keyword", "text"), Part("publish_time", "lower", "pt", "given"),
-                                              Part("sort_by", "lower", "sb", "given"),
-                                              Part("region", "lower", when="given")),
-                        items="videos", parse="post_listing")
-MUSIC_POSTS = Endpoint("/music-posts/", ("music_id",), ("count", "cursor"), pages="cursor", slug=_id("music_id"),
-                       items="videos", parse="post_listing")
+POST_COMMENTS = Endpoint(
+    "/post-comments/",
+    ("url",),
+    ("count", "cursor"),
+    pages="cursor",
+    slug=_POST,
+    items="comments",
+    subject="post",
+    parse="comment_page",
+)
+POST_COMMENT_REPLIES = Endpoint(
+    "/post-comment-replies/",
+    ("comment_id", "url"),
+    ("count", "cursor"),
+    pages="cursor",
+    slug=(Part("url", "post"), Part("comment_id", "id")),
+    items="comments",
+    subject="post",
+    parse="comment_page",
+)
+CHALLENGE_POSTS = Endpoint(
+    "/challenge-posts/",
+    ("challenge_id",),
+    ("count", "cursor", "region"),
+    pages="cursor",
+    slug=(Part("challenge_id", "id"), Part("region", "lower", when="truthy")),
+    items="videos",
+    parse="post_listing",
+)
+SEARCH_VIDEO = Endpoint(
+    "/search-video/",
+    ("keyword",),
+    ("count", "cursor", "publish_time", "sort_by", "region"),
+    pages="cursor",
+    slug=(
+        Part("keyword", "text"),
+        Part("publish_time", "lower", "pt", "given"),
+        Part("sort_by", "lower", "sb", "given"),
+        Part("region", "lower", when="given"),
+    ),
+    items="videos",
+    parse="post_listing",
+)
+MUSIC_POSTS = Endpoint(
+    "/music-posts/",
+    ("music_id",),
+    ("count", "cursor"),
+    pages="cursor",
+    slug=_id("music_id"),
+    items="videos",
+    parse="post_listing",
+)
 # the three below are archived only: reference data (regions, hashtag facts) that no table holds yet
 REGION_LIST = Endpoint("/region-list/", slug="regions", personal_data=False)
 CHALLENGE_INFO_ID = Endpoint("/challenge-info-id/", ("challenge_id",), slug=_id("challenge_id"), personal_data=False)
-CHALLENGE_INFO_NAME = Endpoint("/challenge-info-name/", ("challenge_name",), slug=(Part("challenge_name", "text"),),
-                               personal_data=False)
+CHALLENGE_INFO_NAME = Endpoint(
+    "/challenge-info-name/", ("challenge_name",), slug=(Part("challenge_name", "text"),), personal_data=False
+)
 # accounts by keyword, archived only; erasure takes a keyword equal to the subject's handle as about them
-SEARCH_USER = Endpoint("/search-user/", ("keyword",), ("count", "cursor"), pages="cursor",
-                       slug=(Part("keyword", "text"),), items="user_list", subject="handle")
+SEARCH_USER = Endpoint(
+    "/search-user/",
+    ("keyword",),
+    ("count", "cursor"),
+    pages="cursor",
+    slug=(Part("keyword", "text"),),
+    items="user_list",
+    subject="handle",
+)
 
 ENDPOINTS: tuple[Endpoint, ...] = (
-    USERID, USERINFO_BY_USERNAME, USERINFO_BY_ID, USER_POSTS, USER_FOLLOWERS, USER_FOLLOWING, POST_DETAIL,
-    DOWNLOAD_VIDEO, POST_COMMENTS, POST_COMMENT_REPLIES, CHALLENGE_POSTS, SEARCH_VIDEO, MUSIC_POSTS, REGION_LIST,
-    CHALLENGE_INFO_ID, CHALLENGE_INFO_NAME, SEARCH_USER,
+    USERID,
+    USERINFO_BY_USERNAME,
+    USERINFO_BY_ID,
+    USER_POSTS,
+    USER_FOLLOWERS,
+    USER_FOLLOWING,
+    POST_DETAIL,
+    DOWNLOAD_VIDEO,
+    POST_COMMENTS,
+    POST_COMMENT_REPLIES,
+    CHALLENGE_POSTS,
+    SEARCH_VIDEO,
+    MUSIC_POSTS,
+    REGION_LIST,
+    CHALLENGE_INFO_ID,
+    CHALLENGE_INFO_NAME,
+    SEARCH_USER,
 )
 BY_NAME: dict[str, Endpoint] = {e.name: e for e in ENDPOINTS}
 BY_PATH: dict[str, Endpoint] = {e.path: e for e in ENDPOINTS}

@@ -108,7 +108,9 @@ class Paginator:
                 # page would pay for an answer that could not be kept. Stop here; the pages so far are archived.
                 raise CursorStuck(page.endpoint, cursor, f"the next cursor {page.next_cursor[:40]!r} is not a number")
             if page.next_cursor in seen_cursors:
-                raise CursorStuck(page.endpoint, cursor, f"{self.cursor_key} did not advance (next {page.next_cursor!r})")
+                raise CursorStuck(
+                    page.endpoint, cursor, f"{self.cursor_key} did not advance (next {page.next_cursor!r})"
+                )
             cursor = page.next_cursor
 
     def items(self) -> Iterator[dict[str, Any]]:
@@ -124,7 +126,9 @@ class Paginator:
         ``hasMore`` as a boolean or 1/0, the next cursor as an integer or a string."""
         data = response.json()
         if not isinstance(data, dict):
-            raise BadResponse(response.endpoint, response.status, f"expected an object with a list under {self.items_key!r}")
+            raise BadResponse(
+                response.endpoint, response.status, f"expected an object with a list under {self.items_key!r}"
+            )
         raw_items: Any = None
         for name in (self.items_key, *self.items_fallbacks):
             if data.get(name) is not None:

@@ -55,8 +55,13 @@ class RatePlan:
 class RateLimiter:
     """Blocks until one more request fits in the plan's window."""
 
-    def __init__(self, plan: RatePlan, backend_url: str = "memory://", margin: float = DEFAULT_MARGIN,
-                 long_wait_seconds: float = LONG_WAIT_SECONDS):
+    def __init__(
+        self,
+        plan: RatePlan,
+        backend_url: str = "memory://",
+        margin: float = DEFAULT_MARGIN,
+        long_wait_seconds: float = LONG_WAIT_SECONDS,
+    ):
         if plan.limit < 1:
             raise ValueError(f"rate limit must be at least 1 request per window, got {plan.limit}")
         self.plan = plan
@@ -113,7 +118,7 @@ class RateLimiter:
 
         def waiting(item):
             wait_ms = compute(item)
-            if (isinstance(wait_ms, int) and not self._announced and wait_ms / 1000 > self.long_wait_seconds):
+            if isinstance(wait_ms, int) and not self._announced and wait_ms / 1000 > self.long_wait_seconds:
                 self._announced = True
                 log.info("waiting %.0f s for the plan's rate window (%s)", wait_ms / 1000, self.plan.describe())
             return wait_ms
@@ -139,8 +144,11 @@ class RateLimiter:
                 self._limiter = None  # rebuilt on the next call: a restarted Redis has forgotten the Lua script
                 if kind == "reload" and attempt == 1:
                     continue
-                raise TransientError("rate limiter", f"the shared rate window at {_redact(self.backend_url)} is "
-                                     f"unreachable ({type(exc).__name__}); check TIKLIVE_RATELIMIT_URL") from None
+                raise TransientError(
+                    "rate limiter",
+                    f"the shared rate window at {_redact(self.backend_url)} is "
+                    f"unreachable ({type(exc).__name__}); check TIKLIVE_RATELIMIT_URL",
+                ) from None
 
     def _ensure(self) -> Limiter:
         limiter = self._limiter

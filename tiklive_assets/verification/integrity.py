@@ -15,7 +15,7 @@ def first_archived_day(store: ObjectStore, prefix: str = RAW_PREFIX) -> date | N
     """The first day with a raw object: listings are in key order on every store, and raw keys start with the
     day (``tiklive-raw/YYYY/MM/DD/``), so the first key found names it. None when nothing is archived."""
     for info in store.list(f"{prefix}/"):
-        parts = info.key[len(prefix) + 1:].split("/")
+        parts = info.key[len(prefix) + 1 :].split("/")
         if len(parts) > 3 and all(part.isdigit() for part in parts[:3]):
             try:
                 return date(int(parts[0]), int(parts[1]), int(parts[2]))

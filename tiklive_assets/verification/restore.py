@@ -93,8 +93,16 @@ def _keys_in_warehouse(warehouse: Warehouse, table, day: date) -> set[tuple]:
     return set(warehouse.query(f"SELECT {cols} FROM {table.name} WHERE dt >= ?", [day]))
 
 
-def verify_day(store: ObjectStore, warehouse: Warehouse, day: date, *, seed: int = 0, tolerance: float = 0.0,
-               scratch_dir: Path | None = None, processes: int | None = None) -> RestoreReport:
+def verify_day(
+    store: ObjectStore,
+    warehouse: Warehouse,
+    day: date,
+    *,
+    seed: int = 0,
+    tolerance: float = 0.0,
+    scratch_dir: Path | None = None,
+    processes: int | None = None,
+) -> RestoreReport:
     """Replay ``day`` into a scratch DuckDB and compare it with ``warehouse`` (already open)."""
     report = RestoreReport(day=day, seed=seed, tolerance=tolerance)
     parsed = parse_day(store, day)
@@ -107,8 +115,11 @@ def verify_day(store: ObjectStore, warehouse: Warehouse, day: date, *, seed: int
                 replayed = scratch.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
                 if table.mode == "window":
                     held = warehouse.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
-                    report.tables.append(TableComparison(table.name, replayed, held,
-                                                         values_differ=_differing_sums(scratch, warehouse, table, day)))
+                    report.tables.append(
+                        TableComparison(
+                            table.name, replayed, held, values_differ=_differing_sums(scratch, warehouse, table, day)
+                        )
+                    )
                 else:
                     keys = set(scratch.query(f"SELECT {', '.join(table.key)} FROM {table.name}"))
                     present = keys & _keys_in_warehouse(warehouse, table, day)
@@ -116,8 +127,9 @@ def verify_day(store: ObjectStore, warehouse: Warehouse, day: date, *, seed: int
     return report
 
 
-def verify_random_day(store: ObjectStore, warehouse: Warehouse, today: date, seed: int, *, tolerance: float = 0.0,
-                      window_days: int = 30) -> RestoreReport:
+def verify_random_day(
+    store: ObjectStore, warehouse: Warehouse, today: date, seed: int, *, tolerance: float = 0.0, window_days: int = 30
+) -> RestoreReport:
     day = pick_day(store, today, seed, window_days)
     if day is None:
         return RestoreReport(day=None, seed=seed, tolerance=tolerance)

@@ -113,8 +113,11 @@ class _Base:
 def _missing_columns(existing: set[str], table: schema.Table) -> list[str]:
     """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` for the declared columns a warehouse made by an older release
     lacks, so an old file or database keeps working (new columns are nullable: old rows have no value for them)."""
-    return [f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}"
-            for c in table.columns if c.name not in existing]
+    return [
+        f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}"
+        for c in table.columns
+        if c.name not in existing
+    ]
 
 
 class DuckDBWarehouse(_Base):
@@ -212,10 +215,13 @@ class DuckDBWarehouse(_Base):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {merged} AS {spec.merge_select_sql(view)}")
         match = " AND ".join(f"{spec.name}.{k} = m.{k}" for k in spec.key)
         settable = [c for c in spec.column_names if c not in spec.key]
-        con.execute(f"UPDATE {spec.name} SET {', '.join(f'{c} = m.{c}' for c in settable)} "
-                    f"FROM {merged} m WHERE {match}")
-        con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {merged} "
-                    f"ANTI JOIN {spec.name} USING ({', '.join(spec.key)})")
+        con.execute(
+            f"UPDATE {spec.name} SET {', '.join(f'{c} = m.{c}' for c in settable)} FROM {merged} m WHERE {match}"
+        )
+        con.execute(
+            f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {merged} "
+            f"ANTI JOIN {spec.name} USING ({', '.join(spec.key)})"
+        )
         con.execute(f"DROP TABLE {merged}")
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
@@ -236,7 +242,9 @@ class PostgresWarehouse(_Base):
             try:
                 self._conn = psycopg.connect(self.url)
             except psycopg.OperationalError as exc:
-                raise WarehouseError(f"cannot connect to {describe_url(self.url)}: {exc}; check {WAREHOUSE_URL}") from exc
+                raise WarehouseError(
+                    f"cannot connect to {describe_url(self.url)}: {exc}; check {WAREHOUSE_URL}"
+                ) from exc
             self.ensure_schema()
         return self
 

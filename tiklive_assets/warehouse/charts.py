@@ -78,8 +78,9 @@ def render(title: str, draw: Callable[[Any], None], *, panels: int = 1, margins:
         draw(list(axes) if panels > 1 else axes)
         canvas.draw()
         image = PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
-        image = image.convert("RGB").quantize(PALETTE, method=PIL.Image.Quantize.MEDIANCUT,
-                                              dither=PIL.Image.Dither.NONE)
+        image = image.convert("RGB").quantize(
+            PALETTE, method=PIL.Image.Quantize.MEDIANCUT, dither=PIL.Image.Dither.NONE
+        )
         fig.clear()
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
@@ -95,8 +96,16 @@ def chart(title: str, draw: Callable[[Any], None] | None, *, panels: int = 1, ma
 
 def _no_data(ax: Any) -> None:
     ax.set_axis_off()
-    ax.text(0.5, 0.5, f"{NO_DATA} up to this day", ha="center", va="center", fontsize=12, color="0.4",
-            transform=ax.transAxes)
+    ax.text(
+        0.5,
+        0.5,
+        f"{NO_DATA} up to this day",
+        ha="center",
+        va="center",
+        fontsize=12,
+        color="0.4",
+        transform=ax.transAxes,
+    )
 
 
 def short(label: str, width: int = MAX_LABEL) -> str:
@@ -168,8 +177,14 @@ def follower_growth(series: Mapping[str, Sequence[tuple[date, int]]], up_to: dat
         _day_axis(ax, [day for points in series.values() for day, _ in points])
         ax.set_ylabel("followers gained since first day shown")
         ax.set_xlabel("archive day (UTC)")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="account, followers (change)",
-                  title_fontsize=7, alignment="left")
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            title="account, followers (change)",
+            title_fontsize=7,
+            alignment="left",
+        )
 
     return chart(title, draw, margins=WITH_LEGEND)
 
@@ -191,8 +206,14 @@ def video_virality(series: Mapping[str, Sequence[tuple[float, float]]], up_to: d
         ax.set_ylabel("views per hour since posting" + (" (log scale)" if log else ""))
         ax.set_xlabel("hours since posting, at capture")
         _human_axis(ax.yaxis)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="author, video id",
-                  title_fontsize=7, alignment="left")
+        ax.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+            title="author, video id",
+            title_fontsize=7,
+            alignment="left",
+        )
 
     return chart(title, draw, margins=WITH_LEGEND)
 
@@ -216,8 +237,14 @@ def archive_summary(days: Sequence[tuple[date, int, int, int]], up_to: date) -> 
         factor, unit = _byte_unit(max(v + r for _, _, v, r in days))
         media = [v / factor for _, _, v, _ in days]
         bytes_ax.bar(when, media, width=0.8, color="#55a868", label="video and photo media")
-        bytes_ax.bar(when, [r / factor for *_, r in days], width=0.8, bottom=media, color="#c4a35a",
-                     label="raw API responses (gzip)")
+        bytes_ax.bar(
+            when,
+            [r / factor for *_, r in days],
+            width=0.8,
+            bottom=media,
+            color="#c4a35a",
+            label="raw API responses (gzip)",
+        )
         bytes_ax.set_title("bytes stored per day")
         bytes_ax.set_ylabel(unit)
         bytes_ax.legend(loc="upper left", frameon=False)
@@ -252,7 +279,13 @@ def ranking(title: str, items: Sequence[tuple[str, int, int | None]], up_to: dat
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(axis="y", visible=False)
         for bar, (_, _, plays) in zip(bars, items, strict=True):
-            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f"  {human(plays or 0)} plays",
-                    va="center", fontsize=7, color="0.3")
+            ax.text(
+                bar.get_width(),
+                bar.get_y() + bar.get_height() / 2,
+                f"  {human(plays or 0)} plays",
+                va="center",
+                fontsize=7,
+                color="0.3",
+            )
 
     return chart(title, draw, margins=BARS)

@@ -27,8 +27,12 @@ class EndpointDrift:
         return bool(self.appeared or self.vanished or self.changed)
 
     def as_json(self) -> dict:
-        return {"compared_with": str(self.compared_with), "appeared": self.appeared, "vanished": self.vanished,
-                "changed": self.changed}
+        return {
+            "compared_with": str(self.compared_with),
+            "appeared": self.appeared,
+            "vanished": self.vanished,
+            "changed": self.changed,
+        }
 
 
 def _paths(warehouse: Warehouse, day: date, endpoint: str | None = None) -> dict[str, dict[str, set[str]]]:
@@ -46,8 +50,7 @@ def _paths(warehouse: Warehouse, day: date, endpoint: str | None = None) -> dict
 def schema_drift(warehouse: Warehouse, day: date) -> list[EndpointDrift]:
     """Per endpoint seen on ``day``, the drift against the last earlier day with that endpoint (only drifted ones)."""
     today = _paths(warehouse, day)
-    earlier = dict(warehouse.query(
-        "SELECT endpoint, max(dt) FROM schema_fields WHERE dt < ? GROUP BY endpoint", [day]))
+    earlier = dict(warehouse.query("SELECT endpoint, max(dt) FROM schema_fields WHERE dt < ? GROUP BY endpoint", [day]))
     report = []
     for endpoint in sorted(today):
         previous_day = earlier.get(endpoint)
@@ -57,8 +60,11 @@ def schema_drift(warehouse: Warehouse, day: date) -> list[EndpointDrift]:
         drift = EndpointDrift(endpoint, previous_day)
         drift.appeared = sorted(f"{p}: {'|'.join(sorted(t))}" for p, t in now.items() if p not in before)
         drift.vanished = sorted(f"{p}: {'|'.join(sorted(t))}" for p, t in before.items() if p not in now)
-        drift.changed = {p: {"before": sorted(before[p]), "now": sorted(t)}
-                         for p, t in sorted(now.items()) if p in before and t - before[p]}
+        drift.changed = {
+            p: {"before": sorted(before[p]), "now": sorted(t)}
+            for p, t in sorted(now.items())
+            if p in before and t - before[p]
+        }
         if drift.drifted:
             report.append(drift)
     return report

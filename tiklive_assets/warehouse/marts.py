@@ -96,30 +96,50 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("user_id", "VARCHAR", "The account's TikTok user id (stable across handle changes)."),
         ("handle", "VARCHAR", "The account's handle at its last capture that day."),
         ("followers", "BIGINT", "Follower count at the day's last profile capture."),
-        ("follower_delta", "BIGINT", "followers minus the account's followers on its previous captured day; "
-         "NULL on its first captured day."),
+        (
+            "follower_delta",
+            "BIGINT",
+            "followers minus the account's followers on its previous captured day; NULL on its first captured day.",
+        ),
     ],
     "video_virality": [
         ("aweme_id", "VARCHAR", "The post's id."),
         ("author_handle", "VARCHAR", "The author's handle (newest known)."),
         ("day", "DATE", "Archive day (UTC) of the capture."),
-        ("captured_at", "TIMESTAMP WITH TIME ZONE", "When the counters were captured (the archived response's "
-         "store time)."),
+        (
+            "captured_at",
+            "TIMESTAMP WITH TIME ZONE",
+            "When the counters were captured (the archived response's store time).",
+        ),
         ("play_count", "BIGINT", "Views at that capture."),
         ("create_time", "BIGINT", "When the post was published, in Unix seconds (UTC)."),
         ("hours_since_post", "DOUBLE", "Hours from publication to the capture, rounded to 0.01."),
-        ("views_per_hour", "DOUBLE", "play_count divided by hours_since_post (at least 1 hour): the average "
-         "rate since publication, rounded to 0.1."),
-        ("source", "VARCHAR", "Where the counters came from: 'user-posts' (an account's listing) or "
-         "'post-detail' (the post's own page)."),
+        (
+            "views_per_hour",
+            "DOUBLE",
+            "play_count divided by hours_since_post (at least 1 hour): the average "
+            "rate since publication, rounded to 0.1.",
+        ),
+        (
+            "source",
+            "VARCHAR",
+            "Where the counters came from: 'user-posts' (an account's listing) or 'post-detail' (the post's own page).",
+        ),
     ],
     "daily_archive_summary": [
         ("day", "DATE", "Archive day (UTC)."),
-        ("videos_archived", "BIGINT", "Posts whose media (MP4, or a photo post's images and sound) was stored "
-         "under that day's videos/ prefix."),
+        (
+            "videos_archived",
+            "BIGINT",
+            "Posts whose media (MP4, or a photo post's images and sound) was stored under that day's videos/ prefix.",
+        ),
         ("video_bytes", "BIGINT", "Bytes of that media."),
-        ("credits", "BIGINT", "API credits spent, one per archived response (404s and error bodies included; "
-         "retries of rate-limited or failed requests are not archived, so not counted)."),
+        (
+            "credits",
+            "BIGINT",
+            "API credits spent, one per archived response (404s and error bodies included; "
+            "retries of rate-limited or failed requests are not archived, so not counted).",
+        ),
         ("raw_bytes", "BIGINT", "Bytes of the day's archived API responses, as stored (gzip)."),
         ("dead_letters", "BIGINT", "Posts the API reported gone that day (their detail answered 404)."),
         ("dead_letters_by_reason", "VARCHAR", "'reason: count' pairs, most frequent first; empty when none."),
@@ -151,14 +171,19 @@ _GRAIN = {
 }
 
 MART_DESCRIPTIONS: dict[str, str] = {
-    mart: "\n".join([
-        _GRAIN[mart], "",
-        *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]), "",
-        f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
-        "open it read-only: `duckdb -readonly marts.duckdb`.",
-    ])
+    mart: "\n".join(
+        [
+            _GRAIN[mart],
+            "",
+            *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]),
+            "",
+            f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
+            "open it read-only: `duckdb -readonly marts.duckdb`.",
+        ]
+    )
     for mart in MARTS
 }
+
 
 def default_marts_path(home: Path) -> Path:
     return Path(home) / "marts.duckdb"
@@ -167,14 +192,15 @@ def default_marts_path(home: Path) -> Path:
 def _newest(spec: schema.Table) -> str:
     """An entity table as of its newest day: one row per key from ``<name>_by_day``, sticky columns kept."""
     key = ", ".join(spec.key)
-    newest = (f"SELECT * FROM {spec.name}_by_day "
-              f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY dt DESC) = 1")
+    newest = f"SELECT * FROM {spec.name}_by_day QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY dt DESC) = 1"
     if not spec.sticky:
         return newest
     known = ", ".join(f"arg_max({c}, dt) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in spec.sticky)
     replace = ", ".join(f"coalesce(n.{c}, k.{c}) AS {c}" for c in spec.sticky)
-    return (f"SELECT n.* REPLACE ({replace}) FROM ({newest}) n "
-            f"LEFT JOIN (SELECT {key}, {known} FROM {spec.name}_by_day GROUP BY {key}) k USING ({key})")
+    return (
+        f"SELECT n.* REPLACE ({replace}) FROM ({newest}) n "
+        f"LEFT JOIN (SELECT {key}, {known} FROM {spec.name}_by_day GROUP BY {key}) k USING ({key})"
+    )
 
 
 def _table_views(exports: Path) -> list[str]:
@@ -265,8 +291,9 @@ def sparkline(values: list[float | int | None]) -> str:
         return ""
     low, high = min(known), max(known)
     span = (high - low) or 1
-    return "".join(" " if v is None else SPARK[min(len(SPARK) - 1, int((v - low) / span * (len(SPARK) - 1) + 0.5))]
-                   for v in values)
+    return "".join(
+        " " if v is None else SPARK[min(len(SPARK) - 1, int((v - low) / span * (len(SPARK) - 1) + 0.5))] for v in values
+    )
 
 
 def _cell(value: object) -> str:
@@ -310,41 +337,55 @@ def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tup
     since = up_to - timedelta(days=CHART_DAYS - 1)
     con = duckdb.connect(str(marts_path), read_only=True)
     try:
-        (total,), = rows(f"SELECT count(*) FROM {mart}")
+        ((total,),) = rows(f"SELECT count(*) FROM {mart}")
         if mart == "follower_growth":
-            found = rows("SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
-                         "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
-                         "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id")
+            found = rows(
+                "SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
+                "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
+                "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id"
+            )
             body = [(h, f[-1], d[-1], sparkline(f[-CHART_DAYS:])) for h, _, _, f, d in found]
             table = markdown_table(["account", "followers", "Δ last day", "followers, last 30 days"], body)
             handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
-            series = {h if handles[h] == 1 else f"{h} ({user})":
-                      [(day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None]
-                      for h, user, ds, f, _ in found}
+            series = {
+                h if handles[h] == 1 else f"{h} ({user})": [
+                    (day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None
+                ]
+                for h, user, ds, f, _ in found
+            }
             series = {h: points for h, points in series.items() if points}
             shown = sorted(series, key=lambda h: (-abs(series[h][-1][1] - series[h][0][1]), h))
-            image = charts.follower_growth({h: series[h] for h in sorted(shown[:CHART_LINES[mart]])}, up_to,
-                                           of=len(series))
+            image = charts.follower_growth(
+                {h: series[h] for h in sorted(shown[: CHART_LINES[mart]])}, up_to, of=len(series)
+            )
         elif mart == "video_virality":
-            found = rows("SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
-                         "list(hours_since_post ORDER BY captured_at), list(views_per_hour ORDER BY captured_at) "
-                         f"FROM video_virality GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}")
+            found = rows(
+                "SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
+                "list(hours_since_post ORDER BY captured_at), list(views_per_hour ORDER BY captured_at) "
+                f"FROM video_virality GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}"
+            )
             body = [(h, a, p, sparkline(v[-CHART_DAYS:])) for h, a, p, _, v in found]
             table = markdown_table(["author", "video", "peak views/hour", "views/hour per capture"], body)
-            lines = {f"@{h} …{a[-6:]}": [(x, y) for x, y in zip(hs, v, strict=True) if x is not None and y is not None]
-                     for h, a, _, hs, v in found[:CHART_LINES[mart]]}
+            lines = {
+                f"@{h} …{a[-6:]}": [(x, y) for x, y in zip(hs, v, strict=True) if x is not None and y is not None]
+                for h, a, _, hs, v in found[: CHART_LINES[mart]]
+            }
             image = charts.video_virality({label: points for label, points in lines.items() if points}, up_to)
         elif mart == "daily_archive_summary":
-            found = rows("SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
-                         "dead_letters_by_reason FROM daily_archive_summary ORDER BY day")
+            found = rows(
+                "SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
+                "dead_letters_by_reason FROM daily_archive_summary ORDER BY day"
+            )
             body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
             table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
             image = charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= since], up_to)
         elif mart in ("top_hashtags", "top_sounds"):
             hashtags = mart == "top_hashtags"
             name = "'#' || hashtag" if hashtags else "coalesce(title || ' · ' || author, title, music_id)"
-            found = rows(f"SELECT {name} AS name, posts, total_plays FROM {mart} "
-                         f"ORDER BY posts DESC, total_plays DESC, name LIMIT {limit}")
+            found = rows(
+                f"SELECT {name} AS name, posts, total_plays FROM {mart} "
+                f"ORDER BY posts DESC, total_plays DESC, name LIMIT {limit}"
+            )
             peak = max((r[1] for r in found), default=1) or 1
             body = [(n, p, t, "█" * max(1, round(p / peak * 20))) for n, p, t in found]
             table = markdown_table(["#hashtag" if hashtags else "sound", "posts", "total plays", "posts"], body)

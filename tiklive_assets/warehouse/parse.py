@@ -75,8 +75,15 @@ _HASHTAG_RE = re.compile(r"#(\w+)", re.UNICODE)
 _DETAIL, _LISTING = 2, 1
 _MEDIA = slice(12, 15)  # storage_key, bytes, archived_at in a posts row
 _ERROR_KEYS = frozenset({"message", "msg", "code", "error", "status_code", "status_msg", "log_id", "processed_time"})
-_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number", bool: "boolean",
-               type(None): "null"}
+_JSON_TYPES = {
+    dict: "object",
+    list: "array",
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 class UnreadableObject(ValueError):
@@ -227,7 +234,7 @@ class DayParser:
         marker = slug.rfind(ERROR_MARKER)
         if marker >= 0:  # archived as an error: paid for, never data (a notjson body would not even decode)
             credit[2] += 1
-            reason = slug[marker + len(ERROR_MARKER):]
+            reason = slug[marker + len(ERROR_MARKER) :]
             self.error_responses[(endpoint, reason)] += 1
             if reason == "gone" and endpoint in _DETAILS:  # deleted or private, said inside a 200: dead
                 try:
@@ -330,9 +337,14 @@ class DayParser:
         shape = (endpoint, "", tuple(body), tuple(map(type, values)))
         entry = shapes.get(shape)
         if entry is None:
-            entry = shapes[shape] = [0, tuple(
-                (i, name + "." if kind is dict else name + "[].")
-                for i, (name, kind) in enumerate(zip(shape[2], shape[3])) if kind is dict or kind is list)]
+            entry = shapes[shape] = [
+                0,
+                tuple(
+                    (i, name + "." if kind is dict else name + "[].")
+                    for i, (name, kind) in enumerate(zip(shape[2], shape[3]))
+                    if kind is dict or kind is list
+                ),
+            ]
         entry[0] += 1
         for i, prefix in entry[1]:
             value = values[i]
@@ -356,8 +368,12 @@ class DayParser:
         user_id = as_id(body.get("id")) or as_id(body.get("user_id"))
         if user_id is None:
             raise ShapeError("no user id")
-        self._keep(self._users, user_id, (0, captured, key),
-                   (user_id, slug, None, None, None, None, None, "userid", captured, self.day))
+        self._keep(
+            self._users,
+            user_id,
+            (0, captured, key),
+            (user_id, slug, None, None, None, None, None, "userid", captured, self.day),
+        )
 
     def _listing(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
         items = None
@@ -401,8 +417,12 @@ class DayParser:
             handle = author if type(author) is str else self._text(author, "author")  # noqa: E721 - web: the handle
         if author_id is None:
             author_id = as_id(item.get("author_id")) or owner
-        play, digg, comment, share = (item.get("play_count"), item.get("digg_count"), item.get("comment_count"),
-                                      item.get("share_count"))
+        play, digg, comment, share = (
+            item.get("play_count"),
+            item.get("digg_count"),
+            item.get("comment_count"),
+            item.get("share_count"),
+        )
         download, collect = item.get("download_count"), item.get("collect_count")
         if play is None and digg is None and comment is None and share is None:
             stats = item.get("stats")
@@ -455,31 +475,83 @@ class DayParser:
             photo = images is not None
             # already in the posts table's column order: storage_key, bytes and archived_at (_MEDIA) are filled
             # in by tables() for the few posts whose media the day archived
-            self._posts[aweme_id] = (rank, (
-                aweme_id, author_id, handle, title, region, duration, created, play, digg, comment, share,
-                music_id, None, None, None, self.day, "photo" if photo else "video", len(images) if photo else 0,
-            ))
+            self._posts[aweme_id] = (
+                rank,
+                (
+                    aweme_id,
+                    author_id,
+                    handle,
+                    title,
+                    region,
+                    duration,
+                    created,
+                    play,
+                    digg,
+                    comment,
+                    share,
+                    music_id,
+                    None,
+                    None,
+                    None,
+                    self.day,
+                    "photo" if photo else "video",
+                    len(images) if photo else 0,
+                ),
+            )
             if music_id is not None:
                 mrank = (captured, key)
                 current = self._music.get(music_id)
                 if current is None or mrank > current[0]:
-                    self._music[music_id] = (mrank, (
-                        music_id, self._text(music.get("title"), "music_info.title"),
-                        self._text(music.get("author") if "author" in music else music.get("authorName"),
-                                   "music_info.author"), self.day))
+                    self._music[music_id] = (
+                        mrank,
+                        (
+                            music_id,
+                            self._text(music.get("title"), "music_info.title"),
+                            self._text(
+                                music.get("author") if "author" in music else music.get("authorName"),
+                                "music_info.author",
+                            ),
+                            self.day,
+                        ),
+                    )
         mkey = (aweme_id, captured)
         mrank = (priority, key)
         current = self._metrics.get(mkey)
         if current is None or mrank > current[0]:
-            self._metrics[mkey] = (mrank, (
-                aweme_id, captured, play, digg, comment, share, download, collect, source, key, self.day,
-            ))
+            self._metrics[mkey] = (
+                mrank,
+                (
+                    aweme_id,
+                    captured,
+                    play,
+                    digg,
+                    comment,
+                    share,
+                    download,
+                    collect,
+                    source,
+                    key,
+                    self.day,
+                ),
+            )
         if author_id is not None:
             current = self._users.get(author_id)
             if current is None or rank > current[0]:
-                self._users[author_id] = (rank, (
-                    author_id, handle, nickname, None, None, None, None, "author", captured, self.day,
-                ))
+                self._users[author_id] = (
+                    rank,
+                    (
+                        author_id,
+                        handle,
+                        nickname,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "author",
+                        captured,
+                        self.day,
+                    ),
+                )
         return True
 
     def _profile(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
@@ -512,11 +584,23 @@ class DayParser:
         sec_uid = user.get("secUid")
         if sec_uid is None:
             sec_uid = user.get("sec_uid")
-        self._keep(self._users, user_id, (3, captured, key), (
-            user_id, handle, self._text(user.get("nickname"), "user.nickname"), self._text(sec_uid, "user.secUid"),
-            self._bool(user.get("verified"), "user.verified"),
-            self._bool(user.get("privateAccount"), "user.privateAccount"), bio, "profile", captured, self.day,
-        ))
+        self._keep(
+            self._users,
+            user_id,
+            (3, captured, key),
+            (
+                user_id,
+                handle,
+                self._text(user.get("nickname"), "user.nickname"),
+                self._text(sec_uid, "user.secUid"),
+                self._bool(user.get("verified"), "user.verified"),
+                self._bool(user.get("privateAccount"), "user.privateAccount"),
+                bio,
+                "profile",
+                captured,
+                self.day,
+            ),
+        )
         counters = []
         for name in ("followerCount", "followingCount", "videoCount", "heartCount", "diggCount"):
             value = stats.get(name)
@@ -557,13 +641,22 @@ class DayParser:
                 handle = user.get("uniqueId")
             followers = stats.get("follower_count") if stats is item else stats.get("followerCount")
             posts = stats.get("aweme_count") if stats is item else stats.get("videoCount")
-            self._keep(self._edges, (page.entity, direction, other), (captured, key), (
-                page.entity, direction, other, self._text(handle, "follow.unique_id"),
-                self._text(user.get("nickname"), "follow.nickname"),
-                followers if type(followers) is int else self._int(followers, "follow.follower_count"),  # noqa: E721
-                posts if type(posts) is int else self._int(posts, "follow.aweme_count"),  # noqa: E721
-                captured, self.day,
-            ))
+            self._keep(
+                self._edges,
+                (page.entity, direction, other),
+                (captured, key),
+                (
+                    page.entity,
+                    direction,
+                    other,
+                    self._text(handle, "follow.unique_id"),
+                    self._text(user.get("nickname"), "follow.nickname"),
+                    followers if type(followers) is int else self._int(followers, "follow.follower_count"),  # noqa: E721
+                    posts if type(posts) is int else self._int(posts, "follow.aweme_count"),  # noqa: E721
+                    captured,
+                    self.day,
+                ),
+            )
 
     def _comment_page(self, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
         page = parse_page_slug(slug)
@@ -585,14 +678,24 @@ class DayParser:
             handle = user.get("unique_id")
             if handle is None:
                 handle = user.get("uniqueId")
-            self._keep(self._comments, comment_id, (captured, key), (
-                comment_id, as_id(item.get("aweme_id")) or aweme_from_slug, parent,
-                self.tally.id(user.get("id") if user.get("id") is not None else user.get("uid"), "comment.user.id"),
-                self._text(handle, "comment.user.unique_id"), self._text(item.get("text"), "comment.text"),
-                self._int(item.get("digg_count"), "comment.digg_count"),
-                self._int(item.get("reply_total"), "comment.reply_total"),
-                self._time(item.get("create_time"), "comment.create_time"), captured, self.day,
-            ))
+            self._keep(
+                self._comments,
+                comment_id,
+                (captured, key),
+                (
+                    comment_id,
+                    as_id(item.get("aweme_id")) or aweme_from_slug,
+                    parent,
+                    self.tally.id(user.get("id") if user.get("id") is not None else user.get("uid"), "comment.user.id"),
+                    self._text(handle, "comment.user.unique_id"),
+                    self._text(item.get("text"), "comment.text"),
+                    self._int(item.get("digg_count"), "comment.digg_count"),
+                    self._int(item.get("reply_total"), "comment.reply_total"),
+                    self._time(item.get("create_time"), "comment.create_time"),
+                    captured,
+                    self.day,
+                ),
+            )
 
     def _dead_letter(self, slug: str, body: Any, key: str, captured: int, status: int = 404) -> None:
         reason = "not found"
@@ -622,8 +725,20 @@ class DayParser:
                 self._shapes[shape] = [count, children]
             else:
                 entry[0] += count
-        for name in ("_posts", "_users", "_snapshots", "_metrics", "_comments", "_edges", "_music", "_dead",
-                     "_quarantine", "_videos", "_images", "_sounds"):
+        for name in (
+            "_posts",
+            "_users",
+            "_snapshots",
+            "_metrics",
+            "_comments",
+            "_edges",
+            "_music",
+            "_dead",
+            "_quarantine",
+            "_videos",
+            "_images",
+            "_sounds",
+        ):
             mine = getattr(self, name)
             for key, (rank, row) in getattr(other, name).items():
                 self._keep(mine, key, rank, row)
@@ -670,14 +785,16 @@ class DayParser:
             if media:
                 found = media.get(row[0])
                 if found is not None:
-                    row = row[:_MEDIA.start] + found + row[_MEDIA.stop:]
+                    row = row[: _MEDIA.start] + found + row[_MEDIA.stop :]
             posts.append(row)
             title = row[3]
             if title and "#" in title:  # each tag once per post (the key is hashtag, aweme_id, dt)
                 tags.extend((tag, row[0], row[1], day) for tag in {t.lower() for t in _HASHTAG_RE.findall(title)})
         self.posts_without_author = without_author
-        credits = [(day, endpoint, status, count, size, errors)
-                   for (endpoint, status), (count, size, errors) in self._credits.items()]
+        credits = [
+            (day, endpoint, status, count, size, errors)
+            for (endpoint, status), (count, size, errors) in self._credits.items()
+        ]
         rows = {
             "posts": posts,
             "users": _values(self._users),
@@ -699,8 +816,12 @@ class DayParser:
 
 # parse target (an endpoint declaration's ``parse``) -> the parser that reads its answers
 PARSERS: dict[str, Callable[[DayParser, str, str, dict, str, int], None]] = {
-    "post_detail": DayParser._post_detail, "post_listing": DayParser._listing, "profile": DayParser._profile,
-    "follow_page": DayParser._follow, "comment_page": DayParser._comment_page, "user_id": DayParser._user_id,
+    "post_detail": DayParser._post_detail,
+    "post_listing": DayParser._listing,
+    "profile": DayParser._profile,
+    "follow_page": DayParser._follow,
+    "comment_page": DayParser._comment_page,
+    "user_id": DayParser._user_id,
 }
 _PARSER_OF = {e.name: PARSERS[e.parse] for e in ENDPOINTS if e.parse is not None}
 

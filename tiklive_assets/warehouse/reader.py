@@ -12,16 +12,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
-
-from collections import Counter
-from datetime import UTC, datetime
 
 from tiklive_assets.storage import LocalStore, ObjectInfo, ObjectStore
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX
@@ -91,9 +89,13 @@ def local_raw_keys(store: LocalStore, day: date, prefix: str = RAW_PREFIX) -> li
     for endpoint in endpoints:
         stem = f"{head}{endpoint.name}/"
         with os.scandir(endpoint.path) as scan:
-            keys.extend(stem + entry.name for entry in scan
-                        if RAW_SUFFIX in entry.name and not entry.name.endswith(_PART_SUFFIX)
-                        and entry.is_file(follow_symlinks=False))
+            keys.extend(
+                stem + entry.name
+                for entry in scan
+                if RAW_SUFFIX in entry.name
+                and not entry.name.endswith(_PART_SUFFIX)
+                and entry.is_file(follow_symlinks=False)
+            )
     keys.sort()
     return keys
 
@@ -132,6 +134,7 @@ def iter_bodies(
             yield info, read(info.key)
         return
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-get") as pool:
+
         def submit(start: int) -> list[Future]:
             return [pool.submit(store.get_bytes, info.key) for info in infos[start : start + batch]]
 
@@ -221,22 +224,35 @@ def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
         parser.add_video(info)
     tables = parser.tables()
     return ParsedDay(
-        day, tables, parser.objects, parser.errors, corrupt=parser.corrupt, items_without_id=parser.items_without_id,
-        posts_without_author=parser.posts_without_author, values_nulled=Counter(parser.tally.nulled),
-        error_responses=Counter({f"{endpoint}/{reason}": n for (endpoint, reason), n in parser.error_responses.items()}),
+        day,
+        tables,
+        parser.objects,
+        parser.errors,
+        corrupt=parser.corrupt,
+        items_without_id=parser.items_without_id,
+        posts_without_author=parser.posts_without_author,
+        values_nulled=Counter(parser.tally.nulled),
+        error_responses=Counter(
+            {f"{endpoint}/{reason}": n for (endpoint, reason), n in parser.error_responses.items()}
+        ),
     )
 
 
-def _parse_in_processes(store: LocalStore, day: date, prefix: str, pool: Executor, parser: DayParser,
-                        progress: Progress | None) -> None:
+def _parse_in_processes(
+    store: LocalStore, day: date, prefix: str, pool: Executor, parser: DayParser, progress: Progress | None
+) -> None:
     """Split the day's keys into chunks for the pool (workers read the files themselves: only key names travel),
     and merge each worker's rows as its chunk comes back."""
     keys = local_raw_keys(store, day, prefix)
     root = str(store.root)
     parser.sign_every = every = sign_every(len(keys))
-    futures = [(len(keys[start : start + PROCESS_CHUNK]),
-                pool.submit(_parse_chunk, root, day, prefix, keys[start : start + PROCESS_CHUNK], every))
-               for start in range(0, len(keys), PROCESS_CHUNK)]
+    futures = [
+        (
+            len(keys[start : start + PROCESS_CHUNK]),
+            pool.submit(_parse_chunk, root, day, prefix, keys[start : start + PROCESS_CHUNK], every),
+        )
+        for start in range(0, len(keys), PROCESS_CHUNK)
+    ]
     for size, future in futures:
         parser.merge(future.result())
         if progress:

@@ -41,8 +41,9 @@ class ReplayReport:
     error_responses_by_day: dict[date, int] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def add(self, day: date, objects: int, rows: dict[str, int], errors: list[str], parsed: ParsedDay | None = None
-            ) -> None:
+    def add(
+        self, day: date, objects: int, rows: dict[str, int], errors: list[str], parsed: ParsedDay | None = None
+    ) -> None:
         self.days.append(day)
         self.objects += objects
         for name, n in rows.items():
@@ -116,8 +117,11 @@ def load_days(
 
 def _holds_rows(warehouse: Warehouse, day: date) -> bool:
     """Whether the warehouse already has rows of ``day`` (which a load from damaged objects would shrink)."""
-    return any(warehouse.query(f"SELECT 1 FROM {table.name} WHERE dt = ? LIMIT 1", [day])
-               for table in TABLES if table.mode == "window")
+    return any(
+        warehouse.query(f"SELECT 1 FROM {table.name} WHERE dt = ? LIMIT 1", [day])
+        for table in TABLES
+        if table.mode == "window"
+    )
 
 
 def replay(
@@ -142,5 +146,6 @@ def replay(
     if progress_factory is not None:
         progress = progress_factory(sum(count_day_objects(store, d, prefix) for d in days))
     with open_warehouse(warehouse_url) as warehouse:
-        return load_days(store, warehouse, days, exports=exports, processes=processes, prefix=prefix, progress=progress,
-                         force=force)
+        return load_days(
+            store, warehouse, days, exports=exports, processes=processes, prefix=prefix, progress=progress, force=force
+        )

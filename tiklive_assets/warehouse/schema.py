@@ -89,15 +89,18 @@ class Table:
                 continue
             new, old = f"EXCLUDED.{name}", f"{self.name}.{name}"
             if name in self.sticky:
-                sets.append(f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR EXCLUDED.dt >= "
-                            f"{self.name}.dt THEN {new} ELSE {old} END")
+                sets.append(
+                    f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR EXCLUDED.dt >= "
+                    f"{self.name}.dt THEN {new} ELSE {old} END"
+                )
             else:
                 sets.append(f"{name} = CASE WHEN EXCLUDED.dt >= {self.name}.dt THEN {new} ELSE {old} END")
         sets.append(f"dt = GREATEST(EXCLUDED.dt, {self.name}.dt)")
         cols = ", ".join(names)
-        return (f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM {source} "
-                f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}")
-
+        return (
+            f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM {source} "
+            f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}"
+        )
 
     def merge_select_sql(self, source: str) -> str:
         """The rows ``upsert_sql`` would leave for the keys in ``source``, as one SELECT (``source`` LEFT JOIN table).
@@ -116,11 +119,13 @@ class Table:
             elif name in self.immutable:
                 exprs.append(f"CASE WHEN o.{first} IS NULL THEN {new} ELSE {old} END AS {name}")
             elif name in self.sticky:
-                exprs.append(f"CASE WHEN o.{first} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
-                             f"WHEN {old} IS NULL OR s.dt >= o.dt THEN {new} ELSE {old} END AS {name}")
+                exprs.append(
+                    f"CASE WHEN o.{first} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
+                    f"WHEN {old} IS NULL OR s.dt >= o.dt THEN {new} ELSE {old} END AS {name}"
+                )
             else:
                 exprs.append(f"CASE WHEN o.{first} IS NULL OR s.dt >= o.dt THEN {new} ELSE {old} END AS {name}")
-        return (f"SELECT {', '.join(exprs)} FROM {source} s LEFT JOIN {self.name} o USING ({', '.join(self.key)})")
+        return f"SELECT {', '.join(exprs)} FROM {source} s LEFT JOIN {self.name} o USING ({', '.join(self.key)})"
 
 
 def _c(name: str, sql: str, not_null: bool = False) -> Column:
@@ -130,13 +135,27 @@ def _c(name: str, sql: str, not_null: bool = False) -> Column:
 DT = _c("dt", "DATE", True)
 
 POSTS = Table(
-    "posts", "upsert",
+    "posts",
+    "upsert",
     (
-        _c("aweme_id", "TEXT", True), _c("author_id", "TEXT", True), _c("author_handle", "TEXT", True),
-        _c("title", "TEXT"), _c("region", "TEXT"), _c("duration", "INTEGER"), _c("create_time", "BIGINT"),
-        _c("play_count", "BIGINT"), _c("digg_count", "BIGINT"), _c("comment_count", "BIGINT"),
-        _c("share_count", "BIGINT"), _c("music_id", "TEXT"), _c("storage_key", "TEXT"), _c("bytes", "BIGINT"),
-        _c("archived_at", "TIMESTAMPTZ"), DT, _c("kind", "TEXT"), _c("image_count", "INTEGER"),
+        _c("aweme_id", "TEXT", True),
+        _c("author_id", "TEXT", True),
+        _c("author_handle", "TEXT", True),
+        _c("title", "TEXT"),
+        _c("region", "TEXT"),
+        _c("duration", "INTEGER"),
+        _c("create_time", "BIGINT"),
+        _c("play_count", "BIGINT"),
+        _c("digg_count", "BIGINT"),
+        _c("comment_count", "BIGINT"),
+        _c("share_count", "BIGINT"),
+        _c("music_id", "TEXT"),
+        _c("storage_key", "TEXT"),
+        _c("bytes", "BIGINT"),
+        _c("archived_at", "TIMESTAMPTZ"),
+        DT,
+        _c("kind", "TEXT"),
+        _c("image_count", "INTEGER"),
     ),
     key=("aweme_id",),
     indices=(("author_id",), ("music_id",), ("create_time",)),
@@ -150,11 +169,19 @@ POSTS = Table(
 )
 
 USERS = Table(
-    "users", "upsert",
+    "users",
+    "upsert",
     (
-        _c("user_id", "TEXT", True), _c("handle", "TEXT"), _c("nickname", "TEXT"), _c("sec_uid", "TEXT"),
-        _c("verified", "BOOLEAN"), _c("private_account", "BOOLEAN"), _c("bio_link", "TEXT"),
-        _c("source", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), DT,
+        _c("user_id", "TEXT", True),
+        _c("handle", "TEXT"),
+        _c("nickname", "TEXT"),
+        _c("sec_uid", "TEXT"),
+        _c("verified", "BOOLEAN"),
+        _c("private_account", "BOOLEAN"),
+        _c("bio_link", "TEXT"),
+        _c("source", "TEXT", True),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        DT,
     ),
     key=("user_id",),
     indices=(("handle",),),
@@ -164,11 +191,19 @@ USERS = Table(
 )
 
 USER_SNAPSHOTS = Table(
-    "user_snapshots", "window",
+    "user_snapshots",
+    "window",
     (
-        _c("user_id", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), _c("handle", "TEXT"),
-        _c("follower_count", "BIGINT"), _c("following_count", "BIGINT"), _c("video_count", "BIGINT"),
-        _c("heart_count", "BIGINT"), _c("digg_count", "BIGINT"), _c("source_key", "TEXT", True), DT,
+        _c("user_id", "TEXT", True),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        _c("handle", "TEXT"),
+        _c("follower_count", "BIGINT"),
+        _c("following_count", "BIGINT"),
+        _c("video_count", "BIGINT"),
+        _c("heart_count", "BIGINT"),
+        _c("digg_count", "BIGINT"),
+        _c("source_key", "TEXT", True),
+        DT,
     ),
     key=("user_id", "captured_at"),
     indices=(("dt",),),
@@ -176,12 +211,20 @@ USER_SNAPSHOTS = Table(
 )
 
 POST_METRICS_HISTORY = Table(
-    "post_metrics_history", "window",
+    "post_metrics_history",
+    "window",
     (
-        _c("aweme_id", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), _c("play_count", "BIGINT"),
-        _c("digg_count", "BIGINT"), _c("comment_count", "BIGINT"), _c("share_count", "BIGINT"),
-        _c("download_count", "BIGINT"), _c("collect_count", "BIGINT"), _c("source", "TEXT", True),
-        _c("source_key", "TEXT", True), DT,
+        _c("aweme_id", "TEXT", True),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        _c("play_count", "BIGINT"),
+        _c("digg_count", "BIGINT"),
+        _c("comment_count", "BIGINT"),
+        _c("share_count", "BIGINT"),
+        _c("download_count", "BIGINT"),
+        _c("collect_count", "BIGINT"),
+        _c("source", "TEXT", True),
+        _c("source_key", "TEXT", True),
+        DT,
     ),
     key=("aweme_id", "captured_at"),
     indices=(("dt",),),
@@ -191,11 +234,20 @@ POST_METRICS_HISTORY = Table(
 )
 
 COMMENTS = Table(
-    "comments", "upsert",
+    "comments",
+    "upsert",
     (
-        _c("comment_id", "TEXT", True), _c("aweme_id", "TEXT", True), _c("parent_id", "TEXT"),
-        _c("user_id", "TEXT"), _c("user_handle", "TEXT"), _c("text", "TEXT"), _c("digg_count", "BIGINT"),
-        _c("reply_total", "BIGINT"), _c("create_time", "BIGINT"), _c("captured_at", "TIMESTAMPTZ", True), DT,
+        _c("comment_id", "TEXT", True),
+        _c("aweme_id", "TEXT", True),
+        _c("parent_id", "TEXT"),
+        _c("user_id", "TEXT"),
+        _c("user_handle", "TEXT"),
+        _c("text", "TEXT"),
+        _c("digg_count", "BIGINT"),
+        _c("reply_total", "BIGINT"),
+        _c("create_time", "BIGINT"),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        DT,
     ),
     key=("comment_id",),
     indices=(("aweme_id",), ("parent_id",)),
@@ -204,11 +256,18 @@ COMMENTS = Table(
 )
 
 FOLLOW_EDGES = Table(
-    "follow_edges", "window",
+    "follow_edges",
+    "window",
     (
-        _c("user_id", "TEXT", True), _c("direction", "TEXT", True), _c("other_id", "TEXT", True),
-        _c("other_handle", "TEXT"), _c("other_nickname", "TEXT"), _c("other_follower_count", "BIGINT"),
-        _c("other_aweme_count", "BIGINT"), _c("captured_at", "TIMESTAMPTZ", True), DT,
+        _c("user_id", "TEXT", True),
+        _c("direction", "TEXT", True),
+        _c("other_id", "TEXT", True),
+        _c("other_handle", "TEXT"),
+        _c("other_nickname", "TEXT"),
+        _c("other_follower_count", "BIGINT"),
+        _c("other_aweme_count", "BIGINT"),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        DT,
     ),
     key=("user_id", "direction", "other_id", "dt"),
     indices=(("dt",),),
@@ -217,14 +276,16 @@ FOLLOW_EDGES = Table(
 )
 
 MUSIC = Table(
-    "music", "upsert",
+    "music",
+    "upsert",
     (_c("music_id", "TEXT", True), _c("title", "TEXT"), _c("author", "TEXT"), DT),
     key=("music_id",),
     description="Sounds: one row per sound used by a captured post, with its title and author.",
 )
 
 HASHTAGS = Table(
-    "hashtags", "window",
+    "hashtags",
+    "window",
     (_c("hashtag", "TEXT", True), _c("aweme_id", "TEXT", True), _c("author_id", "TEXT"), DT),
     key=("hashtag", "aweme_id", "dt"),
     indices=(("dt",),),
@@ -232,10 +293,15 @@ HASHTAGS = Table(
 )
 
 DEAD_LETTERS = Table(
-    "dead_letters", "window",
+    "dead_letters",
+    "window",
     (
-        _c("aweme_id", "TEXT", True), _c("reason", "TEXT", True), _c("http_status", "INTEGER", True),
-        _c("source_key", "TEXT", True), _c("captured_at", "TIMESTAMPTZ", True), DT,
+        _c("aweme_id", "TEXT", True),
+        _c("reason", "TEXT", True),
+        _c("http_status", "INTEGER", True),
+        _c("source_key", "TEXT", True),
+        _c("captured_at", "TIMESTAMPTZ", True),
+        DT,
     ),
     key=("aweme_id", "dt"),
     indices=(("dt",),),
@@ -244,10 +310,15 @@ DEAD_LETTERS = Table(
 )
 
 CREDITS_LEDGER = Table(
-    "credits_ledger", "window",
+    "credits_ledger",
+    "window",
     (
-        DT, _c("endpoint", "TEXT", True), _c("http_status", "INTEGER", True), _c("requests", "BIGINT", True),
-        _c("bytes", "BIGINT", True), _c("error_responses", "BIGINT"),
+        DT,
+        _c("endpoint", "TEXT", True),
+        _c("http_status", "INTEGER", True),
+        _c("requests", "BIGINT", True),
+        _c("bytes", "BIGINT", True),
+        _c("error_responses", "BIGINT"),
     ),
     key=("dt", "endpoint", "http_status"),
     description="Credits by endpoint and day, counted from the archived responses (one archived response = one "
@@ -257,10 +328,15 @@ CREDITS_LEDGER = Table(
 )
 
 QUARANTINE = Table(
-    "quarantine", "window",
+    "quarantine",
+    "window",
     (
-        DT, _c("source_key", "TEXT", True), _c("endpoint", "TEXT", True), _c("error", "TEXT", True),
-        _c("bytes", "BIGINT", True), _c("captured_at", "TIMESTAMPTZ", True),
+        DT,
+        _c("source_key", "TEXT", True),
+        _c("endpoint", "TEXT", True),
+        _c("error", "TEXT", True),
+        _c("bytes", "BIGINT", True),
+        _c("captured_at", "TIMESTAMPTZ", True),
     ),
     key=("dt", "source_key"),
     description="Archived objects of the day that could not be parsed (not JSON, or a shape no parser reads), with "
@@ -269,9 +345,13 @@ QUARANTINE = Table(
 )
 
 SCHEMA_FIELDS = Table(
-    "schema_fields", "window",
+    "schema_fields",
+    "window",
     (
-        DT, _c("endpoint", "TEXT", True), _c("path", "TEXT", True), _c("json_type", "TEXT", True),
+        DT,
+        _c("endpoint", "TEXT", True),
+        _c("path", "TEXT", True),
+        _c("json_type", "TEXT", True),
         _c("objects", "BIGINT", True),
     ),
     key=("dt", "endpoint", "path", "json_type"),
@@ -281,8 +361,18 @@ SCHEMA_FIELDS = Table(
 )
 
 TABLES: tuple[Table, ...] = (
-    POSTS, USERS, USER_SNAPSHOTS, POST_METRICS_HISTORY, COMMENTS, FOLLOW_EDGES, MUSIC, HASHTAGS, DEAD_LETTERS,
-    CREDITS_LEDGER, QUARANTINE, SCHEMA_FIELDS,
+    POSTS,
+    USERS,
+    USER_SNAPSHOTS,
+    POST_METRICS_HISTORY,
+    COMMENTS,
+    FOLLOW_EDGES,
+    MUSIC,
+    HASHTAGS,
+    DEAD_LETTERS,
+    CREDITS_LEDGER,
+    QUARANTINE,
+    SCHEMA_FIELDS,
 )
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

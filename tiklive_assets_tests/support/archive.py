@@ -23,20 +23,26 @@ def _put(store: ObjectStore, day: date, endpoint: str, slug: str, body: object) 
     return key
 
 
-def put_raw(store: ObjectStore, day: date, endpoint: str, slug: str, body: object | bytes, *,
-            fetched: datetime | None = None) -> str:
+def put_raw(
+    store: ObjectStore, day: date, endpoint: str, slug: str, body: object | bytes, *, fetched: datetime | None = None
+) -> str:
     """One archived response as the capture writes it: gzip (MTIME = fetch time) of the JSON of ``body``, or of
     ``body`` itself when it is bytes (a body that is not JSON, archived raw under ``<slug>-error-notjson``)."""
     key = raw_key(day, endpoint, slug)
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
     moment = fetched or datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
-    store.put_bytes(key, gzip.compress(payload, mtime=int(moment.timestamp())), content_type="application/json",
-                    content_encoding="gzip")
+    store.put_bytes(
+        key,
+        gzip.compress(payload, mtime=int(moment.timestamp())),
+        content_type="application/json",
+        content_encoding="gzip",
+    )
     return key
 
 
-def put_photo_media(store: ObjectStore, day: date, handle: str, aweme_id: str, images: list[bytes],
-                    sound: bytes) -> list[str]:
+def put_photo_media(
+    store: ObjectStore, day: date, handle: str, aweme_id: str, images: list[bytes], sound: bytes
+) -> list[str]:
     """A photo post's files as the capture stores them: ``<id>-<n>.jpg`` per image (n from 1), ``<id>.mp3``."""
     stem = video_key(day, handle, aweme_id).removesuffix(".mp4")
     keys = []
@@ -56,27 +62,58 @@ def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
         _put(store, day, "userid", handle, {"id": account.id})
         _put(store, day, "userinfo-by-id", account.id, corpus.profile(account, now))
         posts = corpus.visible_posts(account, now)[:6]
-        _put(store, day, "user-posts", slug_page(account.id, "cursor", 0),
-             {"videos": [corpus.listing_item(p, now) for p in posts], "cursor": str(posts[-1].ct_ms), "hasMore": True})
+        _put(
+            store,
+            day,
+            "user-posts",
+            slug_page(account.id, "cursor", 0),
+            {"videos": [corpus.listing_item(p, now) for p in posts], "cursor": str(posts[-1].ct_ms), "hasMore": True},
+        )
         for post in posts[:3]:
             _put(store, day, "post-detail", post.aweme_id, corpus.detail_item(post, now))
             key = video_key(day, handle, post.aweme_id)
             store.put_bytes(key, b"\x00\x00\x00\x20ftypisom" + post.aweme_id.encode() * 40, content_type="video/mp4")
             store.put_bytes(cover_key(day, post.aweme_id), b"\xff\xd8cover", content_type="image/jpeg")
         times, followers = corpus.follow_list(account, "followers", now)
-        _put(store, day, "user-followers", slug_page(account.id, "time", 0),
-             {"followers": followers[:20], "time": times[:20][-1], "hasMore": True})
+        _put(
+            store,
+            day,
+            "user-followers",
+            slug_page(account.id, "time", 0),
+            {"followers": followers[:20], "time": times[:20][-1], "hasMore": True},
+        )
         times, following = corpus.follow_list(account, "following", now)
-        _put(store, day, "user-following", slug_page(account.id, "time", 0),
-             {"followings": following[:10], "time": times[:10][-1], "hasMore": True})
+        _put(
+            store,
+            day,
+            "user-following",
+            slug_page(account.id, "time", 0),
+            {"followings": following[:10], "time": times[:10][-1], "hasMore": True},
+        )
         for post in posts[:2]:
             comments = corpus.comments(post.aweme_id, now)
-            _put(store, day, "post-comments", slug_page(post.aweme_id, "cursor", 0),
-                 {"comments": [corpus.comment_item(c, post.aweme_id, now) for c in comments[:20]],
-                  "cursor": "20", "hasMore": len(comments) > 20})
+            _put(
+                store,
+                day,
+                "post-comments",
+                slug_page(post.aweme_id, "cursor", 0),
+                {
+                    "comments": [corpus.comment_item(c, post.aweme_id, now) for c in comments[:20]],
+                    "cursor": "20",
+                    "hasMore": len(comments) > 20,
+                },
+            )
             for parent in [c for c in comments[:20] if any(r.ct <= now for r in c.replies)][:2]:
                 replies = [r for r in parent.replies if r.ct <= now]
-                _put(store, day, "post-comment-replies", slug_page(f"{post.aweme_id}-{parent.id}", "cursor", 0),
-                     {"comments": [corpus.comment_item(r, post.aweme_id, now, parent) for r in replies],
-                      "cursor": str(len(replies)), "hasMore": False})
+                _put(
+                    store,
+                    day,
+                    "post-comment-replies",
+                    slug_page(f"{post.aweme_id}-{parent.id}", "cursor", 0),
+                    {
+                        "comments": [corpus.comment_item(r, post.aweme_id, now, parent) for r in replies],
+                        "cursor": str(len(replies)),
+                        "hasMore": False,
+                    },
+                )
     _put(store, day, "post-detail", f"{GONE}-http404", {"error": "video not found (deleted)"})

@@ -43,8 +43,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 PROJECT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("TIKLIVE_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("TIKLIVE_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1600,1000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1600,1000",
+]
 LOCATION = "tiklive_assets"  # workspace.yaml's location_name
 REPOSITORY = "__repository__"  # the name Dagster gives the repository of a module's @definitions
 UI_TIMEOUT = 30.0  # one page or dialog to render on a busy 2-core machine
@@ -58,8 +65,9 @@ def require_chromium() -> None:
         return
     message = f"{' and '.join(missing)} not found"
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message}, and CI=true makes the browser test mandatory (.ci/run installs "
-                    "`chromium chromium-driver`)")
+        pytest.fail(
+            f"{message}, and CI=true makes the browser test mandatory (.ci/run installs `chromium chromium-driver`)"
+        )
     pytest.skip(f"{message}; install them (`apt-get install chromium chromium-driver`) to run the browser test")
 
 
@@ -69,8 +77,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5,
-             explain: Callable[[], str] = str) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5, explain: Callable[[], str] = str
+) -> T:
     """Poll ``probe`` until it returns something truthy; after ``timeout`` seconds fail naming ``what``, with
     ``explain()`` appended (server logs, the last state seen)."""
     deadline = time.monotonic() + timeout
@@ -143,8 +152,11 @@ def dagster_deployment(root: Path, env: dict[str, str], *, timeout: float = 120.
     deployment = Deployment(f"http://127.0.0.1:{port}", home, logs)
     procs: list[subprocess.Popen] = []
     try:
-        webserver = _start([str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port),
-                            "-w", "workspace.yaml"], env, logs / "webserver.log")
+        webserver = _start(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+            env,
+            logs / "webserver.log",
+        )
         procs.append(webserver)
 
         def up() -> bool:
@@ -152,12 +164,10 @@ def dagster_deployment(root: Path, env: dict[str, str], *, timeout: float = 120.
                 raise RuntimeError(f"dagster-webserver exited with {webserver.returncode}\n{deployment.log_tail()}")
             return _server_up(deployment.url) and _location_loaded(deployment)
 
-        wait_for("the webserver serving the tiklive_assets code location", up, timeout,
-                 explain=deployment.log_tail)
+        wait_for("the webserver serving the tiklive_assets code location", up, timeout, explain=deployment.log_tail)
         stop_running_schedules(deployment)
         deployment.graphql("mutation { setNuxSeen }")
-        procs.append(_start([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env,
-                            logs / "daemon.log"))
+        procs.append(_start([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs / "daemon.log"))
         yield deployment
     finally:
         _stop(procs)
@@ -170,8 +180,15 @@ def dagster_deployment(root: Path, env: dict[str, str], *, timeout: float = 120.
 
 def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            cwd=PROJECT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -185,8 +202,12 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             pass
     try:
-        wait_for("the process groups to exit", lambda: not any(_signal_group(p.pid, 0) for p in procs),
-                 timeout=5, interval=0.2)
+        wait_for(
+            "the process groups to exit",
+            lambda: not any(_signal_group(p.pid, 0) for p in procs),
+            timeout=5,
+            interval=0.2,
+        )
     except TimeoutError:
         pass
     for proc in procs:
@@ -316,10 +337,15 @@ class DagsterUI:
 
     def until(self, condition: Callable[[Any], T], what: str, timeout: float = UI_TIMEOUT) -> T:
         # React re-renders replace elements, and a closing dialog can sit over a button for a moment: retry those
-        ignored = (NoSuchElementException, StaleElementReferenceException, ElementClickInterceptedException,
-                   ElementNotInteractableException)
+        ignored = (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            ElementClickInterceptedException,
+            ElementNotInteractableException,
+        )
         return WebDriverWait(self.driver, timeout, poll_frequency=0.25, ignored_exceptions=ignored).until(
-            condition, what)
+            condition, what
+        )
 
     def click(self, locator: tuple[str, str], what: str) -> Any:
         def clicked(driver: Any) -> Any:
@@ -336,8 +362,9 @@ class DagsterUI:
         self.until(lambda driver: element.click() or True, f"{what} to take the click")
 
     def element(self, locator: tuple[str, str], what: str) -> Any:
-        return self.until(lambda driver: [e for e in driver.find_elements(*locator) if e.is_displayed()][:1],
-                          f"{what} to show")[0]
+        return self.until(
+            lambda driver: [e for e in driver.find_elements(*locator) if e.is_displayed()][:1], f"{what} to show"
+        )[0]
 
     def text_of(self, locator: tuple[str, str], expected: str, what: str) -> str:
         """Wait until the element at ``locator`` reads ``expected``; the failure names what it read instead."""
@@ -373,5 +400,6 @@ class DagsterUI:
             except WebDriverException as lost:  # the browser itself is gone
                 saved = f"no screenshot ({type(lost).__name__}: {lost})"
             message = getattr(exc, "msg", None) or str(exc)
-            raise AssertionError(f"{step} failed: {type(exc).__name__}: {message}\n{saved}\n"
-                                 f"{self.deployment.log_tail(15)}") from exc
+            raise AssertionError(
+                f"{step} failed: {type(exc).__name__}: {message}\n{saved}\n{self.deployment.log_tail(15)}"
+            ) from exc

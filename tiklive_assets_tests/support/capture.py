@@ -101,7 +101,9 @@ class Rig:
 
     def resources(self) -> dict[str, dg.ConfigurableResource]:
         return {
-            "tiklive_api": TikLiveApiResource(api_key=DEFAULT_API_KEY, base_url=self.sb.base_url, ratelimit_url="memory://"),
+            "tiklive_api": TikLiveApiResource(
+                api_key=DEFAULT_API_KEY, base_url=self.sb.base_url, ratelimit_url="memory://"
+            ),
             "archive_store": self.archive_store,
             "data_root": DataRootResource(home=str(self.home)),
             "tracking": TrackingConfigResource(path=str(self.config_path)),
@@ -158,7 +160,11 @@ class Rig:
                     assert record.sha256 == sha256(data) and record.size == len(data), (aweme_id, kind)
                     assert sha256(store.get_bytes(record.storage_key)) == record.sha256, (aweme_id, kind)
                     assert record.ingest_date == day
-                video, sidecar, cover = files["video"].storage_key, files["sidecar"].storage_key, files["cover"].storage_key
+                video, sidecar, cover = (
+                    files["video"].storage_key,
+                    files["sidecar"].storage_key,
+                    files["cover"].storage_key,
+                )
                 assert video.startswith(f"videos/dt={day}/author=") and video.endswith(f"/{aweme_id}.mp4")
                 assert sidecar == video.removesuffix(".mp4") + ".json"
                 assert cover == f"covers/dt={day}/{aweme_id}.jpg"
@@ -175,8 +181,9 @@ def local_store(tmp_path: Path) -> ArchiveStoreResource:
 def s3_store(bucket: str, endpoint: str) -> ArchiveStoreResource:
     return ArchiveStoreResource(
         bucket=bucket,
-        s3=S3Resource(endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing"),
+        s3=S3Resource(
+            endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        ),
     )
 
 

@@ -65,8 +65,13 @@ class HostileServer:
         self._httpd.server_close()
 
 
-def send(handler: BaseHTTPRequestHandler, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-         length: bool = True) -> None:
+def send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    length: bool = True,
+) -> None:
     handler.send_response(status)
     for name, value in (headers or {}).items():
         handler.send_header(name, value)
@@ -147,8 +152,13 @@ def moto_with_bucket(prefix: str) -> Iterator[tuple[RestartableMoto, str]]:
     """A RestartableMoto of its own with one new bucket; stopped at the end (unless the test stopped it)."""
     server = RestartableMoto().start()
     bucket = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
     try:
         yield server, bucket
     finally:

@@ -22,9 +22,12 @@ def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
     keys = set(run.asset_selection or ()) | {check.asset_key for check in run.asset_check_selection or ()}
     if not keys:  # an ad-hoc materialize records no selection: read the assets its events name
         keys = set(instance.get_asset_keys_for_run(run.run_id))
-        keys |= {record.event_log_entry.dagster_event.event_specific_data.asset_key
-                 for record in instance.get_records_for_run(
-                     run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records}
+        keys |= {
+            record.event_log_entry.dagster_event.event_specific_data.asset_key
+            for record in instance.get_records_for_run(
+                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ).records
+        }
     return sorted(key.to_user_string() for key in keys)
 
 
@@ -43,15 +46,19 @@ def describe_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
 
 
 @dg.run_failure_sensor(
-    name="run_failure_alert", monitor_all_code_locations=True, default_status=dg.DefaultSensorStatus.RUNNING,
+    name="run_failure_alert",
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts each failed run (job or assets, partition, error) to TIKLIVE_ALERT_WEBHOOK_URL, or to the "
-                "log when no webhook is set, so a failing schedule is seen the same day.",
+    "log when no webhook is set, so a failing schedule is seen the same day.",
 )
 def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     run = context.dagster_run
     error = context.failure_event.message or "see the run's logs"
     if run.job_name.startswith("__"):  # Dagster's message names its internal job: say what it was instead
-        error = error.replace(f'run for "{run.job_name}"', "the materialization").replace(run.job_name, "materialization")
+        error = error.replace(f'run for "{run.job_name}"', "the materialization").replace(
+            run.job_name, "materialization"
+        )
     notify(f"tiklive run failed: {describe_run(context.instance, run)}", [f"run id {run.run_id}", error[:500]])
 
 
@@ -71,7 +78,9 @@ def _finished_after(instance: dg.DagsterInstance, after: int) -> list[dg.EventLo
     for event_type in FINISHED:
         result = instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
-            limit=RUNS_PER_TICK, ascending=True)
+            limit=RUNS_PER_TICK,
+            ascending=True,
+        )
         records.extend(result.records)
         if len(result.records) == RUNS_PER_TICK:
             last = result.records[-1].storage_id
@@ -81,10 +90,12 @@ def _finished_after(instance: dg.DagsterInstance, after: int) -> list[dg.EventLo
 
 
 @dg.sensor(
-    name="failed_check_alert", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+    name="failed_check_alert",
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
     description="Posts each failed asset check (restore verification, archive and warehouse integrity, drift, "
-                "dead letters) to TIKLIVE_ALERT_WEBHOOK_URL or the log, once the run that evaluated it has "
-                "finished: a verification that fails silently for weeks is the incident this prevents.",
+    "dead letters) to TIKLIVE_ALERT_WEBHOOK_URL or the log, once the run that evaluated it has "
+    "finished: a verification that fails silently for weeks is the incident this prevents.",
 )
 def failed_check_alert(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     instance = context.instance
@@ -110,8 +121,10 @@ def failed_check_alert(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             details = [f"{where} (run id {run_id}, severity {severity})"]
             if evaluation.description:
                 details.append(evaluation.description[:300])
-            details += [f"{key}: {str(getattr(value, 'value', value))[:300]}"
-                        for key, value in list(evaluation.metadata.items())[:8]]
+            details += [
+                f"{key}: {str(getattr(value, 'value', value))[:300]}"
+                for key, value in list(evaluation.metadata.items())[:8]
+            ]
             notify(f"tiklive check failed: {evaluation.check_name} on {evaluation.asset_key.to_user_string()}", details)
         runs += 1
         context.update_cursor(str(status.storage_id))  # per run: a tick cut short never repeats an alert

@@ -5,7 +5,6 @@ fetches: a past day that is already archived is reported as such and left unchan
 with the reason (the warehouse can still be rebuilt from whatever the archive holds).
 """
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -17,6 +16,7 @@ from tiklive_assets.capture.discovery import discover
 from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
 from tiklive_assets.capture.videos import archive_pending
+from tiklive_assets.config import ConfigError
 from tiklive_assets.defs.partitions import daily
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
@@ -24,7 +24,6 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
-from tiklive_assets.config import ConfigError
 from tiklive_assets.preflight import require_ready
 from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import RAW_PREFIX, InvalidKeyPart
@@ -63,7 +62,9 @@ def capture_session(
     try:
         store = archive_store.open()
         # Before the first credit: the store takes a write, the state database is migrated, the key is set.
-        require_ready(store, data_root.state_url or data_root.root().state_url, api_key_present=bool(tiklive_api.api_key))
+        require_ready(
+            store, data_root.state_url or data_root.root().state_url, api_key_present=bool(tiklive_api.api_key)
+        )
         archive = RawArchive(store, day)
         client = tiklive_api.client(
             requests_per_minute=config.plan.requests_per_minute,
@@ -89,11 +90,16 @@ def capture_session(
 def _never_retried(exc: Exception, credits_spent: int) -> dg.Failure:
     """Retrying these only spends credits again (a rejected key, an answer that stays unreadable, a value that
     cannot become an object key, a store or configuration problem): fail once and say what to fix."""
-    return dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False,
-                      metadata={"credits_spent": credits_spent, "error": type(exc).__name__})
+    return dg.Failure(
+        description=f"{type(exc).__name__}: {exc}",
+        allow_retries=False,
+        metadata={"credits_spent": credits_spent, "error": type(exc).__name__},
+    )
 
 
-def guard_partition(context: dg.AssetExecutionContext, data_root: DataRootResource, asset: str) -> dg.MaterializeResult | None:
+def guard_partition(
+    context: dg.AssetExecutionContext, data_root: DataRootResource, asset: str
+) -> dg.MaterializeResult | None:
     """Today fetches. A past day already captured changes nothing; one never captured cannot be fetched now."""
     day = date.fromisoformat(context.partition_key)
     today = datetime.now(UTC).date()
@@ -145,20 +151,35 @@ def rerun_status(context: dg.AssetExecutionContext, session: CaptureSession, ass
     new = session.archive.written.get("created", 0) + session.archive.written.get("conflict", 0)
     if not already:
         status = "captured"
-        context.log.info("%s captured %s: %d object(s) archived today, %d credit(s) spent", asset, session.day,
-                         archived, session.credits_spent)
+        context.log.info(
+            "%s captured %s: %d object(s) archived today, %d credit(s) spent",
+            asset,
+            session.day,
+            archived,
+            session.credits_spent,
+        )
     else:
-        status = "already captured today; fetched only what is new" if new else \
-                 "already captured today; nothing new to fetch"
+        status = (
+            "already captured today; fetched only what is new"
+            if new
+            else "already captured today; nothing new to fetch"
+        )
         context.log.info(
             "%s for %s was already captured today: %d object(s) archived, %d walk(s) already complete and not "
             "fetched again; this run fetched only what is new: %d new object(s), %d credit(s) spent",
-            asset, session.day, archived, walks, new, session.credits_spent)
+            asset,
+            session.day,
+            archived,
+            walks,
+            new,
+            session.credits_spent,
+        )
     return {"status": status, "objects_archived_today": archived, "walks_already_complete": walks}
 
 
-def _finish(context: dg.AssetExecutionContext, session: CaptureSession, data_root: DataRootResource, asset: str,
-            metadata: dict) -> dg.MaterializeResult:
+def _finish(
+    context: dg.AssetExecutionContext, session: CaptureSession, data_root: DataRootResource, asset: str, metadata: dict
+) -> dg.MaterializeResult:
     metadata = {**metadata, **rerun_status(context, session, asset, metadata)}
     session.state.set_value(f"asset-complete:{asset}:{session.day.isoformat()}", "1")
     depth = session.state.queue_depth()
@@ -186,18 +207,34 @@ def _budget_failure(exc: CreditBudgetExhausted, session: CaptureSession) -> dg.F
     spends more. Nothing was marked done, so the rerun after a top-up (or tomorrow) resumes where this stopped."""
     spent_today = sum(session.state.credits_spent(datetime.now(UTC).date()).values())
     stop = "credit_balance" if isinstance(exc, BalanceExhausted) else "daily_budget"
-    return dg.Failure(description=f"{exc} ({spent_today} credits recorded today across all runs)", allow_retries=False,
-                      metadata={"stop": stop, "credits_spent_today": spent_today, "credits_spent_by_this_step": exc.spent,
-                                "budget": exc.budget if exc.budget is not None else "account balance"})
+    return dg.Failure(
+        description=f"{exc} ({spent_today} credits recorded today across all runs)",
+        allow_retries=False,
+        metadata={
+            "stop": stop,
+            "credits_spent_today": spent_today,
+            "credits_spent_by_this_step": exc.spent,
+            "budget": exc.budget if exc.budget is not None else "account balance",
+        },
+    )
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"},
+    partitions_def=daily,
+    group_name=GROUP,
+    pool=API_POOL,
+    retry_policy=CAPTURE_RETRY,
+    kinds={"tikliveapi", "archive"},
     description="Each tracked account's profile, captured once a day and archived raw: the handle is resolved to its "
     "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
 )
-def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
-                     data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def account_profiles(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     if (skipped := guard_partition(context, data_root, "account_profiles")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
@@ -206,20 +243,37 @@ def account_profiles(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiR
             capture_profiles(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(context, session, data_root, "account_profiles", {
-            "profiles": report.profiles, "walks_already_complete": sum(report.skipped_complete.values()),
-            "unavailable": dg.MetadataValue.json(report.unavailable),
-            "left_for_next_run": dg.MetadataValue.json(report.failed),
-        })
+        return _finish(
+            context,
+            session,
+            data_root,
+            "account_profiles",
+            {
+                "profiles": report.profiles,
+                "walks_already_complete": sum(report.skipped_complete.values()),
+                "unavailable": dg.MetadataValue.json(report.unavailable),
+                "left_for_next_run": dg.MetadataValue.json(report.failed),
+            },
+        )
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[account_profiles],
+    partitions_def=daily,
+    group_name=GROUP,
+    pool=API_POOL,
+    retry_policy=CAPTURE_RETRY,
+    kinds={"tikliveapi", "archive"},
+    deps=[account_profiles],
     description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, every page archived raw "
     "and its cursor saved after each page, so a rerun resumes. Each id is queued once, whatever lists it.",
 )
-def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
-                    data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def discovery_queue(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     if (skipped := guard_partition(context, data_root, "discovery_queue")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
@@ -229,69 +283,107 @@ def discovery_queue(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiRe
             raise _budget_failure(exc, session) from None
         for problem in report.drift:
             context.log.warning("paginator drift: %s", problem)
-        return _finish(context, session, data_root, "discovery_queue", {
-            "pages": report.pages,
-            "ids_listed": report.listed,
-            "items_without_id": report.items_without_id,
-            "new_ids": report.total_new,
-            "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
-            "walks_already_complete": report.skipped_complete,
-            "drift": dg.MetadataValue.json(report.drift),
-            "unavailable": dg.MetadataValue.json(report.unavailable),
-            "left_for_next_run": dg.MetadataValue.json(report.failed),
-        })
+        return _finish(
+            context,
+            session,
+            data_root,
+            "discovery_queue",
+            {
+                "pages": report.pages,
+                "ids_listed": report.listed,
+                "items_without_id": report.items_without_id,
+                "new_ids": report.total_new,
+                "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
+                "walks_already_complete": report.skipped_complete,
+                "drift": dg.MetadataValue.json(report.drift),
+                "unavailable": dg.MetadataValue.json(report.unavailable),
+                "left_for_next_run": dg.MetadataValue.json(report.failed),
+            },
+        )
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[discovery_queue],
+    partitions_def=daily,
+    group_name=GROUP,
+    pool=API_POOL,
+    retry_policy=CAPTURE_RETRY,
+    kinds={"tikliveapi", "archive"},
+    deps=[discovery_queue],
     description="Every queued video resolved once (its detail, 1 credit) and its MP4 and cover downloaded at once, "
     "before the signed media links expire; a photo post's images and sound instead of an MP4. A video that is gone "
     "is dead-lettered after one answer: never paid for twice.",
 )
-def archived_videos(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
-                    data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def archived_videos(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     if (skipped := guard_partition(context, data_root, "archived_videos")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
         report = archive_pending(session, run_id=context.run.run_id)
         if report.systemic_error:
             spooled = session.archive.spooled
-            kept = (f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
-                    f"({session.archive.spool.describe()}) and go to the store first at the next run."
-                    if spooled and session.archive.spool is not None else "")
+            kept = (
+                f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
+                f"({session.archive.spool.describe()}) and go to the store first at the next run."
+                if spooled and session.archive.spool is not None
+                else ""
+            )
             raise dg.Failure(
                 description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
                 "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the "
                 f"network).{kept}",
                 allow_retries=False,
-                metadata={"videos_downloaded": report.downloaded, "credits_spent": session.credits_spent,
-                          "responses_spooled": len(spooled),
-                          "left_pending_or_claimed": dg.MetadataValue.json(report.left)},  # ids left, and why
+                metadata={
+                    "videos_downloaded": report.downloaded,
+                    "credits_spent": session.credits_spent,
+                    "responses_spooled": len(spooled),
+                    "left_pending_or_claimed": dg.MetadataValue.json(report.left),
+                },  # ids left, and why
             )
         if report.budget_stop:
             failure = _budget_failure(report.budget_stop, session)
             failure.metadata["videos_downloaded"] = dg.MetadataValue.int(report.downloaded)
             failure.metadata["left_pending_or_claimed"] = dg.MetadataValue.json(report.left)  # ids left, and why
             raise failure
-        return _finish(context, session, data_root, "archived_videos", {
-            "videos_resolved": report.resolved,
-            "videos_downloaded": report.downloaded,
-            "photo_posts_downloaded": report.photo_posts,
-            "re_resolved_expired_urls": report.re_resolved,
-            "video_bytes": report.bytes,
-            "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
-            "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
-            "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids still queued or claimed, and why
-        })
+        return _finish(
+            context,
+            session,
+            data_root,
+            "archived_videos",
+            {
+                "videos_resolved": report.resolved,
+                "videos_downloaded": report.downloaded,
+                "photo_posts_downloaded": report.photo_posts,
+                "re_resolved_expired_urls": report.re_resolved,
+                "video_bytes": report.bytes,
+                "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
+                "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
+                "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids still queued or claimed, and why
+            },
+        )
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[account_profiles],
+    partitions_def=daily,
+    group_name=GROUP,
+    pool=API_POOL,
+    retry_policy=CAPTURE_RETRY,
+    kinds={"tikliveapi", "archive"},
+    deps=[account_profiles],
     description="Followers and following of each tracked account, paged by time and archived raw per day; the "
     "warehouse turns them into follow edges.",
 )
-def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
-                 data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def follow_graph(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     if (skipped := guard_partition(context, data_root, "follow_graph")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
@@ -300,21 +392,39 @@ def follow_graph(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResou
             capture_follow_graph(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(context, session, data_root, "follow_graph", {
-            "pages": report.follow_pages, "walks_already_complete": sum(report.skipped_complete.values()),
-            "edges": report.follow_edges,
-            "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
-            "left_for_next_run": dg.MetadataValue.json(report.failed),
-        })
+        return _finish(
+            context,
+            session,
+            data_root,
+            "follow_graph",
+            {
+                "pages": report.follow_pages,
+                "walks_already_complete": sum(report.skipped_complete.values()),
+                "edges": report.follow_edges,
+                "drift": dg.MetadataValue.json(report.drift),
+                "unavailable": dg.MetadataValue.json(report.unavailable),
+                "left_for_next_run": dg.MetadataValue.json(report.failed),
+            },
+        )
 
 
 @dg.asset(
-    partitions_def=daily, group_name=GROUP, pool=API_POOL, retry_policy=CAPTURE_RETRY, kinds={"tikliveapi", "archive"}, deps=[discovery_queue],
+    partitions_def=daily,
+    group_name=GROUP,
+    pool=API_POOL,
+    retry_policy=CAPTURE_RETRY,
+    kinds={"tikliveapi", "archive"},
+    deps=[discovery_queue],
     description="Comments and replies on each tracked account's newest videos, archived raw per day with a saved "
     "cursor per video.",
 )
-def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiResource, archive_store: ArchiveStoreResource,
-                  data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def post_comments(
+    context: dg.AssetExecutionContext,
+    tiklive_api: TikLiveApiResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     if (skipped := guard_partition(context, data_root, "post_comments")) is not None:
         return skipped
     with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
@@ -323,12 +433,20 @@ def post_comments(context: dg.AssetExecutionContext, tiklive_api: TikLiveApiReso
             capture_comments(session, report)
         except CreditBudgetExhausted as exc:
             raise _budget_failure(exc, session) from None
-        return _finish(context, session, data_root, "post_comments", {
-            "pages": report.comment_pages, "walks_already_complete": sum(report.skipped_complete.values()),
-            "comments": report.comments,
-            "drift": dg.MetadataValue.json(report.drift), "unavailable": dg.MetadataValue.json(report.unavailable),
-            "left_for_next_run": dg.MetadataValue.json(report.failed),
-        })
+        return _finish(
+            context,
+            session,
+            data_root,
+            "post_comments",
+            {
+                "pages": report.comment_pages,
+                "walks_already_complete": sum(report.skipped_complete.values()),
+                "comments": report.comments,
+                "drift": dg.MetadataValue.json(report.drift),
+                "unavailable": dg.MetadataValue.json(report.unavailable),
+                "left_for_next_run": dg.MetadataValue.json(report.failed),
+            },
+        )
 
 
 CAPTURE_ASSETS = [account_profiles, discovery_queue, archived_videos, follow_graph, post_comments]

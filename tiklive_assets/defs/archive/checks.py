@@ -12,7 +12,9 @@ DEAD_LETTER_RATIO_LIMIT = 0.2
 MIRROR_LAG_LIMIT = timedelta(days=1)
 
 
-@dg.asset_check(asset=discovery_queue, description="No discovery cursor drifted (stuck value, repeated page, hasMore loop).")
+@dg.asset_check(
+    asset=discovery_queue, description="No discovery cursor drifted (stuck value, repeated page, hasMore loop)."
+)
 def discovery_cursors_advancing(data_root: DataRootResource) -> dg.AssetCheckResult:
     state = data_root.open_state()
     try:
@@ -24,10 +26,19 @@ def discovery_cursors_advancing(data_root: DataRootResource) -> dg.AssetCheckRes
         passed=not bad,
         metadata={
             "cursors": len(statuses),
-            "drifting": dg.MetadataValue.json([
-                {"scope": s.scope, "cursor": s.value, "why": s.drift or f"same value {s.value!r} written repeatedly"} for s in bad
-            ]),
-            "what_to_do": "inspect the archived pages, then `tiklive cursors reset <scope> --back N`" if bad else "nothing",
+            "drifting": dg.MetadataValue.json(
+                [
+                    {
+                        "scope": s.scope,
+                        "cursor": s.value,
+                        "why": s.drift or f"same value {s.value!r} written repeatedly",
+                    }
+                    for s in bad
+                ]
+            ),
+            "what_to_do": "inspect the archived pages, then `tiklive cursors reset <scope> --back N`"
+            if bad
+            else "nothing",
         },
     )
 
@@ -43,12 +54,19 @@ def dead_letter_ratio(data_root: DataRootResource) -> dg.AssetCheckResult:
     ratio = depth.get("dead", 0) / finished if finished else 0.0
     return dg.AssetCheckResult(
         passed=ratio <= DEAD_LETTER_RATIO_LIMIT,
-        metadata={"dead_letter_ratio": round(ratio, 4), "limit": DEAD_LETTER_RATIO_LIMIT, "queue_depth": dg.MetadataValue.json(depth)},
+        metadata={
+            "dead_letter_ratio": round(ratio, 4),
+            "limit": DEAD_LETTER_RATIO_LIMIT,
+            "queue_depth": dg.MetadataValue.json(depth),
+        },
     )
 
 
-@dg.asset_check(asset=archived_videos, description="No archive key (raw response, video, cover, sidecar) has been "
-                "missing from the secondary store for more than a day: the mirror is a backup only while it is complete.")
+@dg.asset_check(
+    asset=archived_videos,
+    description="No archive key (raw response, video, cover, sidecar) has been "
+    "missing from the secondary store for more than a day: the mirror is a backup only while it is complete.",
+)
 def mirror_replicated(archive_store: ArchiveStoreResource) -> dg.AssetCheckResult:
     from tiklive_assets.storage.mirror import oldest_unreplicated
 
@@ -64,7 +82,9 @@ def mirror_replicated(archive_store: ArchiveStoreResource) -> dg.AssetCheckResul
             "oldest_age_hours": round(age.total_seconds() / 3600, 2) if age is not None else 0,
             "oldest": dg.MetadataValue.json([e.key for e in entries[:20]]),
             "what_to_do": "the hourly mirror_repair job copies them once the secondary is back; check "
-                          "TIKLIVE_ARCHIVE_SECONDARY_BUCKET / TIKLIVE_SECONDARY_S3_ENDPOINT_URL, then "
-                          "`tiklive mirror repair`" if late else "nothing",
+            "TIKLIVE_ARCHIVE_SECONDARY_BUCKET / TIKLIVE_SECONDARY_S3_ENDPOINT_URL, then "
+            "`tiklive mirror repair`"
+            if late
+            else "nothing",
         },
     )

@@ -73,7 +73,9 @@ def poll_new_posts(
         videos = page.get("videos") or []
         last_seen = newest.get(handle, 0)
         fresh = [v for v in videos if int(v.get("create_time") or 0) > last_seen] if last_seen else []
-        rows = [(str(v["aweme_id"]), f"sensor:{handle}", (v.get("author") or {}).get("unique_id") or handle) for v in fresh]
+        rows = [
+            (str(v["aweme_id"]), f"sensor:{handle}", (v.get("author") or {}).get("unique_id") or handle) for v in fresh
+        ]
         if rows:
             session.state.enqueue(rows)  # raises before `newest` moves: the posts stay new for the next tick
             new_ids.extend(row[0] for row in rows)
@@ -83,7 +85,9 @@ def poll_new_posts(
 
 
 @dg.sensor(
-    job=capture_new_videos_job, minimum_interval_seconds=NEW_POSTS_INTERVAL, default_status=dg.DefaultSensorStatus.STOPPED,
+    job=capture_new_videos_job,
+    minimum_interval_seconds=NEW_POSTS_INTERVAL,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Polls the first page of each tracked account's posts (a few accounts per tick, 1 credit each) and "
     "captures new videos within minutes of posting.",
 )
@@ -111,10 +115,12 @@ def new_posts_sensor(
         credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
         on_response=archive.write,
         # the same bounds as the plan's, but one request (with its waits) never outlives a share of the tick
-        plan=config.plan.model_copy(update={
-            "request_deadline_seconds": min(config.plan.request_deadline_seconds, 15.0),
-            "max_retry_after_seconds": min(config.plan.max_retry_after_seconds, 10.0),
-        }),
+        plan=config.plan.model_copy(
+            update={
+                "request_deadline_seconds": min(config.plan.request_deadline_seconds, 15.0),
+                "max_retry_after_seconds": min(config.plan.max_retry_after_seconds, 10.0),
+            }
+        ),
     )
     session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
     newest: dict[str, int] = dict(cursor.get("newest", {}))
@@ -132,33 +138,51 @@ def new_posts_sensor(
         reason = f"no new posts among {', '.join(batch)}" + (f" ({len(errors)} errors: {errors[0]})" if errors else "")
         return dg.SensorResult(skip_reason=reason, cursor=json.dumps(cursor))
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=_run_key("new-posts", new_ids), partition_key=_today(),
-                                    tags={"tiklive/new_ids": str(len(new_ids))})],
+        run_requests=[
+            dg.RunRequest(
+                run_key=_run_key("new-posts", new_ids),
+                partition_key=_today(),
+                tags={"tiklive/new_ids": str(len(new_ids))},
+            )
+        ],
         cursor=json.dumps(cursor),
     )
 
 
 @dg.sensor(
-    job=capture_new_videos_job, minimum_interval_seconds=QUEUE_INTERVAL, default_status=dg.DefaultSensorStatus.STOPPED,
+    job=capture_new_videos_job,
+    minimum_interval_seconds=QUEUE_INTERVAL,
+    default_status=dg.DefaultSensorStatus.STOPPED,
     description="Starts a resolve-and-download run when ids wait in the queue, so discovery-to-capture is minutes.",
 )
 def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRootResource) -> dg.SensorResult:
     in_flight = context.instance.get_runs(
-        dg.RunsFilter(job_name=capture_new_videos_job.name,
-                      statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                                dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]),
+        dg.RunsFilter(
+            job_name=capture_new_videos_job.name,
+            statuses=[
+                dg.DagsterRunStatus.QUEUED,
+                dg.DagsterRunStatus.NOT_STARTED,
+                dg.DagsterRunStatus.STARTING,
+                dg.DagsterRunStatus.STARTED,
+            ],
+        ),
         limit=1,
     )
     if in_flight:
         return dg.SensorResult(skip_reason=f"run {in_flight[0].run_id} is already resolving the queue")
     failed = context.instance.get_runs(
-        dg.RunsFilter(job_name=capture_new_videos_job.name, statuses=[dg.DagsterRunStatus.FAILURE],
-                      updated_after=datetime.now(UTC) - timedelta(seconds=FAILED_RUN_BACKOFF)),
+        dg.RunsFilter(
+            job_name=capture_new_videos_job.name,
+            statuses=[dg.DagsterRunStatus.FAILURE],
+            updated_after=datetime.now(UTC) - timedelta(seconds=FAILED_RUN_BACKOFF),
+        ),
         limit=1,
     )
     if failed:  # an outage: do not hammer it once a minute; the run failure alert has already said why
-        return dg.SensorResult(skip_reason=f"run {failed[0].run_id} failed less than {FAILED_RUN_BACKOFF // 60} "
-                               "minutes ago; waiting before the next attempt")
+        return dg.SensorResult(
+            skip_reason=f"run {failed[0].run_id} failed less than {FAILED_RUN_BACKOFF // 60} "
+            "minutes ago; waiting before the next attempt"
+        )
     state = data_root.open_state()
     try:
         pending = state.pending(1000)
@@ -169,6 +193,10 @@ def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRoo
     # Same waiting ids, same attempt -> same run key: re-evaluating never requests a duplicate run; after a
     # failed run the ids' attempts have grown, so the retry gets a new key instead of being dropped.
     ids = [f"{item.aweme_id}@{item.attempts}" for item in pending]
-    return dg.SensorResult(run_requests=[
-        dg.RunRequest(run_key=_run_key("queue", ids), partition_key=_today(), tags={"tiklive/pending": str(len(pending))})
-    ])
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=_run_key("queue", ids), partition_key=_today(), tags={"tiklive/pending": str(len(pending))}
+            )
+        ]
+    )

@@ -63,8 +63,12 @@ def _research_config(tracking: TrackingConfigResource) -> ResearchConfig:
 
 
 @contextmanager
-def research_session(tiktok_research: TikTokResearchResource, archive_store: ArchiveStoreResource,
-                     data_root: DataRootResource, tracking: TrackingConfigResource) -> Iterator[_Session]:
+def research_session(
+    tiktok_research: TikTokResearchResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> Iterator[_Session]:
     config = _research_config(tracking)
     db = data_root.open_state()
     state = ResearchState(db)
@@ -98,14 +102,22 @@ def _common_metadata(session: _Session) -> dict:
 
 
 @dg.asset(
-    partitions_def=create_date, backfill_policy=window_backfill, pool=RESEARCH_POOL, group_name=GROUP,
+    partitions_def=create_date,
+    backfill_policy=window_backfill,
+    pool=RESEARCH_POOL,
+    group_name=GROUP,
     kinds={"tiktok", "archive"},
     description="Videos of the configured query by CREATE date from the TikTok Research API, archived raw under "
     "research-raw/ (≤30-day windows, cursor + search_id pages, quota ledger, resumable).",
 )
-def research_video_archive(context: dg.AssetExecutionContext, config: ResearchRunConfig,
-                           tiktok_research: TikTokResearchResource, archive_store: ArchiveStoreResource,
-                           data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def research_video_archive(
+    context: dg.AssetExecutionContext,
+    config: ResearchRunConfig,
+    tiktok_research: TikTokResearchResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     windows = pack_days(context.partition_keys)
     with research_session(tiktok_research, archive_store, data_root, tracking) as session:
         rc = session.config
@@ -114,8 +126,11 @@ def research_video_archive(context: dg.AssetExecutionContext, config: ResearchRu
 
         def collect():
             report = collect_videos(session.client, session.archive, session.state, query, windows, options)
-            comments = (collect_comments(session.client, report.video_ids, options=options)
-                        if config.with_comments and report.video_ids and not report.stopped else None)
+            comments = (
+                collect_comments(session.client, report.video_ids, options=options)
+                if config.with_comments and report.video_ids and not report.stopped
+                else None
+            )
             return {"report": report, "comments": comments}
 
         done = _collect_or_load(context, session, collect)
@@ -141,23 +156,40 @@ def research_video_archive(context: dg.AssetExecutionContext, config: ResearchRu
                 description=f"{report.stopped}; stopped at "
                 f"{f'window {report.stopped_at[0]} cursor {report.stopped_at[1]}' if report.stopped_at else 'comments'}. "
                 "Materialize the same partitions again after 00:00 UTC: the run resumes where this one stopped.",
-                allow_retries=False, metadata=metadata,
+                allow_retries=False,
+                metadata=metadata,
             )
         return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(
-    pool=RESEARCH_POOL, group_name=GROUP, kinds={"tiktok", "archive"},
+    pool=RESEARCH_POOL,
+    group_name=GROUP,
+    kinds={"tiktok", "archive"},
     description="User info, followers and following of the configured usernames from the Research API, archived raw.",
 )
-def research_user_archive(context: dg.AssetExecutionContext, config: ResearchRunConfig,
-                          tiktok_research: TikTokResearchResource, archive_store: ArchiveStoreResource,
-                          data_root: DataRootResource, tracking: TrackingConfigResource) -> dg.MaterializeResult:
+def research_user_archive(
+    context: dg.AssetExecutionContext,
+    config: ResearchRunConfig,
+    tiktok_research: TikTokResearchResource,
+    archive_store: ArchiveStoreResource,
+    data_root: DataRootResource,
+    tracking: TrackingConfigResource,
+) -> dg.MaterializeResult:
     with research_session(tiktok_research, archive_store, data_root, tracking) as session:
         rc = session.config
-        report = _collect_or_load(context, session, lambda: collect_users(
-            session.client, rc.usernames if rc.users else [], followers=rc.followers, following=rc.following,
-            max_follow_pages=rc.follow_max_pages, options=_options(rc, config)))
+        report = _collect_or_load(
+            context,
+            session,
+            lambda: collect_users(
+                session.client,
+                rc.usernames if rc.users else [],
+                followers=rc.followers,
+                following=rc.following,
+                max_follow_pages=rc.follow_max_pages,
+                options=_options(rc, config),
+            ),
+        )
         metadata = {
             **_common_metadata(session),
             "profiles": report.profiles,
@@ -175,23 +207,28 @@ def research_user_archive(context: dg.AssetExecutionContext, config: ResearchRun
 
 
 @dg.asset(
-    deps=[research_video_archive, research_user_archive], pool=DUCKDB_POOL, group_name=GROUP, kinds={"warehouse"},
+    deps=[research_video_archive, research_user_archive],
+    pool=DUCKDB_POOL,
+    group_name=GROUP,
+    kinds={"warehouse"},
     description="research_videos (keyed on id), research_video_counters (per capture day), research_users, "
     "research_follows and research_comments, rebuilt from the research-raw/ archive alone into the main warehouse "
     "(ids as text, since a float loses their digits; NUL characters stripped, since Postgres rejects them).",
 )
 def research_tables(context: dg.AssetExecutionContext, archive_store: ArchiveStoreResource) -> dg.MaterializeResult:
     report = load_research_warehouse(archive_store.open(), default_target())
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": report.rows.get("research_videos", 0),
-        "rows": dg.MetadataValue.json(report.rows),
-        "objects_read": report.objects_read,
-        "objects_skipped": report.objects_skipped,
-        "pages_superseded": report.pages_superseded,
-        "nul_stripped": report.nul_stripped,
-        "nulled": dg.MetadataValue.json(report.nulled),
-        "target": report.target,
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": report.rows.get("research_videos", 0),
+            "rows": dg.MetadataValue.json(report.rows),
+            "objects_read": report.objects_read,
+            "objects_skipped": report.objects_skipped,
+            "pages_superseded": report.pages_superseded,
+            "nul_stripped": report.nul_stripped,
+            "nulled": dg.MetadataValue.json(report.nulled),
+            "target": report.target,
+        }
+    )
 
 
 def _collect_or_load(context: dg.AssetExecutionContext, session: _Session, collect: Callable[[], dict]) -> dict:
@@ -210,7 +247,8 @@ def _collect_or_load(context: dg.AssetExecutionContext, session: _Session, colle
             metadata["load_error"] = str(load_exc)
         raise dg.Failure(
             description=f"{exc}. What this run archived before the error is loaded into the research tables; "
-            "materialize again to resume.", metadata=metadata,
+            "materialize again to resume.",
+            metadata=metadata,
         ) from exc
 
 

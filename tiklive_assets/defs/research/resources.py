@@ -20,14 +20,23 @@ class TikTokResearchResource(dg.ConfigurableResource):
     backoff_initial: float = 2.0  # seconds before the first retry of a transient answer (tests use less)
 
     def client(self, *, quota: QuotaReserver | None = None, on_response=None, max_attempts: int = 4) -> ResearchClient:
-        return ResearchClient(self.client_key, self.client_secret, self.base_url or base_url_from_env(),
-                              quota=quota, on_response=on_response, max_attempts=max_attempts,
-                              backoff_initial=self.backoff_initial)
+        return ResearchClient(
+            self.client_key,
+            self.client_secret,
+            self.base_url or base_url_from_env(),
+            quota=quota,
+            on_response=on_response,
+            max_attempts=max_attempts,
+            backoff_initial=self.backoff_initial,
+        )
 
 
 def research_resources() -> dict[str, dg.ConfigurableResource]:
-    return {"tiktok_research": TikTokResearchResource(client_key=dg.EnvVar(CLIENT_KEY_ENV),
-                                                      client_secret=dg.EnvVar(CLIENT_SECRET_ENV))}
+    return {
+        "tiktok_research": TikTokResearchResource(
+            client_key=dg.EnvVar(CLIENT_KEY_ENV), client_secret=dg.EnvVar(CLIENT_SECRET_ENV)
+        )
+    }
 
 
 @dg.definitions

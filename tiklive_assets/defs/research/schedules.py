@@ -12,21 +12,27 @@ from tiklive_assets.research.windows import Window
 RESUMABLE = {"daily_quota_limit_exceeded", "daily_quota", "run_cap"}  # stops that a new UTC day or run lifts
 
 research_videos_job = dg.define_asset_job(
-    "research_videos", selection=dg.AssetSelection.assets(research_video_archive),
+    "research_videos",
+    selection=dg.AssetSelection.assets(research_video_archive),
     description="Collect Research API videos for a range of create-date partitions (one search per ≤30-day window).",
 )
 
 
-@dg.schedule(job=research_videos_job, cron_schedule="10 0 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="At 00:10 UTC, just after the Research API's daily quota resets: resumes each collection "
-             "window an earlier run left open (quota spent, search expired) from its saved cursor.")
+@dg.schedule(
+    job=research_videos_job,
+    cron_schedule="10 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At 00:10 UTC, just after the Research API's daily quota resets: resumes each collection "
+    "window an earlier run left open (quota spent, search expired) from its saved cursor.",
+)
 def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: DataRootResource):
     """One run per window that a stop (daily quota, expired search) left open: it resumes from its saved cursor."""
     state = data_root.open_state()
     try:
-        stopped = [w for w in ResearchState(state).windows()
-                   if w.status == "open" and w.stop_reason in RESUMABLE]  # other stops need a person
+        stopped = [
+            w for w in ResearchState(state).windows() if w.status == "open" and w.stop_reason in RESUMABLE
+        ]  # other stops need a person
     finally:
         state.close()
     if not stopped:
@@ -35,9 +41,13 @@ def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: D
     requests = []
     for progress in sorted({w.window_key for w in stopped}):
         window = Window.from_key(progress)
-        requests.append(dg.RunRequest(
-            run_key=f"research-resume-{progress}-{day}",
-            tags={"dagster/asset_partition_range_start": window.start.isoformat(),
-                  "dagster/asset_partition_range_end": window.end.isoformat()},
-        ))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"research-resume-{progress}-{day}",
+                tags={
+                    "dagster/asset_partition_range_start": window.start.isoformat(),
+                    "dagster/asset_partition_range_end": window.end.isoformat(),
+                },
+            )
+        )
     return requests

@@ -29,13 +29,21 @@ WINDOW_DAYS = 30
 NIGHTLY_JOB = "nightly_verification"
 
 
-@dg.asset_check(asset=POSTS, blocking=False, pool=DUCKDB_POOL, description="aweme_id is unique in posts (cheap; runs with the table).")
+@dg.asset_check(
+    asset=POSTS,
+    blocking=False,
+    pool=DUCKDB_POOL,
+    description="aweme_id is unique in posts (cheap; runs with the table).",
+)
 def posts_aweme_id_unique(data_root: DataRootResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
         duplicates = duplicate_post_ids(wh)
-    return dg.AssetCheckResult(passed=not duplicates, metadata={
-        "duplicated_ids": dg.MetadataValue.json([{"aweme_id": a, "rows": n} for a, n in duplicates]),
-    })
+    return dg.AssetCheckResult(
+        passed=not duplicates,
+        metadata={
+            "duplicated_ids": dg.MetadataValue.json([{"aweme_id": a, "rows": n} for a, n in duplicates]),
+        },
+    )
 
 
 def _severity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckSeverity:
@@ -49,29 +57,50 @@ def _severity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckSeverity:
     return dg.AssetCheckSeverity.ERROR if job == NIGHTLY_JOB else dg.AssetCheckSeverity.WARN
 
 
-@dg.asset_check(asset=POSTS, pool=DUCKDB_POOL, blocking=True, description="Nightly restore test (a backup never "
-                "restored is a rumour): replay a random archived day of the last 30 (today on a fresh install, when "
-                "no earlier day is archived) into a scratch DuckDB; every object is intact gzip and every table "
-                "(quarantine included) matches the warehouse within tolerance. The day and seed are in the metadata.")
-def restore_verification(context: dg.AssetCheckExecutionContext, data_root: DataRootResource,
-                         archive_store: ArchiveStoreResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=POSTS,
+    pool=DUCKDB_POOL,
+    blocking=True,
+    description="Nightly restore test (a backup never "
+    "restored is a rumour): replay a random archived day of the last 30 (today on a fresh install, when "
+    "no earlier day is archived) into a scratch DuckDB; every object is intact gzip and every table "
+    "(quarantine included) matches the warehouse within tolerance. The day and seed are in the metadata.",
+)
+def restore_verification(
+    context: dg.AssetCheckExecutionContext,
+    data_root: DataRootResource,
+    archive_store: ArchiveStoreResource,
+    warehouse: WarehouseResource,
+) -> dg.AssetCheckResult:
     seed = int(os.environ.get("TIKLIVE_RESTORE_SEED") or time.time_ns() % 2**31)
     started = time.monotonic()
     today = datetime.now(UTC).date()
     with warehouse.open(data_root.root().home) as wh:
-        report = verify_random_day(archive_store.open(), wh, today, seed,
-                                   tolerance=RESTORE_TOLERANCE, window_days=WINDOW_DAYS)
-        held = wh.query("SELECT count(*) FROM posts WHERE dt >= ?", [today - timedelta(days=WINDOW_DAYS)])[0][0] \
-            if report.day is None else 0
+        report = verify_random_day(
+            archive_store.open(), wh, today, seed, tolerance=RESTORE_TOLERANCE, window_days=WINDOW_DAYS
+        )
+        held = (
+            wh.query("SELECT count(*) FROM posts WHERE dt >= ?", [today - timedelta(days=WINDOW_DAYS)])[0][0]
+            if report.day is None
+            else 0
+        )
     metadata = {
         "seed": seed,
         "day": str(report.day) if report.day else f"none archived in the last {WINDOW_DAYS} days",
         "objects_parsed": report.objects,
         "seconds": round(time.monotonic() - started, 2),
         "tolerance": RESTORE_TOLERANCE,
-        "tables": dg.MetadataValue.json({t.table: {"replayed": t.replayed, "in_warehouse": t.in_warehouse,
-                                                   "missing_keys": t.missing_keys, "values_differ": t.values_differ}
-                                         for t in report.tables}),
+        "tables": dg.MetadataValue.json(
+            {
+                t.table: {
+                    "replayed": t.replayed,
+                    "in_warehouse": t.in_warehouse,
+                    "missing_keys": t.missing_keys,
+                    "values_differ": t.values_differ,
+                }
+                for t in report.tables
+            }
+        ),
         "failing_tables": dg.MetadataValue.json([t.table for t in report.failing_tables]),
         "unreadable_objects": dg.MetadataValue.json(report.unreadable[:100]),
     }
@@ -79,24 +108,42 @@ def restore_verification(context: dg.AssetCheckExecutionContext, data_root: Data
     if report.day is None:
         # No history is not a failed restore; a warehouse holding rows the archive cannot replay is.
         if held:
-            return dg.AssetCheckResult(passed=False, metadata=metadata, severity=severity, description=(
-                f"the warehouse holds {held} posts of the last {WINDOW_DAYS} days but the archive has no day in "
-                "them to replay: the archive is the truth, so check the archive store's settings and bucket"))
-        return dg.AssetCheckResult(passed=True, metadata=metadata, description=(
-            f"nothing verified: no day of the last {WINDOW_DAYS} is archived and the warehouse holds none of them"))
+            return dg.AssetCheckResult(
+                passed=False,
+                metadata=metadata,
+                severity=severity,
+                description=(
+                    f"the warehouse holds {held} posts of the last {WINDOW_DAYS} days but the archive has no day in "
+                    "them to replay: the archive is the truth, so check the archive store's settings and bucket"
+                ),
+            )
+        return dg.AssetCheckResult(
+            passed=True,
+            metadata=metadata,
+            description=(
+                f"nothing verified: no day of the last {WINDOW_DAYS} is archived and the warehouse holds none of them"
+            ),
+        )
     if report.passed:
         what = f"verified {report.day}: {report.objects} objects replayed, {len(report.tables)} tables match"
     else:
-        what = (f"{report.day} does not restore: {len(report.unreadable)} unreadable objects, failing tables "
-                f"{', '.join(t.table for t in report.failing_tables) or 'none'}")
+        what = (
+            f"{report.day} does not restore: {len(report.unreadable)} unreadable objects, failing tables "
+            f"{', '.join(t.table for t in report.failing_tables) or 'none'}"
+        )
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata, severity=severity, description=what)
 
 
-@dg.asset_check(asset=discovery_queue, blocking=True, description="Every day from the first capture to yesterday has "
-                "a non-empty raw archive (today is not judged while its capture may still run): a missing day is "
-                "data that can never be fetched again, so it is reported until it is explained.")
-def archive_days_non_empty(context: dg.AssetCheckExecutionContext,
-                           archive_store: ArchiveStoreResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=discovery_queue,
+    blocking=True,
+    description="Every day from the first capture to yesterday has "
+    "a non-empty raw archive (today is not judged while its capture may still run): a missing day is "
+    "data that can never be fetched again, so it is reported until it is explained.",
+)
+def archive_days_non_empty(
+    context: dg.AssetCheckExecutionContext, archive_store: ArchiveStoreResource
+) -> dg.AssetCheckResult:
     store = archive_store.open()
     today = datetime.now(UTC).date()
     first = first_archived_day(store)
@@ -107,35 +154,61 @@ def archive_days_non_empty(context: dg.AssetCheckExecutionContext,
     elif empty:
         what = f"{len(empty)} of {checked} days since the first capture ({first}) have no archive"
     else:
-        what = f"all {checked} days from {first} to yesterday are archived" if checked else \
-            f"the first capture is today ({first}): no earlier day is due"
-    return dg.AssetCheckResult(passed=not empty, severity=_severity(context), description=what, metadata={
-        "first_capture": str(first) if first else "none",
-        "days_checked": checked,
-        "empty_days_count": len(empty),
-        "empty_days": dg.MetadataValue.json([str(d) for d in empty[:100]]),
-    })
+        what = (
+            f"all {checked} days from {first} to yesterday are archived"
+            if checked
+            else f"the first capture is today ({first}): no earlier day is due"
+        )
+    return dg.AssetCheckResult(
+        passed=not empty,
+        severity=_severity(context),
+        description=what,
+        metadata={
+            "first_capture": str(first) if first else "none",
+            "days_checked": checked,
+            "empty_days_count": len(empty),
+            "empty_days": dg.MetadataValue.json([str(d) for d in empty[:100]]),
+        },
+    )
 
 
-@dg.asset_check(asset=archived_videos, pool=DUCKDB_POOL, blocking=True, description="No archived media without a posts row, and no "
-                "downloaded posts row without its media: a video's MP4, or a photo post's images (<id>-<n>.jpg, with "
-                "its <id>.mp3 sound), which count as archived media, not as a missing MP4.")
-def videos_match_posts(context: dg.AssetCheckExecutionContext, data_root: DataRootResource,
-                       archive_store: ArchiveStoreResource, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=archived_videos,
+    pool=DUCKDB_POOL,
+    blocking=True,
+    description="No archived media without a posts row, and no "
+    "downloaded posts row without its media: a video's MP4, or a photo post's images (<id>-<n>.jpg, with "
+    "its <id>.mp3 sound), which count as archived media, not as a missing MP4.",
+)
+def videos_match_posts(
+    context: dg.AssetCheckExecutionContext,
+    data_root: DataRootResource,
+    archive_store: ArchiveStoreResource,
+    warehouse: WarehouseResource,
+) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
         result = video_consistency(archive_store.open(), wh, datetime.now(UTC).date(), WINDOW_DAYS)
-    return dg.AssetCheckResult(passed=result.ok, severity=_severity(context), metadata={
-        "mp4_without_post": dg.MetadataValue.json(result.mp4_without_post[:100]),
-        "post_without_mp4": dg.MetadataValue.json(result.post_without_mp4[:100]),
-        "photo_posts": result.photo_posts,
-    })
+    return dg.AssetCheckResult(
+        passed=result.ok,
+        severity=_severity(context),
+        metadata={
+            "mp4_without_post": dg.MetadataValue.json(result.mp4_without_post[:100]),
+            "post_without_mp4": dg.MetadataValue.json(result.post_without_mp4[:100]),
+            "photo_posts": result.photo_posts,
+        },
+    )
 
 
-@dg.asset_check(asset=archived_videos, blocking=True, description=f"The latest day whose deadline "
-                f"({LANDED_BY_HOUR:02d}:00 UTC) has passed was captured: today's after that hour, yesterday's before "
-                "it (so the 04:30 run checks something). A day before the first capture is not due.")
-def todays_partition_landed(context: dg.AssetCheckExecutionContext, data_root: DataRootResource,
-                            archive_store: ArchiveStoreResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset=archived_videos,
+    blocking=True,
+    description=f"The latest day whose deadline "
+    f"({LANDED_BY_HOUR:02d}:00 UTC) has passed was captured: today's after that hour, yesterday's before "
+    "it (so the 04:30 run checks something). A day before the first capture is not due.",
+)
+def todays_partition_landed(
+    context: dg.AssetCheckExecutionContext, data_root: DataRootResource, archive_store: ArchiveStoreResource
+) -> dg.AssetCheckResult:
     now = datetime.now(UTC)
     day = due_day(now, LANDED_BY_HOUR)
     state = data_root.open_state()
@@ -151,9 +224,16 @@ def todays_partition_landed(context: dg.AssetCheckExecutionContext, data_root: D
     else:
         status = f"{day}'s capture had not landed by {LANDED_BY_HOUR:02d}:00 UTC"
     passed = done or (first is not None and day < first)
-    return dg.AssetCheckResult(passed=passed, severity=_severity(context), description=status, metadata={
-        "day": str(day), "by_hour_utc": LANDED_BY_HOUR, "status": status,
-    })
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=_severity(context),
+        description=status,
+        metadata={
+            "day": str(day),
+            "by_hour_utc": LANDED_BY_HOUR,
+            "status": status,
+        },
+    )
 
 
 NIGHTLY_CHECKS = [restore_verification, archive_days_non_empty, videos_match_posts, todays_partition_landed]
@@ -162,15 +242,19 @@ nightly_verification_job = dg.define_asset_job(
     NIGHTLY_JOB,
     selection=dg.AssetSelection.checks(*NIGHTLY_CHECKS),
     description="Check-only job, nightly: restore verification and archive/warehouse integrity. The checks are "
-                "blocking, so any that fails fails the run (red on the runs page) and reaches the alert sensor.",
+    "blocking, so any that fails fails the run (red on the runs page) and reaches the alert sensor.",
 )
 
 
-@dg.schedule(job=nightly_verification_job, cron_schedule="30 4 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="At 04:30 UTC: restores a random archived day into a scratch database and compares it with "
-             "the warehouse, and checks that no day is missing and every video has its file. A failure turns the "
-             "run red and is posted to the alert webhook.")
+@dg.schedule(
+    job=nightly_verification_job,
+    cron_schedule="30 4 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="At 04:30 UTC: restores a random archived day into a scratch database and compares it with "
+    "the warehouse, and checks that no day is missing and every video has its file. A failure turns the "
+    "run red and is posted to the alert webhook.",
+)
 def nightly_verification_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
     return dg.RunRequest(run_key=f"nightly-verification-{day}")

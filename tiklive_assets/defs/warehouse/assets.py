@@ -53,13 +53,15 @@ MART_KEYS = {mart: dg.AssetKey(f"mart_{mart}") for mart in MARTS}
 # Quarantined objects of a day over all its objects above which the day fails its check (default 1 %)
 QUARANTINE_MAX_RATIO = float(os.environ.get("TIKLIVE_QUARANTINE_MAX_RATIO", "0.01"))
 QUARANTINE_CHECK = dg.AssetCheckSpec(
-    "quarantine_ratio", asset=TABLE_KEYS["quarantine"],
+    "quarantine_ratio",
+    asset=TABLE_KEYS["quarantine"],
     description=f"At most {QUARANTINE_MAX_RATIO:.1%} of a day's archived objects are quarantined "
     "(TIKLIVE_QUARANTINE_MAX_RATIO). A few odd objects never fail a day, but more than that means the API changed "
     "shape and the parsers need a fix; replaying the day afterwards parses them again.",
 )
 DRIFT_CHECK = dg.AssetCheckSpec(
-    "schema_drift", asset=TABLE_KEYS["schema_fields"],
+    "schema_drift",
+    asset=TABLE_KEYS["schema_fields"],
     description="Each endpoint's fields (paths and JSON types) match the last earlier day that saw it: a warning "
     "lists fields that appeared, vanished or changed type, so an API change is known before data is lost.",
 )
@@ -67,9 +69,12 @@ DRIFT_CHECK = dg.AssetCheckSpec(
 
 def column_schema(table) -> dg.TableSchema:
     """The table's columns as the catalog shows them (name, SQL type, NOT NULL), from the one schema declaration."""
-    return dg.TableSchema(columns=[
-        dg.TableColumn(c.name, c.sql.lower(), constraints=dg.TableColumnConstraints(nullable=not c.not_null))
-        for c in table.columns])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(c.name, c.sql.lower(), constraints=dg.TableColumnConstraints(nullable=not c.not_null))
+            for c in table.columns
+        ]
+    )
 
 
 def partition_days(context: dg.AssetExecutionContext) -> list[date]:
@@ -96,7 +101,11 @@ def warn_no_capture(context: dg.AssetExecutionContext, asset: str, day: date, wh
     context.log.warning(
         "%s for %s: %s: the archive holds no raw objects for this day (capture did not run that day, or its "
         "archive was not restored), so %s. The API only serves the present: a missed day cannot be fetched later.",
-        asset, day, NO_CAPTURE, what)
+        asset,
+        day,
+        NO_CAPTURE,
+        what,
+    )
 
 
 def exported_rows(exports: Path, day: date) -> int | None:
@@ -110,10 +119,19 @@ def exported_rows(exports: Path, day: date) -> int | None:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, deps=CAPTURE_KEYS, description=table.description, group_name=GROUP,
-                     kinds={"warehouse"}, metadata={"table": table.name, "load_mode": table.mode,
-                                                    "key": ", ".join(table.key),
-                                                    "dagster/column_schema": column_schema(table)})
+        dg.AssetSpec(
+            key,
+            deps=CAPTURE_KEYS,
+            description=table.description,
+            group_name=GROUP,
+            kinds={"warehouse"},
+            metadata={
+                "table": table.name,
+                "load_mode": table.mode,
+                "key": ", ".join(table.key),
+                "dagster/column_schema": column_schema(table),
+            },
+        )
         for table, key in zip(TABLES, TABLE_KEYS.values())
     ],
     partitions_def=daily,
@@ -143,9 +161,14 @@ def warehouse_tables(
     for problem in report.errors[:20]:
         context.log.warning("quarantined: %s", problem)
     for day, keys in report.refused.items():
-        context.log.error("%s left as it was: %d archived object(s) are damaged (not gzip), and replacing the day "
-                          "would drop the rows they fed; restore them from the secondary store, then rematerialize "
-                          "(or `tiklive replay --force`). First: %s", day, len(keys), keys[0])
+        context.log.error(
+            "%s left as it was: %d archived object(s) are damaged (not gzip), and replacing the day "
+            "would drop the rows they fed; restore them from the secondary store, then rematerialize "
+            "(or `tiklive replay --force`). First: %s",
+            day,
+            len(keys),
+            keys[0],
+        )
     for day in days:
         if day not in report.refused and not report.objects_by_day.get(day):
             warn_no_capture(context, "warehouse_tables", day, "its rows in every table are none")
@@ -161,17 +184,29 @@ def warehouse_tables(
     for name, key in TABLE_KEYS.items():
         for day in days:
             if day in report.refused:
-                report_day(context, key, day, {"status": f"left unchanged: {len(report.refused[day])} damaged "
-                                                         "archived object(s); restore them, then rematerialize"})
+                report_day(
+                    context,
+                    key,
+                    day,
+                    {
+                        "status": f"left unchanged: {len(report.refused[day])} damaged "
+                        "archived object(s); restore them, then rematerialize"
+                    },
+                )
                 continue
             objects = report.objects_by_day.get(day, 0)
-            report_day(context, key, day, {
-                "status": "loaded" if objects else NO_CAPTURE,
-                "dagster/row_count": report.rows_by_day.get(day, {}).get(name, 0),
-                "archive_objects": objects,
-                "quarantined": report.quarantined_by_day.get(day, 0),
-                "error_responses": report.error_responses_by_day.get(day, 0),
-            })
+            report_day(
+                context,
+                key,
+                day,
+                {
+                    "status": "loaded" if objects else NO_CAPTURE,
+                    "dagster/row_count": report.rows_by_day.get(day, {}).get(name, 0),
+                    "archive_objects": objects,
+                    "quarantined": report.quarantined_by_day.get(day, 0),
+                    "error_responses": report.error_responses_by_day.get(day, 0),
+                },
+            )
         metadata = {"table_rows_total": totals[name], **run}
         if name == "quarantine":
             metadata["quarantined_keys"] = dg.MetadataValue.json(report.errors[:100])
@@ -182,26 +217,36 @@ def warehouse_tables(
         elif name == "credits_ledger":
             metadata["error_responses_by_reason"] = dg.MetadataValue.json(dict(sorted(report.error_responses.items())))
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)
-    ratios = {str(day): report.quarantined_by_day.get(day, 0) / max(report.objects_by_day.get(day, 0), 1)
-              for day in days}
+    ratios = {
+        str(day): report.quarantined_by_day.get(day, 0) / max(report.objects_by_day.get(day, 0), 1) for day in days
+    }
     worst = max(ratios.values(), default=0.0)
     yield dg.AssetCheckResult(
-        check_name=QUARANTINE_CHECK.name, asset_key=QUARANTINE_CHECK.asset_key,
+        check_name=QUARANTINE_CHECK.name,
+        asset_key=QUARANTINE_CHECK.asset_key,
         passed=worst <= QUARANTINE_MAX_RATIO and not report.refused,
-        severity=dg.AssetCheckSeverity.ERROR, metadata={
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
             "days_left_unchanged": dg.MetadataValue.json({str(d): keys[:20] for d, keys in report.refused.items()}),
-            "quarantined": report.quarantined, "archive_objects": report.objects,
-            "worst_ratio": round(worst, 6), "max_ratio": QUARANTINE_MAX_RATIO,
+            "quarantined": report.quarantined,
+            "archive_objects": report.objects,
+            "worst_ratio": round(worst, 6),
+            "max_ratio": QUARANTINE_MAX_RATIO,
             "ratio_by_day": dg.MetadataValue.json({d: round(r, 6) for d, r in ratios.items()}),
             "quarantined_keys": dg.MetadataValue.json(report.errors[:100]),
-        })
+        },
+    )
     drifted = {day: {d.endpoint: d.as_json() for d in found} for day, found in drift.items() if found}
     yield dg.AssetCheckResult(
-        check_name=DRIFT_CHECK.name, asset_key=DRIFT_CHECK.asset_key, passed=not drifted,
-        severity=dg.AssetCheckSeverity.WARN, metadata={
+        check_name=DRIFT_CHECK.name,
+        asset_key=DRIFT_CHECK.asset_key,
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
             "endpoints_drifted": sum(len(found) for found in drifted.values()),
             "drift": dg.MetadataValue.json(drifted),
-        })
+        },
+    )
 
 
 @dg.asset(
@@ -223,11 +268,21 @@ def parquet_exports(
     for day in days:
         parsed = parse_day(store, day)
         if parsed.corrupt and (exports / "posts" / f"dt={day}").exists():  # never shrink a day's exports either
-            context.log.error("exports of %s left as they were: %d archived object(s) are damaged, first %s",
-                              day, len(parsed.corrupt), parsed.corrupt[0])
-            report_day(context, context.asset_key, day, {
-                "status": f"left unchanged: {len(parsed.corrupt)} damaged archived object(s); restore them, then "
-                          "rematerialize"})
+            context.log.error(
+                "exports of %s left as they were: %d archived object(s) are damaged, first %s",
+                day,
+                len(parsed.corrupt),
+                parsed.corrupt[0],
+            )
+            report_day(
+                context,
+                context.asset_key,
+                day,
+                {
+                    "status": f"left unchanged: {len(parsed.corrupt)} damaged archived object(s); restore them, then "
+                    "rematerialize"
+                },
+            )
             continue
         if not parsed.objects:
             warn_no_capture(context, "parquet_exports", day, "its Parquet files are empty")
@@ -235,30 +290,47 @@ def parquet_exports(
         day_rows = sum(parsed.row_counts.values())
         files_bytes += sum(written.values())
         rows += day_rows
-        report_day(context, context.asset_key, day, {
-            "status": "exported" if parsed.objects else NO_CAPTURE,
-            "dagster/row_count": day_rows,
-            "rows_by_table": dg.MetadataValue.json(dict(parsed.row_counts)),
-            "bytes": sum(written.values()),
-            "archive_objects": parsed.objects,
-        })
-    return dg.MaterializeResult(metadata={
-        "run_days": run_days(days),
-        "run_rows": rows,
-        "run_bytes": files_bytes,
-        "path": dg.MetadataValue.path(str(exports)),
-    })
+        report_day(
+            context,
+            context.asset_key,
+            day,
+            {
+                "status": "exported" if parsed.objects else NO_CAPTURE,
+                "dagster/row_count": day_rows,
+                "rows_by_table": dg.MetadataValue.json(dict(parsed.row_counts)),
+                "bytes": sum(written.values()),
+                "archive_objects": parsed.objects,
+            },
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "run_days": run_days(days),
+            "run_rows": rows,
+            "run_bytes": files_bytes,
+            "path": dg.MetadataValue.path(str(exports)),
+        }
+    )
 
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(key, deps=[parquet_exports.key], group_name=GROUP, kinds={"duckdb"},
-                     description=MART_DESCRIPTIONS[mart], metadata={
-                         "view": mart,
-                         "dagster/column_schema": dg.TableSchema(columns=[
-                             dg.TableColumn(name, type=kind.lower(), description=meaning)
-                             for name, kind, meaning in MART_COLUMNS[mart]]),
-                         "example_query": dg.MetadataValue.md(f"```sql\n{EXAMPLE_QUERIES[mart]};\n```")})
+        dg.AssetSpec(
+            key,
+            deps=[parquet_exports.key],
+            group_name=GROUP,
+            kinds={"duckdb"},
+            description=MART_DESCRIPTIONS[mart],
+            metadata={
+                "view": mart,
+                "dagster/column_schema": dg.TableSchema(
+                    columns=[
+                        dg.TableColumn(name, type=kind.lower(), description=meaning)
+                        for name, kind, meaning in MART_COLUMNS[mart]
+                    ]
+                ),
+                "example_query": dg.MetadataValue.md(f"```sql\n{EXAMPLE_QUERIES[mart]};\n```"),
+            },
+        )
         for mart, key in MART_KEYS.items()
     ],
     partitions_def=daily,
@@ -285,15 +357,25 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
                 figures = {"chart": dg.MetadataValue.md(chart)}
             else:
                 rows = mart_row_count(path, mart, day)
-                figures = {"chart": dg.MetadataValue.md(
-                    f"Not drawn: this run built {len(days)} days and draws the last {CHARTED_DAYS}. "
-                    "Rematerialize this day alone to chart it.")}
-            report_day(context, key, day, {"status": status, "dagster/row_count": rows,
-                                           "rows_as_of": day.isoformat(), **figures})
-        yield dg.MaterializeResult(asset_key=key, metadata={
-            "run_days": run_days(days),
-            "marts_file": dg.MetadataValue.path(str(path)),
-        })
+                figures = {
+                    "chart": dg.MetadataValue.md(
+                        f"Not drawn: this run built {len(days)} days and draws the last {CHARTED_DAYS}. "
+                        "Rematerialize this day alone to chart it."
+                    )
+                }
+            report_day(
+                context,
+                key,
+                day,
+                {"status": status, "dagster/row_count": rows, "rows_as_of": day.isoformat(), **figures},
+            )
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata={
+                "run_days": run_days(days),
+                "marts_file": dg.MetadataValue.path(str(path)),
+            },
+        )
 
 
 @dg.asset(
@@ -314,18 +396,26 @@ def account_csvs(
     for day in days:
         captured = bool(exported_rows(exports, day))
         if not captured:
-            warn_no_capture(context, "account_csvs", day,
-                            "its CSVs carry the counters known from earlier days, none new")
+            warn_no_capture(
+                context, "account_csvs", day, "its CSVs carry the counters known from earlier days, none new"
+            )
         rows = write_account_csvs(exports, handles, day)
-        report_day(context, context.asset_key, day, {
-            "status": "written" if captured else f"{NO_CAPTURE} (counters as of earlier days)",
-            "dagster/row_count": sum(rows.values()),
-            "rows_by_account": dg.MetadataValue.json(rows),
-        })
-    return dg.MaterializeResult(metadata={
-        "run_days": run_days(days),
-        "path": dg.MetadataValue.path(str(exports / "csv")),
-    })
+        report_day(
+            context,
+            context.asset_key,
+            day,
+            {
+                "status": "written" if captured else f"{NO_CAPTURE} (counters as of earlier days)",
+                "dagster/row_count": sum(rows.values()),
+                "rows_by_account": dg.MetadataValue.json(rows),
+            },
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "run_days": run_days(days),
+            "path": dg.MetadataValue.path(str(exports / "csv")),
+        }
+    )
 
 
 WAREHOUSE_ASSETS = [warehouse_tables, parquet_exports, marts, account_csvs]

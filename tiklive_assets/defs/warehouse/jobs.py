@@ -15,10 +15,14 @@ daily_warehouse_job = dg.define_asset_job(
 )
 
 
-@dg.schedule(job=daily_warehouse_job, cron_schedule="30 0 * * *", execution_timezone="UTC",
-             default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Loads yesterday (UTC) into the warehouse, the Parquet exports, the marts and the CSVs at "
-             "00:30 UTC, once its archive is closed, so the data team has it by 01:00.")
+@dg.schedule(
+    job=daily_warehouse_job,
+    cron_schedule="30 0 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Loads yesterday (UTC) into the warehouse, the Parquet exports, the marts and the CSVs at "
+    "00:30 UTC, once its archive is closed, so the data team has it by 01:00.",
+)
 def daily_warehouse_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     """Yesterday's partition, once its archive is closed, well before the 04:30 nightly verification."""
     day = (context.scheduled_execution_time.astimezone(UTC) - timedelta(days=1)).date().isoformat()
