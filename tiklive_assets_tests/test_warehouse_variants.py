@@ -339,7 +339,8 @@ def test_an_unparsable_object_is_quarantined_the_day_loads_and_a_fixed_replay_em
     result = _materialize(tmp_path, store, DAY)
     assert result.success
     metadata = {e.asset_key.path[-1]: e.materialization.metadata for e in result.get_asset_materialization_events()}
-    assert metadata["quarantine"]["quarantined"].value == 2 and metadata["posts"]["dagster/row_count"].value == 1
+    assert metadata["warehouse_quarantine"]["quarantined"].value == 2
+    assert metadata["warehouse_posts"]["dagster/row_count"].value == 1
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert not checks["quarantine_ratio"].passed  # 2 of 3 objects: far above 1 %
     assert checks["quarantine_ratio"].metadata["quarantined"].value == 2
