@@ -3,7 +3,8 @@
 
 The sandbox (its own process) serves ``--video-size`` byte MP4s (default 100,000,000; each video is 0.5-1.5x
 that); the capture pipeline captures ``--videos`` of them (default 5) in a CHILD process with a
-temp TIKLIVE_HOME (the capture assets only, materialized like ``tiklive run`` does, without its warehouse steps), and the parent reads that child's peak RSS (``ru_maxrss`` from ``os.wait4``: the child alone,
+temp TIKLIVE_HOME (the capture assets only, materialized like ``tiklive run`` does, without its warehouse steps),
+and the parent reads that child's peak RSS (``ru_maxrss`` from ``os.wait4``: the child alone,
 not the sandbox, not this parent). For scale, the same capture with 50 KB videos is run first as a baseline:
 the difference is what the file size costs (it should be ~0: downloads stream in 64 KiB chunks to a .part file).
 
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     how = "run-day" if args.run_day else "capture"
     print(
-        f"capture memory ({'pipeline.run_day: capture + warehouse' if args.run_day else 'capture assets'}): {args.videos} videos of ~{args.video_size / 1e6:g} MB (each 0.5-1.5x), "
+        f"capture memory ({'pipeline.run_day: capture + warehouse' if args.run_day else 'capture assets'}): "
+        f"{args.videos} videos of ~{args.video_size / 1e6:g} MB (each 0.5-1.5x), "
         f"download_concurrency {args.download_concurrency}; capture in a child process, sandbox in another",
         flush=True,
     )

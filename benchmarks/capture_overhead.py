@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  videos archived: {downloaded} in {wall:.1f} s wall -> {rate:.1f} videos/s "
-        f"(archived_videos step alone: {step or float('nan'):.1f} s -> {downloaded / step if step else float('nan'):.1f} videos/s)"
+        f"(archived_videos step alone: {step or float('nan'):.1f} s -> "
+        f"{downloaded / step if step else float('nan'):.1f} videos/s)"
     )
     print(
         f"  CPU (pipeline process, self + children): {cpu:.1f} s -> {per_video_cpu * 1000:.2f} ms per video "

@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"floor     = {len(windows)} windows + {floor - len(windows)} extra pages = {floor} requests")
     print(
-        f"spent     = {spent} requests ({spent / floor:.2f}x the floor), collected {sum(report.videos_by_user.values())} videos"
+        f"spent     = {spent} requests ({spent / floor:.2f}x the floor), "
+        f"collected {sum(report.videos_by_user.values())} videos"
     )
     print(
         f"errors    = {stats.pace_violations} pacing violations, {report.retries} retries, {report.restarts} restarts; "

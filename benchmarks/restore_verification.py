@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {table.table:<22} replayed {table.replayed:>7,}  in warehouse {table.in_warehouse:>7,}")
         ok = report.passed and took <= TARGET_SECONDS
         print(
-            f"VERDICT: {'PASS' if ok else 'FAIL'}: {took:.1f}s for {report.objects:,} objects (target <= {TARGET_SECONDS:.0f}s)"
+            f"VERDICT: {'PASS' if ok else 'FAIL'}: {took:.1f}s for {report.objects:,} objects "
+            f"(target <= {TARGET_SECONDS:.0f}s)"
         )
         return 0 if ok else 1
     finally:

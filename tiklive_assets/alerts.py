@@ -1,7 +1,8 @@
 """Alerts: a failed run or check posts Slack-compatible JSON to a webhook, or lands in the log when none is set.
 
 ``TIKLIVE_ALERT_WEBHOOK_URL`` names the webhook (Slack incoming webhooks, Mattermost, or anything that accepts
-``{"text": ...}``). A silent backup that started failing three weeks ago is the second-worst incident class, after losing the database.
+``{"text": ...}``). A silent backup that started failing three weeks ago is the second-worst incident class,
+after losing the database.
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ def _promote(key: str):
             return {key: str(value)}
         return value
 
-    return model_validator(mode="before")(classmethod(before))
+    # pydantic types this decorator for a class body, where @classmethod is transparent to mypy; built here at run
+    # time, the classmethod object is what pydantic expects and what its typing cannot express
+    return model_validator(mode="before")(classmethod(before))  # type: ignore[arg-type]
 
 
 class Account(_Strict):
@@ -157,7 +159,8 @@ class Capture(_Strict):
     claim_heartbeat_seconds: float = Field(
         10,
         gt=0,
-        description="how often a run renews its claims; a run silent for 3 of these (or whose process is gone) loses them",
+        description="how often a run renews its claims; "
+        "a run silent for 3 of these (or whose process is gone) loses them",
     )
 
 

@@ -13,6 +13,7 @@ This module imports nothing of the project: clients and warehouse both use it wi
 
 from __future__ import annotations
 
+import builtins
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -250,5 +251,5 @@ class Tally:
         return result
 
     @property
-    def total(self) -> int:
+    def total(self) -> builtins.int:  # builtins: the method above shadows int in this class
         return sum(self.nulled.values())

@@ -172,13 +172,15 @@ class RetryPolicy:
         """
         deadline = deadline or Deadline(None)
 
-        def too_long(exc: TransientError) -> tuple[float, str] | None:
+        def too_long(exc: TransientError) -> tuple[float, float, str] | None:
+            """(the wait asked, the limit it passes, which limit), or None when the wait is acceptable."""
             if exc.retry_after is None:
                 return None
             if exc.retry_after > self.max_retry_after:
-                return self.max_retry_after, "the configured limit plan.max_retry_after_seconds"
+                return exc.retry_after, self.max_retry_after, "the configured limit plan.max_retry_after_seconds"
             if exc.retry_after >= deadline.remaining() and deadline.seconds is not None:
-                return deadline.remaining(), "this request's deadline plan.request_deadline_seconds leaves"
+                why = "this request's deadline plan.request_deadline_seconds leaves"
+                return exc.retry_after, deadline.remaining(), why
             return None
 
         def worth_retrying(exc: BaseException) -> bool:
@@ -203,7 +205,7 @@ class RetryPolicy:
         except TransientError as exc:
             limit = too_long(exc)
             if limit is not None:
-                raise RetryAfterTooLong(exc, exc.retry_after, *limit) from None
+                raise RetryAfterTooLong(exc, *limit) from None
             if (
                 deadline.seconds is not None
                 and not isinstance(exc, DeadlineExceeded)

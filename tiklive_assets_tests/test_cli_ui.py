@@ -7,6 +7,7 @@ nothing prints a framework warning, and SIGTERM or SIGINT leaves no process of t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -144,10 +145,8 @@ class _UI:
             self.proc.kill()
             self.proc.wait()
             for pid in tree:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Research API pages), so both whole-object deletion and in-place redaction are ex
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -233,10 +234,8 @@ def mentions_bob(store: ObjectStore, key: str) -> bool:
     if _BOB_RE.search(key.encode()):
         return True
     data = store.get_bytes(key)
-    try:
+    with contextlib.suppress(zlib.error):
         data = zlib.decompress(data, 31)
-    except zlib.error:
-        pass
     return _BOB_RE.search(data) is not None
 
 

@@ -328,9 +328,11 @@ def references(runner, slots, tmp_path_factory) -> list[dict[str, Any]]:
     """The uninterrupted run, once against each slot's sandbox (in parallel)."""
     homes = [tmp_path_factory.mktemp(f"reference{n}") / "home" for n in range(len(slots))]
     before = [_details(sb) for sb in slots]
-    result = runner.run([_job(f"ref{n}", h, sb.base_url, "run.log") for n, (h, sb) in enumerate(zip(homes, slots))])
+    result = runner.run(
+        [_job(f"ref{n}", h, sb.base_url, "run.log") for n, (h, sb) in enumerate(zip(homes, slots, strict=True))]
+    )
     out = []
-    for n, (home, sb) in enumerate(zip(homes, slots)):
+    for n, (home, sb) in enumerate(zip(homes, slots, strict=True)):
         assert result[f"ref{n}"] == {"rc": 0}, (home / "run.log").read_text()[-3000:]
         out.append({**_snapshot(home, sb, before[n]), "home": home})
     return out
@@ -346,12 +348,14 @@ def outcomes(runner, slots, references, tmp_path_factory) -> dict[str, dict[str,
     out: dict[str, dict[str, Any]] = {}
     for start in range(0, len(POINTS), PARALLEL):
         points = POINTS[start : start + PARALLEL]
-        pairs = list(zip(points, slots))
+        pairs = list(zip(points, slots, strict=False))
         homes = [tmp_path_factory.mktemp(p.replace(":", "-")) / "home" for p in points]
         before = [_details(sb) for _, sb in pairs]
-        crashed = runner.run([_job(p, h, sb.base_url, "crash.log", crash_at=p) for (p, sb), h in zip(pairs, homes)])
-        rerun = runner.run([_job(p, h, sb.base_url, "rerun.log") for (p, sb), h in zip(pairs, homes)])
-        for n, ((p, sb), h) in enumerate(zip(pairs, homes)):
+        crashed = runner.run(
+            [_job(p, h, sb.base_url, "crash.log", crash_at=p) for (p, sb), h in zip(pairs, homes, strict=False)]
+        )
+        rerun = runner.run([_job(p, h, sb.base_url, "rerun.log") for (p, sb), h in zip(pairs, homes, strict=False)])
+        for n, ((p, sb), h) in enumerate(zip(pairs, homes, strict=False)):
             out[p] = {
                 "crashed": crashed[p],
                 "rerun": rerun[p],

@@ -51,7 +51,7 @@ def _walk(
     for page in pages:
         assert page.endpoint == endpoint
         assert str(page.response.params[cursor_param]) == page.cursor
-    for before, after in zip(pages, pages[1:]):
+    for before, after in zip(pages, pages[1:], strict=False):
         assert before.has_more is True
         assert after.cursor == before.next_cursor
     assert pages[-1].has_more is False

@@ -71,22 +71,32 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
     port = _free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=open(logs / "webserver.log", "w"),
-            stderr=subprocess.STDOUT,
-        ),
-        subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-            cwd=REPO,
-            env=env,
-            stdout=open(logs / "daemon.log", "w"),
-            stderr=subprocess.STDOUT,
-        ),
-    ]
+    # each child keeps its own copy of its log's descriptor: ours is closed as soon as it is started
+    with open(logs / "webserver.log", "w") as webserver_log, open(logs / "daemon.log", "w") as daemon_log:
+        procs = [
+            subprocess.Popen(
+                [
+                    str(BIN / "dagster-webserver"),
+                    "-w",
+                    str(REPO / "workspace.yaml"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=webserver_log,
+                stderr=subprocess.STDOUT,
+            ),
+            subprocess.Popen(
+                [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
+                cwd=REPO,
+                env=env,
+                stdout=daemon_log,
+                stderr=subprocess.STDOUT,
+            ),
+        ]
     try:
         client = None
         deadline = time.monotonic() + 120

@@ -158,7 +158,7 @@ def test_the_balance_running_out_mid_day_stops_the_run_blames_no_video_and_a_top
         assert "dead" not in queue.values()  # nothing live was dead-lettered because of the balance
         with rig.state() as state:
             assert state.dead_letters_by_reason() == {}
-        for aweme_id, keys in _detail_objects(rig).items():
+        for keys in _detail_objects(rig).values():
             for key in keys:  # every canonical post-detail object is a video, never the balance message
                 body = rig.raw_json(key)
                 assert ("error-balance" in key) == ("message" in body), key
@@ -293,7 +293,7 @@ def test_a_realistic_day_captures_every_live_video_and_photo_post_exactly_once(t
         else:
             assert set(kinds) == {"video", "cover", "sidecar"}
     assert not any(key.endswith(".mp4") and key.rsplit("/", 1)[1][:-4] in photos for key in rig.listing("videos/"))
-    for aweme_id, keys in _detail_objects(rig).items():  # exactly one capture of each, whatever it cost
+    for keys in _detail_objects(rig).values():  # exactly one capture of each, whatever it cost
         assert len([k for k in keys if "-error-" not in k]) == 1, keys
     errors = [k for k in rig.listing("tiklive-raw/") if "-error-" in k]
     assert any("-error-upstream" in k for k in errors) and any("-error-notjson" in k for k in errors)

@@ -146,7 +146,7 @@ def test_windows_cover_every_day_once(start, end):
     days = [d for w in windows for d in w.dates()]
     assert days == [start + timedelta(days=i) for i in range((end - start).days + 1)]
     assert all(1 <= w.days <= 30 for w in windows)
-    assert all(b.start == a.end + timedelta(days=1) for a, b in zip(windows, windows[1:]))
+    assert all(b.start == a.end + timedelta(days=1) for a, b in zip(windows, windows[1:], strict=False))
     assert len(windows) == math.ceil(((end - start).days + 1) / 30)
 
 

@@ -141,7 +141,7 @@ def test_follower_cursors_decrease_and_every_follower_is_collected(quiet):
     )
     people = list(pages.items())
     assert sent[0] is None  # the first request sends no cursor: the API starts from now
-    assert all(b < a for a, b in zip(sent[1:], sent[2:])) and len(sent) == 4  # 310 followers, 100 a page
+    assert all(b < a for a, b in zip(sent[1:], sent[2:], strict=False)) and len(sent) == 4  # 310 followers, 100 a page
     assert len({p["username"] for p in people}) == 310
 
 

@@ -337,7 +337,7 @@ def test_rate_limit_429_and_retry_after(fresh):
     sb.faults.rate_window_seconds = 10
     s = _session()
     url = sb.base_url + "/region-list/"
-    for i in range(3):
+    for _ in range(3):
         assert s.get(url).status_code == 200
         clock.advance(1)
     r = s.get(url)

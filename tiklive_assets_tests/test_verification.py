@@ -65,7 +65,8 @@ def test_a_deleted_warehouse_row_fails_naming_the_table(built):
     store, url = built
     with duckdb.connect(url) as con:
         con.execute(
-            "DELETE FROM post_metrics_history WHERE rowid IN (SELECT rowid FROM post_metrics_history WHERE dt = ? LIMIT 1)",
+            "DELETE FROM post_metrics_history WHERE rowid IN "
+            "(SELECT rowid FROM post_metrics_history WHERE dt = ? LIMIT 1)",
             [DAYS[0]],
         )
     with open_warehouse(url) as wh:

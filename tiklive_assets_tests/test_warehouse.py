@@ -33,9 +33,9 @@ from tiklive_assets.warehouse import (
     query_marts,
     write_account_csvs,
 )
+from tiklive_assets_tests.support.archive import GONE, HANDLES, write_archive_day
 
 DAYS = [date(2026, 5, 27), date(2026, 5, 28), date(2026, 5, 29)]
-from tiklive_assets_tests.support.archive import GONE, HANDLES, write_archive_day
 
 
 @pytest.fixture(scope="module")
@@ -450,7 +450,10 @@ def _reference_to_arrow(table, rows, _tally=None):  # the tally (if the parser p
 
     if not rows:
         return table.arrow_schema.empty_table()
-    arrays = [pa.array(list(column), type=f.type) for column, f in zip(zip(*rows), table.arrow_schema)]
+    arrays = [
+        pa.array(list(column), type=f.type)
+        for column, f in zip(zip(*rows, strict=True), table.arrow_schema, strict=True)
+    ]
     result = pa.Table.from_arrays(arrays, schema=table.arrow_schema)
     return result.sort_by([(name, "ascending") for name in table.key])
 
@@ -488,7 +491,7 @@ def test_fast_paths_give_the_same_tables_as_straightforward_references(
     with monkeypatch.context() as patch:
         patch.setattr(parse, "to_arrow", _reference_to_arrow)
         reference = [parse_day(archive, day).tables for day in sequence]
-    for fast, slow in zip(parsed, reference):
+    for fast, slow in zip(parsed, reference, strict=True):
         for name in TABLE_NAMES:
             assert fast[name].schema == slow[name].schema, name
             assert fast[name].to_pylist() == slow[name].to_pylist(), name
@@ -496,15 +499,15 @@ def test_fast_paths_give_the_same_tables_as_straightforward_references(
 
     fast_db, merge_db = tmp_path / "fast.duckdb", tmp_path / "merge.duckdb"
     with open_warehouse(str(fast_db)) as wh:
-        for day, tables in zip(sequence, parsed):
+        for day, tables in zip(sequence, parsed, strict=True):
             wh.load_day(day, tables)
     with monkeypatch.context() as patch:  # every upsert through the merge, as before the empty-table shortcut
         patch.setattr(DuckDBWarehouse, "_upsert", DuckDBWarehouse._merge)
         with open_warehouse(str(merge_db)) as wh:
-            for day, tables in zip(sequence, parsed):
+            for day, tables in zip(sequence, parsed, strict=True):
                 wh.load_day(day, tables)
     with open_warehouse(str(tmp_path / "reference.duckdb")) as wh:
-        for day, tables in zip(sequence, parsed):
+        for day, tables in zip(sequence, parsed, strict=True):
             _reference_load(wh.con, day, tables)
         expected = {spec.name: _rows(wh.con, spec, ordered=True) for spec in TABLES}
     fast, merged = duckdb.connect(str(fast_db), read_only=True), duckdb.connect(str(merge_db), read_only=True)

@@ -141,7 +141,9 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
 
 
 def recent_videos(session: CaptureSession, user_id: str, limit: int) -> list[dict]:
-    """The account's newest videos, read back from today's archived first /user-posts/ page (the archive is the truth)."""
+    """The account's newest videos, read back from today's archived first /user-posts/ page.
+
+    The archive is the truth."""
     key = raw_key(session.day, "user-posts", slug_page(user_id, "cursor", 0))
     if limit <= 0 or not session.store.exists(key):
         return []

@@ -43,6 +43,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -231,7 +232,13 @@ def check_url(url: str, limits: MediaLimits) -> bool:
 # -- the guarded connection -----------------------------------------------------------------------------------
 
 
-class _GuardedConnectionMixin:
+if TYPE_CHECKING:  # the mixin's methods run on urllib3's HTTP(S)Connection and read its attributes
+    _ConnectionBase = HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _GuardedConnectionMixin(_ConnectionBase):
     """Resolve the host once, refuse it if any address is not public, connect only to the checked addresses."""
 
     def _new_conn(self) -> socket.socket:
@@ -240,7 +247,7 @@ class _GuardedConnectionMixin:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise NameResolutionError(host, self, exc) from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))  # an IP address: str for AF_INET(6)
         for address in addresses:  # every address: a round-robin answer cannot hide one inside address
             reason = refused_address(address)
             if reason:

@@ -1,4 +1,6 @@
-"""Operator view of discovery cursors: list them with drift signals, reset one to a known-good value (the pipeline-drift runbook)."""
+"""Operator view of discovery cursors: list them with drift signals, reset one to a known-good value.
+
+This is the pipeline-drift runbook's tool."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import time
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -329,10 +329,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     print("  export TIKLIVE_API_KEY=<the sandbox key: --api-key, default sandbox-key>")
     print("  accounts: " + ", ".join(a.handle for a in server.corpus.accounts))
     print("Ctrl-C stops it.", flush=True)
-    try:
+    with suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

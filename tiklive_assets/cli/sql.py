@@ -10,6 +10,7 @@ types can change the marts (they are rebuilt from the warehouse by every run any
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import sys
@@ -273,10 +274,8 @@ def _open_history():
     except ImportError:  # pragma: no cover - readline ships with CPython on Linux and macOS
         return None
     path = Path.home() / HISTORY_FILE
-    try:
+    with contextlib.suppress(FileNotFoundError, OSError):
         readline.read_history_file(path)
-    except (FileNotFoundError, OSError):
-        pass
     readline.set_history_length(HISTORY_LENGTH)
 
     def save() -> None:

@@ -305,7 +305,9 @@ def _split_raw_key(key: str, prefix: str) -> _RawKeyParts | None:
 
 
 def _video_parts(key: str) -> tuple[str, str] | None:
-    """(handle, aweme_id) of ``videos/dt=…/author=<handle>/<aweme_id>.<ext>`` (or a photo post's ``<aweme_id>-<n>.jpg``)."""
+    """(handle, aweme_id) of ``videos/dt=…/author=<handle>/<aweme_id>.<ext>``.
+
+    A photo post's images are ``<aweme_id>-<n>.jpg``."""
     parts = key.split("/")
     if len(parts) != 4 or not parts[2].startswith("author="):
         return None
@@ -393,9 +395,12 @@ def _owned_awemes(body: Any, matcher: UserMatcher) -> set[str]:
             if isinstance(node.get("author"), dict) and matcher.matches_user(node["author"]):
                 if (aweme_id := post_id(node)) is not None:
                     found.add(aweme_id)
-            elif isinstance(node.get("username"), str) and matcher.is_handle(node["username"]):
-                if (video_id := as_id(node.get("id"))) is not None:
-                    found.add(video_id)
+            elif (
+                isinstance(node.get("username"), str)
+                and matcher.is_handle(node["username"])
+                and (video_id := as_id(node.get("id"))) is not None
+            ):
+                found.add(video_id)
             for v in node.values():
                 visit(v)
         elif isinstance(node, list):
@@ -444,7 +449,8 @@ def _examine_body(
     return info, PlannedObject(info.key, "redact", "body:items", info.size, removed), owned, None
 
 
-def plan_erasure(
+# the numbered passes over the archive stay together: their order is what makes the plan complete
+def plan_erasure(  # noqa: C901
     store: ObjectStore,
     matcher: UserMatcher,
     *,
@@ -709,7 +715,8 @@ def subject_ref(user_id: str | None, handles: Iterable[str]) -> str:
     return hashlib.sha256(f"tiklive-erasure:{ident}".encode()).hexdigest()
 
 
-def erase_user(
+# the erasure's steps in their safe order (plan, holds, archive, warehouse, log) read top to bottom on purpose
+def erase_user(  # noqa: C901
     store: ObjectStore,
     warehouse: Any | None,
     user_id: str | int | None = None,

@@ -6,6 +6,7 @@ comes from ``dg.EnvVar("TIKLIVE_API_KEY")``. Nothing here connects or opens a fi
 
 import os
 from pathlib import Path
+from typing import TypedDict
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -148,7 +149,16 @@ def _archive_store_from_env() -> ArchiveStoreResource:
     )
 
 
-def default_resources() -> dict[str, dg.ConfigurableResource]:
+class DefaultResources(TypedDict):
+    """The project's resources by key, each with its own type (the CLI opens them outside Dagster)."""
+
+    tiklive_api: TikLiveApiResource
+    archive_store: ArchiveStoreResource
+    data_root: DataRootResource
+    tracking: TrackingConfigResource
+
+
+def default_resources() -> DefaultResources:
     return {
         "tiklive_api": TikLiveApiResource(api_key=dg.EnvVar(settings.API_KEY)),
         "archive_store": _archive_store_from_env(),
@@ -159,4 +169,4 @@ def default_resources() -> dict[str, dg.ConfigurableResource]:
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=default_resources())
+    return dg.Definitions(resources=dict(default_resources()))

@@ -1,4 +1,6 @@
-"""The Research API raw archive: every response as received, gzip JSON, ``research-raw/YYYY/MM/DD/<endpoint>/<slug>.json.gz``.
+"""The Research API raw archive: every response as received, gzip JSON.
+
+Keys are ``research-raw/YYYY/MM/DD/<endpoint>/<slug>.json.gz``.
 
 Partitioned by ingest date like ``tiklive-raw/``. The slug says how the page was fetched, so the warehouse can be
 rebuilt from these objects alone:
@@ -84,7 +86,8 @@ class ResearchArchive:
             raise ValueError(f"no research archive slug for endpoint {response.endpoint!r}")
         code = response.error_code
         if response.status != 200 or code != "ok":
-            slug += f"-{re.sub(r'[^a-z0-9_]', '', code.lower())[:40] or 'error'}-{hashlib.sha256(response.body).hexdigest()[:8]}"
+            code_part = re.sub(r"[^a-z0-9_]", "", code.lower())[:40] or "error"
+            slug += f"-{code_part}-{hashlib.sha256(response.body).hexdigest()[:8]}"
         return slug
 
     def key_for(self, response: ResearchResponse) -> str:

@@ -226,10 +226,10 @@ class ResearchClient:
         backoff_initial: float = 2.0,
         backoff_max: float = 60.0,
     ) -> None:
-        missing = [
-            name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value
-        ]
-        if missing:
+        if not client_key or not client_secret:
+            missing = [
+                name for name, value in ((CLIENT_KEY_ENV, client_key), (CLIENT_SECRET_ENV, client_secret)) if not value
+            ]
             raise MissingResearchCredentials(missing)
         self._client_key = client_key
         self._client_secret = client_secret

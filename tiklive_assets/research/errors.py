@@ -26,7 +26,7 @@ class ApiError(ResearchError):
 
     def __init__(self, endpoint: str, status: int, code: str, message: str, log_id: str | None = None) -> None:
         self.endpoint = endpoint
-        self.status = status
+        self.status: int | None = status  # always set here; typed as TransientError's, which a subclass shares
         self.code = code
         self.api_message = message
         self.log_id = log_id

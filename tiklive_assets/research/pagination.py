@@ -1,5 +1,6 @@
 """The Research API's paginators, declared once per envelope: ``cursor`` + ``has_more`` (+ ``search_id``), with
-the direction each endpoint's cursor moves in (beside the TikLiveAPI ones in ``tiklive_assets/tikliveapi/pagination.py``).
+the direction each endpoint's cursor moves in (beside the TikLiveAPI ones in
+``tiklive_assets/tikliveapi/pagination.py``).
 
 Declared per endpoint (:data:`VIDEO_QUERY_PAGES`, :data:`FOLLOWERS_PAGES`, :data:`FOLLOWING_PAGES`,
 :data:`COMMENT_PAGES`):

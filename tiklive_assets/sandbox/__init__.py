@@ -1,4 +1,6 @@
-"""Local TikLiveAPI sandbox: a real HTTP server (stdlib only) serving a deterministic synthetic corpus in the exact wire format, with signed expiring CDN URLs, rate limiting, fault injection and request stats."""
+"""Local TikLiveAPI sandbox: a real HTTP server (stdlib only) serving a deterministic synthetic corpus.
+
+It speaks the exact wire format, with signed expiring CDN URLs, rate limiting, fault injection and request stats."""
 
 from .corpus import Account, Corpus, Post, cover_bytes, post_url, video_bytes
 from .server import API_ENDPOINTS, DEFAULT_API_KEY, Faults, SandboxConfig, SandboxServer

@@ -78,7 +78,11 @@ class Corpus(WireObjects, SignedCdn):
         self.video_size_base = video_size
         self.base_url = base_url
         self.secret = secret if secret is not None else hashlib.sha256(f"sandbox-secret:{seed}".encode()).digest()
-        self._ttl = ttl if callable(ttl) else (lambda v=float(ttl): v)
+        if callable(ttl):
+            self._ttl = ttl
+        else:
+            fixed_ttl = float(ttl)
+            self._ttl = lambda: fixed_ttl
         self.hashtags: dict[str, str] = dict(HASHTAGS)
         self.music_ids: list[str] = list(MUSIC)
         self.regions = [dict(r) for r in REGIONS]
@@ -306,7 +310,7 @@ class Corpus(WireObjects, SignedCdn):
     def _day(self, now: float) -> int:
         return int((now - START) // 86400)
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 - a corpus lives as long as its sandbox; the bounded cache is the point
     def _follower_count(self, handle: str, day: int) -> int:
         a = self._by_handle[handle]
         base = 10 ** (6 if a.verified else 3) * (1 + _h(self.seed, "fbase", handle) % 500)
@@ -320,7 +324,7 @@ class Corpus(WireObjects, SignedCdn):
 
     # ------------------------------------------------------------------ follow graph
 
-    @lru_cache(maxsize=256)
+    @lru_cache(maxsize=256)  # noqa: B019 - a corpus lives as long as its sandbox; the bounded cache is the point
     def _follow_all(self, handle: str, kind: str) -> tuple[tuple[int, dict], ...]:
         r = _rng(self.seed, kind, handle)
         n = r.randint(60, 150) if kind == "followers" else r.randint(30, 120)
@@ -352,7 +356,7 @@ class Corpus(WireObjects, SignedCdn):
 
     # ------------------------------------------------------------------ comments
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 - a corpus lives as long as its sandbox; the bounded cache is the point
     def _comments_all(self, aweme_id: str) -> tuple[Comment, ...]:
         p = self.find_post(aweme_id)
         if p is None:

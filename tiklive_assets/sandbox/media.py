@@ -7,6 +7,7 @@ import hmac
 import random
 from collections.abc import Callable, Iterator
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from .world import _h
 
@@ -69,6 +70,10 @@ class SignedCdn:
     base_url: str
     video_size_base: int
     _ttl: Callable[[], float]
+
+    if TYPE_CHECKING:  # provided by Corpus
+
+        def now(self) -> float: ...
 
     def sign(self, path: str, expires: int) -> str:
         return hmac.new(self.secret, f"{path}{expires}".encode(), hashlib.sha256).hexdigest()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .world import HASHTAGS, MUSIC, Account, Comment, Post, _h
 
 
@@ -10,6 +12,23 @@ class WireObjects:
 
     Mixed into Corpus, whose model (posts, engagement, comments, follow lists) and signed CDN URLs it reads.
     """
+
+    if TYPE_CHECKING:  # what it reads, provided by Corpus (the model) and SignedCdn (the URLs)
+        seed: int
+        private: set[str]
+        _by_index: dict[int, Account]
+
+        def now(self) -> float: ...
+        def _day(self, now: float) -> int: ...
+        def _visible(self, a: Account, now: float | None = None) -> list[Post]: ...
+        def visible_posts(self, handle_or_account: str | Account, now: float | None = None) -> list[Post]: ...
+        def find_post(self, aweme_id: str | int) -> Post | None: ...
+        def is_visible(self, p: Post, now: float | None = None) -> bool: ...
+        def play_count(self, p: Post, now: float | None = None) -> int: ...
+        def comment_total(self, p: Post, now: float | None = None) -> int: ...
+        def _follower_count(self, handle: str, day: int) -> int: ...
+        def follow_list(self, a: Account, kind: str, now: float | None = None) -> tuple[list[int], list[dict]]: ...
+        def cdn_url(self, variant: str, key: str, ext: str, now: float | None = None) -> str: ...
 
     def counters(self, p: Post, now: float | None = None) -> dict[str, int]:
         now = self.now() if now is None else now
@@ -60,7 +79,7 @@ class WireObjects:
         now = self.now() if now is None else now
         a = self._by_index[p.author_index]
         c = self.counters(p, now)
-        d = {
+        d: dict[str, Any] = {
             "aweme_id": p.aweme_id,
             "region": p.region,
             "title": p.title,
@@ -123,7 +142,7 @@ class WireObjects:
         }
 
     def comment_item(self, c: Comment, aweme_id: str, now: float, parent: Comment | None = None) -> dict:
-        d = {
+        d: dict[str, Any] = {
             "id": c.id,
             "text": c.text,
             "digg_count": c.digg_count,

@@ -130,7 +130,7 @@ class ResearchVideo:
     def as_json(self, fields: tuple[str, ...], today: date, realism: bool = False) -> dict[str, Any]:
         age = max(0, (today - self.create_date).days)
         views = self.base_views + age * (self.base_views // 50 + 7)
-        full = {
+        full: dict[str, Any] = {
             "id": self.id,
             "video_description": self.description,
             "create_time": self.create_time,
@@ -232,7 +232,7 @@ def video_comments(video: ResearchVideo, seed: int = 3, realism: bool = False) -
     for i in range(n):
         cid = video.id + 1 + i * 7919 + (_h(seed, "cid", video.id, i) % 7000)
         parent = out[i // 3]["id"] if i % 4 == 3 and out else video.id  # top-level comments name the video
-        comment = {
+        comment: dict[str, Any] = {
             "id": cid,
             "video_id": video.id,
             "text": f"comment {i} on {video.id}",
@@ -552,6 +552,7 @@ class ResearchSandbox:
             with self._lock:
                 self._searches[search.search_id] = search
                 self.stats.searches += 1
+        assert search is not None  # found (or refused) above when a search_id came, created otherwise
         page = search.ids[cursor : cursor + max_count]
         end_cursor = cursor + len(page)  # under realism too: the cursor counts withheld videos
         realism = self.config.realism
@@ -586,7 +587,7 @@ class ResearchSandbox:
             )
             * 7
         )
-        full = {
+        full: dict[str, Any] = {
             "display_name": account.username.capitalize(),
             "bio_description": f"Official account of {account.username}",
             "avatar_url": f"https://sandbox.invalid/avatar/{account.username}.jpg",

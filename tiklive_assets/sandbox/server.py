@@ -10,6 +10,7 @@ paginators, deletions, private accounts) and a sliding-window rate limiter are c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -403,26 +404,29 @@ class SandboxServer:
         if path == "/post-detail/" or isinstance(body.get("videos"), list):
             items = [body] if path == "/post-detail/" else body["videos"]
             photos = [
-                self._as_photo(item, now) if realism.is_photo(str(item.get("aweme_id"))) else item for item in items
+                self._as_photo(item, now, realism) if realism.is_photo(str(item.get("aweme_id"))) else item
+                for item in items
             ]
             body = photos[0] if path == "/post-detail/" else {**body, "videos": photos}
         return realism.rewrite(path, body)
 
-    def _as_photo(self, item: dict, now: float) -> dict:
+    def _as_photo(self, item: dict, now: float, realism: Realism) -> dict:
         aweme_id = str(item["aweme_id"])
         images = [
             self.corpus.cdn_url("image", f"{aweme_id}x{n}", "jpg", now)
-            for n in range(1, self.realism.image_count(aweme_id) + 1)
+            for n in range(1, realism.image_count(aweme_id) + 1)
         ]
         music_id = (item.get("music_info") or {}).get("id")
         sound = self.corpus.cdn_url("music", music_id, "mp3", now) if music_id else ""
-        return self.realism.photo(item, images, sound)
+        return realism.photo(item, images, sound)
 
     def handle_api(self, path: str, query: str, headers: Any) -> tuple[int, dict | bytes, dict[str, str]]:
         now = float(self.clock())
         endpoint = path
         detail_id = _parse_aweme_id(_Params(query).q.get("url")) if path == "/post-detail/" else None
-        status, body, extra = 500, {"error": "internal server error"}, {}
+        body: dict | bytes = {"error": "internal server error"}
+        extra: dict[str, str] = {}
+        status = 500
         try:
             if path not in _ROUTES:
                 raise _ApiError(404, "unknown endpoint")
@@ -551,10 +555,8 @@ class _HTTPServer(ThreadingHTTPServer):
             conns = list(self._conns)
             self._conns.clear()
         for c in conns:
-            try:
+            with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         self.server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # quiet on client disconnects
@@ -634,6 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
         if err is not None:
             self._json(status, err)
             return
+        assert ctype is not None  # set whenever there is no error
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(length))

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,13 @@ class Tx:
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         return self.execute(sql, params).fetchone()
 
+    def fetchrow(self, sql: str, params: Sequence[Any] = ()) -> tuple:
+        """The one row of a query that always returns one (an aggregate without GROUP BY)."""
+        row = self.execute(sql, params).fetchone()
+        if row is None:
+            raise RuntimeError(f"no row from a query that always returns one: {sql}")
+        return row
+
 
 class Backend:
     """Per-thread connections (re-opened after fork); subclasses know how to connect and begin."""
@@ -62,10 +69,8 @@ class Backend:
         return True
 
     def _close_conn(self, conn: Any) -> None:
-        try:
+        with suppress(Exception):
             conn.close()
-        except Exception:
-            pass
 
     @contextmanager
     def _begin(self, conn: Any, write: bool) -> Iterator[None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .core import StateCore, batches, read_dt, utcnow
+from .core import StateCore, batches, read_dt, read_dt_required, utcnow
 from .owners import ClaimOwner, OwnerStatus, host_key, process_alive
 
 
@@ -52,7 +52,7 @@ class OwnerState(StateCore):
         now = utcnow()
         with self._tx(write=True) as tx:
             row = tx.fetchone("SELECT expires_at FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
-            live = row is not None and read_dt(row[0]) > now
+            live = row is not None and read_dt_required(row[0]) > now
             tx.execute(
                 "UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
                 [now, now + timedelta(seconds=owner.stale_after), owner.owner_id],
@@ -113,7 +113,7 @@ class OwnerState(StateCore):
         out = []
         for owner_id, run_id, host, key, pid, started, beat, expires in owners:
             beat_at = read_dt(beat)
-            if read_dt(expires) <= now:
+            if read_dt_required(expires) <= now:
                 alive, why = False, f"silent since {beat_at:%Y-%m-%d %H:%M:%S} UTC"
             elif key == local and not process_alive(int(pid), started):
                 alive, why = False, "process gone"
@@ -130,7 +130,7 @@ class OwnerState(StateCore):
         Each run reports these with a reason, so nothing is left behind silently."""
         now = utcnow()
         with self._tx() as tx:
-            total = int(tx.fetchone("SELECT COUNT(*) FROM archive_queue WHERE state IN ('pending', 'resolved')")[0])
+            total = int(tx.fetchrow("SELECT COUNT(*) FROM archive_queue WHERE state IN ('pending', 'resolved')")[0])
             rows = tx.fetchall(
                 "SELECT q.aweme_id, q.state, q.attempts, q.claim_owner, o.expires_at, q.last_error, q.lease_until, "
                 "o.host_key, o.pid, o.pid_start "
@@ -142,10 +142,10 @@ class OwnerState(StateCore):
         local = host_key()
         for aweme_id, state, attempts, owner, expires, error, lease, key, pid, started in rows:
             if owner is not None:
-                alive = expires is not None and read_dt(expires) > now
+                alive = expires is not None and read_dt_required(expires) > now
                 if alive and key == local:  # on this host a gone process is dead whatever its last heartbeat
                     alive = process_alive(int(pid), started)
-            elif lease is not None and read_dt(lease) > now:
+            elif lease is not None and read_dt_required(lease) > now:
                 alive = True  # a lease of a release before owners
             else:
                 alive = None

@@ -39,6 +39,14 @@ def read_dt(value: Any) -> datetime | None:
     return as_utc(datetime.fromisoformat(str(value)))
 
 
+def read_dt_required(value: Any) -> datetime:
+    """:func:`read_dt` of a NOT NULL column."""
+    result = read_dt(value)
+    if result is None:
+        raise ValueError("NULL in a NOT NULL timestamp column")
+    return result
+
+
 def read_date(value: Any) -> date | None:
     if value is None:
         return None

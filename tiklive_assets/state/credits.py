@@ -29,7 +29,7 @@ class CreditState(StateCore):
                     "SELECT pg_advisory_xact_lock(CAST(? AS integer), CAST(? AS integer))",
                     [_LOCK_CREDITS, day.toordinal()],
                 )
-            spent = int(tx.fetchone("SELECT COALESCE(SUM(requests), 0) FROM credits WHERE day = ?", [day])[0])
+            spent = int(tx.fetchrow("SELECT COALESCE(SUM(requests), 0) FROM credits WHERE day = ?", [day])[0])
             if daily_budget is not None and spent + cost > daily_budget:
                 raise CreditBudgetExhausted(day, spent, daily_budget)
             tx.execute(

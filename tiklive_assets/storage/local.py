@@ -9,7 +9,7 @@ import stat as stat_mode
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
@@ -131,10 +131,8 @@ class LocalStore(CreateIfAbsentStore):
             _fsync_dir(path.parent)
             return True
         finally:
-            try:
+            with suppress(FileNotFoundError):
                 os.unlink(tmp)
-            except FileNotFoundError:
-                pass
 
     def _makedirs(self, directory: Path) -> None:
         missing: list[Path] = []

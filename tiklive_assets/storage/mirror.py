@@ -241,7 +241,8 @@ def _fetch(store: MirroredStore, key: str, scratch: Path) -> Path | None:
     return Path(tmp)
 
 
-def repair(
+# one branch per outcome of a key's copy (copied, already there, failed, primary gone); kept in one loop
+def repair(  # noqa: C901
     store: MirroredStore,
     *,
     scratch: Path | None = None,
@@ -257,7 +258,7 @@ def repair(
     """
     scratch = scratch or Path(tempfile.gettempdir())
     report = RepairReport()
-    todo = [(u.key, u.marker) for u in unreplicated(store)]
+    todo: list[tuple[str, str | None]] = [(u.key, u.marker) for u in unreplicated(store)]
     if scan_prefix is not None:
         journaled = {key for key, _ in todo}
         for info in store.primary.list(scan_prefix):

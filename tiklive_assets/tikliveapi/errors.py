@@ -63,8 +63,8 @@ class RateLimited(TikLiveError):
         self.retry_at = retry_at
         if retry_at is not None:
             message = (
-                f"TikLiveAPI asked to wait {retry_after:.0f} s before the next request (HTTP 429 on {endpoint}), longer "
-                f"than this run waits; the run stops here with nothing blamed. Retry after "
+                f"TikLiveAPI asked to wait {retry_after:.0f} s before the next request (HTTP 429 on {endpoint}), "
+                f"longer than this run waits; the run stops here with nothing blamed. Retry after "
                 f"{retry_at:%Y-%m-%d %H:%M:%S} UTC (rerun then: it resumes where this stopped), or raise "
                 "`plan.max_retry_after_seconds` in tiklive.yaml to wait inside the run"
             )
@@ -111,7 +111,7 @@ class CreditBudgetExhausted(TikLiveError):
     def __init__(self, day, spent: int, budget: int):
         self.day = day
         self.spent = spent
-        self.budget = budget
+        self.budget: int | None = budget  # None for BalanceExhausted: the account's balance, not a budget
         shown = day.isoformat() if hasattr(day, "isoformat") else day
         super().__init__(
             f"daily credit budget of {budget} reached for {shown}: {spent} credits spent; raise "

@@ -1,4 +1,5 @@
-"""Integrity of the archive and the warehouse: non-empty days, unique posts, archived media and posts rows that match."""
+"""Integrity of the archive and the warehouse: non-empty days, unique posts, and archived media and posts rows
+that match."""
 
 from __future__ import annotations
 

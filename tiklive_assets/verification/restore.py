@@ -1,7 +1,8 @@
 """Restore verification: replay one random recent day into a scratch database and compare.
 
 "A backup you have never restored is a rumour." Pick a day from the last 30 that has an archive (the random seed
-and the day are recorded; today, when no earlier day is archived yet, as on a fresh install), parse every object of it (each must parse), load it into a scratch DuckDB, and check
+and the day are recorded; today, when no earlier day is archived yet, as on a fresh install), parse every object
+of it (each must parse), load it into a scratch DuckDB, and check
 that the warehouse holds what the replay produced:
 
 - window tables (history: snapshots, metric history, follow edges, credits, ...) hold exactly the day's rows
@@ -108,22 +109,24 @@ def verify_day(
     parsed = parse_day(store, day)
     report.objects = parsed.objects
     report.unreadable = list(parsed.corrupt)
-    with tempfile.TemporaryDirectory(dir=scratch_dir, prefix="restore-") as tmp:
-        with open_warehouse(str(Path(tmp) / "scratch.duckdb")) as scratch:
-            scratch.load_day(day, parsed.tables)
-            for table in TABLES:
-                replayed = scratch.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
-                if table.mode == "window":
-                    held = warehouse.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
-                    report.tables.append(
-                        TableComparison(
-                            table.name, replayed, held, values_differ=_differing_sums(scratch, warehouse, table, day)
-                        )
+    with (
+        tempfile.TemporaryDirectory(dir=scratch_dir, prefix="restore-") as tmp,
+        open_warehouse(str(Path(tmp) / "scratch.duckdb")) as scratch,
+    ):
+        scratch.load_day(day, parsed.tables)
+        for table in TABLES:
+            replayed = scratch.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
+            if table.mode == "window":
+                held = warehouse.query(f"SELECT count(*) FROM {table.name} WHERE dt = ?", [day])[0][0]
+                report.tables.append(
+                    TableComparison(
+                        table.name, replayed, held, values_differ=_differing_sums(scratch, warehouse, table, day)
                     )
-                else:
-                    keys = set(scratch.query(f"SELECT {', '.join(table.key)} FROM {table.name}"))
-                    present = keys & _keys_in_warehouse(warehouse, table, day)
-                    report.tables.append(TableComparison(table.name, len(keys), len(present), len(keys - present)))
+                )
+            else:
+                keys = set(scratch.query(f"SELECT {', '.join(table.key)} FROM {table.name}"))
+                present = keys & _keys_in_warehouse(warehouse, table, day)
+                report.tables.append(TableComparison(table.name, len(keys), len(present), len(keys - present)))
     return report
 
 

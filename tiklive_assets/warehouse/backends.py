@@ -304,5 +304,5 @@ def _copy(cur, table: str, cols: str, data: pa.Table, batch_rows: int = 10_000) 
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for record_batch in data.to_batches(max_chunksize=batch_rows):
             columns = [column.to_pylist() for column in record_batch.columns]
-            for row in zip(*columns):
+            for row in zip(*columns, strict=True):
                 copy.write_row(row)

@@ -18,13 +18,16 @@ import io
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 WIDTH_IN, HEIGHT_IN, DPI = 6.4, 3.2, 100
 MAX_LABEL = 28
 NO_DATA = "no data"
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "font.size": 8,
     "axes.titlesize": 9,
     "axes.labelsize": 8,

@@ -83,7 +83,9 @@ def exported_days(exports: Path, table: str = "credits_ledger") -> list[date]:
 
 
 def write_account_csvs(exports: Path, handles: Iterable[str], day: date) -> dict[str, int]:
-    """The CSV per tracked account (one row per post, the counters a daily cron job would dump): its posts with the newest counters known on or before ``day``.
+    """The CSV per tracked account (one row per post, the counters a daily cron job would dump).
+
+    Its posts, with the newest counters known on or before ``day``.
 
     Written to ``exports/csv/dt=DAY/<handle>.csv`` (what that partition knew) and copied to
     ``exports/csv/<handle>.csv`` when ``day`` is the newest exported day. Returns rows per handle.

@@ -211,7 +211,8 @@ class DayParser:
         """Parse one archived response (the bytes of ``info.key``, still gzip-compressed)."""
         self.add_bytes(info.key, gz, info.size, info.last_modified)
 
-    def add_bytes(self, key: str, gz: bytes, size: int, last_modified: datetime | None) -> None:
+    # the per-object hot path of every replay, kept inline: a call per branch costs measurable time there
+    def add_bytes(self, key: str, gz: bytes, size: int, last_modified: datetime | None) -> None:  # noqa: C901
         """:meth:`add` without an ObjectInfo: ``last_modified`` is only read when the gzip header has no time."""
         self.objects += 1
         head = len(self.prefix) + 12  # "tiklive-raw/" + "YYYY/MM/DD/"
@@ -341,7 +342,7 @@ class DayParser:
                 0,
                 tuple(
                     (i, name + "." if kind is dict else name + "[].")
-                    for i, (name, kind) in enumerate(zip(shape[2], shape[3]))
+                    for i, (name, kind) in enumerate(zip(shape[2], shape[3], strict=True))
                     if kind is dict or kind is list
                 ),
             ]
@@ -393,7 +394,16 @@ class DayParser:
             if type(item) is not dict or not self._post(item, key, captured, _LISTING, endpoint, owner):  # noqa: E721
                 self.items_without_id += 1
 
-    def _post(self, item: dict, key: str, captured: int, priority: int, source: str, owner: str | None) -> bool:
+    # the per-post hot path of every replay (every wire variant of a post in one pass), kept inline for speed
+    def _post(  # noqa: C901
+        self,
+        item: dict,
+        key: str,
+        captured: int,
+        priority: int,
+        source: str,
+        owner: str | None,
+    ) -> bool:
         aweme_id = item.get("aweme_id")
         if not (type(aweme_id) is str and aweme_id.isdigit() and aweme_id.isascii()):  # noqa: E721
             aweme_id = post_id(item)
@@ -744,7 +754,7 @@ class DayParser:
                 self._keep(mine, key, rank, row)
         for key, counts in other._credits.items():
             mine = self._credits.get(key)
-            self._credits[key] = [a + b for a, b in zip(mine, counts)] if mine else list(counts)
+            self._credits[key] = [a + b for a, b in zip(mine, counts, strict=True)] if mine else list(counts)
 
     def _media(self) -> dict[str, tuple]:
         """(storage_key, bytes, archived_at) per post: its MP4, or for a photo post its first image, with bytes
@@ -768,7 +778,7 @@ class DayParser:
         """(dt, endpoint, path, json_type, objects) rows from the counted shapes."""
         fields: Counter = Counter()
         for (endpoint, prefix, names, types), (count, _children) in self._shapes.items():
-            for name, kind in zip(names, types):
+            for name, kind in zip(names, types, strict=True):
                 fields[(endpoint, prefix + name, _JSON_TYPES.get(kind, "other"))] += count
         return [(self.day, endpoint, path, kind, count) for (endpoint, path, kind), count in fields.items()]
 

@@ -141,7 +141,7 @@ def iter_bodies(
         pending = submit(0)
         for start in range(0, len(infos), batch):
             following = submit(start + batch) if start + batch < len(infos) else []
-            for info, future in zip(infos[start : start + batch], pending):
+            for info, future in zip(infos[start : start + batch], pending, strict=True):
                 yield info, future.result()
             pending = following
 

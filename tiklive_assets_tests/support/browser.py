@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -197,19 +197,15 @@ def _stop(procs: list[subprocess.Popen]) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + 15
     for proc in procs:
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with suppress(TimeoutError):
         wait_for(
             "the process groups to exit",
             lambda: not any(_signal_group(p.pid, 0) for p in procs),
             timeout=5,
             interval=0.2,
         )
-    except TimeoutError:
-        pass
     for proc in procs:
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

@@ -7,7 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -162,7 +162,5 @@ def moto_with_bucket(prefix: str) -> Iterator[tuple[RestartableMoto, str]]:
     try:
         yield server, bucket
     finally:
-        try:
+        with suppress(Exception):  # already stopped by the test
             server.stop()
-        except Exception:  # noqa: BLE001 - already stopped by the test
-            pass

@@ -7,6 +7,8 @@ over check evaluations themselves is not: on SQLite their ids are per run and th
 """
 
 import time
+from collections.abc import Iterable
+from typing import Literal
 
 import dagster as dg
 
@@ -14,7 +16,25 @@ from tiklive_assets.alerts import notify
 
 TICK_BUDGET_SECONDS = 40.0
 RUNS_PER_TICK = 100
-FINISHED = (dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED)
+FinishedEventType = Literal[
+    dg.DagsterEventType.RUN_SUCCESS, dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED
+]
+FINISHED: tuple[FinishedEventType, ...] = (
+    dg.DagsterEventType.RUN_SUCCESS,
+    dg.DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.RUN_CANCELED,
+)
+
+
+def check_evaluations(records: Iterable[dg.EventLogRecord]) -> list[dg.AssetCheckEvaluation]:
+    """The check evaluations carried by ASSET_CHECK_EVALUATION event records, in their order."""
+    evaluations = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        data = event.event_specific_data if event is not None else None
+        if isinstance(data, dg.AssetCheckEvaluation):
+            evaluations.append(data)
+    return evaluations
 
 
 def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
@@ -22,12 +42,8 @@ def run_assets(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
     keys = set(run.asset_selection or ()) | {check.asset_key for check in run.asset_check_selection or ()}
     if not keys:  # an ad-hoc materialize records no selection: read the assets its events name
         keys = set(instance.get_asset_keys_for_run(run.run_id))
-        keys |= {
-            record.event_log_entry.dagster_event.event_specific_data.asset_key
-            for record in instance.get_records_for_run(
-                run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
-            ).records
-        }
+        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        keys |= {evaluation.asset_key for evaluation in check_evaluations(records)}
     return sorted(key.to_user_string() for key in keys)
 
 
@@ -74,7 +90,8 @@ def _latest_status_change(instance: dg.DagsterInstance) -> int:
 def _finished_after(instance: dg.DagsterInstance, after: int) -> list[dg.EventLogRecord]:
     """Finished runs' status events after storage id ``after``, oldest first. When a type fills its page, only the
     ids up to that page's last are complete: the rest waits for the next tick rather than being skipped."""
-    records, complete_up_to = [], None
+    records: list[dg.EventLogRecord] = []
+    complete_up_to: int | None = None
     for event_type in FINISHED:
         result = instance.fetch_run_status_changes(
             dg.RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
@@ -108,9 +125,8 @@ def failed_check_alert(context: dg.SensorEvaluationContext) -> dg.SkipReason:
             break  # a slow webhook: the rest waits for the next tick, and nothing is alerted twice
         run_id = status.event_log_entry.run_id
         run = instance.get_run_by_id(run_id)
-        evaluations = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-        for record in evaluations:
-            evaluation = record.event_log_entry.dagster_event.event_specific_data
+        records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        for evaluation in check_evaluations(records):
             if evaluation.passed:
                 continue
             failed += 1

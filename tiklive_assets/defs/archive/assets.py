@@ -264,8 +264,9 @@ def account_profiles(
     retry_policy=CAPTURE_RETRY,
     kinds={"tikliveapi", "archive"},
     deps=[account_profiles],
-    description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, every page archived raw "
-    "and its cursor saved after each page, so a rerun resumes. Each id is queued once, whatever lists it.",
+    description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, "
+    "every page archived raw and its cursor saved after each page, so a rerun resumes. "
+    "Each id is queued once, whatever lists it.",
 )
 def discovery_queue(
     context: dg.AssetExecutionContext,

@@ -154,7 +154,8 @@ def research_video_archive(
             context.log.warning("stopped cleanly: %s", report.stopped)
             raise dg.Failure(
                 description=f"{report.stopped}; stopped at "
-                f"{f'window {report.stopped_at[0]} cursor {report.stopped_at[1]}' if report.stopped_at else 'comments'}. "
+                + (f"window {report.stopped_at[0]} cursor {report.stopped_at[1]}" if report.stopped_at else "comments")
+                + ". "
                 "Materialize the same partitions again after 00:00 UTC: the run resumes where this one stopped.",
                 allow_retries=False,
                 metadata=metadata,

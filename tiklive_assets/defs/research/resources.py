@@ -1,4 +1,6 @@
-"""The Research API resource: client key and secret from ``dg.EnvVar`` (never logged), the host; nothing connects here."""
+"""The Research API resource: client key and secret from ``dg.EnvVar`` (never logged), the host.
+
+Nothing connects here."""
 
 import dagster as dg
 
@@ -12,7 +14,9 @@ from tiklive_assets.research.client import (
 
 
 class TikTokResearchResource(dg.ConfigurableResource):
-    """TikTok Research API credentials (``TIKTOK_RESEARCH_CLIENT_KEY`` / ``_SECRET``) and ``TIKTOK_RESEARCH_BASE_URL``."""
+    """TikTok Research API credentials and host.
+
+    ``TIKTOK_RESEARCH_CLIENT_KEY`` / ``_SECRET`` and ``TIKTOK_RESEARCH_BASE_URL``."""
 
     client_key: str
     client_secret: str

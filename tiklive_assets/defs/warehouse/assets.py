@@ -132,7 +132,7 @@ def exported_rows(exports: Path, day: date) -> int | None:
                 "dagster/column_schema": column_schema(table),
             },
         )
-        for table, key in zip(TABLES, TABLE_KEYS.values())
+        for table, key in zip(TABLES, TABLE_KEYS.values(), strict=True)
     ],
     partitions_def=daily,
     backfill_policy=BACKFILL,
