@@ -189,3 +189,9 @@ def test_the_undrawn_count_of_a_long_backfill_is_the_charted_count(marts, mart: 
 
     for day in DAYS:
         assert mart_row_count(marts["all"], mart, day) == chart_of(marts["all"], mart, day)[0]
+
+
+def test_short_numbers_choose_their_suffix_after_rounding() -> None:
+    from tiklive_assets.warehouse.charts import human
+
+    assert [human(v) for v in (999_999, 999.6, 1234, 5_600_000, 12, 0.5)] == ["1M", "1k", "1.23k", "5.6M", "12", "0.5"]

@@ -61,3 +61,25 @@ def test_status_of_an_empty_home_and_its_help(tmp_path, capsys):
     assert proc.returncode == 0
     for words in ("claims by owner", "dead letters", "credits", "DAGSTER_HOME", "--ids", "--home"):
         assert words in " ".join(proc.stdout.split()), words
+
+
+def test_status_reads_the_last_runs_from_the_instance_tiklive_run_keeps(tmp_path, capsys, monkeypatch):
+    """Without DAGSTER_HOME, the instance is TIKLIVE_HOME/dagster, where `tiklive run` and `tiklive ui` record."""
+    import dagster as dg
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    home = tmp_path / "home"
+    _home_with_everything(home)
+    assert main(["status", "--home", str(home)]) == 0
+    assert "last runs: none recorded yet" in capsys.readouterr().out
+
+    @dg.asset(name="archived_videos")
+    def archived_videos() -> None:
+        return None
+
+    (home / "dagster").mkdir()
+    with dg.DagsterInstance.local_temp(tempdir=str(home / "dagster")) as instance:
+        run_id = dg.materialize([archived_videos], instance=instance).run_id
+    assert main(["status", "--home", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert f"run {run_id[:8]}" in out and "discovery_queue    never" in out

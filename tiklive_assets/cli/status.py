@@ -19,9 +19,9 @@ DESCRIPTION = (
     "Show what the pipeline holds now, without calling the API or changing anything: the queue by state; the claims "
     "by owner (run id, host, pid) and whether each owner is alive (a dead owner's claims are taken by the next run at "
     "once); the ids left pending or claimed and why; the discovery, follow and comment walks of today that are not "
-    "complete (their cursors); dead letters by reason; the credits spent today (UTC) by endpoint; and, when "
-    "DAGSTER_HOME names a Dagster instance, the last run of each capture asset. Exit status 0 whatever it shows; 2 "
-    "when the state database cannot be read."
+    "complete (their cursors); dead letters by reason; the credits spent today (UTC) by endpoint; and the last run "
+    "of each capture asset, from DAGSTER_HOME's Dagster instance or else TIKLIVE_HOME/dagster's. Exit status 0 "
+    "whatever it shows; 2 when the state database cannot be read."
 )
 
 
@@ -57,17 +57,19 @@ def _walks_in_progress(state, day) -> list[tuple[str, str | None, int | None]]:
 
 
 def _last_runs(out) -> None:
-    """The last materialization of each capture asset, from the Dagster instance DAGSTER_HOME names (best effort)."""
-    if not os.environ.get("DAGSTER_HOME"):
-        print(
-            "last runs: DAGSTER_HOME is not set (`tiklive run` keeps its own instance under TIKLIVE_HOME/dagster)",
-            file=out,
-        )
-        return
+    """The last materialization of each capture asset, from the Dagster instance DAGSTER_HOME names, else from the
+    one ``tiklive run`` and ``tiklive ui`` use under TIKLIVE_HOME/dagster (best effort, read only)."""
     try:
         import dagster as dg
 
-        instance = dg.DagsterInstance.get()
+        if os.environ.get("DAGSTER_HOME"):
+            instance = dg.DagsterInstance.get()
+        else:
+            folder = settings.DataRoot.from_env().home / "dagster"
+            if not folder.is_dir():
+                print(f"last runs: none recorded yet ({folder} does not exist; `tiklive run` creates it)", file=out)
+                return
+            instance = dg.DagsterInstance.local_temp(tempdir=str(folder), overrides={"telemetry": {"enabled": False}})
         print("last materialization of each capture asset:", file=out)
         for name in ("account_profiles", "discovery_queue", "archived_videos", "follow_graph", "post_comments"):
             event = instance.get_latest_materialization_event(dg.AssetKey(name))

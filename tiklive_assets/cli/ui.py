@@ -38,7 +38,7 @@ from tiklive_assets import settings
 LOCATION = "tiklive_assets"
 CODE_LOCATION_MODULE = "tiklive_assets.definitions"
 READY_TIMEOUT = 180.0  # seconds for the webserver to answer and the code location to load
-STOP_TIMEOUT = 30.0  # seconds dg dev gets to stop its services before what is left of its process group is ended
+STOP_TIMEOUT = 15.0  # seconds dg dev gets to stop its services before what is left of its process group is ended
 
 
 def add_parser(sub, epilog: str) -> None:
@@ -312,14 +312,20 @@ def _stop(proc: subprocess.Popen) -> None:
     try:
         group = proc.pid  # start_new_session: the group carries dg dev's pid
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            # The whole group: dg dev alone would stop the webserver and daemon but may leave their code servers
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGINT)
             try:
                 proc.wait(timeout=STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _group_alive(group) and time.monotonic() < deadline:  # the code servers end on their own SIGINT
+            time.sleep(0.1)
         for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             if not _group_alive(group):
+                print("stopped: nothing of the Dagster UI is left running", file=sys.stderr, flush=True)
                 return
             try:
                 os.killpg(group, sig)
@@ -328,6 +334,14 @@ def _stop(proc: subprocess.Popen) -> None:
             deadline = time.monotonic() + grace
             while _group_alive(group) and time.monotonic() < deadline:
                 time.sleep(0.1)
+        if _group_alive(group):
+            print(
+                f"could not stop every process of the Dagster UI: end them with `kill -9 -- -{group}`",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print("stopped: nothing of the Dagster UI is left running", file=sys.stderr, flush=True)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)

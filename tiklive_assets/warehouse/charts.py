@@ -118,10 +118,11 @@ def short(label: str, width: int = MAX_LABEL) -> str:
 
 def human(value: float) -> str:
     """1234 -> '1.2k', 5600000 -> '5.6M': tick labels and annotations that stay short."""
+    rounded = float(f"{value:.3g}")  # the suffix follows the rounded value: 999,999 is '1M', never '1e+03k'
     for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.3g}" if value != int(value) else f"{int(value):,}"
+        if abs(rounded) >= factor:
+            return f"{rounded / factor:.3g}{suffix}"
+    return f"{rounded:.3g}" if rounded != int(rounded) else f"{int(rounded):,}"
 
 
 def _human_axis(axis: Any) -> None:

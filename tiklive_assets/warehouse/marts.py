@@ -10,9 +10,8 @@ all exported days (entity tables reduced to their newest day), and the marts:
 * ``top_sounds``             sounds by number of posts, with their total plays
 
 The file holds views only (the data stays in Parquet), and is rebuilt under a temporary name then renamed into
-place, so an analyst's ``duckdb marts.duckdb`` never meets a lock or a half-built file; the live warehouse is
-never opened. Open it with ``duckdb -readonly TIKLIVE_HOME/marts.duckdb`` or
-``duckdb.connect(path, read_only=True)``.
+place, so an analyst's read-only connection never meets a lock or a half-built file; the live warehouse is
+never opened. Open it with ``tiklive sql`` (a read-only shell) or ``duckdb.connect(path, read_only=True)``.
 
 ``MART_DESCRIPTIONS`` and ``MART_COLUMNS`` state each mart's grain and columns for the catalog (a test holds the
 columns to what DuckDB describes). ``mart_chart`` shows a mart as it stood on one day, the mart's SQL over the
@@ -178,7 +177,7 @@ MART_DESCRIPTIONS: dict[str, str] = {
             *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]),
             "",
             f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
-            "open it read-only: `duckdb -readonly marts.duckdb`.",
+            "open it read-only with `tiklive sql`.",
         ]
     )
     for mart in MARTS
@@ -344,8 +343,13 @@ def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tup
                 "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
                 "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id"
             )
-            body = [(h, f[-1], d[-1], sparkline(f[-CHART_DAYS:])) for h, _, _, f, d in found]
-            table = markdown_table(["account", "followers", "Δ last day", "followers, last 30 days"], body)
+            body = [
+                (h, f[-1], d[-1], sparkline([n for day, n in zip(ds, f, strict=True) if day >= since]))
+                for h, _, ds, f, d in found
+            ]
+            table = markdown_table(
+                ["account", "followers", "Δ since previous capture", "followers, last 30 days"], body
+            )
             handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
             series = {
                 h if handles[h] == 1 else f"{h} ({user})": [

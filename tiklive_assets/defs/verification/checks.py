@@ -188,9 +188,21 @@ def videos_match_posts(
 ) -> dg.AssetCheckResult:
     with warehouse.open(data_root.root().home) as wh:
         result = video_consistency(archive_store.open(), wh, datetime.now(UTC).date(), WINDOW_DAYS)
+    if result.ok:
+        what = (
+            f"every archived video of the last {WINDOW_DAYS} days has its posts row and every downloaded post "
+            f"its media ({result.photo_posts} photo posts among them)"
+        )
+    else:
+        what = (
+            f"{len(result.mp4_without_post)} archived media file(s) without a posts row, "
+            f"{len(result.post_without_mp4)} downloaded post(s) without their media (the last {WINDOW_DAYS} days): "
+            "replay the days named to restore the rows, or restore the media from the secondary store"
+        )
     return dg.AssetCheckResult(
         passed=result.ok,
         severity=_severity(context),
+        description=what,
         metadata={
             "mp4_without_post": dg.MetadataValue.json(result.mp4_without_post[:100]),
             "post_without_mp4": dg.MetadataValue.json(result.post_without_mp4[:100]),
