@@ -310,3 +310,18 @@ def test_ui_writes_the_project_instance_settings_into_the_data_root(tmp_path, mo
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "mine"))
     assert instance_folder(settings.DataRoot.from_env()) == tmp_path / "mine"  # an instance of one's own is kept
     assert not (tmp_path / "mine").exists()
+
+
+def test_the_ui_partitions_start_at_the_first_archived_day(tmp_path, monkeypatch):
+    """Unless TIKLIVE_FIRST_DAY says otherwise: the first archived day, or today when nothing is archived."""
+    from datetime import UTC, date, datetime
+
+    from tiklive_assets.cli.ui import first_partition_day
+    from tiklive_assets.storage import LocalStore
+    from tiklive_assets_tests.support.archive import put_raw
+
+    monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIKLIVE_ARCHIVE_BUCKET", raising=False)
+    assert first_partition_day() == datetime.now(UTC).date().isoformat()
+    put_raw(LocalStore(tmp_path / "archive"), date(2026, 11, 20), "userid", "alice123", {"userid": "1"})
+    assert first_partition_day() == "2026-11-20"

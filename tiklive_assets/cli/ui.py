@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     env[settings.CONFIG] = str(settings.config_path().absolute())
     dagster_home = instance_folder(root)
     env["DAGSTER_HOME"] = str(dagster_home)
+    if not env.get(settings.FIRST_DAY):
+        env[settings.FIRST_DAY] = first_partition_day()
+        print(f"partitions start at {env[settings.FIRST_DAY]}, the first archived day (today when nothing is "
+              f"archived yet); set {settings.FIRST_DAY} to choose another", file=sys.stderr, flush=True)
     url = f"http://{args.host}:{args.port}"
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
@@ -286,6 +290,21 @@ def _wait_ready(proc: subprocess.Popen, url: str) -> str | None:
             return None
         time.sleep(0.5)
     return f"the Dagster UI did not answer on {url} within {READY_TIMEOUT:.0f} s"
+
+
+def first_partition_day() -> str:
+    """The first day the archive holds (today, UTC, when it holds none): where the UI's partitions begin unless
+    TIKLIVE_FIRST_DAY says otherwise, so the asset pages and the backfill dialog show only days that can hold data."""
+    from datetime import UTC, datetime
+
+    from tiklive_assets.defs.resources import default_resources
+    from tiklive_assets.verification.integrity import first_archived_day
+
+    try:
+        first = first_archived_day(default_resources()["archive_store"].open())
+    except Exception:  # noqa: BLE001 - an unreachable store must not keep the UI from starting
+        first = None
+    return (first or datetime.now(UTC).date()).isoformat()
 
 
 def _banner(url: str, sandbox: str | None) -> None:
