@@ -101,8 +101,12 @@ def run(args: argparse.Namespace) -> int:
     env["DAGSTER_HOME"] = str(dagster_home)
     if not env.get(settings.FIRST_DAY):
         env[settings.FIRST_DAY] = first_partition_day()
-        print(f"partitions start at {env[settings.FIRST_DAY]}, the first archived day (today when nothing is "
-              f"archived yet); set {settings.FIRST_DAY} to choose another", file=sys.stderr, flush=True)
+        print(
+            f"partitions start at {env[settings.FIRST_DAY]}, the first archived day (today when nothing is "
+            f"archived yet); set {settings.FIRST_DAY} to choose another",
+            file=sys.stderr,
+            flush=True,
+        )
     url = f"http://{args.host}:{args.port}"
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
