@@ -4,8 +4,10 @@ The daily capture is launched through the webserver's GraphQL API, dequeued by t
 against the sandbox API, and the archive and state are checked afterwards.
 """
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -88,6 +90,7 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
                 env=env,
                 stdout=webserver_log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: its code server is stopped with it
             ),
             subprocess.Popen(
                 [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
@@ -95,6 +98,7 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
                 env=env,
                 stdout=daemon_log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             ),
         ]
     try:
@@ -130,13 +134,16 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
         run_id = launch_and_wait("daily_capture")
         launch_and_wait("daily_warehouse")  # then the day's warehouse, as the daily_warehouse schedule launches it
     finally:
-        for proc in procs:
-            proc.terminate()
+        for proc in procs:  # the whole group, so no code server outlives the test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # what is left of the group (a gRPC server after its parent)
 
     archive = tmp_path / "data" / "archive"
     day = datetime.now(UTC).date()
