@@ -207,7 +207,7 @@ def capture_day(day, out=sys.stdout) -> tuple[int, dict[str, float], dict[str, d
     import dagster as dg
 
     from tiklive_assets import settings
-    from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+    from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
     from tiklive_assets.defs.resources import default_resources
 
     root = settings.DataRoot.from_env()
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp TIKLIVE_HOME and print its path")
     args = ap.parse_args(argv)
 
-    import tiklive_assets.defs.archive.assets  # noqa: F401 - dagster's import is not part of the measurement
+    import tiklive_assets.defs.capture.assets  # noqa: F401 - dagster's import is not part of the measurement
     from tiklive_assets.sandbox import Corpus
     from tiklive_assets.state import StateDB
 

@@ -8,18 +8,19 @@ after losing the database.
 from __future__ import annotations
 
 import logging
-import os
 
 import requests
 
-ALERT_WEBHOOK_URL = "TIKLIVE_ALERT_WEBHOOK_URL"
+from tiklive_assets import settings
+
+ALERT_WEBHOOK_URL = settings.ALERT_WEBHOOK_URL
 log = logging.getLogger("tiklive.alerts")
 
 
 def notify(title: str, details: list[str] | None = None, *, webhook_url: str | None = None) -> str:
     """Send one alert; returns where it went ("webhook" or "log"). Never raises: alerting must not break a sensor."""
     text = f":rotating_light: *{title}*" + ("\n" + "\n".join(f"• {line}" for line in details) if details else "")
-    url = webhook_url if webhook_url is not None else os.environ.get(ALERT_WEBHOOK_URL)
+    url = webhook_url if webhook_url is not None else settings.alert_webhook_url()
     if url:
         try:
             response = requests.post(url, json={"text": text}, timeout=10)

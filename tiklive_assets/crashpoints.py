@@ -5,7 +5,8 @@ process reaches it), the process sends itself SIGKILL at that point: no ``finall
 buffered write runs, exactly like a power cut or an OOM kill. The crash suite uses this to stop the pipeline at
 every place where state and store could disagree, and proves that an immediate rerun converges.
 
-The variable is read once, at import; unset (always, in production) a crash point is one comparison.
+The variable is read once, at the first crash point a process reaches (never at import); after that, and unset
+(always, in production), a crash point is one comparison.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import os
 import signal
 import threading
 
-ENV = "TIKLIVE_CRASH_AT"
+from tiklive_assets import settings
+
+ENV = settings.CRASH_AT
 
 
 def _parse(value: str | None) -> tuple[str | None, int]:
@@ -30,13 +33,17 @@ def _parse(value: str | None) -> tuple[str | None, int]:
     return name.strip() or None, count
 
 
-_TARGET, _NTH = _parse(os.environ.get(ENV))
+_TARGET: str | None = None
+_NTH = 0
+_armed = False
 _seen = 0
 _lock = threading.Lock()
 
 
 def crashpoint(name: str) -> None:
     """Kill this process with SIGKILL if ``TIKLIVE_CRASH_AT`` names ``name`` (at its N-th arrival); else nothing."""
+    if not _armed:
+        rearm()
     if _TARGET is None or name != _TARGET:
         return
     global _seen
@@ -49,6 +56,7 @@ def crashpoint(name: str) -> None:
 
 def rearm() -> None:
     """Read ``TIKLIVE_CRASH_AT`` again and restart the count (a test's forked child gets its own crash point)."""
-    global _TARGET, _NTH, _seen
-    _TARGET, _NTH = _parse(os.environ.get(ENV))
+    global _TARGET, _NTH, _seen, _armed
+    _TARGET, _NTH = _parse(settings.crash_at())
     _seen = 0
+    _armed = True

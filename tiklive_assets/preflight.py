@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tiklive_assets import settings
-from tiklive_assets.config import ConfigError
+from tiklive_assets.tracking import ConfigError
 from tiklive_assets.storage import LocalStore, MirroredStore, ObjectStore, StoreError
 from tiklive_assets.storage.s3 import S3Store
 
@@ -263,7 +263,7 @@ def prepare_instance_dir(path: Path) -> None:
 
 def run_preflight(root: settings.DataRoot, store: ObjectStore, *, dagster_dir: Path | None = None) -> str:
     """What ``tiklive run`` checks before its first step: raises PreflightError; returns a line to print."""
-    problems = require_ready(store, root.state_url, bool(os.environ.get(settings.API_KEY)))
+    problems = require_ready(store, root.state_url, bool(settings.api_key()))
     if dagster_dir is not None:
         prepare_instance_dir(dagster_dir)
     warnings = "".join(f"\n  warning: {p}" for p in problems)

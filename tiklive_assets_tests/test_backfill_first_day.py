@@ -26,7 +26,7 @@ def test_the_loaded_definitions_start_on_the_first_day(tmp_path) -> None:
     """Every daily asset (capture and warehouse) starts there, in a fresh process as the webserver loads them;
     the working directory has no tiklive.yaml, so nothing is read from disk."""
     code = (
-        "from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS\n"
+        "from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS\n"
         "from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS\n"
         "starts = {a.partitions_def.get_first_partition_key() for a in CAPTURE_ASSETS + WAREHOUSE_ASSETS}\n"
         "print(sorted(starts))\n"

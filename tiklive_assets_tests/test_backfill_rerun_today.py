@@ -6,7 +6,7 @@ what is new since the first run. The step must say so in its metadata and its lo
 
 from __future__ import annotations
 
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, local_store, metadata
 
 

@@ -19,8 +19,8 @@ import dagster
 import pytest
 
 from tiklive_assets.capture.janitor import sweep
-from tiklive_assets.defs.archive import assets as capture_assets
-from tiklive_assets.defs.archive.assets import (
+from tiklive_assets.defs.capture import assets as capture_assets
+from tiklive_assets.defs.capture.assets import (
     CAPTURE_ASSETS,
     account_profiles,
     archived_videos,

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from tiklive_assets.capture.cursors import cursor_statuses, reset_cursor
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
-from tiklive_assets.defs.archive.checks import discovery_cursors_advancing
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.checks import discovery_cursors_advancing
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
     DataRootResource,

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tiklive_assets.config import Plan
-from tiklive_assets.defs.archive.assets import account_profiles, archived_videos, discovery_queue
+from tiklive_assets.tracking import Plan
+from tiklive_assets.defs.capture.assets import account_profiles, archived_videos, discovery_queue
 from tiklive_assets.defs.resources import TikLiveApiResource
 from tiklive_assets.sandbox import DEFAULT_API_KEY
 from tiklive_assets.tikliveapi.client import TikLiveClient, classify_body, user_id_from

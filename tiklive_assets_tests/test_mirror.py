@@ -19,9 +19,9 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from tiklive_assets.defs.archive.assets import account_profiles, archived_videos, discovery_queue
-from tiklive_assets.defs.archive.checks import mirror_replicated
-from tiklive_assets.defs.archive.jobs import mirror_repair
+from tiklive_assets.defs.capture.assets import account_profiles, archived_videos, discovery_queue
+from tiklive_assets.defs.capture.checks import mirror_replicated
+from tiklive_assets.defs.capture.jobs import mirror_repair
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
 from tiklive_assets.storage import LocalStore, MirroredStore
 from tiklive_assets.storage.mirror import JOURNAL_PREFIX, marker_key, oldest_unreplicated, repair, unreplicated

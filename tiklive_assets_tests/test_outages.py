@@ -29,7 +29,7 @@ from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 
 from tiklive_assets.capture.raw_archive import RawArchive
-from tiklive_assets.defs.archive.assets import account_profiles, archived_videos, discovery_queue
+from tiklive_assets.defs.capture.assets import account_profiles, archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource
 from tiklive_assets.preflight import PreflightError, require_ready
 from tiklive_assets.storage import LocalStore, S3Store, StoreMisconfigured, StoreUnavailable

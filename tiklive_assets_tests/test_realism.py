@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from tiklive_assets.capture.raw_archive import RawArchive
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS, account_profiles, archived_videos, discovery_queue
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS, account_profiles, archived_videos, discovery_queue
 from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
 from tiklive_assets.defs.warehouse.resources import WarehouseResource
 from tiklive_assets.sandbox import DEFAULT_API_KEY, cover_bytes
@@ -348,7 +348,7 @@ def test_a_state_database_from_before_photo_posts_records_images_and_sound(tmp_p
 
 
 def test_a_comment_page_unreadable_through_every_retry_fails_only_its_walk(tmp_path: Path):
-    from tiklive_assets.defs.archive.assets import post_comments
+    from tiklive_assets.defs.capture.assets import post_comments
 
     config = base_config(
         accounts=[

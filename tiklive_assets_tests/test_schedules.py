@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from tiklive_assets.defs.archive.jobs import daily_capture_schedule, hourly_janitor_schedule, janitor_job
+from tiklive_assets.defs.capture.jobs import daily_capture_schedule, hourly_janitor_schedule, janitor_job
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 from tiklive_assets.state import StateDB
 

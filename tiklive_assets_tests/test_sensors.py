@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tiklive_assets.defs.archive.sensors import ACCOUNTS_PER_TICK, new_posts_sensor, pending_queue_sensor
+from tiklive_assets.defs.capture.sensors import ACCOUNTS_PER_TICK, new_posts_sensor, pending_queue_sensor
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
     DataRootResource,

@@ -126,7 +126,7 @@ def _landed(tmp_path, store_root):
 
 
 def test_landed_and_dead_letter_checks_pass_and_fail(tmp_path, monkeypatch):
-    from tiklive_assets.defs.archive.checks import dead_letter_ratio
+    from tiklive_assets.defs.capture.checks import dead_letter_ratio
     from tiklive_assets.defs.resources import DataRootResource
     from tiklive_assets.state import StateDB
 
@@ -151,7 +151,7 @@ def test_landed_and_dead_letter_checks_pass_and_fail(tmp_path, monkeypatch):
 
 
 def test_nightly_check_job_fails_loudly_on_planted_corruption(built, tmp_path, monkeypatch):
-    from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+    from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
     from tiklive_assets.defs.resources import (
         ArchiveStoreResource,
         DataRootResource,
@@ -268,7 +268,7 @@ def test_archive_days_since_the_first_capture_are_all_judged(tmp_path):
 
 
 def _check_defs(tmp_path, store_root, warehouse_url, extra_jobs=()):
-    from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+    from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
     from tiklive_assets.defs.resources import (
         ArchiveStoreResource,
         DataRootResource,

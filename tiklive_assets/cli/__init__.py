@@ -338,7 +338,7 @@ def _check_handle(args: argparse.Namespace) -> tuple[str, str]:
     """The handle check-key looks up, and where it came from (" (...)" for the output; empty when given)."""
     if args.username:
         return args.username.lstrip("@"), ""
-    from tiklive_assets.config import ConfigError, load_config
+    from tiklive_assets.tracking import ConfigError, load_config
 
     path = args.config or settings.config_path()
     if not path.is_file():

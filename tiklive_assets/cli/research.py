@@ -108,7 +108,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _research_config(args: argparse.Namespace):
     from tiklive_assets import settings
-    from tiklive_assets.config import ResearchConfig, load_config
+    from tiklive_assets.tracking import ResearchConfig, load_config
 
     path = args.config or settings.config_path()
     if args.config is not None or Path(path).exists():
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     from tqdm import tqdm
 
     from tiklive_assets import settings
-    from tiklive_assets.config import ConfigError
+    from tiklive_assets.tracking import ConfigError
     from tiklive_assets.research.archive import ResearchArchive
     from tiklive_assets.research.client import VIDEO_QUERY, ResearchClient, build_query, query_hash
     from tiklive_assets.research.collect import CollectOptions, collect_comments, collect_users, collect_videos

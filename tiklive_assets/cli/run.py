@@ -20,9 +20,9 @@ from datetime import date
 import dagster as dg
 
 from tiklive_assets import progress, settings
-from tiklive_assets.config import ConfigError, load_config
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
-from tiklive_assets.defs.archive.checks import dead_letter_ratio, discovery_cursors_advancing, mirror_replicated
+from tiklive_assets.tracking import ConfigError, load_config
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.checks import dead_letter_ratio, discovery_cursors_advancing, mirror_replicated
 from tiklive_assets.defs.resources import default_resources
 from tiklive_assets.defs.verification.checks import posts_aweme_id_unique
 from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS

@@ -7,19 +7,20 @@ present, so it cannot be fetched later either. The webserver, the daemon and the
 definitions at import time, so the setting is an environment variable (read here, no file opened).
 """
 
-import os
+from collections.abc import Mapping
 from datetime import date
 
 import dagster as dg
 
+from tiklive_assets import settings
 from tiklive_assets.settings import FIRST_DAY
 
 DEFAULT_FIRST_DAY = "2026-05-01"
 
 
-def first_day(environ: dict[str, str] | os._Environ = os.environ) -> str:
+def first_day(environ: Mapping[str, str] | None = None) -> str:
     """The first daily partition: ``TIKLIVE_FIRST_DAY`` when set, else ``DEFAULT_FIRST_DAY``."""
-    text = (environ.get(FIRST_DAY) or "").strip() or DEFAULT_FIRST_DAY
+    text = settings.first_day_text(environ) or DEFAULT_FIRST_DAY
     try:
         return date.fromisoformat(text).isoformat()
     except ValueError:

@@ -4,7 +4,8 @@ Switched by deployment through environment variables (embedded defaults under ``
 comes from ``dg.EnvVar("TIKLIVE_API_KEY")``. Nothing here connects or opens a file at definition-load time.
 """
 
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypedDict
 
@@ -12,7 +13,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from tiklive_assets import settings
-from tiklive_assets.config import Plan, TrackingConfig, load_config
+from tiklive_assets.tracking import Plan, TrackingConfig, load_config
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import MirroredStore, ObjectStore
 from tiklive_assets.storage.local import LocalStore
@@ -39,7 +40,17 @@ class DataRootResource(dg.ConfigurableResource):
     def root(self) -> settings.DataRoot:
         return settings.DataRoot(Path(self.home).absolute()) if self.home else settings.DataRoot.from_env()
 
+    @contextmanager
+    def state(self) -> Iterator[StateDB]:
+        """The state database for the length of a ``with`` block, closed however the block ends."""
+        db = self.open_state()
+        try:
+            yield db
+        finally:
+            db.close()
+
     def open_state(self) -> StateDB:
+        """The state database, opened; the caller closes it (prefer ``with data_root.state() as state:``)."""
         root = self.root()
         url = self.state_url or root.state_url
         if url.startswith("sqlite:///"):
@@ -69,8 +80,7 @@ class ArchiveStoreResource(dg.ConfigurableResource):
     local_root: str | None = None
 
     def open(self) -> ObjectStore:
-        os.environ.setdefault("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-        os.environ.setdefault("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+        settings.prefer_when_required_checksums()
         if self.bucket:
             primary: ObjectStore = S3Store(
                 (self.s3 or S3Resource()).get_client(), self.bucket, self.prefix, self.conditional_writes
@@ -131,21 +141,17 @@ class TikLiveApiResource(dg.ConfigurableResource):
 
 
 def _archive_store_from_env() -> ArchiveStoreResource:
-    bucket = os.environ.get(settings.ARCHIVE_BUCKET)
+    bucket = settings.archive_bucket()
     if not bucket:
         return ArchiveStoreResource()
+    secondary = settings.secondary_bucket()
     return ArchiveStoreResource(
         bucket=bucket,
-        prefix=os.environ.get("TIKLIVE_ARCHIVE_PREFIX", ""),
-        s3=S3Resource(
-            endpoint_url=os.environ.get("TIKLIVE_S3_ENDPOINT_URL") or None,
-            region_name=os.environ.get("TIKLIVE_S3_REGION") or None,
-        ),
-        conditional_writes=os.environ.get("TIKLIVE_S3_CONDITIONAL_WRITES", "true").lower() != "false",
-        secondary_bucket=os.environ.get("TIKLIVE_ARCHIVE_SECONDARY_BUCKET") or None,
-        secondary_s3=S3Resource(endpoint_url=os.environ.get("TIKLIVE_SECONDARY_S3_ENDPOINT_URL") or None)
-        if os.environ.get("TIKLIVE_ARCHIVE_SECONDARY_BUCKET")
-        else None,
+        prefix=settings.archive_prefix(),
+        s3=S3Resource(endpoint_url=settings.s3_endpoint_url(), region_name=settings.s3_region()),
+        conditional_writes=settings.s3_conditional_writes(),
+        secondary_bucket=secondary,
+        secondary_s3=S3Resource(endpoint_url=settings.secondary_s3_endpoint_url()) if secondary else None,
     )
 
 

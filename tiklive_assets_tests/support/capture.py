@@ -21,7 +21,7 @@ import dagster as dg
 import yaml
 from dagster_aws.s3 import S3Resource
 
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
     DataRootResource,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from tiklive_assets.config import ResearchConfig
+from tiklive_assets.tracking import ResearchConfig
 from tiklive_assets.defs.research.partitions import create_date, window_backfill
 from tiklive_assets.defs.research.resources import TikTokResearchResource
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource

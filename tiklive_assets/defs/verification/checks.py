@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from tiklive_assets.defs.archive.assets import archived_videos, discovery_queue
+from tiklive_assets.defs.capture.assets import archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
 from tiklive_assets.defs.warehouse.assets import DUCKDB_POOL  # checks that open the warehouse queue with its writers
 from tiklive_assets.defs.warehouse.resources import WarehouseResource

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.partitions import daily
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,

@@ -16,7 +16,7 @@ import dagster as dg
 from tiklive_assets.capture.accounts import resolve_user_id
 from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
-from tiklive_assets.defs.archive.assets import archived_videos
+from tiklive_assets.defs.capture.assets import archived_videos
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
     DataRootResource,

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from tiklive_assets.capture.cursors import cursor_statuses
-from tiklive_assets.defs.archive.assets import archived_videos, discovery_queue
+from tiklive_assets.defs.capture.assets import archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
 
 DEAD_LETTER_RATIO_LIMIT = 0.2

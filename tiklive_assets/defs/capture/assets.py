@@ -16,7 +16,7 @@ from tiklive_assets.capture.discovery import discover
 from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
 from tiklive_assets.capture.videos import archive_pending
-from tiklive_assets.config import ConfigError
+from tiklive_assets.tracking import ConfigError
 from tiklive_assets.defs.partitions import daily
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,

@@ -5,7 +5,7 @@ from datetime import UTC, timedelta
 import dagster as dg
 
 from tiklive_assets.capture.janitor import sweep
-from tiklive_assets.defs.archive.assets import CAPTURE_ASSETS
+from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 

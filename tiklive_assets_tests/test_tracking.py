@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tiklive_assets.config import ConfigError, TrackingConfig, load_config, parse_config
+from tiklive_assets.tracking import ConfigError, TrackingConfig, load_config, parse_config
 from tiklive_assets.storage.keys import HANDLE_RULE, InvalidKeyPart, check_handle
 
 REPO = Path(__file__).resolve().parents[1]
