@@ -37,12 +37,12 @@ import re
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.base import CONFLICT_MARKER
@@ -367,24 +367,6 @@ class ErasurePlan:
         return sorted(self.objects)
 
 
-def _bounded_map(fn: Callable[[ObjectInfo], Any], items: Iterator[ObjectInfo], workers: int) -> Iterator[Any]:
-    """fn over items on ``workers`` threads with at most 4 x workers in flight (a listing may be huge)."""
-    if workers <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="erasure-scan") as pool:
-        pending: set[Future] = set()
-        for item in items:
-            pending.add(pool.submit(fn, item))
-            if len(pending) >= workers * 4:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield fut.result()
-        for fut in pending:
-            yield fut.result()
-
-
 def _owned_awemes(body: Any, matcher: UserMatcher) -> set[str]:
     """ids of posts in ``body`` whose author is the user: a post-detail or listing items (the id under
     ``aweme_id``, ``video_id`` or ``id``), and Research API videos (``id`` beside the author's ``username``)."""
@@ -501,8 +483,11 @@ def plan_erasure(  # noqa: C901
             yield info
 
     for prefix in raw_prefixes:
-        for info, obj, owned, error in _bounded_map(
-            lambda i: _examine_body(store, i, matcher), candidates(prefix), workers
+        for info, obj, owned, error in bounded_map(
+            lambda i: _examine_body(store, i, matcher),
+            candidates(prefix),
+            workers=workers,
+            thread_name_prefix="erasure-scan",
         ):
             plan.scanned_objects += 1
             plan.scanned_bytes += info.size
