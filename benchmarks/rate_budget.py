@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Rate budget (Foundation item 9): how much of the plan's rate does the client actually get, without 429s?
+"""Rate budget: how much of the plan's rate does the client actually get, without 429s?
 
 The sandbox enforces a sliding-window limit of L requests per W seconds and sleeps ``--latency-ms`` in every
 call. One shared TikLiveClient with a RateLimiter(RatePlan(L, W), backend) issues 3*L /post-detail/ requests

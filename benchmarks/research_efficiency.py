@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Research API efficiency (issue 6, item 10): requests spent to collect one year of one account vs the floor.
+"""Research API efficiency: requests spent to collect one year of one account vs the floor.
 
 The floor is what no client can beat: one request per ≤30-day window plus one per extra page of 100 videos,
 ``sum(max(1, ceil(videos_in_window / 100)))``. The collector runs against the sandbox over real HTTP (pages

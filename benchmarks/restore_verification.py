@@ -1,4 +1,4 @@
-"""Benchmark (issue 5, item 8): nightly restore verification of a 50,000-object day.
+"""Benchmark: nightly restore verification of a 50,000-object day.
 
 Generates one archived day of 50,000 /post-detail/ objects (same generator as replay_day.py), loads the warehouse
 from it, then times ``verify_day``: parse every object, replay into a scratch DuckDB, compare every table with
