@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Capture overhead (Capture item 11): videos/s and CPU per video of the real pipeline, and its credits.
+"""Capture overhead: videos/s and CPU per video of the real pipeline, and its credits.
 
 The sandbox runs unthrottled, with no latency and ~50 KB videos, in its OWN process (so the CPU figure is the
 pipeline's alone). A generated tracking YAML lists just enough sandbox accounts (``SandboxConfig(accounts=...)``)
