@@ -77,3 +77,23 @@ def range_problem(start: date, end: date) -> str | None:
 def setup_logging() -> None:
     """WARNING and above on stderr, for every command (the commands print their own progress)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    *,
+    help: str,
+    description: str,
+    examples: list[str] | tuple[str, ...] = (),
+    epilog: str = EPILOG,
+) -> argparse.ArgumentParser:
+    """A subcommand whose help keeps its layout: the description, then its examples and the environment it reads."""
+    shown = "examples:\n" + "".join(f"  {example}\n" for example in examples) + "\n" if examples else ""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=shown + epilog,
+    )

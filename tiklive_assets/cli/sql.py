@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import os
 import sys
 from pathlib import Path
 
-from tiklive_assets import settings
+from tiklive_assets.cli.common import EXIT_ERROR, add_command, add_home, fail, use_location
 
 HISTORY_FILE = ".tiklive_sql_history"  # in the user's home directory
 HISTORY_LENGTH = 1000
@@ -33,8 +32,9 @@ Statements end with ';' and may span several lines. Commands:
 """
 
 
-def add_parser(sub, epilog: str) -> None:
-    sql = sub.add_parser(
+def add_parser(sub: argparse._SubParsersAction, epilog: str) -> None:
+    sql = add_command(
+        sub,
         "sql",
         help="query the marts (marts.duckdb, read-only) in an interactive SQL shell, or run one query with -c",
         description="Open TIKLIVE_HOME/marts.duckdb read-only in a DuckDB SQL shell: the tables and marts every run "
@@ -42,11 +42,12 @@ def add_parser(sub, epilog: str) -> None:
         "views, .schema NAME shows one's columns, .mode table|csv switches the output, .quit leaves; history is kept "
         "in ~/.tiklive_sql_history. With -c, run one query, print its result and exit: 0, or 1 with the error. "
         "Read from a pipe (tiklive sql < queries.sql), the shell exits 1 if any statement failed.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  tiklive sql\n"
-        '  tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"\n'
-        '  tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv\n\n' + epilog,
+        examples=[
+            "tiklive sql",
+            'tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"',
+            'tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv',
+        ],
+        epilog=epilog,
     )
     sql.add_argument(
         "-c",
@@ -57,7 +58,7 @@ def add_parser(sub, epilog: str) -> None:
         help="run this SQL (one or more statements), print the last result and exit",
     )
     sql.add_argument("--csv", action="store_true", help="print results as CSV (with a header line)")
-    sql.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+    add_home(sql)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,16 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
     from tiklive_assets.warehouse.marts import default_marts_path
 
-    if args.home:
-        os.environ[settings.HOME] = str(args.home.absolute())
-    path = default_marts_path(settings.DataRoot.from_env().home)
+    path = default_marts_path(use_location(args).home)
     if not path.is_file():
-        print(
+        return fail(
             f"no marts at {path} yet: every `tiklive run` builds them (try `tiklive run --sandbox` first), or "
             "point TIKLIVE_HOME (or --home) at the data root that holds them",
-            file=sys.stderr,
+            EXIT_ERROR,
         )
-        return 1
     try:
         con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
@@ -83,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
             if "lock" in str(exc).lower()
             else ""
         )
-        print(f"cannot open {path} read-only: {exc}.{hint}", file=sys.stderr)
-        return 1
+        return fail(f"cannot open {path} read-only: {exc}.{hint}", EXIT_ERROR)
     shell = Shell(con, mode="csv" if args.csv else "table")
     try:
         if args.sql is not None:

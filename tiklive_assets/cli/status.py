@@ -8,12 +8,11 @@ capture asset. It never calls the API and never changes the state database.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 from tiklive_assets import settings
+from tiklive_assets.cli.common import EXIT_OK, EXIT_USAGE, add_home, fail, use_location
 
 DESCRIPTION = (
     "Show what the pipeline holds now, without calling the API or changing anything: the queue by state; the claims "
@@ -31,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="show the queue, claims, walks in progress, dead letters and today's credits",
         description=DESCRIPTION,
     )
-    status.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+    add_home(status)
     status.add_argument(
         "--ids", type=int, default=20, metavar="N", help="list up to N of the ids left pending or claimed (default 20)"
     )
@@ -62,7 +61,7 @@ def _last_runs(out) -> None:
     try:
         import dagster as dg
 
-        if os.environ.get("DAGSTER_HOME"):
+        if settings.dagster_home():
             instance = dg.DagsterInstance.get()
         else:
             folder = settings.DataRoot.from_env().home / "dagster"
@@ -87,19 +86,16 @@ def run(args: argparse.Namespace, out=None) -> int:
 
     out = out or sys.stdout
 
-    if args.home:
-        os.environ[settings.HOME] = str(args.home.absolute())
-    root = settings.DataRoot.from_env()
+    root = use_location(args)
     today = datetime.now(UTC).date()
     try:
         state = StateDB.from_url(root.state_url)
         depth = state.queue_depth()
     except Exception as exc:  # noqa: BLE001
-        print(
+        return fail(
             f"cannot read the state database ({type(exc).__name__}: {exc}); check TIKLIVE_STATE_URL or TIKLIVE_HOME",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return 2
     try:
         print(f"state database: {root.state_url.split('@')[-1]}", file=out)
         print("queue: " + ", ".join(f"{s} {n}" for s, n in depth.items()), file=out)
@@ -147,4 +143,4 @@ def run(args: argparse.Namespace, out=None) -> int:
     finally:
         state.close()
     _last_runs(out)
-    return 0
+    return EXIT_OK

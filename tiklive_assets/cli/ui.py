@@ -34,6 +34,15 @@ from pathlib import Path
 import yaml
 
 from tiklive_assets import settings
+from tiklive_assets.cli.common import (
+    EXIT_ERROR,
+    REALISM_NEEDS_SANDBOX,
+    add_command,
+    add_config,
+    add_home,
+    fail,
+    use_location,
+)
 
 LOCATION = "tiklive_assets"
 CODE_LOCATION_MODULE = "tiklive_assets.definitions"
@@ -41,15 +50,15 @@ READY_TIMEOUT = 180.0  # seconds for the webserver to answer and the code locati
 STOP_TIMEOUT = 15.0  # seconds dg dev gets to stop its services before what is left of its process group is ended
 
 
-def add_parser(sub, epilog: str) -> None:
-    ui = sub.add_parser(
+def add_parser(sub: argparse._SubParsersAction, epilog: str) -> None:
+    ui = add_command(
+        sub,
         "ui",
         help="start the Dagster UI (webserver + daemon) for this project; --sandbox puts the sandbox API behind it",
         description="Start the Dagster UI and its daemon (schedules, sensors, the run queue) for this code location, "
         "on 127.0.0.1 unless --host names another address. With --sandbox, the bundled sandbox TikLiveAPI is "
         "started first and every run captures from it (no key, no credits). Runs are recorded in $DAGSTER_HOME, else "
         "in $TIKLIVE_HOME/dagster, where `tiklive run` records its own. Ctrl-C stops everything it started.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=epilog,
     )
     ui.add_argument(
@@ -75,10 +84,8 @@ def add_parser(sub, epilog: str) -> None:
         help="log level of the Dagster services (default error: their routine lines, such as a new "
         "instance's first daemon notices, stay out of the way; the UI shows every run's logs)",
     )
-    ui.add_argument(
-        "--config", type=Path, default=None, help="tracking YAML (default: $TIKLIVE_CONFIG or tiklive.yaml)"
-    )
-    ui.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+    add_config(ui)
+    add_home(ui)
 
 
 class _Stop(Exception):
@@ -87,19 +94,14 @@ class _Stop(Exception):
 
 def run(args: argparse.Namespace) -> int:
     if args.realism and not args.sandbox:
-        print("--realism shapes the bundled sandbox's answers: add --sandbox.", file=sys.stderr)
-        return 2
-    if args.home:
-        os.environ[settings.HOME] = str(args.home.absolute())
-    if args.config:
-        os.environ[settings.CONFIG] = str(args.config)
-    env = dict(os.environ)
-    root = settings.DataRoot.from_env()
+        return fail(REALISM_NEEDS_SANDBOX)
+    root = use_location(args)
+    env = settings.environment()
     env[settings.HOME] = str(root.home)
     env[settings.CONFIG] = str(settings.config_path().absolute())
     dagster_home = instance_folder(root)
-    env["DAGSTER_HOME"] = str(dagster_home)
-    if not env.get(settings.FIRST_DAY):
+    env[settings.DAGSTER_HOME] = str(dagster_home)
+    if not settings.first_day_text(env):
         env[settings.FIRST_DAY] = first_partition_day()
         print(
             f"partitions start at {env[settings.FIRST_DAY]}, the first archived day (today when nothing is "
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                 sandbox_note = _start_sandbox(stack, args, env)
                 if sandbox_note is None:
                     return 2
-            elif not env.get(settings.API_KEY):
+            elif not settings.api_key():
                 print(
                     "note: TIKLIVE_API_KEY is not set, so capture runs will fail before any request; the warehouse "
                     "can still be loaded from the archive. Add --sandbox to capture from the bundled sandbox.",
@@ -148,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 problem = _wait_ready(proc, url)
                 if problem is not None:
-                    print(problem, file=sys.stderr)
-                    return 1
+                    return fail(problem, EXIT_ERROR)
                 _banner(url, sandbox_note)
                 code = proc.wait()
             except (KeyboardInterrupt, _Stop):
@@ -159,8 +160,7 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
                 return 0
-            print(f"dg dev exited with status {code}", file=sys.stderr)
-            return 1
+            return fail(f"dg dev exited with status {code}", EXIT_ERROR)
     except (KeyboardInterrupt, _Stop):  # before dg dev started: nothing of it to stop
         return 0
     finally:
@@ -195,8 +195,9 @@ def _start_sandbox(stack: ExitStack, args: argparse.Namespace, env: dict[str, st
 
 def instance_folder(root: settings.DataRoot) -> Path:
     """``DAGSTER_HOME`` as set, else ``TIKLIVE_HOME/dagster`` with the project's instance settings written there."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"]).absolute()
+    configured = settings.dagster_home()
+    if configured:
+        return configured
     folder = root.home / "dagster"
     folder.mkdir(parents=True, exist_ok=True)
     shipped = project_instance_settings()
