@@ -16,13 +16,12 @@ rebuilt from these objects alone:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
-import threading
-from collections import Counter
 from datetime import date
+from pathlib import Path
 
+from tiklive_assets.capture.archive_writer import ArchiveWriter
 from tiklive_assets.research.client import (
     USER_FOLLOWERS,
     USER_FOLLOWING,
@@ -42,7 +41,7 @@ from tiklive_assets.research.keys import (  # noqa: F401 - re-exported for calle
     video_slug,
 )
 from tiklive_assets.research.windows import Window
-from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage import LocalStore, ObjectStore
 from tiklive_assets.storage.keys import check_handle, raw_key
 
 ENDPOINT_NAMES = {
@@ -54,21 +53,18 @@ ENDPOINT_NAMES = {
 }
 
 
-class ResearchArchive:
+class ResearchArchive(ArchiveWriter):
     """The client's ``on_response`` hook: writes each response of one ingest day; counts what it wrote.
 
     ``generation`` is set by the collector before it walks a window (one collector per archive, one thread).
+    The writer is the TikLiveAPI archive's (:mod:`tiklive_assets.capture.archive_writer`); only the keys differ.
     """
 
-    def __init__(self, store: ObjectStore, day: date, prefix: str = RESEARCH_PREFIX) -> None:
-        self.store = store
-        self.day = day
-        self.prefix = prefix
+    def __init__(
+        self, store: ObjectStore, day: date, prefix: str = RESEARCH_PREFIX, spool: Path | LocalStore | None = None
+    ) -> None:
+        super().__init__(store, day, prefix, spool)
         self.generation = 1
-        self.written: Counter = Counter()
-        self.bytes_written = 0
-        self.keys: list[str] = []
-        self._lock = threading.Lock()
 
     def slug_for(self, response: ResearchResponse) -> str:
         req = response.request
@@ -94,14 +90,6 @@ class ResearchArchive:
         return raw_key(self.day, ENDPOINT_NAMES[response.endpoint], self.slug_for(response), prefix=self.prefix)
 
     def write(self, response: ResearchResponse) -> str:
-        key = self.key_for(response)
-        payload = gzip.compress(response.body, compresslevel=6, mtime=0)
-        result = self.store.put_bytes(key, payload, content_type="application/json", content_encoding="gzip")
-        with self._lock:
-            self.written[result.status] += 1
-            self.keys.append(key)
-            if result.status != "identical":
-                self.bytes_written += len(payload)
-        return key
+        return self.put(self.key_for(response), response.body, mtime=0)
 
     __call__ = write
