@@ -187,3 +187,148 @@ def test_every_declared_endpoint_has_a_pinned_slug():
 
     pinned = {endpoint.strip("/") for endpoint, _params, _slug in SLUGS}
     assert pinned == {e.name for e in ENDPOINTS}
+
+
+# -- the Research API's raw archive (research-raw/) -------------------------------------------------------------
+# (endpoint path, request body, fields asked for, generation, HTTP status, body) -> key: computed by
+# ``ResearchArchive.key_for`` as it stood before the Research API's endpoint declarations existed.
+_OK = b'{"data":{},"error":{"code":"ok"}}'
+_WINDOW = {"max_count": 100, "start_date": "20240101", "end_date": "20240130"}
+_DAY = "research-raw/2025/06/01"
+RESEARCH_KEYS = [
+    ("/v2/research/video/query/", {**_WINDOW}, (), 1, 200, _OK, "video-query/20240101-20240130-q89a79f704d-g1-cursor0"),
+    (
+        "/v2/research/video/query/",
+        {**_WINDOW, "cursor": 200, "search_id": "abc"},
+        "VIDEO_FIELDS",
+        3,
+        200,
+        _OK,
+        "video-query/20240101-20240130-q89a79f704d-g3-cursor200",
+    ),
+    (
+        "/v2/research/video/query/",
+        {**_WINDOW, "cursor": 100},
+        ("id", "username"),
+        2,
+        200,
+        _OK,
+        "video-query/20240101-20240130-q267fcb223f-g2-cursor100",
+    ),
+    (
+        "/v2/research/video/query/",
+        {**_WINDOW},
+        "VIDEO_FIELDS",
+        1,
+        500,
+        b'{"error":{"code":"internal_error","message":"x"}}',
+        "video-query/20240101-20240130-q89a79f704d-g1-cursor0-internal_error-997c9f21",
+    ),
+    (
+        "/v2/research/video/query/",
+        {**_WINDOW},
+        "VIDEO_FIELDS",
+        1,
+        504,
+        b"<html>504</html>",
+        "video-query/20240101-20240130-q89a79f704d-g1-cursor0-bad_response-fbfa6ed9",
+    ),
+    ("/v2/research/user/info/", {"username": "tagesschau"}, "USER_FIELDS", 1, 200, _OK, "user-info/tagesschau"),
+    (
+        "/v2/research/user/followers/",
+        {"username": "tagesschau", "max_count": 100},
+        (),
+        1,
+        200,
+        _OK,
+        "user-followers/tagesschau-cursor0",
+    ),
+    (
+        "/v2/research/user/followers/",
+        {"username": "tagesschau", "max_count": 100, "cursor": 1735600000},
+        (),
+        1,
+        200,
+        _OK,
+        "user-followers/tagesschau-cursor1735600000",
+    ),
+    (
+        "/v2/research/user/following/",
+        {"username": "a.b_c9", "max_count": 100},
+        (),
+        1,
+        403,
+        b'{"error":{"code":"scope_not_authorized","message":"private"}}',
+        "user-following/a.b_c9-cursor0-scope_not_authorized-d1e5c5a2",
+    ),
+    (
+        "/v2/research/video/comment/list/",
+        {"video_id": 7387261234567890123, "max_count": 100, "cursor": 0},
+        "COMMENT_FIELDS",
+        1,
+        200,
+        _OK,
+        "video-comments/7387261234567890123-cursor0",
+    ),
+    (
+        "/v2/research/video/comment/list/",
+        {"video_id": 7387261234567890123, "max_count": 100, "cursor": 50},
+        "COMMENT_FIELDS",
+        1,
+        200,
+        _OK,
+        "video-comments/7387261234567890123-cursor50",
+    ),
+]
+
+
+def _research_response(path, body, fields, status, payload):
+    from datetime import UTC, datetime
+
+    from tiklive_assets.research import endpoints as rep
+    from tiklive_assets.research.client import ResearchResponse, build_query
+
+    fields = getattr(rep, fields) if isinstance(fields, str) else fields
+    request = {"query": build_query(["tagesschau"]), **body} if path == rep.VIDEO_QUERY.path else body
+    return ResearchResponse(path, request, status, payload, datetime.now(UTC), 1, tuple(fields))
+
+
+@pytest.mark.parametrize(("path", "body", "fields", "generation", "status", "payload", "key"), RESEARCH_KEYS)
+def test_research_archive_keys_are_pinned(tmp_path, path, body, fields, generation, status, payload, key):
+    from datetime import date
+
+    from tiklive_assets.research.archive import ResearchArchive
+    from tiklive_assets.storage import LocalStore
+
+    archive = ResearchArchive(LocalStore(tmp_path), date(2025, 6, 1))
+    archive.generation = generation
+    assert archive.key_for(_research_response(path, body, fields, status, payload)) == f"{_DAY}/{key}.json.gz"
+
+
+@pytest.mark.parametrize(("path", "body", "fields", "generation", "status", "payload", "key"), RESEARCH_KEYS)
+def test_research_declarations_describe_the_pinned_keys(path, body, fields, generation, status, payload, key):
+    """The declared archive name and slug parts, rendered as the module docstring of research/endpoints.py says,
+    give every pinned key (the error suffix aside)."""
+    from tiklive_assets.research.client import query_hash
+    from tiklive_assets.research.endpoints import BY_PATH, VIDEO_FIELDS
+
+    endpoint = BY_PATH[path]
+    response = _research_response(path, body, fields, status, payload)
+    req = response.request
+    render = {
+        "username": lambda: str(req["username"]),
+        "video_id": lambda: str(int(req["video_id"])),
+        "window": lambda: f"{req['start_date']}-{req['end_date']}",
+        "query": lambda: "q" + query_hash(req["query"], response.fields or VIDEO_FIELDS),
+        "generation": lambda: f"g{generation}",
+    }
+    slug = "-".join(render[part]() for part in endpoint.slug)
+    if endpoint.paginated:
+        slug += f"-cursor{int(req.get('cursor') or 0)}"
+    assert key == f"{endpoint.archive}/{slug}" or key.startswith(f"{endpoint.archive}/{slug}-")
+
+
+def test_every_archived_research_endpoint_has_a_pinned_key():
+    from tiklive_assets.research.endpoints import ARCHIVED
+
+    assert {path for path, *_ in RESEARCH_KEYS} == {e.path for e in ARCHIVED}

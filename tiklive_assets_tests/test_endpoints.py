@@ -173,3 +173,70 @@ def test_every_client_method_sends_its_declared_path_and_parameters(sandbox):
         assert list(response.params) == list(declared.params), name  # every declared parameter, in declared order
     assert [r.endpoint for r in sent] == [ep.BY_NAME[n].path for n in calls]
     client.close()
+
+
+# -- the Research API's declarations (tiklive_assets/research/endpoints.py) -------------------------------------
+
+
+def test_the_research_declarations_module_is_pure_data():
+    code = (
+        "import sys; import tiklive_assets.research.endpoints;"
+        "print(sorted(m for m in sys.modules if m.startswith('tiklive_assets')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == str(
+        ["tiklive_assets", "tiklive_assets.research", "tiklive_assets.research.endpoints"]
+    )
+
+
+def test_each_research_endpoint_is_declared_once_and_client_and_sandbox_use_the_declarations():
+    from tiklive_assets.research import client as rclient
+    from tiklive_assets.research import endpoints as rep
+    from tiklive_assets.sandbox import research as rsandbox
+
+    assert len({e.path for e in rep.ENDPOINTS}) == len({e.name for e in rep.ENDPOINTS}) == len(rep.ENDPOINTS) == 6
+    assert rclient.VIDEO_FIELDS is rep.VIDEO_FIELDS is rsandbox.VIDEO_FIELDS
+    video_query, token = rep.VIDEO_QUERY, rep.TOKEN
+    assert video_query.path == rclient.VIDEO_QUERY and token.path == rclient.TOKEN_PATH
+    assert set(rsandbox.RESEARCH_ENDPOINTS) == {e.path for e in rep.ENDPOINTS}
+    assert {e.archive for e in rep.ARCHIVED} == {
+        "video-query",
+        "user-info",
+        "user-followers",
+        "user-following",
+        "video-comments",
+    }
+    assert rep.archive_names(subject="handle") == {"user-info", "user-followers", "user-following"}
+    assert rep.archive_names(subject="post") == {"video-comments"}
+    targets = rep.PARSE_TARGETS
+    assert targets == {"research_videos", "research_users", "research_follows", "research_comments"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "problem"),
+    [
+        ({"path": "/research/x/"}, "must start with '/v2/'"),
+        ({"path": "/v2/x/", "body": ("a",), "required": ("b",)}, "required one is not a body field"),
+        ({"path": "/v2/x/", "pages": "offset", "items": "xs"}, "sends a cursor"),
+        ({"path": "/v2/x/", "archive": "x"}, "names its slug"),
+        ({"path": "/v2/x/", "body": ("username",), "archive": "x", "slug": ("nope",)}, "unknown slug part"),
+        (
+            {"path": "/v2/x/", "body": ("video_id",), "archive": "x", "slug": ("video_id",), "subject": "handle"},
+            "first part",
+        ),
+        ({"path": "/v2/x/", "fields": ("a",), "default_fields": ("b",)}, "default field"),
+    ],
+)
+def test_a_research_declaration_that_contradicts_itself_is_refused(kwargs, problem):
+    from tiklive_assets.research.endpoints import Endpoint as ResearchEndpoint
+
+    with pytest.raises(ValueError, match=problem):
+        ResearchEndpoint(**kwargs)
+
+
+def test_a_research_request_with_an_undeclared_body_field_is_refused():
+    from tiklive_assets.research.endpoints import USER_INFO
+
+    assert USER_INFO.request({"username": "a"}) == {"username": "a"}
+    with pytest.raises(TypeError, match="takes no body field cursor"):
+        USER_INFO.request({"username": "a", "cursor": 1})

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import requests
 
+from tiklive_assets.research import endpoints as ep
+from tiklive_assets.research.endpoints import COMMENT_FIELDS, MAX_COUNT, QUERY_FIELDS, USER_FIELDS, VIDEO_FIELDS
 from tiklive_assets.research.errors import (
     ApiError,
     AuthFailed,
@@ -47,43 +49,15 @@ CLIENT_SECRET_ENV = "TIKTOK_RESEARCH_CLIENT_SECRET"
 BASE_URL_ENV = "TIKTOK_RESEARCH_BASE_URL"
 DEFAULT_BASE_URL = "https://open.tiktokapis.com"
 
-TOKEN_PATH = "/v2/oauth/token/"
-VIDEO_QUERY = "/v2/research/video/query/"
-USER_INFO = "/v2/research/user/info/"
-USER_FOLLOWERS = "/v2/research/user/followers/"
-USER_FOLLOWING = "/v2/research/user/following/"
-VIDEO_COMMENTS = "/v2/research/video/comment/list/"
+# the paths, for callers that name an endpoint by its path (meters, fault scripts); the declarations are endpoints.py's
+TOKEN_PATH = ep.TOKEN.path
+VIDEO_QUERY = ep.VIDEO_QUERY.path
+USER_INFO = ep.USER_INFO.path
+USER_FOLLOWERS = ep.USER_FOLLOWERS.path
+USER_FOLLOWING = ep.USER_FOLLOWING.path
+VIDEO_COMMENTS = ep.VIDEO_COMMENTS.path
 
-VIDEO_FIELDS = (
-    "id",
-    "video_description",
-    "create_time",
-    "region_code",
-    "share_count",
-    "view_count",
-    "like_count",
-    "comment_count",
-    "music_id",
-    "hashtag_names",
-    "username",
-    "effect_ids",
-    "playlist_id",
-    "voice_to_text",
-)
-USER_FIELDS = (
-    "display_name",
-    "bio_description",
-    "avatar_url",
-    "is_verified",
-    "follower_count",
-    "following_count",
-    "likes_count",
-    "video_count",
-)
-COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
-MAX_COUNT = 100
 DEFAULT_MAX_ATTEMPTS = 4  # one request and three retries: each attempt costs quota
-QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
 
 
 def base_url_from_env() -> str:

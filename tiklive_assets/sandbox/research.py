@@ -47,42 +47,22 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
 
+from tiklive_assets.research import endpoints as ep
+from tiklive_assets.research.endpoints import (  # noqa: F401 - VIDEO_FIELDS re-exported for the sandbox's callers
+    COMMENT_FIELDS,
+    MAX_COUNT,
+    OPERATIONS,
+    QUERY_FIELDS,
+    USER_FIELDS,
+    VIDEO_FIELDS,
+)
+from tiklive_assets.research.windows import MAX_WINDOW_DAYS
+
 DEFAULT_CLIENT_KEY = "sandbox-research-key"
 DEFAULT_CLIENT_SECRET = "sandbox-research-secret"
 
-VIDEO_FIELDS = (
-    "id",
-    "video_description",
-    "create_time",
-    "region_code",
-    "share_count",
-    "view_count",
-    "like_count",
-    "comment_count",
-    "music_id",
-    "hashtag_names",
-    "username",
-    "effect_ids",
-    "playlist_id",
-    "voice_to_text",
-)
-USER_FIELDS = (
-    "display_name",
-    "bio_description",
-    "avatar_url",
-    "is_verified",
-    "follower_count",
-    "following_count",
-    "likes_count",
-    "video_count",
-)
-COMMENT_FIELDS = ("id", "video_id", "text", "like_count", "reply_count", "parent_comment_id", "create_time")
-QUERY_FIELDS = ("username", "hashtag_name", "keyword", "region_code", "video_id", "music_id")
-OPERATIONS = ("EQ", "IN")
 CORPUS_START = date(2023, 1, 1)
 CORPUS_END = date(2025, 12, 31)
-MAX_WINDOW_DAYS = 30
-MAX_COUNT = 100
 
 
 @dataclass(frozen=True)
@@ -271,15 +251,15 @@ FAULTS: dict[str, tuple[int, str, str]] = {
 
 # Under realism: (endpoint, n-th request to it) -> the failure it answers once, as real runs meet them.
 REALISTIC_FAULTS: dict[tuple[str, int], str] = {
-    ("/v2/research/video/query/", 2): "invalid_count_or_cursor",
-    ("/v2/research/video/query/", 3): "gateway_504",  # the retry of the same page fails again, differently
-    ("/v2/research/video/query/", 5): "internal_error",
-    ("/v2/research/video/query/", 6): "something_went_wrong",
-    ("/v2/research/user/followers/", 2): "invalid_count_or_cursor",
-    ("/v2/research/user/following/", 1): "gateway_504",
-    ("/v2/research/user/info/", 2): "internal_error",
-    ("/v2/research/video/comment/list/", 2): "something_went_wrong",
-    ("/v2/research/video/comment/list/", 5): "gateway_504",
+    (ep.VIDEO_QUERY.path, 2): "invalid_count_or_cursor",
+    (ep.VIDEO_QUERY.path, 3): "gateway_504",  # the retry of the same page fails again, differently
+    (ep.VIDEO_QUERY.path, 5): "internal_error",
+    (ep.VIDEO_QUERY.path, 6): "something_went_wrong",
+    (ep.USER_FOLLOWERS.path, 2): "invalid_count_or_cursor",
+    (ep.USER_FOLLOWING.path, 1): "gateway_504",
+    (ep.USER_INFO.path, 2): "internal_error",
+    (ep.VIDEO_COMMENTS.path, 2): "something_went_wrong",
+    (ep.VIDEO_COMMENTS.path, 5): "gateway_504",
 }
 
 
@@ -407,7 +387,7 @@ class ResearchSandbox:
         try:
             if method != "POST":
                 raise _Err(405, "invalid_params", f"{path} takes POST")
-            if path == "/v2/oauth/token/":
+            if path == ep.TOKEN.path:
                 try:
                     return 200, self._token(body), {}
                 except _Err as e:
@@ -494,7 +474,7 @@ class ResearchSandbox:
     # -- video query -----------------------------------------------------------------------------------
 
     def video_query(self, params: dict[str, str], request: dict) -> dict:
-        fields = _fields(params.get("fields"), VIDEO_FIELDS, default=("id",))
+        fields = _fields(params.get("fields"), ep.VIDEO_QUERY)
         start, end = _date(request, "start_date"), _date(request, "end_date")
         if end < start:
             raise _Err(400, "invalid_params", "end_date must not be before start_date")
@@ -504,9 +484,7 @@ class ResearchSandbox:
                 "invalid_params",
                 f"The time range between start_date and end_date must be at most {MAX_WINDOW_DAYS} days",
             )
-        max_count = _int(request, "max_count", 20)
-        if not 1 <= max_count <= MAX_COUNT:
-            raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
+        max_count = _count(request, ep.VIDEO_QUERY)
         cursor = _int(request, "cursor", 0)
         if cursor < 0:
             raise _Err(400, "invalid_params", "cursor must be a non-negative integer")
@@ -578,7 +556,7 @@ class ResearchSandbox:
     # -- users -----------------------------------------------------------------------------------------
 
     def user_info(self, params: dict[str, str], request: dict) -> dict:
-        fields = _fields(params.get("fields"), USER_FIELDS, default=USER_FIELDS)
+        fields = _fields(params.get("fields"), ep.USER_INFO)
         account = _account(request)
         videos = (
             sum(
@@ -603,9 +581,8 @@ class ResearchSandbox:
         account = _account(request)
         if self.config.realism and account.username == PRIVATE_USERNAME:
             raise _Err(403, "scope_not_authorized", f"The user {account.username}'s {kind} list is private.")
-        max_count = _int(request, "max_count", 20)
-        if not 1 <= max_count <= MAX_COUNT:
-            raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
+        endpoint = ep.USER_FOLLOWERS if kind == "followers" else ep.USER_FOLLOWING
+        max_count = _count(request, endpoint)
         cursor = _int(request, "cursor", 0) or int(self.now())  # a Unix time: follows on or before it
         rows = [(t, i) for t, i in follows_of(account, kind) if t <= cursor][:max_count]
         people = []
@@ -619,22 +596,19 @@ class ResearchSandbox:
             elif self.config.realism and i % 23 == 5:
                 person["display_name"] += "\x00"
             people.append(person)
-        key = "user_followers" if kind == "followers" else "user_following"
         oldest = follows_of(account, kind)[-1][0] if rows else cursor
         next_cursor = rows[-1][0] - 1 if rows else cursor
-        return {key: people, "cursor": next_cursor, "has_more": bool(rows) and next_cursor >= oldest}
+        return {str(endpoint.items): people, "cursor": next_cursor, "has_more": bool(rows) and next_cursor >= oldest}
 
     def video_comment_list(self, params: dict[str, str], request: dict) -> dict:
-        fields = _fields(params.get("fields"), COMMENT_FIELDS, default=("id", "text"))
+        fields = _fields(params.get("fields"), ep.VIDEO_COMMENTS)
         raw_id = request.get("video_id")
         if type(raw_id) is not int:  # noqa: E721 - the API takes a JSON integer
             raise _Err(400, "invalid_params", "video_id must be an integer")
         video = find_video(raw_id, self.config.seed)
         if video is None:
             raise _Err(400, "invalid_params", f"video {raw_id} does not exist or is not available")
-        max_count = _int(request, "max_count", 10)
-        if not 1 <= max_count <= MAX_COUNT:
-            raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
+        max_count = _count(request, ep.VIDEO_COMMENTS)
         cursor = _int(request, "cursor", 0)
         comments = video_comments(video, self.config.seed, self.config.realism)
         page = comments[cursor : cursor + max_count]
@@ -645,11 +619,11 @@ class ResearchSandbox:
         }
 
 
-def _fields(raw: str | None, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+def _fields(raw: str | None, endpoint: ep.Endpoint) -> tuple[str, ...]:
     if not raw:
-        return default
+        return endpoint.default_fields
     fields = tuple(f.strip() for f in raw.split(",") if f.strip())
-    unknown = [f for f in fields if f not in allowed]
+    unknown = [f for f in fields if f not in endpoint.fields]
     if unknown:
         raise _Err(400, "invalid_params", f"unknown fields: {', '.join(unknown)}")
     return fields
@@ -670,6 +644,14 @@ def _int(request: dict, name: str, default: int) -> int:
     if isinstance(raw, bool) or not isinstance(raw, (int, str)) or not str(raw).lstrip("-").isdigit():
         raise _Err(400, "invalid_params", f"{name} must be an integer")
     return int(raw)
+
+
+def _count(request: dict, endpoint: ep.Endpoint) -> int:
+    """The request's ``max_count`` (the endpoint's default when none), refused outside 1..MAX_COUNT."""
+    max_count = _int(request, "max_count", endpoint.default_count or MAX_COUNT)
+    if not 1 <= max_count <= MAX_COUNT:
+        raise _Err(400, "invalid_params", f"max_count must be between 1 and {MAX_COUNT}")
+    return max_count
 
 
 def _account(request: dict) -> ResearchAccount:
@@ -739,11 +721,16 @@ def _matches(query: dict, v: ResearchVideo) -> bool:
     return not any(_holds(c, v) for c in clauses["not"])
 
 
-_ROUTES = {
-    "/v2/research/video/query/": lambda sb, p, r: sb.video_query(p, r),
-    "/v2/research/user/info/": lambda sb, p, r: sb.user_info(p, r),
-    "/v2/research/user/followers/": lambda sb, p, r: sb._follow(r, "followers"),
-    "/v2/research/user/following/": lambda sb, p, r: sb._follow(r, "following"),
-    "/v2/research/video/comment/list/": lambda sb, p, r: sb.video_comment_list(p, r),
+# one handler per archived endpoint, by its declaration's archive name; the paths are the declarations'
+_HANDLERS = {
+    ep.VIDEO_QUERY.name: lambda sb, p, r: sb.video_query(p, r),
+    ep.USER_INFO.name: lambda sb, p, r: sb.user_info(p, r),
+    ep.USER_FOLLOWERS.name: lambda sb, p, r: sb._follow(r, "followers"),
+    ep.USER_FOLLOWING.name: lambda sb, p, r: sb._follow(r, "following"),
+    ep.VIDEO_COMMENTS.name: lambda sb, p, r: sb.video_comment_list(p, r),
 }
-RESEARCH_ENDPOINTS = ("/v2/oauth/token/", *_ROUTES)
+_missing = [e.path for e in ep.ARCHIVED if e.name not in _HANDLERS]
+if _missing:
+    raise RuntimeError(f"the research sandbox has no handler for {', '.join(_missing)}")
+_ROUTES = {e.path: _HANDLERS[e.name] for e in ep.ARCHIVED}
+RESEARCH_ENDPOINTS = tuple(e.path for e in ep.ENDPOINTS)
