@@ -1,34 +1,32 @@
 """Capture jobs and schedules: today's capture every day, the janitor and the mirror repair every hour."""
 
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import dagster as dg
 
 from tiklive_assets.capture.janitor import sweep
 from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
+from tiklive_assets.defs.scheduling import HOUR, asset_job, tick_schedule
 from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 
-daily_capture_job = dg.define_asset_job(
+daily_capture_job = asset_job(
     "daily_capture",
-    # the heavy verification checks run once a night in their own job, not in every capture
-    selection=dg.AssetSelection.assets(*CAPTURE_ASSETS) - dg.AssetSelection.checks(*NIGHTLY_CHECKS),
+    dg.AssetSelection.assets(*CAPTURE_ASSETS),
+    without_checks=NIGHTLY_CHECKS,  # the heavy verification checks run once a night, not in every capture
     description="Today's capture: profiles, discovery, videos, follow graph, comments.",
 )
 
-
-@dg.schedule(
-    job=daily_capture_job,
-    cron_schedule="15 3 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+# today's partition once a day: the API only serves the present
+daily_capture_schedule = tick_schedule(
+    daily_capture_job,
+    "15 3 * * *",
+    name="daily_capture_schedule",
+    run_key="daily-capture",
+    partition_days_back=0,
     description="Captures today's partition at 03:15 UTC, so it has landed by 06:00: TikLiveAPI serves only "
     "the present, so a day not captured on the day is lost. Rerunning it fetches only what is new.",
 )
-def daily_capture_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    """Materialize today's partition once a day (the API only serves the present)."""
-    day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
-    return dg.RunRequest(run_key=f"daily-capture-{day}", partition_key=day)
 
 
 @dg.op(
@@ -42,19 +40,16 @@ def sweep_incomplete_writes(
     tracking: TrackingConfigResource,
 ) -> None:
     retention = timedelta(days=tracking.load().capture.dead_letter_retention_days)
-    state = data_root.open_state()
-    try:
-        root = data_root.root()
+    root = data_root.root()
+    with data_root.state() as state:
         report = sweep(
             archive_store.open(),
             state,
             data_root.scratch,
             older_than=timedelta(hours=1),
             dead_letter_retention=retention,
-            temp_dirs=[root.exports, root.home],
-        )  # interrupted swaps
-    finally:
-        state.close()
+            temp_dirs=[root.exports, root.home],  # interrupted swaps
+        )
     context.log.info(
         "janitor: %d .part files removed, %d multipart uploads aborted, %d dead letters aged out",
         report.parts_removed,
@@ -71,17 +66,15 @@ def janitor_job() -> None:
     sweep_incomplete_writes()
 
 
-@dg.schedule(
-    job=janitor_job,
-    cron_schedule="0 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+hourly_janitor_schedule = tick_schedule(
+    janitor_job,
+    "0 * * * *",
+    name="hourly_janitor_schedule",
+    run_key="janitor",
+    stamp=HOUR,
     description="Every hour on the hour: clears what interrupted runs left behind (partial downloads, "
     "unfinished uploads, temporary files) and ages out old dead letters.",
 )
-def hourly_janitor_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    stamp = context.scheduled_execution_time.astimezone(UTC).strftime("%Y-%m-%dT%H")
-    return dg.RunRequest(run_key=f"janitor-{stamp}")
 
 
 @dg.op(
@@ -127,14 +120,12 @@ def mirror_repair() -> None:
     repair_mirror()
 
 
-@dg.schedule(
-    job=mirror_repair,
-    cron_schedule="30 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+hourly_mirror_repair_schedule = tick_schedule(
+    mirror_repair,
+    "30 * * * *",
+    name="hourly_mirror_repair_schedule",
+    run_key="mirror-repair",
+    stamp=HOUR,
     description="Every hour at :30: copies archive objects the secondary store missed, so the backup "
     "copy catches up within the hour (does nothing without a secondary bucket).",
 )
-def hourly_mirror_repair_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    stamp = context.scheduled_execution_time.astimezone(UTC).strftime("%Y-%m-%dT%H")
-    return dg.RunRequest(run_key=f"mirror-repair-{stamp}")

@@ -23,6 +23,7 @@ from tiklive_assets.defs.resources import (
     TikLiveApiResource,
     TrackingConfigResource,
 )
+from tiklive_assets.defs.scheduling import asset_job
 from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 from tiklive_assets.tikliveapi.errors import TikLiveError
 
@@ -32,9 +33,10 @@ NEW_POSTS_INTERVAL = 60
 QUEUE_INTERVAL = 60
 FAILED_RUN_BACKOFF = 600  # seconds to wait after a failed capture run before launching another
 
-capture_new_videos_job = dg.define_asset_job(
+capture_new_videos_job = asset_job(
     "capture_new_videos",
-    selection=dg.AssetSelection.assets(archived_videos) - dg.AssetSelection.checks(*NIGHTLY_CHECKS),
+    dg.AssetSelection.assets(archived_videos),
+    without_checks=NIGHTLY_CHECKS,
     description="Resolve and download whatever waits in the queue (launched by the sensors).",
 )
 
