@@ -99,6 +99,64 @@ def test_parse_raw_key_inverts_raw_key_and_names_the_paginator() -> None:
             parse_raw_key(bad)
 
 
+def test_listed_keys_read_back_leniently_conflict_copies_and_both_apis() -> None:
+    from tiklive_assets.research.windows import Window
+    from tiklive_assets.storage.keys import (
+        RESEARCH_PREFIX,
+        day_of_key,
+        image_key,
+        parse_video_slug,
+        raw_key_day,
+        split_cover_key,
+        split_raw_key,
+        split_video_key,
+        video_slug,
+    )
+
+    key = raw_key(DAY, "user-posts", slug_page(107955, "cursor", 0))
+    parts = split_raw_key(conflict_key(key, "ab" * 32))
+    assert parts is not None and (parts.day, parts.endpoint, parts.slug, parts.entity) == (
+        DAY,
+        "user-posts",
+        "107955-cursor0",
+        "107955",
+    )
+    research = raw_key(DAY, "user-info", "bob", prefix=RESEARCH_PREFIX)
+    assert split_raw_key(research) is None  # not under the TikLiveAPI prefix
+    assert split_raw_key(research, RESEARCH_PREFIX + "/") == split_raw_key(research, RESEARCH_PREFIX)
+    assert split_raw_key("tiklive-raw/2026/05/29/userid.json.gz") is None  # four segments
+    odd = split_raw_key("tiklive-raw/2026/02/31/userid/bob.json.gz")
+    assert odd is not None and odd.day is None and odd.entity == "bob"
+    assert raw_key_day(key) == DAY and raw_key_day("tiklive-raw/x/05/29/a/b") is None
+    assert raw_key_day(research, RESEARCH_PREFIX) == DAY and raw_key_day(research) is None
+    assert split_video_key(video_key(DAY, "alice.b", 7)) == ("alice.b", "7")
+    assert split_video_key(image_key(DAY, "alice.b", 7, 2)) == ("alice.b", "7")
+    assert split_video_key("videos/dt=2026-05-29/7.mp4") is None
+    assert split_cover_key(cover_key(DAY, 7)) == "7" and split_cover_key("videos/dt=2026-05-29/7.jpg") is None
+    for dated in (key, research, video_key(DAY, "bob", 7), cover_key(DAY, 7)):
+        assert day_of_key(dated) == DAY
+    assert day_of_key("exports/2026/05/29/posts.parquet") is None
+    window = Window(date(2026, 5, 1), date(2026, 5, 7))
+    slug = video_slug(window, "0123456789", 2, 100)
+    assert slug == "20260501-20260507-q0123456789-g2-cursor100"
+    parsed = parse_video_slug(slug)
+    assert parsed is not None and (parsed.window, parsed.qhash, parsed.generation, parsed.cursor) == (
+        window,
+        "0123456789",
+        2,
+        100,
+    )
+    assert parse_video_slug("error-cursor0") is None
+
+
+def test_research_keys_module_reexports_the_one_layout() -> None:
+    import tiklive_assets.research.keys as research_keys
+    import tiklive_assets.storage.keys as keys
+
+    for name in research_keys.__all__:
+        assert getattr(research_keys, name) is getattr(keys, name)
+
+
 def test_video_sidecar_and_cover_keys() -> None:
     assert video_key(DAY, "alice123", 7387261234567890123) == (
         "videos/dt=2026-05-29/author=alice123/7387261234567890123.mp4"

@@ -45,8 +45,18 @@ from typing import TYPE_CHECKING, Any, Literal
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
-from tiklive_assets.storage.base import CONFLICT_MARKER
-from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX, check_handle, check_id
+from tiklive_assets.storage.keys import (
+    COVERS_PREFIX,
+    RAW_PREFIX,
+    RESEARCH_PREFIX,
+    VIDEOS_PREFIX,
+    check_handle,
+    check_id,
+    day_of_key,
+    split_cover_key,
+    split_raw_key,
+    split_video_key,
+)
 from tiklive_assets.tikliveapi.endpoints import endpoint_names
 from tiklive_assets.tolerant import as_id, post_id
 
@@ -64,11 +74,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RESEARCH_PREFIX = "research-raw"
 RAW_PREFIXES: tuple[str, ...] = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")
-VIDEOS_PREFIX = "videos/"
 PENDING_REWRITES = "_erasure/pending/"  # redacted copies staged before an object is replaced (crash safety)
-COVERS_PREFIX = "covers/"
 ERASURE_LOG_PREFIX = "erasure-log:"
 SUBJECT_MASK = "<subject>"
 
@@ -277,66 +284,6 @@ class UserMatcher:
 
 
 # ------------------------------------------------------------------------------------------------
-# key classification
-# ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _RawKeyParts:
-    prefix: str
-    day: date | None
-    endpoint: str
-    entity: str
-
-
-def _split_raw_key(key: str, prefix: str) -> _RawKeyParts | None:
-    rest = key[len(prefix) :]
-    parts = rest.split("/")
-    if len(parts) != 5:
-        return None
-    name = parts[4]
-    cut = name.find(CONFLICT_MARKER)
-    if cut >= 0:
-        name = name[:cut]
-    slug = name.removesuffix(RAW_SUFFIX)
-    try:
-        day = date(int(parts[0]), int(parts[1]), int(parts[2]))
-    except ValueError:
-        day = None
-    return _RawKeyParts(prefix, day, parts[3], slug.split("-", 1)[0])
-
-
-def _video_parts(key: str) -> tuple[str, str] | None:
-    """(handle, aweme_id) of ``videos/dt=…/author=<handle>/<aweme_id>.<ext>``.
-
-    A photo post's images are ``<aweme_id>-<n>.jpg``."""
-    parts = key.split("/")
-    if len(parts) != 4 or not parts[2].startswith("author="):
-        return None
-    return parts[2][len("author=") :], parts[3].split(".", 1)[0].split("-", 1)[0]
-
-
-def _cover_aweme(key: str) -> str | None:
-    parts = key.split("/")
-    if len(parts) != 3:
-        return None
-    return parts[2].split(".", 1)[0]
-
-
-def day_of_key(key: str) -> date | None:
-    """The archive day of a raw, video or cover key, or None."""
-    for prefix in RAW_PREFIXES:
-        if key.startswith(prefix):
-            parts = _split_raw_key(key, prefix)
-            return parts.day if parts else None
-    match = re.match(r"(?:videos|covers)/dt=(\d{4})-(\d{2})-(\d{2})/", key)
-    if match:
-        try:
-            return date(int(match[1]), int(match[2]), int(match[3]))
-        except ValueError:
-            return None
-    return None
-
-
-# ------------------------------------------------------------------------------------------------
 # the plan
 # ------------------------------------------------------------------------------------------------
 @dataclass
@@ -446,7 +393,7 @@ def plan_erasure(  # noqa: C901
 
     # 1. videos and sidecars by author handle (listing only); they also name the user's posts
     for info in store.list(VIDEOS_PREFIX):
-        parts = _video_parts(info.key)
+        parts = split_video_key(info.key)
         if parts and (matcher.is_handle(parts[0]) or parts[1] in plan.aweme_ids):
             plan.add(PlannedObject(info.key, "delete", "key:video", info.size))
             plan.aweme_ids.add(parts[1])
@@ -454,7 +401,7 @@ def plan_erasure(  # noqa: C901
 
     # 2. raw archives: key-level hits, then bodies of everything else that may carry user data
     def key_hit(info: ObjectInfo, prefix: str) -> PlannedObject | None | bool:
-        parts = _split_raw_key(info.key, prefix)
+        parts = split_raw_key(info.key, prefix)
         if parts is None:
             return False  # not a raw key layout: scan its body anyway
         ep, entity = parts.endpoint, parts.entity
@@ -502,17 +449,17 @@ def plan_erasure(  # noqa: C901
     if discovered:
         for prefix in raw_prefixes:  # TikLiveAPI's per-post pages, and the Research API's comment pages
             for info in store.list(prefix):
-                parts = _split_raw_key(info.key, prefix)
+                parts = split_raw_key(info.key, prefix)
                 if parts and parts.endpoint in _AWEME_ENDPOINTS and parts.entity in discovered:
                     plan.add(PlannedObject(info.key, "delete", "key:post", info.size))
         for info in store.list(VIDEOS_PREFIX):
-            parts = _video_parts(info.key)
+            parts = split_video_key(info.key)
             if parts and parts[1] in discovered:
                 plan.add(PlannedObject(info.key, "delete", "key:video", info.size))
 
     # 4. covers of the user's posts (listing only)
     for info in store.list(COVERS_PREFIX):
-        aweme = _cover_aweme(info.key)
+        aweme = split_cover_key(info.key)
         if aweme is not None and aweme in plan.aweme_ids:
             plan.add(PlannedObject(info.key, "delete", "key:cover", info.size))
     return plan

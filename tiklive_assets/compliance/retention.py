@@ -18,7 +18,6 @@ By default nothing is ever deleted (``delete_after_days=None``: cold forever, th
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from tiklive_assets.storage import MirroredStore, ObjectStore, S3Store
-from tiklive_assets.storage.keys import RAW_PREFIX
+from tiklive_assets.storage.keys import RAW_PREFIX, raw_key_day
 
 from .legal_hold import Hold, HoldSet, LegalHolds, as_holdset
 
@@ -281,16 +280,6 @@ class RetentionReport:
         )
 
 
-def _day_of(key: str, prefix: str) -> date | None:
-    match = re.match(r"(\d{4})/(\d{2})/(\d{2})/", key[len(prefix) :])
-    if not match:
-        return None
-    try:
-        return date(int(match[1]), int(match[2]), int(match[3]))
-    except ValueError:
-        return None
-
-
 def apply_retention(
     store: ObjectStore,
     policy: RetentionPolicy,
@@ -316,7 +305,7 @@ def apply_retention(
     held_days: set[date] = set()
     for prefix in policy.prefixes:
         for info in store.list(prefix):
-            day = _day_of(info.key, prefix)
+            day = raw_key_day(info.key, prefix)
             if day is None:
                 continue  # not a dated raw key: never touched
             if day >= cutoff:

@@ -15,13 +15,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from .keys import InvalidKeyPart
+from .keys import CONFLICT_MARKER, InvalidKeyPart
 
 logger = logging.getLogger(__name__)
 
 PutStatus = Literal["created", "identical", "conflict"]
 
-CONFLICT_MARKER = ".conflict-"
 PART_SUFFIX = ".part"
 MAX_KEY_BYTES = 1024
 HASH_CHUNK = 1 << 20

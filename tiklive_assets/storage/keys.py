@@ -1,4 +1,6 @@
-"""The object key layout (raw archive, videos, sidecars, covers) in one place, validated so no key escapes."""
+"""The object key layout (raw archive, Research API archive, videos, sidecars, covers) in one place: keys are built
+here, validated so no key escapes, and read back here (strictly, or leniently for listings that may hold conflict
+copies and foreign objects)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal
 
-RAW_PREFIX = "tiklive-raw"
+from tiklive_assets.research.windows import Window
+
+RAW_PREFIX = "tiklive-raw"  # TikLiveAPI responses
+RESEARCH_PREFIX = "research-raw"  # TikTok Research API responses, in the same layout
 RAW_SUFFIX = ".json.gz"
+CONFLICT_MARKER = ".conflict-"  # different bytes for an existing key are kept at <key>.conflict-<sha256[:16]>
+VIDEOS_PREFIX = "videos/"
+COVERS_PREFIX = "covers/"
 
 PageKind = Literal["cursor", "time"]
 PAGE_KINDS: tuple[str, ...] = ("cursor", "time")
@@ -22,6 +30,12 @@ _SAFE_SLUG_RE = re.compile(r"[a-z0-9_-]{1,64}")
 _SLUG_RE = re.compile(r"[A-Za-z0-9._-]{1,160}")
 _PREFIX_SEGMENT_RE = re.compile(r"[A-Za-z0-9._=-]{1,128}")
 _PAGE_SLUG_RE = re.compile(r"(?P<entity>.+)-(?P<kind>cursor|time)(?P<value>[0-9]{1,32})")
+_DAY_PATH_RE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
+_MEDIA_DAY_RE = re.compile(r"(?:videos|covers)/dt=(\d{4})-(\d{2})-(\d{2})/")
+# Research API slugs: a video query page (window, query hash, generation, cursor), a user's follow page, comments
+VIDEO_SLUG = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)-cursor(?P<cursor>\d+)")
+USER_PAGE_SLUG = re.compile(r"(?P<username>[A-Za-z0-9._]{1,64})-cursor(?P<cursor>\d+)")
+COMMENT_PAGE_SLUG = re.compile(r"(?P<video_id>\d{1,40})-cursor(?P<cursor>\d+)")
 _SAFE_SLUG_MAX = 64
 _SAFE_SLUG_HASH_LEN = 8
 
@@ -234,3 +248,97 @@ def cover_key(day: date, aweme_id: str | int) -> str:
 def _video_stem(day: date, handle: str, aweme_id: str | int) -> str:
     day = _check_day(day)
     return f"videos/dt={day:%Y-%m-%d}/author={check_handle(handle)}/{check_id(aweme_id, 'aweme_id')}"
+
+
+def video_slug(window: Window, qhash: str, generation: int, cursor: int) -> str:
+    """Slug for one Research API video query page: ``<window>-q<qhash>-g<generation>-cursor<N>``."""
+    return f"{window.key}-q{qhash}-g{int(generation)}-cursor{int(cursor)}"
+
+
+@dataclass(frozen=True)
+class VideoSlug:
+    window: Window
+    qhash: str
+    generation: int
+    cursor: int
+
+
+def parse_video_slug(slug: str) -> VideoSlug | None:
+    """Inverse of :func:`video_slug`, or None for anything else (an error response's slug)."""
+    m = VIDEO_SLUG.fullmatch(slug)
+    if not m:
+        return None
+    return VideoSlug(Window.from_key(m["window"]), m["qhash"], int(m["gen"]), int(m["cursor"]))
+
+
+# --- reading listed keys back, leniently: a listing also holds conflict copies and foreign objects ------------
+def _date(match: re.Match[str] | None) -> date | None:
+    if match is None:
+        return None
+    try:
+        return date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError:
+        return None
+
+
+def raw_key_day(key: str, prefix: str = RAW_PREFIX) -> date | None:
+    """The day a key under ``prefix`` names in its first segments (``<prefix>/YYYY/MM/DD/…``), or None."""
+    head = prefix.rstrip("/") + "/"
+    return _date(_DAY_PATH_RE.match(key, len(head))) if key.startswith(head) else None
+
+
+@dataclass(frozen=True)
+class RawKeyParts:
+    """A listed key in the raw layout: ``day`` is None when the date is not one, ``slug`` is the object's slug
+    (a conflict copy's is the slug of the object it conflicts with)."""
+
+    day: date | None
+    endpoint: str
+    slug: str
+
+    @property
+    def entity(self) -> str:
+        """What the slug is about: the id or handle before the first ``-`` (the page part follows it)."""
+        return self.slug.split("-", 1)[0]
+
+
+def split_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKeyParts | None:
+    """The parts of any key under ``prefix`` with the raw layout's five segments, or None (see :func:`parse_raw_key`
+    for the strict inverse of :func:`raw_key`)."""
+    head = prefix.rstrip("/") + "/"
+    if not key.startswith(head):
+        return None
+    parts = key[len(head) :].split("/")
+    if len(parts) != 5:
+        return None
+    name = parts[4]
+    cut = name.find(CONFLICT_MARKER)
+    if cut >= 0:
+        name = name[:cut]
+    return RawKeyParts(raw_key_day(key, prefix), parts[3], name.removesuffix(RAW_SUFFIX))
+
+
+def split_video_key(key: str) -> tuple[str, str] | None:
+    """(handle, aweme_id) of a media key ``videos/dt=…/author=<handle>/<aweme_id>…`` (a video, its sidecar, a
+    photo post's ``<aweme_id>-<n>.jpg`` images and sound), or None."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != VIDEOS_PREFIX[:-1] or not parts[2].startswith("author="):
+        return None
+    return parts[2][len("author=") :], parts[3].split(".", 1)[0].split("-", 1)[0]
+
+
+def split_cover_key(key: str) -> str | None:
+    """The aweme_id of a cover key ``covers/dt=…/<aweme_id>.jpg``, or None."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != COVERS_PREFIX[:-1]:
+        return None
+    return parts[2].split(".", 1)[0]
+
+
+def day_of_key(key: str) -> date | None:
+    """The archive day of a raw key (either API's), a media key or a cover key, or None."""
+    for prefix in (RAW_PREFIX, RESEARCH_PREFIX):
+        if key.startswith(prefix + "/"):
+            parts = split_raw_key(key, prefix)
+            return parts.day if parts else None
+    return _date(_MEDIA_DAY_RE.match(key))
