@@ -20,9 +20,34 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
+from tiklive_assets.tikliveapi.endpoints import (
+    BY_PATH,
+    CHALLENGE_POSTS,
+    MUSIC_POSTS,
+    POST_COMMENT_REPLIES,
+    POST_COMMENTS,
+    POST_DETAIL,
+    REGION_LIST,
+    SEARCH_VIDEO,
+    USERINFO_BY_ID,
+    USERINFO_BY_USERNAME,
+    Endpoint,
+)
+
+from .media import SignedCdn
+
+
+def _paths(*endpoints: Endpoint) -> frozenset[str]:
+    return frozenset(e.path for e in endpoints)
+
+
 COUNTERS = ("play_count", "digg_count", "comment_count", "share_count", "download_count", "collect_count")
 PROFILE_STATS = ("followerCount", "followingCount", "videoCount", "heartCount", "diggCount")
-ENVELOPED = frozenset({"/music-posts/", "/region-list/"})  # answered inside {"code": 0, "msg", "data"}
+ENVELOPED = _paths(MUSIC_POSTS, REGION_LIST)  # answered inside {"code": 0, "msg", "data"}
+TRUNCATED = _paths(POST_COMMENTS, POST_COMMENT_REPLIES)  # one page in four cut short in transit, once
+PROFILES = _paths(USERINFO_BY_ID, USERINFO_BY_USERNAME)
+INT_HAS_MORE = _paths(SEARCH_VIDEO, POST_COMMENTS, POST_COMMENT_REPLIES, MUSIC_POSTS)  # hasMore as 1/0
+INT_CURSOR = _paths(SEARCH_VIDEO, POST_COMMENTS, CHALLENGE_POSTS)  # a digit cursor as a JSON integer
 UPSTREAM_ERROR = {"code": -1, "msg": "upstream service busy, please retry"}
 
 
@@ -63,7 +88,7 @@ class Realism:
         """An upstream error inside a 200 (about 1 request in 12) or a truncated body (1 comment page in 4),
         served the first time that exact request arrives; None otherwise."""
         request = f"{path}?{query}"
-        if path in ("/post-comments/", "/post-comment-replies/") and self.variant_of("truncate", request, 4) == 0:
+        if path in TRUNCATED and self.variant_of("truncate", request, 4) == 0:
             if self._first_time(request):
                 return b'{"comments": [{"id": "1", "text": "cut sh'  # the connection dropped mid-body
         elif self.variant_of("upstream", request, 12) == 0 and self._first_time(request):
@@ -72,32 +97,51 @@ class Realism:
 
     # -- rewriting answers ------------------------------------------------------------------------------
 
+    def answer(self, path: str, query: str, body: dict[str, Any], cdn: SignedCdn, now: float) -> dict | bytes:
+        """The clean answer in the shapes real responses take, photo posts among the posts, and the one-off
+        fault of this request when it has one."""
+        fault = self.one_off_fault(path, query)
+        if fault is not None:
+            return fault
+        endpoint = BY_PATH[path]
+        key = endpoint.items if endpoint.parse == "post_listing" else None
+        detail = endpoint is POST_DETAIL
+        if detail or (key is not None and isinstance(body.get(key), list)):
+            items = [body] if detail else body[str(key)]
+            posts = [
+                self._as_photo(item, cdn, now) if self.is_photo(str(item.get("aweme_id"))) else item for item in items
+            ]
+            body = posts[0] if detail else {**body, str(key): posts}
+        return self.rewrite(path, body)
+
+    def _as_photo(self, item: dict[str, Any], cdn: SignedCdn, now: float) -> dict[str, Any]:
+        aweme_id = str(item["aweme_id"])
+        images = [cdn.cdn_url("image", f"{aweme_id}x{n}", "jpg", now) for n in range(1, self.image_count(aweme_id) + 1)]
+        music_id = (item.get("music_info") or {}).get("id")
+        return self.photo(item, images, cdn.cdn_url("music", music_id, "mp3", now) if music_id else "")
+
     def rewrite(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The clean answer of ``path`` in the shapes real responses take."""
-        for name in ("videos",):
-            if isinstance(body.get(name), list):
-                body[name] = [self.post(item, listing=True) for item in body[name]]
-        if path == "/post-detail/" and ("aweme_id" in body):
-            body = self.post(body, listing=False)
-        if path in ("/userinfo-by-id/", "/userinfo-by-username/") and "user" in body:
-            body = self.profile(body)
-        for name in ("followers", "followings"):
-            if isinstance(body.get(name), list):
-                body[name] = [self.follower(item) for item in body[name]]
+        endpoint = BY_PATH[path]
+        key = endpoint.items
+        if key is not None and isinstance(body.get(key), list):
+            if endpoint.parse == "post_listing":
+                body[key] = [self.post(item, listing=True) for item in body[key]]
+            elif endpoint.parse == "follow_page":
+                body[key] = [self.follower(item) for item in body[key]]
                 if self.variant_of("time-type", body.get("time"), 2):
                     body["time"] = str(body["time"])
-        if isinstance(body.get("comments"), list):
-            body["comments"] = [self.comment(item) for item in body["comments"]]
-        if path == "/region-list/" and isinstance(body.get("regions"), list):
+            elif endpoint.parse == "comment_page":
+                body[key] = [self.comment(item) for item in body[key]]
+        if endpoint is POST_DETAIL and ("aweme_id" in body):
+            body = self.post(body, listing=False)
+        if path in PROFILES and "user" in body:
+            body = self.profile(body)
+        if path == REGION_LIST.path and isinstance(body.get("regions"), list):
             body = {r["code"]: r["name"] for r in body["regions"]}
-        if "hasMore" in body and path in (
-            "/search-video/",
-            "/post-comments/",
-            "/post-comment-replies/",
-            "/music-posts/",
-        ):
+        if "hasMore" in body and path in INT_HAS_MORE:
             body["hasMore"] = 1 if body["hasMore"] else 0
-        if path in ("/search-video/", "/post-comments/", "/challenge-posts/") and str(body.get("cursor", "")).isdigit():
+        if path in INT_CURSOR and str(body.get("cursor", "")).isdigit():
             body["cursor"] = int(body["cursor"])
         if path in ENVELOPED:
             body = {"code": 0, "msg": "success", "processed_time": 0.12, "data": body}
