@@ -16,7 +16,9 @@ from __future__ import annotations
 import builtins
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 POST_ID_FIELDS = ("aweme_id", "video_id", "id")
 # Where the lists of a page were seen, the documented name first: capture and warehouse read the same names.
@@ -212,6 +214,24 @@ def _region_code(code: Any) -> bool:
     return isinstance(code, str) and 2 <= len(code) <= 8 and code.replace("-", "").isalnum()
 
 
+def first_present(mapping: dict, *names: str) -> Any:
+    """The value of the first of ``names`` that ``mapping`` holds and that is not null, else None: where the
+    same field comes under several names (``unique_id`` from TikLiveAPI, ``uniqueId`` from TikTok web...)."""
+    for name in names:
+        value = mapping.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def stats_object(holder: dict) -> dict | None:
+    """The counters of a TikTok-web item or profile: ``stats`` (integers), else ``statsV2`` (strings), else None."""
+    stats = holder.get("stats")
+    if type(stats) is not dict:  # noqa: E721
+        stats = holder.get("statsV2")
+    return stats if type(stats) is dict else None  # noqa: E721
+
+
 def strip_nul(text: str) -> tuple[str, int]:
     """``text`` without NUL characters (Postgres rejects them in TEXT), and how many were removed."""
     count = text.count("\x00")
@@ -227,25 +247,23 @@ class Tally:
         self.nulled: Counter[str] = Counter()
 
     def int(self, value: Any, field: str) -> int | None:
-        result = as_int(value)
-        if result is None and value is not None and value != "":
-            self.nulled[field] += 1
-        return result
+        return self._counted(as_int(value), None if value == "" else value, field)  # a blank counter is no value
 
     def bool(self, value: Any, field: str) -> bool | None:
-        result = as_bool(value)
-        if result is None and value is not None:
-            self.nulled[field] += 1
-        return result
+        return self._counted(as_bool(value), value, field)
 
     def text(self, value: Any, field: str) -> str | None:
-        result = as_text(value)
-        if result is None and value is not None:
-            self.nulled[field] += 1
-        return result
+        return self._counted(as_text(value), value, field)
 
     def id(self, value: Any, field: str) -> str | None:
-        result = as_id(value)
+        return self._counted(as_id(value), value, field)
+
+    def time(self, value: Any, field: str) -> builtins.int | None:
+        """A Unix time in seconds (see :func:`epoch_seconds`)."""
+        return self._counted(epoch_seconds(value), None if value == "" else value, field)
+
+    def _counted(self, result: _T | None, value: Any, field: str) -> _T | None:
+        """``result``, counting ``field`` as nulled when there was a value (``value`` not None) it could not read."""
         if result is None and value is not None:
             self.nulled[field] += 1
         return result

@@ -1,0 +1,50 @@
+"""Comments: a page of a post's comments or of a comment's replies -> ``comments`` rows.
+
+The page's slug names the post (and, for replies, the parent comment) when the items do not carry them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tiklive_assets.storage.keys import parse_page_slug
+from tiklive_assets.tolerant import as_id, first_present
+
+from .raw import a_list
+
+if TYPE_CHECKING:
+    from .parse import DayParser
+
+
+def comment_page(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
+    page = parse_page_slug(slug)
+    entity = page.entity if page else slug
+    aweme_from_slug, _, parent_from_slug = entity.partition("-")
+    items = body.get("comments")
+    if items is None:
+        return
+    for item in a_list(items, "comments is"):
+        comment_id = as_id(item.get("id")) or as_id(item.get("cid")) if type(item) is dict else None  # noqa: E721
+        if comment_id is None:
+            p.items_without_id += 1
+            continue
+        user = item.get("user")
+        user = user if type(user) is dict else {}  # noqa: E721
+        p.keep(
+            p.comments,
+            comment_id,
+            (captured, key),
+            (
+                comment_id,
+                as_id(item.get("aweme_id")) or aweme_from_slug,
+                as_id(item.get("reply_to_id")) or parent_from_slug or None,
+                p.tally.id(first_present(user, "id", "uid"), "comment.user.id"),
+                p.read_text(first_present(user, "unique_id", "uniqueId"), "comment.user.unique_id"),
+                p.read_text(item.get("text"), "comment.text"),
+                p.read_int(item.get("digg_count"), "comment.digg_count"),
+                p.read_int(item.get("reply_total"), "comment.reply_total"),
+                p.read_time(item.get("create_time"), "comment.create_time"),
+                captured,
+                p.day,
+            ),
+        )

@@ -1,0 +1,208 @@
+"""Posts: a /post-detail/ answer, and the items of every listing (a user's posts, trending, search, a sound's or
+a hashtag's posts) -> the ``posts``, ``post_metrics_history`` and ``music`` rows, and the author's ``users`` row.
+
+Every wire variant of a post is read in one pass (:func:`post`): its id as ``aweme_id``, ``video_id`` or ``id``;
+the author as an object or a handle; counters at the top level, in ``stats`` or in ``statsV2``; the sound as
+``music_info`` or TikTok web's ``music`` object. A detail outranks a listing item of the same post.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tiklive_assets.storage.keys import parse_page_slug
+from tiklive_assets.tikliveapi.endpoints import endpoint_names
+from tiklive_assets.tolerant import LISTING_ITEM_KEYS, as_id, first_present, image_list, post_id, stats_object
+
+from .raw import ShapeError, a_list
+
+if TYPE_CHECKING:
+    from .parse import DayParser
+
+DETAIL, LISTING = 2, 1  # a post's rank: its /post-detail/ answer over a listing item
+_OWNED_LISTINGS = endpoint_names(parse="post_listing", subject="user_id")  # the slug names the account the posts are by
+
+
+def post_detail(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
+    if not post(p, body, key, captured, DETAIL, endpoint, None):
+        raise ShapeError("no post id (aweme_id, video_id or id)")
+
+
+def listing(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
+    items = first_present(body, *LISTING_ITEM_KEYS)
+    if items is None:
+        return  # an empty page
+    owner = None
+    if endpoint in _OWNED_LISTINGS:  # the slug names the account: the author of items that carry no author id
+        page = parse_page_slug(slug)
+        owner = page.entity if page and page.entity.isdigit() else None
+    for item in a_list(items, "the items are"):
+        if type(item) is not dict or not post(p, item, key, captured, LISTING, endpoint, owner):  # noqa: E721
+            p.items_without_id += 1
+
+
+# the per-post hot path of every replay (every wire variant of a post in one pass), kept inline for speed
+def post(  # noqa: C901
+    p: DayParser,
+    item: dict,
+    key: str,
+    captured: int,
+    priority: int,
+    source: str,
+    owner: str | None,
+) -> bool:
+    aweme_id = item.get("aweme_id")
+    if not (type(aweme_id) is str and aweme_id.isdigit() and aweme_id.isascii()):  # noqa: E721
+        aweme_id = post_id(item)
+        if aweme_id is None:
+            return False
+    author = item.get("author")
+    nickname = None
+    if type(author) is dict:  # noqa: E721
+        author_id = author.get("id")
+        if not (type(author_id) is str and author_id.isdigit() and author_id.isascii()):  # noqa: E721
+            author_id = p.tally.id(author_id, "author.id")
+        handle = first_present(author, "unique_id", "uniqueId")
+        handle = handle if type(handle) is str else p.read_text(handle, "author.unique_id")  # noqa: E721
+        nickname = author.get("nickname")
+        if type(nickname) is not str:  # noqa: E721
+            nickname = p.read_text(nickname, "author.nickname")
+    else:
+        author_id = None
+        handle = author if type(author) is str else p.read_text(author, "author")  # noqa: E721 - web: the handle
+    if author_id is None:
+        author_id = as_id(item.get("author_id")) or owner
+    play, digg, comment, share = (
+        item.get("play_count"),
+        item.get("digg_count"),
+        item.get("comment_count"),
+        item.get("share_count"),
+    )
+    download, collect = item.get("download_count"), item.get("collect_count")
+    if play is None and digg is None and comment is None and share is None:
+        stats = stats_object(item)  # TikTok web: counters in stats (ints) or statsV2 (strings)
+        if stats is not None:
+            play, digg, comment = stats.get("playCount"), stats.get("diggCount"), stats.get("commentCount")
+            share, collect = stats.get("shareCount"), stats.get("collectCount")
+    if type(play) is not int:  # noqa: E721
+        play = p.read_int(play, "play_count")
+    if type(digg) is not int:  # noqa: E721
+        digg = p.read_int(digg, "digg_count")
+    if type(comment) is not int:  # noqa: E721
+        comment = p.read_int(comment, "comment_count")
+    if type(share) is not int:  # noqa: E721
+        share = p.read_int(share, "share_count")
+    if type(download) is not int:  # noqa: E721
+        download = p.read_int(download, "download_count")
+    if type(collect) is not int:  # noqa: E721
+        collect = p.read_int(collect, "collect_count")
+    rank = (priority, captured, key)
+    current = p.posts.get(aweme_id)
+    if current is None or rank > current[0]:
+        title = item.get("title")
+        if type(title) is not str:  # noqa: E721
+            title = p.read_text(title if title is not None else item.get("desc"), "title")
+        elif "\x00" in title:
+            title = title.replace("\x00", "")
+        region = item.get("region")
+        if type(region) is not str:  # noqa: E721
+            region = p.read_text(region, "region")
+        duration = item.get("duration")
+        if type(duration) is not int:  # noqa: E721
+            if duration is None and type(item.get("video")) is dict:  # noqa: E721
+                duration = item["video"].get("duration")
+            duration = duration if type(duration) is int else p.read_int(duration, "duration")  # noqa: E721
+        created = item.get("create_time")
+        if type(created) is not int or created >= 10**11:  # noqa: E721
+            created = p.read_time(created if created is not None else item.get("createTime"), "create_time")
+        music = item.get("music_info")
+        if type(music) is not dict:  # noqa: E721
+            music = item.get("music")  # TikTok web: an object; TikLiveAPI: the sound's URL (or "")
+            music = music if type(music) is dict else None  # noqa: E721
+        music_id = None
+        if music is not None:
+            music_id = music.get("id")
+            if not (type(music_id) is str and music_id.isdigit() and music_id.isascii()):  # noqa: E721
+                music_id = p.tally.id(music_id, "music_info.id")
+        images = image_list(item)
+        photo = images is not None
+        # already in the posts table's column order: storage_key, bytes and archived_at (_MEDIA) are filled
+        # in by tables() for the few posts whose media the day archived
+        p.posts[aweme_id] = (
+            rank,
+            (
+                aweme_id,
+                author_id,
+                handle,
+                title,
+                region,
+                duration,
+                created,
+                play,
+                digg,
+                comment,
+                share,
+                music_id,
+                None,
+                None,
+                None,
+                p.day,
+                "photo" if photo else "video",
+                len(images) if photo else 0,
+            ),
+        )
+        if music_id is not None:
+            mrank = (captured, key)
+            current = p.music.get(music_id)
+            if current is None or mrank > current[0]:
+                p.music[music_id] = (
+                    mrank,
+                    (
+                        music_id,
+                        p.read_text(music.get("title"), "music_info.title"),
+                        p.read_text(
+                            music.get("author") if "author" in music else music.get("authorName"),
+                            "music_info.author",
+                        ),
+                        p.day,
+                    ),
+                )
+    mkey = (aweme_id, captured)
+    mrank = (priority, key)
+    current = p.metrics.get(mkey)
+    if current is None or mrank > current[0]:
+        p.metrics[mkey] = (
+            mrank,
+            (
+                aweme_id,
+                captured,
+                play,
+                digg,
+                comment,
+                share,
+                download,
+                collect,
+                source,
+                key,
+                p.day,
+            ),
+        )
+    if author_id is not None:
+        current = p.users.get(author_id)
+        if current is None or rank > current[0]:
+            p.users[author_id] = (
+                rank,
+                (
+                    author_id,
+                    handle,
+                    nickname,
+                    None,
+                    None,
+                    None,
+                    None,
+                    "author",
+                    captured,
+                    p.day,
+                ),
+            )
+    return True
