@@ -1,0 +1,250 @@
+"""Running an erasure: the plan, the legal holds, the archive (deletes and crash-safe redacted rewrites), the
+warehouse, and the erasure log, in that order."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.storage import NotFound, ObjectStore
+from tiklive_assets.storage.keys import day_of_key
+
+from ..legal_hold import Hold, HoldSet, LegalHoldError, LegalHolds, as_holdset, current_operator
+from .log import ERASURE_LOG_PREFIX, write_log
+from .matcher import ErasureError, UserMatcher
+from .plan import ErasurePlan, PlannedObject, load_json, plan_erasure
+from .warehouse import Statement, resolve_user, warehouse_statements
+
+if TYPE_CHECKING:
+    from tiklive_assets.state import StateDB
+
+logger = logging.getLogger(__name__)
+
+PENDING_REWRITES = "_erasure/pending/"  # redacted copies staged before an object is replaced (crash safety)
+
+
+@dataclass
+class ErasureReport:
+    request_id: str
+    dry_run: bool
+    subject_ref: str  # sha256 of "tiklive-erasure:<user id or handle>": lets the log prove an erasure, not who
+    operator: str
+    started_at: str
+    user_id: str | None = None
+    handles: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    redacted: dict[str, int] = field(default_factory=dict)  # key -> items removed
+    reasons: dict[str, int] = field(default_factory=dict)  # why objects were picked, counted
+    warehouse_rows: dict[str, int] = field(default_factory=dict)
+    warehouse_checked: bool = False
+    held: dict[str, int] = field(default_factory=dict)  # hold prefix -> objects it covers (dry run reports them)
+    affected_days: list[date] = field(default_factory=list)  # re-export / re-mart these days afterwards
+    aweme_ids: int = 0
+    scanned_objects: int = 0
+    scanned_bytes: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    rewrite_conflicts: list[str] = field(default_factory=list)  # redacted keys rewritten concurrently: run again
+    seconds: float = 0.0
+
+    @property
+    def keys(self) -> list[str]:
+        return sorted([*self.deleted, *self.redacted])
+
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        rverb = "would redact" if self.dry_run else "redacted"
+        rows = sum(self.warehouse_rows.values())
+        text = (
+            f"erasure {self.request_id}: {verb} {len(self.deleted)} object(s), {rverb} {len(self.redacted)} "
+            f"({sum(self.redacted.values())} item(s)), {verb} {rows} warehouse row(s) in "
+            f"{sum(1 for n in self.warehouse_rows.values() if n)} table(s); scanned {self.scanned_objects} "
+            f"object bodies in {self.seconds:.1f}s"
+        )
+        if self.held:
+            text += f"; BLOCKED by legal hold(s) on {sorted(self.held)}"
+        return text
+
+
+def subject_ref(user_id: str | None, handles: Iterable[str]) -> str:
+    ident = user_id if user_id else min(handles)
+    return hashlib.sha256(f"tiklive-erasure:{ident}".encode()).hexdigest()
+
+
+def erase_user(
+    store: ObjectStore,
+    warehouse: Any | None,
+    user_id: str | int | None = None,
+    handle: str | None = None,
+    *,
+    dry_run: bool = True,
+    holds: LegalHolds | HoldSet | None = None,
+    state: StateDB | None = None,
+    operator: str | None = None,
+    workers: int = 8,
+) -> ErasureReport:
+    """Erase one user from the archive (``store``) and the warehouse (an open Warehouse, or None to skip it).
+
+    ``dry_run`` (the default) only reports what would go, and reports covering legal holds instead of refusing.
+    A real run needs the state DB (``state``, or the one behind ``holds``) for the holds and the erasure log; it
+    raises :class:`LegalHoldError` before changing anything when a hold covers an object it would touch, and is
+    idempotent: running it again after an interruption finishes the job.
+
+    The steps run in their safe order: plan, holds, archive, warehouse, log.
+    """
+    started = time.monotonic()
+    if state is None and isinstance(holds, LegalHolds):
+        state = holds.state
+    if holds is None and state is not None:
+        holds = LegalHolds(state)
+    if not dry_run and state is None:
+        raise ErasureError("a real erasure needs the state DB (for legal holds and the erasure log): pass state=")
+    uid, handles, aweme = resolve_user(
+        warehouse, None if user_id is None else str(user_id), [handle] if handle else [], state
+    )
+    matcher = UserMatcher(uid, handles)
+    report = ErasureReport(
+        request_id=uuid.uuid4().hex[:12],
+        dry_run=dry_run,
+        subject_ref=subject_ref(matcher.user_id, matcher.handles),
+        operator=current_operator(operator),
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        user_id=matcher.user_id,
+        handles=sorted(matcher.handles),
+    )
+    if not dry_run:  # first put back what an interrupted erasure left half rewritten, so this plan sees it
+        for key in finish_pending_rewrites(store):
+            logger.warning(
+                "erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half done",
+                report.request_id,
+                key,
+            )
+    plan = plan_erasure(store, matcher, aweme_ids=aweme, workers=workers)
+    _report_plan(report, plan)
+    held_by = _covering_holds(report, plan, as_holdset(holds))
+
+    statements: list[Statement] = []
+    if warehouse is not None:
+        statements = warehouse_statements(warehouse, matcher.user_id, sorted(matcher.handles), sorted(plan.aweme_ids))
+        report.warehouse_checked = True
+
+    if state is None or dry_run:
+        _count_rows(warehouse, statements, report, delete=False)
+        report.seconds = time.monotonic() - started
+        return report
+
+    if report.held:
+        raise LegalHoldError(f"erase a user ({len(plan.objects)} object(s))", report.held, held_by)
+
+    log_key = f"{ERASURE_LOG_PREFIX}{report.started_at}-{report.request_id}"
+    write_log(state, log_key, report, matcher, "started", plan.aweme_ids)
+    for key in sorted(plan.objects):
+        obj = plan.objects[key]
+        if obj.action == "delete":
+            store.delete(key)
+        else:
+            _rewrite_redacted(store, obj, matcher, report)
+        crashpoint("erasure.object.done")
+    _count_rows(warehouse, statements, report, delete=True)
+    report.seconds = time.monotonic() - started
+    write_log(
+        state, log_key, report, matcher, "completed" if not report.rewrite_conflicts else "incomplete", plan.aweme_ids
+    )
+    logger.info(report.summary())
+    return report
+
+
+def _report_plan(report: ErasureReport, plan: ErasurePlan) -> None:
+    """What the plan found, into the report: objects deleted and redacted, why, and the days they belong to."""
+    report.scanned_objects, report.scanned_bytes = plan.scanned_objects, plan.scanned_bytes
+    report.unreadable = plan.unreadable
+    report.aweme_ids = len(plan.aweme_ids)
+    for obj in plan.objects.values():
+        report.reasons[obj.reason] = report.reasons.get(obj.reason, 0) + 1
+        if obj.action == "delete":
+            report.deleted.append(obj.key)
+        else:
+            report.redacted[obj.key] = obj.removed_items
+    report.deleted.sort()
+    report.affected_days = sorted({d for d in map(day_of_key, plan.objects) if d is not None})
+
+
+def _covering_holds(report: ErasureReport, plan: ErasurePlan, holdset: HoldSet) -> list[Hold]:
+    """The holds covering planned objects (one per prefix), counted per prefix into ``report.held``."""
+    held_by: dict[str, Hold] = {}
+    for key in plan.objects:
+        hold = holdset.covers(key)
+        if hold is not None:
+            report.held[hold.prefix] = report.held.get(hold.prefix, 0) + 1
+            held_by[hold.prefix] = hold
+    return list(held_by.values())
+
+
+def _count_rows(warehouse: Any | None, statements: list[Statement], report: ErasureReport, *, delete: bool) -> None:
+    """The rows each statement matches, into ``report.warehouse_rows``; deleted when ``delete``."""
+    if warehouse is None:
+        return
+    for table, where, params in statements:
+        n = int(warehouse.query(f"SELECT count(*) FROM {table} WHERE {where}", params)[0][0])
+        if delete and n:
+            warehouse.query(f"DELETE FROM {table} WHERE {where}", params)
+        report.warehouse_rows[table] = report.warehouse_rows.get(table, 0) + n
+
+
+def _rewrite_redacted(store: ObjectStore, obj: PlannedObject, matcher: UserMatcher, report: ErasureReport) -> None:
+    try:
+        data = store.get_bytes(obj.key)
+    except NotFound:
+        return
+    body = load_json(data)
+    if isinstance(body, dict) and matcher.belongs(body):
+        store.delete(obj.key)
+        return
+    redacted, removed = matcher.scrub(body)
+    payload = json.dumps(redacted, ensure_ascii=False).encode()
+    if matcher.references(redacted):  # changed since planning: it goes whole
+        store.delete(obj.key)
+        return
+    report.redacted[obj.key] = removed
+    if removed == 0:
+        return  # already redacted (a re-run)
+    fetched = int.from_bytes(data[4:8], "little") if data[:2] == b"\x1f\x8b" else 0  # keep the capture time
+    compressed = gzip.compress(payload, compresslevel=6, mtime=fetched)
+    # The redacted copy is staged first: a process killed between the delete and the put below loses nothing (the
+    # other users' data in this object); the next erasure run finishes the rewrite from the staged copy.
+    staged = f"{PENDING_REWRITES}{obj.key}"
+    store.delete(staged)
+    store.put_bytes(staged, compressed, content_type="application/json", content_encoding="gzip")
+    store.delete(obj.key)
+    crashpoint("erasure.rewrite.deleted")
+    result = store.put_bytes(obj.key, compressed, content_type="application/json", content_encoding="gzip")
+    store.delete(staged)
+    if result.status == "conflict":  # something wrote the key between our delete and put
+        report.rewrite_conflicts.append(obj.key)
+        logger.warning(
+            "erasure %s: %s was written concurrently; the redacted copy is at %s: run the erasure again",
+            report.request_id,
+            obj.key,
+            result.conflict_key,
+        )
+
+
+def finish_pending_rewrites(store: ObjectStore) -> list[str]:
+    """Complete redacted rewrites a killed erasure left half done: the staged copy goes where the object was
+    deleted (unless something is there again), then the staged copy is removed. Returns the keys restored."""
+    restored = []
+    for info in list(store.list(PENDING_REWRITES)):
+        key = info.key[len(PENDING_REWRITES) :]
+        if not store.exists(key):
+            store.put_bytes(key, store.get_bytes(info.key), content_type="application/json", content_encoding="gzip")
+            restored.append(key)
+        store.delete(info.key)
+    return restored
