@@ -471,6 +471,21 @@ def test_legal_holds_live_in_the_state_db(tmp_path: Path) -> None:
     state.close()
 
 
+def test_who_acts_is_the_given_name_else_tiklive_operator_else_the_login_name(tmp_path: Path, monkeypatch) -> None:
+    from tiklive_assets.compliance.legal_hold import current_operator
+
+    monkeypatch.setenv("TIKLIVE_OPERATOR", "dpo")
+    monkeypatch.setenv("USER", "alice")
+    assert current_operator("counsel") == "counsel" and current_operator() == "dpo"
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        assert LegalHolds(state).place("videos/", "case 7").placed_by == "dpo"  # read when placed, not at import
+        monkeypatch.delenv("TIKLIVE_OPERATOR")
+        assert current_operator() == "alice"
+        assert LegalHolds(state).place("covers/", "case 8").placed_by == "alice"
+    monkeypatch.delenv("USER")
+    assert current_operator()  # the account's name, or "unknown" where there is none
+
+
 # -- retention ------------------------------------------------------------------------------------
 
 OLD = [date(2025, 7, 10), date(2025, 7, 11), date(2025, 8, 1)]  # the corpus starts 2025-06-01

@@ -3,58 +3,81 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
-import sys
 from datetime import UTC, date, datetime
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tiklive_assets import settings
+from tiklive_assets.cli.common import EXIT_OK, EXIT_USAGE, add_command, add_home, fail, use_location
+
+if TYPE_CHECKING:
+    from tiklive_assets.state import StateDB
+    from tiklive_assets.storage import ObjectStore
+
+EXIT_REFUSED = 3  # a legal hold covers what the erasure would touch
+
+EPILOG = """environment:
+  TIKLIVE_HOME       data root (default ./data): archive/, state.sqlite (legal holds, the erasure log), warehouse.duckdb
+  TIKLIVE_ARCHIVE_BUCKET  the archive's S3 bucket (default: local disk under TIKLIVE_HOME/archive)
+  TIKLIVE_STATE_URL  state database (default TIKLIVE_HOME/state.sqlite; postgresql://user@host/db)
+  TIKLIVE_WAREHOUSE_URL  warehouse backend (default TIKLIVE_HOME/warehouse.duckdb; postgresql://user@host/db)
+  TIKLIVE_OPERATOR   who places holds and runs erasures when --who / --operator is not given (default $USER)
+"""
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    erase = sub.add_parser(
+    erase = add_command(
+        sub,
         "erase",
-        help="GDPR Art. 17: find (dry run) or remove every archived object and warehouse row of one TikTok user",
-        description="Locate every raw object, video, cover and warehouse row that references the user, delete what is "
+        "GDPR Art. 17: find (dry run) or remove every archived object and warehouse row of one TikTok user",
+        "Locate every raw object, video, cover and warehouse row that references the user, delete what is "
         "about them and redact them out of shared pages (listings, follower pages, comments). A dry run (the default) "
         "prints the plan and changes nothing; --execute carries it out, re-exports the affected days' Parquet and "
         "marts, and writes an erasure log entry without the personal data. A legal hold covering any affected "
-        "object refuses the erasure. Remove the user from tiklive.yaml first, or the next capture brings them back.",
+        "object refuses the erasure (exit status 3). Remove the user from tiklive.yaml first, or the next capture "
+        "brings them back.",
+        examples=["tiklive erase --handle bob", "tiklive erase --user-id 107955 --execute --operator dpo@example.com"],
+        epilog=EPILOG,
     )
     who = erase.add_mutually_exclusive_group(required=True)
     who.add_argument("--user-id", help="the TikTok user id")
     who.add_argument("--handle", help="the TikTok handle (resolved to the id through the warehouse)")
     erase.add_argument("--execute", action="store_true", help="carry the erasure out (default: dry run)")
-    erase.add_argument("--operator", default=None, help="who asked for it, for the erasure log (default: $USER)")
+    erase.add_argument(
+        "--operator", default=None, help="who asked for it, for the erasure log (default: $TIKLIVE_OPERATOR or $USER)"
+    )
     erase.add_argument("--no-warehouse", action="store_true", help="only the archive (the warehouse is elsewhere)")
     erase.add_argument("--json", action="store_true", help="print the report as JSON")
-    erase.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
 
-    hold = sub.add_parser(
+    hold = add_command(
+        sub,
         "hold",
-        help="legal holds: preserve a prefix of the archive against retention and erasure",
-        description="A legal hold suspends retention and erasure for every key under a prefix (for example "
+        "legal holds: preserve a prefix of the archive against retention and erasure",
+        "A legal hold suspends retention and erasure for every key under a prefix (for example "
         "tiklive-raw/2026/05/ or videos/dt=2026-05-29/). Holds live in the state database.",
+        examples=['tiklive hold place tiklive-raw/2026/05/ --reason "case 42"', "tiklive hold list"],
+        epilog=EPILOG,
     )
     hold_sub = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")
     place = hold_sub.add_parser("place", help="place a hold on a prefix")
     place.add_argument("prefix")
     place.add_argument("--reason", required=True, help="why (case number, regulator inquiry)")
-    place.add_argument("--who", default=None, help="who placed it (default: $USER)")
+    place.add_argument("--who", default=None, help="who placed it (default: $TIKLIVE_OPERATOR or $USER)")
     release = hold_sub.add_parser("release", help="release the hold on a prefix")
     release.add_argument("prefix")
-    hold_sub.add_parser("list", help="list holds")
-    for parser_ in (place, release, hold_sub.choices["list"]):
-        parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+    listing = hold_sub.add_parser("list", help="list holds")
 
-    retention = sub.add_parser(
+    retention = add_command(
+        sub,
         "retention",
-        help="tiered retention: S3 lifecycle rules (hot/warm/cold) or deleting expired days where there are none",
-        description="Hot raw archive 30 days, warm 12 months, cold thereafter, with an optional deletion "
+        "tiered retention: S3 lifecycle rules (hot/warm/cold) or deleting expired days where there are none",
+        "Hot raw archive 30 days, warm 12 months, cold thereafter, with an optional deletion "
         "age. `lifecycle` prints (or --apply puts) the S3 Lifecycle configuration, skipping held prefixes; `apply` "
         "deletes expired raw days from stores without lifecycle rules (local disk), skipping held prefixes, and the "
         "same days' warehouse rows, so the policy is the same in the archive and the warehouse.",
+        examples=["tiklive retention lifecycle", "tiklive retention apply --delete-after 730 --dry-run"],
+        epilog=EPILOG,
     )
     ret_sub = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     lifecycle = ret_sub.add_parser("lifecycle", help="print the S3 lifecycle rules (or --apply them)")
@@ -66,75 +89,73 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parser_.add_argument("--warm-after", type=int, default=30, help="days before the warm tier (default 30)")
         parser_.add_argument("--cold-after", type=int, default=365, help="days before the cold tier (default 365)")
         parser_.add_argument("--delete-after", type=int, default=None, help="days before deletion (default: never)")
-        parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
-
-
-def _open(args: argparse.Namespace):
-    from tiklive_assets.defs.resources import default_resources
-    from tiklive_assets.state import StateDB
-
-    if getattr(args, "home", None):
-        os.environ[settings.HOME] = str(args.home.absolute())
-    root = settings.DataRoot.from_env()
-    return root, default_resources()["archive_store"].open(), StateDB.from_url(root.state_url)
+    add_home(erase, place, release, listing, lifecycle, apply)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tiklive_assets.compliance import (
-        LegalHoldError,
-        LegalHolds,
-        RetentionPolicy,
-        apply_lifecycle,
-        apply_retention,
-        erase_user,
-        lifecycle_rules,
-    )
+    from tiklive_assets.defs.resources import default_resources
+    from tiklive_assets.state import StateDB
+
+    root = use_location(args)
+    store = default_resources()["archive_store"].open()
+    with StateDB.from_url(root.state_url) as state:
+        if args.command == "hold":
+            return _hold(args, state)
+        if args.command == "retention":
+            return _retention(args, root, store, state)
+        return _erase(args, root, store, state)
+
+
+def _hold(args: argparse.Namespace, state: StateDB) -> int:
+    from tiklive_assets.compliance import LegalHolds
+
+    holds = LegalHolds(state)
+    if args.hold_command == "place":
+        hold = holds.place(args.prefix, args.reason, who=args.who)
+        print(f"hold placed on {hold.prefix}: {hold.reason} ({hold.placed_by}, {hold.placed_at})")
+    elif args.hold_command == "release":
+        print(f"hold on {args.prefix} released" if holds.release(args.prefix) else f"no hold on {args.prefix}")
+    else:
+        for hold in holds.list():
+            print(f"{hold.prefix:<40} {hold.reason} ({hold.placed_by}, {hold.placed_at})")
+    return EXIT_OK
+
+
+def _retention(args: argparse.Namespace, root: settings.DataRoot, store: ObjectStore, state: StateDB) -> int:
+    from tiklive_assets.compliance import LegalHolds, RetentionPolicy, apply_lifecycle, apply_retention, lifecycle_rules
     from tiklive_assets.warehouse import default_url, open_warehouse
 
-    root, store, state = _open(args)
-    operator = os.environ.get("USER", "unknown")
     try:
-        if args.command == "hold":
-            holds = LegalHolds(state)
-            if args.hold_command == "place":
-                hold = holds.place(args.prefix, args.reason, who=args.who or operator)
-                print(f"hold placed on {hold.prefix}: {hold.reason} ({hold.placed_by}, {hold.placed_at})")
-            elif args.hold_command == "release":
-                print(f"hold on {args.prefix} released" if holds.release(args.prefix) else f"no hold on {args.prefix}")
-            else:
-                for hold in holds.list():
-                    print(f"{hold.prefix:<40} {hold.reason} ({hold.placed_by}, {hold.placed_at})")
-            return 0
-        if args.command == "retention":
-            try:
-                policy = RetentionPolicy(
-                    warm_after_days=args.warm_after,
-                    cold_after_days=args.cold_after,
-                    delete_after_days=args.delete_after,
-                )
-            except ValueError as exc:
-                print(f"{exc} (set --warm-after, --cold-after and --delete-after in that order)", file=sys.stderr)
-                return 2
-            holds = LegalHolds(state)
-            if args.retention_command == "lifecycle":
-                if args.apply:
-                    applied = apply_lifecycle(store, policy, holds)
-                    print(f"lifecycle rules put on {len(applied)} bucket(s)")
-                else:
-                    print(json.dumps(lifecycle_rules(policy, holds), indent=2, default=str))
-                return 0
-            today = args.today or datetime.now(UTC).date()
-            with open_warehouse(default_url(root.home)) as warehouse:
-                report = apply_retention(store, policy, today, holds, warehouse=warehouse, dry_run=args.dry_run)
-            print(
-                f"retention ({'dry run' if report.dry_run else 'applied'}), cutoff {report.cutoff}: "
-                f"{report.deleted_objects} objects ({report.deleted_bytes / 1e6:.1f} MB) in {len(report.deleted_days)} "
-                f"days; {report.held_objects} objects kept by legal holds"
-            )
-            return 0
-        # erase
-        warehouse_cm = None if args.no_warehouse else open_warehouse(default_url(root.home))
-        warehouse = warehouse_cm.__enter__() if warehouse_cm else None
+        policy = RetentionPolicy(
+            warm_after_days=args.warm_after, cold_after_days=args.cold_after, delete_after_days=args.delete_after
+        )
+    except ValueError as exc:
+        return fail(f"{exc} (set --warm-after, --cold-after and --delete-after in that order)", EXIT_USAGE)
+    holds = LegalHolds(state)
+    if args.retention_command == "lifecycle":
+        if args.apply:
+            applied = apply_lifecycle(store, policy, holds)
+            print(f"lifecycle rules put on {len(applied)} bucket(s)")
+        else:
+            print(json.dumps(lifecycle_rules(policy, holds), indent=2, default=str))
+        return EXIT_OK
+    today = args.today or datetime.now(UTC).date()
+    with open_warehouse(default_url(root.home)) as warehouse:
+        report = apply_retention(store, policy, today, holds, warehouse=warehouse, dry_run=args.dry_run)
+    print(
+        f"retention ({'dry run' if report.dry_run else 'applied'}), cutoff {report.cutoff}: "
+        f"{report.deleted_objects} objects ({report.deleted_bytes / 1e6:.1f} MB) in {len(report.deleted_days)} "
+        f"days; {report.held_objects} objects kept by legal holds"
+    )
+    return EXIT_OK
+
+
+def _erase(args: argparse.Namespace, root: settings.DataRoot, store: ObjectStore, state: StateDB) -> int:
+    from tiklive_assets.compliance import LegalHoldError, LegalHolds, erase_user
+    from tiklive_assets.warehouse import default_url, open_warehouse
+
+    with contextlib.ExitStack() as stack:
+        warehouse = None if args.no_warehouse else stack.enter_context(open_warehouse(default_url(root.home)))
         try:
             report = erase_user(
                 store,
@@ -144,22 +165,16 @@ def run(args: argparse.Namespace) -> int:
                 dry_run=not args.execute,
                 holds=LegalHolds(state),
                 state=state,
-                operator=args.operator or operator,
+                operator=args.operator,
             )
-            if args.execute and report.affected_days and warehouse is not None:
-                from tiklive_assets.warehouse import build_marts, load_days
-                from tiklive_assets.warehouse.marts import default_marts_path
-
-                load_days(store, warehouse, report.affected_days, exports=root.exports)  # Parquet without the user
-                if root.exports.exists():
-                    build_marts(root.exports, default_marts_path(root.home))
         except LegalHoldError as exc:
-            print(f"refused: {exc}", file=sys.stderr)
-            return 3
-        finally:
-            if warehouse_cm:
-                warehouse_cm.__exit__(None, None, None)
-        print(json.dumps(report.__dict__, default=str, indent=2) if args.json else report.summary())
-        return 0
-    finally:
-        state.close()
+            return fail(f"refused: {exc}", EXIT_REFUSED)
+        if args.execute and report.affected_days and warehouse is not None:
+            from tiklive_assets.warehouse import build_marts, load_days
+            from tiklive_assets.warehouse.marts import default_marts_path
+
+            load_days(store, warehouse, report.affected_days, exports=root.exports)  # Parquet without the user
+            if root.exports.exists():
+                build_marts(root.exports, default_marts_path(root.home))
+    print(json.dumps(report.__dict__, default=str, indent=2) if args.json else report.summary())
+    return EXIT_OK

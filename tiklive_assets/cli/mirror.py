@@ -9,11 +9,9 @@ keys whose marker could not be written.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-from tiklive_assets import settings
+from tiklive_assets.cli.common import add_home, use_location
 
 EXIT_OK, EXIT_LEFT, EXIT_SETUP = 0, 1, 2
 
@@ -43,8 +41,7 @@ def add_parser(sub: argparse._SubParsersAction, epilog: str = "") -> None:
         "(one HEAD per primary key: use a day's prefix, not the whole archive)",
     )
     repair.add_argument("--quiet", action="store_true", help="no line per key, only the summary")
-    for parser_ in (status, repair):
-        parser_.add_argument("--home", type=Path, default=None, help="data root (default: $TIKLIVE_HOME or ./data)")
+    add_home(status, repair)
 
 
 def run(args: argparse.Namespace, out=None, err=None) -> int:
@@ -53,8 +50,7 @@ def run(args: argparse.Namespace, out=None, err=None) -> int:
     from tiklive_assets.storage.mirror import oldest_unreplicated, repair
 
     out, err = out or sys.stdout, err or sys.stderr
-    if args.home:
-        os.environ[settings.HOME] = str(args.home.absolute())
+    root = use_location(args)
     store = default_resources()["archive_store"].open()
     if not isinstance(store, MirroredStore):
         print(
@@ -78,7 +74,7 @@ def run(args: argparse.Namespace, out=None, err=None) -> int:
             if not args.quiet:
                 print(f"[{done}/{total}] {outcome}: {key}", file=out, flush=True)
 
-        scratch = settings.DataRoot.from_env().home / "tmp"
+        scratch = root.home / "tmp"
         report = repair(store, scratch=scratch, scan_prefix=args.scan, progress=progress)
     except StoreError as exc:
         print(f"the primary store failed: {exc}", file=err)

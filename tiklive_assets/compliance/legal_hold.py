@@ -16,21 +16,21 @@ included, and are what the jobs here honour.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from tiklive_assets import settings
 from tiklive_assets.storage.base import check_list_prefix
 
 if TYPE_CHECKING:
     from tiklive_assets.state import StateDB
 
 HOLD_KV_PREFIX = "legal-hold:"
-OPERATOR_ENV = "TIKLIVE_OPERATOR"  # who places holds / runs erasures when not given explicitly
 
 
 class LegalHoldError(RuntimeError):
@@ -53,13 +53,14 @@ class LegalHoldError(RuntimeError):
 
 
 def current_operator(who: str | None = None) -> str:
-    """``who``, else ``TIKLIVE_OPERATOR``, else the OS user name."""
+    """``who``, else ``TIKLIVE_OPERATOR``, else the login name (``$USER``, else the account's), else "unknown"."""
     if who:
         return who
-    if os.environ.get(OPERATOR_ENV):
-        return os.environ[OPERATOR_ENV]
+    name = settings.operator()
+    if name != "unknown":
+        return name
     try:
-        return getpass.getuser()
+        return pwd.getpwuid(os.getuid()).pw_name
     except (KeyError, OSError):  # no login name (containers without an /etc/passwd entry)
         return "unknown"
 
