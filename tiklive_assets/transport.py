@@ -17,11 +17,12 @@ Every wait is bounded, so no server can park a worker for days:
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 from tenacity.stop import stop_base
@@ -32,7 +33,30 @@ T = TypeVar("T")
 DEFAULT_MAX_RETRY_AFTER = 300.0
 
 
-class TransientError(Exception):
+class ApiClientError(Exception):
+    """Base of every error either API client raises (``TikLiveError``, ``ResearchError``).
+
+    Picklable across processes (the Dagster daemon and ``tiklive run`` hand errors between them), whatever its
+    constructor takes: it is rebuilt from the arguments it was made with, not from its message.
+    """
+
+    _made_with: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        self = super().__new__(cls, *args)
+        self._made_with = (args, kwargs)
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        args, kwargs = self._made_with
+        return (functools.partial(type(self), **kwargs) if kwargs else type(self)), args
+
+
+class CredentialsError(ApiClientError):
+    """The API's credentials are missing, or the API rejected them: fatal, never retried."""
+
+
+class TransientError(ApiClientError):
     """A failure worth retrying with backoff: 5xx, connection failure, non-JSON gateway page, flaky error code.
 
     ``retry_after``: seconds the server asked us to wait (a 429's ``Retry-After``), or None for plain backoff.
@@ -50,7 +74,7 @@ class DeadlineExceeded(TransientError):
     """One request (all its attempts and waits) ran past its total deadline: a slow or dripping server."""
 
 
-class RetryAfterTooLong(Exception):
+class RetryAfterTooLong(ApiClientError):
     """The server asked for a wait longer than the policy accepts (or than the request's deadline leaves).
 
     Not a TransientError: nothing retries it. The caller stops and tells the user ``retry_at`` (UTC).

@@ -18,17 +18,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import requests
 
+from tiklive_assets import settings
+from tiklive_assets.metering import Ledger, RequestMeter, mark_exhausted
 from tiklive_assets.research import endpoints as ep
 from tiklive_assets.research.endpoints import COMMENT_FIELDS, MAX_COUNT, QUERY_FIELDS, USER_FIELDS, VIDEO_FIELDS
 from tiklive_assets.research.errors import (
@@ -44,10 +44,12 @@ from tiklive_assets.transport import RetryPolicy, TransientError
 
 log = logging.getLogger(__name__)
 
-CLIENT_KEY_ENV = "TIKTOK_RESEARCH_CLIENT_KEY"
-CLIENT_SECRET_ENV = "TIKTOK_RESEARCH_CLIENT_SECRET"
-BASE_URL_ENV = "TIKTOK_RESEARCH_BASE_URL"
-DEFAULT_BASE_URL = "https://open.tiktokapis.com"
+# the variables' names and the default host, for callers that name them (the settings module is their one home)
+CLIENT_KEY_ENV = settings.RESEARCH_CLIENT_KEY
+CLIENT_SECRET_ENV = settings.RESEARCH_CLIENT_SECRET
+BASE_URL_ENV = settings.RESEARCH_BASE_URL
+DEFAULT_BASE_URL = settings.DEFAULT_RESEARCH_BASE_URL
+QuotaReserver = Ledger  # the Research API's name for the shared ledger protocol
 
 # the paths, for callers that name an endpoint by its path (meters, fault scripts); the declarations are endpoints.py's
 TOKEN_PATH = ep.TOKEN.path
@@ -61,7 +63,7 @@ DEFAULT_MAX_ATTEMPTS = 4  # one request and three retries: each attempt costs qu
 
 
 def base_url_from_env() -> str:
-    return os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    return settings.research_base_url()
 
 
 # -- query builder ------------------------------------------------------------------------------------------
@@ -145,38 +147,12 @@ class ResearchResponse:
             return "bad_response"
 
 
-class QuotaReserver(Protocol):
-    """Reserves one request of the day's quota before it is sent; raises QuotaExhausted to refuse it."""
-
-    def reserve(self, endpoint: str) -> None: ...
-
-    def mark_exhausted(self) -> None: ...
-
-
 class Pacer(Protocol):
     """Spaces the requests of one search: ``wait`` before each attempt, ``mark`` when its answer arrived."""
 
     def wait(self) -> None: ...
 
     def mark(self) -> None: ...
-
-
-@dataclass
-class RequestMeter:
-    """Requests this client sent to research endpoints (each costs quota), by endpoint and by answer code."""
-
-    by_endpoint: Counter = field(default_factory=Counter)
-    by_code: Counter = field(default_factory=Counter)
-    retries: Counter = field(default_factory=Counter)  # attempts sent again, by the code that caused them
-    token_requests: int = 0
-
-    @property
-    def retried(self) -> int:
-        return sum(self.retries.values())
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_endpoint.values())
 
 
 # -- the client -------------------------------------------------------------------------------------------
@@ -192,7 +168,7 @@ class ResearchClient:
         base_url: str | None = None,
         *,
         quota: QuotaReserver | None = None,
-        on_response: Callable[[ResearchResponse], None] | None = None,
+        on_response: Callable[[ResearchResponse], object] | None = None,
         refresh_margin: float = 300.0,
         timeout: tuple[float, float] = (5.0, 60.0),
         clock: Callable[[], float] = time.time,
@@ -224,7 +200,7 @@ class ResearchClient:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> ResearchClient:
-        return cls(os.environ.get(CLIENT_KEY_ENV), os.environ.get(CLIENT_SECRET_ENV), **kwargs)
+        return cls(*settings.research_credentials(), **kwargs)
 
     def __repr__(self) -> str:  # never show the secret or the token
         return f"ResearchClient(base_url={self.base_url!r}, requests={self.meter.total})"
@@ -250,7 +226,7 @@ class ResearchClient:
                 data=form,
                 headers={"Content-Type": "application/x-www-form-urlencoded", "Cache-Control": "no-cache"},
             )
-            self.meter.token_requests += 1
+            self.meter.count_token()
             try:
                 body = http.json()
             except ValueError:
@@ -300,7 +276,7 @@ class ResearchClient:
 
     def _on_retry(self, exc: TransientError, attempt: int) -> None:
         code = getattr(exc, "code", None) or "transient"
-        self.meter.retries[code] += 1
+        self.meter.count_retry(code)
         log.warning("%s: %s; retrying (attempt %d failed)", exc.endpoint, exc.detail, attempt)
 
     def _attempt(
@@ -357,12 +333,11 @@ class ResearchClient:
         response = ResearchResponse(
             endpoint, dict(body), http.status_code, http.content, datetime.now(UTC), attempt, tuple(fields or ())
         )
-        self.meter.by_endpoint[endpoint] += 1
-        self.meter.by_code[response.error_code] += 1
+        self.meter.count(endpoint, http.status_code, response.error_code)
         if self.on_response is not None:
             self.on_response(response)  # archived before anything else reads it
-        if response.error_code == "daily_quota_limit_exceeded" and self.quota is not None:
-            self.quota.mark_exhausted()
+        if response.error_code == "daily_quota_limit_exceeded":
+            mark_exhausted(self.quota)
         return response
 
     @staticmethod

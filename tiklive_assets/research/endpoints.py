@@ -180,30 +180,26 @@ USER_INFO = Endpoint(
     subject="handle",
     parse="research_users",
 )
-USER_FOLLOWERS = Endpoint(
-    "/v2/research/user/followers/",
-    ("username", "max_count", "cursor"),
-    ("username",),
-    default_count=20,
-    pages="time",
-    items="user_followers",
-    archive="user-followers",
-    slug=("username",),
-    subject="handle",
-    parse="research_follows",
-)
-USER_FOLLOWING = Endpoint(
-    "/v2/research/user/following/",
-    ("username", "max_count", "cursor"),
-    ("username",),
-    default_count=20,
-    pages="time",
-    items="user_following",
-    archive="user-following",
-    slug=("username",),
-    subject="handle",
-    parse="research_follows",
-)
+
+
+def _follow_list(path: str, items: str, archive: str) -> Endpoint:
+    """An account's followers or following: a Unix-time cursor, archived and erased by the username."""
+    return Endpoint(
+        path,
+        ("username", "max_count", "cursor"),
+        ("username",),
+        default_count=20,
+        pages="time",
+        items=items,
+        archive=archive,
+        slug=("username",),
+        subject="handle",
+        parse="research_follows",
+    )
+
+
+USER_FOLLOWERS = _follow_list("/v2/research/user/followers/", "user_followers", "user-followers")
+USER_FOLLOWING = _follow_list("/v2/research/user/following/", "user_following", "user-following")
 VIDEO_COMMENTS = Endpoint(
     "/v2/research/video/comment/list/",
     ("video_id", "max_count", "cursor"),

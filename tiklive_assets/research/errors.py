@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from tiklive_assets.transport import TransientError
+from tiklive_assets import paging
+from tiklive_assets.metering import BudgetExhausted
+from tiklive_assets.transport import ApiClientError, CredentialsError, TransientError
 
 
-class ResearchError(Exception):
-    """Base class of every Research API error."""
+class ResearchError(ApiClientError):
+    """Base class of every Research API error (TikLiveAPI's share its base, ``transport.ApiClientError``)."""
 
 
-class MissingResearchCredentials(ResearchError):
+class MissingResearchCredentials(ResearchError, CredentialsError):
     def __init__(self, missing: list[str]) -> None:
         self.missing = missing
         super().__init__(
@@ -32,9 +34,6 @@ class ApiError(ResearchError):
         self.log_id = log_id
         # Exception directly: a transient subclass also inherits TransientError, whose __init__ takes other arguments
         Exception.__init__(self, f"{endpoint} answered HTTP {status} {code}: {message} (log_id {log_id})")
-
-    def __reduce__(self):
-        return (type(self), (self.endpoint, self.status, self.code, self.api_message, self.log_id))
 
 
 class TransientApiError(ApiError, TransientError):
@@ -57,7 +56,7 @@ class TransientApiError(ApiError, TransientError):
         self.retry_after = retry_after
 
 
-class AuthFailed(ApiError):
+class AuthFailed(ApiError, CredentialsError):
     """The client credentials or the token were rejected even after one refresh. Fatal.
 
     The token endpoint answers flat (``{"error", "error_description", "log_id"}``): its description and log id
@@ -104,35 +103,29 @@ class TryAgainLater(TransientApiError):
     """ "Something went wrong / is wrong. Please try again later", whatever its code: the API asks for a retry."""
 
 
-class QuotaExhausted(ResearchError):
+class QuotaExhausted(ResearchError, BudgetExhausted):
     """The ledger refused a request before it was sent: it would exceed the day's quota or the run's cap."""
 
     def __init__(self, day: date, spent: int, limit: int, scope: str = "daily quota") -> None:
-        self.day = day
-        self.spent = spent
-        self.limit = limit
         self.scope = scope
         hint = (
             "the next UTC day's run resumes where this stopped"
             if scope == "daily quota"
             else "raise `research.run_request_cap` (or --max-requests) or run again"
         )
-        super().__init__(f"Research API {scope} of {limit} requests reached ({spent} spent, day {day}): {hint}")
+        BudgetExhausted.__init__(
+            self,
+            day,
+            spent,
+            limit,
+            f"Research API {scope} of {limit} requests reached ({spent} spent, day {day}): {hint}",
+        )
 
-    def __reduce__(self):
-        return (type(self), (self.day, self.spent, self.limit, self.scope))
 
-
-class CursorStuck(ResearchError):
+class CursorStuck(ResearchError, paging.CursorStuck):
     """The cursor did not move in the endpoint's declared direction: following it would fetch the same page again."""
 
-    def __init__(self, endpoint: str, cursor: int | None, why: str) -> None:
-        self.endpoint = endpoint
-        self.cursor = cursor
-        super().__init__(
-            f"paginator drift on {endpoint} at cursor {cursor}: {why}; the pages so far are archived, "
-            "report the endpoint's new cursor behaviour before collecting it again"
-        )
+    next_step = "report the endpoint's new cursor behaviour before collecting it again"
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

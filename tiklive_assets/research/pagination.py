@@ -11,10 +11,11 @@ Declared per endpoint (:data:`VIDEO_QUERY_PAGES`, :data:`FOLLOWERS_PAGES`, :data
   the first request sends none (the API starts from now);
 - comments' cursor is an increasing offset.
 
-A cursor that does not move in its declared direction while ``has_more`` is true is drift (``CursorStuck``):
-following it would fetch the same page again. Pages of one search are paced: the next request leaves no sooner
-than ``pause`` seconds after the previous answer arrived (the API errors on faster pages; 10 s by default), and a
-search resumed from another run waits one full pause first. Retries are not done here: the client retries
+Each spec derives from the endpoint's declaration (``research/endpoints.py``). A cursor that does not move in its
+declared direction while ``has_more`` is true is drift (``CursorStuck``): following it would fetch the same page
+again. Pages of one search are paced: the next request leaves no sooner than ``pause`` seconds after the previous
+answer arrived (the API errors on faster pages; 10 s by default), and a search resumed from another run waits one
+full pause first. Retries are not done here: the client retries
 transient answers through the shared transport (each attempt paced, counted and charged to the quota). An expired
 ``search_id`` propagates as ``SearchIdExpired`` so the caller can restart the window.
 """
@@ -22,10 +23,12 @@ transient answers through the shared transport (each attempt paced, counted and 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tiklive_assets.paging import Walk
+from tiklive_assets.research import endpoints as ep
 from tiklive_assets.research.client import ResearchResponse
 from tiklive_assets.research.errors import ApiError, CursorStuck
 from tiklive_assets.tolerant import as_id, as_int, has_more
@@ -45,16 +48,26 @@ class PageSpec:
     paced: bool = False  # pages of one search must be ``pause`` apart
     first_cursor: int | None = 0  # the cursor of the first request (None: send none)
 
+    @classmethod
+    def of(cls, endpoint: ep.Endpoint) -> PageSpec:
+        """The spec an endpoint's declaration implies: a ``time`` cursor decreases and the first request sends
+        none; an offset (``search``, ``offset``) increases from 0; a ``search`` is paced."""
+        if endpoint.items is None or not endpoint.paginated:
+            raise ValueError(f"{endpoint.path} does not paginate")
+        if endpoint.pages == "time":
+            return cls(endpoint.items, DECREASING, first_cursor=None)
+        return cls(endpoint.items, INCREASING, paced=endpoint.pages == "search")
+
     def moved(self, cursor: int | None, next_cursor: int) -> bool:
         if cursor is None:
             return True
         return next_cursor > cursor if self.direction == INCREASING else next_cursor < cursor
 
 
-VIDEO_QUERY_PAGES = PageSpec("videos", INCREASING, paced=True)
-FOLLOWERS_PAGES = PageSpec("user_followers", DECREASING, first_cursor=None)
-FOLLOWING_PAGES = PageSpec("user_following", DECREASING, first_cursor=None)
-COMMENT_PAGES = PageSpec("comments", INCREASING)
+VIDEO_QUERY_PAGES = PageSpec.of(ep.VIDEO_QUERY)
+FOLLOWERS_PAGES = PageSpec.of(ep.USER_FOLLOWERS)
+FOLLOWING_PAGES = PageSpec.of(ep.USER_FOLLOWING)
+COMMENT_PAGES = PageSpec.of(ep.VIDEO_COMMENTS)
 
 Fetch = Callable[..., ResearchResponse]  # fetch(cursor, search_id, pacer=...) -> the ok response
 
@@ -97,9 +110,19 @@ class ResearchPage:
     has_more: bool
     response: ResearchResponse
 
+    @property
+    def endpoint(self) -> str:
+        return self.response.endpoint
 
-class ResearchPages:
-    """Walks one Research API listing from ``start_cursor`` (and ``search_id`` when resuming)."""
+
+Position = tuple[int | None, str | None]  # (cursor, search_id)
+
+
+class ResearchPages(Walk[ResearchPage, Position]):
+    """Walks one Research API listing from ``start_cursor`` (and ``search_id`` when resuming), on the walk both
+    APIs share (``paging.Walk``): only ``has_more: false`` ends it (a short, even empty, page does not)."""
+
+    stuck = CursorStuck
 
     def __init__(
         self,
@@ -111,41 +134,37 @@ class ResearchPages:
         pause: float = DEFAULT_PAUSE,
         page_guard: int = DEFAULT_PAGE_GUARD,
         resumed: bool = False,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        pacer: Pacer | None = None,
     ) -> None:
+        """``pacer``: the pause between pages, when not ``Pacer(pause, resumed=resumed)`` (an unpaced spec's is 0)."""
+        super().__init__(page_guard=page_guard)
         self.fetch = fetch
         self.spec = spec
         self.start_cursor = spec.first_cursor if start_cursor is None else int(start_cursor)
         self.search_id = search_id or None
-        self.page_guard = page_guard
-        self.pacer = Pacer(pause if spec.paced else 0.0, resumed=resumed, sleep=sleep, monotonic=monotonic)
+        self.pacer = pacer or Pacer(pause if spec.paced else 0.0, resumed=resumed)
 
     @property
     def items_key(self) -> str:
         return self.spec.items_key
 
-    def pages(self) -> Iterator[ResearchPage]:
-        cursor, search_id = self.start_cursor, self.search_id
-        fetched = 0
-        while True:
-            if fetched >= self.page_guard:
-                raise CursorStuck(self.items_key, cursor, f"more than {self.page_guard} pages in one walk")
-            response = self.fetch(cursor, search_id, pacer=self.pacer)
-            fetched += 1
-            page = self.parse(cursor, search_id, response)
-            yield page
-            if not page.has_more:
-                return  # only has_more ends a walk: a short (even empty) page does not
-            if not self.spec.moved(cursor, page.next_cursor):
-                raise CursorStuck(
-                    response.endpoint, cursor, f"cursor did not {self.spec.direction[:-3]}e (next {page.next_cursor})"
-                )
-            cursor, search_id = page.next_cursor, page.next_search_id or search_id
+    def first(self) -> Position:
+        return self.start_cursor, self.search_id
 
-    def items(self) -> Iterator[dict[str, Any]]:
-        for page in self.pages():
-            yield from page.items
+    def cursor_of(self, position: Position) -> int | None:
+        return position[0]
+
+    def fetch_page(self, position: Position) -> ResearchPage:
+        cursor, search_id = position
+        return self.parse(cursor, search_id, self.fetch(cursor, search_id, pacer=self.pacer))
+
+    def advance(self, position: Position, page: ResearchPage) -> Position:
+        cursor, search_id = position
+        if not self.spec.moved(cursor, page.next_cursor):
+            raise CursorStuck(
+                page.endpoint, cursor, f"cursor did not {self.spec.direction[:-3]}e (next {page.next_cursor})"
+            )
+        return page.next_cursor, page.next_search_id or search_id
 
     def parse(self, cursor: int | None, search_id: str | None, response: ResearchResponse) -> ResearchPage:
         data = response.data

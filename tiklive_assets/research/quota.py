@@ -14,7 +14,7 @@ Two tables of their own (created on first use, on the same sqlite/Postgres backe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -165,21 +165,20 @@ class WindowProgress:
     stop_reason: str | None = None
 
 
+@dataclass(eq=False)
 class QuotaLedger:
-    """The client's quota reserver: the day's quota shared through the state DB, plus a cap for this run."""
+    """The Research client's ledger (``metering.Ledger``): the day's quota shared through the state DB, plus a cap
+    for this run."""
 
-    def __init__(
-        self,
-        state: StateDB | ResearchState,
-        daily_quota: int = DAILY_QUOTA,
-        run_cap: int | None = None,
-        today: Callable[[], date] = utc_today,
-    ) -> None:
+    state: StateDB | ResearchState
+    daily_quota: int = DAILY_QUOTA
+    run_cap: int | None = None
+    today: Callable[[], date] = utc_today
+    spent_this_run: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        state = self.state
         self.research_state = state if isinstance(state, ResearchState) else ResearchState(state)
-        self.daily_quota = daily_quota
-        self.run_cap = run_cap
-        self.today = today
-        self.spent_this_run = 0
 
     def reserve(self, endpoint: str) -> None:
         day = self.today()

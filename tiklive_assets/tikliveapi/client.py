@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import requests
 import urllib3
@@ -23,6 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from tiklive_assets import transport
 from tiklive_assets.capture.cdn import CdnFetcher
+from tiklive_assets.metering import Ledger, RequestMeter, mark_exhausted
 from tiklive_assets.storage.keys import InvalidKeyPart, check_id
 from tiklive_assets.tikliveapi import endpoints as ep
 from tiklive_assets.tikliveapi.endpoints import Endpoint
@@ -144,37 +143,8 @@ def classify_body(body: bytes, endpoint: str | None = None) -> tuple[str | None,
     return None, ""
 
 
-class CreditLedger(Protocol):
-    """Reserves one credit before a request is sent; raises CreditBudgetExhausted when the day's budget is spent."""
-
-    def reserve(self, endpoint: str) -> None: ...
-
-
-@dataclass
-class CreditMeter:
-    """Every request the client sent, by endpoint: 1 request = 1 credit, whatever it returned."""
-
-    by_endpoint: Counter = field(default_factory=Counter)
-    by_status: Counter = field(default_factory=Counter)
-    not_data: Counter = field(default_factory=Counter)  # 200s that were errors, by kind (upstream, notjson)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def count(self, endpoint: str, status: int | str) -> None:
-        with self._lock:
-            self.by_endpoint[endpoint] += 1
-            self.by_status[str(status)] += 1
-
-    def count_not_data(self, kind: str) -> None:
-        with self._lock:
-            self.not_data[kind] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_endpoint.values())
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.by_endpoint)
+CreditLedger = Ledger  # TikLiveAPI's name for the shared ledger protocol: one credit reserved before each request
+CreditMeter = RequestMeter  # ... and for the shared meter: 1 request = 1 credit, whatever it returned
 
 
 class _Throttled(TransientError):
@@ -203,7 +173,8 @@ def _read_body(http: requests.Response, limit: int, deadline: Deadline) -> bytes
     declared = http.headers.get("Content-Length")
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise _TooLarge(int(declared), True)
-    parts, size = [], 0
+    parts: list[bytes] = []
+    size = 0
     raw = http.raw
     while True:
         if deadline.expired:
@@ -217,6 +188,21 @@ def _read_body(http: requests.Response, limit: int, deadline: Deadline) -> bytes
         parts.append(chunk)
 
 
+class _OneParameter:
+    """The typed method of an endpoint that takes exactly one parameter and does not page: ``client.userid("x")``
+    sends ``/userid/?username=x``; the path and the parameter's name are the declaration's."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        if len(endpoint.params) != 1 or endpoint.pages != "none":
+            raise ValueError(f"{endpoint.path} does not take exactly one parameter without paging")
+        self.endpoint = endpoint
+        self.__doc__ = f"GET {endpoint.path} for one {endpoint.params[0]}."
+
+    def __get__(self, client: TikLiveClient, owner: type | None = None) -> Callable[[str], ApiResponse]:
+        endpoint = self.endpoint
+        return lambda value: client._call(endpoint, **{endpoint.params[0]: value})
+
+
 class TikLiveClient:
     """Calls TikLiveAPI. Thread-safe: share one instance between download and detail workers."""
 
@@ -227,7 +213,7 @@ class TikLiveClient:
         *,
         rate_limiter: RateLimiter | None = None,
         credit_ledger: CreditLedger | None = None,
-        on_response: Callable[[ApiResponse], None] | None = None,
+        on_response: Callable[[ApiResponse], object] | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_attempts: int = 5,
@@ -249,8 +235,8 @@ class TikLiveClient:
         self.max_attempts = max_attempts
         self.request_deadline = request_deadline
         self.max_response_bytes = max_response_bytes
-        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max, max_retry_after)
-        self.credits = CreditMeter()
+        self.credits = RequestMeter()
+        self.retry = RetryPolicy(max_attempts, backoff_initial, backoff_max, max_retry_after, on_retry=self._on_retry)
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
@@ -270,6 +256,9 @@ class TikLiveClient:
         self.cdn.close()
 
     # -- transport ---------------------------------------------------------------------------------------
+
+    def _on_retry(self, exc: transport.TransientError, attempt: int) -> None:
+        self.credits.count_retry(str(exc.status or "connection-error"))
 
     def get(self, endpoint: str, params: dict[str, Any] | None = None) -> ApiResponse:
         """GET one endpoint with retries. Returns the 200 response; raises a typed error otherwise."""
@@ -350,6 +339,7 @@ class TikLiveClient:
             self.on_response(response)  # archived before anything parses it (a non-data 200 under an error slug)
         if status == 200:
             if kind == "balance":
+                mark_exhausted(self.credit_ledger)
                 raise BalanceExhausted(endpoint, detail, self.credits.total)
             if kind == "gone":
                 self.credits.count_not_data(kind)
@@ -396,14 +386,12 @@ class TikLiveClient:
     def _call(self, endpoint: Endpoint, **params: Any) -> ApiResponse:
         return self.get(endpoint.path, endpoint.request(params))
 
-    def userid(self, username: str) -> ApiResponse:
-        return self._call(ep.USERID, username=username)
-
-    def userinfo_by_username(self, username: str) -> ApiResponse:
-        return self._call(ep.USERINFO_BY_USERNAME, username=username)
-
-    def userinfo_by_id(self, userid: str) -> ApiResponse:
-        return self._call(ep.USERINFO_BY_ID, userid=userid)
+    # an endpoint that takes one parameter and does not page: the method is its declaration's
+    userid = _OneParameter(ep.USERID)
+    userinfo_by_username = _OneParameter(ep.USERINFO_BY_USERNAME)
+    userinfo_by_id = _OneParameter(ep.USERINFO_BY_ID)
+    challenge_info_id = _OneParameter(ep.CHALLENGE_INFO_ID)
+    challenge_info_name = _OneParameter(ep.CHALLENGE_INFO_NAME)
 
     def user_posts(self, userid: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
         return self._call(ep.USER_POSTS, userid=userid, count=count, cursor=cursor or 0)
@@ -465,12 +453,6 @@ class TikLiveClient:
 
     def region_list(self) -> ApiResponse:
         return self._call(ep.REGION_LIST)
-
-    def challenge_info_id(self, challenge_id: str) -> ApiResponse:
-        return self._call(ep.CHALLENGE_INFO_ID, challenge_id=challenge_id)
-
-    def challenge_info_name(self, challenge_name: str) -> ApiResponse:
-        return self._call(ep.CHALLENGE_INFO_NAME, challenge_name=challenge_name)
 
     def search_user(self, keyword: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
         return self._call(ep.SEARCH_USER, keyword=keyword, count=count, cursor=cursor or 0)

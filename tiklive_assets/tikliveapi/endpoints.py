@@ -115,6 +115,27 @@ def _id(param: str) -> tuple[Part, ...]:
     return (Part(param, "id"),)
 
 
+def _cursor_listing(
+    path: str,
+    required: tuple[str, ...],
+    slug: tuple[Part, ...],
+    items: str,
+    filters: tuple[str, ...] = (),
+    *,
+    subject: Subject | None = None,
+    parse: str | None = None,
+) -> Endpoint:
+    """A listing paged on ``cursor``: ``count`` and ``cursor`` are optional, then the ``filters``, in that order."""
+    return Endpoint(path, required, ("count", "cursor", *filters), "cursor", slug, items, subject=subject, parse=parse)
+
+
+def _follow_list(path: str, items: str) -> Endpoint:
+    """An account's followers or followings: paged on ``time``, archived and erased by the account's user id."""
+    return Endpoint(
+        path, ("userid",), ("count", "time"), "time", _id("userid"), items, subject="user_id", parse="follow_page"
+    )
+
+
 _POST = (Part("url", "post"),)
 _HANDLE = (Part("username", "handle"),)
 
@@ -123,91 +144,45 @@ USERINFO_BY_USERNAME = Endpoint(
     "/userinfo-by-username/", ("username",), slug=_HANDLE, subject="handle", parse="profile"
 )
 USERINFO_BY_ID = Endpoint("/userinfo-by-id/", ("userid",), slug=_id("userid"), subject="user_id", parse="profile")
-USER_POSTS = Endpoint(
-    "/user-posts/",
-    ("userid",),
-    ("count", "cursor"),
-    pages="cursor",
-    slug=_id("userid"),
-    items="videos",
-    subject="user_id",
-    parse="post_listing",
+USER_POSTS = _cursor_listing(
+    "/user-posts/", ("userid",), _id("userid"), "videos", subject="user_id", parse="post_listing"
 )
-USER_FOLLOWERS = Endpoint(
-    "/user-followers/",
-    ("userid",),
-    ("count", "time"),
-    pages="time",
-    slug=_id("userid"),
-    items="followers",
-    subject="user_id",
-    parse="follow_page",
-)
-USER_FOLLOWING = Endpoint(
-    "/user-following/",
-    ("userid",),
-    ("count", "time"),
-    pages="time",
-    slug=_id("userid"),
-    items="followings",
-    subject="user_id",
-    parse="follow_page",
-)
+USER_FOLLOWERS = _follow_list("/user-followers/", "followers")
+USER_FOLLOWING = _follow_list("/user-following/", "followings")
 POST_DETAIL = Endpoint("/post-detail/", ("url",), slug=_POST, subject="post", parse="post_detail")
 # its answer is two CDN URLs that expire in minutes: archived as paid for, nothing in it is worth a table
 DOWNLOAD_VIDEO = Endpoint("/download-video/", ("url",), slug=_POST, subject="post")
-POST_COMMENTS = Endpoint(
-    "/post-comments/",
-    ("url",),
-    ("count", "cursor"),
-    pages="cursor",
-    slug=_POST,
-    items="comments",
-    subject="post",
-    parse="comment_page",
-)
-POST_COMMENT_REPLIES = Endpoint(
+POST_COMMENTS = _cursor_listing("/post-comments/", ("url",), _POST, "comments", subject="post", parse="comment_page")
+POST_COMMENT_REPLIES = _cursor_listing(
     "/post-comment-replies/",
     ("comment_id", "url"),
-    ("count", "cursor"),
-    pages="cursor",
-    slug=(Part("url", "post"), Part("comment_id", "id")),
-    items="comments",
+    (Part("url", "post"), Part("comment_id", "id")),
+    "comments",
     subject="post",
     parse="comment_page",
 )
-CHALLENGE_POSTS = Endpoint(
+CHALLENGE_POSTS = _cursor_listing(
     "/challenge-posts/",
     ("challenge_id",),
-    ("count", "cursor", "region"),
-    pages="cursor",
-    slug=(Part("challenge_id", "id"), Part("region", "lower", when="truthy")),
-    items="videos",
+    (Part("challenge_id", "id"), Part("region", "lower", when="truthy")),
+    "videos",
+    ("region",),
     parse="post_listing",
 )
-SEARCH_VIDEO = Endpoint(
+SEARCH_VIDEO = _cursor_listing(
     "/search-video/",
     ("keyword",),
-    ("count", "cursor", "publish_time", "sort_by", "region"),
-    pages="cursor",
-    slug=(
+    (
         Part("keyword", "text"),
         Part("publish_time", "lower", "pt", "given"),
         Part("sort_by", "lower", "sb", "given"),
         Part("region", "lower", when="given"),
     ),
-    items="videos",
+    "videos",
+    ("publish_time", "sort_by", "region"),
     parse="post_listing",
 )
-MUSIC_POSTS = Endpoint(
-    "/music-posts/",
-    ("music_id",),
-    ("count", "cursor"),
-    pages="cursor",
-    slug=_id("music_id"),
-    items="videos",
-    parse="post_listing",
-)
+MUSIC_POSTS = _cursor_listing("/music-posts/", ("music_id",), _id("music_id"), "videos", parse="post_listing")
 # the three below are archived only: reference data (regions, hashtag facts) that no table holds yet
 REGION_LIST = Endpoint("/region-list/", slug="regions", personal_data=False)
 CHALLENGE_INFO_ID = Endpoint("/challenge-info-id/", ("challenge_id",), slug=_id("challenge_id"), personal_data=False)
@@ -215,15 +190,7 @@ CHALLENGE_INFO_NAME = Endpoint(
     "/challenge-info-name/", ("challenge_name",), slug=(Part("challenge_name", "text"),), personal_data=False
 )
 # accounts by keyword, archived only; erasure takes a keyword equal to the subject's handle as about them
-SEARCH_USER = Endpoint(
-    "/search-user/",
-    ("keyword",),
-    ("count", "cursor"),
-    pages="cursor",
-    slug=(Part("keyword", "text"),),
-    items="user_list",
-    subject="handle",
-)
+SEARCH_USER = _cursor_listing("/search-user/", ("keyword",), (Part("keyword", "text"),), "user_list", subject="handle")
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     USERID,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from tiklive_assets import transport
-
-
-class TikLiveError(Exception):
-    """Base class of every client error."""
+from tiklive_assets import paging, transport
+from tiklive_assets.metering import BudgetExhausted
+from tiklive_assets.tikliveapi.endpoints import POST_DETAIL
 
 
-class AuthError(TikLiveError):
+class TikLiveError(transport.ApiClientError):
+    """Base class of every client error (the Research API's share its base, ``transport.ApiClientError``)."""
+
+
+class AuthError(TikLiveError, transport.CredentialsError):
     """401/403 from the API: the key is missing, wrong or revoked. Fatal, never retried."""
 
     def __init__(self, status: int, endpoint: str):
@@ -45,11 +47,11 @@ class NotFound(TikLiveError):
 
 
 class VideoGone(NotFound):
-    """A video that /post-detail/ no longer serves (deleted, private, region-locked)."""
+    """A video that ``/post-detail/`` no longer serves (deleted, private, region-locked)."""
 
     def __init__(self, aweme_id: str, reason: str):
         self.aweme_id = aweme_id
-        super().__init__("/post-detail/", aweme_id, reason)
+        super().__init__(POST_DETAIL.path, aweme_id, reason)
 
 
 class RateLimited(TikLiveError):
@@ -75,9 +77,6 @@ class RateLimited(TikLiveError):
             )
         super().__init__(message)
 
-    def __reduce__(self):
-        return (type(self), (self.endpoint, self.retry_after, self.retry_at))
-
 
 class TransientError(transport.TransientError, TikLiveError):
     """5xx, a connection failure, an error inside a 200, a body that is not JSON: retried with backoff, bounded."""
@@ -98,28 +97,29 @@ class BadResponse(TikLiveError):
         self.detail = detail
         super().__init__(f"{endpoint} answered HTTP {status}: {detail}")
 
-    def __reduce__(self):
-        return (type(self), (self.endpoint, self.status, self.detail))
 
-
-class CreditBudgetExhausted(TikLiveError):
+class CreditBudgetExhausted(TikLiveError, BudgetExhausted):
     """The configured daily credit budget is spent; the run stops cleanly before exceeding it.
 
-    Raised by a ``CreditLedger`` (the state database's is shared by every process) before a request is sent.
+    Raised by a ledger (``metering.Ledger``; the state database's is shared by every process) before a request is
+    sent.
     """
 
-    def __init__(self, day, spent: int, budget: int):
-        self.day = day
-        self.spent = spent
-        self.budget: int | None = budget  # None for BalanceExhausted: the account's balance, not a budget
+    def __init__(self, day: date, spent: int, budget: int):
         shown = day.isoformat() if hasattr(day, "isoformat") else day
-        super().__init__(
+        BudgetExhausted.__init__(
+            self,
+            day,
+            spent,
+            budget,
             f"daily credit budget of {budget} reached for {shown}: {spent} credits spent; raise "
-            "`daily_credit_budget` in tiklive.yaml or wait until tomorrow (UTC): a rerun resumes where this stopped"
+            "`daily_credit_budget` in tiklive.yaml or wait until tomorrow (UTC): a rerun resumes where this stopped",
         )
 
-    def __reduce__(self):  # picklable across processes (the args differ from the message)
-        return (type(self), (self.day, self.spent, self.budget))
+    @property
+    def budget(self) -> int | None:
+        """The day's budget; None for BalanceExhausted: the account's balance, not a budget."""
+        return self.limit
 
 
 class BalanceExhausted(CreditBudgetExhausted):
@@ -131,28 +131,18 @@ class BalanceExhausted(CreditBudgetExhausted):
     def __init__(self, endpoint: str, message: str, spent: int):
         self.endpoint = endpoint
         self.message = message
-        self.day = datetime.now(UTC).date()
-        self.spent = spent
-        self.budget = None
-        TikLiveError.__init__(
+        BudgetExhausted.__init__(
             self,
+            datetime.now(UTC).date(),
+            spent,
+            None,
             f"the TikLiveAPI credit balance is exhausted: {endpoint} answered {message!r} instead of data. This "
             f"process spent {spent} credits before it stopped; nothing was marked done and no video was blamed. Top "
             "up the balance on your TikLiveAPI profile page, then rerun: it resumes where this run stopped.",
         )
 
-    def __reduce__(self):
-        return (type(self), (self.endpoint, self.message, self.spent))
 
-
-class CursorStuck(TikLiveError):
+class CursorStuck(TikLiveError, paging.CursorStuck):
     """A drifting paginator: a cursor that does not advance, a repeated page, or more pages than allowed."""
 
-    def __init__(self, endpoint: str, cursor: str | int | None, why: str):
-        self.endpoint = endpoint
-        self.cursor = cursor
-        self.why = why
-        super().__init__(
-            f"paginator drift on {endpoint} at cursor {cursor!r}: {why}. The pages fetched so far are archived; "
-            "inspect them and reset the cursor with `tiklive cursors`."
-        )
+    next_step = "inspect them and reset the cursor with `tiklive cursors`"

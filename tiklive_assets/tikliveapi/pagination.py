@@ -7,17 +7,19 @@ TikLiveAPI has two envelopes here (the Research API's ``cursor`` + ``search_id``
 - ``FollowPages``: ``followers`` or ``followings`` + ``time`` + ``hasMore`` (user-followers, user-following).
 
 Each page remembers the cursor (or time) that fetched it, which is what the archive slug names, so a walk
-can resume from any archived page. Drift (a cursor that does not advance, a page seen before, more pages
-than the guard allows) raises ``CursorStuck`` instead of looping and spending credits forever.
+can resume from any archived page. The walk itself is the one both APIs share (``tiklive_assets.paging.Walk``):
+drift (a cursor that does not advance, a page seen before, more pages than the guard allows) raises
+``CursorStuck`` instead of looping and spending credits forever.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from tiklive_assets.paging import Walk
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck
 from tiklive_assets.tolerant import (
@@ -47,11 +49,22 @@ class Page:
         return [i for i in map(id_of, self.items) if i is not None]
 
 
-class Paginator:
-    """Walks one paginated endpoint. Subclasses declare the envelope; the walk is written once, here."""
+class _WalkState:
+    """What one walk has seen: drift is a cursor, a page or a page of items that came before."""
 
-    items_key: ClassVar[str]
-    items_fallbacks: ClassVar[tuple[str, ...]] = ()  # other names the list was seen under
+    def __init__(self) -> None:
+        self.cursors: set[str] = set()
+        self.pages: set[str] = set()
+        self.items: set[str] = set()  # duplicate rows: a page made only of items seen earlier in this walk
+
+
+class Paginator(Walk[Page, str]):
+    """Walks one paginated endpoint. Subclasses declare the envelope; the walk is the shared one (``paging.Walk``),
+    with TikLiveAPI's drift checks here."""
+
+    stuck = CursorStuck
+    items_key: str  # a class's, or one walk's (``items_key=``, ``FollowPages.following``)
+    items_fallbacks: tuple[str, ...] = ()  # other names the list was seen under
     cursor_key: ClassVar[str] = "cursor"
 
     @staticmethod
@@ -68,58 +81,43 @@ class Paginator:
         page_guard: int = DEFAULT_PAGE_GUARD,
         items_key: str | None = None,
     ):
+        super().__init__(page_guard=page_guard, max_pages=max_pages)
         self.fetch = fetch
         self.start = str(start or 0)
-        self.max_pages = max_pages
-        self.page_guard = max(page_guard, max_pages or 0)  # a configured bound is never mistaken for drift
         if items_key is not None:
             self.items_key = items_key
+        self._seen = _WalkState()
 
-    def pages(self) -> Iterator[Page]:
-        cursor = self.start
-        seen_cursors: set[str] = set()
-        seen_pages: set[str] = set()
-        seen_items: set[str] = set()  # duplicate rows: a page made only of items seen earlier in this walk
-        fetched = 0
-        endpoint = self._endpoint  # the real endpoint once a page names it (the guard's error must say which)
-        while True:
-            if self.max_pages is not None and fetched >= self.max_pages:
-                return
-            if fetched >= self.page_guard:
-                raise CursorStuck(endpoint, cursor, f"more than {self.page_guard} pages in one walk")
-            seen_cursors.add(cursor)
-            response = self.fetch(cursor)
-            fetched += 1
-            page = self.parse(cursor, response)
-            endpoint = page.endpoint
-            ids = page.ids(self.item_id)
-            fingerprint = _fingerprint(ids, page.items)
-            if page.items and fingerprint in seen_pages:
-                raise CursorStuck(page.endpoint, cursor, "the same page came back twice")
-            seen_pages.add(fingerprint)
-            if fetched > 1 and ids and all(i in seen_items for i in ids):
-                raise CursorStuck(page.endpoint, cursor, "every item on the page was already returned by this walk")
-            seen_items.update(ids)
-            yield page
-            if not page.has_more:
-                return
-            if not (page.next_cursor.isdigit() and page.next_cursor.isascii() and len(page.next_cursor) <= 32):
-                # Each page is archived under a key naming its cursor, which must be a number: asking for this
-                # page would pay for an answer that could not be kept. Stop here; the pages so far are archived.
-                raise CursorStuck(page.endpoint, cursor, f"the next cursor {page.next_cursor[:40]!r} is not a number")
-            if page.next_cursor in seen_cursors:
-                raise CursorStuck(
-                    page.endpoint, cursor, f"{self.cursor_key} did not advance (next {page.next_cursor!r})"
-                )
-            cursor = page.next_cursor
+    def first(self) -> str:
+        self._seen = _WalkState()
+        return self.start
 
-    def items(self) -> Iterator[dict[str, Any]]:
-        for page in self.pages():
-            yield from page.items
+    def cursor_of(self, position: str) -> str:
+        return position
 
-    @property
-    def _endpoint(self) -> str:
-        return type(self).__name__
+    def fetch_page(self, position: str) -> Page:
+        self._seen.cursors.add(position)
+        return self.parse(position, self.fetch(position))
+
+    def check(self, page: Page, fetched: int) -> None:
+        ids = page.ids(self.item_id)
+        fingerprint = _fingerprint(ids, page.items)
+        if page.items and fingerprint in self._seen.pages:
+            raise CursorStuck(page.endpoint, page.cursor, "the same page came back twice")
+        self._seen.pages.add(fingerprint)
+        if fetched > 1 and ids and all(i in self._seen.items for i in ids):
+            raise CursorStuck(page.endpoint, page.cursor, "every item on the page was already returned by this walk")
+        self._seen.items.update(ids)
+
+    def advance(self, position: str, page: Page) -> str:
+        nxt = page.next_cursor
+        if not (nxt.isdigit() and nxt.isascii() and len(nxt) <= 32):
+            # Each page is archived under a key naming its cursor, which must be a number: asking for this
+            # page would pay for an answer that could not be kept. Stop here; the pages so far are archived.
+            raise CursorStuck(page.endpoint, position, f"the next cursor {nxt[:40]!r} is not a number")
+        if nxt in self._seen.cursors:
+            raise CursorStuck(page.endpoint, position, f"{self.cursor_key} did not advance (next {nxt!r})")
+        return nxt
 
     def parse(self, cursor: str, response: ApiResponse) -> Page:
         """Read one page tolerantly: the list under its name (or a name it was seen under), items that are objects,
@@ -172,7 +170,7 @@ class FollowPages(Paginator):
     """``followers``/``followings`` + ``time`` + ``hasMore``: user-followers and user-following."""
 
     items_key = FOLLOWER_ITEM_KEYS[0]
-    items_fallbacks = FOLLOWER_ITEM_KEYS[1:]
+    items_fallbacks: tuple[str, ...] = FOLLOWER_ITEM_KEYS[1:]
     cursor_key = "time"
 
     @staticmethod

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pyrate_limiter import InMemoryBucket, Limiter, Rate, SQLiteBucket
+from pyrate_limiter import AbstractBucket, InMemoryBucket, Limiter, Rate, SQLiteBucket
 
 from tiklive_assets import progress
 from tiklive_assets.tikliveapi.errors import TransientError
@@ -80,6 +80,7 @@ class RateLimiter:
     def _build(self) -> Limiter:
         parsed = urlparse(self.backend_url)
         scheme = parsed.scheme
+        bucket: AbstractBucket
         if scheme == "memory":
             return self._limiter_for(InMemoryBucket([self._rate]))
         if scheme == "sqlite":
@@ -107,7 +108,7 @@ class RateLimiter:
             "or postgresql://..."
         )
 
-    def _limiter_for(self, bucket) -> Limiter:
+    def _limiter_for(self, bucket: AbstractBucket) -> Limiter:
         """The limiter over ``bucket``, with the bucket's ``waiting`` wrapped to announce long waits.
 
         pyrate-limiter asks ``bucket.waiting(item)`` (the time to the window's next free slot) right before it
@@ -123,7 +124,7 @@ class RateLimiter:
                 log.info("waiting %.0f s for the plan's rate window (%s)", wait_ms / 1000, self.plan.describe())
             return wait_ms
 
-        bucket.waiting = waiting
+        bucket.waiting = waiting  # type: ignore[method-assign]  # this instance only (see the docstring)
         return Limiter(bucket, buffer_ms=0)
 
     def acquire(self) -> None:
@@ -165,8 +166,8 @@ def _backend_failure(exc: Exception) -> str | None:
     try:
         import redis
     except ImportError:  # pragma: no cover - redis is a dependency
-        redis = None
-    if redis is not None:
+        pass
+    else:
         if isinstance(exc, redis.exceptions.NoScriptError):
             return "reload"
         if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
