@@ -123,15 +123,15 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
     from tqdm import tqdm
 
     from tiklive_assets import settings
-    from tiklive_assets.tracking import ConfigError
     from tiklive_assets.research.archive import ResearchArchive
     from tiklive_assets.research.client import VIDEO_QUERY, ResearchClient, build_query, query_hash
     from tiklive_assets.research.collect import CollectOptions, collect_comments, collect_users, collect_videos
     from tiklive_assets.research.errors import ResearchError
     from tiklive_assets.research.quota import QuotaLedger, ResearchState
-    from tiklive_assets.research.warehouse import default_target, load_research_warehouse, videos_per_user
+    from tiklive_assets.research.warehouse import load_research_warehouse, videos_per_user
     from tiklive_assets.research.windows import split_range
     from tiklive_assets.state import StateDB
+    from tiklive_assets.tracking import ConfigError
 
     if args.home:
         os.environ[settings.HOME] = str(args.home.absolute())
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901
         finally:
             bar.close()
 
-        target = args.warehouse or default_target()
+        target = args.warehouse or settings.warehouse_url()
         loaded = load_research_warehouse(store, target)
         counts = videos_per_user(target, start, end, users or None)
         print(f"research {start}..{end}: {len(windows)} windows x {len(queries)} search(es)")

@@ -1,7 +1,8 @@
 """Research API tables, derived only from the ``research-raw/`` archive (so ``tiklive replay`` rebuilds them).
 
-Knows nothing of the client: it lists archived objects, parses their keys and bodies, and replaces four tables
-in the main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres database given by URL:
+Knows nothing of the client: it lists archived objects, parses their keys and bodies, and replaces the research
+tables (declared in :mod:`tiklive_assets.warehouse.schema` beside the others, loaded by the same backends) in the
+main warehouse file (``TIKLIVE_HOME/warehouse.duckdb``) or a Postgres database given by URL:
 
 - ``research_videos``: one row per video ``id`` (the fields the video query asks for), values of its latest capture;
 - ``research_video_counters``: the counters (views, likes, comments, shares) per video per capture day
@@ -29,85 +30,34 @@ import gzip
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from tiklive_assets.research.keys import COMMENT_PAGE_SLUG, RESEARCH_PREFIX, USER_PAGE_SLUG, parse_video_slug
+import pyarrow as pa
+
+from tiklive_assets import settings
+from tiklive_assets.research.endpoints import BY_ARCHIVE, USER_FOLLOWERS
 from tiklive_assets.storage import ObjectStore
-from tiklive_assets.storage.keys import InvalidKeyPart, check_handle, parse_raw_key
+from tiklive_assets.storage.keys import (
+    COMMENT_PAGE_SLUG,
+    RESEARCH_PREFIX,
+    USER_PAGE_SLUG,
+    InvalidKeyPart,
+    RawKey,
+    check_handle,
+    parse_raw_key,
+    parse_video_slug,
+)
 from tiklive_assets.tolerant import Tally, epoch_seconds, post_id, strip_nul
+from tiklive_assets.warehouse.backends import is_postgres, open_warehouse
+from tiklive_assets.warehouse.schema import RESEARCH_TABLES, Table
 
 log = logging.getLogger(__name__)
 
-VIDEO_COLUMNS = (
-    ("id", "TEXT PRIMARY KEY"),
-    ("username", "TEXT"),
-    ("create_time", "BIGINT"),
-    ("create_date", "DATE"),
-    ("video_description", "TEXT"),
-    ("region_code", "TEXT"),
-    ("music_id", "TEXT"),
-    ("hashtag_names", "TEXT"),
-    ("effect_ids", "TEXT"),
-    ("playlist_id", "TEXT"),
-    ("voice_to_text", "TEXT"),
-    ("view_count", "BIGINT"),
-    ("like_count", "BIGINT"),
-    ("comment_count", "BIGINT"),
-    ("share_count", "BIGINT"),
-    ("first_captured_on", "DATE"),
-    ("last_captured_on", "DATE"),
-    ("source_key", "TEXT"),
-)
-COUNTER_COLUMNS = (
-    ("id", "TEXT"),
-    ("captured_on", "DATE"),
-    ("view_count", "BIGINT"),
-    ("like_count", "BIGINT"),
-    ("comment_count", "BIGINT"),
-    ("share_count", "BIGINT"),
-    ("source_key", "TEXT"),
-)
-USER_COLUMNS = (
-    ("username", "TEXT"),
-    ("captured_on", "DATE"),
-    ("display_name", "TEXT"),
-    ("bio_description", "TEXT"),
-    ("avatar_url", "TEXT"),
-    ("is_verified", "BOOLEAN"),
-    ("follower_count", "BIGINT"),
-    ("following_count", "BIGINT"),
-    ("likes_count", "BIGINT"),
-    ("video_count", "BIGINT"),
-    ("source_key", "TEXT"),
-)
-FOLLOW_COLUMNS = (
-    ("username", "TEXT"),
-    ("direction", "TEXT"),
-    ("other_username", "TEXT"),
-    ("other_display_name", "TEXT"),
-    ("captured_on", "DATE"),
-)
-COMMENT_COLUMNS = (
-    ("id", "TEXT PRIMARY KEY"),
-    ("video_id", "TEXT"),
-    ("parent_comment_id", "TEXT"),
-    ("text", "TEXT"),
-    ("like_count", "BIGINT"),
-    ("reply_count", "BIGINT"),
-    ("create_time", "BIGINT"),
-    ("captured_on", "DATE"),
-    ("source_key", "TEXT"),
-)
-TABLES = {
-    "research_videos": (VIDEO_COLUMNS, None),
-    "research_video_counters": (COUNTER_COLUMNS, "id, captured_on"),
-    "research_users": (USER_COLUMNS, "username, captured_on"),
-    "research_follows": (FOLLOW_COLUMNS, "username, direction, other_username, captured_on"),
-    "research_comments": (COMMENT_COLUMNS, None),
-}
+COUNTERS = ("view_count", "like_count", "comment_count", "share_count")
 
 
 @dataclass
@@ -129,22 +79,6 @@ class _Page:
     generation: int
     cursor: int
     data: dict[str, Any]
-
-
-WAREHOUSE_URL = "TIKLIVE_WAREHOUSE_URL"  # the main warehouse's variable: postgresql://… or a DuckDB path
-
-
-def default_target() -> str:
-    """``TIKLIVE_WAREHOUSE_URL`` (as the main warehouse reads it), else ``TIKLIVE_HOME/warehouse.duckdb``."""
-    import os
-
-    from tiklive_assets.settings import DataRoot
-
-    return os.environ.get(WAREHOUSE_URL) or str(DataRoot.from_env().warehouse)
-
-
-def _duckdb_path(target: str) -> Path:
-    return Path(target.removeprefix("duckdb://")) if target.startswith("duckdb:///") else Path(target)
 
 
 def _read(store: ObjectStore, key: str) -> dict[str, Any] | None:
@@ -197,89 +131,91 @@ class _Reader:
             self.tally.nulled[name] += 1
         return result
 
+    def counters(self, v: dict) -> tuple[builtins.int | None, ...]:
+        return tuple(self.int(v.get(name), f"video.{name}") for name in COUNTERS)
 
-# one branch per research endpoint's records; splitting it is a refactor for its own change
-def build_rows(  # noqa: C901
-    store: ObjectStore,
-    prefix: str = RESEARCH_PREFIX,
-) -> tuple[dict[str, list[tuple]], ResearchLoadReport]:
-    """Every table's rows from the archive alone (pure: no database touched)."""
-    report = ResearchLoadReport()
-    r = _Reader()
-    comments: dict[str, tuple[tuple, dict, str, date]] = {}  # comment id -> (order, comment, key, day)
-    windows: dict[tuple[str, str], dict[int, list[_Page]]] = defaultdict(lambda: defaultdict(list))
-    users: dict[tuple[str, date], tuple[dict, str]] = {}
-    follows: set[tuple] = set()
+
+def _handle(slug: str) -> str | None:
+    try:
+        return check_handle(slug)
+    except InvalidKeyPart:
+        return None
+
+
+# how each research table's archive folder names its objects: the slug, parsed (None: not a data object)
+_SLUGS: dict[str, Callable[[str], Any]] = {
+    "research_videos": parse_video_slug,
+    "research_users": _handle,
+    "research_follows": USER_PAGE_SLUG.fullmatch,
+    "research_comments": COMMENT_PAGE_SLUG.fullmatch,
+}
+
+
+class _Archive:
+    """What one pass over ``research-raw/`` found, grouped the way the tables are built from it."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.r = reader
+        self.windows: dict[tuple[str, str], dict[int, list[_Page]]] = defaultdict(lambda: defaultdict(list))
+        self.users: dict[tuple[str, date], tuple[dict, str]] = {}
+        self.follows: set[tuple] = set()
+        self.comments: dict[str, tuple[tuple, dict, str, date]] = {}  # comment id -> (order, comment, key, day)
+
+    def add(self, table: str, raw: RawKey, key: str, slug: Any, data: dict[str, Any]) -> None:
+        if table == "research_videos":
+            page = _Page(key, raw.day, slug.generation, slug.cursor, data)
+            self.windows[(slug.qhash, slug.window.key)][slug.generation].append(page)
+        elif table == "research_users":
+            self.users[(slug, raw.day)] = (data, key)
+        elif table == "research_follows":
+            self._add_follows(raw, slug["username"], data)
+        else:
+            order: tuple = (raw.day, int(slug["cursor"]), key)
+            for comment in data.get("comments") or []:
+                cid = self.r.id(comment.get("id"), "comment.id") if isinstance(comment, dict) else None
+                if cid is not None and (cid not in self.comments or order > self.comments[cid][0]):
+                    self.comments[cid] = (order, comment, key, raw.day)
+
+    def _add_follows(self, raw: RawKey, username: str, data: dict[str, Any]) -> None:
+        endpoint = BY_ARCHIVE[raw.endpoint]
+        direction = "follower" if endpoint is USER_FOLLOWERS else "following"
+        for person in data.get(endpoint.items or "") or []:
+            other = self.r.text(person.get("username"), "follow.username") if isinstance(person, dict) else None
+            if other:
+                display = self.r.text(person.get("display_name"), "follow.display_name")
+                self.follows.add((username, direction, other, display, raw.day))
+
+
+def _scan(store: ObjectStore, prefix: str, report: ResearchLoadReport, r: _Reader) -> _Archive:
+    found = _Archive(r)
     for info in store.list(prefix + "/"):
         try:
             raw = parse_raw_key(info.key, prefix)
         except InvalidKeyPart:  # conflict copies and anything foreign
             report.objects_skipped += 1
             continue
-        if raw.endpoint == "video-query":
-            slug = parse_video_slug(raw.slug)
-            if slug is None:  # an error response
-                report.objects_skipped += 1
-                continue
-            data = _read(store, info.key)
-            if data is None:
-                report.objects_skipped += 1
-                continue
-            windows[(slug.qhash, slug.window.key)][slug.generation].append(
-                _Page(info.key, raw.day, slug.generation, slug.cursor, data)
-            )
-        elif raw.endpoint == "user-info":
-            try:
-                username = check_handle(raw.slug)
-            except InvalidKeyPart:
-                report.objects_skipped += 1
-                continue
-            data = _read(store, info.key)
-            if data is None:
-                report.objects_skipped += 1
-                continue
-            users[(username, raw.day)] = (data, info.key)
-        elif raw.endpoint in ("user-followers", "user-following"):
-            m = USER_PAGE_SLUG.fullmatch(raw.slug)
-            data = _read(store, info.key) if m else None
-            if m is None or data is None:
-                report.objects_skipped += 1
-                continue
-            direction = "follower" if raw.endpoint == "user-followers" else "following"
-            for person in data.get("user_followers" if direction == "follower" else "user_following") or []:
-                other = r.text(person.get("username"), "follow.username") if isinstance(person, dict) else None
-                if other:
-                    follows.add(
-                        (
-                            m["username"],
-                            direction,
-                            other,
-                            r.text(person.get("display_name"), "follow.display_name"),
-                            raw.day,
-                        )
-                    )
-        elif raw.endpoint == "video-comments":
-            m = COMMENT_PAGE_SLUG.fullmatch(raw.slug)
-            data = _read(store, info.key) if m else None
-            if m is None or data is None:
-                report.objects_skipped += 1
-                continue
-            order: tuple = (raw.day, int(m["cursor"]), info.key)
-            for comment in data.get("comments") or []:
-                cid = r.id(comment.get("id"), "comment.id") if isinstance(comment, dict) else None
-                if cid is None:
-                    continue
-                if cid not in comments or order > comments[cid][0]:
-                    comments[cid] = (order, comment, info.key, raw.day)
-        else:
+        endpoint = BY_ARCHIVE.get(raw.endpoint)
+        table = endpoint.parse if endpoint is not None else None
+        parse_slug = _SLUGS.get(table or "")
+        slug = parse_slug(raw.slug) if parse_slug is not None else None
+        data = _read(store, info.key) if slug is not None else None  # an error response has no data slug
+        if data is None:
             report.objects_skipped += 1
             continue
+        found.add(str(table), raw, info.key, slug, data)
         report.objects_read += 1
+    return found
 
+
+def _videos(found: _Archive, report: ResearchLoadReport) -> tuple[dict, dict, dict]:
+    """The latest capture of each current video, its first capture day, and the latest counters per capture day.
+
+    Per (query, window), the latest complete generation (its first page there, and a page that ended the search)
+    replaces the earlier ones; counters are observations, kept from every generation."""
     latest: dict[str, tuple[tuple, dict, str, date]] = {}  # id (text) -> (order, video, key, day)
     first_seen: dict[str, date] = {}
     counters: dict[tuple[str, date], tuple[tuple, dict, str]] = {}
-    for (_qhash, _window), generations in windows.items():
+    for generations in found.windows.values():
         complete = [
             g
             for g, pages in generations.items()
@@ -296,18 +232,27 @@ def build_rows(  # noqa: C901
                     vid = post_id(video)  # "id" on the wire ("video_id" in TikTok's docs), as text
                     if vid is None:
                         continue
-                    # counters are observations: every capture day keeps its latest, superseded or not
                     ck = (vid, page.day)
                     if ck not in counters or order > counters[ck][0]:
                         counters[ck] = (order, video, page.key)
                     first_seen[vid] = min(first_seen.get(vid, page.day), page.day)
-                    if superseded:
-                        continue
-                    if vid not in latest or order > latest[vid][0]:
+                    if not superseded and (vid not in latest or order > latest[vid][0]):
                         latest[vid] = (order, video, page.key, page.day)
+    return latest, first_seen, counters
 
-    rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
-    for vid, (_order, v, key, day) in sorted(latest.items(), key=lambda kv: (len(kv[0]), kv[0])):
+
+def _by_id(item: tuple[Any, ...]) -> tuple[int, Any]:
+    """Ids in numeric order without converting them: shorter first, then as text."""
+    key = item[0]
+    text = key[0] if isinstance(key, tuple) else key
+    return (len(text), key)
+
+
+def _rows(found: _Archive, report: ResearchLoadReport) -> dict[str, list[tuple]]:
+    r = found.r
+    latest, first_seen, counters = _videos(found, report)
+    rows: dict[str, list[tuple]] = {table.name: [] for table in RESEARCH_TABLES}
+    for vid, (_order, v, key, day) in sorted(latest.items(), key=_by_id):
         ct = r.epoch(v.get("create_time"), "video.create_time")
         rows["research_videos"].append(
             (
@@ -322,18 +267,16 @@ def build_rows(  # noqa: C901
                 r.json_list(v.get("effect_ids"), "video.effect_ids"),
                 r.id(v.get("playlist_id"), "video.playlist_id"),
                 r.text(v.get("voice_to_text"), "video.voice_to_text"),
-                *_counters(r, v),
+                *r.counters(v),
                 first_seen[vid],
                 day,
                 key,
             )
         )
-    for (vid, day), (_order, v, key) in sorted(counters.items(), key=lambda kv: (len(kv[0][0]), kv[0])):
-        if vid not in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
-            continue
-        rows["research_video_counters"].append((vid, day, *_counters(r, v), key))
-    for (username, day), (d, key) in sorted(users.items()):
-        verified = d.get("is_verified")
+    for (vid, day), (_order, v, key) in sorted(counters.items(), key=_by_id):
+        if vid in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
+            rows["research_video_counters"].append((vid, day, *r.counters(v), key))
+    for (username, day), (d, key) in sorted(found.users.items()):
         rows["research_users"].append(
             (
                 username,
@@ -341,16 +284,16 @@ def build_rows(  # noqa: C901
                 r.text(d.get("display_name"), "user.display_name"),
                 r.text(d.get("bio_description"), "user.bio_description"),
                 r.text(d.get("avatar_url"), "user.avatar_url"),
-                r.tally.bool(verified, "user.is_verified"),
-                r.int(d.get("follower_count"), "user.follower_count"),
-                r.int(d.get("following_count"), "user.following_count"),
-                r.int(d.get("likes_count"), "user.likes_count"),
-                r.int(d.get("video_count"), "user.video_count"),
+                r.tally.bool(d.get("is_verified"), "user.is_verified"),
+                *(
+                    r.int(d.get(n), f"user.{n}")
+                    for n in ("follower_count", "following_count", "likes_count", "video_count")
+                ),
                 key,
             )
         )
-    rows["research_follows"] = sorted(follows, key=lambda row: (row[0], row[1], row[2], row[4]))
-    for cid, (_order, c, key, day) in sorted(comments.items(), key=lambda kv: (len(kv[0]), kv[0])):
+    rows["research_follows"] = sorted(found.follows, key=lambda row: (row[0], row[1], row[2], row[4]))
+    for cid, (_order, c, key, day) in sorted(found.comments.items(), key=_by_id):
         rows["research_comments"].append(
             (
                 cid,
@@ -364,6 +307,14 @@ def build_rows(  # noqa: C901
                 key,
             )
         )
+    return rows
+
+
+def build_rows(store: ObjectStore, prefix: str = RESEARCH_PREFIX) -> tuple[dict[str, list[tuple]], ResearchLoadReport]:
+    """Every table's rows from the archive alone (pure: no database touched)."""
+    report = ResearchLoadReport()
+    r = _Reader()
+    rows = _rows(_scan(store, prefix, report, r), report)
     report.rows = {name: len(rs) for name, rs in rows.items()}
     report.nul_stripped = r.nul
     report.nulled = dict(r.tally.nulled)
@@ -372,44 +323,12 @@ def build_rows(  # noqa: C901
     return rows, report
 
 
-def _counters(r: _Reader, v: dict) -> tuple[int | None, ...]:
-    return tuple(
-        r.int(v.get(name), f"video.{name}") for name in ("view_count", "like_count", "comment_count", "share_count")
-    )
-
-
-def _ddl(name: str) -> str:
-    columns, pk = TABLES[name]
-    body = ", ".join(f"{c} {t}" for c, t in columns)
-    if pk:
-        body += f", PRIMARY KEY ({pk})"
-    return f"CREATE TABLE IF NOT EXISTS {name} ({body})"
-
-
-_TEXT_TYPES = ("varchar", "text", "character varying")
-
-
-def _stale_tables(fetch) -> list[str]:
-    """Tables whose columns (names, or TEXT-ness) differ from ``TABLES``: an older layout (ids were BIGINT), dropped
-    and created anew. They are derived from the archive alone, so nothing is lost."""
-    stale = []
-    for name, (columns, _pk) in TABLES.items():
-        found = fetch(name)
-        if not found:
-            continue
-        want = [(c, t.split()[0].lower()) for c, t in columns]
-        have = [(c, str(t).lower()) for c, t in found]
-        if [c for c, _ in want] != [c for c, _ in have] or any(
-            (w == "text") != (h in _TEXT_TYPES) for (_, w), (_, h) in zip(want, have, strict=True)
-        ):
-            stale.append(name)
-    return stale
-
-
-_COLUMNS_SQL = (
-    "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = {p} "
-    "AND table_schema = current_schema() ORDER BY ordinal_position"
-)
+def _arrow(table: Table, rows: list[tuple]) -> pa.Table:
+    schema = table.arrow_schema
+    if not rows:
+        return schema.empty_table()
+    columns = zip(*rows, strict=True)
+    return pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema)
 
 
 def load_research_warehouse(
@@ -418,63 +337,14 @@ def load_research_warehouse(
     """Rebuild the research tables from the archive into DuckDB (a path) or Postgres (a ``postgresql://`` URL).
 
     Replaces the tables' contents in one transaction: running it twice, or after ``tiklive replay`` wiped the
-    warehouse, gives the same rows.
-    """
-    target = target if target is not None else default_target()
+    warehouse, gives the same rows. ``target`` defaults to the main warehouse (``TIKLIVE_WAREHOUSE_URL``, else
+    ``TIKLIVE_HOME/warehouse.duckdb``)."""
+    text = str(target) if target is not None else settings.warehouse_url()
     rows, report = build_rows(store, prefix)
-    text = str(target)
-    if text.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        _write_postgres(text.replace("postgresql+psycopg://", "postgresql://"), rows)
-        report.target = "postgresql"
-    else:
-        _write_duckdb(_duckdb_path(text), rows)
-        report.target = str(text)
+    with open_warehouse(text) as warehouse:
+        warehouse.replace_tables(RESEARCH_TABLES, {t.name: _arrow(t, rows[t.name]) for t in RESEARCH_TABLES})
+    report.target = "postgresql" if is_postgres(text) else text
     return report
-
-
-def _write_duckdb(path: Path, rows: dict[str, list[tuple]]) -> None:
-    import duckdb
-    import pandas as pd
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    try:
-        con.execute("BEGIN TRANSACTION")
-        for name in _stale_tables(lambda t: con.execute(_COLUMNS_SQL.format(p="?"), [t]).fetchall()):
-            con.execute(f"DROP TABLE {name}")
-        for name, (columns, _pk) in TABLES.items():
-            con.execute(_ddl(name))
-            con.execute(f"DELETE FROM {name}")
-            if rows[name]:
-                # dtype=object from the start: inferring first would turn an int column with a NULL into float64
-                frame = pd.DataFrame(rows[name], columns=[c for c, _ in columns], dtype=object)
-                con.register("_incoming", frame)
-                con.execute(f"INSERT INTO {name} SELECT * FROM _incoming")
-                con.unregister("_incoming")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
-
-
-def _write_postgres(url: str, rows: dict[str, list[tuple]]) -> None:
-    import psycopg
-
-    with psycopg.connect(url) as conn, conn.transaction():
-        for name in _stale_tables(lambda t: conn.execute(_COLUMNS_SQL.format(p="%s"), [t]).fetchall()):
-            conn.execute(f"DROP TABLE {name}")
-        for name, (columns, _pk) in TABLES.items():
-            conn.execute(_ddl(name))
-            conn.execute(f"DELETE FROM {name}")
-            if rows[name]:
-                with (
-                    conn.cursor() as cur,
-                    cur.copy(f"COPY {name} ({', '.join(c for c, _ in columns)}) FROM STDIN") as copy,
-                ):
-                    for row in rows[name]:
-                        copy.write_row(row)
 
 
 def videos_per_user(
@@ -484,41 +354,17 @@ def videos_per_user(
     usernames: list[str] | None = None,
 ) -> dict[str, int]:
     """Videos in ``research_videos`` per username, created from ``start`` to ``end`` (inclusive)."""
-    target = target if target is not None else default_target()
     sql = "SELECT username, COUNT(*) FROM research_videos WHERE 1=1"
     params: list[Any] = []
-    if start is not None:
-        sql += " AND create_date >= ?"
-        params.append(start)
-    if end is not None:
-        sql += " AND create_date <= ?"
-        params.append(end)
-    sql += " GROUP BY username ORDER BY username"
-    text = str(target)
-    if text.startswith(("postgresql://", "postgres://")):
-        import psycopg
-
-        with psycopg.connect(text) as conn:
-            result = dict(conn.execute(sql.replace("?", "%s"), params).fetchall())
-    else:
-        import duckdb
-
-        con = duckdb.connect(str(_duckdb_path(text)), read_only=True)
-        try:
-            result = dict(con.execute(sql, params).fetchall())
-        finally:
-            con.close()
-    counts = {str(k): int(v) for k, v in result.items()}
+    for bound, op in ((start, ">="), (end, "<=")):
+        if bound is not None:
+            sql += f" AND create_date {op} ?"
+            params.append(bound)
+    with open_warehouse(str(target) if target is not None else settings.warehouse_url(), read_only=True) as wh:
+        counts = {str(k): int(v) for k, v in wh.query(sql + " GROUP BY username ORDER BY username", params)}
     if usernames is not None:
         return {u: counts.get(u, 0) for u in usernames}
     return counts
 
 
-__all__ = [
-    "COMMENT_COLUMNS",
-    "ResearchLoadReport",
-    "TABLES",
-    "build_rows",
-    "load_research_warehouse",
-    "videos_per_user",
-]
+__all__ = ["ResearchLoadReport", "build_rows", "load_research_warehouse", "videos_per_user"]

@@ -9,24 +9,36 @@ the pipeline; unset, it is ``TIKLIVE_HOME/warehouse.duckdb``. Nothing connects u
 straight from the Arrow table (an upsert table merges with its existing rows in SQL, or, while it is empty, takes
 the Arrow rows as they are); Postgres streams it with ``COPY`` into a staging table. Loading the same day twice
 leaves every table as it was.
+
+``replace_tables(tables, data)`` rebuilds whole tables in one transaction (the Research API's, which are derived
+from the whole ``research-raw/`` archive at once); a table left by an older layout is dropped and created anew.
+``open_warehouse(url, read_only=True)`` only reads: it creates nothing (DuckDB opens the file read-only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import pyarrow as pa
 
+from tiklive_assets import settings
 from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.settings import WAREHOUSE_URL
 
 from . import schema
 
-WAREHOUSE_URL = "TIKLIVE_WAREHOUSE_URL"  # postgresql://… or a DuckDB path; default TIKLIVE_HOME/warehouse.duckdb
+if TYPE_CHECKING:
+    import duckdb
+    import psycopg
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+_TEXT_TYPES = ("varchar", "text", "character varying")
 
 
 class WarehouseError(RuntimeError):
@@ -40,6 +52,7 @@ class Warehouse(Protocol):
     def close(self) -> None: ...
     def ensure_schema(self) -> None: ...
     def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]: ...
+    def replace_tables(self, tables: Sequence[schema.Table], data: Mapping[str, pa.Table]) -> dict[str, int]: ...
     def row_count(self, table: str) -> int: ...
     def fingerprint(self, table: str) -> str: ...
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]: ...
@@ -58,17 +71,17 @@ def describe_url(url: str) -> str:
 
 def default_url(home: Path | None = None) -> str:
     """``TIKLIVE_WAREHOUSE_URL``, else the DuckDB file ``<home or TIKLIVE_HOME>/warehouse.duckdb``."""
-    from tiklive_assets import settings
-
-    if os.environ.get(WAREHOUSE_URL):
-        return os.environ[WAREHOUSE_URL]
-    root = settings.DataRoot(home) if home else settings.DataRoot.from_env()
-    return str(root.warehouse)
+    return settings.warehouse_url(home)
 
 
-def open_warehouse(url: str) -> Warehouse:
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresWarehouse(url)
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
+
+
+def open_warehouse(url: str, read_only: bool = False) -> Warehouse:
+    """The backend ``url`` names (not connected yet). ``read_only``: it only reads, and creates nothing."""
+    if is_postgres(url):
+        return PostgresWarehouse(url.replace("postgresql+psycopg://", "postgresql://"), read_only=read_only)
     if url.startswith("duckdb://"):
         url = url.removeprefix("duckdb://")
     if "://" in url:
@@ -76,7 +89,7 @@ def open_warehouse(url: str) -> Warehouse:
             f"unknown warehouse URL {describe_url(url)!r}: set {WAREHOUSE_URL} to postgresql://user@host/db or to a "
             "DuckDB file path (duckdb:///abs/path.duckdb)"
         )
-    return DuckDBWarehouse(url)
+    return DuckDBWarehouse(url, read_only=read_only)
 
 
 def _digest(rows: Iterable[tuple]) -> str:
@@ -87,14 +100,110 @@ def _digest(rows: Iterable[tuple]) -> str:
     return digest.hexdigest()
 
 
-class _Base:
-    url: str
+def _missing_columns(existing: Iterable[str], table: schema.Table) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` for the declared columns a warehouse made by an older release
+    lacks, so an old file or database keeps working (new columns are nullable: old rows have no value for them)."""
+    have = set(existing)
+    return [
+        f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}"
+        for c in table.columns
+        if c.name not in have
+    ]
 
-    def __enter__(self):
+
+def _stale(table: schema.Table, found: list[tuple[str, str]]) -> bool:
+    """Whether a stored table's columns (names in order, or TEXT-ness) differ from its declaration: an older layout
+    (ids were BIGINT once). Only tables rebuilt whole are checked: dropping one loses nothing."""
+    want = [(c.name, c.sql == "TEXT") for c in table.columns]
+    have = [(name, kind.lower() in _TEXT_TYPES) for name, kind in found]
+    return want != have
+
+
+class _Base:
+    """What both backends share: schema creation, the day load, whole-table replacement, counts and fingerprints.
+
+    A backend supplies its connection's primitives: a transaction, a statement, the stored columns, an Arrow insert
+    and an upsert."""
+
+    url: str
+    indices: bool  # whether secondary indices and every primary key are created (see Table.create_sql)
+    read_only: bool
+
+    def open(self) -> Self:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        raise NotImplementedError
+
+    def _columns(self) -> dict[str, list[tuple[str, str]]]:
+        """The stored tables' columns in order, as (name, data type), by table name."""
+        raise NotImplementedError
+
+    def _insert(self, spec: schema.Table, data: pa.Table) -> None:
+        raise NotImplementedError
+
+    def _load_upsert(self, spec: schema.Table, data: pa.Table) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _opened(self) -> None:
+        if not self.read_only:
+            self.ensure_schema()
+
+    def ensure_schema(self) -> None:
+        with self._transaction():
+            self._create(schema.TABLES)
+
+    def _create(self, tables: Sequence[schema.Table]) -> None:
+        for table in tables:
+            for statement in table.create_sql(indices=self.indices):
+                self._execute(statement)
+        columns = self._columns()
+        for table in tables:
+            for statement in _missing_columns((c for c, _ in columns.get(table.name, [])), table):
+                self._execute(statement)
+
+    def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]:
+        with self._transaction():
+            for spec in schema.TABLES:
+                data = tables[spec.name]
+                if spec.mode == "window":
+                    self._execute(f"DELETE FROM {spec.name} WHERE dt = ?", [day])
+                    if data.num_rows:
+                        self._insert(spec, data)
+                elif data.num_rows:
+                    self._load_upsert(spec, data)
+                crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
+        return {name: t.num_rows for name, t in tables.items()}
+
+    def replace_tables(self, tables: Sequence[schema.Table], data: Mapping[str, pa.Table]) -> dict[str, int]:
+        """Every row of each of ``tables`` becomes ``data[name]``, in one transaction (readers see the old rows or
+        the new ones). A table stored with an older layout is dropped and created anew."""
+        with self._transaction():
+            stored = self._columns()
+            for table in tables:
+                if table.name in stored and _stale(table, stored[table.name]):
+                    self._execute(f"DROP TABLE {table.name}")
+            self._create(tables)
+            for table in tables:
+                self._execute(f"DELETE FROM {table.name}")
+                if data[table.name].num_rows:
+                    self._insert(table, data[table.name])
+        return {table.name: data[table.name].num_rows for table in tables}
 
     def row_count(self, table: str) -> int:
         schema.BY_NAME[table]
@@ -110,37 +219,33 @@ class _Base:
         return {t: (self.row_count(t), self.fingerprint(t)) for t in schema.TABLE_NAMES}
 
 
-def _missing_columns(existing: set[str], table: schema.Table) -> list[str]:
-    """``ALTER TABLE … ADD COLUMN IF NOT EXISTS`` for the declared columns a warehouse made by an older release
-    lacks, so an old file or database keeps working (new columns are nullable: old rows have no value for them)."""
-    return [
-        f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {c.name} {c.sql}"
-        for c in table.columns
-        if c.name not in existing
-    ]
-
-
 class DuckDBWarehouse(_Base):
     """One DuckDB file; only one process may write it at a time (the ``duckdb_writer`` pool in Dagster)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    indices = False
+
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path).absolute()
         self.url = str(self.path)
-        self._con = None
+        self.read_only = read_only
+        self._con: duckdb.DuckDBPyConnection | None = None
 
-    def open(self) -> DuckDBWarehouse:
+    def open(self) -> Self:
         import duckdb
 
         if self._con is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                self._con = duckdb.connect(str(self.path))
+                self._con = duckdb.connect(str(self.path), read_only=self.read_only)
             except duckdb.IOException as exc:
+                if self.read_only:
+                    raise WarehouseError(f"cannot open {self.path} for reading: {exc}") from exc
                 raise WarehouseError(
                     f"cannot open {self.path} for writing ({exc}); another process holds it. Only one writer per "
                     "DuckDB file: analysts should open marts.duckdb or the Parquet exports, never the live warehouse"
                 ) from exc
-            self.ensure_schema()
+            self._opened()
         return self
 
     def close(self) -> None:
@@ -149,49 +254,50 @@ class DuckDBWarehouse(_Base):
             self._con = None
 
     @property
-    def con(self):
+    def con(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             raise WarehouseError("the warehouse is not open: use `with open_warehouse(url) as wh:`")
         return self._con
 
-    def ensure_schema(self) -> None:
-        for table in schema.TABLES:
-            for statement in table.create_sql(indices=False):
-                self.con.execute(statement)
-        columns: dict[str, set[str]] = {}
-        for name, column in self.con.execute(
-            "SELECT table_name, column_name FROM duckdb_columns() WHERE schema_name = current_schema() "
-            "AND database_name = current_database()"
-        ).fetchall():
-            columns.setdefault(name, set()).add(column)
-        for table in schema.TABLES:
-            for statement in _missing_columns(columns.get(table.name, set()), table):
-                self.con.execute(statement)
-
-    def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]:
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
         try:
-            for spec in schema.TABLES:
-                data = tables[spec.name]
-                view = f"staged_{spec.name}"
-                con.register(view, data)
-                try:
-                    cols = ", ".join(spec.column_names)
-                    if spec.mode == "window":
-                        con.execute(f"DELETE FROM {spec.name} WHERE dt = ?", [day])
-                        if data.num_rows:
-                            con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
-                    elif data.num_rows:
-                        self._upsert(spec, view)
-                finally:
-                    con.unregister(view)
-                crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
-            con.execute("COMMIT")
+            yield
         except BaseException:
-            con.execute("ROLLBACK")
+            self.con.execute("ROLLBACK")
             raise
-        return {name: t.num_rows for name, t in tables.items()}
+        self.con.execute("COMMIT")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def _columns(self) -> dict[str, list[tuple[str, str]]]:
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for name, column, kind in self.con.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE schema_name = current_schema() "
+            "AND database_name = current_database() ORDER BY table_name, column_index"
+        ).fetchall():
+            columns.setdefault(name, []).append((column, kind))
+        return columns
+
+    @contextmanager
+    def _staged(self, spec: schema.Table, data: pa.Table) -> Iterator[str]:
+        view = f"staged_{spec.name}"
+        self.con.register(view, data)
+        try:
+            yield view
+        finally:
+            self.con.unregister(view)
+
+    def _insert(self, spec: schema.Table, data: pa.Table) -> None:
+        cols = ", ".join(spec.column_names)
+        with self._staged(spec, data) as view:
+            self.con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
+
+    def _load_upsert(self, spec: schema.Table, data: pa.Table) -> None:
+        with self._staged(spec, data) as view:
+            self._upsert(spec, view)
 
     def _upsert(self, spec: schema.Table, view: str) -> None:
         """UPDATE the staged keys the table holds, INSERT the others; no key is deleted and re-inserted, which
@@ -201,7 +307,7 @@ class DuckDBWarehouse(_Base):
         the staged row itself, so the rows are inserted straight from the Arrow view: the merge's two joins would
         return the same rows in the same order (the view's key order), at twice the cost."""
         con = self.con
-        if con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {spec.name})").fetchone()[0]:
+        if con.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {spec.name})").fetchone() == (True,):
             cols = ", ".join(spec.column_names)
             con.execute(f"INSERT INTO {spec.name} ({cols}) SELECT {cols} FROM {view}")
         else:
@@ -231,11 +337,14 @@ class DuckDBWarehouse(_Base):
 class PostgresWarehouse(_Base):
     """Postgres through psycopg 3; a day is ``COPY``-ed into temporary staging tables, then merged in SQL."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._conn = None
+    indices = True
 
-    def open(self) -> PostgresWarehouse:
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        self.url = url
+        self.read_only = read_only
+        self._conn: psycopg.Connection | None = None
+
+    def open(self) -> Self:
         import psycopg
 
         if self._conn is None:
@@ -245,7 +354,7 @@ class PostgresWarehouse(_Base):
                 raise WarehouseError(
                     f"cannot connect to {describe_url(self.url)}: {exc}; check {WAREHOUSE_URL}"
                 ) from exc
-            self.ensure_schema()
+            self._opened()
         return self
 
     def close(self) -> None:
@@ -254,42 +363,34 @@ class PostgresWarehouse(_Base):
             self._conn = None
 
     @property
-    def conn(self):
+    def conn(self) -> psycopg.Connection:
         if self._conn is None:
             raise WarehouseError("the warehouse is not open: use `with open_warehouse(url) as wh:`")
         return self._conn
 
-    def ensure_schema(self) -> None:
-        with self.conn.transaction():
-            for table in schema.TABLES:
-                for statement in table.create_sql():
-                    self.conn.execute(statement)
-            columns: dict[str, set[str]] = {}
-            for name, column in self.conn.execute(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
-            ).fetchall():
-                columns.setdefault(name, set()).add(column)
-            for table in schema.TABLES:
-                for statement in _missing_columns(columns.get(table.name, set()), table):
-                    self.conn.execute(statement)
+    def _transaction(self) -> AbstractContextManager[Any]:
+        return self.conn.transaction()
 
-    def load_day(self, day: date, tables: dict[str, pa.Table]) -> dict[str, int]:
-        conn = self.conn
-        with conn.transaction(), conn.cursor() as cur:
-            for spec in schema.TABLES:
-                data = tables[spec.name]
-                cols = ", ".join(spec.column_names)
-                if spec.mode == "window":
-                    cur.execute(f"DELETE FROM {spec.name} WHERE dt = %s", [day])
-                    if data.num_rows:
-                        _copy(cur, spec.name, cols, data)
-                elif data.num_rows:
-                    stage = f"stage_{spec.name}"
-                    cur.execute(f"CREATE TEMP TABLE {stage} (LIKE {spec.name} INCLUDING DEFAULTS) ON COMMIT DROP")
-                    _copy(cur, stage, cols, data)
-                    cur.execute(spec.upsert_sql(stage))
-                crashpoint("warehouse.load.mid_day")  # some tables replaced, the transaction open
-        return {name: t.num_rows for name, t in tables.items()}
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(sql.replace("?", "%s"), list(params))
+
+    def _columns(self) -> dict[str, list[tuple[str, str]]]:
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for name, column, kind in self.conn.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+        ).fetchall():
+            columns.setdefault(name, []).append((column, kind))
+        return columns
+
+    def _insert(self, spec: schema.Table, data: pa.Table) -> None:
+        _copy(self.conn, spec.name, ", ".join(spec.column_names), data)
+
+    def _load_upsert(self, spec: schema.Table, data: pa.Table) -> None:
+        stage = f"stage_{spec.name}"
+        self.conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {spec.name} INCLUDING DEFAULTS) ON COMMIT DROP")
+        _copy(self.conn, stage, ", ".join(spec.column_names), data)
+        self.conn.execute(spec.upsert_sql(stage))
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self.conn.cursor() as cur:
@@ -299,9 +400,9 @@ class PostgresWarehouse(_Base):
         return rows
 
 
-def _copy(cur, table: str, cols: str, data: pa.Table, batch_rows: int = 10_000) -> None:
+def _copy(conn: psycopg.Connection, table: str, cols: str, data: pa.Table, batch_rows: int = 10_000) -> None:
     """``COPY table (cols) FROM STDIN`` fed from Arrow record batches (bounded memory, one round trip per stream)."""
-    with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for record_batch in data.to_batches(max_chunksize=batch_rows):
             columns = [column.to_pylist() for column in record_batch.columns]
             for row in zip(*columns, strict=True):

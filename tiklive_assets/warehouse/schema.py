@@ -3,7 +3,8 @@
 Both backends (DuckDB and Postgres) create their tables from these declarations, the parsers build Arrow tables
 with these exact schemas, and the Parquet exports carry them too, so there is one schema whatever the backend.
 
-Two load modes make every table idempotent per day partition (``dt`` is always the archive day, from the key):
+Two load modes make every daily table idempotent per day partition (``dt`` is always the archive day, from the
+key):
 
 * ``window``: history and event tables. Loading a day deletes the rows ``WHERE dt = <day>`` and inserts the
   day's rows, in one transaction (the delete-the-window-then-insert idiom). Keyed on (id, captured_at) or (…, dt).
@@ -12,6 +13,9 @@ Two load modes make every table idempotent per day partition (``dt`` is always t
   does not know it (a post listed again after its MP4 was archived keeps its ``storage_key``); ``immutable``
   columns are written on insert only (``author_id``, ``create_time``… never change, and DuckDB cannot update
   indexed columns in an upsert anyway).
+
+The Research API's tables (``RESEARCH_TABLES``) take a third mode, ``replace``: each load rebuilds the whole table
+from ``research-raw/`` in one transaction (its rows depend on every archived generation of a window at once).
 
 ``captured_at`` is the archive object's ``last_modified`` (the moment the response was stored, within a
 second of when it was received), never the time of the replay: that is what makes a replay reproduce the tables.
@@ -46,10 +50,13 @@ class Column:
         return _SQL_TO_ARROW[self.sql]
 
 
+Mode = Literal["window", "upsert", "replace"]
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
-    mode: Literal["window", "upsert"]
+    mode: Mode
     columns: tuple[Column, ...]
     key: tuple[str, ...]
     description: str
@@ -72,7 +79,7 @@ class Table:
         keys slow at COMMIT (seconds for 50,000 rows). The parser emits each key once per day, and loading a day
         deletes that day first, so the key stays unique (the tests check it)."""
         cols = ",\n  ".join(f"{c.name} {c.sql}{' NOT NULL' if c.not_null else ''}" for c in self.columns)
-        primary = f",\n  PRIMARY KEY ({', '.join(self.key)})" if indices or self.mode == "upsert" else ""
+        primary = f",\n  PRIMARY KEY ({', '.join(self.key)})" if indices or self.mode != "window" else ""
         statements = [f"CREATE TABLE IF NOT EXISTS {self.name} (\n  {cols}{primary}\n)"]
         for index in self.indices if indices else ():
             statements.append(
@@ -128,39 +135,59 @@ class Table:
         return f"SELECT {', '.join(exprs)} FROM {source} s LEFT JOIN {self.name} o USING ({', '.join(self.key)})"
 
 
-def _c(name: str, sql: str, not_null: bool = False) -> Column:
-    return Column(name, sql, not_null)
+def columns(ddl: str) -> tuple[Column, ...]:
+    """Columns from their DDL text: ``"aweme_id TEXT NOT NULL, title TEXT"`` (a type of ``_SQL_TO_ARROW``)."""
+    out = []
+    for spec in ddl.split(","):
+        name, sql, *rest = spec.split()
+        if sql not in _SQL_TO_ARROW or rest not in ([], ["NOT", "NULL"]):
+            raise ValueError(
+                f"column {spec.strip()!r}: write 'name TYPE [NOT NULL]' with TYPE one of {list(_SQL_TO_ARROW)}"
+            )
+        out.append(Column(name, sql, bool(rest)))
+    return tuple(out)
 
 
-DT = _c("dt", "DATE", True)
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
-POSTS = Table(
+
+def declare(
+    name: str,
+    mode: Mode,
+    ddl: str,
+    *,
+    key: str,
+    description: str,
+    indices: str = "",
+    sticky: str = "",
+    immutable: str = "",
+) -> Table:
+    """One table from its DDL text: ``key``, ``sticky`` and ``immutable`` name columns (comma-separated);
+    ``indices`` the secondary indices, one per ``;``, each a comma-separated column list."""
+    return Table(
+        name,
+        mode,
+        columns(ddl),
+        _names(key),
+        description,
+        indices=tuple(_names(index) for index in indices.split(";") if index.strip()),
+        sticky=_names(sticky),
+        immutable=_names(immutable),
+    )
+
+
+POSTS = declare(
     "posts",
     "upsert",
-    (
-        _c("aweme_id", "TEXT", True),
-        _c("author_id", "TEXT", True),
-        _c("author_handle", "TEXT", True),
-        _c("title", "TEXT"),
-        _c("region", "TEXT"),
-        _c("duration", "INTEGER"),
-        _c("create_time", "BIGINT"),
-        _c("play_count", "BIGINT"),
-        _c("digg_count", "BIGINT"),
-        _c("comment_count", "BIGINT"),
-        _c("share_count", "BIGINT"),
-        _c("music_id", "TEXT"),
-        _c("storage_key", "TEXT"),
-        _c("bytes", "BIGINT"),
-        _c("archived_at", "TIMESTAMPTZ"),
-        DT,
-        _c("kind", "TEXT"),
-        _c("image_count", "INTEGER"),
-    ),
-    key=("aweme_id",),
-    indices=(("author_id",), ("music_id",), ("create_time",)),
-    sticky=("storage_key", "bytes", "archived_at", "music_id"),  # a listing without music_info never erases it
-    immutable=("author_id", "create_time"),
+    "aweme_id TEXT NOT NULL, author_id TEXT NOT NULL, author_handle TEXT NOT NULL, title TEXT, region TEXT, "
+    "duration INTEGER, create_time BIGINT, play_count BIGINT, digg_count BIGINT, comment_count BIGINT, "
+    "share_count BIGINT, music_id TEXT, storage_key TEXT, bytes BIGINT, archived_at TIMESTAMPTZ, dt DATE NOT NULL, "
+    "kind TEXT, image_count INTEGER",
+    key="aweme_id",
+    indices="author_id; music_id; create_time",
+    sticky="storage_key, bytes, archived_at, music_id",  # a listing without music_info never erases it
+    immutable="author_id, create_time",
     description="Posts: one row per post with its newest counters (from its detail and from listings). kind is 'video' "
     "or 'photo' (a slideshow: its item carries images[], and its play URL is the sound), image_count the number of "
     "images. storage_key/bytes/archived_at come from the day's videos/dt=…/author=…/ objects: the <id>.mp4 of a "
@@ -168,193 +195,120 @@ POSTS = Table(
     "(NULL until archived).",
 )
 
-USERS = Table(
+USERS = declare(
     "users",
     "upsert",
-    (
-        _c("user_id", "TEXT", True),
-        _c("handle", "TEXT"),
-        _c("nickname", "TEXT"),
-        _c("sec_uid", "TEXT"),
-        _c("verified", "BOOLEAN"),
-        _c("private_account", "BOOLEAN"),
-        _c("bio_link", "TEXT"),
-        _c("source", "TEXT", True),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        DT,
-    ),
-    key=("user_id",),
-    indices=(("handle",),),
-    sticky=("sec_uid", "verified", "private_account", "bio_link"),
+    "user_id TEXT NOT NULL, handle TEXT, nickname TEXT, sec_uid TEXT, verified BOOLEAN, private_account BOOLEAN, "
+    "bio_link TEXT, source TEXT NOT NULL, captured_at TIMESTAMPTZ NOT NULL, dt DATE NOT NULL",
+    key="user_id",
+    indices="handle",
+    sticky="sec_uid, verified, private_account, bio_link",
     description="Accounts: one row per account, tracked profiles and the authors of captured posts, with the newest "
     "profile fields.",
 )
 
-USER_SNAPSHOTS = Table(
+USER_SNAPSHOTS = declare(
     "user_snapshots",
     "window",
-    (
-        _c("user_id", "TEXT", True),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        _c("handle", "TEXT"),
-        _c("follower_count", "BIGINT"),
-        _c("following_count", "BIGINT"),
-        _c("video_count", "BIGINT"),
-        _c("heart_count", "BIGINT"),
-        _c("digg_count", "BIGINT"),
-        _c("source_key", "TEXT", True),
-        DT,
-    ),
-    key=("user_id", "captured_at"),
-    indices=(("dt",),),
+    "user_id TEXT NOT NULL, captured_at TIMESTAMPTZ NOT NULL, handle TEXT, follower_count BIGINT, "
+    "following_count BIGINT, video_count BIGINT, heart_count BIGINT, digg_count BIGINT, source_key TEXT NOT NULL, "
+    "dt DATE NOT NULL",
+    key="user_id, captured_at",
+    indices="dt",
     description="One row per profile capture: follower, following, video, heart and digg counts.",
 )
 
-POST_METRICS_HISTORY = Table(
+POST_METRICS_HISTORY = declare(
     "post_metrics_history",
     "window",
-    (
-        _c("aweme_id", "TEXT", True),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        _c("play_count", "BIGINT"),
-        _c("digg_count", "BIGINT"),
-        _c("comment_count", "BIGINT"),
-        _c("share_count", "BIGINT"),
-        _c("download_count", "BIGINT"),
-        _c("collect_count", "BIGINT"),
-        _c("source", "TEXT", True),
-        _c("source_key", "TEXT", True),
-        DT,
-    ),
-    key=("aweme_id", "captured_at"),
-    indices=(("dt",),),
+    "aweme_id TEXT NOT NULL, captured_at TIMESTAMPTZ NOT NULL, play_count BIGINT, digg_count BIGINT, "
+    "comment_count BIGINT, share_count BIGINT, download_count BIGINT, collect_count BIGINT, source TEXT NOT NULL, "
+    "source_key TEXT NOT NULL, dt DATE NOT NULL",
+    key="aweme_id, captured_at",
+    indices="dt",
     description="One row per capture of a video's counters, from listings and its detail alike (counters are "
     "true only at capture time): the engagement curve of a video. Two captures stored in the same instant keep the "
     "detail's.",
 )
 
-COMMENTS = Table(
+COMMENTS = declare(
     "comments",
     "upsert",
-    (
-        _c("comment_id", "TEXT", True),
-        _c("aweme_id", "TEXT", True),
-        _c("parent_id", "TEXT"),
-        _c("user_id", "TEXT"),
-        _c("user_handle", "TEXT"),
-        _c("text", "TEXT"),
-        _c("digg_count", "BIGINT"),
-        _c("reply_total", "BIGINT"),
-        _c("create_time", "BIGINT"),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        DT,
-    ),
-    key=("comment_id",),
-    indices=(("aweme_id",), ("parent_id",)),
-    immutable=("aweme_id", "parent_id"),
+    "comment_id TEXT NOT NULL, aweme_id TEXT NOT NULL, parent_id TEXT, user_id TEXT, user_handle TEXT, text TEXT, "
+    "digg_count BIGINT, reply_total BIGINT, create_time BIGINT, captured_at TIMESTAMPTZ NOT NULL, dt DATE NOT NULL",
+    key="comment_id",
+    indices="aweme_id; parent_id",
+    immutable="aweme_id, parent_id",
     description="Comments and replies: one row per comment; a reply's parent_id is the comment it answers.",
 )
 
-FOLLOW_EDGES = Table(
+FOLLOW_EDGES = declare(
     "follow_edges",
     "window",
-    (
-        _c("user_id", "TEXT", True),
-        _c("direction", "TEXT", True),
-        _c("other_id", "TEXT", True),
-        _c("other_handle", "TEXT"),
-        _c("other_nickname", "TEXT"),
-        _c("other_follower_count", "BIGINT"),
-        _c("other_aweme_count", "BIGINT"),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        DT,
-    ),
-    key=("user_id", "direction", "other_id", "dt"),
-    indices=(("dt",),),
+    "user_id TEXT NOT NULL, direction TEXT NOT NULL, other_id TEXT NOT NULL, other_handle TEXT, other_nickname TEXT, "
+    "other_follower_count BIGINT, other_aweme_count BIGINT, captured_at TIMESTAMPTZ NOT NULL, dt DATE NOT NULL",
+    key="user_id, direction, other_id, dt",
+    indices="dt",
     description="Follow graph: one row per edge and capture day; direction 'follower' (other follows user) or "
     "'following' (user follows other).",
 )
 
-MUSIC = Table(
+MUSIC = declare(
     "music",
     "upsert",
-    (_c("music_id", "TEXT", True), _c("title", "TEXT"), _c("author", "TEXT"), DT),
-    key=("music_id",),
+    "music_id TEXT NOT NULL, title TEXT, author TEXT, dt DATE NOT NULL",
+    key="music_id",
     description="Sounds: one row per sound used by a captured post, with its title and author.",
 )
 
-HASHTAGS = Table(
+HASHTAGS = declare(
     "hashtags",
     "window",
-    (_c("hashtag", "TEXT", True), _c("aweme_id", "TEXT", True), _c("author_id", "TEXT"), DT),
-    key=("hashtag", "aweme_id", "dt"),
-    indices=(("dt",),),
+    "hashtag TEXT NOT NULL, aweme_id TEXT NOT NULL, author_id TEXT, dt DATE NOT NULL",
+    key="hashtag, aweme_id, dt",
+    indices="dt",
     description="Hashtags parsed from the titles of the posts captured that day (lowercase, without '#').",
 )
 
-DEAD_LETTERS = Table(
+DEAD_LETTERS = declare(
     "dead_letters",
     "window",
-    (
-        _c("aweme_id", "TEXT", True),
-        _c("reason", "TEXT", True),
-        _c("http_status", "INTEGER", True),
-        _c("source_key", "TEXT", True),
-        _c("captured_at", "TIMESTAMPTZ", True),
-        DT,
-    ),
-    key=("aweme_id", "dt"),
-    indices=(("dt",),),
+    "aweme_id TEXT NOT NULL, reason TEXT NOT NULL, http_status INTEGER NOT NULL, source_key TEXT NOT NULL, "
+    "captured_at TIMESTAMPTZ NOT NULL, dt DATE NOT NULL",
+    key="aweme_id, dt",
+    indices="dt",
     description="Videos the API no longer serves (deleted, private, region-locked): one row per video, from the "
     "archived 'not found' answer; reason is the API's message. Each was paid for once and is never asked again.",
 )
 
-CREDITS_LEDGER = Table(
+CREDITS_LEDGER = declare(
     "credits_ledger",
     "window",
-    (
-        DT,
-        _c("endpoint", "TEXT", True),
-        _c("http_status", "INTEGER", True),
-        _c("requests", "BIGINT", True),
-        _c("bytes", "BIGINT", True),
-        _c("error_responses", "BIGINT"),
-    ),
-    key=("dt", "endpoint", "http_status"),
+    "dt DATE NOT NULL, endpoint TEXT NOT NULL, http_status INTEGER NOT NULL, requests BIGINT NOT NULL, "
+    "bytes BIGINT NOT NULL, error_responses BIGINT",
+    key="dt, endpoint, http_status",
     description="Credits by endpoint and day, counted from the archived responses (one archived response = one "
     "credit). Retries of 429/5xx are not archived, so they are not in the ledger; conflict copies are. "
     "error_responses counts the 200 responses that were errors, not data (exhausted balance, an upstream error "
     "code, a body that is not JSON): each was paid for, none is parsed as data.",
 )
 
-QUARANTINE = Table(
+QUARANTINE = declare(
     "quarantine",
     "window",
-    (
-        DT,
-        _c("source_key", "TEXT", True),
-        _c("endpoint", "TEXT", True),
-        _c("error", "TEXT", True),
-        _c("bytes", "BIGINT", True),
-        _c("captured_at", "TIMESTAMPTZ", True),
-    ),
-    key=("dt", "source_key"),
+    "dt DATE NOT NULL, source_key TEXT NOT NULL, endpoint TEXT NOT NULL, error TEXT NOT NULL, bytes BIGINT NOT NULL, "
+    "captured_at TIMESTAMPTZ NOT NULL",
+    key="dt, source_key",
     description="Archived objects of the day that could not be parsed (not JSON, or a shape no parser reads), with "
     "the error. They never fail a day: the rest of it loads. The raw object stays in the archive, so a replay after "
     "a parser fix parses it again and its row leaves this table.",
 )
 
-SCHEMA_FIELDS = Table(
+SCHEMA_FIELDS = declare(
     "schema_fields",
     "window",
-    (
-        DT,
-        _c("endpoint", "TEXT", True),
-        _c("path", "TEXT", True),
-        _c("json_type", "TEXT", True),
-        _c("objects", "BIGINT", True),
-    ),
-    key=("dt", "endpoint", "path", "json_type"),
+    "dt DATE NOT NULL, endpoint TEXT NOT NULL, path TEXT NOT NULL, json_type TEXT NOT NULL, objects BIGINT NOT NULL",
+    key="dt, endpoint, path, json_type",
     description="The field signature of each endpoint per day: every field path seen (top level, one level into "
     "objects, and items[] of lists) with its JSON type and how many objects or items carried it. Comparing days "
     "shows fields that appeared, vanished or changed type: the API changed before data is lost.",
@@ -376,3 +330,63 @@ TABLES: tuple[Table, ...] = (
 )
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
+
+# -- the Research API's tables: rebuilt whole from research-raw/ at each load ("replace") ---------------------------
+
+RESEARCH_VIDEOS = declare(
+    "research_videos",
+    "replace",
+    "id TEXT NOT NULL, username TEXT, create_time BIGINT, create_date DATE, video_description TEXT, "
+    "region_code TEXT, music_id TEXT, hashtag_names TEXT, effect_ids TEXT, playlist_id TEXT, voice_to_text TEXT, "
+    "view_count BIGINT, like_count BIGINT, comment_count BIGINT, share_count BIGINT, first_captured_on DATE, "
+    "last_captured_on DATE, source_key TEXT",
+    key="id",
+    description="Research API videos: one row per video id (the fields the video query asks for), values of its "
+    "latest capture; hashtag_names and effect_ids are JSON lists.",
+)
+
+RESEARCH_VIDEO_COUNTERS = declare(
+    "research_video_counters",
+    "replace",
+    "id TEXT NOT NULL, captured_on DATE NOT NULL, view_count BIGINT, like_count BIGINT, comment_count BIGINT, "
+    "share_count BIGINT, source_key TEXT",
+    key="id, captured_on",
+    description="Research API video counters per video and capture day (the ingest date of the archived page): the "
+    "history re-collections build up.",
+)
+
+RESEARCH_USERS = declare(
+    "research_users",
+    "replace",
+    "username TEXT NOT NULL, captured_on DATE NOT NULL, display_name TEXT, bio_description TEXT, avatar_url TEXT, "
+    "is_verified BOOLEAN, follower_count BIGINT, following_count BIGINT, likes_count BIGINT, video_count BIGINT, "
+    "source_key TEXT",
+    key="username, captured_on",
+    description="Research API user info per username and capture day.",
+)
+
+RESEARCH_FOLLOWS = declare(
+    "research_follows",
+    "replace",
+    "username TEXT NOT NULL, direction TEXT NOT NULL, other_username TEXT NOT NULL, other_display_name TEXT, "
+    "captured_on DATE NOT NULL",
+    key="username, direction, other_username, captured_on",
+    description="Research API follower ('follower') and following ('following') edges per capture day.",
+)
+
+RESEARCH_COMMENTS = declare(
+    "research_comments",
+    "replace",
+    "id TEXT NOT NULL, video_id TEXT, parent_comment_id TEXT, text TEXT, like_count BIGINT, reply_count BIGINT, "
+    "create_time BIGINT, captured_on DATE, source_key TEXT",
+    key="id",
+    description="Research API comments: one row per comment id, values of its latest capture.",
+)
+
+RESEARCH_TABLES: tuple[Table, ...] = (
+    RESEARCH_VIDEOS,
+    RESEARCH_VIDEO_COUNTERS,
+    RESEARCH_USERS,
+    RESEARCH_FOLLOWS,
+    RESEARCH_COMMENTS,
+)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from tiklive_assets.tracking import ResearchConfig
+from tiklive_assets import settings
 from tiklive_assets.defs.research.partitions import create_date, window_backfill
 from tiklive_assets.defs.research.resources import TikTokResearchResource
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
@@ -26,9 +26,10 @@ from tiklive_assets.research.client import ResearchClient, build_query
 from tiklive_assets.research.collect import CollectOptions, collect_comments, collect_users, collect_videos
 from tiklive_assets.research.errors import ResearchError
 from tiklive_assets.research.quota import QuotaLedger, ResearchState
-from tiklive_assets.research.warehouse import default_target, load_research_warehouse
+from tiklive_assets.research.warehouse import load_research_warehouse
 from tiklive_assets.research.windows import pack_days
 from tiklive_assets.storage import ObjectStore
+from tiklive_assets.tracking import ResearchConfig
 
 RESEARCH_POOL = "tiktok_research"
 DUCKDB_POOL = "duckdb_writer"
@@ -217,7 +218,7 @@ def research_user_archive(
     "(ids as text, since a float loses their digits; NUL characters stripped, since Postgres rejects them).",
 )
 def research_tables(context: dg.AssetExecutionContext, archive_store: ArchiveStoreResource) -> dg.MaterializeResult:
-    report = load_research_warehouse(archive_store.open(), default_target())
+    report = load_research_warehouse(archive_store.open(), settings.warehouse_url())
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": report.rows.get("research_videos", 0),
@@ -240,7 +241,7 @@ def _collect_or_load(context: dg.AssetExecutionContext, session: _Session, colle
     except ResearchError as exc:
         metadata = _common_metadata(session)
         try:
-            loaded = load_research_warehouse(session.store, default_target())
+            loaded = load_research_warehouse(session.store, settings.warehouse_url())
             metadata["loaded_rows"] = dg.MetadataValue.json(loaded.rows)
             metadata["nul_stripped"] = loaded.nul_stripped
         except Exception as load_exc:  # never hide the collection error behind a load error
