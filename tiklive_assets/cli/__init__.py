@@ -20,6 +20,7 @@ from tiklive_assets.cli.common import (
     EPILOG,
     EXIT_USAGE,
     REALISM_NEEDS_SANDBOX,
+    add_command,
     add_config,
     add_home,
     fail,
@@ -69,15 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_SUMMARY = "materialize one day's pipeline in-process and print a summary"
+RUN_DESCRIPTION = (
+    "Materialize the day's pipeline (the assets the daily schedule runs) in-process, with progress, then print "
+    "what was captured, the credits spent, dead letters by reason and where the files are."
+)
+
+
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser(
-        "run",
-        help="materialize one day's pipeline in-process and print a summary",
-        description="Materialize the day's pipeline (the assets the daily schedule runs) in-process, with progress, "
-        "then print what was captured, the credits spent, dead letters by reason and where the files are.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
-    )
+    run = add_command(sub, "run", RUN_SUMMARY, RUN_DESCRIPTION)
     run.add_argument("--date", type=parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--sandbox",

@@ -11,25 +11,24 @@ import json
 import sys
 
 from tiklive_assets import settings
-from tiklive_assets.cli.common import EPILOG, EXIT_ERROR, EXIT_OK, add_config, fail
+from tiklive_assets.cli.common import EXIT_ERROR, EXIT_OK, add_command, add_config, fail
 
 EXIT_INCONCLUSIVE = 2
 DEFAULT_CHECK_HANDLE = "cristiano"  # looked up when no account is tracked: a public handle that exists
 
 
+SUMMARY = "verify an API key with one /userid/ lookup (1-2 credits)"
+DESCRIPTION = (
+    "Verify TIKLIVE_API_KEY before a first run or after rotating it: look up one handle with /userid/ (the first "
+    "account of the tracking YAML unless --username names one), then its profile with /userinfo-by-id/. The API "
+    "only answers a lookup, found or not, to a key it accepts, so a 404 for the handle also proves the key works. "
+    "Exit status 0: the key is accepted; 1: it was rejected (HTTP 401/403) or is not set; 2: the check could not "
+    "tell (network, server error, unexpected answer). The key itself is never printed."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    check = sub.add_parser(
-        "check-key",
-        help="verify an API key with one /userid/ lookup (1-2 credits)",
-        description="Verify TIKLIVE_API_KEY before a first run or after rotating it: look up one handle with "
-        "/userid/ (the first account of the tracking YAML unless --username names one), then its profile with "
-        "/userinfo-by-id/. The API only answers a lookup, found or not, to a key it accepts, so a 404 for the "
-        "handle also proves the key works. Exit status 0: the key is accepted; 1: it was rejected (HTTP 401/403) "
-        "or is not set; 2: the check could not tell (network, server error, unexpected answer). The key itself is "
-        "never printed.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
-    )
+    check = add_command(sub, "check-key", SUMMARY, DESCRIPTION)
     check.add_argument(
         "--username",
         default=None,

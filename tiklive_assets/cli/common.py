@@ -82,13 +82,16 @@ def setup_logging() -> None:
 def add_command(
     sub: argparse._SubParsersAction,
     name: str,
-    *,
     help: str,
     description: str,
     examples: list[str] | tuple[str, ...] = (),
-    epilog: str = EPILOG,
+    epilog: str | None = EPILOG,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose help keeps its layout: the description, then its examples and the environment it reads."""
+    """A subcommand: ``help`` in ``tiklive --help``, then its own help page: ``description``, its ``examples``
+    and ``epilog`` (the environment it reads) laid out as written. ``epilog=None``: no epilog, the description
+    wrapped to the terminal."""
+    if epilog is None:
+        return sub.add_parser(name, help=help, description=description)
     shown = "examples:\n" + "".join(f"  {example}\n" for example in examples) + "\n" if examples else ""
     return sub.add_parser(
         name,

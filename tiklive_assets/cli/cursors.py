@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import argparse
 
-from tiklive_assets.cli.common import EPILOG, EXIT_ERROR, EXIT_OK, add_home, fail, use_location
+from tiklive_assets.cli.common import EXIT_ERROR, EXIT_OK, add_command, add_home, fail, use_location
+
+SUMMARY = "list discovery cursors (with drift signals) or reset one to a known-good value"
+DESCRIPTION = (
+    "The state database's `cursors` table is the one authoritative place for discovery cursors (scope "
+    "<endpoint>:<entity>:<ingest day>). `list` shows each with its pages, completeness and drift; `reset` sets one "
+    "to a value (or to the value N writes back in its history) and reopens its walk (the pipeline-drift runbook: "
+    "stop the worker, reset to the last known-good cursor, let it walk forward)."
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    cursors = sub.add_parser(
-        "cursors",
-        help="list discovery cursors (with drift signals) or reset one to a known-good value",
-        description="The state database's `cursors` table is the one authoritative place for discovery cursors "
-        "(scope <endpoint>:<entity>:<ingest day>). `list` shows each with its pages, completeness and drift; "
-        "`reset` sets one to a value (or to the value N writes back in its history) and reopens its walk "
-        "(the pipeline-drift runbook: stop the worker, reset to the last known-good cursor, let it walk forward).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
-    )
+    cursors = add_command(sub, "cursors", SUMMARY, DESCRIPTION)
     actions = cursors.add_subparsers(dest="cursors_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list cursors (default: all)")
     listing.add_argument("--prefix", default="", help="only scopes starting with this, e.g. user-posts:107955")

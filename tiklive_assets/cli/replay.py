@@ -11,9 +11,9 @@ import argparse
 import sys
 
 from tiklive_assets.cli.common import (
-    EPILOG,
     EXIT_ERROR,
     EXIT_OK,
+    add_command,
     add_home,
     fail,
     parse_day,
@@ -21,22 +21,22 @@ from tiklive_assets.cli.common import (
     use_location,
 )
 
+SUMMARY = "rebuild the warehouse (or a scratch database) for a range of days from the raw archive alone"
+DESCRIPTION = (
+    "Parse every archived response of each day from --from to --to (inclusive) and load it into the warehouse, "
+    "one transaction per day, replacing what each day held: replaying a day twice changes nothing, and a deleted "
+    "warehouse comes back identical (the 'database lost' recovery). Reads only the raw archive "
+    "($TIKLIVE_HOME/archive, or the bucket named by $TIKLIVE_ARCHIVE_BUCKET), never the API."
+)
+EXAMPLES = (
+    "tiklive replay --from 2026-05-01 --to 2026-05-29",
+    "tiklive replay --from 2026-05-29 --to 2026-05-29 --into /tmp/scratch.duckdb",
+    "tiklive replay --from 2026-05-01 --to 2026-05-29 --into postgresql://postgres@127.0.0.1/restore_test",
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    replay = sub.add_parser(
-        "replay",
-        help="rebuild the warehouse (or a scratch database) for a range of days from the raw archive alone",
-        description="Parse every archived response of each day from --from to --to (inclusive) and load it into the "
-        "warehouse, one transaction per day, replacing what each day held: replaying a day twice changes nothing, "
-        "and a deleted warehouse comes back identical (the 'database lost' recovery). Reads only the raw "
-        "archive ($TIKLIVE_HOME/archive, or the bucket named by $TIKLIVE_ARCHIVE_BUCKET), never the API.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  tiklive replay --from 2026-05-01 --to 2026-05-29\n"
-        "  tiklive replay --from 2026-05-29 --to 2026-05-29 --into /tmp/scratch.duckdb\n"
-        "  tiklive replay --from 2026-05-01 --to 2026-05-29 --into postgresql://postgres@127.0.0.1/restore_test\n\n"
-        + EPILOG,
-    )
+    replay = add_command(sub, "replay", SUMMARY, DESCRIPTION, EXAMPLES)
     for flag, dest, what in (
         ("--from", "start", "first archive day to replay"),
         ("--to", "end", "last archive day to replay (inclusive)"),

@@ -10,6 +10,7 @@ import argparse
 from contextlib import ExitStack, suppress
 
 from tiklive_assets import settings
+from tiklive_assets.cli.common import add_command
 
 DEFAULT_PORT = 8765
 
@@ -47,14 +48,15 @@ def add_options(parser: argparse.ArgumentParser, *, port: int = DEFAULT_PORT) ->
     )
 
 
+SUMMARY = "serve the bundled sandbox TikLiveAPI over HTTP"
+DESCRIPTION = (
+    "Serve the sandbox: every TikLiveAPI endpoint with the exact wire format, from deterministic synthetic data, "
+    "with optional faults. Point TIKLIVE_BASE_URL at it and use its key."
+)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    sandbox = sub.add_parser(
-        "sandbox",
-        help="serve the bundled sandbox TikLiveAPI over HTTP",
-        description="Serve the sandbox: every TikLiveAPI endpoint with the exact wire format, from deterministic "
-        "synthetic data, with optional faults. Point TIKLIVE_BASE_URL at it and use its key.",
-    )
-    add_options(sandbox)
+    add_options(add_command(sub, "sandbox", SUMMARY, DESCRIPTION, epilog=None))
 
 
 def sandbox_config(args: argparse.Namespace):

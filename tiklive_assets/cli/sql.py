@@ -15,7 +15,7 @@ import csv
 import sys
 from pathlib import Path
 
-from tiklive_assets.cli.common import EXIT_ERROR, add_command, add_home, fail, use_location
+from tiklive_assets.cli.common import EPILOG, EXIT_ERROR, add_command, add_home, fail, use_location
 
 HISTORY_FILE = ".tiklive_sql_history"  # in the user's home directory
 HISTORY_LENGTH = 1000
@@ -32,23 +32,23 @@ Statements end with ';' and may span several lines. Commands:
 """
 
 
-def add_parser(sub: argparse._SubParsersAction, epilog: str) -> None:
-    sql = add_command(
-        sub,
-        "sql",
-        help="query the marts (marts.duckdb, read-only) in an interactive SQL shell, or run one query with -c",
-        description="Open TIKLIVE_HOME/marts.duckdb read-only in a DuckDB SQL shell: the tables and marts every run "
-        "builds, as views over the Parquet exports. Statements end with ';' and may span lines; .tables lists the "
-        "views, .schema NAME shows one's columns, .mode table|csv switches the output, .quit leaves; history is kept "
-        "in ~/.tiklive_sql_history. With -c, run one query, print its result and exit: 0, or 1 with the error. "
-        "Read from a pipe (tiklive sql < queries.sql), the shell exits 1 if any statement failed.",
-        examples=[
-            "tiklive sql",
-            'tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"',
-            'tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv',
-        ],
-        epilog=epilog,
-    )
+SUMMARY = "query the marts (marts.duckdb, read-only) in an interactive SQL shell, or run one query with -c"
+DESCRIPTION = (
+    "Open TIKLIVE_HOME/marts.duckdb read-only in a DuckDB SQL shell: the tables and marts every run builds, as "
+    "views over the Parquet exports. Statements end with ';' and may span lines; .tables lists the views, "
+    ".schema NAME shows one's columns, .mode table|csv switches the output, .quit leaves; history is kept in "
+    "~/.tiklive_sql_history. With -c, run one query, print its result and exit: 0, or 1 with the error. Read from "
+    "a pipe (tiklive sql < queries.sql), the shell exits 1 if any statement failed."
+)
+EXAMPLES = (
+    "tiklive sql",
+    'tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"',
+    'tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv',
+)
+
+
+def add_parser(sub: argparse._SubParsersAction, epilog: str = EPILOG) -> None:
+    sql = add_command(sub, "sql", SUMMARY, DESCRIPTION, EXAMPLES, epilog)
     sql.add_argument(
         "-c",
         "--command",

@@ -35,6 +35,7 @@ import yaml
 
 from tiklive_assets import settings
 from tiklive_assets.cli.common import (
+    EPILOG,
     EXIT_ERROR,
     REALISM_NEEDS_SANDBOX,
     add_command,
@@ -50,17 +51,17 @@ READY_TIMEOUT = 180.0  # seconds for the webserver to answer and the code locati
 STOP_TIMEOUT = 15.0  # seconds dg dev gets to stop its services before what is left of its process group is ended
 
 
-def add_parser(sub: argparse._SubParsersAction, epilog: str) -> None:
-    ui = add_command(
-        sub,
-        "ui",
-        help="start the Dagster UI (webserver + daemon) for this project; --sandbox puts the sandbox API behind it",
-        description="Start the Dagster UI and its daemon (schedules, sensors, the run queue) for this code location, "
-        "on 127.0.0.1 unless --host names another address. With --sandbox, the bundled sandbox TikLiveAPI is "
-        "started first and every run captures from it (no key, no credits). Runs are recorded in $DAGSTER_HOME, else "
-        "in $TIKLIVE_HOME/dagster, where `tiklive run` records its own. Ctrl-C stops everything it started.",
-        epilog=epilog,
-    )
+SUMMARY = "start the Dagster UI (webserver + daemon) for this project; --sandbox puts the sandbox API behind it"
+DESCRIPTION = (
+    "Start the Dagster UI and its daemon (schedules, sensors, the run queue) for this code location, on 127.0.0.1 "
+    "unless --host names another address. With --sandbox, the bundled sandbox TikLiveAPI is started first and "
+    "every run captures from it (no key, no credits). Runs are recorded in $DAGSTER_HOME, else in "
+    "$TIKLIVE_HOME/dagster, where `tiklive run` records its own. Ctrl-C stops everything it started."
+)
+
+
+def add_parser(sub: argparse._SubParsersAction, epilog: str = EPILOG) -> None:
+    ui = add_command(sub, "ui", SUMMARY, DESCRIPTION, epilog=epilog)
     ui.add_argument(
         "--sandbox",
         action="store_true",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -328,74 +329,103 @@ def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tup
     """
     import duckdb
 
-    from . import charts
-
-    def rows(query: str) -> list[tuple]:
-        return con.execute(as_of_sql(mart, query), {"day": up_to}).fetchall()
-
-    since = up_to - timedelta(days=CHART_DAYS - 1)
     con = duckdb.connect(str(marts_path), read_only=True)
     try:
-        ((total,),) = rows(f"SELECT count(*) FROM {mart}")
-        if mart == "follower_growth":
-            found = rows(
-                "SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
-                "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
-                "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id"
-            )
-            body = [
-                (h, f[-1], d[-1], sparkline([n for day, n in zip(ds, f, strict=True) if day >= since]))
-                for h, _, ds, f, d in found
-            ]
-            table = markdown_table(
-                ["account", "followers", "Δ since previous capture", "followers, last 30 days"], body
-            )
-            handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
-            series = {
-                h if handles[h] == 1 else f"{h} ({user})": [
-                    (day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None
-                ]
-                for h, user, ds, f, _ in found
-            }
-            series = {h: points for h, points in series.items() if points}
-            shown = sorted(series, key=lambda h: (-abs(series[h][-1][1] - series[h][0][1]), h))
-            image = charts.follower_growth(
-                {h: series[h] for h in sorted(shown[: CHART_LINES[mart]])}, up_to, of=len(series)
-            )
-        elif mart == "video_virality":
-            found = rows(
-                "SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
-                "list(hours_since_post ORDER BY captured_at), list(views_per_hour ORDER BY captured_at) "
-                f"FROM video_virality GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}"
-            )
-            body = [(h, a, p, sparkline(v[-CHART_DAYS:])) for h, a, p, _, v in found]
-            table = markdown_table(["author", "video", "peak views/hour", "views/hour per capture"], body)
-            lines = {
-                f"@{h} …{a[-6:]}": [(x, y) for x, y in zip(hs, v, strict=True) if x is not None and y is not None]
-                for h, a, _, hs, v in found[: CHART_LINES[mart]]
-            }
-            image = charts.video_virality({label: points for label, points in lines.items() if points}, up_to)
-        elif mart == "daily_archive_summary":
-            found = rows(
-                "SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
-                "dead_letters_by_reason FROM daily_archive_summary ORDER BY day"
-            )
-            body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
-            table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
-            image = charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= since], up_to)
-        elif mart in ("top_hashtags", "top_sounds"):
-            hashtags = mart == "top_hashtags"
-            name = "'#' || hashtag" if hashtags else "coalesce(title || ' · ' || author, title, music_id)"
-            found = rows(
-                f"SELECT {name} AS name, posts, total_plays FROM {mart} "
-                f"ORDER BY posts DESC, total_plays DESC, name LIMIT {limit}"
-            )
-            peak = max((r[1] for r in found), default=1) or 1
-            body = [(n, p, t, "█" * max(1, round(p / peak * 20))) for n, p, t in found]
-            table = markdown_table(["#hashtag" if hashtags else "sound", "posts", "total plays", "posts"], body)
-            image = charts.ranking(f"Top {'hashtags' if hashtags else 'sounds'} by posts", found, up_to)
-        else:  # pragma: no cover - as_of_sql already refused it
-            raise KeyError(mart)
+
+        def rows(query: str) -> list[tuple]:
+            return con.execute(as_of_sql(mart, query), {"day": up_to}).fetchall()
+
+        ((total,),) = rows(f"SELECT count(*) FROM {mart}")  # an unknown mart is refused here
+        table, image = _CHARTS[mart](rows, mart, up_to, limit)
     finally:
         con.close()
     return total, f"{image}\n\n{table}"
+
+
+Rows = Callable[[str], list[tuple]]  # a query against the mart as of the charted day -> its rows
+
+
+def _since(up_to: date) -> date:
+    return up_to - timedelta(days=CHART_DAYS - 1)
+
+
+def _follower_growth(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
+    from . import charts
+
+    since = _since(up_to)
+    found = rows(
+        "SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
+        "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
+        "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id"
+    )
+    body = [
+        (h, f[-1], d[-1], sparkline([n for day, n in zip(ds, f, strict=True) if day >= since]))
+        for h, _, ds, f, d in found
+    ]
+    table = markdown_table(["account", "followers", "Δ since previous capture", "followers, last 30 days"], body)
+    handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
+    series = {
+        h if handles[h] == 1 else f"{h} ({user})": [
+            (day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None
+        ]
+        for h, user, ds, f, _ in found
+    }
+    series = {h: points for h, points in series.items() if points}
+    shown = sorted(series, key=lambda h: (-abs(series[h][-1][1] - series[h][0][1]), h))
+    image = charts.follower_growth({h: series[h] for h in sorted(shown[: CHART_LINES[mart]])}, up_to, of=len(series))
+    return table, image
+
+
+def _video_virality(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
+    from . import charts
+
+    found = rows(
+        "SELECT author_handle, aweme_id, max(views_per_hour) AS peak, "
+        "list(hours_since_post ORDER BY captured_at), list(views_per_hour ORDER BY captured_at) "
+        f"FROM video_virality GROUP BY ALL ORDER BY peak DESC, aweme_id LIMIT {limit}"
+    )
+    body = [(h, a, p, sparkline(v[-CHART_DAYS:])) for h, a, p, _, v in found]
+    table = markdown_table(["author", "video", "peak views/hour", "views/hour per capture"], body)
+    lines = {
+        f"@{h} …{a[-6:]}": [(x, y) for x, y in zip(hs, v, strict=True) if x is not None and y is not None]
+        for h, a, _, hs, v in found[: CHART_LINES[mart]]
+    }
+    return table, charts.video_virality({label: points for label, points in lines.items() if points}, up_to)
+
+
+def _daily_archive_summary(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
+    from . import charts
+
+    since = _since(up_to)
+    found = rows(
+        "SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
+        "dead_letters_by_reason FROM daily_archive_summary ORDER BY day"
+    )
+    body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
+    table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
+    return table, charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= since], up_to)
+
+
+def _ranking(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
+    from . import charts
+
+    hashtags = mart == "top_hashtags"
+    name = "'#' || hashtag" if hashtags else "coalesce(title || ' · ' || author, title, music_id)"
+    found = rows(
+        f"SELECT {name} AS name, posts, total_plays FROM {mart} "
+        f"ORDER BY posts DESC, total_plays DESC, name LIMIT {limit}"
+    )
+    peak = max((r[1] for r in found), default=1) or 1
+    body = [(n, p, t, "█" * max(1, round(p / peak * 20))) for n, p, t in found]
+    table = markdown_table(["#hashtag" if hashtags else "sound", "posts", "total plays", "posts"], body)
+    return table, charts.ranking(f"Top {'hashtags' if hashtags else 'sounds'} by posts", found, up_to)
+
+
+# mart -> what draws it: (its rows as of the day, the mart, the day, rows to list) -> (markdown table, chart)
+_CHARTS: dict[str, Callable[[Rows, str, date, int], tuple[str, str]]] = {
+    "follower_growth": _follower_growth,
+    "video_virality": _video_virality,
+    "daily_archive_summary": _daily_archive_summary,
+    "top_hashtags": _ranking,
+    "top_sounds": _ranking,
+}

@@ -181,10 +181,10 @@ class DayParser:
                 self._dead_letter(slug, body, key, captured)
             return
         if type(body) is dict and ("code" in body or "message" in body or "msg" in body):  # noqa: E721
-            reason = body_error(body)
-            if reason is not None:
+            error = body_error(body)
+            if error is not None:
                 credit[2] += 1
-                self.error_responses[(endpoint, reason)] += 1
+                self.error_responses[(endpoint, error)] += 1
                 return
             if type(body.get("data")) is dict:  # noqa: E721 - a {code: 0, msg, data} envelope around the payload
                 body = body["data"]
@@ -355,8 +355,8 @@ class DayParser:
 
     def tables(self) -> dict[str, pa.Table]:
         day = self.day
-        posts = []
-        tags = []
+        posts: list[tuple] = []
+        tags: list[tuple] = []
         media = self._media()
         without_author = 0
         for _rank, row in self.posts.values():

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from .parse import DayParser
 
 _DIRECTIONS = {"followers": "follower", "followings": "following"}  # a follow page's list -> the edges' direction
-FOLLOW_ENDPOINTS = {e.name: (e.items, _DIRECTIONS[e.items]) for e in ENDPOINTS if e.parse == "follow_page"}
+# every follow page names its list (items): one without would be a KeyError here, at import
+FOLLOW_ENDPOINTS = {e.name: (e.items or "", _DIRECTIONS[e.items or ""]) for e in ENDPOINTS if e.parse == "follow_page"}
 FOLLOW_ITEMS = {"followers": FOLLOWER_ITEM_KEYS, "followings": FOLLOWING_ITEM_KEYS}  # the endpoint's own name first
 
 

@@ -125,7 +125,6 @@ def post(  # noqa: C901
             if not (type(music_id) is str and music_id.isdigit() and music_id.isascii()):  # noqa: E721
                 music_id = p.tally.id(music_id, "music_info.id")
         images = image_list(item)
-        photo = images is not None
         # already in the posts table's column order: storage_key, bytes and archived_at (_MEDIA) are filled
         # in by tables() for the few posts whose media the day archived
         p.posts[aweme_id] = (
@@ -147,11 +146,11 @@ def post(  # noqa: C901
                 None,
                 None,
                 p.day,
-                "photo" if photo else "video",
-                len(images) if photo else 0,
+                "video" if images is None else "photo",
+                0 if images is None else len(images),
             ),
         )
-        if music_id is not None:
+        if music is not None and music_id is not None:
             mrank = (captured, key)
             current = p.music.get(music_id)
             if current is None or mrank > current[0]:

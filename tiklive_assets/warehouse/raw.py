@@ -10,8 +10,9 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from tiklive_assets.storage.keys import RAW_PREFIX
 from tiklive_assets.tolerant import as_int
@@ -83,16 +84,21 @@ def captured_micros(gz: bytes, last_modified: datetime | None) -> int:
     return fetched_micros(gz) or (micros(last_modified) if last_modified is not None else 0)
 
 
+_fast_loads: Callable[[bytes], Any]
+_gunzip: Callable[[bytes, int], bytes]
 try:  # orjson decodes these objects 3x faster than json, and caches key strings (cheap shape signatures)
     from orjson import loads as _fast_loads
 except ImportError:  # pragma: no cover - optional accelerator; json gives the same values
     _fast_loads = json.loads
 try:  # ISA-L inflates gzip about 1.4x faster than zlib, with the same bytes out
     from isal.isal_zlib import decompress as _gunzip
-    from isal.isal_zlib import error as _GunzipError
+    from isal.isal_zlib import error as _isal_error
+
+    # the stub declares isal's error an instance; it is the exception class IsalError
+    _GUNZIP_ERRORS: tuple[type[Exception], ...] = (cast(type[Exception], _isal_error), zlib.error)
 except ImportError:  # pragma: no cover - optional accelerator; zlib gives the same bytes
-    from zlib import decompress as _gunzip
-    from zlib import error as _GunzipError
+    _gunzip = zlib.decompress
+    _GUNZIP_ERRORS = (zlib.error,)
 
 
 def decode(gz: bytes) -> Any:
@@ -102,7 +108,7 @@ def decode(gz: bytes) -> Any:
     anything it refuses is decoded again by ``json``: the values are always those ``json.loads`` gives."""
     try:
         raw = _gunzip(gz, 31)
-    except (_GunzipError, zlib.error):
+    except _GUNZIP_ERRORS:
         try:
             raw = gzip.decompress(gz)  # multi-member gzip, just in case
         except (OSError, EOFError, ValueError) as exc:

@@ -81,7 +81,7 @@ def local_raw_keys(store: LocalStore, day: date, prefix: str = RAW_PREFIX) -> li
     a third of a day's listing time). Same selection as ``store.list``: regular files, no ``.part`` writes."""
     head = raw_day_prefix(day, prefix)
     base = os.path.join(str(store.root), *head.rstrip("/").split("/"))
-    keys = []
+    keys: list[str] = []
     try:
         endpoints = [entry for entry in os.scandir(base) if entry.is_dir(follow_symlinks=False)]
     except (FileNotFoundError, NotADirectoryError):

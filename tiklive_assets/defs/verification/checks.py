@@ -3,14 +3,16 @@
 Failures list what failed (keys, tables, days) in their metadata and reach the alert sensor.
 """
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
+from tiklive_assets import settings
 from tiklive_assets.defs.capture.assets import archived_videos, discovery_queue
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource
+from tiklive_assets.defs.scheduling import asset_job, tick_schedule
 from tiklive_assets.defs.warehouse.assets import DUCKDB_POOL  # checks that open the warehouse queue with its writers
 from tiklive_assets.defs.warehouse.resources import WarehouseResource
 from tiklive_assets.verification.integrity import (
@@ -23,8 +25,6 @@ from tiklive_assets.verification.integrity import (
 from tiklive_assets.verification.restore import verify_random_day
 
 POSTS = dg.AssetKey("warehouse_posts")
-RESTORE_TOLERANCE = float(os.environ.get("TIKLIVE_RESTORE_TOLERANCE", "0"))  # relative, per table
-LANDED_BY_HOUR = int(os.environ.get("TIKLIVE_LANDED_BY_HOUR", "6"))  # UTC hour today's capture must have landed by
 WINDOW_DAYS = 30
 NIGHTLY_JOB = "nightly_verification"
 
@@ -72,24 +72,25 @@ def restore_verification(
     archive_store: ArchiveStoreResource,
     warehouse: WarehouseResource,
 ) -> dg.AssetCheckResult:
-    seed = int(os.environ.get("TIKLIVE_RESTORE_SEED") or time.time_ns() % 2**31)
+    seed = settings.restore_seed()
+    if seed is None:  # a fresh sample each night; TIKLIVE_RESTORE_SEED fixes it
+        seed = time.time_ns() % 2**31
+    tolerance = settings.restore_tolerance()  # relative row-count difference a table may show
     started = time.monotonic()
     today = datetime.now(UTC).date()
     with warehouse.open(data_root.root().home) as wh:
-        report = verify_random_day(
-            archive_store.open(), wh, today, seed, tolerance=RESTORE_TOLERANCE, window_days=WINDOW_DAYS
-        )
+        report = verify_random_day(archive_store.open(), wh, today, seed, tolerance=tolerance, window_days=WINDOW_DAYS)
         held = (
             wh.query("SELECT count(*) FROM posts WHERE dt >= ?", [today - timedelta(days=WINDOW_DAYS)])[0][0]
             if report.day is None
             else 0
         )
-    metadata = {
+    metadata: dict[str, Any] = {
         "seed": seed,
         "day": str(report.day) if report.day else f"none archived in the last {WINDOW_DAYS} days",
         "objects_parsed": report.objects,
         "seconds": round(time.monotonic() - started, 2),
-        "tolerance": RESTORE_TOLERANCE,
+        "tolerance": tolerance,
         "tables": dg.MetadataValue.json(
             {
                 t.table: {
@@ -214,27 +215,24 @@ def videos_match_posts(
 @dg.asset_check(
     asset=archived_videos,
     blocking=True,
-    description=f"The latest day whose deadline "
-    f"({LANDED_BY_HOUR:02d}:00 UTC) has passed was captured: today's after that hour, yesterday's before "
-    "it (so the 04:30 run checks something). A day before the first capture is not due.",
+    description="The latest day whose deadline (TIKLIVE_LANDED_BY_HOUR, default 06:00 UTC) has passed was "
+    "captured: today's after that hour, yesterday's before it (so the 04:30 run checks something). A day before "
+    "the first capture is not due.",
 )
 def todays_partition_landed(
     context: dg.AssetCheckExecutionContext, data_root: DataRootResource, archive_store: ArchiveStoreResource
 ) -> dg.AssetCheckResult:
-    now = datetime.now(UTC)
-    day = due_day(now, LANDED_BY_HOUR)
-    state = data_root.open_state()
-    try:
+    by_hour = settings.landed_by_hour()
+    day = due_day(datetime.now(UTC), by_hour)
+    with data_root.state() as state:
         done = state.get_value(f"asset-complete:archived_videos:{day.isoformat()}") is not None
-    finally:
-        state.close()
     first = None if done else first_archived_day(archive_store.open())
     if done:
         status = "landed"
     elif first is not None and day < first:
         status = f"nothing due yet: {day} is before the first capture ({first})"
     else:
-        status = f"{day}'s capture had not landed by {LANDED_BY_HOUR:02d}:00 UTC"
+        status = f"{day}'s capture had not landed by {by_hour:02d}:00 UTC"
     passed = done or (first is not None and day < first)
     return dg.AssetCheckResult(
         passed=passed,
@@ -242,7 +240,7 @@ def todays_partition_landed(
         description=status,
         metadata={
             "day": str(day),
-            "by_hour_utc": LANDED_BY_HOUR,
+            "by_hour_utc": by_hour,
             "status": status,
         },
     )
@@ -250,23 +248,19 @@ def todays_partition_landed(
 
 NIGHTLY_CHECKS = [restore_verification, archive_days_non_empty, videos_match_posts, todays_partition_landed]
 
-nightly_verification_job = dg.define_asset_job(
+nightly_verification_job = asset_job(
     NIGHTLY_JOB,
-    selection=dg.AssetSelection.checks(*NIGHTLY_CHECKS),
+    dg.AssetSelection.checks(*NIGHTLY_CHECKS),
     description="Check-only job, nightly: restore verification and archive/warehouse integrity. The checks are "
     "blocking, so any that fails fails the run (red on the runs page) and reaches the alert sensor.",
 )
 
-
-@dg.schedule(
-    job=nightly_verification_job,
-    cron_schedule="30 4 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+nightly_verification_schedule = tick_schedule(
+    nightly_verification_job,
+    "30 4 * * *",
+    name="nightly_verification_schedule",
+    run_key="nightly-verification",
     description="At 04:30 UTC: restores a random archived day into a scratch database and compares it with "
     "the warehouse, and checks that no day is missing and every video has its file. A failure turns the "
     "run red and is posted to the alert webhook.",
 )
-def nightly_verification_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
-    return dg.RunRequest(run_key=f"nightly-verification-{day}")

@@ -7,13 +7,14 @@ transaction per day. Assets that write a DuckDB file take the ``duckdb_writer`` 
 dagster.yaml): one writer per file. Nothing opens a database before an asset runs.
 """
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from tiklive_assets import settings
 from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.partitions import daily
 from tiklive_assets.defs.resources import (
@@ -50,14 +51,13 @@ CAPTURE_KEYS = [asset.key for asset in CAPTURE_ASSETS]
 # Names that stand alone in the asset graph, the catalog and alerts (the DuckDB/Postgres tables keep their names)
 TABLE_KEYS = {table.name: dg.AssetKey(f"warehouse_{table.name}") for table in TABLES}
 MART_KEYS = {mart: dg.AssetKey(f"mart_{mart}") for mart in MARTS}
-# Quarantined objects of a day over all its objects above which the day fails its check (default 1 %)
-QUARANTINE_MAX_RATIO = float(os.environ.get("TIKLIVE_QUARANTINE_MAX_RATIO", "0.01"))
 QUARANTINE_CHECK = dg.AssetCheckSpec(
     "quarantine_ratio",
     asset=TABLE_KEYS["quarantine"],
-    description=f"At most {QUARANTINE_MAX_RATIO:.1%} of a day's archived objects are quarantined "
-    "(TIKLIVE_QUARANTINE_MAX_RATIO). A few odd objects never fail a day, but more than that means the API changed "
-    "shape and the parsers need a fix; replaying the day afterwards parses them again.",
+    description="At most a share of a day's archived objects are quarantined (TIKLIVE_QUARANTINE_MAX_RATIO, "
+    "default 0.01: 1 %; the run's own figure is in the check's metadata). A few odd objects never fail a day, but "
+    "more than that means the API changed shape and the parsers need a fix; replaying the day afterwards parses "
+    "them again.",
 )
 DRIFT_CHECK = dg.AssetCheckSpec(
     "schema_drift",
@@ -65,6 +65,25 @@ DRIFT_CHECK = dg.AssetCheckSpec(
     description="Each endpoint's fields (paths and JSON types) match the last earlier day that saw it: a warning "
     "lists fields that appeared, vanished or changed type, so an API change is known before data is lost.",
 )
+
+
+def day_asset(*, deps: list, kinds: set[str], description: str) -> Callable[..., dg.AssetsDefinition]:
+    """A warehouse asset: daily partitions, a backfill as one run, in the warehouse group."""
+    return dg.asset(
+        deps=deps,
+        partitions_def=daily,
+        backfill_policy=BACKFILL,
+        group_name=GROUP,
+        kinds=kinds,
+        description=description,
+    )
+
+
+def run_result(days: list[date], path: Path, **figures) -> dg.MaterializeResult:
+    """The run's own metadata on an asset: the days it covered, where the files are, and ``figures``."""
+    return dg.MaterializeResult(
+        metadata={"run_days": run_days(days), **figures, "path": dg.MetadataValue.path(str(path))}
+    )
 
 
 def column_schema(table) -> dg.TableSchema:
@@ -95,6 +114,16 @@ def report_day(context: dg.AssetExecutionContext, key: dg.AssetKey, day: date, m
     figures. (Yielding extra ``AssetMaterialization`` events would give each day two events, the later one
     without them.)"""
     context.add_asset_metadata(metadata, asset_key=key, partition_key=day.isoformat())
+
+
+def report_unchanged(context: dg.AssetExecutionContext, key: dg.AssetKey, day: date, damaged: int) -> None:
+    """The status of a day left as it was because ``damaged`` of its archived objects are not gzip."""
+    report_day(
+        context,
+        key,
+        day,
+        {"status": f"left unchanged: {damaged} damaged archived object(s); restore them, then rematerialize"},
+    )
 
 
 def warn_no_capture(context: dg.AssetExecutionContext, asset: str, day: date, what: str) -> None:
@@ -146,7 +175,7 @@ def warehouse_tables(
     archive_store: ArchiveStoreResource,
     data_root: DataRootResource,
     warehouse: WarehouseResource,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Parse each day's archived objects and replace that day in the warehouse (DuckDB file or Postgres).
 
     Objects no parser can read are quarantined (the ``quarantine`` table) and the rest of the day loads; values
@@ -184,15 +213,7 @@ def warehouse_tables(
     for name, key in TABLE_KEYS.items():
         for day in days:
             if day in report.refused:
-                report_day(
-                    context,
-                    key,
-                    day,
-                    {
-                        "status": f"left unchanged: {len(report.refused[day])} damaged "
-                        "archived object(s); restore them, then rematerialize"
-                    },
-                )
+                report_unchanged(context, key, day, len(report.refused[day]))
                 continue
             objects = report.objects_by_day.get(day, 0)
             report_day(
@@ -207,7 +228,7 @@ def warehouse_tables(
                     "error_responses": report.error_responses_by_day.get(day, 0),
                 },
             )
-        metadata = {"table_rows_total": totals[name], **run}
+        metadata: dict[str, Any] = {"table_rows_total": totals[name], **run}
         if name == "quarantine":
             metadata["quarantined_keys"] = dg.MetadataValue.json(report.errors[:100])
             metadata["corrupt_objects"] = dg.MetadataValue.json(report.corrupt[:100])
@@ -221,17 +242,18 @@ def warehouse_tables(
         str(day): report.quarantined_by_day.get(day, 0) / max(report.objects_by_day.get(day, 0), 1) for day in days
     }
     worst = max(ratios.values(), default=0.0)
+    max_ratio = settings.quarantine_max_ratio()
     yield dg.AssetCheckResult(
         check_name=QUARANTINE_CHECK.name,
         asset_key=QUARANTINE_CHECK.asset_key,
-        passed=worst <= QUARANTINE_MAX_RATIO and not report.refused,
+        passed=worst <= max_ratio and not report.refused,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "days_left_unchanged": dg.MetadataValue.json({str(d): keys[:20] for d, keys in report.refused.items()}),
             "quarantined": report.quarantined,
             "archive_objects": report.objects,
             "worst_ratio": round(worst, 6),
-            "max_ratio": QUARANTINE_MAX_RATIO,
+            "max_ratio": max_ratio,
             "ratio_by_day": dg.MetadataValue.json({d: round(r, 6) for d, r in ratios.items()}),
             "quarantined_keys": dg.MetadataValue.json(report.errors[:100]),
         },
@@ -249,11 +271,8 @@ def warehouse_tables(
     )
 
 
-@dg.asset(
+@day_asset(
     deps=list(TABLE_KEYS.values()),
-    partitions_def=daily,
-    backfill_policy=BACKFILL,
-    group_name=GROUP,
     kinds={"parquet"},
     description="exports/<table>/dt=YYYY-MM-DD/part-0.parquet for every warehouse table (zstd, explicit schema), "
     "swapped in atomically; written from the archive, so they never wait for the warehouse lock.",
@@ -274,15 +293,7 @@ def parquet_exports(
                 len(parsed.corrupt),
                 parsed.corrupt[0],
             )
-            report_day(
-                context,
-                context.asset_key,
-                day,
-                {
-                    "status": f"left unchanged: {len(parsed.corrupt)} damaged archived object(s); restore them, then "
-                    "rematerialize"
-                },
-            )
+            report_unchanged(context, context.asset_key, day, len(parsed.corrupt))
             continue
         if not parsed.objects:
             warn_no_capture(context, "parquet_exports", day, "its Parquet files are empty")
@@ -302,14 +313,7 @@ def parquet_exports(
                 "archive_objects": parsed.objects,
             },
         )
-    return dg.MaterializeResult(
-        metadata={
-            "run_days": run_days(days),
-            "run_rows": rows,
-            "run_bytes": files_bytes,
-            "path": dg.MetadataValue.path(str(exports)),
-        }
-    )
+    return run_result(days, exports, run_rows=rows, run_bytes=files_bytes)
 
 
 @dg.multi_asset(
@@ -378,11 +382,8 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
         )
 
 
-@dg.asset(
+@day_asset(
     deps=[parquet_exports.key],
-    partitions_def=daily,
-    backfill_policy=BACKFILL,
-    group_name=GROUP,
     kinds={"csv"},
     description="A CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
     "comment_count, share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day.",
@@ -410,12 +411,7 @@ def account_csvs(
                 "rows_by_account": dg.MetadataValue.json(rows),
             },
         )
-    return dg.MaterializeResult(
-        metadata={
-            "run_days": run_days(days),
-            "path": dg.MetadataValue.path(str(exports / "csv")),
-        }
-    )
+    return run_result(days, exports / "csv")
 
 
 WAREHOUSE_ASSETS = [warehouse_tables, parquet_exports, marts, account_csvs]
