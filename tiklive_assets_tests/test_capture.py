@@ -160,10 +160,10 @@ def _slow_cdn(sb, delay: float):
             yield chunk
 
     def handle_cdn(path, query):
-        status, err, ctype, length, chunks = original(path, query)
-        if ctype == "video/mp4":
-            chunks = drip(chunks)
-        return status, err, ctype, length, chunks
+        answer = original(path, query)  # a CdnAnswer: the same answer, its MP4 chunks slowed down
+        if answer.content_type == "video/mp4":
+            answer = answer._replace(chunks=drip(answer.chunks))
+        return answer
 
     sb.handle_cdn = handle_cdn
     return state

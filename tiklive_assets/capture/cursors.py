@@ -15,7 +15,7 @@ STUCK_AFTER = 3  # the same value written this many times in a row means the cur
 @dataclass(frozen=True)
 class CursorStatus:
     scope: str
-    value: str
+    value: str | None
     pages: int | None
     updated_at: object
     complete: bool
@@ -42,7 +42,7 @@ def cursor_statuses(state: StateDB, prefix: str = "", stuck_after: int = STUCK_A
     return out
 
 
-def reset_cursor(state: StateDB, scope: str, value: str | None = None, *, back: int | None = None) -> str:
+def reset_cursor(state: StateDB, scope: str, value: str | None = None, *, back: int | None = None) -> str | None:
     """Reset ``scope`` to ``value``, or to the value ``back`` writes ago in its history; reopen the walk."""
     if (value is None) == (back is None):
         raise ValueError("give exactly one of a value or --back N")

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
-from tiklive_assets.capture.accounts import resolve_user_id
+from tiklive_assets.capture.accounts import resolve_user_id, walk_outcome
 from tiklive_assets.capture.raw_archive import keyword_entity
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.tikliveapi import endpoints as api
 from tiklive_assets.tikliveapi.client import ApiResponse
-from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
+from tiklive_assets.tikliveapi.endpoints import Endpoint
 from tiklive_assets.tikliveapi.pagination import VideoPages
 from tiklive_assets.tolerant import as_text, post_id
+from tiklive_assets.tracking import Account, Hashtag, Keyword, Music
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +44,47 @@ class DiscoveryReport:
     def total_new(self) -> int:
         return sum(self.new_ids.values())
 
+    @property
+    def walks_complete(self) -> int:
+        """Walks a rerun found complete and did not fetch again."""
+        return self.skipped_complete
+
 
 def complete_key(scope: str) -> str:
     return f"complete:{scope}"
 
 
-def walk_listing(
-    session: CaptureSession,
-    *,
-    source: str,
-    endpoint: str,
-    entity: str,
-    fetch: Callable[[str], ApiResponse],
-    max_pages: int,
-    max_videos: int,
-    stop_when_all_known: bool,
-    report: DiscoveryReport,
-) -> None:
+@dataclass(frozen=True)
+class Listing:
+    """One configured source to walk: ``source`` names it in the queue and the report (``hashtag:<id>``),
+    ``entity`` in its cursor's scope; ``limits`` is the config entry whose bounds it keeps."""
+
+    source: str
+    endpoint: Endpoint
+    entity: str
+    fetch: Callable[[str], ApiResponse]
+    limits: Account | Hashtag | Keyword | Music
+    stop_when_all_known: bool = False  # an account's posts: stop at a page of posts captured on an earlier day
+
+
+def walk_listing(session: CaptureSession, listing: Listing, report: DiscoveryReport) -> None:
     """Walk one listing for the session's day; resume from its persisted cursor; enqueue new ids."""
-    state = session.state
-    scope = session.cursor_scope(endpoint, entity)
+    state, source = session.state, listing.source
+    max_pages = session.config.max_pages(listing.limits)
+    max_videos = session.config.max_videos(listing.limits)
+    scope = session.cursor_scope(listing.endpoint.name, listing.entity)
     if state.get_value(complete_key(scope)):
         report.skipped_complete += 1
         return
     saved = state.get_cursor(scope)
-    pages_done = saved.pages if saved else 0
+    pages_done = (saved.pages or 0) if saved else 0
     start = saved.value if saved else "0"
     counter = f"enqueued:{scope}"
     enqueued_today = int(state.get_value(counter) or 0)
     remaining_pages = max_pages - pages_done
-    try:
+    with walk_outcome(report, source, labelled_drift=True) as outcome:
         if remaining_pages > 0 and enqueued_today < max_videos:
-            for page in VideoPages(fetch, start=start, max_pages=remaining_pages).pages():
+            for page in VideoPages(listing.fetch, start=start, max_pages=remaining_pages).pages():
                 crashpoint("discovery.page.archived")  # archived, its ids not queued, the cursor not advanced
                 pages_done += 1
                 report.pages += 1
@@ -93,7 +105,7 @@ def walk_listing(
                     pages=pages_done,
                     max_videos=max_videos,
                     last_page=not page.has_more or pages_done >= max_pages,
-                    stop_when_all_known=stop_when_all_known,
+                    stop_when_all_known=listing.stop_when_all_known,
                     counter_key=counter,
                     complete_key=complete_key(scope),
                 )
@@ -102,18 +114,10 @@ def walk_listing(
                 report.new_ids[source] += recorded.new
                 if recorded.complete:
                     return
-    except CursorStuck as exc:
-        log.warning("%s", exc)
-        report.drift.append(f"{source}: {exc}")
-        state.set_value(f"drift:{scope}", str(exc))
-    except NotFound as exc:
-        log.warning("%s is unavailable: %s", source, exc.reason)
-        report.unavailable.append(f"{source}: {exc.reason}")
-    except BadResponse as exc:  # a page unreadable through every retry: this walk resumes from its cursor next run
-        log.warning("%s: %s (left for the next run)", source, exc)
-        report.failed.append(f"{source}: {exc}")
-        return
-    state.set_value(complete_key(scope), "1")
+    if outcome.stuck is not None:
+        state.set_value(f"drift:{scope}", str(outcome.stuck))
+    if not outcome.left:  # a page unreadable through every retry: this walk resumes from its cursor next run
+        state.set_value(complete_key(scope), "1")
 
 
 def _author_handle(item: dict) -> str | None:
@@ -124,68 +128,33 @@ def _author_handle(item: dict) -> str | None:
     return None
 
 
-def discover(session: CaptureSession) -> DiscoveryReport:
-    """Walk every configured account, hashtag, keyword and sound for the session's day."""
+def listings(session: CaptureSession, report: DiscoveryReport) -> Iterator[Listing]:
+    """Every configured account, hashtag, keyword and sound as a listing to walk, in that order. An account's
+    user id is resolved just before its walk; one that cannot be resolved is reported and not walked."""
     config, client = session.config, session.client
-    report = DiscoveryReport()
     for account in config.accounts:
-        try:
+        source = f"account:{account.handle}"
+        with walk_outcome(report, source) as resolved:
             userid = resolve_user_id(session, account.handle)
-        except NotFound as exc:
-            report.unavailable.append(f"account:{account.handle}: {exc.reason}")
-            continue
-        except BadResponse as exc:  # unreadable through every retry: this account only, asked again next run
-            log.warning("account:%s: %s (left for the next run)", account.handle, exc)
-            report.failed.append(f"account:{account.handle}: {exc}")
-            continue
-        walk_listing(
-            session,
-            source=f"account:{account.handle}",
-            endpoint="/user-posts/",
-            entity=userid,
-            fetch=lambda cursor, uid=userid: client.user_posts(uid, cursor),
-            max_pages=config.max_pages(account),
-            max_videos=config.max_videos(account),
-            stop_when_all_known=True,
-            report=report,
-        )
+        if resolved.answered:
+            yield Listing(source, api.USER_POSTS, userid, partial(client.user_posts, userid), account, True)
     for tag in config.hashtags:
-        walk_listing(
-            session,
-            source=f"hashtag:{tag.id}",
-            endpoint="/challenge-posts/",
-            entity=tag.id + (f"-{tag.region}" if tag.region else ""),
-            fetch=lambda cursor, t=tag: client.challenge_posts(t.id, cursor, region=t.region),
-            max_pages=config.max_pages(tag),
-            max_videos=config.max_videos(tag),
-            stop_when_all_known=False,
-            report=report,
-        )
+        entity = tag.id + (f"-{tag.region}" if tag.region else "")
+        fetch = partial(client.challenge_posts, tag.id, region=tag.region)
+        yield Listing(f"hashtag:{tag.id}", api.CHALLENGE_POSTS, entity, fetch, tag)
     for kw in config.keywords:
         entity = keyword_entity(kw.keyword, kw.publish_time, kw.sort_by, kw.region)
-        walk_listing(
-            session,
-            source=f"keyword:{kw.keyword}",
-            endpoint="/search-video/",
-            entity=entity,
-            fetch=lambda cursor, k=kw: client.search_video(
-                k.keyword, cursor, publish_time=k.publish_time, sort_by=k.sort_by, region=k.region
-            ),
-            max_pages=config.max_pages(kw),
-            max_videos=config.max_videos(kw),
-            stop_when_all_known=False,
-            report=report,
+        fetch = partial(
+            client.search_video, kw.keyword, publish_time=kw.publish_time, sort_by=kw.sort_by, region=kw.region
         )
+        yield Listing(f"keyword:{kw.keyword}", api.SEARCH_VIDEO, entity, fetch, kw)
     for music in config.music:
-        walk_listing(
-            session,
-            source=f"music:{music.id}",
-            endpoint="/music-posts/",
-            entity=music.id,
-            fetch=lambda cursor, m=music: client.music_posts(m.id, cursor),
-            max_pages=config.max_pages(music),
-            max_videos=config.max_videos(music),
-            stop_when_all_known=False,
-            report=report,
-        )
+        yield Listing(f"music:{music.id}", api.MUSIC_POSTS, music.id, partial(client.music_posts, music.id), music)
+
+
+def discover(session: CaptureSession) -> DiscoveryReport:
+    """Walk every configured account, hashtag, keyword and sound for the session's day."""
+    report = DiscoveryReport()
+    for listing in listings(session, report):
+        walk_listing(session, listing, report)
     return report

@@ -13,10 +13,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from tiklive_assets.capture.raw_archive import RawArchive
-from tiklive_assets.tracking import TrackingConfig
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.tikliveapi.client import TikLiveClient
+from tiklive_assets.tracking import TrackingConfig
 
 
 class StateCreditLedger:

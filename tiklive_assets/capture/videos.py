@@ -29,6 +29,7 @@ from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.state import ClaimOwner, QueueItem, StateUnavailable
 from tiklive_assets.storage.base import StoreError
 from tiklive_assets.storage.keys import (
+    RAW_PREFIX,
     InvalidKeyPart,
     check_id,
     cover_key,
@@ -38,6 +39,7 @@ from tiklive_assets.storage.keys import (
     sound_key,
     video_key,
 )
+from tiklive_assets.tikliveapi.endpoints import POST_DETAIL
 from tiklive_assets.tikliveapi.errors import (
     AuthError,
     BadResponse,
@@ -184,7 +186,7 @@ def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     detail = response.json()
     if not isinstance(detail, dict):
         raise BadResponse(
-            "/post-detail/", response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}"
+            POST_DETAIL.path, response.status, f"expected an object for {item.aweme_id}, got {type(detail).__name__}"
         )
     return detail, response.body
 
@@ -197,11 +199,11 @@ def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, by
         slug = check_id(item.aweme_id, "aweme_id")
     except InvalidKeyPart:
         return None
-    prefix = getattr(session.archive, "prefix", "tiklive-raw")
+    prefix = getattr(session.archive, "prefix", RAW_PREFIX)
     store = session.store
-    gone = raw_key(session.day, "/post-detail/", f"{slug}-http404", prefix=prefix)
+    gone = raw_key(session.day, POST_DETAIL.path, f"{slug}-http404", prefix=prefix)
     if not store.exists(gone):  # "deleted" said inside a 200 is a 404 too (archived under -error-gone)
-        gone = raw_key(session.day, "/post-detail/", f"{slug}-error-gone", prefix=prefix)
+        gone = raw_key(session.day, POST_DETAIL.path, f"{slug}-error-gone", prefix=prefix)
     if store.exists(gone):
         try:
             body = json.loads(gzip.decompress(store.get_bytes(gone)))
@@ -216,7 +218,7 @@ def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, by
         except (OSError, EOFError, ValueError):
             reason = "not found"
         return VideoGone(item.aweme_id, reason)
-    key = raw_key(session.day, "/post-detail/", slug, prefix=prefix)
+    key = raw_key(session.day, POST_DETAIL.path, slug, prefix=prefix)
     if not store.exists(key):
         return None
     try:

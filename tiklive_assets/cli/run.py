@@ -10,7 +10,6 @@ named like the scheduled ones; only the instance differs (a SQLite instance unde
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -20,14 +19,14 @@ from datetime import date
 import dagster as dg
 
 from tiklive_assets import progress, settings
-from tiklive_assets.tracking import ConfigError, load_config
 from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.capture.checks import dead_letter_ratio, discovery_cursors_advancing, mirror_replicated
-from tiklive_assets.defs.resources import default_resources
+from tiklive_assets.defs.resources import DataRootResource, default_resources
 from tiklive_assets.defs.verification.checks import posts_aweme_id_unique
 from tiklive_assets.defs.warehouse.assets import WAREHOUSE_ASSETS
 from tiklive_assets.defs.warehouse.resources import warehouse_resources
-from tiklive_assets.preflight import PreflightError, run_preflight
+from tiklive_assets.preflight import PreflightError, redact_url, run_preflight
+from tiklive_assets.tracking import ConfigError, load_config
 
 STEPS = [*CAPTURE_ASSETS, *WAREHOUSE_ASSETS]
 CAPTURE_JOB, WAREHOUSE_JOB = "daily_capture", "daily_warehouse"
@@ -35,7 +34,6 @@ CAPTURE_JOB, WAREHOUSE_JOB = "daily_capture", "daily_warehouse"
 # the step's assets); the heavy ones (restore verification, archive and media integrity) stay in the nightly job.
 # Checks built into an asset (quarantine, drift) come with it.
 CHEAP_CHECKS = [discovery_cursors_advancing, dead_letter_ratio, mirror_replicated, posts_aweme_id_unique]
-PROGRESS_SECONDS = "TIKLIVE_PROGRESS_SECONDS"  # seconds between plain progress lines when stderr is not a terminal
 RATE_WAITS = "tiklive_assets.tikliveapi.ratelimit"  # the logger that says "waiting N s for the plan's rate window"
 
 
@@ -65,8 +63,7 @@ def step_progress(name: str, label: str, bar: bool) -> Iterator[None]:
     """Report a step's progress on stderr while it runs: a bar labelled ``label`` (lines logged meanwhile, such as
     the rate-window waits, are written above it), or plain lines at most every ``TIKLIVE_PROGRESS_SECONDS``."""
     if not bar:
-        interval = float(os.environ.get(PROGRESS_SECONDS) or 30)
-        with progress.installed(progress.LineProgress(name, sys.stderr, interval=interval)):
+        with progress.installed(progress.LineProgress(name, sys.stderr, interval=settings.progress_seconds())):
             yield
         return
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -102,7 +99,7 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
+    if settings.dagster_home():
         return dg.DagsterInstance.get()
     path = root.home / "dagster"
     path.mkdir(parents=True, exist_ok=True)
@@ -134,7 +131,7 @@ def _credit_stop(result: dg.ExecuteInProcessResult) -> str | None:
         data = event.step_failure_data if event.is_step_failure else None
         stop = data.user_failure_data.metadata.get("stop") if data and data.user_failure_data else None
         if stop is not None:
-            return _CREDIT_STOPS.get(getattr(stop, "value", stop))
+            return _CREDIT_STOPS.get(str(stop.value))
     return None
 
 
@@ -155,13 +152,14 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
         f"{len(config.keywords)} keywords, {len(config.music)} sounds",
         file=out,
     )
-    resources = {**default_resources(), **warehouse_resources()}
+    capture = default_resources()
+    resources = {**capture, **warehouse_resources()}
     try:  # before any request: the store takes writes, the state database is migrated, the key is set
         print(
             run_preflight(
                 root,
-                resources["archive_store"].open(),
-                dagster_dir=None if os.environ.get("DAGSTER_HOME") else root.home / "dagster",
+                capture["archive_store"].open(),
+                dagster_dir=None if settings.dagster_home() else root.home / "dagster",
             ),
             file=out,
         )
@@ -229,36 +227,20 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     return 1 if failed else 0
 
 
-def _redact(url: str) -> str:
-    """A URL without its password, for printing."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-    return url
-
-
 def _left(root: settings.DataRoot, videos: dict, credit_stop: str | None) -> dict:
     """What the queue still holds after this run, and why: the archived_videos step's own account when it finished,
     else read from the state database (a failed or skipped step reports nothing itself)."""
     left = videos.get("left_pending_or_claimed")
     if isinstance(left, dict) and "count" in left:
         return left
-    from tiklive_assets.state import StateDB
-
     try:
-        state = StateDB.from_url(root.state_url)
-        try:
+        with DataRootResource(home=str(root.home)).state() as state:
             total, items = state.left_behind(limit=10_000)
-        finally:
-            state.close()
     except Exception as exc:  # noqa: BLE001 - the summary must print even when the state database is the problem
         why = f"unknown: state database unreadable ({type(exc).__name__})"
         return {"count": None, "by_reason": {why: 1}, "ids": []}
     by_reason: dict[str, int] = {}
-    ids = []
+    ids: list[dict] = []
     for item in items:
         if item.owner_alive:
             why = "held by a live run"
@@ -311,7 +293,7 @@ def _summary(
     archive = next((m.get("archive") for m in totals.values() if m.get("archive")), str(root.archive))
     print(f"  raw archive:       {archive}/tiklive-raw/{day:%Y/%m/%d}/", file=out)
     print(f"  videos and covers: {archive}/videos/dt={day}/ and {archive}/covers/dt={day}/", file=out)
-    print(f"  state database:    {_redact(root.state_url)}", file=out)
+    print(f"  state database:    {redact_url(root.state_url)}", file=out)
     if failed:
         print(f"  FAILED steps:      {', '.join(failed)} (see the messages above; rerun to resume)", file=out)
     if failed_checks:

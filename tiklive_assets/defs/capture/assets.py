@@ -3,98 +3,39 @@
 Every response is archived raw before it is parsed. The API only knows the present, so only today's partition
 fetches: a past day that is already archived is reported as such and left unchanged; one that is not fails
 with the reason (the warehouse can still be rebuilt from whatever the archive holds).
+
+Each asset is declared by ``capture_asset``: its name, what it archives, its description and the work it does in
+a capture session; the guard of past days, the session (``CaptureResources.session``: preflight, errors a retry
+cannot fix, credit stops) and the account of the run in the metadata are the same for all five.
 """
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from typing import Any
 
 import dagster as dg
 
 from tiklive_assets.capture.accounts import AccountsReport, capture_comments, capture_follow_graph, capture_profiles
-from tiklive_assets.capture.discovery import discover
-from tiklive_assets.capture.raw_archive import RawArchive
-from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
+from tiklive_assets.capture.discovery import DiscoveryReport, discover
+from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.capture.videos import archive_pending
-from tiklive_assets.tracking import ConfigError
 from tiklive_assets.defs.partitions import daily
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
+    CaptureResources,
     DataRootResource,
     TikLiveApiResource,
     TrackingConfigResource,
+    budget_failure,
 )
-from tiklive_assets.preflight import require_ready
-from tiklive_assets.storage.base import StoreError
-from tiklive_assets.storage.keys import RAW_PREFIX, InvalidKeyPart
-from tiklive_assets.tikliveapi.errors import (
-    AuthError,
-    BadResponse,
-    BalanceExhausted,
-    CreditBudgetExhausted,
-    CursorStuck,
-    RateLimited,
-)
+from tiklive_assets.storage.keys import RAW_PREFIX
+from tiklive_assets.tikliveapi import endpoints as api
+from tiklive_assets.tikliveapi.endpoints import Endpoint
 
-# Errors a retry cannot fix: Dagster's retry policy never re-runs a step for them (see capture_session).
-# RateLimited: a Retry-After beyond the plan's cap (the message says when to retry); CursorStuck: drift.
-NEVER_RETRIED = (AuthError, BadResponse, InvalidKeyPart, ConfigError, StoreError, RateLimited, CursorStuck)
 API_POOL = "tiklive_api"
 GROUP = "capture"
 CAPTURE_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
-
-
-@contextmanager
-def capture_session(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> Iterator[CaptureSession]:
-    day = date.fromisoformat(context.partition_key)
-    try:
-        config = tracking.load()
-        state = data_root.open_state()
-    except NEVER_RETRIED as exc:
-        raise _never_retried(exc, 0) from exc
-    client = None
-    try:
-        store = archive_store.open()
-        # Before the first credit: the store takes a write, the state database is migrated, the key is set.
-        require_ready(
-            store, data_root.state_url or data_root.root().state_url, api_key_present=bool(tiklive_api.api_key)
-        )
-        archive = RawArchive(store, day)
-        client = tiklive_api.client(
-            requests_per_minute=config.plan.requests_per_minute,
-            credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
-            on_response=archive.write,
-            plan=config.plan,  # the bounded waits: longest Retry-After obeyed, request deadline, largest answer
-        )
-        session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)  # flushes the spool
-    except NEVER_RETRIED as exc:
-        if client is not None:
-            client.close()
-        state.close()
-        raise _never_retried(exc, 0) from exc
-    try:
-        yield session
-    except NEVER_RETRIED as exc:
-        raise _never_retried(exc, session.credits_spent) from exc
-    finally:
-        client.close()
-        state.close()
-
-
-def _never_retried(exc: Exception, credits_spent: int) -> dg.Failure:
-    """Retrying these only spends credits again (a rejected key, an answer that stays unreadable, a value that
-    cannot become an object key, a store or configuration problem): fail once and say what to fix."""
-    return dg.Failure(
-        description=f"{type(exc).__name__}: {exc}",
-        allow_retries=False,
-        metadata={"credits_spent": credits_spent, "error": type(exc).__name__},
-    )
+Metadata = dict[str, Any]
 
 
 def guard_partition(
@@ -105,11 +46,8 @@ def guard_partition(
     today = datetime.now(UTC).date()
     if day == today:
         return None
-    state = data_root.open_state()
-    try:
+    with data_root.state() as state:
         done = state.get_value(f"asset-complete:{asset}:{day.isoformat()}")
-    finally:
-        state.close()
     if day < today and done:
         context.log.info("%s for %s is already archived; nothing to fetch", asset, day)
         return dg.MaterializeResult(metadata={"status": "already archived, unchanged", "credits_spent": 0})
@@ -123,30 +61,21 @@ def guard_partition(
     )
 
 
-# What each capture asset archives: raw response folders under tiklive-raw/YYYY/MM/DD/, and media folders per day
-ASSET_OBJECTS = {
-    "account_profiles": ["userid", "userinfo-by-id"],
-    "discovery_queue": ["user-posts", "challenge-posts", "search-video", "music-posts"],
-    "archived_videos": ["post-detail"],
-    "follow_graph": ["user-followers", "user-following"],
-    "post_comments": ["post-comments", "post-comment-replies"],
-}
-MEDIA_PREFIXES = {"archived_videos": ["videos/dt={day}/", "covers/dt={day}/"]}
-
-
-def archived_today(session: CaptureSession, asset: str) -> int:
-    """Objects the archive holds for ``asset`` on the session's day (listings only, no GETs)."""
+def archived_today(session: CaptureSession, endpoints: Sequence[Endpoint], media: Sequence[str] = ()) -> int:
+    """Objects the archive holds on the session's day under the raw folders of ``endpoints`` and the ``media``
+    folders (``videos/dt={day}/``): listings only, no GETs."""
     day = session.day
-    prefixes = [f"{RAW_PREFIX}/{day:%Y/%m/%d}/{endpoint}/" for endpoint in ASSET_OBJECTS[asset]]
-    prefixes += [p.format(day=day.isoformat()) for p in MEDIA_PREFIXES.get(asset, [])]
+    prefixes = [f"{RAW_PREFIX}/{day:%Y/%m/%d}/{endpoint.name}/" for endpoint in endpoints]
+    prefixes += [p.format(day=day.isoformat()) for p in media]
     return sum(1 for prefix in prefixes for _ in session.store.list(prefix))
 
 
-def rerun_status(context: dg.AssetExecutionContext, session: CaptureSession, asset: str, metadata: dict) -> dict:
+def rerun_status(
+    context: dg.AssetExecutionContext, session: CaptureSession, asset: str, archived: int, metadata: Metadata
+) -> Metadata:
     """Say what a run did, above all a rerun of a day already captured: finished walks are never fetched again
     (credits are money), so a rerun fetches only what is new since, often nothing."""
     already = session.state.get_value(f"asset-complete:{asset}:{session.day.isoformat()}") is not None
-    archived = archived_today(session, asset)
     walks = metadata.get("walks_already_complete", 0)
     new = session.archive.written.get("created", 0) + session.archive.written.get("conflict", 0)
     if not already:
@@ -177,10 +106,8 @@ def rerun_status(context: dg.AssetExecutionContext, session: CaptureSession, ass
     return {"status": status, "objects_archived_today": archived, "walks_already_complete": walks}
 
 
-def _finish(
-    context: dg.AssetExecutionContext, session: CaptureSession, data_root: DataRootResource, asset: str, metadata: dict
-) -> dg.MaterializeResult:
-    metadata = {**metadata, **rerun_status(context, session, asset, metadata)}
+def finish(session: CaptureSession, asset: str, metadata: Metadata) -> dg.MaterializeResult:
+    """Mark the asset's day captured and say what the run spent, wrote, spooled and left in the queue."""
     session.state.set_value(f"asset-complete:{asset}:{session.day.isoformat()}", "1")
     depth = session.state.queue_depth()
     return dg.MaterializeResult(
@@ -202,252 +129,178 @@ def _finish(
     )
 
 
-def _budget_failure(exc: CreditBudgetExhausted, session: CaptureSession) -> dg.Failure:
-    """A credit stop (the day's budget, or the account's balance) fails the step without retries: retrying only
-    spends more. Nothing was marked done, so the rerun after a top-up (or tomorrow) resumes where this stopped."""
-    spent_today = sum(session.state.credits_spent(datetime.now(UTC).date()).values())
-    stop = "credit_balance" if isinstance(exc, BalanceExhausted) else "daily_budget"
-    return dg.Failure(
-        description=f"{exc} ({spent_today} credits recorded today across all runs)",
-        allow_retries=False,
-        metadata={
-            "stop": stop,
-            "credits_spent_today": spent_today,
-            "credits_spent_by_this_step": exc.spent,
-            "budget": exc.budget if exc.budget is not None else "account balance",
-        },
+Capture = Callable[[dg.AssetExecutionContext, CaptureSession], Metadata]
+
+
+def capture_asset(
+    name: str,
+    *,
+    archives: Sequence[Endpoint],
+    description: str,
+    capture: Capture,
+    deps: Sequence[dg.AssetsDefinition] = (),
+    media: Sequence[str] = (),
+) -> dg.AssetsDefinition:
+    """A capture asset: today's partition runs ``capture`` in a session and reports what it returns, with what the
+    archive holds today under ``archives`` (the endpoints' raw folders) and ``media`` (folders of the day)."""
+
+    @dg.asset(
+        name=name,
+        partitions_def=daily,
+        group_name=GROUP,
+        pool=API_POOL,
+        retry_policy=CAPTURE_RETRY,
+        kinds={"tikliveapi", "archive"},
+        deps=list(deps),
+        description=description,
     )
+    def _capture(
+        context: dg.AssetExecutionContext,
+        tiklive_api: TikLiveApiResource,
+        archive_store: ArchiveStoreResource,
+        data_root: DataRootResource,
+        tracking: TrackingConfigResource,
+    ) -> dg.MaterializeResult:
+        if (skipped := guard_partition(context, data_root, name)) is not None:
+            return skipped
+        with CaptureResources(tiklive_api, archive_store, data_root, tracking).session(context) as session:
+            metadata = capture(context, session)
+            archived = archived_today(session, archives, media)
+            return finish(session, name, {**metadata, **rerun_status(context, session, name, archived, metadata)})
+
+    return _capture
 
 
-@dg.asset(
-    partitions_def=daily,
-    group_name=GROUP,
-    pool=API_POOL,
-    retry_policy=CAPTURE_RETRY,
-    kinds={"tikliveapi", "archive"},
+def _walks(report: AccountsReport | DiscoveryReport, counts: Metadata, drifts: bool = True) -> Metadata:
+    """What every walk reports beside its own ``counts``: the walks already complete (not fetched again), the
+    paginator drift, what was unavailable and what is left for the next run."""
+    return {
+        **counts,
+        "walks_already_complete": report.walks_complete,
+        **({"drift": dg.MetadataValue.json(report.drift)} if drifts else {}),  # a profile is one answer: no drift
+        "unavailable": dg.MetadataValue.json(report.unavailable),
+        "left_for_next_run": dg.MetadataValue.json(report.failed),
+    }
+
+
+def _profiles(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    report = AccountsReport()
+    capture_profiles(session, report)
+    return _walks(report, {"profiles": report.profiles}, drifts=False)
+
+
+def _discovery(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    report = discover(session)
+    for problem in report.drift:
+        context.log.warning("paginator drift: %s", problem)
+    counts = {
+        "pages": report.pages,
+        "ids_listed": report.listed,
+        "items_without_id": report.items_without_id,
+        "new_ids": report.total_new,
+        "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
+    }
+    return _walks(report, counts)
+
+
+def _videos(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    report = archive_pending(session, run_id=context.run.run_id)
+    if report.systemic_error:
+        spooled = session.archive.spooled
+        kept = (
+            f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
+            f"({session.archive.spool.describe()}) and go to the store first at the next run."
+            if spooled and session.archive.spool is not None
+            else ""
+        )
+        raise dg.Failure(
+            description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
+            "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the "
+            f"network).{kept}",
+            allow_retries=False,
+            metadata={
+                "videos_downloaded": report.downloaded,
+                "credits_spent": session.credits_spent,
+                "responses_spooled": len(spooled),
+                "left_pending_or_claimed": dg.MetadataValue.json(report.left),
+            },  # ids left, and why
+        )
+    if report.budget_stop:
+        raise budget_failure(
+            report.budget_stop,
+            session,
+            {
+                "videos_downloaded": dg.MetadataValue.int(report.downloaded),
+                "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids left, and why
+            },
+        )
+    return {
+        "videos_resolved": report.resolved,
+        "videos_downloaded": report.downloaded,
+        "photo_posts_downloaded": report.photo_posts,
+        "re_resolved_expired_urls": report.re_resolved,
+        "video_bytes": report.bytes,
+        "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
+        "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
+        "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids still queued or claimed, and why
+    }
+
+
+def _follow_graph(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    report = AccountsReport()
+    capture_follow_graph(session, report)
+    counts = {"pages": report.follow_pages, "edges": report.follow_edges}
+    return _walks(report, counts)
+
+
+def _comments(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    report = AccountsReport()
+    capture_comments(session, report)
+    counts = {"pages": report.comment_pages, "comments": report.comments}
+    return _walks(report, counts)
+
+
+account_profiles = capture_asset(
+    "account_profiles",
+    archives=[api.USERID, api.USERINFO_BY_ID],
+    capture=_profiles,
     description="Each tracked account's profile, captured once a day and archived raw: the handle is resolved to its "
     "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
 )
-def account_profiles(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> dg.MaterializeResult:
-    if (skipped := guard_partition(context, data_root, "account_profiles")) is not None:
-        return skipped
-    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = AccountsReport()
-        try:
-            capture_profiles(session, report)
-        except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc, session) from None
-        return _finish(
-            context,
-            session,
-            data_root,
-            "account_profiles",
-            {
-                "profiles": report.profiles,
-                "walks_already_complete": sum(report.skipped_complete.values()),
-                "unavailable": dg.MetadataValue.json(report.unavailable),
-                "left_for_next_run": dg.MetadataValue.json(report.failed),
-            },
-        )
-
-
-@dg.asset(
-    partitions_def=daily,
-    group_name=GROUP,
-    pool=API_POOL,
-    retry_policy=CAPTURE_RETRY,
-    kinds={"tikliveapi", "archive"},
+discovery_queue = capture_asset(
+    "discovery_queue",
+    archives=[api.USER_POSTS, api.CHALLENGE_POSTS, api.SEARCH_VIDEO, api.MUSIC_POSTS],
+    capture=_discovery,
     deps=[account_profiles],
     description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, "
     "every page archived raw and its cursor saved after each page, so a rerun resumes. "
     "Each id is queued once, whatever lists it.",
 )
-def discovery_queue(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> dg.MaterializeResult:
-    if (skipped := guard_partition(context, data_root, "discovery_queue")) is not None:
-        return skipped
-    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        try:
-            report = discover(session)
-        except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc, session) from None
-        for problem in report.drift:
-            context.log.warning("paginator drift: %s", problem)
-        return _finish(
-            context,
-            session,
-            data_root,
-            "discovery_queue",
-            {
-                "pages": report.pages,
-                "ids_listed": report.listed,
-                "items_without_id": report.items_without_id,
-                "new_ids": report.total_new,
-                "new_ids_by_source": dg.MetadataValue.json(dict(report.new_ids)),
-                "walks_already_complete": report.skipped_complete,
-                "drift": dg.MetadataValue.json(report.drift),
-                "unavailable": dg.MetadataValue.json(report.unavailable),
-                "left_for_next_run": dg.MetadataValue.json(report.failed),
-            },
-        )
-
-
-@dg.asset(
-    partitions_def=daily,
-    group_name=GROUP,
-    pool=API_POOL,
-    retry_policy=CAPTURE_RETRY,
-    kinds={"tikliveapi", "archive"},
+archived_videos = capture_asset(
+    "archived_videos",
+    archives=[api.POST_DETAIL],
+    media=["videos/dt={day}/", "covers/dt={day}/"],
+    capture=_videos,
     deps=[discovery_queue],
     description="Every queued video resolved once (its detail, 1 credit) and its MP4 and cover downloaded at once, "
     "before the signed media links expire; a photo post's images and sound instead of an MP4. A video that is gone "
     "is dead-lettered after one answer: never paid for twice.",
 )
-def archived_videos(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> dg.MaterializeResult:
-    if (skipped := guard_partition(context, data_root, "archived_videos")) is not None:
-        return skipped
-    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = archive_pending(session, run_id=context.run.run_id)
-        if report.systemic_error:
-            spooled = session.archive.spooled
-            kept = (
-                f" {len(spooled)} paid response(s) the store could not take are kept in the spool "
-                f"({session.archive.spool.describe()}) and go to the store first at the next run."
-                if spooled and session.archive.spool is not None
-                else ""
-            )
-            raise dg.Failure(
-                description=f"capture stopped: {report.systemic_error}. No id was blamed; the queue is intact and the "
-                "next run resumes once the cause is fixed (a revoked TIKLIVE_API_KEY, the store, the disk, the "
-                f"network).{kept}",
-                allow_retries=False,
-                metadata={
-                    "videos_downloaded": report.downloaded,
-                    "credits_spent": session.credits_spent,
-                    "responses_spooled": len(spooled),
-                    "left_pending_or_claimed": dg.MetadataValue.json(report.left),
-                },  # ids left, and why
-            )
-        if report.budget_stop:
-            failure = _budget_failure(report.budget_stop, session)
-            failure.metadata["videos_downloaded"] = dg.MetadataValue.int(report.downloaded)
-            failure.metadata["left_pending_or_claimed"] = dg.MetadataValue.json(report.left)  # ids left, and why
-            raise failure
-        return _finish(
-            context,
-            session,
-            data_root,
-            "archived_videos",
-            {
-                "videos_resolved": report.resolved,
-                "videos_downloaded": report.downloaded,
-                "photo_posts_downloaded": report.photo_posts,
-                "re_resolved_expired_urls": report.re_resolved,
-                "video_bytes": report.bytes,
-                "dead_letters_by_reason": dg.MetadataValue.json(dict(report.dead)),
-                "failed_left_in_queue": dg.MetadataValue.json(report.failed[:50]),
-                "left_pending_or_claimed": dg.MetadataValue.json(report.left),  # ids still queued or claimed, and why
-            },
-        )
-
-
-@dg.asset(
-    partitions_def=daily,
-    group_name=GROUP,
-    pool=API_POOL,
-    retry_policy=CAPTURE_RETRY,
-    kinds={"tikliveapi", "archive"},
+follow_graph = capture_asset(
+    "follow_graph",
+    archives=[api.USER_FOLLOWERS, api.USER_FOLLOWING],
+    capture=_follow_graph,
     deps=[account_profiles],
     description="Followers and following of each tracked account, paged by time and archived raw per day; the "
     "warehouse turns them into follow edges.",
 )
-def follow_graph(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> dg.MaterializeResult:
-    if (skipped := guard_partition(context, data_root, "follow_graph")) is not None:
-        return skipped
-    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = AccountsReport()
-        try:
-            capture_follow_graph(session, report)
-        except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc, session) from None
-        return _finish(
-            context,
-            session,
-            data_root,
-            "follow_graph",
-            {
-                "pages": report.follow_pages,
-                "walks_already_complete": sum(report.skipped_complete.values()),
-                "edges": report.follow_edges,
-                "drift": dg.MetadataValue.json(report.drift),
-                "unavailable": dg.MetadataValue.json(report.unavailable),
-                "left_for_next_run": dg.MetadataValue.json(report.failed),
-            },
-        )
-
-
-@dg.asset(
-    partitions_def=daily,
-    group_name=GROUP,
-    pool=API_POOL,
-    retry_policy=CAPTURE_RETRY,
-    kinds={"tikliveapi", "archive"},
+post_comments = capture_asset(
+    "post_comments",
+    archives=[api.POST_COMMENTS, api.POST_COMMENT_REPLIES],
+    capture=_comments,
     deps=[discovery_queue],
     description="Comments and replies on each tracked account's newest videos, archived raw per day with a saved "
     "cursor per video.",
 )
-def post_comments(
-    context: dg.AssetExecutionContext,
-    tiklive_api: TikLiveApiResource,
-    archive_store: ArchiveStoreResource,
-    data_root: DataRootResource,
-    tracking: TrackingConfigResource,
-) -> dg.MaterializeResult:
-    if (skipped := guard_partition(context, data_root, "post_comments")) is not None:
-        return skipped
-    with capture_session(context, tiklive_api, archive_store, data_root, tracking) as session:
-        report = AccountsReport()
-        try:
-            capture_comments(session, report)
-        except CreditBudgetExhausted as exc:
-            raise _budget_failure(exc, session) from None
-        return _finish(
-            context,
-            session,
-            data_root,
-            "post_comments",
-            {
-                "pages": report.comment_pages,
-                "walks_already_complete": sum(report.skipped_complete.values()),
-                "comments": report.comments,
-                "drift": dg.MetadataValue.json(report.drift),
-                "unavailable": dg.MetadataValue.json(report.unavailable),
-                "left_for_next_run": dg.MetadataValue.json(report.failed),
-            },
-        )
-
 
 CAPTURE_ASSETS = [account_profiles, discovery_queue, archived_videos, follow_graph, post_comments]

@@ -16,11 +16,8 @@ MIRROR_LAG_LIMIT = timedelta(days=1)
     asset=discovery_queue, description="No discovery cursor drifted (stuck value, repeated page, hasMore loop)."
 )
 def discovery_cursors_advancing(data_root: DataRootResource) -> dg.AssetCheckResult:
-    state = data_root.open_state()
-    try:
+    with data_root.state() as state:
         statuses = cursor_statuses(state)
-    finally:
-        state.close()
     bad = [s for s in statuses if s.drift or s.stuck]
     return dg.AssetCheckResult(
         passed=not bad,
@@ -45,11 +42,8 @@ def discovery_cursors_advancing(data_root: DataRootResource) -> dg.AssetCheckRes
 
 @dg.asset_check(asset=archived_videos, description="Dead letters stay under a ratio of everything resolved.")
 def dead_letter_ratio(data_root: DataRootResource) -> dg.AssetCheckResult:
-    state = data_root.open_state()
-    try:
+    with data_root.state() as state:
         depth = state.queue_depth()
-    finally:
-        state.close()
     finished = depth.get("downloaded", 0) + depth.get("dead", 0)
     ratio = depth.get("dead", 0) / finished if finished else 0.0
     return dg.AssetCheckResult(

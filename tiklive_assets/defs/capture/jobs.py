@@ -92,7 +92,7 @@ def repair_mirror(
         context.log.info("no secondary store configured (%s): nothing to repair", store.describe())
         return dg.Output(None, metadata={"secondary": "none configured"})
     report = repair(store, scratch=data_root.scratch)
-    metadata = {
+    metadata: dict[str, dg.MetadataValue | int] = {
         "journaled": report.journaled,
         "copied": report.copied,
         "already_there": report.already_there,

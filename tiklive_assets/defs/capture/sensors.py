@@ -10,15 +10,16 @@ import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
 from tiklive_assets.capture.accounts import resolve_user_id
-from tiklive_assets.capture.raw_archive import RawArchive
-from tiklive_assets.capture.session import CaptureSession, StateCreditLedger
+from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.defs.capture.assets import archived_videos
 from tiklive_assets.defs.resources import (
     ArchiveStoreResource,
+    CaptureResources,
     DataRootResource,
     TikLiveApiResource,
     TrackingConfigResource,
@@ -100,39 +101,28 @@ def new_posts_sensor(
     data_root: DataRootResource,
     tracking: TrackingConfigResource,
 ) -> dg.SensorResult:
-    cursor = json.loads(context.cursor) if context.cursor else {"next": 0, "newest": {}}
+    cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {"next": 0, "newest": {}}
     config = tracking.load()
     handles = [account.handle for account in config.accounts]
     if not handles:
         return dg.SensorResult(skip_reason="no accounts in the tracking config", cursor=json.dumps(cursor))
     start = cursor.get("next", 0) % len(handles)
     batch = (handles[start:] + handles[:start])[: min(ACCOUNTS_PER_TICK, len(handles))]
-    day = datetime.now(UTC).date()
-    state = data_root.open_state()
-    store = archive_store.open()
-    archive = RawArchive(store, day)
-    client = tiklive_api.client(
-        requests_per_minute=config.plan.requests_per_minute,
-        max_attempts=2,  # a tick must stay far inside its 60 s limit; the next tick tries again
-        credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
-        on_response=archive.write,
-        # the same bounds as the plan's, but one request (with its waits) never outlives a share of the tick
-        plan=config.plan.model_copy(
-            update={
-                "request_deadline_seconds": min(config.plan.request_deadline_seconds, 15.0),
-                "max_retry_after_seconds": min(config.plan.max_retry_after_seconds, 10.0),
-            }
-        ),
+    # the same bounds as the plan's, but one request (with its waits) never outlives a share of the tick
+    plan = config.plan.model_copy(
+        update={
+            "request_deadline_seconds": min(config.plan.request_deadline_seconds, 15.0),
+            "max_retry_after_seconds": min(config.plan.max_retry_after_seconds, 10.0),
+        }
     )
-    session = CaptureSession(client, archive, state, store, config, day, data_root.scratch)
     newest: dict[str, int] = dict(cursor.get("newest", {}))
-    try:
-        new_ids, errors = poll_new_posts(session, batch, newest)
-    except Exception as exc:  # never lose the cursor (dagster#6807): progress so far is already in the state DB
-        new_ids, errors = [], [f"tick failed: {type(exc).__name__}: {exc}"]
-    finally:
-        client.close()
-        state.close()
+    capture = CaptureResources(tiklive_api, archive_store, data_root, tracking)
+    # max_attempts: a tick must stay far inside its 60 s limit; the next tick tries again
+    with capture.open(datetime.now(UTC).date(), config, max_attempts=2, plan=plan) as session:
+        try:
+            new_ids, errors = poll_new_posts(session, batch, newest)
+        except Exception as exc:  # never lose the cursor (dagster#6807): progress so far is already in the state DB
+            new_ids, errors = [], [f"tick failed: {type(exc).__name__}: {exc}"]
     cursor = {"next": (start + len(batch)) % len(handles), "newest": newest}
     if errors:
         context.log.warning("new-posts sensor: %s", "; ".join(errors))
@@ -185,11 +175,8 @@ def pending_queue_sensor(context: dg.SensorEvaluationContext, data_root: DataRoo
             skip_reason=f"run {failed[0].run_id} failed less than {FAILED_RUN_BACKOFF // 60} "
             "minutes ago; waiting before the next attempt"
         )
-    state = data_root.open_state()
-    try:
+    with data_root.state() as state:
         pending = state.pending(1000)
-    finally:
-        state.close()
     if not pending:
         return dg.SensorResult(skip_reason="the queue is empty")
     # Same waiting ids, same attempt -> same run key: re-evaluating never requests a duplicate run; after a
