@@ -50,16 +50,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     erase.add_argument("--no-warehouse", action="store_true", help="only the archive (the warehouse is elsewhere)")
     erase.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    hold = add_command(
+    hold_sub = _with_actions(
         sub,
         "hold",
         "legal holds: preserve a prefix of the archive against retention and erasure",
         "A legal hold suspends retention and erasure for every key under a prefix (for example "
         "tiklive-raw/2026/05/ or videos/dt=2026-05-29/). Holds live in the state database.",
-        examples=['tiklive hold place tiklive-raw/2026/05/ --reason "case 42"', "tiklive hold list"],
-        epilog=EPILOG,
+        ['tiklive hold place tiklive-raw/2026/05/ --reason "case 42"', "tiklive hold list"],
     )
-    hold_sub = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")
     place = hold_sub.add_parser("place", help="place a hold on a prefix")
     place.add_argument("prefix")
     place.add_argument("--reason", required=True, help="why (case number, regulator inquiry)")
@@ -68,7 +66,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     release.add_argument("prefix")
     listing = hold_sub.add_parser("list", help="list holds")
 
-    retention = add_command(
+    ret_sub = _with_actions(
         sub,
         "retention",
         "tiered retention: S3 lifecycle rules (hot/warm/cold) or deleting expired days where there are none",
@@ -76,10 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "age. `lifecycle` prints (or --apply puts) the S3 Lifecycle configuration, skipping held prefixes; `apply` "
         "deletes expired raw days from stores without lifecycle rules (local disk), skipping held prefixes, and the "
         "same days' warehouse rows, so the policy is the same in the archive and the warehouse.",
-        examples=["tiklive retention lifecycle", "tiklive retention apply --delete-after 730 --dry-run"],
-        epilog=EPILOG,
+        ["tiklive retention lifecycle", "tiklive retention apply --delete-after 730 --dry-run"],
     )
-    ret_sub = retention.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     lifecycle = ret_sub.add_parser("lifecycle", help="print the S3 lifecycle rules (or --apply them)")
     lifecycle.add_argument("--apply", action="store_true", help="put them on the archive bucket(s)")
     apply = ret_sub.add_parser("apply", help="delete raw days past --delete-after (local stores)")
@@ -90,6 +86,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parser_.add_argument("--cold-after", type=int, default=365, help="days before the cold tier (default 365)")
         parser_.add_argument("--delete-after", type=int, default=None, help="days before deletion (default: never)")
     add_home(erase, place, release, listing, lifecycle, apply)
+
+
+def _with_actions(
+    sub: argparse._SubParsersAction, name: str, summary: str, description: str, examples: list[str]
+) -> argparse._SubParsersAction:
+    """A command whose first argument is one of its ACTIONs, found in ``args.<name>_command``."""
+    command = add_command(sub, name, summary, description, examples=examples, epilog=EPILOG)
+    return command.add_subparsers(dest=f"{name}_command", required=True, metavar="ACTION")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,26 +2,23 @@
 
 from .base import (
     CreateIfAbsentStore,
-    NotFound,
     ObjectInfo,
     ObjectStore,
     PutResult,
     PutStatus,
-    StoreError,
-    StoreMisconfigured,
-    StoreUnavailable,
     check_key,
-    conflict_key,
-    is_conflict_key,
     sha256_file,
 )
+from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable
 from .keys import (
     InvalidKeyPart,
     PageSlug,
     RawKey,
     check_handle,
     check_id,
+    conflict_key,
     cover_key,
+    is_conflict_key,
     parse_page_slug,
     parse_raw_key,
     raw_key,

@@ -15,11 +15,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from .keys import CONFLICT_MARKER, InvalidKeyPart
+from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable  # noqa: F401 - also imported from here
+from .keys import CONFLICT_MARKER, InvalidKeyPart, conflict_key, is_conflict_key  # noqa: F401 - also imported from here
 
 logger = logging.getLogger(__name__)
 
 PutStatus = Literal["created", "identical", "conflict"]
+Body = bytes | Path  # what a write stores: the bytes, or a local file streamed from its path
 
 PART_SUFFIX = ".part"
 MAX_KEY_BYTES = 1024
@@ -33,40 +35,6 @@ KEY_RULE = (
     "backslashes, control characters, a leading '/', or a trailing '.part' (reserved for in-flight writes)"
 )
 PREFIX_RULE = "'' or the start of a key: relative, no '.' or '..' segments, no backslashes or control characters"
-
-
-class NotFound(KeyError):
-    """No object exists at the key."""
-
-    def __init__(self, key: str, where: str = "") -> None:
-        self.key = key
-        self.where = where
-        super().__init__(key)
-
-    def __str__(self) -> str:
-        return f"no object at key {self.key!r}" + (f" in {self.where}" if self.where else "")
-
-
-class StoreError(RuntimeError):
-    """The store could not complete an operation safely; the message says why and what to do.
-
-    Always systemic: it says nothing about the id or page being captured, so a run that meets it stops, refunds
-    the attempts of what it had claimed and blames no id.
-    """
-
-
-class StoreUnavailable(StoreError):
-    """The store did not answer or failed (endpoint down, timeout, 5xx after retries, disk full or failing).
-
-    Transient from the archive's point of view: rerun once the store is back.
-    """
-
-
-class StoreMisconfigured(StoreError):
-    """The store answered, but refuses with a configuration error (no such bucket, denied, bad credentials).
-
-    Not transient: retrying only spends credits again; the message names the setting to fix.
-    """
 
 
 @dataclass(frozen=True)
@@ -109,15 +77,6 @@ def check_list_prefix(prefix: str) -> str:
     return prefix
 
 
-def conflict_key(key: str, sha256: str) -> str:
-    """Where different bytes for an existing key are kept: ``<key>.conflict-<sha256[:16]>``."""
-    return f"{key}{CONFLICT_MARKER}{sha256[:16]}"
-
-
-def is_conflict_key(key: str) -> bool:
-    return re.search(re.escape(CONFLICT_MARKER) + r"[0-9a-f]{16}$", key) is not None
-
-
 def is_sha256(value: object) -> bool:
     return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
@@ -148,11 +107,10 @@ class ObjectStore(abc.ABC):
     untouched and the new bytes go beside it at ``<key>.conflict-<sha256[:16]>`` (``conflict_key``).
     """
 
-    @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
         """Store ``data`` at ``key`` atomically; see the class docstring for the three outcomes."""
+        return self._put(key, bytes(data), content_type, content_encoding)
 
-    @abc.abstractmethod
     def put_file(
         self,
         key: str,
@@ -162,6 +120,11 @@ class ObjectStore(abc.ABC):
         content_encoding: str | None = None,
     ) -> PutResult:
         """Like ``put_bytes``, streaming from a local file that is never read whole into memory."""
+        return self._put(key, Path(path), content_type, content_encoding)
+
+    @abc.abstractmethod
+    def _put(self, key: str, body: Body, content_type: str, content_encoding: str | None) -> PutResult:
+        """The write behind ``put_bytes`` (``body`` is bytes) and ``put_file`` (``body`` is a local file's path)."""
 
     # -- reads and housekeeping --
 
@@ -180,9 +143,13 @@ class ObjectStore(abc.ABC):
     def stat(self, key: str) -> ObjectInfo | None:
         """Size and modification time, or None when no object is at ``key``."""
 
-    @abc.abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (recursive), in ascending key order."""
+        return self._list(check_list_prefix(prefix))
+
+    @abc.abstractmethod
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """``list`` for a prefix already checked with :func:`check_list_prefix`."""
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:
@@ -208,36 +175,43 @@ class CreateIfAbsentStore(ObjectStore):
     attempt and the comparison (a concurrent delete) is simply tried again.
     """
 
-    def _errors(self, action: str, key: str | None = None) -> contextlib.AbstractContextManager[None]:
-        """Where a backend turns its own failures into StoreError (naming the part and the setting to fix)."""
-        return contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+        """Around every operation: what the backend raises becomes the StoreError :meth:`_store_error` names.
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
+        Missing keys are handled (NotFound, None) before they get here, and StoreErrors pass as they are; what a
+        backend does not recognise is raised unchanged."""
+        try:
+            yield
+        except StoreError:
+            raise
+        except Exception as exc:
+            error = self._store_error(exc, action, key)
+            if error is None:
+                raise
+            raise error from None
+
+    def _store_error(self, exc: Exception, action: str, key: str | None) -> StoreError | None:
+        """The StoreError (naming the part and the setting to fix) for ``exc`` raised while doing ``action`` on
+        ``key``, or None for an exception the backend does not recognise."""
+        return None
+
+    def _put(self, key: str, body: Body, content_type: str, content_encoding: str | None) -> PutResult:
         check_key(key)
-        data = bytes(data)
-        digest = hashlib.sha256(data).hexdigest()
-
-        def create(target: str) -> bool:
-            return self._create_from_bytes(target, data, digest, content_type, content_encoding)
-
         with self._errors("writing", key):
-            return self._settle(key, digest, len(data), create)
+            if isinstance(body, bytes):
+                data = body
+                digest, size = hashlib.sha256(data).hexdigest(), len(data)
 
-    def put_file(
-        self,
-        key: str,
-        path: str | os.PathLike[str],
-        *,
-        content_type: str,
-        content_encoding: str | None = None,
-    ) -> PutResult:
-        check_key(key)
-        source = Path(path)
-        with self._errors("writing", key):
-            digest, size = sha256_file(source)
+                def create(target: str) -> bool:
+                    return self._create_from_bytes(target, data, digest, content_type, content_encoding)
 
-            def create(target: str) -> bool:
-                return self._create_from_file(target, source, digest, size, content_type, content_encoding)
+            else:
+                source = body
+                digest, size = sha256_file(source)
+
+                def create(target: str) -> bool:
+                    return self._create_from_file(target, source, digest, size, content_type, content_encoding)
 
             return self._settle(key, digest, size, create)
 

@@ -33,7 +33,8 @@ _PAGE_SLUG_RE = re.compile(r"(?P<entity>.+)-(?P<kind>cursor|time)(?P<value>[0-9]
 _DAY_PATH_RE = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 _MEDIA_DAY_RE = re.compile(r"(?:videos|covers)/dt=(\d{4})-(\d{2})-(\d{2})/")
 # Research API slugs: a video query page (window, query hash, generation, cursor), a user's follow page, comments
-VIDEO_SLUG = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)-cursor(?P<cursor>\d+)")
+_VIDEO_QUERY_RE = re.compile(r"(?P<window>\d{8}-\d{8})-q(?P<qhash>[0-9a-f]{10})-g(?P<gen>\d+)")
+VIDEO_SLUG = re.compile(_VIDEO_QUERY_RE.pattern + r"-cursor(?P<cursor>\d+)")
 USER_PAGE_SLUG = re.compile(r"(?P<username>[A-Za-z0-9._]{1,64})-cursor(?P<cursor>\d+)")
 COMMENT_PAGE_SLUG = re.compile(r"(?P<video_id>\d{1,40})-cursor(?P<cursor>\d+)")
 _SAFE_SLUG_MAX = 64
@@ -119,6 +120,15 @@ def check_prefix(prefix: str, field: str = "prefix") -> str:
     return text
 
 
+def conflict_key(key: str, sha256: str) -> str:
+    """Where different bytes for an existing key are kept: ``<key>.conflict-<sha256[:16]>``."""
+    return f"{key}{CONFLICT_MARKER}{sha256[:16]}"
+
+
+def is_conflict_key(key: str) -> bool:
+    return re.search(re.escape(CONFLICT_MARKER) + r"[0-9a-f]{16}$", key) is not None
+
+
 def _check_day(day: date) -> date:
     if isinstance(day, datetime):
         return day.date()
@@ -188,36 +198,6 @@ def parse_page_slug(slug: str) -> PageSlug | None:
     return PageSlug(match["entity"], match["kind"], int(match["value"]))  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class RawKey:
-    day: date
-    endpoint: str
-    slug: str
-
-    @property
-    def page(self) -> PageSlug | None:
-        return parse_page_slug(self.slug)
-
-
-def parse_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKey:
-    """Inverse of :func:`raw_key`; raises InvalidKeyPart for anything else (including conflict copies)."""
-    allowed = f"{prefix}/YYYY/MM/DD/<endpoint>/<slug>{RAW_SUFFIX}"
-    head = check_prefix(prefix) + "/"
-    if not isinstance(key, str) or not key.startswith(head) or not key.endswith(RAW_SUFFIX):
-        raise InvalidKeyPart("raw key", key, allowed)
-    parts = key[len(head) : -len(RAW_SUFFIX)].split("/")
-    if len(parts) != 5 or not all(p.isdigit() for p in parts[:3]):
-        raise InvalidKeyPart("raw key", key, allowed)
-    try:
-        day = date(int(parts[0]), int(parts[1]), int(parts[2]))
-    except ValueError:
-        raise InvalidKeyPart("raw key", key, allowed) from None
-    parsed = RawKey(day, check_endpoint(parts[3]), check_slug(parts[4]))
-    if raw_key(parsed.day, parsed.endpoint, parsed.slug, prefix) != key:  # e.g. a date written as 2026/5/29
-        raise InvalidKeyPart("raw key", key, allowed)
-    return parsed
-
-
 def video_key(day: date, handle: str, aweme_id: str | int) -> str:
     """``videos/dt=YYYY-MM-DD/author=<handle>/<aweme_id>.mp4``, partitioned by ingest date."""
     return f"{_video_stem(day, handle, aweme_id)}.mp4"
@@ -251,8 +231,9 @@ def _video_stem(day: date, handle: str, aweme_id: str | int) -> str:
 
 
 def video_slug(window: Window, qhash: str, generation: int, cursor: int) -> str:
-    """Slug for one Research API video query page: ``<window>-q<qhash>-g<generation>-cursor<N>``."""
-    return f"{window.key}-q{qhash}-g{int(generation)}-cursor{int(cursor)}"
+    """Slug for one Research API video query page: a cursor page (:func:`slug_page`) of the query
+    ``<window>-q<qhash>-g<generation>``."""
+    return slug_page(f"{window.key}-q{qhash}-g{int(generation)}", "cursor", int(cursor))
 
 
 @dataclass(frozen=True)
@@ -265,10 +246,11 @@ class VideoSlug:
 
 def parse_video_slug(slug: str) -> VideoSlug | None:
     """Inverse of :func:`video_slug`, or None for anything else (an error response's slug)."""
-    m = VIDEO_SLUG.fullmatch(slug)
-    if not m:
+    page = parse_page_slug(slug)
+    query = _VIDEO_QUERY_RE.fullmatch(page.entity) if page is not None and page.kind == "cursor" else None
+    if page is None or query is None:
         return None
-    return VideoSlug(Window.from_key(m["window"]), m["qhash"], int(m["gen"]), int(m["cursor"]))
+    return VideoSlug(Window.from_key(query["window"]), query["qhash"], int(query["gen"]), page.value)
 
 
 # --- reading listed keys back, leniently: a listing also holds conflict copies and foreign objects ------------
@@ -301,6 +283,17 @@ class RawKeyParts:
         """What the slug is about: the id or handle before the first ``-`` (the page part follows it)."""
         return self.slug.split("-", 1)[0]
 
+    @property
+    def page(self) -> PageSlug | None:
+        return parse_page_slug(self.slug)
+
+
+@dataclass(frozen=True)
+class RawKey(RawKeyParts):
+    """A raw key exactly as :func:`raw_key` writes it: a real day, a valid endpoint and slug."""
+
+    day: date
+
 
 def split_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKeyParts | None:
     """The parts of any key under ``prefix`` with the raw layout's five segments, or None (see :func:`parse_raw_key`
@@ -316,6 +309,16 @@ def split_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKeyParts | None:
     if cut >= 0:
         name = name[:cut]
     return RawKeyParts(raw_key_day(key, prefix), parts[3], name.removesuffix(RAW_SUFFIX))
+
+
+def parse_raw_key(key: str, prefix: str = RAW_PREFIX) -> RawKey:
+    """Inverse of :func:`raw_key`; raises InvalidKeyPart for anything else (including conflict copies)."""
+    check_prefix(prefix)
+    parts = split_raw_key(key, prefix) if isinstance(key, str) and key.endswith(RAW_SUFFIX) else None
+    parsed = RawKey(parts.day, check_endpoint(parts.endpoint), check_slug(parts.slug)) if parts and parts.day else None
+    if parsed is None or raw_key(parsed.day, parsed.endpoint, parsed.slug, prefix) != key:  # e.g. 2026/5/29
+        raise InvalidKeyPart("raw key", key, f"{prefix}/YYYY/MM/DD/<endpoint>/<slug>{RAW_SUFFIX}")
+    return parsed
 
 
 def split_video_key(key: str) -> tuple[str, str] | None:

@@ -9,24 +9,13 @@ import stat as stat_mode
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import (
-    HASH_CHUNK,
-    PART_SUFFIX,
-    CreateIfAbsentStore,
-    NotFound,
-    ObjectInfo,
-    StoreError,
-    StoreMisconfigured,
-    StoreUnavailable,
-    check_key,
-    check_list_prefix,
-    sha256_file,
-)
+from .base import HASH_CHUNK, PART_SUFFIX, CreateIfAbsentStore, ObjectInfo, check_key, sha256_file
+from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable
 
 _FILE_MODE = 0o644
 _NO_HARDLINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
@@ -49,36 +38,32 @@ class LocalStore(CreateIfAbsentStore):
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*check_key(key).split("/"))
 
-    @contextmanager
-    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+    def _store_error(self, exc: Exception, action: str, key: str | None) -> StoreError | None:
         """An OSError of the disk (full, read-only, denied, failing) becomes a StoreError naming the path.
 
-        Missing keys are handled (NotFound, None) before they get here; what remains says nothing about the id or
-        page being written, so it is systemic: the run stops and no id is blamed.
+        What reaches here says nothing about the id or page being written, so it is systemic: the run stops and
+        no id is blamed.
         """
-        try:
-            yield
-        except StoreError:
-            raise
-        except OSError as exc:
-            what = f"{action} {key!r} under {self.root}" if key else f"{action} {self.root}"
-            reason = exc.strerror or type(exc).__name__
-            where = getattr(exc, "filename", None) or self.root
-            if exc.errno in _FULL:
-                raise StoreUnavailable(
-                    f"{what} failed: the disk is full ({reason}, at {where}). Free space there or move the "
-                    "archive (TIKLIVE_HOME, or TIKLIVE_ARCHIVE_BUCKET for a bucket); nothing is blamed on any id: "
-                    "rerun once there is room"
-                ) from None
-            if exc.errno in _DENIED:
-                raise StoreMisconfigured(
-                    f"{what} failed: {reason} at {where}. The archive directory must be writable by this user: fix "
-                    "its permissions or point TIKLIVE_HOME elsewhere"
-                ) from None
-            raise StoreUnavailable(
-                f"{what} failed: {reason} (errno {exc.errno}, at {where}). The disk under TIKLIVE_HOME is failing or "
-                "unavailable; nothing is blamed on any id: rerun once it is fixed"
-            ) from None
+        if not isinstance(exc, OSError):
+            return None
+        what = f"{action} {key!r} under {self.root}" if key else f"{action} {self.root}"
+        reason = exc.strerror or type(exc).__name__
+        where = getattr(exc, "filename", None) or self.root
+        if exc.errno in _FULL:
+            return StoreUnavailable(
+                f"{what} failed: the disk is full ({reason}, at {where}). Free space there or move the "
+                "archive (TIKLIVE_HOME, or TIKLIVE_ARCHIVE_BUCKET for a bucket); nothing is blamed on any id: "
+                "rerun once there is room"
+            )
+        if exc.errno in _DENIED:
+            return StoreMisconfigured(
+                f"{what} failed: {reason} at {where}. The archive directory must be writable by this user: fix "
+                "its permissions or point TIKLIVE_HOME elsewhere"
+            )
+        return StoreUnavailable(
+            f"{what} failed: {reason} (errno {exc.errno}, at {where}). The disk under TIKLIVE_HOME is failing or "
+            "unavailable; nothing is blamed on any id: rerun once it is fixed"
+        )
 
     # -- writes --
 
@@ -187,8 +172,7 @@ class LocalStore(CreateIfAbsentStore):
             return None
         return ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        check_list_prefix(prefix)
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         head, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*head.split("/")) if head else self.root
         base = f"{head}/" if head else ""

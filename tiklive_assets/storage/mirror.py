@@ -21,17 +21,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import (
-    CONFLICT_MARKER,
-    HASH_CHUNK,
-    MAX_KEY_BYTES,
-    NotFound,
-    ObjectInfo,
-    ObjectStore,
-    PutResult,
-    StoreError,
-    is_conflict_key,
-)
+from .base import HASH_CHUNK, MAX_KEY_BYTES, Body, ObjectInfo, ObjectStore, PutResult
+from .errors import NotFound, StoreError
+from .keys import CONFLICT_MARKER, RAW_SUFFIX, is_conflict_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +47,7 @@ def is_journal_key(key: str) -> bool:
 def content_type_for(key: str) -> tuple[str, str | None]:
     """(content type, content encoding) of an archive object, from its key (the layout fixes both)."""
     base = key.split(CONFLICT_MARKER)[0] if is_conflict_key(key) else key
-    if base.endswith(".json.gz"):
+    if base.endswith(RAW_SUFFIX):
         return "application/json", "gzip"
     for suffix, content_type in (
         (".json", "application/json"),
@@ -115,30 +107,14 @@ class MirroredStore(ObjectStore):
                 exc,
             )
 
-    def put_bytes(self, key: str, data: bytes, *, content_type: str, content_encoding: str | None = None) -> PutResult:
-        first = self.primary.put_bytes(key, data, content_type=content_type, content_encoding=content_encoding)
-        second = self._to_secondary(
-            key,
-            lambda: self.secondary.put_bytes(key, data, content_type=content_type, content_encoding=content_encoding),
-        )
-        return self._reconcile(first, second)
+    def _put(self, key: str, body: Body, content_type: str, content_encoding: str | None) -> PutResult:
+        def write(store: ObjectStore) -> PutResult:
+            if isinstance(body, bytes):
+                return store.put_bytes(key, body, content_type=content_type, content_encoding=content_encoding)
+            return store.put_file(key, body, content_type=content_type, content_encoding=content_encoding)
 
-    def put_file(
-        self,
-        key: str,
-        path: str | os.PathLike[str],
-        *,
-        content_type: str,
-        content_encoding: str | None = None,
-    ) -> PutResult:
-        first = self.primary.put_file(key, Path(path), content_type=content_type, content_encoding=content_encoding)
-        second = self._to_secondary(
-            key,
-            lambda: self.secondary.put_file(
-                key, Path(path), content_type=content_type, content_encoding=content_encoding
-            ),
-        )
-        return self._reconcile(first, second)
+        first = write(self.primary)
+        return self._reconcile(first, self._to_secondary(key, lambda: write(self.secondary)))
 
     def _reconcile(self, first: PutResult, second: PutResult | None) -> PutResult:
         if second is not None and (first.status == "conflict") != (second.status == "conflict"):
@@ -164,7 +140,7 @@ class MirroredStore(ObjectStore):
     def stat(self, key: str) -> ObjectInfo | None:
         return self.primary.stat(key)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         if prefix.startswith("_mirror/"):
             return self.primary.list(prefix)
         return (info for info in self.primary.list(prefix) if not is_journal_key(info.key))

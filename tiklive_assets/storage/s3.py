@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,18 +19,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from .base import (
-    CreateIfAbsentStore,
-    NotFound,
-    ObjectInfo,
-    StoreError,
-    StoreMisconfigured,
-    StoreUnavailable,
-    check_key,
-    check_list_prefix,
-    is_sha256,
-    sha256_stream,
-)
+from .base import CreateIfAbsentStore, ObjectInfo, check_key, is_sha256, sha256_stream
+from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable
 
 MIB = 1 << 20
 MULTIPART_THRESHOLD = 16 * MIB
@@ -158,30 +147,22 @@ class S3Store(CreateIfAbsentStore):
 
     # -- errors --
 
-    @contextmanager
-    def _errors(self, action: str, key: str | None = None) -> Iterator[None]:
+    def _store_error(self, exc: Exception, action: str, key: str | None) -> StoreError | None:
         """Every failure of the store or of the way to it becomes a StoreError naming the part and the setting.
 
-        Missing keys (NotFound) and our own StoreErrors pass through; everything botocore, boto3 or urllib3 raise
-        is classified: configuration (no such bucket, credentials or region refused) or unavailable (endpoint
-        unreachable, timeouts, connections dropped, 5xx after botocore's own retries).
+        Everything botocore, boto3 or urllib3 raise is classified: configuration (no such bucket, credentials or
+        region refused) or unavailable (endpoint unreachable, timeouts, connections dropped, 5xx after botocore's
+        own retries).
         """
-        try:
-            yield
-        except StoreError:
-            raise
-        except ClientError as exc:
-            raise self.classify(exc, action, key) from None
-        except (BotoCoreError, OSError) as exc:
-            raise self.classify(exc, action, key) from None
-        except Exception as exc:
-            import boto3.exceptions
-            import urllib3.exceptions
+        if isinstance(exc, (ClientError, BotoCoreError, OSError)):
+            return self.classify(exc, action, key)
+        import boto3.exceptions
+        import urllib3.exceptions
 
-            if isinstance(exc, (boto3.exceptions.Boto3Error, urllib3.exceptions.HTTPError)):
-                cause = exc.__cause__ or exc.__context__
-                raise self.classify(cause if isinstance(cause, ClientError) else exc, action, key) from None
-            raise
+        if isinstance(exc, (boto3.exceptions.Boto3Error, urllib3.exceptions.HTTPError)):
+            cause = exc.__cause__ or exc.__context__
+            return self.classify(cause if isinstance(cause, ClientError) else exc, action, key)
+        return None
 
     def _endpoint(self) -> str:
         endpoint = getattr(getattr(self.client, "meta", None), "endpoint_url", None)
@@ -373,8 +354,7 @@ class S3Store(CreateIfAbsentStore):
             return None
         return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"])
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        check_list_prefix(prefix)
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         root = f"{self.prefix}/" if self.prefix else ""
         with self._errors("listing", prefix or "(everything)"):
             paginator = self.client.get_paginator("list_objects_v2")
