@@ -77,7 +77,7 @@ class MirroredStore(ObjectStore):
         if isinstance(secondary, S3Store) and secondary.settings == PRIMARY_SETTINGS:
             secondary.settings = SECONDARY_SETTINGS  # its errors name the secondary's settings
 
-    def _to_secondary(self, key: str, write) -> PutResult | None:
+    def _to_secondary(self, key: str, write: Callable[[], PutResult]) -> PutResult | None:
         try:
             return write()
         except Exception as exc:  # noqa: BLE001 - any secondary failure: keep the primary write, flag the key
