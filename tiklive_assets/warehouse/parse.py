@@ -91,6 +91,25 @@ _DETAILS = endpoint_names(parse="post_detail")  # a 404 (or a 200 that says gone
 _STATUS_RE = re.compile(r"-http(\d{3})$")
 _HASHTAG_RE = re.compile(r"#(\w+)", re.UNICODE)
 _MEDIA = slice(12, 15)  # storage_key, bytes, archived_at in a posts row
+# The tables a day's objects give, in this order. Where their rows gather while a day is read, key -> (rank, row),
+# the best-ranked sighting kept (DayParser.keep): the tables the subject parsers write, and the media files found.
+# tables() finishes posts from its store and builds the others from what the day's objects said.
+DAY_TABLES = (
+    "posts",
+    "users",
+    "user_snapshots",
+    "post_metrics_history",
+    "comments",
+    "follow_edges",
+    "music",
+    "hashtags",
+    "dead_letters",
+    "credits_ledger",
+    "quarantine",
+    "schema_fields",
+)
+_BUILT = ("hashtags", "credits_ledger", "schema_fields")  # from the posts' titles, the keys, the shapes
+ROW_STORES = (*(table for table in DAY_TABLES if table not in _BUILT), "videos", "images", "sounds")
 
 
 @dataclass
@@ -108,24 +127,12 @@ class DayParser:
     tally: Tally = field(default_factory=Tally)
     error_responses: Counter = field(default_factory=Counter)  # (endpoint, reason) -> objects
     _shapes: dict = field(default_factory=dict)  # shape -> [objects, children to descend into]
-    # the rows of each table: key -> (rank, row), written by the subject parsers through keep()
-    posts: dict = field(default_factory=dict)
-    users: dict = field(default_factory=dict)
-    snapshots: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    comments: dict = field(default_factory=dict)
-    edges: dict = field(default_factory=dict)
-    music: dict = field(default_factory=dict)
-    _dead: dict = field(default_factory=dict)
-    _quarantine: dict = field(default_factory=dict)
-    _credits: dict = field(default_factory=dict)
-    _videos: dict = field(default_factory=dict)
-    _images: dict = field(default_factory=dict)
-    _sounds: dict = field(default_factory=dict)
+    rows: dict[str, dict] = field(default_factory=lambda: {name: {} for name in ROW_STORES})
+    _credits: dict = field(default_factory=dict)  # (endpoint, status) -> [objects, bytes, error responses]
 
     @property
     def quarantined(self) -> int:
-        return len(self._quarantine)
+        return len(self.rows["quarantine"])
 
     # -- input --
 
@@ -207,13 +214,13 @@ class DayParser:
         name = key.rsplit("/", 1)[-1]
         row = (key, info.size, micros(info.last_modified))
         if name.endswith(".mp4"):
-            self.keep(self._videos, name[:-4], key, row)
+            self.keep(self.rows["videos"], name[:-4], key, row)
         elif name.endswith(".jpg"):
             stem, _, number = name[:-4].rpartition("-")
             if stem and number.isdigit():
-                self.keep(self._images, (stem, int(number)), key, row)
+                self.keep(self.rows["images"], (stem, int(number)), key, row)
         elif name.endswith(".mp3"):
-            self.keep(self._sounds, name[:-4], key, row)
+            self.keep(self.rows["sounds"], name[:-4], key, row)
 
     def add_many(self, pairs: Iterable[tuple[ObjectInfo, bytes]]) -> None:
         for info, gz in pairs:
@@ -228,7 +235,7 @@ class DayParser:
 
     def _quarantine_object(self, key: str, endpoint: str, error: str, size: int, captured: int) -> None:
         self.errors.append(f"{key}: {error}")
-        self._quarantine[key] = (key, (self.day, key, endpoint, error, size, captured))
+        self.rows["quarantine"][key] = (key, (self.day, key, endpoint, error, size, captured))
 
     # -- tolerant scalars for the subject parsers (the common, well-typed case stays inline in the callers) --
 
@@ -285,7 +292,7 @@ class DayParser:
                 if isinstance(body.get(name), str):
                     reason = body[name]
                     break
-        self.keep(self._dead, slug, (captured, key), (slug, reason, status, key, captured, self.day))
+        self.keep(self.rows["dead_letters"], slug, (captured, key), (slug, reason, status, key, captured, self.day))
 
     # -- merging and output --
 
@@ -306,23 +313,10 @@ class DayParser:
                 self._shapes[shape] = [count, children]
             else:
                 entry[0] += count
-        for name in (
-            "posts",
-            "users",
-            "snapshots",
-            "metrics",
-            "comments",
-            "edges",
-            "music",
-            "_dead",
-            "_quarantine",
-            "_videos",
-            "_images",
-            "_sounds",
-        ):
-            mine = getattr(self, name)
-            for key, (rank, row) in getattr(other, name).items():
-                self.keep(mine, key, rank, row)
+        for name, theirs in other.rows.items():
+            store = self.rows[name]
+            for key, (rank, row) in theirs.items():
+                self.keep(store, key, rank, row)
         for key, counts in other._credits.items():
             mine = self._credits.get(key)
             self._credits[key] = [a + b for a, b in zip(mine, counts, strict=True)] if mine else list(counts)
@@ -330,16 +324,16 @@ class DayParser:
     def _media(self) -> dict[str, tuple]:
         """(storage_key, bytes, archived_at) per post: its MP4, or for a photo post its first image, with bytes
         summing all its images and its sound."""
-        media = {aweme_id: row for aweme_id, (_rank, row) in self._videos.items()}
+        media = {aweme_id: row for aweme_id, (_rank, row) in self.rows["videos"].items()}
         photos: dict[str, list] = {}
-        for (aweme_id, number), (_rank, row) in self._images.items():
+        for (aweme_id, number), (_rank, row) in self.rows["images"].items():
             photos.setdefault(aweme_id, []).append((number, row))
         for aweme_id, images in photos.items():
             if aweme_id in media:
                 continue
             images.sort()
             parts = [row for _n, row in images]
-            sound = self._sounds.get(aweme_id)
+            sound = self.rows["sounds"].get(aweme_id)
             if sound is not None:
                 parts.append(sound[1])
             media[aweme_id] = (images[0][1][0], sum(p[1] for p in parts), max(p[2] for p in parts))
@@ -359,7 +353,7 @@ class DayParser:
         tags: list[tuple] = []
         media = self._media()
         without_author = 0
-        for _rank, row in self.posts.values():
+        for _rank, row in self.rows["posts"].values():
             if row[1] is None or row[2] is None:  # an item without its author cannot satisfy posts' NOT NULLs
                 without_author += 1
                 continue
@@ -376,23 +370,17 @@ class DayParser:
             (day, endpoint, status, count, size, errors)
             for (endpoint, status), (count, size, errors) in self._credits.items()
         ]
-        rows = {
-            "posts": posts,
-            "users": _values(self.users),
-            "user_snapshots": _values(self.snapshots),
-            "post_metrics_history": _values(self.metrics),
-            "comments": _values(self.comments),
-            "follow_edges": _values(self.edges),
-            "music": _values(self.music),
-            "hashtags": tags,
-            "dead_letters": _values(self._dead),
-            "credits_ledger": credits,
-            "quarantine": _values(self._quarantine),
-            "schema_fields": self.field_signature(),
-        }
+        derived = {"posts": posts, "hashtags": tags, "credits_ledger": credits, "schema_fields": self.field_signature()}
         self.errors.sort()
         self.corrupt.sort()
-        return {name: to_arrow(schema.BY_NAME[name], table_rows, self.tally) for name, table_rows in rows.items()}
+        return {
+            name: to_arrow(
+                schema.BY_NAME[name],
+                derived[name] if name in derived else [row for _rank, row in self.rows[name].values()],
+                self.tally,
+            )
+            for name in DAY_TABLES
+        }
 
 
 # parse target (an endpoint declaration's ``parse``) -> the function that reads its answers into a DayParser
@@ -405,7 +393,3 @@ PARSERS: dict[str, Callable[[DayParser, str, str, dict, str, int], None]] = {
     "user_id": user_id,
 }
 _PARSER_OF = {e.name: PARSERS[e.parse] for e in ENDPOINTS if e.parse is not None}
-
-
-def _values(target: dict) -> list[tuple]:
-    return [row for _rank, row in target.values()]

@@ -31,7 +31,7 @@ def comment_page(p: DayParser, endpoint: str, slug: str, body: dict, key: str, c
         user = item.get("user")
         user = user if type(user) is dict else {}  # noqa: E721
         p.keep(
-            p.comments,
+            p.rows["comments"],
             comment_id,
             (captured, key),
             (

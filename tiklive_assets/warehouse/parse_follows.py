@@ -48,7 +48,7 @@ def follow_page(p: DayParser, endpoint: str, slug: str, body: dict, key: str, ca
         followers = stats.get("follower_count") if stats is item else stats.get("followerCount")
         posts = stats.get("aweme_count") if stats is item else stats.get("videoCount")
         p.keep(
-            p.edges,
+            p.rows["follow_edges"],
             (page.entity, direction, other),
             (captured, key),
             (

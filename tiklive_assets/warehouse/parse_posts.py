@@ -8,7 +8,7 @@ the author as an object or a handle; counters at the top level, in ``stats`` or 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tiklive_assets.storage.keys import parse_page_slug
 from tiklive_assets.tikliveapi.endpoints import endpoint_names
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .parse import DayParser
 
 DETAIL, LISTING = 2, 1  # a post's rank: its /post-detail/ answer over a listing item
+_COUNTERS = ("play_count", "digg_count", "comment_count", "share_count", "download_count", "collect_count")
+_NO_MEDIA = (None, None, None)  # storage_key, bytes, archived_at of a posts row before tables() fills them in
 _OWNED_LISTINGS = endpoint_names(parse="post_listing", subject="user_id")  # the slug names the account the posts are by
 
 
@@ -84,20 +86,15 @@ def post(  # noqa: C901
         if stats is not None:
             play, digg, comment = stats.get("playCount"), stats.get("diggCount"), stats.get("commentCount")
             share, collect = stats.get("shareCount"), stats.get("collectCount")
-    if type(play) is not int:  # noqa: E721
-        play = p.read_int(play, "play_count")
-    if type(digg) is not int:  # noqa: E721
-        digg = p.read_int(digg, "digg_count")
-    if type(comment) is not int:  # noqa: E721
-        comment = p.read_int(comment, "comment_count")
-    if type(share) is not int:  # noqa: E721
-        share = p.read_int(share, "share_count")
-    if type(download) is not int:  # noqa: E721
-        download = p.read_int(download, "download_count")
-    if type(collect) is not int:  # noqa: E721
-        collect = p.read_int(collect, "collect_count")
+    counters: tuple[Any, ...] = (play, digg, comment, share, download, collect)
+    if not all(type(value) is int for value in counters):  # noqa: E721 - the common case: all of them integers
+        counters = tuple(
+            value if type(value) is int else p.read_int(value, name)  # noqa: E721
+            for value, name in zip(counters, _COUNTERS, strict=True)
+        )
+        play, digg, comment, share, download, collect = counters
     rank = (priority, captured, key)
-    current = p.posts.get(aweme_id)
+    current = p.rows["posts"].get(aweme_id)
     if current is None or rank > current[0]:
         title = item.get("title")
         if type(title) is not str:  # noqa: E721
@@ -125,83 +122,26 @@ def post(  # noqa: C901
             if not (type(music_id) is str and music_id.isdigit() and music_id.isascii()):  # noqa: E721
                 music_id = p.tally.id(music_id, "music_info.id")
         images = image_list(item)
-        # already in the posts table's column order: storage_key, bytes and archived_at (_MEDIA) are filled
-        # in by tables() for the few posts whose media the day archived
-        p.posts[aweme_id] = (
-            rank,
-            (
-                aweme_id,
-                author_id,
-                handle,
-                title,
-                region,
-                duration,
-                created,
-                play,
-                digg,
-                comment,
-                share,
-                music_id,
-                None,
-                None,
-                None,
-                p.day,
-                "video" if images is None else "photo",
-                0 if images is None else len(images),
-            ),
-        )
+        # in the posts table's column order; storage_key, bytes and archived_at (_NO_MEDIA here) are filled in by
+        # tables() for the few posts whose media the day archived
+        head = (aweme_id, author_id, handle, title, region, duration, created, play, digg, comment, share, music_id)
+        kind = ("video", 0) if images is None else ("photo", len(images))
+        p.rows["posts"][aweme_id] = (rank, (*head, *_NO_MEDIA, p.day, *kind))
         if music is not None and music_id is not None:
-            mrank = (captured, key)
-            current = p.music.get(music_id)
-            if current is None or mrank > current[0]:
-                p.music[music_id] = (
-                    mrank,
-                    (
-                        music_id,
-                        p.read_text(music.get("title"), "music_info.title"),
-                        p.read_text(
-                            music.get("author") if "author" in music else music.get("authorName"),
-                            "music_info.author",
-                        ),
-                        p.day,
-                    ),
-                )
-    mkey = (aweme_id, captured)
-    mrank = (priority, key)
-    current = p.metrics.get(mkey)
-    if current is None or mrank > current[0]:
-        p.metrics[mkey] = (
-            mrank,
-            (
-                aweme_id,
-                captured,
-                play,
-                digg,
-                comment,
-                share,
-                download,
-                collect,
-                source,
-                key,
-                p.day,
-            ),
-        )
+            _sound(p, music, music_id, captured, key)
+    metrics = (aweme_id, captured, *counters, source, key, p.day)
+    p.keep(p.rows["post_metrics_history"], (aweme_id, captured), (priority, key), metrics)
     if author_id is not None:
-        current = p.users.get(author_id)
-        if current is None or rank > current[0]:
-            p.users[author_id] = (
-                rank,
-                (
-                    author_id,
-                    handle,
-                    nickname,
-                    None,
-                    None,
-                    None,
-                    None,
-                    "author",
-                    captured,
-                    p.day,
-                ),
-            )
+        author = (author_id, handle, nickname, None, None, None, None, "author", captured, p.day)
+        p.keep(p.rows["users"], author_id, rank, author)
     return True
+
+
+def _sound(p: DayParser, music: dict, music_id: str, captured: int, key: str) -> None:
+    """The post's sound, its latest description of the day kept (its text is read only when it is kept)."""
+    rank = (captured, key)
+    current = p.rows["music"].get(music_id)
+    if current is None or rank > current[0]:
+        author = music.get("author") if "author" in music else music.get("authorName")
+        title = p.read_text(music.get("title"), "music_info.title")
+        p.rows["music"][music_id] = (rank, (music_id, title, p.read_text(author, "music_info.author"), p.day))

@@ -19,7 +19,12 @@ def user_id(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captur
     found = as_id(body.get("id")) or as_id(body.get("user_id"))
     if found is None:
         raise ShapeError("no user id")
-    p.keep(p.users, found, (0, captured, key), (found, slug, None, None, None, None, None, "userid", captured, p.day))
+    p.keep(
+        p.rows["users"],
+        found,
+        (0, captured, key),
+        (found, slug, None, None, None, None, None, "userid", captured, p.day),
+    )
 
 
 def profile(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captured: int) -> None:
@@ -43,7 +48,7 @@ def profile(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captur
     if bio is not None and "\x00" in bio:
         bio = bio.replace("\x00", "")
     p.keep(
-        p.users,
+        p.rows["users"],
         user_id,
         (3, captured, key),
         (
@@ -63,4 +68,4 @@ def profile(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captur
     for name in PROFILE_COUNTERS:
         value = stats.get(name)
         counters.append(value if type(value) is int else p.read_int(value, f"stats.{name}"))  # noqa: E721
-    p.keep(p.snapshots, (user_id, captured), key, (user_id, captured, handle, *counters, key, p.day))
+    p.keep(p.rows["user_snapshots"], (user_id, captured), key, (user_id, captured, handle, *counters, key, p.day))

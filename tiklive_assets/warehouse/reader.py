@@ -1,7 +1,7 @@
 """Reading one archive day: list the day's prefixes, fetch bodies with bounded parallel GETs, parse them.
 
-On S3 every object is a GET with network latency, so bodies are fetched by a thread pool, one bounded batch at a
-time (at most ``batch`` bodies in memory, the next batch in flight while the current one is parsed). On local
+On S3 every object is a GET with network latency, so bodies are fetched by a thread pool, a bounded window at a
+time (at most two batches of bodies fetched ahead of the parser, in listing order). On local
 disk reads are cheap and parsing (gzip + JSON) is the cost, so a day can be split over worker processes instead;
 the local listing is a plain directory scan without a stat per file (an object's size is its bytes' length, and
 its modification time is only read when its gzip header carries no fetch time).
@@ -14,13 +14,14 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
+from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.storage import LocalStore, ObjectInfo, ObjectStore
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX
 
@@ -127,23 +128,15 @@ def _parse_local(parser: DayParser, root: str, keys: list[str]) -> None:
 def iter_bodies(
     store: ObjectStore, infos: list[ObjectInfo], *, threads: int = 1, batch: int = DEFAULT_BATCH
 ) -> Iterator[tuple[ObjectInfo, bytes]]:
-    """(info, bytes) for each object, in order; with ``threads > 1``, parallel GETs, one batch ahead at most."""
-    if threads <= 1:
-        read = store.get_bytes
-        for info in infos:
-            yield info, read(info.key)
-        return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="archive-get") as pool:
+    """(info, bytes) for each object, in order; with ``threads > 1``, parallel GETs, at most two batches of bodies
+    fetched and not yet handed on (the current one and the next in flight)."""
 
-        def submit(start: int) -> list[Future]:
-            return [pool.submit(store.get_bytes, info.key) for info in infos[start : start + batch]]
+    def fetch(info: ObjectInfo) -> tuple[ObjectInfo, bytes]:
+        return info, store.get_bytes(info.key)
 
-        pending = submit(0)
-        for start in range(0, len(infos), batch):
-            following = submit(start + batch) if start + batch < len(infos) else []
-            for info, future in zip(infos[start : start + batch], pending, strict=True):
-                yield info, future.result()
-            pending = following
+    return bounded_map(
+        fetch, infos, workers=threads, in_flight=2 * batch, ordered=True, thread_name_prefix="archive-get"
+    )
 
 
 def _default_threads(store: ObjectStore) -> int:
