@@ -2,15 +2,12 @@
 
 Nothing connects here."""
 
+from collections.abc import Callable
+
 import dagster as dg
 
-from tiklive_assets.research.client import (
-    CLIENT_KEY_ENV,
-    CLIENT_SECRET_ENV,
-    QuotaReserver,
-    ResearchClient,
-    base_url_from_env,
-)
+from tiklive_assets import settings
+from tiklive_assets.research.client import QuotaReserver, ResearchClient, ResearchResponse
 
 
 class TikTokResearchResource(dg.ConfigurableResource):
@@ -23,11 +20,17 @@ class TikTokResearchResource(dg.ConfigurableResource):
     base_url: str | None = None
     backoff_initial: float = 2.0  # seconds before the first retry of a transient answer (tests use less)
 
-    def client(self, *, quota: QuotaReserver | None = None, on_response=None, max_attempts: int = 4) -> ResearchClient:
+    def client(
+        self,
+        *,
+        quota: QuotaReserver | None = None,
+        on_response: Callable[[ResearchResponse], object] | None = None,
+        max_attempts: int = 4,
+    ) -> ResearchClient:
         return ResearchClient(
             self.client_key,
             self.client_secret,
-            self.base_url or base_url_from_env(),
+            self.base_url or settings.research_base_url(),
             quota=quota,
             on_response=on_response,
             max_attempts=max_attempts,
@@ -38,7 +41,7 @@ class TikTokResearchResource(dg.ConfigurableResource):
 def research_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "tiktok_research": TikTokResearchResource(
-            client_key=dg.EnvVar(CLIENT_KEY_ENV), client_secret=dg.EnvVar(CLIENT_SECRET_ENV)
+            client_key=dg.EnvVar(settings.RESEARCH_CLIENT_KEY), client_secret=dg.EnvVar(settings.RESEARCH_CLIENT_SECRET)
         )
     }
 

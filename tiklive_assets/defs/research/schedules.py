@@ -6,48 +6,43 @@ import dagster as dg
 
 from tiklive_assets.defs.research.assets import research_video_archive
 from tiklive_assets.defs.resources import DataRootResource
+from tiklive_assets.defs.scheduling import asset_job, utc_schedule
 from tiklive_assets.research.quota import ResearchState
 from tiklive_assets.research.windows import Window
 
 RESUMABLE = {"daily_quota_limit_exceeded", "daily_quota", "run_cap"}  # stops that a new UTC day or run lifts
 
-research_videos_job = dg.define_asset_job(
+research_videos_job = asset_job(
     "research_videos",
-    selection=dg.AssetSelection.assets(research_video_archive),
+    dg.AssetSelection.assets(research_video_archive),
     description="Collect Research API videos for a range of create-date partitions (one search per ≤30-day window).",
 )
 
 
-@dg.schedule(
-    job=research_videos_job,
-    cron_schedule="10 0 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+@utc_schedule(
+    research_videos_job,
+    "10 0 * * *",
     description="At 00:10 UTC, just after the Research API's daily quota resets: resumes each collection "
     "window an earlier run left open (quota spent, search expired) from its saved cursor.",
 )
 def research_resume_schedule(context: dg.ScheduleEvaluationContext, data_root: DataRootResource):
     """One run per window that a stop (daily quota, expired search) left open: it resumes from its saved cursor."""
-    state = data_root.open_state()
-    try:
-        stopped = [
-            w for w in ResearchState(state).windows() if w.status == "open" and w.stop_reason in RESUMABLE
-        ]  # other stops need a person
-    finally:
-        state.close()
+    with data_root.state() as state:  # other stops need a person
+        stopped = {
+            w.window_key for w in ResearchState(state).windows() if w.status == "open" and w.stop_reason in RESUMABLE
+        }
     if not stopped:
         return dg.SkipReason("no Research API window is waiting to resume")
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
-    requests = []
-    for progress in sorted({w.window_key for w in stopped}):
-        window = Window.from_key(progress)
-        requests.append(
-            dg.RunRequest(
-                run_key=f"research-resume-{progress}-{day}",
-                tags={
-                    "dagster/asset_partition_range_start": window.start.isoformat(),
-                    "dagster/asset_partition_range_end": window.end.isoformat(),
-                },
-            )
-        )
-    return requests
+    return [_resume(key, Window.from_key(key), day) for key in sorted(stopped)]
+
+
+def _resume(key: str, window: Window, day: str) -> dg.RunRequest:
+    """The run that materializes ``window``'s create-date partitions again, once per window and day."""
+    return dg.RunRequest(
+        run_key=f"research-resume-{key}-{day}",
+        tags={
+            "dagster/asset_partition_range_start": window.start.isoformat(),
+            "dagster/asset_partition_range_end": window.end.isoformat(),
+        },
+    )
