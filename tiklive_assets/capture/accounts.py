@@ -24,7 +24,7 @@ from tiklive_assets.tikliveapi import endpoints as api
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.endpoints import Endpoint
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck, NotFound
-from tiklive_assets.tikliveapi.pagination import CommentPages, FollowPages
+from tiklive_assets.tikliveapi.pagination import CommentPages, FollowPages, Page, Paginator
 from tiklive_assets.tolerant import as_id, as_int, post_id, unwrap
 from tiklive_assets.tracking import Account
 
@@ -115,6 +115,16 @@ def walk_outcome(
         report.failed.append(f"{label}: {exc}")
 
 
+def resumed_pages(walk: Paginator, pages_done: int, max_pages: int, archived: str) -> Iterator[tuple[Page, int, bool]]:
+    """The pages of a walk resumed after ``pages_done`` pages, each with the pages done today once it is in and
+    whether it is the walk's last (no more pages, or ``max_pages`` reached); ``archived``: the crash point each page
+    reaches once archived, before anything is recorded."""
+    for page in walk.pages():
+        crashpoint(archived)
+        pages_done += 1
+        yield page, pages_done, not page.has_more or pages_done >= max_pages
+
+
 def _once_per_day(session: CaptureSession, task: str) -> bool:
     """True the first time ``task`` is seen for the session's day (and marks it), False on a rerun."""
     key = f"complete:{task}:{session.day.isoformat()}"
@@ -179,14 +189,12 @@ def _follow_walk(
     )
     label = f"{account.handle} {endpoint.name}"
     with walk_outcome(report, label, logged_as=f"{endpoint.name} of @{account.handle}") as outcome:
-        for page in walk.pages():
-            crashpoint("follow.page.archived")
-            pages_done += 1
+        pages = resumed_pages(walk, pages_done, account.follow_max_pages, "follow.page.archived")
+        for page, done, last in pages:
             report.follow_pages += 1
             report.follow_edges += len(page.items)
-            last = not page.has_more or pages_done >= account.follow_max_pages
             # the last page's cursor and the walk's end commit together: a rerun never asks past the end
-            session.state.set_cursor(scope, page.next_cursor, pages_done, values={done_key: "1"} if last else None)
+            session.state.set_cursor(scope, page.next_cursor, done, values={done_key: "1"} if last else None)
             crashpoint("follow.page.recorded")
     if not outcome.left:
         _mark_done(session, task)
@@ -275,17 +283,14 @@ def _comment_walk(session: CaptureSession, report: AccountsReport, account: Acco
         start=saved.value if saved else None,
         max_pages=remaining,
     )
-    for page in walk.pages():
-        crashpoint("comments.page.archived")
-        pages_done += 1
+    for page, done, last in resumed_pages(walk, pages_done, options.max_pages, "comments.page.archived"):
         report.comment_pages += 1
         report.comments += len(page.items)
-        last = not page.has_more or pages_done >= options.max_pages
         # cursor, "this page's replies are pending" and "the walk has ended" commit together
         session.state.set_cursor(
             scope,
             page.next_cursor,
-            pages_done,
+            done,
             values={replies_of: page.cursor, **({walked: "1"} if last else {})},
         )
         crashpoint("comments.page.recorded")

@@ -134,45 +134,41 @@ class QueueState(StateCore):
         claim counted, for an id that was never really tried (the run stopped first, or failed for a reason that
         was not the id's)."""
         refund = ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if refund_attempt else ""
-        with self._tx(write=True) as tx:
-            cur = tx.execute(
-                f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
-                "WHERE aweme_id = ?",
-                [utcnow(), aweme_id],
-            )
-            return cur.rowcount > 0
+        changed = self._write(
+            f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
+            "WHERE aweme_id = ?",
+            [utcnow(), aweme_id],
+        )
+        return changed > 0
 
     def note_failure(self, aweme_id: str, problem: str) -> None:
         """Remember why the id's last attempt failed (shown by `tiklive status` and the run summary)."""
-        with self._tx(write=True) as tx:
-            tx.execute(
-                "UPDATE archive_queue SET last_error = ?, updated_at = ? WHERE aweme_id = ?",
-                [problem[:500], utcnow(), aweme_id],
-            )
+        self._write(
+            "UPDATE archive_queue SET last_error = ?, updated_at = ? WHERE aweme_id = ?",
+            [problem[:500], utcnow(), aweme_id],
+        )
 
     def mark_resolved(self, aweme_id: str, author_handle: str | None = None) -> bool:
         """pending -> resolved (keeps the known handle when ``author_handle`` is None). False if not applicable."""
         now = utcnow()
-        with self._tx(write=True) as tx:
-            cur = tx.execute(
-                "UPDATE archive_queue SET state = 'resolved', author_handle = COALESCE(?, author_handle), "
-                # the claim (lease) holds until downloaded, so no second worker pays for the same id again
-                "resolved_at = ?, updated_at = ? "
-                "WHERE aweme_id = ? AND state IN ('pending', 'resolved')",
-                [author_handle, now, now, aweme_id],
-            )
-            return cur.rowcount > 0
+        changed = self._write(
+            "UPDATE archive_queue SET state = 'resolved', author_handle = COALESCE(?, author_handle), "
+            # the claim (lease) holds until downloaded, so no second worker pays for the same id again
+            "resolved_at = ?, updated_at = ? "
+            "WHERE aweme_id = ? AND state IN ('pending', 'resolved')",
+            [author_handle, now, now, aweme_id],
+        )
+        return changed > 0
 
     def mark_downloaded(self, aweme_id: str) -> bool:
         """pending/resolved -> downloaded (idempotent). False if the id is unknown or dead."""
         now = utcnow()
-        with self._tx(write=True) as tx:
-            cur = tx.execute(
-                "UPDATE archive_queue SET state = 'downloaded', downloaded_at = COALESCE(downloaded_at, ?), "
-                "lease_until = NULL, claim_owner = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
-                [now, now, aweme_id],
-            )
-            return cur.rowcount > 0
+        changed = self._write(
+            "UPDATE archive_queue SET state = 'downloaded', downloaded_at = COALESCE(downloaded_at, ?), "
+            "lease_until = NULL, claim_owner = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
+            [now, now, aweme_id],
+        )
+        return changed > 0
 
     def mark_dead(self, aweme_id: str, reason: str, http_status: int | None = None) -> bool:
         """Mark the id dead (never claimed or re-enqueued again) and dead-letter it.

@@ -27,24 +27,23 @@ class OwnerState(StateCore):
     def register_owner(self, owner: ClaimOwner) -> None:
         """Start heartbeating as ``owner`` (call before claiming with it)."""
         now = utcnow()
-        with self._tx(write=True) as tx:
-            tx.execute(
-                "INSERT INTO claim_owners (owner_id, run_id, host, host_key, pid, pid_start, heartbeat_seconds, "
-                "started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner_id) "
-                "DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
-                [
-                    owner.owner_id,
-                    owner.run_id,
-                    owner.host,
-                    owner.host_key,
-                    owner.pid,
-                    owner.pid_start,
-                    owner.heartbeat_seconds,
-                    now,
-                    now,
-                    now + timedelta(seconds=owner.stale_after),
-                ],
-            )
+        self._write(
+            "INSERT INTO claim_owners (owner_id, run_id, host, host_key, pid, pid_start, heartbeat_seconds, "
+            "started_at, heartbeat_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner_id) "
+            "DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at",
+            [
+                owner.owner_id,
+                owner.run_id,
+                owner.host,
+                owner.host_key,
+                owner.pid,
+                owner.pid_start,
+                owner.heartbeat_seconds,
+                now,
+                now,
+                now + timedelta(seconds=owner.stale_after),
+            ],
+        )
 
     def heartbeat(self, owner: ClaimOwner, *, lease: timedelta | None = None) -> bool:
         """Renew ``owner``'s claims (and the lease of each, for readers that only know leases). False when the owner

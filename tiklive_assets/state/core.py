@@ -7,7 +7,7 @@ Each area (queue, claim owners, dead letters, files, cursors, credits, user ids,
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
@@ -141,3 +141,8 @@ class StateCore:
         self._ensure_migrated()
         with self._backend.transaction(write=write) as tx:
             yield tx
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in a write transaction of its own; returns how many rows it changed."""
+        with self._tx(write=True) as tx:
+            return int(tx.execute(sql, params).rowcount)

@@ -103,8 +103,7 @@ class CursorState(StateCore):
 
     def delete_cursor(self, scope: str) -> bool:
         """Forget the current cursor (its history is kept). True if there was one."""
-        with self._tx(write=True) as tx:
-            return tx.execute("DELETE FROM cursors WHERE scope = ?", [scope]).rowcount > 0
+        return self._write("DELETE FROM cursors WHERE scope = ?", [scope]) > 0
 
     def list_cursors(self, prefix: str = "") -> list[CursorRecord]:
         """Current cursors whose scope starts with ``prefix``, by scope."""
@@ -128,9 +127,8 @@ class CursorState(StateCore):
 
     def prune_cursor_history(self, keep: int = 200) -> int:
         """Janitor: keep only the newest ``keep`` history rows per scope; returns how many were deleted."""
-        with self._tx(write=True) as tx:
-            return tx.execute(
-                "DELETE FROM cursor_history WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
-                "(PARTITION BY scope ORDER BY id DESC) AS rn FROM cursor_history) ranked WHERE rn > ?)",
-                [int(keep)],
-            ).rowcount
+        return self._write(
+            "DELETE FROM cursor_history WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER "
+            "(PARTITION BY scope ORDER BY id DESC) AS rn FROM cursor_history) ranked WHERE rn > ?)",
+            [int(keep)],
+        )

@@ -51,5 +51,4 @@ class DeadLetterState(StateCore):
         The queue rows stay 'dead', so the ids are still never re-queued.
         """
         cutoff = utcnow() - older_than
-        with self._tx(write=True) as tx:
-            return tx.execute("DELETE FROM dead_letter WHERE failed_at < ?", [cutoff]).rowcount
+        return self._write("DELETE FROM dead_letter WHERE failed_at < ?", [cutoff])

@@ -25,14 +25,13 @@ class FileState(StateCore):
         if not is_file_kind(kind):
             raise ValueError(f"record_file: kind must be one of {FILE_KINDS} or 'image-<n>', not {kind!r}")
         day = None if ingest_date is None else as_day(ingest_date)
-        with self._tx(write=True) as tx:
-            tx.execute(
-                "INSERT INTO archived_files (aweme_id, kind, storage_key, sha256, bytes, ingest_date, recorded_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (aweme_id, kind) DO UPDATE SET "
-                "storage_key = excluded.storage_key, sha256 = excluded.sha256, bytes = excluded.bytes, "
-                "ingest_date = excluded.ingest_date, recorded_at = excluded.recorded_at",
-                [aweme_id, kind, storage_key, sha256, size, day, utcnow()],
-            )
+        self._write(
+            "INSERT INTO archived_files (aweme_id, kind, storage_key, sha256, bytes, ingest_date, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (aweme_id, kind) DO UPDATE SET "
+            "storage_key = excluded.storage_key, sha256 = excluded.sha256, bytes = excluded.bytes, "
+            "ingest_date = excluded.ingest_date, recorded_at = excluded.recorded_at",
+            [aweme_id, kind, storage_key, sha256, size, day, utcnow()],
+        )
 
     def files_for(self, aweme_id: str) -> list[FileRecord]:
         with self._tx() as tx:

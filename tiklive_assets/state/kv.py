@@ -30,13 +30,11 @@ class KvState(StateCore):
         return default if row is None else row[0]
 
     def set_value(self, key: str, value: str | None) -> None:
-        with self._tx(write=True) as tx:
-            tx.execute(
-                "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-                "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                [key, value, utcnow()],
-            )
+        self._write(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            [key, value, utcnow()],
+        )
 
     def delete_value(self, key: str) -> bool:
-        with self._tx(write=True) as tx:
-            return tx.execute("DELETE FROM kv WHERE key = ?", [key]).rowcount > 0
+        return self._write("DELETE FROM kv WHERE key = ?", [key]) > 0

@@ -33,12 +33,11 @@ class UserIdState(StateCore):
         text = str(user_id)
         if isinstance(user_id, bool) or not (text.isdigit() and text.isascii() and len(text) <= 32):
             raise ValueError(f"refusing to cache {user_id!r} as the user id of @{handle}: a user id is 1-32 digits")
-        with self._tx(write=True) as tx:
-            tx.execute(
-                "INSERT INTO user_ids (handle, user_id, resolved_at) VALUES (?, ?, ?) ON CONFLICT (handle) "
-                "DO UPDATE SET user_id = excluded.user_id, resolved_at = excluded.resolved_at",
-                [_norm_handle(handle), str(user_id), utcnow()],
-            )
+        self._write(
+            "INSERT INTO user_ids (handle, user_id, resolved_at) VALUES (?, ?, ?) ON CONFLICT (handle) "
+            "DO UPDATE SET user_id = excluded.user_id, resolved_at = excluded.resolved_at",
+            [_norm_handle(handle), str(user_id), utcnow()],
+        )
 
     def forget_user_id(self, handle: str) -> str | None:
         """Drop a handle's cached user id (the next run asks /userid/ again); returns the id it held, if any."""

@@ -11,6 +11,7 @@ cannot fix, credit stops) and the account of the run in the metadata are the sam
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
+from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -133,16 +134,27 @@ Capture = Callable[[dg.AssetExecutionContext, CaptureSession], Metadata]
 
 
 def capture_asset(
-    name: str,
     *,
     archives: Sequence[Endpoint],
     description: str,
-    capture: Capture,
     deps: Sequence[dg.AssetsDefinition] = (),
     media: Sequence[str] = (),
-) -> dg.AssetsDefinition:
-    """A capture asset: today's partition runs ``capture`` in a session and reports what it returns, with what the
+) -> Callable[[Capture], dg.AssetsDefinition]:
+    """Declare a capture asset named after the decorated function, which does the asset's own work in a session
+    and returns what to report. Today's partition only; the report adds what the run spent and wrote and what the
     archive holds today under ``archives`` (the endpoints' raw folders) and ``media`` (folders of the day)."""
+    return partial(_capture_asset, archives=archives, description=description, deps=deps, media=media)
+
+
+def _capture_asset(
+    capture: Capture,
+    *,
+    archives: Sequence[Endpoint],
+    description: str,
+    deps: Sequence[dg.AssetsDefinition],
+    media: Sequence[str],
+) -> dg.AssetsDefinition:
+    name = capture.__name__
 
     @dg.asset(
         name=name,
@@ -183,13 +195,35 @@ def _walks(report: AccountsReport | DiscoveryReport, counts: Metadata, drifts: b
     }
 
 
-def _profiles(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+def _accounts(
+    session: CaptureSession,
+    capture: Callable[[CaptureSession, AccountsReport], None],
+    counts: Callable[[AccountsReport], Metadata],
+    drifts: bool = True,
+) -> Metadata:
+    """Run one of the tracked accounts' captures (profiles, follow graph, comments) and report its ``counts``."""
     report = AccountsReport()
-    capture_profiles(session, report)
-    return _walks(report, {"profiles": report.profiles}, drifts=False)
+    capture(session, report)
+    return _walks(report, counts(report), drifts)
 
 
-def _discovery(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+@capture_asset(
+    archives=[api.USERID, api.USERINFO_BY_ID],
+    description="Each tracked account's profile, captured once a day and archived raw: the handle is resolved to its "
+    "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
+)
+def account_profiles(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    return _accounts(session, capture_profiles, lambda r: {"profiles": r.profiles}, drifts=False)
+
+
+@capture_asset(
+    archives=[api.USER_POSTS, api.CHALLENGE_POSTS, api.SEARCH_VIDEO, api.MUSIC_POSTS],
+    deps=[account_profiles],
+    description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, "
+    "every page archived raw and its cursor saved after each page, so a rerun resumes. "
+    "Each id is queued once, whatever lists it.",
+)
+def discovery_queue(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
     report = discover(session)
     for problem in report.drift:
         context.log.warning("paginator drift: %s", problem)
@@ -203,7 +237,15 @@ def _discovery(context: dg.AssetExecutionContext, session: CaptureSession) -> Me
     return _walks(report, counts)
 
 
-def _videos(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+@capture_asset(
+    archives=[api.POST_DETAIL],
+    media=["videos/dt={day}/", "covers/dt={day}/"],
+    deps=[discovery_queue],
+    description="Every queued video resolved once (its detail, 1 credit) and its MP4 and cover downloaded at once, "
+    "before the signed media links expire; a photo post's images and sound instead of an MP4. A video that is gone "
+    "is dead-lettered after one answer: never paid for twice.",
+)
+def archived_videos(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
     report = archive_pending(session, run_id=context.run.run_id)
     if report.systemic_error:
         spooled = session.archive.spooled
@@ -246,61 +288,24 @@ def _videos(context: dg.AssetExecutionContext, session: CaptureSession) -> Metad
     }
 
 
-def _follow_graph(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    report = AccountsReport()
-    capture_follow_graph(session, report)
-    counts = {"pages": report.follow_pages, "edges": report.follow_edges}
-    return _walks(report, counts)
-
-
-def _comments(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    report = AccountsReport()
-    capture_comments(session, report)
-    counts = {"pages": report.comment_pages, "comments": report.comments}
-    return _walks(report, counts)
-
-
-account_profiles = capture_asset(
-    "account_profiles",
-    archives=[api.USERID, api.USERINFO_BY_ID],
-    capture=_profiles,
-    description="Each tracked account's profile, captured once a day and archived raw: the handle is resolved to its "
-    "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
-)
-discovery_queue = capture_asset(
-    "discovery_queue",
-    archives=[api.USER_POSTS, api.CHALLENGE_POSTS, api.SEARCH_VIDEO, api.MUSIC_POSTS],
-    capture=_discovery,
-    deps=[account_profiles],
-    description="Finds new videos: the posts of tracked accounts, hashtags, searches and sounds, "
-    "every page archived raw and its cursor saved after each page, so a rerun resumes. "
-    "Each id is queued once, whatever lists it.",
-)
-archived_videos = capture_asset(
-    "archived_videos",
-    archives=[api.POST_DETAIL],
-    media=["videos/dt={day}/", "covers/dt={day}/"],
-    capture=_videos,
-    deps=[discovery_queue],
-    description="Every queued video resolved once (its detail, 1 credit) and its MP4 and cover downloaded at once, "
-    "before the signed media links expire; a photo post's images and sound instead of an MP4. A video that is gone "
-    "is dead-lettered after one answer: never paid for twice.",
-)
-follow_graph = capture_asset(
-    "follow_graph",
+@capture_asset(
     archives=[api.USER_FOLLOWERS, api.USER_FOLLOWING],
-    capture=_follow_graph,
     deps=[account_profiles],
     description="Followers and following of each tracked account, paged by time and archived raw per day; the "
     "warehouse turns them into follow edges.",
 )
-post_comments = capture_asset(
-    "post_comments",
+def follow_graph(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    return _accounts(session, capture_follow_graph, lambda r: {"pages": r.follow_pages, "edges": r.follow_edges})
+
+
+@capture_asset(
     archives=[api.POST_COMMENTS, api.POST_COMMENT_REPLIES],
-    capture=_comments,
     deps=[discovery_queue],
     description="Comments and replies on each tracked account's newest videos, archived raw per day with a saved "
     "cursor per video.",
 )
+def post_comments(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
+    return _accounts(session, capture_comments, lambda r: {"pages": r.comment_pages, "comments": r.comments})
+
 
 CAPTURE_ASSETS = [account_profiles, discovery_queue, archived_videos, follow_graph, post_comments]
