@@ -51,6 +51,11 @@ def test_the_declarations_module_is_pure_data():
         ({"path": "/x/", "optional": ("cursor",), "pages": "cursor", "slug": "fixed"}, "unpaginated"),
         ({"path": "/x/", "slug": "fixed", "subject": "post"}, "named by the slug"),
         ({"path": "/x/", "required": ("a",), "slug": (Part("a", "id"),), "subject": "account"}, "must be one of"),
+        (
+            {"path": "/x/", "required": ("a",), "optional": ("cursor",), "pages": "cursor", "slug": (Part("a", "id"),)},
+            "names its items and page size",
+        ),
+        ({"path": "/x/", "required": ("a",), "slug": (Part("a", "id"),), "page_size": 30}, "names its items"),
     ],
 )
 def test_a_declaration_that_contradicts_itself_is_refused_at_import(kwargs, problem):
@@ -240,3 +245,18 @@ def test_a_research_request_with_an_undeclared_body_field_is_refused():
     assert USER_INFO.request({"username": "a"}) == {"username": "a"}
     with pytest.raises(TypeError, match="takes no body field cursor"):
         USER_INFO.request({"username": "a", "cursor": 1})
+
+
+def test_a_listing_asks_for_its_declared_page_size_unless_told_otherwise(sandbox):
+    sent = []
+    client = TikLiveClient(DEFAULT_API_KEY, sandbox.base_url, on_response=sent.append, **FAST)
+    values = _sample_params(client)
+    aweme_id = values["url"].rsplit("/", 1)[1]
+    handle = values["url"].split("@")[1].split("/")[0]
+    sent.clear()
+    client.user_posts(values["userid"])
+    client.post_comments(aweme_id, handle)
+    client.user_followers(values["userid"], count=7)
+    assert [r.params["count"] for r in sent] == [ep.USER_POSTS.page_size, ep.POST_COMMENTS.page_size, 7]
+    assert (ep.USER_POSTS.page_size, ep.POST_COMMENTS.page_size, ep.USER_FOLLOWERS.page_size) == (30, 50, 50)
+    client.close()

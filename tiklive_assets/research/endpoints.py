@@ -140,6 +140,13 @@ class Endpoint:
     def paginated(self) -> bool:
         return self.pages != "none"
 
+    @property
+    def items_key(self) -> str:
+        """The key of a page's list inside ``data``; a paginated endpoint's only (else ValueError)."""
+        if self.items is None:
+            raise ValueError(f"{self.path} does not page")
+        return self.items
+
     def request(self, body: dict[str, object]) -> dict[str, object]:
         """``body`` as it is, once every name is a declared body field (else TypeError)."""
         unknown = [k for k in body if k not in self.body]

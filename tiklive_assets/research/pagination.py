@@ -52,11 +52,9 @@ class PageSpec:
     def of(cls, endpoint: ep.Endpoint) -> PageSpec:
         """The spec an endpoint's declaration implies: a ``time`` cursor decreases and the first request sends
         none; an offset (``search``, ``offset``) increases from 0; a ``search`` is paced."""
-        if endpoint.items is None or not endpoint.paginated:
-            raise ValueError(f"{endpoint.path} does not paginate")
         if endpoint.pages == "time":
-            return cls(endpoint.items, DECREASING, first_cursor=None)
-        return cls(endpoint.items, INCREASING, paced=endpoint.pages == "search")
+            return cls(endpoint.items_key, DECREASING, first_cursor=None)
+        return cls(endpoint.items_key, INCREASING, paced=endpoint.pages == "search")
 
     def moved(self, cursor: int | None, next_cursor: int) -> bool:
         if cursor is None:

@@ -370,7 +370,7 @@ class ResearchSandbox:
             search.pages_served += 1
         today = self.today()
         return {
-            "videos": [v.as_json(fields, today, realism) for v in page],
+            ep.VIDEO_QUERY.items_key: [v.as_json(fields, today, realism) for v in page],
             "cursor": end_cursor,
             "has_more": end_cursor < len(search.ids),
             "search_id": search.search_id,
@@ -428,7 +428,7 @@ class ResearchSandbox:
             people.append(person)
         oldest = follows_of(account, kind)[-1][0] if rows else cursor
         next_cursor = rows[-1][0] - 1 if rows else cursor
-        return {str(endpoint.items): people, "cursor": next_cursor, "has_more": bool(rows) and next_cursor >= oldest}
+        return {endpoint.items_key: people, "cursor": next_cursor, "has_more": bool(rows) and next_cursor >= oldest}
 
     def video_comment_list(self, params: dict[str, str], request: dict) -> dict:
         fields = asked_fields(params.get("fields"), ep.VIDEO_COMMENTS)
@@ -443,7 +443,7 @@ class ResearchSandbox:
         comments = video_comments(video, self.config.seed, self.config.realism)
         page = comments[cursor : cursor + max_count]
         return {
-            "comments": [{k: c[k] for k in fields if k in c} for c in page],
+            ep.VIDEO_COMMENTS.items_key: [{k: c[k] for k in fields if k in c} for c in page],
             "cursor": cursor + len(page),
             "has_more": cursor + len(page) < len(comments),
         }

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.tikliveapi.com"
 DEFAULT_REQUEST_DEADLINE = 600.0  # seconds for one request: every attempt's connect + read and the waits between
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # the largest listing page seen is well under 1 MiB
-MAX_PAGE_SIZE = {"videos": 30, "followers": 50, "comments": 50}
 _VIDEO_ID_IN_URL = re.compile(r"/video/(\d+)")
 
 
@@ -384,6 +383,8 @@ class TikLiveClient:
     # -- endpoints: one typed method each; the path and the parameter names are the declarations' (endpoints.py) --
 
     def _call(self, endpoint: Endpoint, **params: Any) -> ApiResponse:
+        if "count" in params:  # a page of the declared size unless the caller asked for another
+            params["count"] = endpoint.count(params["count"])
         return self.get(endpoint.path, endpoint.request(params))
 
     # an endpoint that takes one parameter and does not page: the method is its declaration's
@@ -393,13 +394,13 @@ class TikLiveClient:
     challenge_info_id = _OneParameter(ep.CHALLENGE_INFO_ID)
     challenge_info_name = _OneParameter(ep.CHALLENGE_INFO_NAME)
 
-    def user_posts(self, userid: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+    def user_posts(self, userid: str, cursor: str | int | None = None, count: int | None = None) -> ApiResponse:
         return self._call(ep.USER_POSTS, userid=userid, count=count, cursor=cursor or 0)
 
-    def user_followers(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
+    def user_followers(self, userid: str, time: int | None = None, count: int | None = None) -> ApiResponse:
         return self._call(ep.USER_FOLLOWERS, userid=userid, count=count, time=time or 0)
 
-    def user_following(self, userid: str, time: int | None = None, count: int = 50) -> ApiResponse:
+    def user_following(self, userid: str, time: int | None = None, count: int | None = None) -> ApiResponse:
         return self._call(ep.USER_FOLLOWING, userid=userid, count=count, time=time or 0)
 
     def post_detail(self, aweme_id: str, handle: str) -> ApiResponse:
@@ -409,12 +410,12 @@ class TikLiveClient:
         return self._call(ep.DOWNLOAD_VIDEO, url=video_url(handle, aweme_id))
 
     def post_comments(
-        self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
+        self, aweme_id: str, handle: str, cursor: str | int | None = None, count: int | None = None
     ) -> ApiResponse:
         return self._call(ep.POST_COMMENTS, url=video_url(handle, aweme_id), count=count, cursor=cursor or 0)
 
     def post_comment_replies(
-        self, comment_id: str, aweme_id: str, handle: str, cursor: str | int | None = None, count: int = 50
+        self, comment_id: str, aweme_id: str, handle: str, cursor: str | int | None = None, count: int | None = None
     ) -> ApiResponse:
         return self._call(
             ep.POST_COMMENT_REPLIES,
@@ -425,7 +426,7 @@ class TikLiveClient:
         )
 
     def challenge_posts(
-        self, challenge_id: str, cursor: str | int | None = None, count: int = 30, region: str | None = None
+        self, challenge_id: str, cursor: str | int | None = None, count: int | None = None, region: str | None = None
     ) -> ApiResponse:
         return self._call(ep.CHALLENGE_POSTS, challenge_id=challenge_id, count=count, cursor=cursor or 0, region=region)
 
@@ -433,7 +434,7 @@ class TikLiveClient:
         self,
         keyword: str,
         cursor: str | int | None = None,
-        count: int = 30,
+        count: int | None = None,
         publish_time: int | None = None,
         sort_by: int | None = None,
         region: str | None = None,
@@ -448,13 +449,13 @@ class TikLiveClient:
             region=region,
         )
 
-    def music_posts(self, music_id: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+    def music_posts(self, music_id: str, cursor: str | int | None = None, count: int | None = None) -> ApiResponse:
         return self._call(ep.MUSIC_POSTS, music_id=music_id, count=count, cursor=cursor or 0)
 
     def region_list(self) -> ApiResponse:
         return self._call(ep.REGION_LIST)
 
-    def search_user(self, keyword: str, cursor: str | int | None = None, count: int = 30) -> ApiResponse:
+    def search_user(self, keyword: str, cursor: str | int | None = None, count: int | None = None) -> ApiResponse:
         return self._call(ep.SEARCH_USER, keyword=keyword, count=count, cursor=cursor or 0)
 
 

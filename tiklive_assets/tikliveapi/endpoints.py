@@ -15,7 +15,8 @@ How to add an endpoint
    or a fixed name when there are no parameters; ``items``, the key of a page's list; ``subject``, whom the object
    is about for erasure (``"user_id"``, ``"handle"`` or ``"post"``: the first slug part names them), and
    ``personal_data=False`` when an answer never carries anyone's data; ``parse``, the warehouse parse target, or
-   None when the warehouse keeps the answer in the archive only. Add the declaration to ``ENDPOINTS``.
+   None when the warehouse keeps the answer in the archive only; ``page_size``, a paginated endpoint's largest
+   ``count`` (the client's default). Add the declaration to ``ENDPOINTS``.
 2. Give the client a thin typed method that calls ``self._call(<DECLARATION>, name=value, ...)``.
 3. Give the sandbox a handler (``sandbox/server.py``, ``_HANDLERS``), keyed by the endpoint's name: the sandbox
    refuses to start without one.
@@ -69,6 +70,7 @@ class Endpoint:
     subject: Subject | None = None
     personal_data: bool = True
     parse: str | None = None
+    page_size: int | None = None  # a paginated endpoint's largest ``count``: what the client asks for by default
 
     def __post_init__(self) -> None:
         name = self.path.strip("/")
@@ -93,6 +95,9 @@ class Endpoint:
                     raise ValueError(f"{self.path}: slug part {part.param!r} is not a declared parameter")
         if self.subject is not None and (self.subject not in SUBJECTS or isinstance(self.slug, str)):
             raise ValueError(f"{self.path}: subject {self.subject!r} must be one of {SUBJECTS} and named by the slug")
+        paged = self.pages != "none"
+        if (self.page_size is not None, self.items is not None) != (paged, paged):
+            raise ValueError(f"{self.path}: a paginated endpoint (and only one) names its items and page size")
 
     @property
     def name(self) -> str:
@@ -102,6 +107,21 @@ class Endpoint:
     @property
     def params(self) -> tuple[str, ...]:
         return self.required + self.optional
+
+    @property
+    def items_key(self) -> str:
+        """The key of a page's list; a paginated endpoint's only (else ValueError)."""
+        if self.items is None:
+            raise ValueError(f"{self.path} does not page")
+        return self.items
+
+    def count(self, count: int | None) -> int:
+        """``count``, or the endpoint's page size when None (a paginated endpoint's only, else ValueError)."""
+        if count is not None:
+            return count
+        if self.page_size is None:
+            raise ValueError(f"{self.path} does not page")
+        return self.page_size
 
     def request(self, params: dict[str, object]) -> dict[str, object]:
         """``params`` as they are, once every name is a declared parameter of this endpoint (else TypeError)."""
@@ -124,15 +144,25 @@ def _cursor_listing(
     *,
     subject: Subject | None = None,
     parse: str | None = None,
+    page_size: int = 30,
 ) -> Endpoint:
     """A listing paged on ``cursor``: ``count`` and ``cursor`` are optional, then the ``filters``, in that order."""
-    return Endpoint(path, required, ("count", "cursor", *filters), "cursor", slug, items, subject=subject, parse=parse)
+    optional = ("count", "cursor", *filters)
+    return Endpoint(path, required, optional, "cursor", slug, items, subject=subject, parse=parse, page_size=page_size)
 
 
 def _follow_list(path: str, items: str) -> Endpoint:
     """An account's followers or followings: paged on ``time``, archived and erased by the account's user id."""
     return Endpoint(
-        path, ("userid",), ("count", "time"), "time", _id("userid"), items, subject="user_id", parse="follow_page"
+        path,
+        ("userid",),
+        ("count", "time"),
+        "time",
+        _id("userid"),
+        items,
+        subject="user_id",
+        parse="follow_page",
+        page_size=50,
     )
 
 
@@ -152,7 +182,9 @@ USER_FOLLOWING = _follow_list("/user-following/", "followings")
 POST_DETAIL = Endpoint("/post-detail/", ("url",), slug=_POST, subject="post", parse="post_detail")
 # its answer is two CDN URLs that expire in minutes: archived as paid for, nothing in it is worth a table
 DOWNLOAD_VIDEO = Endpoint("/download-video/", ("url",), slug=_POST, subject="post")
-POST_COMMENTS = _cursor_listing("/post-comments/", ("url",), _POST, "comments", subject="post", parse="comment_page")
+POST_COMMENTS = _cursor_listing(
+    "/post-comments/", ("url",), _POST, "comments", subject="post", parse="comment_page", page_size=50
+)
 POST_COMMENT_REPLIES = _cursor_listing(
     "/post-comment-replies/",
     ("comment_id", "url"),
@@ -160,6 +192,7 @@ POST_COMMENT_REPLIES = _cursor_listing(
     "comments",
     subject="post",
     parse="comment_page",
+    page_size=50,
 )
 CHALLENGE_POSTS = _cursor_listing(
     "/challenge-posts/",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from tiklive_assets.paging import Walk
+from tiklive_assets.tikliveapi import endpoints as ep
 from tiklive_assets.tikliveapi.client import ApiResponse
 from tiklive_assets.tikliveapi.errors import BadResponse, CursorStuck
 from tiklive_assets.tolerant import (
@@ -163,7 +164,7 @@ class VideoPages(Paginator):
 class CommentPages(Paginator):
     """``comments`` + ``cursor`` + ``hasMore``: post-comments and post-comment-replies."""
 
-    items_key = "comments"
+    items_key = ep.POST_COMMENTS.items_key
 
 
 class FollowPages(Paginator):
