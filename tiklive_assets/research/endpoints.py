@@ -5,7 +5,8 @@ Everything that needs a fact about an endpoint derives it from the declaration b
 client takes each path, method, body fields and ``fields`` list from it, the raw archive names each response's
 folder and slug from ``archive`` and ``slug``, the warehouse maps ``archive`` back to the table in ``parse``,
 erasure reads ``subject``, and the sandbox serves exactly the declared paths. This module is pure data (standard
-library only), so the warehouse and the sandbox can read it without importing the client.
+library only, and the checks both APIs' declarations share), so the warehouse and the sandbox can read it without
+importing the client.
 
 How a response is archived (``research-raw/YYYY/MM/DD/<archive>/<slug>.json.gz``): the ``slug`` parts joined by
 ``-``, each rendered from the request as below, then ``-cursor<N>`` for a paginated endpoint (N the cursor sent,
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from tiklive_assets.declared import only_declared, page_items
 
 Method = Literal["POST"]
 Encoding = Literal["json", "form"]
@@ -143,16 +146,11 @@ class Endpoint:
     @property
     def items_key(self) -> str:
         """The key of a page's list inside ``data``; a paginated endpoint's only (else ValueError)."""
-        if self.items is None:
-            raise ValueError(f"{self.path} does not page")
-        return self.items
+        return page_items(self.path, self.items)
 
     def request(self, body: dict[str, object]) -> dict[str, object]:
         """``body`` as it is, once every name is a declared body field (else TypeError)."""
-        unknown = [k for k in body if k not in self.body]
-        if unknown:
-            raise TypeError(f"{self.path} takes no body field {', '.join(unknown)}; it takes {', '.join(self.body)}")
-        return body
+        return only_declared(self.path, body, self.body, "body field")
 
 
 # the client-credentials token: a form, not JSON; costs no quota (assumed: no public recording says otherwise)

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tiklive_assets.declared import only_declared, page_items
+
 Pages = Literal["none", "cursor", "time"]
 Subject = Literal["user_id", "handle", "post"]
 Check = Literal["handle", "id", "post", "text", "lower"]
@@ -111,9 +113,7 @@ class Endpoint:
     @property
     def items_key(self) -> str:
         """The key of a page's list; a paginated endpoint's only (else ValueError)."""
-        if self.items is None:
-            raise ValueError(f"{self.path} does not page")
-        return self.items
+        return page_items(self.path, self.items)
 
     def count(self, count: int | None) -> int:
         """``count``, or the endpoint's page size when None (a paginated endpoint's only, else ValueError)."""
@@ -125,10 +125,7 @@ class Endpoint:
 
     def request(self, params: dict[str, object]) -> dict[str, object]:
         """``params`` as they are, once every name is a declared parameter of this endpoint (else TypeError)."""
-        unknown = [k for k in params if k not in self.params]
-        if unknown:
-            raise TypeError(f"{self.path} takes no parameter {', '.join(unknown)}; it takes {', '.join(self.params)}")
-        return params
+        return only_declared(self.path, params, self.params, "parameter")
 
 
 def _id(param: str) -> tuple[Part, ...]:
