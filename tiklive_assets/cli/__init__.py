@@ -16,18 +16,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 from tiklive_assets import settings
-from tiklive_assets.cli.common import (
-    EPILOG,
-    EXIT_USAGE,
-    REALISM_NEEDS_SANDBOX,
-    add_command,
-    add_config,
-    add_home,
-    fail,
-    parse_day,
-    setup_logging,
-    use_location,
-)
+from tiklive_assets.cli import common
 
 # command -> the module of this package that carries it out (``run`` is carried out here, by cmd_run)
 COMMANDS = {
@@ -53,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tiklive",
         description="tiklive-assets: capture TikTok data into a durable raw archive and a queryable warehouse.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=EPILOG,
+        epilog=common.EPILOG,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
@@ -64,9 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     research.add_parser(sub)
     compliance.add_parsers(sub)
     status.add_parser(sub)
-    mirror.add_parser(sub, EPILOG)
-    sql.add_parser(sub, EPILOG)
-    ui.add_parser(sub, EPILOG)
+    mirror.add_parser(sub, common.EPILOG)
+    sql.add_parser(sub)
+    ui.add_parser(sub)
     return parser
 
 
@@ -78,8 +67,8 @@ RUN_DESCRIPTION = (
 
 
 def _add_run_parser(sub: argparse._SubParsersAction) -> None:
-    run = add_command(sub, "run", RUN_SUMMARY, RUN_DESCRIPTION)
-    run.add_argument("--date", type=parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
+    run = common.add_command(sub, "run", RUN_SUMMARY, RUN_DESCRIPTION)
+    run.add_argument("--date", type=common.parse_day, default=None, help="ingest day YYYY-MM-DD (default: today, UTC)")
     run.add_argument(
         "--sandbox",
         action="store_true",
@@ -91,13 +80,13 @@ def _add_run_parser(sub: argparse._SubParsersAction) -> None:
         help="with --sandbox: serve the payload variants real responses show (ids under video_id/id, string "
         "counters, bioLink objects, photo posts, upstream errors and truncated bodies inside HTTP 200)",
     )
-    add_config(run)
-    add_home(run)
+    common.add_config(run)
+    common.add_home(run)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    common.setup_logging()
     _quiet_framework_warnings()
     with _rate_waits_shown():
         if args.command == "run":
@@ -143,18 +132,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tiklive_assets.cli.sandbox import start_in_process
 
     with ExitStack() as stack:
-        use_location(args)
+        common.use_location(args)
         if args.sandbox:
             base_url = start_in_process(stack, realism=args.realism)
             shapes = ", serving the payload variants real responses show" if args.realism else ""
             print(f"sandbox TikLiveAPI started at {base_url} (synthetic data, no credits billed{shapes})")
         elif args.realism:
-            return fail(REALISM_NEEDS_SANDBOX)
+            return common.fail(common.REALISM_NEEDS_SANDBOX)
         elif not settings.api_key():
-            return fail(
+            return common.fail(
                 "TIKLIVE_API_KEY is not set: export your TikLiveAPI key, or add --sandbox to use the bundled "
                 "sandbox API.",
-                EXIT_USAGE,
+                common.EXIT_USAGE,
             )
         day = args.date or datetime.now(UTC).date()
         return run_day(day, started=time.monotonic())

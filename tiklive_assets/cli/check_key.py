@@ -13,10 +13,6 @@ import sys
 from tiklive_assets import settings
 from tiklive_assets.cli.common import EXIT_ERROR, EXIT_OK, add_command, add_config, fail
 
-EXIT_INCONCLUSIVE = 2
-DEFAULT_CHECK_HANDLE = "cristiano"  # looked up when no account is tracked: a public handle that exists
-
-
 SUMMARY = "verify an API key with one /userid/ lookup (1-2 credits)"
 DESCRIPTION = (
     "Verify TIKLIVE_API_KEY before a first run or after rotating it: look up one handle with /userid/ (the first "
@@ -25,6 +21,9 @@ DESCRIPTION = (
     "Exit status 0: the key is accepted; 1: it was rejected (HTTP 401/403) or is not set; 2: the check could not "
     "tell (network, server error, unexpected answer). The key itself is never printed."
 )
+
+EXIT_INCONCLUSIVE = 2  # neither accepted nor rejected: the network, the host or its answer is at fault
+DEFAULT_CHECK_HANDLE = "cristiano"  # looked up when no account is tracked: a public handle that exists
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

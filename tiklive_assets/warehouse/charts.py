@@ -181,16 +181,16 @@ def follower_growth(series: Mapping[str, Sequence[tuple[date, int]]], up_to: dat
         _day_axis(ax, [day for points in series.values() for day, _ in points])
         ax.set_ylabel("followers gained since first day shown")
         ax.set_xlabel("archive day (UTC)")
-        ax.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            title="account, followers (change)",
-            title_fontsize=7,
-            alignment="left",
-        )
+        _legend_beside(ax, "account, followers (change)")
 
     return chart(title, draw, margins=WITH_LEGEND)
+
+
+def _legend_beside(ax: Any, title: str) -> None:
+    """The lines' legend to the right of the plot (the margin WITH_LEGEND leaves), under ``title``."""
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title=title, title_fontsize=7, alignment="left"
+    )
 
 
 def video_virality(series: Mapping[str, Sequence[tuple[float, float]]], up_to: date) -> str:
@@ -210,14 +210,7 @@ def video_virality(series: Mapping[str, Sequence[tuple[float, float]]], up_to: d
         ax.set_ylabel("views per hour since posting" + (" (log scale)" if log else ""))
         ax.set_xlabel("hours since posting, at capture")
         _human_axis(ax.yaxis)
-        ax.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            title="author, video id",
-            title_fontsize=7,
-            alignment="left",
-        )
+        _legend_beside(ax, "author, video id")
 
     return chart(title, draw, margins=WITH_LEGEND)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import textwrap
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -89,74 +90,78 @@ EXAMPLE_QUERIES = {
 }
 
 
-# (name, DuckDB type, meaning) per column, in the view's order; a test holds them equal to DESCRIBE of each view.
+def _columns(text: str) -> list[tuple[str, str, str]]:
+    """(name, type, meaning) of each column of ``text``: ``name (TYPE): meaning``, continued on deeper lines."""
+    columns: list[tuple[str, str, str]] = []
+    for line in textwrap.dedent(text).strip().splitlines():
+        if line.startswith(" "):  # the meaning goes on
+            name, kind, meaning = columns.pop()
+            columns.append((name, kind, f"{meaning} {line.strip()}"))
+            continue
+        name, _, rest = line.partition(" (")
+        kind, _, meaning = rest.partition("): ")
+        columns.append((name, kind, meaning.strip()))
+    return columns
+
+
+# Each mart's columns in the view's order, one a line: name (DuckDB type): meaning; a line indented further
+# continues the meaning. A test holds them equal to DESCRIBE of each view.
 MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "follower_growth": [
-        ("day", "DATE", "Archive day (UTC) of the profile captures."),
-        ("user_id", "VARCHAR", "The account's TikTok user id (stable across handle changes)."),
-        ("handle", "VARCHAR", "The account's handle at its last capture that day."),
-        ("followers", "BIGINT", "Follower count at the day's last profile capture."),
-        (
-            "follower_delta",
-            "BIGINT",
-            "followers minus the account's followers on its previous captured day; NULL on its first captured day.",
-        ),
-    ],
-    "video_virality": [
-        ("aweme_id", "VARCHAR", "The post's id."),
-        ("author_handle", "VARCHAR", "The author's handle (newest known)."),
-        ("day", "DATE", "Archive day (UTC) of the capture."),
-        (
-            "captured_at",
-            "TIMESTAMP WITH TIME ZONE",
-            "When the counters were captured (the archived response's store time).",
-        ),
-        ("play_count", "BIGINT", "Views at that capture."),
-        ("create_time", "BIGINT", "When the post was published, in Unix seconds (UTC)."),
-        ("hours_since_post", "DOUBLE", "Hours from publication to the capture, rounded to 0.01."),
-        (
-            "views_per_hour",
-            "DOUBLE",
-            "play_count divided by hours_since_post (at least 1 hour): the average "
-            "rate since publication, rounded to 0.1.",
-        ),
-        (
-            "source",
-            "VARCHAR",
-            "Where the counters came from: 'user-posts' (an account's listing) or 'post-detail' (the post's own page).",
-        ),
-    ],
-    "daily_archive_summary": [
-        ("day", "DATE", "Archive day (UTC)."),
-        (
-            "videos_archived",
-            "BIGINT",
-            "Posts whose media (MP4, or a photo post's images and sound) was stored under that day's videos/ prefix.",
-        ),
-        ("video_bytes", "BIGINT", "Bytes of that media."),
-        (
-            "credits",
-            "BIGINT",
-            "API credits spent, one per archived response (404s and error bodies included; "
-            "retries of rate-limited or failed requests are not archived, so not counted).",
-        ),
-        ("raw_bytes", "BIGINT", "Bytes of the day's archived API responses, as stored (gzip)."),
-        ("dead_letters", "BIGINT", "Posts the API reported gone that day (their detail answered 404)."),
-        ("dead_letters_by_reason", "VARCHAR", "'reason: count' pairs, most frequent first; empty when none."),
-    ],
-    "top_hashtags": [
-        ("hashtag", "VARCHAR", "The hashtag, lowercase, without '#'."),
-        ("posts", "BIGINT", "Distinct captured posts whose title carries it."),
-        ("total_plays", "BIGINT", "Sum of those posts' newest play counts."),
-        ("last_seen", "DATE", "The latest archive day on which a captured post carried it."),
-    ],
-    "top_sounds": [
-        ("music_id", "VARCHAR", "The sound's id."),
-        ("title", "VARCHAR", "The sound's title; NULL when no captured post described the sound."),
-        ("author", "VARCHAR", "The sound's author, as TikTok names it; NULL like title."),
-        ("posts", "BIGINT", "Captured posts using the sound."),
-        ("total_plays", "BIGINT", "Sum of those posts' newest play counts."),
-    ],
+    "follower_growth": _columns(
+        """
+        day (DATE): Archive day (UTC) of the profile captures.
+        user_id (VARCHAR): The account's TikTok user id (stable across handle changes).
+        handle (VARCHAR): The account's handle at its last capture that day.
+        followers (BIGINT): Follower count at the day's last profile capture.
+        follower_delta (BIGINT): followers minus the account's followers on its previous captured day; NULL on its
+            first captured day.
+        """
+    ),
+    "video_virality": _columns(
+        """
+        aweme_id (VARCHAR): The post's id.
+        author_handle (VARCHAR): The author's handle (newest known).
+        day (DATE): Archive day (UTC) of the capture.
+        captured_at (TIMESTAMP WITH TIME ZONE): When the counters were captured (the archived response's store time).
+        play_count (BIGINT): Views at that capture.
+        create_time (BIGINT): When the post was published, in Unix seconds (UTC).
+        hours_since_post (DOUBLE): Hours from publication to the capture, rounded to 0.01.
+        views_per_hour (DOUBLE): play_count divided by hours_since_post (at least 1 hour): the average rate since
+            publication, rounded to 0.1.
+        source (VARCHAR): Where the counters came from: 'user-posts' (an account's listing) or 'post-detail' (the
+            post's own page).
+        """
+    ),
+    "daily_archive_summary": _columns(
+        """
+        day (DATE): Archive day (UTC).
+        videos_archived (BIGINT): Posts whose media (MP4, or a photo post's images and sound) was stored under that
+            day's videos/ prefix.
+        video_bytes (BIGINT): Bytes of that media.
+        credits (BIGINT): API credits spent, one per archived response (404s and error bodies included; retries of
+            rate-limited or failed requests are not archived, so not counted).
+        raw_bytes (BIGINT): Bytes of the day's archived API responses, as stored (gzip).
+        dead_letters (BIGINT): Posts the API reported gone that day (their detail answered 404).
+        dead_letters_by_reason (VARCHAR): 'reason: count' pairs, most frequent first; empty when none.
+        """
+    ),
+    "top_hashtags": _columns(
+        """
+        hashtag (VARCHAR): The hashtag, lowercase, without '#'.
+        posts (BIGINT): Distinct captured posts whose title carries it.
+        total_plays (BIGINT): Sum of those posts' newest play counts.
+        last_seen (DATE): The latest archive day on which a captured post carried it.
+        """
+    ),
+    "top_sounds": _columns(
+        """
+        music_id (VARCHAR): The sound's id.
+        title (VARCHAR): The sound's title; NULL when no captured post described the sound.
+        author (VARCHAR): The sound's author, as TikTok names it; NULL like title.
+        posts (BIGINT): Captured posts using the sound.
+        total_plays (BIGINT): Sum of those posts' newest play counts.
+        """
+    ),
 }
 
 _GRAIN = {

@@ -67,16 +67,10 @@ DRIFT_CHECK = dg.AssetCheckSpec(
 )
 
 
-def day_asset(*, deps: list, kinds: set[str], description: str) -> Callable[..., dg.AssetsDefinition]:
-    """A warehouse asset: daily partitions, a backfill as one run, in the warehouse group."""
-    return dg.asset(
-        deps=deps,
-        partitions_def=daily,
-        backfill_policy=BACKFILL,
-        group_name=GROUP,
-        kinds=kinds,
-        description=description,
-    )
+def day_asset(*, deps: list, kinds: set[str]) -> Callable[..., dg.AssetsDefinition]:
+    """A warehouse asset: daily partitions, a backfill as one run, in the warehouse group; its docstring is its
+    description in the catalog."""
+    return dg.asset(deps=deps, partitions_def=daily, backfill_policy=BACKFILL, group_name=GROUP, kinds=kinds)
 
 
 def run_result(days: list[date], path: Path, **figures) -> dg.MaterializeResult:
@@ -271,15 +265,12 @@ def warehouse_tables(
     )
 
 
-@day_asset(
-    deps=list(TABLE_KEYS.values()),
-    kinds={"parquet"},
-    description="exports/<table>/dt=YYYY-MM-DD/part-0.parquet for every warehouse table (zstd, explicit schema), "
-    "swapped in atomically; written from the archive, so they never wait for the warehouse lock.",
-)
+@day_asset(deps=list(TABLE_KEYS.values()), kinds={"parquet"})
 def parquet_exports(
     context: dg.AssetExecutionContext, archive_store: ArchiveStoreResource, data_root: DataRootResource
 ) -> dg.MaterializeResult:
+    """exports/<table>/dt=YYYY-MM-DD/part-0.parquet for every warehouse table (zstd, explicit schema), swapped in
+    atomically; written from the archive, so they never wait for the warehouse lock."""
     exports = data_root.root().exports
     store = archive_store.open()
     days = partition_days(context)
@@ -382,15 +373,12 @@ def marts(context: dg.AssetExecutionContext, data_root: DataRootResource) -> Ite
         )
 
 
-@day_asset(
-    deps=[parquet_exports.key],
-    kinds={"csv"},
-    description="A CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, "
-    "comment_count, share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day.",
-)
+@day_asset(deps=[parquet_exports.key], kinds={"csv"})
 def account_csvs(
     context: dg.AssetExecutionContext, data_root: DataRootResource, tracking: TrackingConfigResource
 ) -> dg.MaterializeResult:
+    """A CSV per tracked account (aweme_id, create_time, region, title, play_count, digg_count, comment_count,
+    share_count) under exports/csv/: dt=DAY/<handle>.csv, and <handle>.csv for the newest day."""
     exports = data_root.root().exports
     handles = [account.handle for account in tracking.load().accounts]
     days = partition_days(context)
