@@ -4,11 +4,14 @@ It knows the archive's key layout and the store's read API, nothing of the API c
 function of archived objects, which is what makes ``tiklive replay`` reproduce it.
 
 * :mod:`.schema`    the tables, declared once for both backends and the Parquet exports
-* :mod:`.parse`     archived objects -> Arrow tables (``DayParser``)
+* :mod:`.raw`       one archived object: decoding, fetch time, error responses
+* :mod:`.parse`     archived objects -> Arrow tables (``DayParser``), dispatching each object to the parser of its
+  endpoint's parse target: :mod:`.parse_posts`, :mod:`.parse_users`, :mod:`.parse_follows`, :mod:`.parse_comments`
+* :mod:`.arrow`     rows -> Arrow tables with the declared schemas
 * :mod:`.reader`    listing a day, bounded parallel GETs, ``parse_day``
 * :mod:`.backends`  ``open_warehouse(url)``: DuckDB file or Postgres, ``load_day`` idempotent per day
 * :mod:`.exports`   Parquet per table per day and CSV per tracked account, swapped in atomically
-* :mod:`.marts`     the marts file: DuckDB views over the Parquet exports
+* :mod:`.marts`     the marts file: DuckDB views over the Parquet exports; :mod:`.charts` draws them
 * :mod:`.replay`    rebuild a range of days
 * :mod:`.drift`     schema drift: a day's field signature per endpoint against the last earlier day
 """
