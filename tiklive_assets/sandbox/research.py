@@ -1,7 +1,7 @@
 """The official TikTok Research API on the sandbox: token, video query, user info, followers and following.
 
 Served under ``/v2/`` by :class:`~tiklive_assets.sandbox.server.SandboxServer` (``sb.research``), enforcing
-the rules of ``wire-format.md`` so a client that passes here passes there:
+the Research API's documented rules, so a client that passes here passes against the real service:
 
 - ``POST /v2/oauth/token/`` (form ``client_key``, ``client_secret``, ``grant_type=client_credentials``) returns
   ``access_token`` + ``expires_in``; a token past its expiry answers 401 ``access_token_expired``.
