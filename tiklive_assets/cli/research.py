@@ -21,19 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from tiklive_assets.cli.common import (
-    EXIT_ERROR,
-    EXIT_OK,
-    REALISM_NEEDS_SANDBOX,
-    add_command,
-    add_config,
-    add_home,
-    fail,
-    parse_day,
-    range_problem,
-    setup_logging,
-    use_location,
-)
+from tiklive_assets.cli import common
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -85,7 +73,7 @@ def _csv(text: str) -> list[str]:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    parser = add_command(
+    parser = common.add_command(
         subparsers,
         "research",
         "collect videos by create date from the official TikTok Research API (resumable, quota-aware)",
@@ -98,9 +86,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         parser.add_argument(
             option, dest=name, type=_csv, default=None, help=f"{what}, comma-separated (default: config)"
         )
-    parser.add_argument("--from", dest="start", type=parse_day, default=None, help="first create date YYYY-MM-DD")
     parser.add_argument(
-        "--to", dest="end", type=parse_day, default=None, help="last create date YYYY-MM-DD (inclusive)"
+        "--from", dest="start", type=common.parse_day, default=None, help="first create date YYYY-MM-DD"
+    )
+    parser.add_argument(
+        "--to", dest="end", type=common.parse_day, default=None, help="last create date YYYY-MM-DD (inclusive)"
     )
     parser.add_argument(
         "--pause",
@@ -112,8 +102,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--daily-quota", type=int, default=None, help="requests a UTC day (default: config or 1000)")
     for option, text in FLAGS:
         parser.add_argument(option, action="store_true", help=text)
-    add_config(parser)
-    add_home(parser)
+    common.add_config(parser)
+    common.add_home(parser)
     parser.add_argument(
         "--warehouse",
         default=None,
@@ -244,12 +234,12 @@ def _usage(args: argparse.Namespace, cfg: ResearchConfig, start: date | None, en
     if start is None or end is None:
         return "pass --from YYYY-MM-DD and --to YYYY-MM-DD (or research.start_date / end_date in TIKLIVE_CONFIG)"
     first, last = create_date.get_first_partition_key() or "", create_date.get_last_partition_key() or ""
-    if range_problem(start, end):
-        return range_problem(start, end)
+    if common.range_problem(start, end):
+        return common.range_problem(start, end)
     if not first <= start.isoformat() <= end.isoformat() <= last:
         return f"--from and --to are create dates from {first} to {last} (UTC, the last full day)"
     if args.realism and not args.sandbox:
-        return REALISM_NEEDS_SANDBOX
+        return common.REALISM_NEEDS_SANDBOX
     return None
 
 
@@ -258,22 +248,22 @@ def run(args: argparse.Namespace) -> int:
     from tiklive_assets.research.errors import ResearchError
     from tiklive_assets.tracking import ConfigError
 
-    use_location(args)
+    common.use_location(args)
     try:
         cfg = _research_config(args)
     except ConfigError as exc:
-        return fail(exc)
+        return common.fail(exc)
     start, end = args.start or cfg.start_date, args.end or cfg.end_date
     problem = _usage(args, cfg, start, end)
     if problem or start is None or end is None:
-        return fail(problem)
+        return common.fail(problem)
     pause = args.pause if args.pause is not None else (SANDBOX_PAUSE if args.sandbox else cfg.page_pause_seconds)
     target = args.warehouse or settings.warehouse_url()
     with ExitStack() as stack:
         try:
             research = _credentials(args, stack, pause)
         except ResearchError as exc:
-            return fail(exc)
+            return common.fail(exc)
         return _materialize(args, start, end, _collect_config(args, cfg, pause, target), research, target)
 
 
@@ -302,16 +292,16 @@ def _materialize(
     _summary(start, end, steps, collect["usernames"], resources["archive_store"].open().describe(), target)
     failed = next((s.error for s in steps.values() if s.error), None)
     if failed is not None:
-        return fail(
+        return common.fail(
             f"research failed: {failed}. What was collected before it is archived and loaded; run the same "
             "command again to resume.",
-            EXIT_ERROR,
+            common.EXIT_ERROR,
         )
     stopped = next((s.stopped for s in steps.values() if s.stopped), None)
     if stopped:
         print(f"stopped cleanly: {stopped}. Run the same command again (tomorrow for the daily quota) to resume.")
         return EXIT_QUOTA
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 def _range_tags(start: date, end: date) -> dict[str, str]:
@@ -374,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tiklive")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["research", *(sys.argv[1:] if argv is None else argv)])
-    setup_logging()
+    common.setup_logging()
     return run(args)
 
 

@@ -53,7 +53,14 @@ from tiklive_assets.storage.keys import (
 )
 from tiklive_assets.tolerant import Tally, epoch_seconds, post_id, strip_nul
 from tiklive_assets.warehouse.backends import is_postgres, open_warehouse
-from tiklive_assets.warehouse.schema import RESEARCH_TABLES, Table
+from tiklive_assets.warehouse.schema import (
+    RESEARCH_COMMENTS,
+    RESEARCH_TABLES,
+    RESEARCH_USERS,
+    RESEARCH_VIDEO_COUNTERS,
+    RESEARCH_VIDEOS,
+    Table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +138,8 @@ class _Reader:
             self.tally.nulled[name] += 1
         return result
 
-    def counters(self, v: dict) -> tuple[builtins.int | None, ...]:
-        return tuple(self.int(v.get(name), f"video.{name}") for name in COUNTERS)
+    def bool(self, value: Any, name: str) -> builtins.bool | None:
+        return self.tally.bool(value, name)
 
 
 def _handle(slug: str) -> str | None:
@@ -248,65 +255,65 @@ def _by_id(item: tuple[Any, ...]) -> tuple[int, Any]:
     return (len(text), key)
 
 
+# how each research table reads its wire fields (named as its columns); the other columns come from the archive
+_READS: dict[str, dict[str, str]] = {
+    "research_videos": {
+        **dict.fromkeys(("username", "video_description", "region_code", "voice_to_text"), "text"),
+        **dict.fromkeys(("music_id", "playlist_id"), "id"),
+        **dict.fromkeys(("hashtag_names", "effect_ids"), "json_list"),
+        **dict.fromkeys(COUNTERS, "int"),
+    },
+    "research_video_counters": dict.fromkeys(COUNTERS, "int"),
+    "research_users": {
+        **dict.fromkeys(("display_name", "bio_description", "avatar_url"), "text"),
+        "is_verified": "bool",
+        **dict.fromkeys(("follower_count", "following_count", "likes_count", "video_count"), "int"),
+    },
+    "research_comments": {
+        **dict.fromkeys(("video_id", "parent_comment_id"), "id"),
+        "text": "text",
+        **dict.fromkeys(("like_count", "reply_count"), "int"),
+        "create_time": "epoch",
+    },
+}
+_SUBJECT = {
+    "research_videos": "video",
+    "research_video_counters": "video",
+    "research_users": "user",
+    "research_comments": "comment",
+}
+
+
+def _row(r: _Reader, table: Table, record: dict, known: dict[str, Any]) -> tuple:
+    """``table``'s row: ``known`` columns as given, the others read from ``record`` (tolerantly, counted under
+    ``<subject>.<column>``)."""
+    reads, subject = _READS[table.name], _SUBJECT[table.name]
+    return tuple(
+        known[c] if c in known else getattr(r, reads[c])(record.get(c), f"{subject}.{c}") for c in table.column_names
+    )
+
+
 def _rows(found: _Archive, report: ResearchLoadReport) -> dict[str, list[tuple]]:
     r = found.r
     latest, first_seen, counters = _videos(found, report)
     rows: dict[str, list[tuple]] = {table.name: [] for table in RESEARCH_TABLES}
     for vid, (_order, v, key, day) in sorted(latest.items(), key=_by_id):
         ct = r.epoch(v.get("create_time"), "video.create_time")
-        rows["research_videos"].append(
-            (
-                vid,
-                r.text(v.get("username"), "video.username"),
-                ct,
-                datetime.fromtimestamp(ct, UTC).date() if ct is not None else None,
-                r.text(v.get("video_description"), "video.video_description"),
-                r.text(v.get("region_code"), "video.region_code"),
-                r.id(v.get("music_id"), "video.music_id"),
-                r.json_list(v.get("hashtag_names"), "video.hashtag_names"),
-                r.json_list(v.get("effect_ids"), "video.effect_ids"),
-                r.id(v.get("playlist_id"), "video.playlist_id"),
-                r.text(v.get("voice_to_text"), "video.voice_to_text"),
-                *r.counters(v),
-                first_seen[vid],
-                day,
-                key,
-            )
-        )
+        created = datetime.fromtimestamp(ct, UTC).date() if ct is not None else None
+        known = {"id": vid, "create_time": ct, "create_date": created, "source_key": key}
+        known |= {"first_captured_on": first_seen[vid], "last_captured_on": day}
+        rows["research_videos"].append(_row(r, RESEARCH_VIDEOS, v, known))
     for (vid, day), (_order, v, key) in sorted(counters.items(), key=_by_id):
         if vid in latest:  # seen only in a replaced generation (e.g. deleted since): not a current video
-            rows["research_video_counters"].append((vid, day, *r.counters(v), key))
+            known = {"id": vid, "captured_on": day, "source_key": key}
+            rows["research_video_counters"].append(_row(r, RESEARCH_VIDEO_COUNTERS, v, known))
     for (username, day), (d, key) in sorted(found.users.items()):
-        rows["research_users"].append(
-            (
-                username,
-                day,
-                r.text(d.get("display_name"), "user.display_name"),
-                r.text(d.get("bio_description"), "user.bio_description"),
-                r.text(d.get("avatar_url"), "user.avatar_url"),
-                r.tally.bool(d.get("is_verified"), "user.is_verified"),
-                *(
-                    r.int(d.get(n), f"user.{n}")
-                    for n in ("follower_count", "following_count", "likes_count", "video_count")
-                ),
-                key,
-            )
-        )
+        known = {"username": username, "captured_on": day, "source_key": key}
+        rows["research_users"].append(_row(r, RESEARCH_USERS, d, known))
     rows["research_follows"] = sorted(found.follows, key=lambda row: (row[0], row[1], row[2], row[4]))
     for cid, (_order, c, key, day) in sorted(found.comments.items(), key=_by_id):
-        rows["research_comments"].append(
-            (
-                cid,
-                r.id(c.get("video_id"), "comment.video_id"),
-                r.id(c.get("parent_comment_id"), "comment.parent_comment_id"),
-                r.text(c.get("text"), "comment.text"),
-                r.int(c.get("like_count"), "comment.like_count"),
-                r.int(c.get("reply_count"), "comment.reply_count"),
-                r.epoch(c.get("create_time"), "comment.create_time"),
-                day,
-                key,
-            )
-        )
+        known = {"id": cid, "captured_on": day, "source_key": key}
+        rows["research_comments"].append(_row(r, RESEARCH_COMMENTS, c, known))
     return rows
 
 

@@ -128,12 +128,29 @@ class _Base:
     url: str
     indices: bool  # whether secondary indices and every primary key are created (see Table.create_sql)
     read_only: bool
+    COLUMNS_SQL: str  # (table, column, data type) of the stored tables, in column order
+    _handle: Any = None  # the open connection
+
+    def _connect(self) -> Any:
+        raise NotImplementedError
 
     def open(self) -> Self:
-        raise NotImplementedError
+        """Connect (and, unless read-only, create what the schema lacks); a no-op when already open."""
+        if self._handle is None:
+            self._handle = self._connect()
+            if not self.read_only:
+                self.ensure_schema()
+        return self
 
     def close(self) -> None:
-        raise NotImplementedError
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _connection(self) -> Any:
+        if self._handle is None:
+            raise WarehouseError("the warehouse is not open: use `with open_warehouse(url) as wh:`")
+        return self._handle
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         raise NotImplementedError
@@ -144,9 +161,16 @@ class _Base:
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         raise NotImplementedError
 
+    def _fetch(self, sql: str) -> list[tuple]:
+        """The rows of ``sql``, inside the current transaction (``query`` ends it)."""
+        raise NotImplementedError
+
     def _columns(self) -> dict[str, list[tuple[str, str]]]:
         """The stored tables' columns in order, as (name, data type), by table name."""
-        raise NotImplementedError
+        columns: dict[str, list[tuple[str, str]]] = {}
+        for name, column, kind in self._fetch(self.COLUMNS_SQL):
+            columns.setdefault(name, []).append((column, kind))
+        return columns
 
     def _insert(self, spec: schema.Table, data: pa.Table) -> None:
         raise NotImplementedError
@@ -159,10 +183,6 @@ class _Base:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _opened(self) -> None:
-        if not self.read_only:
-            self.ensure_schema()
 
     def ensure_schema(self) -> None:
         with self._transaction():
@@ -223,41 +243,34 @@ class DuckDBWarehouse(_Base):
     """One DuckDB file; only one process may write it at a time (the ``duckdb_writer`` pool in Dagster)."""
 
     indices = False
+    COLUMNS_SQL = (
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE schema_name = current_schema() "
+        "AND database_name = current_database() ORDER BY table_name, column_index"
+    )
 
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False) -> None:
         self.path = Path(path).absolute()
         self.url = str(self.path)
         self.read_only = read_only
-        self._con: duckdb.DuckDBPyConnection | None = None
 
-    def open(self) -> Self:
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        if self._con is None:
-            if not self.read_only:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self._con = duckdb.connect(str(self.path), read_only=self.read_only)
-            except duckdb.IOException as exc:
-                if self.read_only:
-                    raise WarehouseError(f"cannot open {self.path} for reading: {exc}") from exc
-                raise WarehouseError(
-                    f"cannot open {self.path} for writing ({exc}); another process holds it. Only one writer per "
-                    "DuckDB file: analysts should open marts.duckdb or the Parquet exports, never the live warehouse"
-                ) from exc
-            self._opened()
-        return self
-
-    def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        if not self.read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return duckdb.connect(str(self.path), read_only=self.read_only)
+        except duckdb.IOException as exc:
+            if self.read_only:
+                raise WarehouseError(f"cannot open {self.path} for reading: {exc}") from exc
+            raise WarehouseError(
+                f"cannot open {self.path} for writing ({exc}); another process holds it. Only one writer per "
+                "DuckDB file: analysts should open marts.duckdb or the Parquet exports, never the live warehouse"
+            ) from exc
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise WarehouseError("the warehouse is not open: use `with open_warehouse(url) as wh:`")
-        return self._con
+        return self._connection()
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -272,14 +285,8 @@ class DuckDBWarehouse(_Base):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.con.execute(sql, list(params))
 
-    def _columns(self) -> dict[str, list[tuple[str, str]]]:
-        columns: dict[str, list[tuple[str, str]]] = {}
-        for name, column, kind in self.con.execute(
-            "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE schema_name = current_schema() "
-            "AND database_name = current_database() ORDER BY table_name, column_index"
-        ).fetchall():
-            columns.setdefault(name, []).append((column, kind))
-        return columns
+    def _fetch(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
 
     @contextmanager
     def _staged(self, spec: schema.Table, data: pa.Table) -> Iterator[str]:
@@ -338,35 +345,26 @@ class PostgresWarehouse(_Base):
     """Postgres through psycopg 3; a day is ``COPY``-ed into temporary staging tables, then merged in SQL."""
 
     indices = True
+    COLUMNS_SQL = (
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
+    )
 
     def __init__(self, url: str, read_only: bool = False) -> None:
         self.url = url
         self.read_only = read_only
-        self._conn: psycopg.Connection | None = None
 
-    def open(self) -> Self:
+    def _connect(self) -> psycopg.Connection:
         import psycopg
 
-        if self._conn is None:
-            try:
-                self._conn = psycopg.connect(self.url)
-            except psycopg.OperationalError as exc:
-                raise WarehouseError(
-                    f"cannot connect to {describe_url(self.url)}: {exc}; check {WAREHOUSE_URL}"
-                ) from exc
-            self._opened()
-        return self
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        try:
+            return psycopg.connect(self.url)
+        except psycopg.OperationalError as exc:
+            raise WarehouseError(f"cannot connect to {describe_url(self.url)}: {exc}; check {WAREHOUSE_URL}") from exc
 
     @property
     def conn(self) -> psycopg.Connection:
-        if self._conn is None:
-            raise WarehouseError("the warehouse is not open: use `with open_warehouse(url) as wh:`")
-        return self._conn
+        return self._connection()
 
     def _transaction(self) -> AbstractContextManager[Any]:
         return self.conn.transaction()
@@ -374,14 +372,8 @@ class PostgresWarehouse(_Base):
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.conn.execute(sql.replace("?", "%s"), list(params))
 
-    def _columns(self) -> dict[str, list[tuple[str, str]]]:
-        columns: dict[str, list[tuple[str, str]]] = {}
-        for name, column, kind in self.conn.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position"
-        ).fetchall():
-            columns.setdefault(name, []).append((column, kind))
-        return columns
+    def _fetch(self, sql: str) -> list[tuple]:
+        return self.conn.execute(sql).fetchall()
 
     def _insert(self, spec: schema.Table, data: pa.Table) -> None:
         _copy(self.conn, spec.name, ", ".join(spec.column_names), data)

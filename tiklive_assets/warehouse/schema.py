@@ -87,23 +87,36 @@ class Table:
             )
         return statements
 
+    def merged_value(self, name: str, new: str, old: str, absent: str | None = None) -> str | None:
+        """The value an upsert leaves in column ``name``, as SQL: ``new`` is the incoming row's, ``old`` the stored
+        row's, ``absent`` (if given) the condition that no row was stored. None: the column is not updated.
+
+        The newest ``dt`` wins; a ``sticky`` column keeps a known value over an unknown one; an ``immutable`` column
+        and the key keep what was inserted."""
+        new_dt, old_dt = f"{new.rsplit('.', 1)[0]}.dt", f"{old.rsplit('.', 1)[0]}.dt"
+        if_absent = f"WHEN {absent} THEN {new} " if absent else ""
+        if name in self.key:
+            return new if absent else None
+        if name == "dt":
+            greatest = f"GREATEST({new}, {old})"
+            return f"CASE {if_absent}ELSE {greatest} END" if absent else greatest
+        if name in self.immutable:
+            return f"CASE {if_absent}ELSE {old} END" if absent else None
+        if name in self.sticky:
+            newer = f"{old} IS NULL OR {new_dt} >= {old_dt}"
+            return f"CASE {if_absent}WHEN {new} IS NULL THEN {old} WHEN {newer} THEN {new} ELSE {old} END"
+        either = f"{absent} OR " if absent else ""
+        return f"CASE WHEN {either}{new_dt} >= {old_dt} THEN {new} ELSE {old} END"
+
     def upsert_sql(self, source: str) -> str:
         """``INSERT … SELECT … FROM source ON CONFLICT (key) DO UPDATE``, the same text for DuckDB and Postgres."""
-        names = self.column_names
-        sets = []
-        for name in names:
-            if name in self.key or name in self.immutable or name == "dt":
-                continue
-            new, old = f"EXCLUDED.{name}", f"{self.name}.{name}"
-            if name in self.sticky:
-                sets.append(
-                    f"{name} = CASE WHEN {new} IS NULL THEN {old} WHEN {old} IS NULL OR EXCLUDED.dt >= "
-                    f"{self.name}.dt THEN {new} ELSE {old} END"
-                )
-            else:
-                sets.append(f"{name} = CASE WHEN EXCLUDED.dt >= {self.name}.dt THEN {new} ELSE {old} END")
+        cols = ", ".join(self.column_names)
+        sets = [
+            f"{name} = {value}"
+            for name in self.column_names
+            if name != "dt" and (value := self.merged_value(name, f"EXCLUDED.{name}", f"{self.name}.{name}"))
+        ]
         sets.append(f"dt = GREATEST(EXCLUDED.dt, {self.name}.dt)")
-        cols = ", ".join(names)
         return (
             f"INSERT INTO {self.name} ({cols}) SELECT {cols} FROM {source} "
             f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {', '.join(sets)}"
@@ -115,23 +128,11 @@ class Table:
         DuckDB applies an upsert by deleting these keys and inserting this SELECT: set-based, and much faster than
         its ``ON CONFLICT DO UPDATE`` when most keys already exist. Same rules as :meth:`upsert_sql`.
         """
-        first = self.key[0]
+        absent = f"o.{self.key[0]} IS NULL"
         exprs = []
         for name in self.column_names:
-            new, old = f"s.{name}", f"o.{name}"
-            if name in self.key:
-                exprs.append(new)
-            elif name == "dt":
-                exprs.append(f"CASE WHEN o.{first} IS NULL THEN s.dt ELSE GREATEST(s.dt, o.dt) END AS dt")
-            elif name in self.immutable:
-                exprs.append(f"CASE WHEN o.{first} IS NULL THEN {new} ELSE {old} END AS {name}")
-            elif name in self.sticky:
-                exprs.append(
-                    f"CASE WHEN o.{first} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
-                    f"WHEN {old} IS NULL OR s.dt >= o.dt THEN {new} ELSE {old} END AS {name}"
-                )
-            else:
-                exprs.append(f"CASE WHEN o.{first} IS NULL OR s.dt >= o.dt THEN {new} ELSE {old} END AS {name}")
+            value = self.merged_value(name, f"s.{name}", f"o.{name}", absent) or f"s.{name}"
+            exprs.append(value if name in self.key else f"{value} AS {name}")
         return f"SELECT {', '.join(exprs)} FROM {source} s LEFT JOIN {self.name} o USING ({', '.join(self.key)})"
 
 

@@ -27,6 +27,8 @@ class TikTokResearchResource(dg.ConfigurableResource):
         on_response: Callable[[ResearchResponse], object] | None = None,
         max_attempts: int = 4,
     ) -> ResearchClient:
+        """A client on this host with these credentials: ``quota`` reserves each request, ``on_response`` (the
+        archive) gets every answer first, ``max_attempts`` bounds the retries of a transient answer."""
         return ResearchClient(
             self.client_key,
             self.client_secret,
