@@ -36,6 +36,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 PARALLEL = 2
+# The module's fixture crashes and reruns every point in the first test's setup (about 4.5 minutes on 2 busy cores),
+# which the project-wide 300 s per-test timeout would cut short.
+pytestmark = pytest.mark.timeout(900)
 
 CONFIG: dict[str, Any] = {
     "plan": {"requests_per_minute": 100_000},
