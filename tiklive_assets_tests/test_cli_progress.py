@@ -4,7 +4,8 @@ The reporting hook does nothing until the CLI installs a sink; the plain-line si
 a real run against a sandbox (stderr a pipe, as in CI) says when it waits for the plan's rate window and shows a few
 progress lines, never one per request; on a terminal the bar stands on the step's line and leaves the step's summary
 line; every run it records carries its job's name (daily_capture, daily_warehouse) with the cheap checks evaluated
-and the nightly ones not.
+and the nightly ones not. The two real runs (piped, on a terminal) run at the same time, each against its own
+sandbox and data root.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import sys
 import termios
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -170,8 +173,23 @@ def _recorded_runs(home: Path) -> list[tuple[str, set[str]]]:
         instance.dispose()
 
 
-@pytest.mark.timeout(240)
-def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_runs_under_the_job_names(tmp_path):
+@dataclass
+class _PipedRun:
+    home: Path  # TIKLIVE_HOME
+    returncode: int
+    out: str
+    err: str
+    took: float  # seconds, from the start to the end of the run
+
+
+@dataclass
+class _TerminalRun:
+    returncode: int
+    raw: bytes  # what the terminal received
+
+
+def _run_piped(tmp_path: Path) -> _PipedRun:
+    """``tiklive run`` with stdout and stderr pipes (as in CI), its first request meeting a spent rate window."""
     home = tmp_path / "data"
     home.mkdir()
     (tmp_path / "tiklive.yaml").write_text(RUN_CONFIG)
@@ -198,60 +216,11 @@ def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_r
                 proc.kill()
                 proc.communicate()
         took = time.monotonic() - started
-    out = "".join(head) + rest
-    assert proc.returncode == 0, out + err
-    # stdout as always: one line per step, then the summary
-    steps = re.findall(r"^\[(\d)/9\] (\w+) \.\.\. done in [\d.]+s: ", out, re.MULTILINE)
-    assert [name for _, name in steps] == [
-        "account_profiles",
-        "discovery_queue",
-        "archived_videos",
-        "follow_graph",
-        "post_comments",
-        "warehouse_tables",
-        "parquet_exports",
-        "marts",
-        "account_csvs",
-    ], out
-    assert "videos captured:   6" in out
-    # stderr: the wait, said once with its figures, and a few progress lines
-    waits = [line for line in err.splitlines() if "for the plan's rate window" in line]
-    assert len(waits) == 1 and re.fullmatch(r"  waiting \d+ s for the plan's rate window \(200/min\)", waits[0]), err
-    lines = [line for line in err.splitlines() if PROGRESS_LINE.match(line)]
-    assert lines, err
-    assert len(lines) <= took / 0.4 + 9, (len(lines), took, err)  # at most one per interval and step
-    videos = [PROGRESS_LINE.match(line) for line in lines if line.startswith("  archived_videos:")]
-    assert videos and all(m.group(4) == "videos" and m.group(3) == "6" for m in videos), lines
-    assert "\r" not in err  # no bar drawn into a log
-    # the runs carry the job names, with the jobs' cheap checks and without the nightly ones
-    runs = _recorded_runs(home)
-    assert sorted(job for job, _ in runs) == ["daily_capture"] * 5 + ["daily_warehouse"] * 4, runs
-    evaluated = set().union(*(checks for _, checks in runs))
-    assert {
-        "discovery_cursors_advancing",
-        "dead_letter_ratio",
-        "mirror_replicated",
-        "posts_aweme_id_unique",
-        "quarantine_ratio",
-    } <= evaluated, evaluated
-    assert not evaluated & {
-        "restore_verification",
-        "archive_days_non_empty",
-        "videos_match_posts",
-        "todays_partition_landed",
-    }, evaluated
+    return _PipedRun(home, proc.returncode, "".join(head) + rest, err, took)
 
 
-def _screen(raw: str) -> list[str]:
-    """What a terminal shows at the end, roughly: each line as its last carriage return left it."""
-    shown = []
-    for line in raw.replace("\r\n", "\n").split("\n"):
-        shown.append(line.split("\r")[-1].rstrip())
-    return [line for line in shown if line]
-
-
-@pytest.mark.timeout(240)
-def test_on_a_terminal_the_bar_stands_on_the_step_line_and_the_summary_line_stays(tmp_path):
+def _run_on_a_terminal(tmp_path: Path) -> _TerminalRun:
+    """``tiklive run`` with stdout and stderr on a pseudo-terminal 160 columns wide."""
     (tmp_path / "tiklive.yaml").write_text(RUN_CONFIG)
     with SandboxServer(SandboxConfig(latency_ms=120)) as sandbox:
         leader, follower = pty.openpty()
@@ -281,13 +250,85 @@ def test_on_a_terminal_the_bar_stands_on_the_step_line_and_the_summary_line_stay
                     raw += chunk
                 elif proc.poll() is not None:
                     break
-            assert proc.wait(timeout=30) == 0, raw.decode(errors="replace")[-3000:]
+            returncode = proc.wait(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             os.close(leader)
-    text = raw.decode(errors="replace")
+    return _TerminalRun(returncode, raw)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[_PipedRun, _TerminalRun]:
+    """The piped run and the terminal run, at the same time: each is mostly one busy process (a step, then its
+    run record), so on two cores they overlap instead of queueing. Each has its own sandbox and data root."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tiklive-run") as pool:
+        terminal = pool.submit(_run_on_a_terminal, tmp_path_factory.mktemp("terminal"))
+        piped = pool.submit(_run_piped, tmp_path_factory.mktemp("piped"))
+        return piped.result(), terminal.result()
+
+
+@pytest.mark.timeout(300)  # both runs: the fixture starts them together
+def test_a_piped_run_says_when_it_waits_shows_bounded_progress_and_records_its_runs_under_the_job_names(runs):
+    run = runs[0]
+    out, err, took = run.out, run.err, run.took
+    assert run.returncode == 0, out + err
+    # stdout as always: one line per step, then the summary
+    steps = re.findall(r"^\[(\d)/9\] (\w+) \.\.\. done in [\d.]+s: ", out, re.MULTILINE)
+    assert [name for _, name in steps] == [
+        "account_profiles",
+        "discovery_queue",
+        "archived_videos",
+        "follow_graph",
+        "post_comments",
+        "warehouse_tables",
+        "parquet_exports",
+        "marts",
+        "account_csvs",
+    ], out
+    assert "videos captured:   6" in out
+    # stderr: the wait, said once with its figures, and a few progress lines
+    waits = [line for line in err.splitlines() if "for the plan's rate window" in line]
+    assert len(waits) == 1 and re.fullmatch(r"  waiting \d+ s for the plan's rate window \(200/min\)", waits[0]), err
+    lines = [line for line in err.splitlines() if PROGRESS_LINE.match(line)]
+    assert lines, err
+    assert len(lines) <= took / 0.4 + 9, (len(lines), took, err)  # at most one per interval and step
+    videos = [PROGRESS_LINE.match(line) for line in lines if line.startswith("  archived_videos:")]
+    assert videos and all(m.group(4) == "videos" and m.group(3) == "6" for m in videos), lines
+    assert "\r" not in err  # no bar drawn into a log
+    # the runs carry the job names, with the jobs' cheap checks and without the nightly ones
+    recorded = _recorded_runs(run.home)
+    assert sorted(job for job, _ in recorded) == ["daily_capture"] * 5 + ["daily_warehouse"] * 4, recorded
+    evaluated = set().union(*(checks for _, checks in recorded))
+    assert {
+        "discovery_cursors_advancing",
+        "dead_letter_ratio",
+        "mirror_replicated",
+        "posts_aweme_id_unique",
+        "quarantine_ratio",
+    } <= evaluated, evaluated
+    assert not evaluated & {
+        "restore_verification",
+        "archive_days_non_empty",
+        "videos_match_posts",
+        "todays_partition_landed",
+    }, evaluated
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows at the end, roughly: each line as its last carriage return left it."""
+    shown = []
+    for line in raw.replace("\r\n", "\n").split("\n"):
+        shown.append(line.split("\r")[-1].rstrip())
+    return [line for line in shown if line]
+
+
+@pytest.mark.timeout(300)
+def test_on_a_terminal_the_bar_stands_on_the_step_line_and_the_summary_line_stays(runs):
+    run = runs[1]
+    assert run.returncode == 0, run.raw.decode(errors="replace")[-3000:]
+    text = run.raw.decode(errors="replace")
     assert re.search(r"archived_videos \.\.\.: +\d+%.*/6 videos", text), text  # the bar, with the day's videos
     screen = _screen(text)
     steps = [line for line in screen if re.match(r"^\[\d/9\] ", line)]

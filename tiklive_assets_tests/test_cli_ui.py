@@ -2,7 +2,8 @@
 
 The webserver answers GraphQL with the code location loaded, the sandbox answers its key, a run launched from the
 UI captures from the sandbox (so the daemon and run worker got TIKLIVE_BASE_URL and the key) under its job's name,
-nothing prints a framework warning, and SIGTERM or SIGINT leaves no process of the tree alive.
+nothing prints a framework warning, and SIGTERM or SIGINT leaves no process of the tree alive. The two UIs these
+tests stop (one by SIGTERM, one by SIGINT) start at the same time.
 """
 
 from __future__ import annotations
@@ -149,13 +150,19 @@ class _UI:
                     os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def ui(tmp_path):
-    started = _UI(tmp_path)
+@pytest.fixture(scope="module")
+def uis(tmp_path_factory: pytest.TempPathFactory):
+    """Two ``tiklive ui --sandbox``, started at once: one to stop with SIGTERM, one with SIGINT. Most of a start is
+    waiting (for the code location to load, for the webserver to answer), so the two starts take about as long as
+    one. Each has its own data root and ports; whatever a test leaves running is ended when the module is done."""
+    started: dict[str, _UI] = {}
     try:
+        for name in ("sigterm", "sigint"):
+            started[name] = _UI(tmp_path_factory.mktemp(f"ui_{name}"))
         yield started
     finally:
-        started.kill()
+        for ui in started.values():
+            ui.kill()
 
 
 LAUNCH = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) { __typename
@@ -192,8 +199,16 @@ def _wait_for_run(url: str, run_id: str, timeout: float = 180) -> dict:
         time.sleep(1)
 
 
+def _userid_status(sandbox_url: str, key: str) -> int:
+    answer = requests.get(
+        f"{sandbox_url}/userid/", params={"username": "alice123"}, headers={"X-Api-Key": key}, timeout=10
+    )
+    return answer.status_code
+
+
 @pytest.mark.timeout(420)
-def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_and_stops_on_sigterm(ui):
+def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_and_stops_on_sigterm(uis):
+    ui = uis["sigterm"]
     ui.wait_for_banner()
     banner = "".join(ui.out)
     assert f"{ui.url}/locations/{LOCATION}/jobs/daily_capture" in banner and "daily_warehouse" in banner
@@ -213,24 +228,8 @@ def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_a
     assert {"account_profiles", "archived_videos", "warehouse_posts", "mart_follower_growth"} <= keys, keys
 
     # the sandbox answers its key, and only its key
-    assert (
-        requests.get(
-            f"{ui.sandbox_url}/userid/",
-            params={"username": "alice123"},
-            headers={"X-Api-Key": "sandbox-key"},
-            timeout=10,
-        ).status_code
-        == 200
-    )
-    assert (
-        requests.get(
-            f"{ui.sandbox_url}/userid/",
-            params={"username": "alice123"},
-            headers={"X-Api-Key": "not-the-key"},
-            timeout=10,
-        ).status_code
-        == 401
-    )
+    assert _userid_status(ui.sandbox_url, "sandbox-key") == 200
+    assert _userid_status(ui.sandbox_url, "not-the-key") == 401
     requests.post(f"{ui.sandbox_url}/__sandbox__/reset-stats", timeout=10)
 
     # a run launched from the UI: queued, launched by the daemon, executed by a run worker, against the sandbox
@@ -252,7 +251,8 @@ def test_ui_with_the_sandbox_serves_the_code_location_runs_against_the_sandbox_a
 
 
 @pytest.mark.timeout(300)
-def test_ui_stops_everything_it_started_on_ctrl_c(ui):
+def test_ui_stops_everything_it_started_on_ctrl_c(uis):
+    ui = uis["sigint"]
     ui.wait_for_banner()
     assert graphql(ui.url, "{ version }")["data"]["version"]
     code, alive = ui.stop(signal.SIGINT)

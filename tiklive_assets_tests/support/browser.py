@@ -137,7 +137,8 @@ class Deployment:
 
 @contextmanager
 def dagster_deployment(root: Path, env: dict[str, str], *, timeout: float = 120.0) -> Iterator[Deployment]:
-    """``dagster-webserver`` and ``dagster-daemon run`` over workspace.yaml, on a new instance under ``root``.
+    """``dagster-webserver`` and ``dagster-daemon run`` (its backfill daemon looking every 2 s, not every 30) over
+    workspace.yaml, on a new instance under ``root``.
 
     ``env`` is their whole environment (the caller decides every TIKLIVE_ variable). Before the daemon starts,
     the schedules declared as running are stopped (no janitor or nightly capture run can slip in because the test
@@ -167,7 +168,9 @@ def dagster_deployment(root: Path, env: dict[str, str], *, timeout: float = 120.
         wait_for("the webserver serving the tiklive_assets code location", up, timeout, explain=deployment.log_tail)
         stop_running_schedules(deployment)
         deployment.graphql("mutation { setNuxSeen }")
-        procs.append(_start([str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"], env, logs / "daemon.log"))
+        # dagster-daemon, its backfill loop every 2 s instead of 30 (support/daemon.py)
+        daemon = [sys.executable, "-m", "tiklive_assets_tests.support.daemon", "run", "-w", "workspace.yaml"]
+        procs.append(_start(daemon, env, logs / "daemon.log"))
         yield deployment
     finally:
         _stop(procs)
@@ -353,9 +356,26 @@ class DagsterUI:
 
         return self.until(clicked, f"{what} to be clickable")
 
-    def press(self, element: Any, what: str) -> None:
-        """Click an element already found, retrying while a dialog's opening animation still covers it."""
-        self.until(lambda driver: element.click() or True, f"{what} to take the click")
+    def confirm(self, element: Any, what: str) -> None:
+        """Click a dialog's confirming button, already found, until the button is gone. A click that lands while
+        the dialog is still opening is lost, and a dialog that asks a second question may keep the same button:
+        each click gets 2 s to close the dialog, then the button is clicked again (every question here is one the
+        test confirms anyway)."""
+
+        def closed(driver: Any) -> bool:
+            try:
+                element.click()
+            except StaleElementReferenceException:
+                return True
+            except (ElementClickInterceptedException, ElementNotInteractableException):
+                return False  # still covered by the opening animation: clicked again at the next poll
+            try:
+                WebDriverWait(driver, 2, poll_frequency=0.2).until(ec.staleness_of(element))
+            except TimeoutException:
+                return False
+            return True
+
+        self.until(closed, f"{what} to close")
 
     def element(self, locator: tuple[str, str], what: str) -> Any:
         return self.until(
@@ -375,9 +395,6 @@ class DagsterUI:
         except TimeoutException as exc:
             raise AssertionError(f"{what}: expected {expected!r}, the page shows {seen or 'nothing'}") from exc
         return expected
-
-    def gone(self, element: Any, what: str) -> None:
-        self.until(ec.staleness_of(element), f"{what} to close")
 
     @contextmanager
     def evidence(self, step: str) -> Iterator[None]:
