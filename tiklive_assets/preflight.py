@@ -29,9 +29,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from tiklive_assets import settings
-from tiklive_assets.tracking import ConfigError
 from tiklive_assets.storage import LocalStore, MirroredStore, ObjectStore, StoreError
 from tiklive_assets.storage.s3 import S3Store
+from tiklive_assets.tracking import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,9 @@ def _number(name: str, default: float) -> float:
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number: set it to a number (default {default:g}) or unset it") from None
+        raise ValueError(
+            f"{name}={text!r} is not a number: set it to a number (default {default:g}) or unset it"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tiklive_assets.tracking import Plan
 from tiklive_assets.defs.capture.assets import account_profiles, archived_videos, discovery_queue
 from tiklive_assets.defs.resources import TikLiveApiResource
 from tiklive_assets.sandbox import DEFAULT_API_KEY
 from tiklive_assets.tikliveapi.client import TikLiveClient, classify_body, user_id_from
 from tiklive_assets.tikliveapi.errors import BadResponse, DeadlineExceeded, RateLimited, TransientError
+from tiklive_assets.tracking import Plan
 from tiklive_assets.transport import parse_retry_after
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, local_store, metadata
 from tiklive_assets_tests.support.servers import BODY, HostileServer, drip, redirect, send

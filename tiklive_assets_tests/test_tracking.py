@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tiklive_assets.tracking import ConfigError, TrackingConfig, load_config, parse_config
 from tiklive_assets.storage.keys import HANDLE_RULE, InvalidKeyPart, check_handle
+from tiklive_assets.tracking import ConfigError, TrackingConfig, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 
