@@ -271,13 +271,13 @@ def _materialize(
     args: argparse.Namespace, start: date, end: date, collect: dict, research: dg.ConfigurableResource, target: str
 ) -> int:
     from tiklive_assets import settings
-    from tiklive_assets.cli.run import _instance, step_progress
+    from tiklive_assets.cli.run import local_instance, step_progress
     from tiklive_assets.defs.resources import default_resources
 
     resources: dict[str, Any] = {**default_resources(), "tiktok_research": research}
     jobs, root = _jobs(), settings.DataRoot.from_env()
     tags = {"tiklive/launched_by": "cli"}
-    execute = {"resources": resources, "instance": _instance(root), "tags": tags}
+    execute = {"resources": resources, "instance": local_instance(root), "tags": tags}
     steps: dict[str, Step] = {}
     bar = not args.no_progress and sys.stderr.isatty()
     with nullcontext() if args.no_progress else step_progress(VIDEOS, "research", bar):

@@ -98,7 +98,7 @@ def _failed_checks(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
-def _instance(root: settings.DataRoot) -> dg.DagsterInstance:
+def local_instance(root: settings.DataRoot) -> dg.DagsterInstance:
     if settings.dagster_home():
         return dg.DagsterInstance.get()
     path = root.home / "dagster"
@@ -166,7 +166,7 @@ def run_day(day: date, *, started: float | None = None, out=sys.stdout) -> int:
     except PreflightError as exc:
         print(exc, file=sys.stderr)
         return 2
-    instance = _instance(root)
+    instance = local_instance(root)
     jobs = step_jobs()
     bar = _isatty(sys.stderr)
     on_one_screen = bar and _isatty(out)  # the bar then stands on the step's line until the step ends

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -138,7 +138,7 @@ class TikLiveApiResource(dg.ConfigurableResource):
         requests_per_minute: int,
         max_attempts: int | None = None,
         credit_ledger: CreditLedger | None = None,
-        on_response: Callable[[ApiResponse], Any] | None = None,  # its return value is ignored
+        on_response: Callable[[ApiResponse], object] | None = None,  # its return value is ignored
         period_seconds: float = 60.0,
         plan: Plan | None = None,
     ) -> TikLiveClient:

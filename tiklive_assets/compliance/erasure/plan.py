@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tiklive_assets.concurrency import bounded_map
+from tiklive_assets.research.endpoints import archive_names as research_names
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
@@ -34,9 +35,9 @@ RAW_PREFIXES: tuple[str, ...] = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")
 # raw endpoints whose slug entity is the subject user: by id, by handle (from the endpoint declarations' subject)
 _USER_ID_ENDPOINTS = endpoint_names(subject="user_id")
 _HANDLE_ENDPOINTS = endpoint_names(subject="handle")
-_RESEARCH_HANDLE_ENDPOINTS = frozenset({"user-info", "user-followers", "user-following"})
+_RESEARCH_HANDLE_ENDPOINTS = research_names(subject="handle")
 # raw endpoints whose slug entity is an aweme id
-_AWEME_ENDPOINTS = endpoint_names(subject="post") | {"video-comments"}  # Research API comment pages, by video id
+_AWEME_ENDPOINTS = endpoint_names(subject="post") | research_names(subject="post")  # research comment pages too
 # raw endpoints that never carry user data (no GET needed)
 _NO_USER_DATA = endpoint_names(personal_data=False)
 
