@@ -1,7 +1,7 @@
 """The sandbox HTTP server: a local, executable statement of the TikLiveAPI wire format.
 
 Standard library only (and the endpoint declarations, pure data: the paths served and the parameters each one
-requires).  Serves the API endpoints of ``/work/shared/wire-format.md`` from a deterministic
+requires).  Serves every declared TikLiveAPI endpoint, in its documented wire format, from a deterministic
 :class:`~tiklive_assets.sandbox.corpus.Corpus`, signed expiring CDN URLs under ``/cdn/``, and test controls
 under ``/__sandbox__/`` (no API key).  Fault injection (latency, random 5xx, scripted failures, drifting
 paginators, deletions, private accounts) and a sliding-window rate limiter are configurable live through

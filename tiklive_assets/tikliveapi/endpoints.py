@@ -18,7 +18,7 @@ How to add an endpoint
    None when the warehouse keeps the answer in the archive only; ``page_size``, a paginated endpoint's largest
    ``count`` (the client's default). Add the declaration to ``ENDPOINTS``.
 2. Give the client a thin typed method that calls ``self._call(<DECLARATION>, name=value, ...)``.
-3. Give the sandbox a handler (``sandbox/server.py``, ``_HANDLERS``), keyed by the endpoint's name: the sandbox
+3. Give the sandbox a handler (``sandbox/endpoints.py``, ``_HANDLERS``), keyed by the endpoint's name: the sandbox
    refuses to start without one.
 4. If ``parse`` names a new target, map it to a parse function in ``warehouse/parse.py`` (``PARSERS``).
 5. Add a row to ``tiklive_assets_tests/test_archive_slugs.py``: its archive key is then pinned forever (a key that
