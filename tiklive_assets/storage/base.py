@@ -9,7 +9,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,25 @@ class PutResult:
     size: int
     sha256: str
     conflict_key: str | None = None
+
+
+class ObjectLocked(StoreError):
+    """The store itself refused to delete the object: a version of it is under an S3 Object Lock legal hold (or
+    retention). Nothing of that version changed; release the hold first (``tiklive hold release``)."""
+
+    def __init__(self, key: str, where: str) -> None:
+        self.key = key
+        self.where = where
+        super().__init__(f"{where}: refused to delete {key!r}: the store holds it under an S3 Object Lock legal hold")
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    """Whether one store (one side of a mirror) enforces legal holds itself, and why (for humans)."""
+
+    where: str
+    enforced: bool  # True: the store refuses deletes of held objects (S3 Object Lock); False: tiklive's jobs only
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -158,6 +177,30 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def sweep_incomplete(self, older_than: timedelta) -> int:
         """Remove leftovers of interrupted writes started more than ``older_than`` ago; returns how many."""
+
+    # -- legal holds the store can enforce itself, and object tags --
+
+    def lock_status(self) -> tuple[LockStatus, ...]:
+        """One entry per underlying store: does it refuse deletes of held objects itself? By default no: legal
+        holds are then enforced by the jobs that honour them (retention skips held keys, erasure refuses)."""
+        return (LockStatus(self.describe(), False, "no store-side lock: held keys are protected by tiklive's jobs"),)
+
+    def set_legal_hold(self, keys: Iterable[str], on: bool) -> int:
+        """Turn the store's own legal hold on (or off) for every version of ``keys``; returns the versions set
+        (0 on a store that cannot lock objects: see :meth:`lock_status`)."""
+        return 0
+
+    def is_locked(self, key: str) -> bool:
+        """True when the store itself would refuse to delete ``key``."""
+        return False
+
+    def has_object_tags(self) -> bool:
+        """True when objects carry tags (S3 object tagging); :meth:`get_tags` is then worth calling."""
+        return False
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        """The object's tags (``{}`` on a store without tags)."""
+        return {}
 
     @abc.abstractmethod
     def describe(self) -> str:

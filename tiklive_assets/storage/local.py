@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import HASH_CHUNK, PART_SUFFIX, CreateIfAbsentStore, ObjectInfo, check_key, sha256_file
+from .base import HASH_CHUNK, PART_SUFFIX, CreateIfAbsentStore, LockStatus, ObjectInfo, check_key, sha256_file
 from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable
 
 _FILE_MODE = 0o644
@@ -229,6 +229,11 @@ class LocalStore(CreateIfAbsentStore):
 
     def describe(self) -> str:
         return str(self.root)
+
+    def lock_status(self) -> tuple[LockStatus, ...]:
+        return (
+            LockStatus(self.describe(), False, "local disk has no object lock: held keys are protected by tiklive"),
+        )
 
 
 def _fsync_dir(directory: Path) -> None:

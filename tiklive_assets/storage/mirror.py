@@ -15,13 +15,13 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import HASH_CHUNK, MAX_KEY_BYTES, Body, ObjectInfo, ObjectStore, PutResult
+from .base import HASH_CHUNK, MAX_KEY_BYTES, Body, LockStatus, ObjectInfo, ObjectStore, PutResult
 from .errors import NotFound, StoreError
 from .keys import CONFLICT_MARKER, RAW_SUFFIX, is_conflict_key
 
@@ -153,6 +153,23 @@ class MirroredStore(ObjectStore):
 
     def sweep_incomplete(self, older_than: timedelta) -> int:
         return self.primary.sweep_incomplete(older_than) + self.secondary.sweep_incomplete(older_than)
+
+    def lock_status(self) -> tuple[LockStatus, ...]:
+        return self.primary.lock_status() + self.secondary.lock_status()
+
+    def set_legal_hold(self, keys: Iterable[str], on: bool) -> int:
+        """Both sides: a side without Object Lock sets nothing (and says so in :meth:`lock_status`)."""
+        keys = list(keys)
+        return self.primary.set_legal_hold(keys, on) + self.secondary.set_legal_hold(keys, on)
+
+    def is_locked(self, key: str) -> bool:
+        return self.primary.is_locked(key) or self.secondary.is_locked(key)
+
+    def has_object_tags(self) -> bool:
+        return self.primary.has_object_tags()
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        return self.primary.get_tags(key)
 
     def describe(self) -> str:
         return f"{self.primary.describe()} mirrored to {self.secondary.describe()}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +19,8 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from .base import CreateIfAbsentStore, ObjectInfo, check_key, is_sha256, sha256_stream
+from . import object_lock
+from .base import CreateIfAbsentStore, LockStatus, ObjectInfo, check_key, is_sha256, sha256_stream
 from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable
 
 MIB = 1 << 20
@@ -144,6 +145,7 @@ class S3Store(CreateIfAbsentStore):
             multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
         )
         self.settings = settings
+        self._object_lock: tuple[bool, str] | None = None  # (enabled, why), read on first need
 
     # -- errors --
 
@@ -363,9 +365,50 @@ class S3Store(CreateIfAbsentStore):
                     yield ObjectInfo(obj["Key"][len(root) :], int(obj["Size"]), obj["LastModified"])
 
     def delete(self, key: str) -> None:
+        """Remove the object. On an Object Lock bucket every version goes (a plain DELETE would only hide it
+        behind a delete marker), and a version under a legal hold makes the store refuse: ObjectLocked."""
         full_key = self._full(key)
+        if self.object_lock_enabled():
+            object_lock.delete_versions(self, key)
+            return
         with self._errors("deleting", key):
             self.client.delete_object(Bucket=self.bucket, Key=full_key)
+
+    # -- S3 Object Lock legal holds and object tags (see storage/object_lock.py) --
+
+    def object_lock_enabled(self) -> bool:
+        """True when the bucket was created with Object Lock (read once, then remembered)."""
+        return object_lock.lock_configuration(self)[0]
+
+    def lock_status(self) -> tuple[LockStatus, ...]:
+        enabled, why = object_lock.lock_configuration(self)
+        if enabled:
+            return (LockStatus(self.describe(), True, "S3 Object Lock: the bucket refuses deletes of held versions"),)
+        return (LockStatus(self.describe(), False, f"no S3 Object Lock ({why}): held keys are protected by tiklive"),)
+
+    def set_legal_hold(self, keys: Iterable[str], on: bool) -> int:
+        if not self.object_lock_enabled():
+            return 0
+        return object_lock.set_legal_hold(self, keys, on)
+
+    def is_locked(self, key: str) -> bool:
+        return self.object_lock_enabled() and object_lock.is_locked(self, key)
+
+    def has_object_tags(self) -> bool:
+        return True
+
+    def get_tags(self, key: str) -> dict[str, str]:
+        full_key = self._full(key)
+        with self._errors("reading the tags of", key):
+            try:
+                tags = self.client.get_object_tagging(Bucket=self.bucket, Key=full_key).get("TagSet", [])
+            except ClientError as exc:
+                if _is_missing(exc) and _code(exc) not in _NO_BUCKET_CODES:
+                    return {}
+                if _code(exc) == "NotImplemented" or _status(exc) == 501:
+                    return {}  # a store without object tagging
+                raise
+        return {str(t["Key"]): str(t["Value"]) for t in tags}
 
     # -- housekeeping --
 
