@@ -37,6 +37,7 @@ the day loads. Every object's field signature (paths with JSON types) goes to ``
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zlib
 from collections import Counter
@@ -53,6 +54,7 @@ from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, endpoint_names
 from tiklive_assets.tolerant import Tally
 
 from . import schema
+from .archive_index import HANDLE_SUBJECTS, POST_SUBJECTS, USER_ID_SUBJECTS, body_rows, key_rows, text_rows
 from .arrow import to_arrow
 from .parse_comments import comment_page
 from .parse_follows import FOLLOW_ENDPOINTS, follow_page
@@ -89,6 +91,11 @@ __all__ = [
 
 _DETAILS = endpoint_names(parse="post_detail")  # a 404 (or a 200 that says gone) of these is a dead letter
 _STATUS_RE = re.compile(r"-http(\d{3})$")
+_KEY_SUBJECT = {
+    **{name: "user_id" for name in USER_ID_SUBJECTS},
+    **{name: "handle" for name in HANDLE_SUBJECTS},
+    **{name: "post" for name in POST_SUBJECTS},
+}
 _HASHTAG_RE = re.compile(r"#(\w+)", re.UNICODE)
 _MEDIA = slice(12, 15)  # storage_key, bytes, archived_at in a posts row
 # The tables a day's objects give, in this order. Where their rows gather while a day is read, key -> (rank, row),
@@ -107,6 +114,7 @@ DAY_TABLES = (
     "credits_ledger",
     "quarantine",
     "schema_fields",
+    "archive_index",
 )
 _BUILT = ("hashtags", "credits_ledger", "schema_fields")  # from the posts' titles, the keys, the shapes
 ROW_STORES = (*(table for table in DAY_TABLES if table not in _BUILT), "videos", "images", "sounds")
@@ -161,8 +169,12 @@ class DayParser:
             credit = self._credits[(endpoint, status)] = [0, 0, 0]
         credit[0] += 1
         credit[1] += size
+        subject = _KEY_SUBJECT.get(endpoint)
+        if subject is not None:  # the archive index: who or what the key names
+            self._key_subject(key, subject, slug.partition("-")[0])
         marker = slug.rfind(ERROR_MARKER)
         if marker >= 0:  # archived as an error: paid for, never data (a notjson body would not even decode)
+            self._index_error_body(key, endpoint, gz)
             credit[2] += 1
             reason = slug[marker + len(ERROR_MARKER) :]
             self.error_responses[(endpoint, reason)] += 1
@@ -181,8 +193,11 @@ class DayParser:
         except UnreadableObject as exc:
             if isinstance(exc, CorruptObject):
                 self.corrupt.append(key)
+            else:
+                self._index_error_body(key, endpoint, gz)
             self._quarantine_object(key, endpoint, str(exc), size, captured)
             return
+        body_rows(key, endpoint, body, self._index_row)
         if status != 200:
             if status == 404 and endpoint in _DETAILS:
                 self._dead_letter(slug, body, key, captured)
@@ -211,6 +226,7 @@ class DayParser:
         """One archived media file under ``videos/dt=DAY/author=HANDLE/``: a video's ``<aweme_id>.mp4``, a photo
         post's images ``<aweme_id>-<n>.jpg`` (n = 1, 2, … in ``images`` order) and its sound ``<aweme_id>.mp3``."""
         key = info.key
+        key_rows(key, self._index_row)
         name = key.rsplit("/", 1)[-1]
         row = (key, info.size, micros(info.last_modified))
         if name.endswith(".mp4"):
@@ -232,6 +248,33 @@ class DayParser:
         current = target.get(key)
         if current is None or rank > current[0]:
             target[key] = (rank, row)
+
+    # -- the archive index (see .archive_index) --
+
+    def _index_row(self, row: tuple[str, str, str, str, str]) -> None:
+        rows = self.rows["archive_index"]
+        if row not in rows:
+            rows[row] = (0, (self.day, *row))
+
+    def _key_subject(self, key: str, subject: str, entity: str) -> None:
+        if subject == "user_id":
+            self._index_row((entity, "", key, "subject", ""))
+        elif subject == "handle":
+            self._index_row(("", entity.lower(), key, "subject", ""))
+        else:
+            self._index_row(("", "", key, "post", entity))
+
+    def _index_error_body(self, key: str, endpoint: str, gz: bytes) -> None:
+        """An error answer or a body that is not JSON is still indexed: what it says about users, if anything."""
+        try:
+            body = decode(gz)
+        except CorruptObject:
+            return
+        except UnreadableObject:
+            with contextlib.suppress(zlib.error):
+                text_rows(key, zlib.decompress(gz, 31), self._index_row)
+            return
+        body_rows(key, endpoint, body, self._index_row)
 
     def _quarantine_object(self, key: str, endpoint: str, error: str, size: int, captured: int) -> None:
         self.errors.append(f"{key}: {error}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from tiklive_assets.storage import ObjectStore
 from tiklive_assets.storage.keys import RAW_PREFIX
 
+from .archive_index_store import day_part, write_part
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
 from .reader import ParsedDay, count_day_objects, parse_day, parser_pool
@@ -86,8 +87,12 @@ def load_days(
     prefix: str = RAW_PREFIX,
     progress: Callable[[int], None] | None = None,
     force: bool = False,
+    index_store: ObjectStore | None = None,
 ) -> ReplayReport:
     """Parse and load each day in order (and export its Parquet files when ``exports`` is given).
+
+    ``index_store``: also write each loaded day's archive index part there (``index/user-ids/day=…``, beside the
+    archive: normally ``store`` itself), so erasure can find the day's objects without the warehouse.
 
     A replay never silently drops rows: when some of a day's archived objects are damaged (their bytes are not
     gzip any more) and the warehouse already holds rows of that day, the day is left as it is and reported in
@@ -107,6 +112,8 @@ def load_days(
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
                 export_day(exports, day, parsed.tables)
+            if index_store is not None:
+                write_part(index_store, day, day_part(store, day, parsed.tables["archive_index"]))
             report.add(day, parsed.objects, parsed.row_counts, parsed.errors, parsed)
     finally:
         if pool is not None:
@@ -135,8 +142,12 @@ def replay(
     prefix: str = RAW_PREFIX,
     progress_factory: Callable[[int], Callable[[int], None]] | None = None,
     force: bool = False,
+    index: bool = True,
 ) -> ReplayReport:
     """Replay ``start``..``end`` (inclusive) into the warehouse at ``warehouse_url``.
+
+    ``index`` (the default) also rewrites each replayed day's archive index part beside the archive: it is a pure
+    function of the archive, so a part that is already right is left as it is (the store writes nothing).
 
     ``progress_factory(total_objects)`` returns the callback that receives counts of parsed objects (the CLI
     hands in a tqdm bar); counting the objects first is one listing per day, no GETs.
@@ -147,5 +158,13 @@ def replay(
         progress = progress_factory(sum(count_day_objects(store, d, prefix) for d in days))
     with open_warehouse(warehouse_url) as warehouse:
         return load_days(
-            store, warehouse, days, exports=exports, processes=processes, prefix=prefix, progress=progress, force=force
+            store,
+            warehouse,
+            days,
+            exports=exports,
+            processes=processes,
+            prefix=prefix,
+            progress=progress,
+            force=force,
+            index_store=store if index else None,
         )

@@ -315,6 +315,19 @@ SCHEMA_FIELDS = declare(
     "shows fields that appeared, vanished or changed type: the API changed before data is lost.",
 )
 
+ARCHIVE_INDEX = declare(
+    "archive_index",
+    "window",
+    "dt DATE NOT NULL, user_id TEXT NOT NULL, handle TEXT NOT NULL, key TEXT NOT NULL, role TEXT NOT NULL, "
+    "aweme_id TEXT NOT NULL",
+    key="dt, key, role, user_id, handle, aweme_id",
+    description="The archive index by user: one row per archived object (tiklive-raw/ and videos/) and user it "
+    "refers to: user_id and handle (lowercase; '' when the object does not say), role (subject, author, follower, "
+    "following, commenter, user, mention; post for an object keyed by a post) and aweme_id (the post the row is "
+    "about, or ''). Erasure reads only the objects it names; a copy is exported beside the archive, with the "
+    "Research API's objects, under index/user-ids/.",
+)
+
 TABLES: tuple[Table, ...] = (
     POSTS,
     USERS,
@@ -328,6 +341,7 @@ TABLES: tuple[Table, ...] = (
     CREDITS_LEDGER,
     QUARANTINE,
     SCHEMA_FIELDS,
+    ARCHIVE_INDEX,
 )
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
