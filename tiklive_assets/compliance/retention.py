@@ -25,12 +25,14 @@ from datetime import date, timedelta
 from typing import Any
 
 from tiklive_assets.storage import MirroredStore, ObjectStore, S3Store
+from tiklive_assets.storage.base import ObjectLocked
 from tiklive_assets.storage.keys import RAW_PREFIX, raw_key_day
 
 from .legal_hold import Hold, HoldSet, LegalHolds, as_holdset
 
 logger = logging.getLogger(__name__)
 
+STORE_LOCK = "(store object lock)"  # what held_prefixes counts deletes the store refused under
 MAX_LIFECYCLE_RULES = 1000  # AWS S3's limit per bucket
 _IA_CLASSES = {"STANDARD_IA", "ONEZONE_IA"}
 _STORAGE_CLASSES = {"STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR", "GLACIER", "DEEP_ARCHIVE"}
@@ -186,6 +188,7 @@ def lifecycle_rules(
     configuration).
     """
     holdset = as_holdset(holds)
+    prefix_holds = holdset.as_prefixes()  # a tag or user hold keeps the day of each of its keys
     rules: list[dict[str, Any]] = []
     for prefix in policy.prefixes:
         tiering: dict[str, Any] = {
@@ -207,7 +210,7 @@ def lifecycle_rules(
             expire["Expiration"] = {"Days": policy.delete_after_days}
         if policy.noncurrent_expire_days is not None:
             expire["NoncurrentVersionExpiration"] = {"NoncurrentDays": policy.noncurrent_expire_days}
-        targets = unheld_day_prefixes(prefix, holdset)
+        targets = unheld_day_prefixes(prefix, prefix_holds)
         if targets is None:
             targets = [prefix]
         for target in targets:  # distinct leaves of a trie: their IDs are distinct too
@@ -264,7 +267,8 @@ class RetentionReport:
     deleted_days: list[date] = field(default_factory=list)
     held_objects: int = 0
     held_days: list[date] = field(default_factory=list)
-    held_prefixes: dict[str, int] = field(default_factory=dict)  # hold prefix -> objects it kept
+    held_prefixes: dict[str, int] = field(default_factory=dict)  # hold prefix (or name) -> objects it kept
+    store_locked: list[str] = field(default_factory=list)  # keys the store refused to delete (S3 Object Lock)
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -276,7 +280,9 @@ class RetentionReport:
         return (
             f"retention: {verb} {self.deleted_objects} object(s) ({self.deleted_bytes} bytes) of "
             f"{len(self.deleted_days)} day(s) before {self.cutoff}; kept {self.held_objects} held object(s) "
-            f"in {len(self.held_days)} day(s); {verb} {rows} warehouse row(s)"
+            f"in {len(self.held_days)} day(s)"
+            + (f" ({len(self.store_locked)} refused by the store's Object Lock)" if self.store_locked else "")
+            + f"; {verb} {rows} warehouse row(s)"
         )
 
 
@@ -294,6 +300,10 @@ def apply_retention(
     Listing stops at the first key of a day inside the policy (keys list in ascending order, and the date comes
     first in them), so a daily run lists only the expired days. With ``warehouse`` (an open Warehouse), rows with
     ``dt`` before the cutoff are deleted from every table too, except on days that kept held objects.
+
+    A delete the store itself refuses because of its S3 Object Lock (a legal hold set there, by a hold here or by
+    another tool) keeps the object as a hold would: it counts as held (under ``STORE_LOCK``, its key in
+    ``store_locked``), not as an error, and its day keeps its warehouse rows.
     """
     started = time.monotonic()
     cutoff = policy.cutoff(today)
@@ -311,13 +321,18 @@ def apply_retention(
             if day >= cutoff:
                 break
             hold = holdset.covers(info.key)
-            if hold is not None:
+            held_by = hold.prefix if hold is not None else None
+            if held_by is None and not dry_run:
+                try:
+                    store.delete(info.key)
+                except ObjectLocked:  # the store's own legal hold (placed here or by another tool): kept, not failed
+                    held_by = STORE_LOCK
+                    report.store_locked.append(info.key)
+            if held_by is not None:
                 report.held_objects += 1
-                report.held_prefixes[hold.prefix] = report.held_prefixes.get(hold.prefix, 0) + 1
+                report.held_prefixes[held_by] = report.held_prefixes.get(held_by, 0) + 1
                 held_days.add(day)
                 continue
-            if not dry_run:
-                store.delete(info.key)
             report.deleted_objects += 1
             report.deleted_bytes += info.size
             deleted_days.add(day)
