@@ -53,18 +53,32 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     hold_sub = _with_actions(
         sub,
         "hold",
-        "legal holds: preserve a prefix of the archive against retention and erasure",
+        "legal holds: preserve a prefix, a tag or a user's objects against retention and erasure",
         "A legal hold suspends retention and erasure for every key under a prefix (for example "
-        "tiklive-raw/2026/05/ or videos/dt=2026-05-29/). Holds live in the state database.",
-        ['tiklive hold place tiklive-raw/2026/05/ --reason "case 42"', "tiklive hold list"],
+        "tiklive-raw/2026/05/ or videos/dt=2026-05-29/), every object carrying a tag (--tag legal-hold=case-42: an "
+        "S3 object tag, or a key-set tag recorded in the state database), or every object about or mentioning a "
+        "user (--user-id). Holds live in the state database. On a bucket with S3 Object Lock the hold also sets the "
+        "store's own legal hold on every held object, so the bucket itself refuses to delete them; elsewhere the "
+        "jobs enforce it, and `list` says which applies. `refresh` adds the objects archived since a hold was placed.",
+        [
+            'tiklive hold place tiklive-raw/2026/05/ --reason "case 42"',
+            'tiklive hold place --tag legal-hold=case-42 --reason "case 42"',
+            'tiklive hold place --user-id 107955 --reason "subpoena 7"',
+            "tiklive hold list",
+        ],
     )
-    place = hold_sub.add_parser("place", help="place a hold on a prefix")
-    place.add_argument("prefix")
+    place = hold_sub.add_parser("place", help="place a hold on a prefix, a tag or a user")
+    release = hold_sub.add_parser("release", help="release the hold on a prefix, a tag or a user")
+    for parser_ in (place, release):
+        parser_.add_argument("prefix", nargs="?", default=None, help="the key prefix held")
+        parser_.add_argument("--tag", default=None, help="the objects carrying this tag (<key>=<value>)")
+        parser_.add_argument("--user-id", default=None, help="the objects about or mentioning this TikTok user")
+    place.add_argument("--handle", action="append", default=[], help="a handle of --user-id (repeatable)")
+    place.add_argument("--within", default="", help="with --tag: only objects under this prefix")
     place.add_argument("--reason", required=True, help="why (case number, regulator inquiry)")
     place.add_argument("--who", default=None, help="who placed it (default: $TIKLIVE_OPERATOR or $USER)")
-    release = hold_sub.add_parser("release", help="release the hold on a prefix")
-    release.add_argument("prefix")
-    listing = hold_sub.add_parser("list", help="list holds")
+    listing = hold_sub.add_parser("list", help="list holds and who enforces them")
+    refresh = hold_sub.add_parser("refresh", help="hold (and lock) the objects archived since each hold was placed")
 
     ret_sub = _with_actions(
         sub,
@@ -85,7 +99,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         parser_.add_argument("--warm-after", type=int, default=30, help="days before the warm tier (default 30)")
         parser_.add_argument("--cold-after", type=int, default=365, help="days before the cold tier (default 365)")
         parser_.add_argument("--delete-after", type=int, default=None, help="days before deletion (default: never)")
-    add_home(erase, place, release, listing, lifecycle, apply)
+    add_home(erase, place, release, listing, refresh, lifecycle, apply)
 
 
 def _with_actions(
@@ -104,24 +118,49 @@ def run(args: argparse.Namespace) -> int:
     store = default_resources()["archive_store"].open()
     with StateDB.from_url(root.state_url) as state:
         if args.command == "hold":
-            return _hold(args, state)
+            return _hold(args, root, store, state)
         if args.command == "retention":
             return _retention(args, root, store, state)
         return _erase(args, root, store, state)
 
 
-def _hold(args: argparse.Namespace, state: StateDB) -> int:
+def _hold(args: argparse.Namespace, root: settings.DataRoot, store: ObjectStore, state: StateDB) -> int:
     from tiklive_assets.compliance import LegalHolds
 
     holds = LegalHolds(state)
-    if args.hold_command == "place":
-        hold = holds.place(args.prefix, args.reason, who=args.who)
-        print(f"hold placed on {hold.prefix}: {hold.reason} ({hold.placed_by}, {hold.placed_at})")
-    elif args.hold_command == "release":
-        print(f"hold on {args.prefix} released" if holds.release(args.prefix) else f"no hold on {args.prefix}")
-    else:
-        for hold in holds.list():
-            print(f"{hold.prefix:<40} {hold.reason} ({hold.placed_by}, {hold.placed_at})")
+    if args.hold_command in ("list", "refresh"):
+        for hold in holds.list() if args.hold_command == "list" else holds.refresh(store):
+            print(hold.describe())
+        for status in store.lock_status():
+            print(f"store {status.where}: {status.detail}")
+        return EXIT_OK
+    given = [name for name in ("prefix", "tag", "user_id") if getattr(args, name) is not None]
+    if len(given) != 1:
+        return fail("give exactly one of a prefix, --tag or --user-id", EXIT_USAGE)
+    try:
+        if args.hold_command == "release":
+            if args.tag is not None:
+                released, what = holds.release_tag(args.tag, store=store), args.tag
+            elif args.user_id is not None:
+                released, what = holds.release_user(args.user_id, store=store), f"user {args.user_id}"
+            else:
+                released, what = holds.release(args.prefix, store=store), args.prefix
+            print(f"hold on {what} released" if released else f"no hold on {what}")
+            return EXIT_OK
+        if args.tag is not None:
+            hold = holds.place_tag(args.tag, args.reason, store=store, within=args.within, who=args.who)
+        elif args.user_id is not None:
+            from tiklive_assets.warehouse import default_url, open_warehouse
+
+            with open_warehouse(default_url(root.home)) as warehouse:
+                hold = holds.place_user(
+                    args.user_id, args.reason, store=store, handles=args.handle, warehouse=warehouse, who=args.who
+                )
+        else:
+            hold = holds.place(args.prefix, args.reason, who=args.who, store=store)
+    except ValueError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    print(f"hold placed: {hold.describe()}")
     return EXIT_OK
 
 
