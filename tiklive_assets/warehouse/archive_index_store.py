@@ -232,9 +232,23 @@ __all__ = [
     "export_table",
     "lookup",
     "part_key",
+    "prune_part",
     "read_part_bytes",
     "refs_of",
     "research_rows",
     "text_rows",
     "write_part",
 ]
+
+
+def prune_part(data: bytes, refs: Iterable[str], keys: Iterable[str]) -> pa.Table | None:
+    """The part without the rows of ``refs`` (an erased user, their posts) and of ``keys`` (objects erased), or
+    None when it has none of them. Other users' rows of a redacted object stay: it still refers to them."""
+    table = pq.read_table(io.BytesIO(data))
+    drop = pc.or_(
+        pc.is_in(table["ref"], value_set=pa.array(sorted(set(refs)), pa.string())),
+        pc.is_in(table["key"], value_set=pa.array(sorted(set(keys)), pa.string())),
+    )
+    if not pc.any(drop).as_py():
+        return None
+    return table.filter(pc.invert(drop))

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectStore
 from tiklive_assets.storage.keys import day_of_key
+from tiklive_assets.warehouse.archive_index_store import prune_part, read_part_bytes, refs_of, write_part
 
 from ..legal_hold import Hold, HoldSet, LegalHoldError, LegalHolds, as_holdset, current_operator
+from .index_plan import IndexUse, plan_with_index
 from .log import ERASURE_LOG_PREFIX, write_log
 from .matcher import ErasureError, UserMatcher
 from .plan import ErasurePlan, PlannedObject, load_json, plan_erasure
@@ -54,6 +56,15 @@ class ErasureReport:
     unreadable: list[str] = field(default_factory=list)
     rewrite_conflicts: list[str] = field(default_factory=list)  # redacted keys rewritten concurrently: run again
     seconds: float = 0.0
+    # the archive index: days it covered, days scanned whole (no index part yet), objects it named and read
+    index_days: int = 0
+    scanned_days: list[date] = field(default_factory=list)
+    index_parts_read: int = 0
+    objects_named: int = 0
+    bodies_read: int = 0
+    verify_scanned: int | None = None  # --verify-scan: bodies the full scan read
+    index_missed: list[str] = field(default_factory=list)  # --verify-scan: found by the scan, not by the index
+    index_parts_pruned: int = 0
 
     @property
     def keys(self) -> list[str]:
@@ -69,6 +80,23 @@ class ErasureReport:
             f"{sum(1 for n in self.warehouse_rows.values() if n)} table(s); scanned {self.scanned_objects} "
             f"object bodies in {self.seconds:.1f}s"
         )
+        if self.index_days:
+            text += (
+                f"; through the archive index ({self.index_days} day(s)): {self.objects_named} object(s) named, "
+                f"{self.bodies_read} read"
+            )
+        if self.scanned_days:
+            text += (
+                f"; {len(self.scanned_days)} day(s) without an index part scanned whole "
+                f"({self.scanned_days[0]}..{self.scanned_days[-1]}): replay them to index them"
+            )
+        elif not self.index_days:
+            text += "; no day has an archive index part yet: the whole archive was scanned"
+        if self.verify_scanned is not None:
+            text += (
+                f"; verify scan read {self.verify_scanned} bodies: the index missed {len(self.index_missed)} "
+                "object(s) the scan found" + (" (erased too)" if self.index_missed else "")
+            )
         if self.held:
             text += f"; BLOCKED by legal hold(s) on {sorted(self.held)}"
         return text
@@ -90,6 +118,8 @@ def erase_user(
     state: StateDB | None = None,
     operator: str | None = None,
     workers: int = 8,
+    use_index: bool = True,
+    verify_scan: bool = False,
 ) -> ErasureReport:
     """Erase one user from the archive (``store``) and the warehouse (an open Warehouse, or None to skip it).
 
@@ -97,6 +127,9 @@ def erase_user(
     A real run needs the state DB (``state``, or the one behind ``holds``) for the holds and the erasure log; it
     raises :class:`LegalHoldError` before changing anything when a hold covers an object it would touch, and is
     idempotent: running it again after an interruption finishes the job.
+
+    The plan reads only the objects the archive index names (``use_index``; days without an index part are
+    scanned whole); ``verify_scan`` also runs the full scan and reports what the index missed (erasing it too).
 
     The steps run in their safe order: plan, holds, archive, warehouse, log.
     """
@@ -127,7 +160,18 @@ def erase_user(
                 report.request_id,
                 key,
             )
-    plan = plan_erasure(store, matcher, aweme_ids=aweme, workers=workers)
+    found = (
+        plan_with_index(store, matcher, aweme_ids=aweme, workers=workers, verify_scan=verify_scan)
+        if use_index
+        else None
+    )
+    if found is None:
+        plan, use = plan_erasure(store, matcher, aweme_ids=aweme, workers=workers), None
+        if verify_scan:
+            report.verify_scanned = plan.scanned_objects
+    else:
+        plan, use = found
+        _report_index(report, use, verify_scan)
     _report_plan(report, plan)
     held_by = _covering_holds(report, plan, as_holdset(holds))
 
@@ -153,6 +197,8 @@ def erase_user(
         else:
             _rewrite_redacted(store, obj, matcher, report)
         crashpoint("erasure.object.done")
+    if use is not None:
+        report.index_parts_pruned = _prune_index(store, use.indexed_days, matcher, plan)
     _count_rows(warehouse, statements, report, delete=True)
     report.seconds = time.monotonic() - started
     write_log(
@@ -175,6 +221,34 @@ def _report_plan(report: ErasureReport, plan: ErasurePlan) -> None:
             report.redacted[obj.key] = obj.removed_items
     report.deleted.sort()
     report.affected_days = sorted({d for d in map(day_of_key, plan.objects) if d is not None})
+
+
+def _report_index(report: ErasureReport, use: IndexUse, verify_scan: bool) -> None:
+    report.index_days, report.scanned_days = len(use.indexed_days), list(use.scanned_days)
+    report.index_parts_read, report.objects_named, report.bodies_read = (
+        use.parts_read,
+        use.objects_named,
+        use.bodies_read,
+    )
+    if verify_scan:
+        report.verify_scanned, report.index_missed = use.verify_scanned, list(use.missed)
+    for key in use.missed:
+        logger.warning("erasure %s: the archive index missed %s (the full scan found it)", report.request_id, key)
+
+
+def _prune_index(store: ObjectStore, days: list[date], matcher: UserMatcher, plan: ErasurePlan) -> int:
+    """The erased user's rows (and the deleted objects' rows) out of the index parts: the index must not keep
+    what the erasure removed. Returns how many parts were rewritten."""
+    refs = refs_of(matcher.user_id, matcher.handles, plan.aweme_ids)
+    deleted = [key for key, obj in plan.objects.items() if obj.action == "delete"]
+    rewritten = 0
+    for day in days:
+        data = read_part_bytes(store, day)
+        pruned = prune_part(data, refs, deleted) if data is not None else None
+        if pruned is not None:
+            write_part(store, day, pruned)
+            rewritten += 1
+    return rewritten
 
 
 def _covering_holds(report: ErasureReport, plan: ErasurePlan, holdset: HoldSet) -> list[Hold]:

@@ -136,6 +136,30 @@ def _examine_body(
     return info, PlannedObject(info.key, "redact", "body:items", info.size, removed), owned, None
 
 
+def key_decision(
+    info: ObjectInfo, prefix: str, matcher: UserMatcher, aweme_ids: set[str]
+) -> PlannedObject | None | Literal[False]:
+    """What the key of a raw object (under ``prefix``) alone says: delete it (the key names the user or one of
+    ``aweme_ids``), None (its endpoint never carries user data), or False (its body must be read)."""
+    parts = split_raw_key(info.key, prefix)
+    if parts is None:
+        return False  # not a raw key layout: scan its body anyway
+    ep, entity = parts.endpoint, parts.entity
+    if prefix == f"{RESEARCH_PREFIX}/":
+        if ep in _RESEARCH_HANDLE_ENDPOINTS and matcher.is_handle(entity):
+            return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
+        return False
+    if ep in _USER_ID_ENDPOINTS and matcher.is_id(entity):
+        return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
+    if ep in _HANDLE_ENDPOINTS and matcher.is_handle(entity):
+        return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
+    if ep in _AWEME_ENDPOINTS and entity in aweme_ids:
+        return PlannedObject(info.key, "delete", "key:post", info.size)
+    if ep in _NO_USER_DATA:
+        return None
+    return False
+
+
 # the numbered passes over the archive stay together: their order is what makes the plan complete
 def plan_erasure(  # noqa: C901
     store: ObjectStore,
@@ -143,14 +167,19 @@ def plan_erasure(  # noqa: C901
     *,
     aweme_ids: Iterable[str] = (),
     raw_prefixes: Iterable[str] = RAW_PREFIXES,
+    media_prefixes: tuple[Iterable[str], Iterable[str]] = ((VIDEOS_PREFIX,), (COVERS_PREFIX,)),
     workers: int = 8,
 ) -> ErasurePlan:
-    """Every object referring to the user, with what to do to it (see the module docstring). Reads only."""
+    """Every object referring to the user, with what to do to it (see the module docstring). Reads only.
+
+    ``raw_prefixes`` and ``media_prefixes`` (videos, covers) narrow the scan to some days (the days the archive
+    index does not cover yet); by default it is the whole archive."""
     plan = ErasurePlan(matcher, aweme_ids={str(a) for a in aweme_ids})
     raw_prefixes = tuple(raw_prefixes)
+    video_prefixes, cover_prefixes = tuple(media_prefixes[0]), tuple(media_prefixes[1])
 
     # 1. videos and sidecars by author handle (listing only); they also name the user's posts
-    for info in store.list(VIDEOS_PREFIX):
+    for info in _listing(store, video_prefixes):
         parts = split_video_key(info.key)
         if parts and (matcher.is_handle(parts[0]) or parts[1] in plan.aweme_ids):
             plan.add(PlannedObject(info.key, "delete", "key:video", info.size))
@@ -159,23 +188,7 @@ def plan_erasure(  # noqa: C901
 
     # 2. raw archives: key-level hits, then bodies of everything else that may carry user data
     def key_hit(info: ObjectInfo, prefix: str) -> PlannedObject | None | Literal[False]:
-        parts = split_raw_key(info.key, prefix)
-        if parts is None:
-            return False  # not a raw key layout: scan its body anyway
-        ep, entity = parts.endpoint, parts.entity
-        if prefix == f"{RESEARCH_PREFIX}/":
-            if ep in _RESEARCH_HANDLE_ENDPOINTS and matcher.is_handle(entity):
-                return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
-            return False
-        if ep in _USER_ID_ENDPOINTS and matcher.is_id(entity):
-            return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
-        if ep in _HANDLE_ENDPOINTS and matcher.is_handle(entity):
-            return PlannedObject(info.key, "delete", f"key:{ep}", info.size)
-        if ep in _AWEME_ENDPOINTS and entity in plan.aweme_ids:
-            return PlannedObject(info.key, "delete", "key:post", info.size)
-        if ep in _NO_USER_DATA:
-            return None
-        return False
+        return key_decision(info, prefix, matcher, plan.aweme_ids)
 
     def candidates(prefix: str) -> Iterator[ObjectInfo]:
         for info in store.list(prefix):
@@ -210,17 +223,22 @@ def plan_erasure(  # noqa: C901
                 raw = split_raw_key(info.key, prefix)
                 if raw and raw.endpoint in _AWEME_ENDPOINTS and raw.entity in discovered:
                     plan.add(PlannedObject(info.key, "delete", "key:post", info.size))
-        for info in store.list(VIDEOS_PREFIX):
+        for info in _listing(store, video_prefixes):
             parts = split_video_key(info.key)
             if parts and parts[1] in discovered:
                 plan.add(PlannedObject(info.key, "delete", "key:video", info.size))
 
     # 4. covers of the user's posts (listing only)
-    for info in store.list(COVERS_PREFIX):
+    for info in _listing(store, cover_prefixes):
         aweme = split_cover_key(info.key)
         if aweme is not None and aweme in plan.aweme_ids:
             plan.add(PlannedObject(info.key, "delete", "key:cover", info.size))
     return plan
+
+
+def _listing(store: ObjectStore, prefixes: tuple[str, ...]) -> Iterator[ObjectInfo]:
+    for prefix in prefixes:
+        yield from store.list(prefix)
 
 
 def find_objects_for_user(

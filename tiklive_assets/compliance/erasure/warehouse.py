@@ -57,6 +57,7 @@ def warehouse_statements(
         ("user_snapshots", [uid("user_id"), hnd("handle")], None),
         ("users", [uid("user_id"), hnd("handle")], None),
         ("follow_edges", [uid("user_id"), uid("other_id"), hnd("other_handle")], None),
+        ("archive_index", [uid("user_id"), hnd("handle")], "aweme_id"),
     ]
     if handles:
         videos_of = f"id IN (SELECT id FROM research_videos WHERE {_in('lower(username)', handles)[0]})"
