@@ -32,11 +32,24 @@ COMMANDS = {
     "erase": "compliance",
     "hold": "compliance",
     "retention": "compliance",
+    "state": "state",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tiklive_assets.cli import check_key, compliance, cursors, mirror, replay, research, sandbox, sql, status, ui
+    from tiklive_assets.cli import (
+        check_key,
+        compliance,
+        cursors,
+        mirror,
+        replay,
+        research,
+        sandbox,
+        sql,
+        state,
+        status,
+        ui,
+    )
 
     parser = argparse.ArgumentParser(
         prog="tiklive",
@@ -56,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     mirror.add_parser(sub, common.EPILOG)
     sql.add_parser(sub)
     ui.add_parser(sub)
+    state.add_parser(sub)
     return parser
 
 

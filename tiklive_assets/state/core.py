@@ -84,6 +84,10 @@ class StateCore:
         """'sqlite' or 'postgres'."""
         return self._backend.dialect
 
+    def describe(self) -> str:
+        """Where the database is, for messages: a sqlite file's path, or a Postgres URL without its password."""
+        return self._backend.describe()
+
     def close(self) -> None:
         """Close every connection this object opened (it reconnects if used again)."""
         self._backend.close()

@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tiklive_assets.storage.errors import StoreError
+
 from .core import StateCore, as_utc, utcnow
 from .errors import StateError
 from .schema import ADDED_COLUMNS
@@ -186,7 +188,7 @@ def take_snapshot(
         "name": name,
         "taken_at": taken.isoformat(timespec="microseconds"),
         "dialect": state.dialect,
-        "database": state._backend.describe(),
+        "database": state.describe(),
         "tables": tables,
     }
     body = json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -202,6 +204,7 @@ def take_snapshot(
 class PruneReport:
     deleted: list[str] = field(default_factory=list)
     held: list[str] = field(default_factory=list)  # old enough, but a legal hold covers them
+    failed: list[str] = field(default_factory=list)  # the store refused a delete (say, its own object lock)
     kept: int = 0
 
 
@@ -231,9 +234,13 @@ def prune_snapshots(
             report.held.append(snap.name)
             report.kept += 1
             continue
-        # the manifest first: a folder half deleted is never taken for a complete snapshot
-        for key in sorted(snap.keys, key=lambda k: k != snap.manifest_key):
-            store.delete(key)
+        try:  # the manifest first: a folder half deleted is never taken for a complete snapshot
+            for key in sorted(snap.keys, key=lambda k: k != snap.manifest_key):
+                store.delete(key)
+        except StoreError as exc:
+            report.failed.append(f"{snap.name}: {exc}")
+            say(f"  could not prune {snap.prefix}: {exc}")
+            continue
         report.deleted.append(snap.name)
         say(f"  pruned {snap.prefix} (taken {snap.taken_at:%Y-%m-%d %H:%M} UTC)")
     return report
@@ -306,6 +313,13 @@ def _columns_to_restore(table: str, wanted: list[str], target: list[Column], sna
     return [by_name[n] for n in wanted]
 
 
+def _research_tables(state: Any) -> None:
+    """Create the Research API's tables (created on its first use) so its rows can be restored into them."""
+    from tiklive_assets.research.quota import ResearchState
+
+    ResearchState(state).windows()
+
+
 def restore_snapshot(
     state: StateCore,
     store: Any,
@@ -314,23 +328,23 @@ def restore_snapshot(
     force: bool = False,
     scratch: Path | None = None,
     progress: Progress | None = None,
-    migrations: Sequence[Callable[[StateCore], object]] = (),
+    migrations: Sequence[Callable[[Any], object]] | None = None,
 ) -> RestoreReport:
     """Replace every state table with snapshot ``snap``'s rows, in one write transaction.
 
-    ``migrations`` create the tables other areas own (the Research API's) before the rows go in. Refuses
-    (StateNotEmpty) when the database already holds rows, unless ``force``."""
+    ``migrations`` create the tables other areas own before the rows go in (default: the Research API's quota
+    ledger and window progress). Refuses (StateNotEmpty) when the database already holds rows, unless ``force``."""
     say = progress or (lambda _message: None)
     manifest = read_manifest(store, snap)
     state.migrate()
-    for migrate in migrations:
+    for migrate in (_research_tables,) if migrations is None else migrations:
         migrate(state)
     tables: dict[str, dict[str, Any]] = manifest["tables"]
     before = occupied(state, list(tables))
     if before and not force:
         held = ", ".join(f"{t} {n:,}" for t, n in sorted(before.items()))
         raise StateNotEmpty(
-            f"the state database at {state._backend.describe()} already holds rows ({held}); restoring snapshot "
+            f"the state database at {state.describe()} already holds rows ({held}); restoring snapshot "
             f"{snap.name} would replace them. Stop every capture run, take `tiklive state snapshot` if you may want "
             "them back, then run the restore again with --force (or point TIKLIVE_STATE_URL at an empty database)"
         )
