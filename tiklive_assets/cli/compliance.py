@@ -32,7 +32,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "erase",
         "GDPR Art. 17: find (dry run) or remove every archived object and warehouse row of one TikTok user",
         "Locate every raw object, video, cover and warehouse row that references the user, delete what is "
-        "about them and redact them out of shared pages (listings, follower pages, comments). A dry run (the default) "
+        "about them and redact them out of shared pages (listings, follower pages, comments). Objects are found "
+        "through the archive index exported beside the archive (index/user-ids/), so only the objects it names are "
+        "read, with or without the warehouse; a day without an index part yet is scanned whole, and the output "
+        "says which. A dry run (the default) "
         "prints the plan and changes nothing; --execute carries it out, re-exports the affected days' Parquet and "
         "marts, and writes an erasure log entry without the personal data. A legal hold covering any affected "
         "object refuses the erasure (exit status 3). Remove the user from tiklive.yaml first, or the next capture "
@@ -48,6 +51,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--operator", default=None, help="who asked for it, for the erasure log (default: $TIKLIVE_OPERATOR or $USER)"
     )
     erase.add_argument("--no-warehouse", action="store_true", help="only the archive (the warehouse is elsewhere)")
+    erase.add_argument(
+        "--verify-scan",
+        action="store_true",
+        help="also scan the whole archive as an audit of the index: any object the scan finds and the index "
+        "missed is reported (and erased too)",
+    )
+    erase.add_argument("--full-scan", action="store_true", help="ignore the archive index and scan the whole archive")
     erase.add_argument("--json", action="store_true", help="print the report as JSON")
 
     hold_sub = _with_actions(
@@ -209,6 +219,8 @@ def _erase(args: argparse.Namespace, root: settings.DataRoot, store: ObjectStore
                 holds=LegalHolds(state),
                 state=state,
                 operator=args.operator,
+                use_index=not args.full_scan,
+                verify_scan=args.verify_scan,
             )
         except LegalHoldError as exc:
             return fail(f"refused: {exc}", EXIT_REFUSED)
@@ -216,8 +228,13 @@ def _erase(args: argparse.Namespace, root: settings.DataRoot, store: ObjectStore
             from tiklive_assets.warehouse import build_marts, load_days
             from tiklive_assets.warehouse.marts import default_marts_path
 
-            load_days(store, warehouse, report.affected_days, exports=root.exports)  # Parquet without the user
+            # Parquet and the archive index without the user
+            load_days(store, warehouse, report.affected_days, exports=root.exports, index_store=store)
             if root.exports.exists():
                 build_marts(root.exports, default_marts_path(root.home))
     print(json.dumps(report.__dict__, default=str, indent=2) if args.json else report.summary())
+    if report.index_missed and not args.json:
+        print(f"the archive index missed {len(report.index_missed)} object(s); replay their days to re-index them:")
+        for key in report.index_missed[:20]:
+            print(f"  {key}")
     return EXIT_OK
