@@ -180,6 +180,11 @@ def body_rows(key: str, endpoint: str, body: Any, add: Add) -> None:
     """The rows a decoded body gives (see the module docstring): user objects, ``@handle`` mentions, user ids
     under user-id fields. ``endpoint`` chooses the role of the user objects a page lists."""
     walker = _Walker(key, endpoint, add)
+    if _PARSE_OF.get(endpoint) == "user_id" and type(body) is dict:  # noqa: E721 - {"id": <the handle's user id>}
+        parts = split_raw_key(key, RAW_PREFIX)
+        found = as_id(body.get("id"))
+        if parts is not None and found is not None:
+            add((found, parts.entity.lower(), key, "subject", ""))
     if type(body) is dict and not USER_MARKERS.isdisjoint(body):  # noqa: E721 - the body is a user
         walker.visit_dict(body, "subject", "")
     elif type(body) is dict and type(body.get("user")) is dict:  # noqa: E721 - a profile: {user, stats}

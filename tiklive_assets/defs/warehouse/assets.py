@@ -178,7 +178,7 @@ def warehouse_tables(
     store = archive_store.open()
     url = warehouse.resolved_url(data_root.root().home)
     with warehouse.open(data_root.root().home) as wh:
-        report = load_days(store, wh, days)
+        report = load_days(store, wh, days, index_store=store)  # the index part of each day beside the archive
         totals = {name: wh.row_count(name) for name in TABLE_KEYS}
         drift = {str(day): schema_drift(wh, day) for day in days}
     for problem in report.errors[:20]:

@@ -5,12 +5,13 @@ import dagster as dg
 from tiklive_assets.defs.scheduling import asset_job, tick_schedule
 from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
 from tiklive_assets.defs.warehouse.assets import GROUP
+from tiklive_assets.defs.warehouse.index_check import archive_index_complete
 
 daily_warehouse_job = asset_job(
     "daily_warehouse",
     dg.AssetSelection.groups(GROUP),
     description="Derive a day's warehouse tables, Parquet exports, marts and CSVs from its raw archive.",
-    without_checks=NIGHTLY_CHECKS,  # the heavy verification checks run once a night in their own job
+    without_checks=[*NIGHTLY_CHECKS, archive_index_complete],  # heavy checks: nightly or weekly, in their own jobs
 )
 
 # Yesterday's partition, once its archive is closed, well before the 04:30 nightly verification
