@@ -201,7 +201,8 @@ def restore_warehouse(
     report.replayed = archived_days(store, manifest.replay_from(), end)
     shown = f"{report.replayed[0]}..{report.replayed[-1]}" if report.replayed else "none"
     say(
-        f"snapshot restored in {report.restore_seconds:.1f}s; replaying {len(report.replayed)} day(s) after it: {shown}"
+        f"snapshot restored in {report.restore_seconds:.1f}s; replaying the {len(report.replayed)} archived "
+        f"day(s) it may lack: {shown}"
     )
     if report.replayed:
         with open_warehouse(target_url) as wh:
