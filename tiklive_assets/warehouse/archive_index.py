@@ -41,8 +41,8 @@ from tiklive_assets.tolerant import as_id, post_id
 TABLE = "archive_index"
 # the keys that make a dict a user object, where its ids and handles are (the erasure matcher reads the same)
 USER_MARKERS = frozenset(("unique_id", "uniqueId", "username", "sec_uid", "secUid", "nickname"))
-ID_KEYS = ("id", "uid", "user_id", "userId")
-HANDLE_KEYS = ("unique_id", "uniqueId", "username")
+ID_KEYS = frozenset(("id", "uid", "user_id", "userId"))
+HANDLE_KEYS = frozenset(("unique_id", "uniqueId", "username"))
 OWNER_KEYS = frozenset(("author", "owner"))
 # fields holding a user id outside a user object (TikTok's and TikLiveAPI's names)
 USER_ID_FIELDS = frozenset(
@@ -59,7 +59,7 @@ USER_ID_FIELDS = frozenset(
         "reply_to_uid",
     )
 )
-MENTION = re.compile(r"@([A-Za-z0-9._]+)")
+MENTION = re.compile(rb"@([A-Za-z0-9._]+)")
 
 USER_ID_SUBJECTS = endpoint_names(subject="user_id")
 HANDLE_SUBJECTS = endpoint_names(subject="handle")
@@ -116,8 +116,8 @@ def _scalar_id(value: Any) -> str | None:
 
 def _user_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
     """The rows of one user object: each of its ids with each of its handles."""
-    ids = [found for k in ID_KEYS if (found := _scalar_id(node.get(k))) is not None]
-    handles = [v.lstrip("@").lower() for k in HANDLE_KEYS if type(v := node.get(k)) is str]  # noqa: E721
+    ids = [found for k in ID_KEYS.intersection(node) if (found := _scalar_id(node[k])) is not None]
+    handles = [v.lstrip("@").lower() for k in HANDLE_KEYS.intersection(node) if type(v := node[k]) is str]  # noqa: E721
     if not ids and not handles:
         return
     for uid in ids or [""]:
@@ -125,9 +125,12 @@ def _user_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
             add((uid, handle, key, role, aweme))
 
 
-def _mentions(text: str, key: str, add: Add) -> None:
-    for match in MENTION.finditer(text):
-        add(("", match[1].lower(), key, "mention", ""))
+def mention_rows(key: str, text: bytes, add: Add) -> None:
+    """``@handle`` mentions anywhere in an object's JSON text (or in a body that is not JSON: a gateway page, a
+    truncated answer). The text is searched as it is stored, which finds every mention any string holds."""
+    if b"@" in text:
+        for match in MENTION.finditer(text):
+            add(("", match[1].decode("ascii").lower(), key, "mention", ""))
 
 
 class _Walker:
@@ -144,9 +147,8 @@ class _Walker:
             self.visit_dict(node, role, aweme)
         elif kind is list:
             for item in node:
-                self.visit(item, role, aweme)
-        elif kind is str and "@" in node:
-            _mentions(node, self.key, self.add)
+                if type(item) is dict or type(item) is list:  # noqa: E721
+                    self.visit(item, role, aweme)
 
     def visit_dict(self, node: dict, role: str, aweme: str) -> None:
         if not USER_MARKERS.isdisjoint(node):
@@ -155,18 +157,16 @@ class _Walker:
                 if video is not None:
                     role, aweme = "author", video
             _user_rows(node, self.key, role, aweme, self.add)
+        if not USER_ID_FIELDS.isdisjoint(node):
+            for name in USER_ID_FIELDS.intersection(node):
+                value = node[name]
+                if (type(value) is str and value.isdigit()) or type(value) is int:  # noqa: E721
+                    self.add((str(value), "", self.key, "mention", ""))
         owned = (post_id(node) or "") if not OWNER_KEYS.isdisjoint(node) else ""
         for name, value in node.items():
             kind = type(value)
             if kind is dict or kind is list:
                 self.visit(value, *self.child(name, kind is list, role, owned))
-            elif kind is str:
-                if "@" in value:
-                    _mentions(value, self.key, self.add)
-                if name in USER_ID_FIELDS and value.isdigit():
-                    self.add((value, "", self.key, "mention", ""))
-            elif kind is int and name in USER_ID_FIELDS:
-                self.add((str(value), "", self.key, "mention", ""))
 
     def child(self, name: str, is_list: bool, role: str, owned: str) -> tuple[str, str]:
         """(role, post) of the value under ``name`` of a dict seen in ``role``; ``owned``: that dict's post."""
@@ -177,8 +177,9 @@ class _Walker:
 
 
 def body_rows(key: str, endpoint: str, body: Any, add: Add) -> None:
-    """The rows a decoded body gives (see the module docstring): user objects, ``@handle`` mentions, user ids
-    under user-id fields. ``endpoint`` chooses the role of the user objects a page lists."""
+    """The rows a decoded body gives (see the module docstring): user objects and user ids under user-id fields
+    (``@handle`` mentions come from the text: :func:`mention_rows`). ``endpoint`` chooses the role of the user
+    objects a page lists."""
     walker = _Walker(key, endpoint, add)
     if _PARSE_OF.get(endpoint) == "user_id" and type(body) is dict:  # noqa: E721 - {"id": <the handle's user id>}
         parts = split_raw_key(key, RAW_PREFIX)
@@ -192,11 +193,6 @@ def body_rows(key: str, endpoint: str, body: Any, add: Add) -> None:
         walker.visit_dict({k: v for k, v in body.items() if k != "user"}, "user", "")
     else:
         walker.visit(body, walker.item_role if type(body) is list else "user", "")  # noqa: E721
-
-
-def text_rows(key: str, text: bytes, add: Add) -> None:
-    """A body that is not JSON (a gateway page, a truncated answer) still gets its ``@handle`` mentions."""
-    _mentions(text.decode("utf-8", "replace"), key, add)
 
 
 class IndexRows:

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 from tiklive_assets.storage import LocalStore, NotFound, ObjectStore
 from tiklive_assets.storage.keys import COVERS_PREFIX, RAW_PREFIX, RAW_SUFFIX, RESEARCH_PREFIX, VIDEOS_PREFIX
 
-from .archive_index import IndexRows, Row, body_rows, key_rows, text_rows
-from .raw import UnreadableObject, decode, raw_day_prefix
+from .archive_index import IndexRows, Row, body_rows, key_rows, mention_rows
+from .raw import UnreadableObject, inflate, loads, raw_day_prefix
 
 INDEX_PREFIX = "index/user-ids/"
 PART_NAME = "part.parquet"
@@ -89,12 +89,12 @@ def research_rows(store: ObjectStore, day: date) -> IndexRows:
         if RAW_SUFFIX not in info.key:
             continue
         key_rows(info.key, rows.add)
-        data = store.get_bytes(info.key)
         try:
-            body = decode(data)
+            text = inflate(store.get_bytes(info.key))
+            mention_rows(info.key, text, rows.add)
+            body_rows(info.key, info.key[head:].partition("/")[0], loads(text), rows.add)
         except UnreadableObject:
             continue
-        body_rows(info.key, info.key[head:].partition("/")[0], body, rows.add)
     return rows
 
 
@@ -236,7 +236,6 @@ __all__ = [
     "read_part_bytes",
     "refs_of",
     "research_rows",
-    "text_rows",
     "write_part",
 ]
 

@@ -37,7 +37,6 @@ the day loads. Every object's field signature (paths with JSON types) goes to ``
 
 from __future__ import annotations
 
-import contextlib
 import re
 import zlib
 from collections import Counter
@@ -54,7 +53,7 @@ from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, endpoint_names
 from tiklive_assets.tolerant import Tally
 
 from . import schema
-from .archive_index import HANDLE_SUBJECTS, POST_SUBJECTS, USER_ID_SUBJECTS, body_rows, key_rows, text_rows
+from .archive_index import HANDLE_SUBJECTS, POST_SUBJECTS, USER_ID_SUBJECTS, body_rows, key_rows, mention_rows
 from .arrow import to_arrow
 from .parse_comments import comment_page
 from .parse_follows import FOLLOW_ENDPOINTS, follow_page
@@ -70,7 +69,9 @@ from .raw import (
     body_error,
     captured_micros,
     decode,
+    inflate,
     json_type,
+    loads,
     micros,
     raw_day_prefix,
     video_day_prefix,
@@ -189,12 +190,12 @@ class DayParser:
         # a re-resolved expired URL): a real response, parsed as one more capture at its own last_modified.
         captured = captured_micros(gz, last_modified)
         try:
-            body = decode(gz)
+            text = inflate(gz)
+            mention_rows(key, text, self._index_row)
+            body = loads(text)
         except UnreadableObject as exc:
             if isinstance(exc, CorruptObject):
                 self.corrupt.append(key)
-            else:
-                self._index_error_body(key, endpoint, gz)
             self._quarantine_object(key, endpoint, str(exc), size, captured)
             return
         body_rows(key, endpoint, body, self._index_row)
@@ -265,16 +266,13 @@ class DayParser:
             self._index_row(("", "", key, "post", entity))
 
     def _index_error_body(self, key: str, endpoint: str, gz: bytes) -> None:
-        """An error answer or a body that is not JSON is still indexed: what it says about users, if anything."""
+        """An error answer (or a body that is not JSON) is still indexed: what it says about users, if anything."""
         try:
-            body = decode(gz)
-        except CorruptObject:
-            return
+            text = inflate(gz)
+            mention_rows(key, text, self._index_row)
+            body_rows(key, endpoint, loads(text), self._index_row)
         except UnreadableObject:
-            with contextlib.suppress(zlib.error):
-                text_rows(key, zlib.decompress(gz, 31), self._index_row)
             return
-        body_rows(key, endpoint, body, self._index_row)
 
     def _quarantine_object(self, key: str, endpoint: str, error: str, size: int, captured: int) -> None:
         self.errors.append(f"{key}: {error}")

@@ -106,13 +106,22 @@ def decode(gz: bytes) -> Any:
 
     The fast decoder refuses what the standard one accepts (integers beyond 64 bits, NaN, lone surrogates), so
     anything it refuses is decoded again by ``json``: the values are always those ``json.loads`` gives."""
+    return loads(inflate(gz))
+
+
+def inflate(gz: bytes) -> bytes:
+    """The JSON text of an archived object (gzip); :class:`CorruptObject` when the bytes are not gzip."""
     try:
-        raw = _gunzip(gz, 31)
+        return _gunzip(gz, 31)
     except _GUNZIP_ERRORS:
         try:
-            raw = gzip.decompress(gz)  # multi-member gzip, just in case
+            return gzip.decompress(gz)  # multi-member gzip, just in case
         except (OSError, EOFError, ValueError) as exc:
             raise CorruptObject(f"not gzip: {exc}") from None
+
+
+def loads(raw: bytes) -> Any:
+    """JSON text -> Python (see :func:`decode`); :class:`UnreadableObject` when it is not JSON."""
     try:
         return _fast_loads(raw)
     except ValueError:

@@ -55,15 +55,16 @@ def _sample_refs(data: bytes, rng: random.Random, users: int) -> list[str]:
     return sorted(rng.sample(people, min(users, len(people))))
 
 
-def check_day(store: ObjectStore, day: date, seed: int, users: int = 3, workers: int = 8) -> IndexCheck:
-    """Compare the index part of ``day`` with a scan of the day for ``users`` of its users, sampled by ``seed``."""
+def check_day(store: ObjectStore, day: date, seed: int, users: int = 3, refs: list[str] | None = None) -> IndexCheck:
+    """Compare the index part of ``day`` with a scan of the day for ``users`` of its users, sampled by ``seed``
+    (or for the given ``refs``: ``id:<user id>``, ``handle:<handle>``)."""
     report = IndexCheck(day, seed)
     data = read_part_bytes(store, day)
     if data is None:
         return report
     report.indexed = True
     prefixes = day_prefixes(day)
-    for ref in _sample_refs(data, random.Random(seed), users):
+    for ref in refs if refs is not None else _sample_refs(data, random.Random(seed), users):
         kind, _, value = ref.partition(":")
         matcher = UserMatcher(value if kind == "id" else None, [value] if kind == "handle" else [])
         scan = plan_erasure(store, matcher, raw_prefixes=prefixes[:2], media_prefixes=([prefixes[2]], [prefixes[3]]))
