@@ -127,7 +127,11 @@ def _snapshot(root) -> int:
     missed = unreplicated(store, manifest)
     if missed:
         print(f"{len(missed)} file(s) did not reach the secondary store: `tiklive mirror repair` copies them")
-    removed = prune_snapshots(store)
+    from tiklive_assets.defs.resources import DataRootResource
+    from tiklive_assets.recovery.snapshots import held_by
+
+    with DataRootResource(home=str(root.home)).state() as state:  # snapshots under a legal hold are kept
+        removed = prune_snapshots(store, held=held_by(state))
     print(f"pruned {len(removed)} snapshot(s) older than 30 days" + (f": {', '.join(removed)}" if removed else ""))
     return EXIT_OK
 

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -296,8 +296,15 @@ def choose_snapshot(store: ObjectStore, at: datetime | None = None) -> Manifest:
     return snapshots[-1]
 
 
-def prune_snapshots(store: ObjectStore, *, now: datetime | None = None, keep_days: int = KEEP_DAYS) -> list[str]:
-    """Remove snapshots older than ``keep_days`` (never the newest complete one) and interrupted ones; their ids."""
+def prune_snapshots(
+    store: ObjectStore,
+    *,
+    now: datetime | None = None,
+    keep_days: int = KEEP_DAYS,
+    held: Callable[[str], bool] = lambda key: False,
+) -> list[str]:
+    """Remove snapshots older than ``keep_days`` and interrupted ones; their ids. The newest complete snapshot
+    stays however old it is, and so does a snapshot with a file ``held`` (under a legal hold)."""
     now = now or datetime.now(UTC)
     folders = _folders(store)
     complete = sorted(i for i, keys in folders.items() if f"{SNAPSHOT_PREFIX}{i}/{MANIFEST}" in keys)
@@ -305,8 +312,8 @@ def prune_snapshots(store: ObjectStore, *, now: datetime | None = None, keep_day
     removed = []
     for ident, keys in sorted(folders.items()):
         taken = parse_snapshot_id(ident)
-        if ident == newest or taken is None:
-            continue  # the newest complete snapshot stays; a folder not named by a time is not ours
+        if ident == newest or taken is None or any(held(key) for key in keys):
+            continue  # the newest complete snapshot stays, held ones too; a folder not named by a time is not ours
         old = taken < now - timedelta(days=keep_days)
         interrupted = ident not in complete and taken < now - INCOMPLETE_GRACE
         if old or interrupted:
@@ -315,6 +322,14 @@ def prune_snapshots(store: ObjectStore, *, now: datetime | None = None, keep_day
                 store.delete(key)
             removed.append(ident)
     return removed
+
+
+def held_by(state: Any) -> Callable[[str], bool]:
+    """Whether a legal hold recorded in the state database covers a key (a held snapshot is never pruned)."""
+    from tiklive_assets.compliance.legal_hold import LegalHolds
+
+    holds = LegalHolds(state).snapshot()
+    return lambda key: holds.covers(key) is not None
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""Recovery domain: daily warehouse snapshots into the archive's store, and the quarterly disaster-recovery drills."""
