@@ -147,8 +147,8 @@ def _list() -> int:
     print(f"{len(snapshots)} snapshot(s) in {store.describe()}:")
     for m in snapshots:
         print(
-            f"  {m.snapshot_id}  last day {m.last_day or 'none':<10}  {m.rows:>12,} rows  {m.size / 1e6:>8.1f} MB  "
-            f"{m.backend}"
+            f"  {m.snapshot_id}  last day {str(m.last_day or 'none'):<10}  {m.rows:>12,} rows  "
+            f"{m.size / 1e6:>8.1f} MB  {m.backend}"
         )
     return EXIT_OK
 
