@@ -31,6 +31,7 @@ from tiklive_assets.warehouse import (
     DuckDBWarehouse,
     PostgresWarehouse,
     ReplayReport,
+    WarehouseError,
     day_range,
     load_days,
     open_warehouse,
@@ -80,6 +81,7 @@ def _create(wh: Any, tables: list[Table], indices: bool) -> None:
 
 def _into_duckdb(target: DuckDBWarehouse, folder: Path, files: dict[str, str], tables: list[Table]) -> dict[str, int]:
     """Build the warehouse in ``<target>.restoring``, then rename it over ``target`` (and drop the old WAL)."""
+    _not_in_use(target)
     building = target.path.with_name(target.path.name + ".restoring")
     for leftover in (building, building.with_name(building.name + ".wal")):
         leftover.unlink(missing_ok=True)
@@ -97,6 +99,22 @@ def _into_duckdb(target: DuckDBWarehouse, folder: Path, files: dict[str, str], t
     target.path.with_name(target.path.name + ".wal").unlink(missing_ok=True)
     os.replace(building, target.path)
     return rows
+
+
+def _not_in_use(target: DuckDBWarehouse) -> None:
+    """Refuse to replace a DuckDB file another process has open (its writes would go to the replaced file): stop the
+    pipeline first. A file too damaged to open is replaced."""
+    if not target.path.exists():
+        return
+    try:
+        with open_warehouse(str(target.path), read_only=True):
+            pass
+    except WarehouseError as exc:
+        if "lock" in str(exc).lower():
+            raise WarehouseError(
+                f"{target.path} is open in another process: stop the pipeline (the Dagster code location, "
+                f"`tiklive ui`, a running `tiklive run`) before restoring it. {exc}"
+            ) from exc
 
 
 def _into_postgres(
