@@ -195,3 +195,33 @@ def test_short_numbers_choose_their_suffix_after_rounding() -> None:
     from tiklive_assets.warehouse.charts import human
 
     assert [human(v) for v in (999_999, 999.6, 1234, 5_600_000, 12, 0.5)] == ["1M", "1k", "1.23k", "5.6M", "12", "0.5"]
+
+
+# -- the marts from a notebook -------------------------------------------------------------------------------------
+
+
+def test_a_notebook_reads_a_mart_as_a_dataframe_in_its_declared_columns(marts: dict[str, Path]) -> None:
+    import pandas as pd
+
+    from tiklive_assets.warehouse.marts import MART_COLUMNS
+    from tiklive_assets.warehouse.notebook import mart, query
+
+    home = marts["all"].parent
+    growth = mart("follower_growth", home=home)
+    assert isinstance(growth, pd.DataFrame) and len(growth) > 0
+    assert list(growth.columns) == [column[0] for column in MART_COLUMNS["follower_growth"]]
+    days = query("SELECT DISTINCT day FROM follower_growth WHERE day >= ? ORDER BY day", [CAPTURED[1]], home=home)
+    assert [d.date() for d in pd.to_datetime(days["day"])] == CAPTURED[1:]
+    # read-only and closed after each call: a writer can open the file at once
+    import duckdb
+
+    duckdb.connect(str(marts["all"])).close()
+
+
+def test_a_notebook_is_told_what_is_missing(tmp_path: Path, marts: dict[str, Path]) -> None:
+    from tiklive_assets.warehouse.notebook import MartsUnavailable, mart, query
+
+    with pytest.raises(MartsUnavailable, match="no marts at .* yet: every `tiklive run` builds them"):
+        query("SELECT 1", home=tmp_path)
+    with pytest.raises(KeyError, match="no mart named 'followers'.*follower_growth"):
+        mart("followers", home=marts["all"].parent)
