@@ -529,3 +529,73 @@ def test_s3_large_upload_never_overwrites_a_key_written_meanwhile(
     assert store._multipart_if_absent(key, source, {"ContentType": "video/mp4"}) is False
     assert client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == b"the other writer's bytes"
     assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")  # ours was aborted
+
+
+# -- S3 Object Lock: the store's own legal holds ------------------------------------------------------------------
+
+
+def _lock_bucket(client) -> str:
+    import uuid
+
+    name = f"tiklive-lock-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    return name
+
+
+def test_s3_on_an_object_lock_bucket_writes_as_ever_and_deletes_every_version(moto_endpoint: str) -> None:
+    from tiklive_assets.storage.base import ObjectLocked
+
+    client = _client(moto_endpoint)
+    bucket = _lock_bucket(client)
+    store = S3Store(client, bucket, prefix="archive")
+    key = raw_key(DAY, "userid", "bob")
+    assert store.put_bytes(key, b"one", content_type="application/json").status == "created"
+    assert store.put_bytes(key, b"one", content_type="application/json").status == "identical"
+    assert store.put_bytes(key, b"two", content_type="application/json").status == "conflict"
+    assert store.object_lock_enabled() and [s.enforced for s in store.lock_status()] == [True]
+
+    store.delete(key)  # every version goes: no delete marker hiding the bytes
+    versions = client.list_object_versions(Bucket=bucket, Prefix=f"archive/{key}")
+    assert [v for v in versions.get("Versions", []) if v["Key"] == f"archive/{key}"] == []
+    assert [m for m in versions.get("DeleteMarkers", []) if m["Key"] == f"archive/{key}"] == []
+
+    # a held older version: the store refuses, and the current version (deleted last) is still there
+    client.put_object(Bucket=bucket, Key=f"archive/{key}", Body=b"old")
+    assert store.set_legal_hold([key], True) == 1
+    client.put_object(Bucket=bucket, Key=f"archive/{key}", Body=b"new")
+    assert store.is_locked(key)
+    with pytest.raises(ObjectLocked) as refused:
+        store.delete(key)
+    assert refused.value.key == key and "Object Lock" in str(refused.value)
+    assert store.get_bytes(key) == b"new"
+    assert store.set_legal_hold([key], False) == 2 and not store.is_locked(key)  # every version of the key
+    store.delete(key)
+    assert not store.exists(key)
+
+
+def test_lock_status_names_who_enforces_legal_holds(tmp_path: Path, moto_endpoint: str, s3_bucket: str) -> None:
+    local = LocalStore(tmp_path / "archive")
+    plain = S3Store(_client(moto_endpoint), s3_bucket)
+    (disk,) = local.lock_status()
+    (bucket,) = plain.lock_status()
+    assert not disk.enforced and "local disk" in disk.detail and disk.where == str(local.root)
+    assert not bucket.enforced and "not created with Object Lock" in bucket.detail and s3_bucket in bucket.where
+    assert local.set_legal_hold(["a/b"], True) == 0 and plain.set_legal_hold(["a/b"], True) == 0
+    assert not plain.is_locked("a/b") and not plain.object_lock_enabled()
+    assert [s.where for s in MirroredStore(local, plain).lock_status()] == [disk.where, bucket.where]
+
+
+def test_s3_object_tags_read_back(tmp_path: Path, moto_endpoint: str, s3_bucket: str) -> None:
+    client = _client(moto_endpoint)
+    store = S3Store(client, s3_bucket, prefix="archive")
+    key = raw_key(DAY, "userid", "bob")
+    store.put_bytes(key, b"{}", content_type="application/json")
+    assert store.has_object_tags() and store.get_tags(key) == {}
+    client.put_object_tagging(
+        Bucket=s3_bucket, Key=f"archive/{key}", Tagging={"TagSet": [{"Key": "legal-hold", "Value": "case-42"}]}
+    )
+    assert store.get_tags(key) == {"legal-hold": "case-42"}
+    assert store.get_tags(raw_key(DAY, "userid", "nobody")) == {}
+    local = LocalStore(tmp_path / "archive")
+    assert not local.has_object_tags() and local.get_tags(key) == {}
+    assert MirroredStore(store, local).get_tags(key) == {"legal-hold": "case-42"}
