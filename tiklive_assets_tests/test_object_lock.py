@@ -318,3 +318,27 @@ def test_lifecycle_expiration_leaves_the_days_of_tag_and_user_holds_out(state: S
     prefixes = [r["Filter"]["Prefix"] for r in rules if "Expiration" in r]
     assert not any(keys[f"{DAY1}-alice"].startswith(p) for p in prefixes)  # the held key's whole day stays
     assert any(keys[f"{DAY2}-alice"].startswith(p) for p in prefixes)
+
+
+def test_tiklive_hold_places_by_prefix_tag_and_user_and_lists_who_enforces_them(tmp_path: Path, capsys) -> None:
+    from tiklive_assets.cli import main
+
+    store = LocalStore(tmp_path / "archive")
+    keys = _two_days(store)
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as db:
+        KeySetTags(db).tag("legal-hold=case-42", [keys[f"{DAY2}-alice"]])
+    home = ["--home", str(tmp_path)]
+    assert main(["hold", "place", "tiklive-raw/2025/03/14/", "--reason", "case 41", *home]) == 0
+    assert main(["hold", "place", "--tag", "legal-hold=case-42", "--reason", "case 42", *home]) == 0
+    assert main(["hold", "place", "--user-id", BOB.id, "--handle", "bob", "--reason", "case 43", *home]) == 0
+    capsys.readouterr()
+    assert main(["hold", "list", *home]) == 0
+    listed = capsys.readouterr().out
+    assert "tiklive-raw/2025/03/14/" in listed and "tag:legal-hold=case-42 (1 object(s))" in listed
+    assert f"user:{BOB.id} (2 object(s))" in listed and "local disk has no object lock" in listed
+    assert main(["hold", "place", "tiklive-raw/", "--tag", "a=b", "--reason", "x", *home]) == 2  # one of the three
+    assert main(["hold", "release", "--tag", "legal-hold=case-42", *home]) == 0
+    assert main(["hold", "release", "--user-id", BOB.id, *home]) == 0
+    assert "released" in capsys.readouterr().out
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as db:
+        assert [h.prefix for h in LegalHolds(db).list()] == ["tiklive-raw/2025/03/14/"]
