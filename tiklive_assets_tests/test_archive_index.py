@@ -245,3 +245,28 @@ def test_the_index_check_finds_what_the_index_lacks(captured, tmp_path: Path) ->
     assert failed.users[1].missed == [late]
     store.delete(part_key(day))
     assert not check_day(store, day, seed=2).indexed
+
+
+def test_the_weekly_check_passes_on_an_indexed_day_and_fails_on_a_day_without_its_part(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    import dagster as dg
+
+    from tiklive_assets.defs.resources import ArchiveStoreResource
+    from tiklive_assets.defs.warehouse.index_check import archive_index_complete
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets_tests.support.archive import write_archive_day
+
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    store = LocalStore(tmp_path / "archive")
+    write_archive_day(store, yesterday, Corpus(seed=7))
+    with open_warehouse(str(tmp_path / "warehouse.duckdb")) as wh:
+        load_days(store, wh, [yesterday], index_store=store)
+    resource = ArchiveStoreResource(local_root=str(tmp_path / "archive"))
+    result = archive_index_complete(archive_store=resource)
+    assert isinstance(result, dg.AssetCheckResult)
+    assert result.passed and result.metadata["day"].value == str(yesterday), result.description
+    assert len(result.metadata["users"].value) == 3
+    store.delete(part_key(yesterday))
+    result = archive_index_complete(archive_store=resource)
+    assert not result.passed and "no archive index part" in (result.description or "")

@@ -46,10 +46,12 @@ class IndexCheck:
         return self.day is None or (self.indexed and not any(u.missed for u in self.users))
 
 
-_PERSON = re.compile(r"id:[0-9]{1,32}|handle:(?=[A-Za-z0-9._]*[A-Za-z0-9_])[A-Za-z0-9._]{1,64}")
+_PERSON = re.compile(r"id:[0-9]{6,32}|handle:(?=[A-Za-z0-9._]*[A-Za-z0-9_])[A-Za-z0-9._]{1,64}")
 
 
 def _sample_refs(data: bytes, rng: random.Random, users: int) -> list[str]:
+    """``users`` of the part's people: user ids (6 digits or more: a shorter number a user object carries, such as
+    a Research API video's ``id`` beside its ``username``, would match counters anywhere) and handles."""
     refs = pq.read_table(io.BytesIO(data), columns=["ref"]).column("ref").unique().to_pylist()
     people = sorted(r for r in refs if _PERSON.fullmatch(r))
     return sorted(rng.sample(people, min(users, len(people))))
