@@ -33,6 +33,7 @@ COMMANDS = {
     "hold": "compliance",
     "retention": "compliance",
     "state": "state",
+    "dr": "dr",
 }
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         check_key,
         compliance,
         cursors,
+        dr,
         mirror,
         replay,
         research,
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_parser(sub)
     ui.add_parser(sub)
     state.add_parser(sub)
+    dr.add_parser(sub)
     return parser
 
 
