@@ -184,7 +184,11 @@ def test_a_day_without_an_index_part_is_scanned_whole(tmp_path: Path, captured) 
     for info in source.list(""):
         store.put_bytes(info.key, source.get_bytes(info.key), content_type="application/octet-stream")
     earlier = date(2026, 5, 27)  # the same kind of objects on a day the index does not cover yet
-    for info in source.list(f"tiklive-raw/{day:%Y/%m/%d}/userinfo-by-id/"):
+    copied = [
+        *source.list(f"tiklive-raw/{day:%Y/%m/%d}/userinfo-by-id/"),
+        *source.list(f"tiklive-raw/{day:%Y/%m/%d}/userid/"),
+    ]
+    for info in copied:
         store.put_bytes(
             info.key.replace(f"{day:%Y/%m/%d}", f"{earlier:%Y/%m/%d}"),
             source.get_bytes(info.key),
@@ -196,6 +200,8 @@ def test_a_day_without_an_index_part_is_scanned_whole(tmp_path: Path, captured) 
     # without the warehouse, the index also knows the posts of bob's own listings (the scan deletes those by key)
     assert set(full.keys) <= set(indexed.keys) and any(k.startswith("tiklive-raw/2026/05/27/") for k in indexed.keys)
     assert "without an index part scanned whole" in indexed.summary()
+    assert {raw_key(earlier, "userid", "bob"), raw_key(earlier, "userinfo-by-id", bob_id)} <= set(indexed.deleted)
+    assert set(full.deleted) <= set(indexed.deleted) and set(indexed.redacted) <= set(full.redacted)
     for info in list(store.list(INDEX_PREFIX)):
         store.delete(info.key)
     nothing = erase_user(store, None, bob_id, "bob")

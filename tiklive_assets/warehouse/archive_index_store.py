@@ -72,12 +72,9 @@ def write_part(store: ObjectStore, day: date, table: pa.Table) -> str:
     """Put the day's part (replacing a different one: delete, then one atomic put). Returns its key."""
     key = part_key(day)
     data = encode_part(table)
-    result = store.put_bytes(key, data, content_type="application/vnd.apache.parquet")
-    if result.status == "conflict":
-        if result.conflict_key:
-            store.delete(result.conflict_key)
+    if read_part_bytes(store, day) not in (None, data):  # the store never overwrites: replace it
         store.delete(key)
-        store.put_bytes(key, data, content_type="application/vnd.apache.parquet")
+    store.put_bytes(key, data, content_type="application/vnd.apache.parquet")
     return key
 
 

@@ -91,7 +91,7 @@ class ErasureReport:
                 f"({self.scanned_days[0]}..{self.scanned_days[-1]}): replay them to index them"
             )
         elif not self.index_days:
-            text += "; no day has an archive index part yet: the whole archive was scanned"
+            text += "; the whole archive was scanned (no archive index part was used)"
         if self.verify_scanned is not None:
             text += (
                 f"; verify scan read {self.verify_scanned} bodies: the index missed {len(self.index_missed)} "

@@ -136,6 +136,11 @@ def _examine_body(
     return info, PlannedObject(info.key, "redact", "body:items", info.size, removed), owned, None
 
 
+def api_root(prefix: str) -> str:
+    """The archive root (``tiklive-raw/`` or ``research-raw/``) of a listing prefix, which may name a day in it."""
+    return next((root for root in RAW_PREFIXES if prefix.startswith(root)), prefix)
+
+
 def key_decision(
     info: ObjectInfo, prefix: str, matcher: UserMatcher, aweme_ids: set[str]
 ) -> PlannedObject | None | Literal[False]:
@@ -188,7 +193,7 @@ def plan_erasure(  # noqa: C901
 
     # 2. raw archives: key-level hits, then bodies of everything else that may carry user data
     def key_hit(info: ObjectInfo, prefix: str) -> PlannedObject | None | Literal[False]:
-        return key_decision(info, prefix, matcher, plan.aweme_ids)
+        return key_decision(info, api_root(prefix), matcher, plan.aweme_ids)
 
     def candidates(prefix: str) -> Iterator[ObjectInfo]:
         for info in store.list(prefix):
@@ -220,7 +225,7 @@ def plan_erasure(  # noqa: C901
     if discovered:
         for prefix in raw_prefixes:  # TikLiveAPI's per-post pages, and the Research API's comment pages
             for info in store.list(prefix):
-                raw = split_raw_key(info.key, prefix)
+                raw = split_raw_key(info.key, api_root(prefix))
                 if raw and raw.endpoint in _AWEME_ENDPOINTS and raw.entity in discovered:
                     plan.add(PlannedObject(info.key, "delete", "key:post", info.size))
         for info in _listing(store, video_prefixes):
