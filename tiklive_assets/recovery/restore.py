@@ -124,7 +124,7 @@ def _into_postgres(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tiklive_assets.warehouse.backends import _copy
+    from tiklive_assets.warehouse.backends import copy_rows
 
     rows: dict[str, int] = {}
     with target as wh:
@@ -137,7 +137,7 @@ def _into_postgres(
             with conn.transaction():
                 conn.execute(f"DELETE FROM {table.name}")
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=cols):
-                    _copy(conn, table.name, ", ".join(cols), pa.Table.from_batches([batch]))
+                    copy_rows(conn, table.name, ", ".join(cols), pa.Table.from_batches([batch]))
             rows[table.name] = wh.row_count(table.name)
     return rows
 

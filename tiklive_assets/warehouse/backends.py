@@ -376,12 +376,12 @@ class PostgresWarehouse(_Base):
         return self.conn.execute(sql).fetchall()
 
     def _insert(self, spec: schema.Table, data: pa.Table) -> None:
-        _copy(self.conn, spec.name, ", ".join(spec.column_names), data)
+        copy_rows(self.conn, spec.name, ", ".join(spec.column_names), data)
 
     def _load_upsert(self, spec: schema.Table, data: pa.Table) -> None:
         stage = f"stage_{spec.name}"
         self.conn.execute(f"CREATE TEMP TABLE {stage} (LIKE {spec.name} INCLUDING DEFAULTS) ON COMMIT DROP")
-        _copy(self.conn, stage, ", ".join(spec.column_names), data)
+        copy_rows(self.conn, stage, ", ".join(spec.column_names), data)
         self.conn.execute(spec.upsert_sql(stage))
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
@@ -392,7 +392,7 @@ class PostgresWarehouse(_Base):
         return rows
 
 
-def _copy(conn: psycopg.Connection, table: str, cols: str, data: pa.Table, batch_rows: int = 10_000) -> None:
+def copy_rows(conn: psycopg.Connection, table: str, cols: str, data: pa.Table, batch_rows: int = 10_000) -> None:
     """``COPY table (cols) FROM STDIN`` fed from Arrow record batches (bounded memory, one round trip per stream)."""
     with conn.cursor() as cur, cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for record_batch in data.to_batches(max_chunksize=batch_rows):
