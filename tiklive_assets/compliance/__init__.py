@@ -1,8 +1,10 @@
 """Compliance for the archive: GDPR erasure, tiered retention, and legal holds that override both.
 
-* :mod:`.erasure`     ``find_objects_for_user`` / ``erase_user``: every object and warehouse row of one user
+* :mod:`.erasure`     ``find_objects_for_user`` / ``erase_user``: every object and warehouse row of one user, found
+                      through the archive's user-id index (a full scan as an audit, or for days without an index)
 * :mod:`.retention`   ``RetentionPolicy``, ``lifecycle_rules`` (S3 Lifecycle JSON), ``apply_retention`` (local disk)
-* :mod:`.legal_hold`  ``LegalHolds`` in the state DB kv (``legal-hold:<prefix>``), honoured by the two above
+* :mod:`.legal_hold`  ``LegalHolds`` by prefix, tag or user id, recorded in the state DB kv, enforced by the bucket's
+                      S3 Object Lock where it has one and by the two above everywhere
 """
 
 from .erasure import (
