@@ -133,6 +133,25 @@ def mention_rows(key: str, text: bytes, add: Add) -> None:
             add(("", match[1].decode("ascii").lower(), key, "mention", ""))
 
 
+_SHAPES: dict[tuple[tuple, tuple], tuple[bool, tuple[str, ...], bool, tuple[tuple[str, bool], ...]]] = {}
+_MAX_SHAPES = 100_000
+
+
+def _shape_plan(names: tuple, kinds: tuple) -> tuple[bool, tuple[str, ...], bool, tuple[tuple[str, bool], ...]]:
+    """What the walk does with a dict of these keys and value types (they repeat from object to object): whether it
+    is a user object, its user-id fields holding a str or int, whether it owns a post, and its containers."""
+    if len(_SHAPES) >= _MAX_SHAPES:
+        _SHAPES.clear()
+    plan = (
+        not USER_MARKERS.isdisjoint(names),
+        tuple(n for n, k in zip(names, kinds, strict=True) if n in USER_ID_FIELDS and (k is str or k is int)),
+        not OWNER_KEYS.isdisjoint(names),
+        tuple((n, k is list) for n, k in zip(names, kinds, strict=True) if k is dict or k is list),
+    )
+    _SHAPES[(names, kinds)] = plan
+    return plan
+
+
 class _Walker:
     """One body's walk: user objects, ``@handle`` mentions and user-id fields, with the role each appears in."""
 
@@ -151,22 +170,24 @@ class _Walker:
                     self.visit(item, role, aweme)
 
     def visit_dict(self, node: dict, role: str, aweme: str) -> None:
-        if not USER_MARKERS.isdisjoint(node):
+        shape = (tuple(node), tuple(map(type, node.values())))
+        plan = _SHAPES.get(shape)
+        if plan is None:
+            plan = _shape_plan(*shape)
+        users, id_fields, owner, children = plan
+        if users:
             if role == "user" and type(node.get("username")) is str:  # noqa: E721 - a Research API video
                 video = as_id(node.get("id"))
                 if video is not None:
                     role, aweme = "author", video
             _user_rows(node, self.key, role, aweme, self.add)
-        if not USER_ID_FIELDS.isdisjoint(node):
-            for name in USER_ID_FIELDS.intersection(node):
-                value = node[name]
-                if (type(value) is str and value.isdigit()) or type(value) is int:  # noqa: E721
-                    self.add((str(value), "", self.key, "mention", ""))
-        owned = (post_id(node) or "") if not OWNER_KEYS.isdisjoint(node) else ""
-        for name, value in node.items():
-            kind = type(value)
-            if kind is dict or kind is list:
-                self.visit(value, *self.child(name, kind is list, role, owned))
+        for name in id_fields:
+            value = node[name]
+            if type(value) is int or value.isdigit():  # noqa: E721
+                self.add((str(value), "", self.key, "mention", ""))
+        owned = (post_id(node) or "") if owner else ""
+        for name, is_list in children:
+            self.visit(node[name], *self.child(name, is_list, role, owned))
 
     def child(self, name: str, is_list: bool, role: str, owned: str) -> tuple[str, str]:
         """(role, post) of the value under ``name`` of a dict seen in ``role``; ``owned``: that dict's post."""
