@@ -1,8 +1,10 @@
 """The environment: every variable the project reads, its default, and the data root layout, in one module.
 
-Nothing else in ``tiklive_assets`` reads ``os.environ``: code asks a function here, at the time it needs the value
-(never at import), so a test or a CLI flag that sets a variable is seen by the next call. The tracking file (what
-to capture, how hard to pull) is :mod:`tiklive_assets.tracking`; this module only says where it is.
+Nothing else in ``tiklive_assets`` reads ``os.environ``: code asks a function here, at the time it needs the value,
+so a test or a CLI flag that sets a variable is seen by the next call. The one read when definitions load is
+``TIKLIVE_FIRST_DAY`` (``defs/partitions.py``): Dagster builds the daily partitions as it loads the code location.
+The tracking file (what to capture, how hard to pull) is :mod:`tiklive_assets.tracking`; this module only says
+where it is.
 """
 
 from __future__ import annotations

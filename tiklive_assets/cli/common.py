@@ -24,6 +24,11 @@ EPILOG = """environment:
   TIKLIVE_HOME       data root (default ./data): archive/, state.sqlite, warehouse.duckdb, exports/, marts.duckdb
   TIKLIVE_WAREHOUSE_URL  warehouse backend (default TIKLIVE_HOME/warehouse.duckdb; postgresql://user@host/db)
   TIKLIVE_CONFIG     what to track (default tiklive.yaml)
+  TIKLIVE_STATE_URL  state database: queue, cursors, credits, holds (default sqlite under TIKLIVE_HOME; postgresql://)
+  TIKLIVE_ARCHIVE_BUCKET  the archive's S3-compatible bucket (default: local disk under TIKLIVE_HOME/archive);
+                     state and warehouse snapshots are kept beside the archive
+  TIKLIVE_ARCHIVE_SECONDARY_BUCKET  a second bucket every archive write (and snapshot) is mirrored to
+  every variable, with its default: the README's Configuration table
 """
 
 HOME_HELP = "data root (default: $TIKLIVE_HOME or ./data)"
