@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tiklive_assets.cli import main as cli_main
-from tiklive_assets.compliance.legal_hold import LegalHolds
+from tiklive_assets.compliance.erasure.log import erasure_log
+from tiklive_assets.compliance.legal_hold import KeySetTags, LegalHolds
 from tiklive_assets.defs.capture import assets as capture_assets
 from tiklive_assets.defs.capture.assets import account_profiles, discovery_queue
 from tiklive_assets.research.quota import ResearchState, WindowProgress
@@ -225,9 +226,42 @@ def test_cli_restore_at_a_time_refuses_rows_and_skips_interrupted_snapshots(tmp_
     assert cli_main(["state", "restore", "--force", *home]) == 0  # the newest complete one, not the interrupted
     with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
         assert state.get_value("marker") == "v3"
-    assert cli_main(["state", "restore", "--at", "2026-11-24", *home]) == 1
+    assert cli_main(["state", "restore", "--at", "2026-11-23", *home]) == 1  # a bare day: its end, 23:59:59 UTC
     err = capsys.readouterr().err
-    assert "no complete state snapshot taken at or before 2026-11-24 00:00:00 UTC" in err and "rebuild" in err
+    assert "no complete state snapshot taken at or before 2026-11-23 23:59:59 UTC" in err and "rebuild" in err
+    assert cli_main(["state", "restore", "--at", "2026-11-24", "--force", *home]) == 0  # the day's snapshots count
+    assert snapshot_name(NOW + timedelta(hours=3)) in capsys.readouterr().out
+
+
+def test_a_forced_restore_keeps_holds_and_the_erasure_log_placed_after_the_snapshot(
+    tmp_path: Path, monkeypatch, capsys
+):
+    """Holds and erasure-log entries written after the snapshot survive `restore --force` (the current value wins);
+    the other kv rows are the snapshot's."""
+    monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIKLIVE_STATE_URL", raising=False)
+    monkeypatch.delenv("TIKLIVE_ARCHIVE_BUCKET", raising=False)
+    store = LocalStore(tmp_path / "archive")
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    with StateDB.from_url(url) as state:
+        fill(state)  # a hold on tiklive-raw/2026/11/ ("case a")
+        _snapshot_at(state, store, NOW, "then")
+        state.set_value("marker", "now")
+        holds = LegalHolds(state)
+        holds.place("tiklive-raw/2026/12/", "case 9", who="test")
+        holds.place("tiklive-raw/2026/11/", "case b", who="test")  # changed after the snapshot: the current wins
+        KeySetTags(state).tag("legal-hold=case-9", ["videos/dt=2026-11-24/author=alice123/1021.mp4"])
+        state.set_value("erasure-log:20261124T130000Z-r1", json.dumps({"request_id": "r1", "status": "finished"}))
+
+    assert cli_main(["state", "restore", "--force", "--home", str(tmp_path)]) == 0
+    assert "kept 4 legal-hold and erasure-log row(s)" in capsys.readouterr().out
+    with StateDB.from_url(url) as state:
+        assert state.get_value("marker") == "then"  # the snapshot's kv otherwise
+        held = {h.prefix: h.reason for h in LegalHolds(state).list()}
+        assert held == {"tiklive-raw/2026/11/": "case b", "tiklive-raw/2026/12/": "case 9"}
+        assert LegalHolds(state).snapshot().covers("tiklive-raw/2026/12/01/x.json") is not None
+        assert [e["request_id"] for e in erasure_log(state)] == ["r1"]
+        assert KeySetTags(state).keys("legal-hold=case-9") == {"videos/dt=2026-11-24/author=alice123/1021.mp4"}
 
 
 def _lose(home: Path) -> None:

@@ -49,13 +49,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=parse_time,
         default=None,
         metavar="TIME",
-        help="UTC time, e.g. 2026-11-24T06:00 or 2026-11-24 (its 00:00): the newest snapshot taken at or before it",
+        help="UTC time, e.g. 2026-11-24T06:00, or a day 2026-11-24 (read as its end, 23:59:59 UTC, as "
+        "`tiklive dr restore-warehouse --at` reads it): the newest snapshot taken at or before it",
     )
     restore.add_argument(
-        "--force", action="store_true", help="replace the rows the state database holds now (stop capture runs first)"
+        "--force",
+        action="store_true",
+        help="replace the rows the state database holds now (stop capture runs first); its legal holds and erasure "
+        "log are kept",
     )
     rebuild = actions.add_parser(
-        "rebuild", help="derive downloaded, resolved and dead videos and the user-id cache from the archive alone"
+        "rebuild",
+        help="derive downloaded, resolved and dead videos and the user-id cache from the archive alone; forward-only "
+        "(a video the database knows only moves forward, never back). Stop capture runs first: it clears the lease "
+        "of each video it moves forward",
     )
     rebuild.add_argument(
         "--from",
@@ -69,7 +76,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_time(text: str) -> datetime:
-    """An argparse ``type``: an ISO 8601 time (UTC unless it says otherwise), a day, or a snapshot's name."""
+    """An argparse ``type``: an ISO 8601 time (UTC unless it says otherwise), a day (its end, 23:59:59 UTC, so its
+    snapshots count too), or a snapshot's name."""
     from tiklive_assets.state.snapshots import parse_snapshot_name
 
     named = parse_snapshot_name(text)
@@ -81,6 +89,8 @@ def parse_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time; use YYYY-MM-DDTHH:MM (UTC), e.g. 2026-11-24T06:00, or a day YYYY-MM-DD"
         ) from None
+    if len(text.strip()) == 10:  # a bare day: its end, as `tiklive dr restore-warehouse --at` reads it
+        value = value.replace(hour=23, minute=59, second=59)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -161,6 +171,7 @@ def _restore(state, store, scratch, at: datetime | None, force: bool) -> int:
     print(
         f"restored {sum(report.rows.values()):,} row(s) in {len(report.rows)} tables from {snap.name}"
         + (f", replacing {replaced:,}" if replaced else "")
+        + (f"; kept {report.kept:,} legal-hold and erasure-log row(s) the database held" if report.kept else "")
     )
     print("next: `tiklive state rebuild` adds what the archive gained since the snapshot, then `tiklive run`")
     return common.EXIT_OK

@@ -284,6 +284,43 @@ class RestoreReport:
     snapshot: str
     rows: dict[str, int]
     replaced: dict[str, int]  # rows the database held before, per table (only with force)
+    kept: int = 0  # legal-hold and erasure-log kv rows the database held, kept over the snapshot's (only with force)
+
+
+def _kept_prefixes() -> tuple[str, ...]:
+    """kv prefixes a forced restore keeps: legal holds (by prefix, tag or user), the key-set tags they match, and
+    the erasure log. A hold placed after the snapshot must survive it, or retention and erasure could delete what it
+    holds; the erasure log records what was erased, which the snapshot cannot know."""
+    from tiklive_assets.compliance.erasure.log import ERASURE_LOG_PREFIX
+    from tiklive_assets.compliance.legal_hold import HOLD_KV_PREFIX, KEYSET_HOLD_KV_PREFIX, TAG_KV_PREFIX
+
+    return (HOLD_KV_PREFIX, KEYSET_HOLD_KV_PREFIX, TAG_KV_PREFIX, ERASURE_LOG_PREFIX)
+
+
+def _current_kv(access: TableAccess, prefixes: Sequence[str]) -> list[list[Any]]:
+    """The database's kv rows (key, value, updated_at) under ``prefixes``, read before a restore clears them."""
+    if not access.existing(["kv"]):
+        return []
+    rows: list[list[Any]] = []
+    for prefix in prefixes:
+        rows += [
+            list(r)
+            for r in access.tx.fetchall(
+                "SELECT key, value, updated_at FROM kv WHERE substr(key, 1, ?) = ?", [len(prefix), prefix]
+            )
+        ]
+    return rows
+
+
+def _put_back_kv(access: TableAccess, rows: list[list[Any]]) -> int:
+    """Upsert ``rows`` into kv: the value the database held wins over the snapshot's."""
+    for row in rows:
+        access.tx.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "value = excluded.value, updated_at = excluded.updated_at",
+            row,
+        )
+    return len(rows)
 
 
 def occupied(state: StateCore, extra_tables: Sequence[str] = ()) -> dict[str, int]:
@@ -333,8 +370,12 @@ def restore_snapshot(
     """Replace every state table with snapshot ``snap``'s rows, in one write transaction.
 
     ``migrations`` create the tables other areas own before the rows go in (default: the Research API's quota
-    ledger and window progress). Refuses (StateNotEmpty) when the database already holds rows, unless ``force``."""
+    ledger and window progress). Refuses (StateNotEmpty) when the database already holds rows, unless ``force``.
+    Legal holds, the key-set tags they match and the erasure log the database holds are kept (their current value
+    wins over the snapshot's): a hold placed after the snapshot still holds, and past erasures stay recorded."""
     say = progress or (lambda _message: None)
+    keep = _kept_prefixes()
+    kept = 0
     manifest = read_manifest(store, snap)
     state.migrate()
     for migrate in (_research_tables,) if migrations is None else migrations:
@@ -366,7 +407,9 @@ def restore_snapshot(
             say(f"  fetched {key} ({entry['bytes']:,} bytes, {entry['rows']:,} row(s))")
 
         def replace(access: TableAccess) -> dict[str, int]:
+            nonlocal kept
             restored: dict[str, int] = {}
+            current = _current_kv(access, keep)
             for table in access.existing(state_tables(list(tables))):
                 access.clear(table)  # a table the snapshot lacks was empty when it was taken
             for table, entry in tables.items():
@@ -379,7 +422,10 @@ def restore_snapshot(
                         f"{entry['rows']:,}: nothing was restored; restore another snapshot with --at"
                     )
                 say(f"  restored {table}: {restored[table]:,} row(s)")
+            kept = _put_back_kv(access, current)
+            if kept:
+                say(f"  kept {kept:,} legal-hold and erasure-log row(s) the database held")
             return restored
 
         rows = write_at_once(state, replace)
-    return RestoreReport(snap.name, rows, before)
+    return RestoreReport(snap.name, rows, before, kept)
