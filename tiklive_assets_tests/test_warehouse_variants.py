@@ -450,3 +450,26 @@ def test_a_number_beyond_64_bits_is_nulled_and_counted_never_fails_the_day(tmp_p
     first = posts[0]
     assert first["play_count"] is None and first["digg_count"] is None
     assert posts[1]["create_time"] is None and parsed.errors == []
+
+
+def test_describe_url_never_shows_a_password():
+    """A password in the query, one holding '@', or one in a libpq key=value string never reaches logs or manifests;
+    a DuckDB path is shown as it is."""
+    from tiklive_assets.warehouse.backends import describe_url
+
+    shown = {
+        url: describe_url(url)
+        for url in (
+            "postgresql://h/db?password=secret",
+            "postgresql://bob:p@ss@h:5432/db?sslmode=require#secret",
+            "host=h dbname=db user=bob password=secret",
+        )
+    }
+    assert shown == {
+        "postgresql://h/db?password=secret": "postgresql://h/db",
+        "postgresql://bob:p@ss@h:5432/db?sslmode=require#secret": "postgresql://bob:***@h:5432/db",
+        "host=h dbname=db user=bob password=secret": "<postgres dsn>",
+    }
+    assert not any("secret" in s or "ss@" in s for s in shown.values())
+    assert describe_url("postgresql://bob@h/db") == "postgresql://bob@h/db"  # no password: no ':***'
+    assert describe_url("/srv/tiklive/warehouse.duckdb") == "/srv/tiklive/warehouse.duckdb"

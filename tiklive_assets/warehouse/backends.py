@@ -61,12 +61,22 @@ class Warehouse(Protocol):
 
 
 def describe_url(url: str) -> str:
-    """The URL without a password, for logs and metadata."""
-    if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.split("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
+    """The URL without a password, for logs and snapshot manifests: ``scheme://user:***@host:port/path``.
+
+    The query and fragment are dropped (libpq reads ``?password=`` there too), and the host is what follows the
+    last ``@`` (a password may hold one). A libpq ``key=value`` string shows as ``<postgres dsn>``: it may hold a
+    password anywhere. A DuckDB path is shown as it is."""
+    import re
+    from urllib.parse import urlsplit
+
+    if "://" not in url:
+        keyword = r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|service|options)\s*="
+        return "<postgres dsn>" if re.search(keyword, url, re.IGNORECASE) else url
+    parts = urlsplit(url)
+    creds, at, host = parts.netloc.rpartition("@")
+    user = creds.partition(":")[0] if at else ""
+    shown = f"{user}:***@" if at and ":" in creds else f"{user}@" if user else ""
+    return f"{parts.scheme}://{shown}{host}{parts.path}"
 
 
 def default_url(home: Path | None = None) -> str:
