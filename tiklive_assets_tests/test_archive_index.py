@@ -208,6 +208,28 @@ def test_a_day_without_an_index_part_is_scanned_whole(tmp_path: Path, captured) 
     assert nothing.index_days == 0 and nothing.keys == full.keys and "whole archive was scanned" in nothing.summary()
 
 
+def test_a_day_refused_for_damaged_objects_loses_its_index_part(captured, tmp_path: Path) -> None:
+    """A replay that leaves a day as it was (damaged objects) deletes the day's index part: the old part may miss
+    what was archived since, so erasure scans that day whole instead of trusting it."""
+    source, url, day, _keys, bob_id = captured
+    store = LocalStore(tmp_path / "archive")
+    for info in source.list(""):
+        store.put_bytes(info.key, source.get_bytes(info.key), content_type="application/octet-stream")
+    warehouse = tmp_path / "warehouse.duckdb"
+    warehouse.write_bytes(Path(url).read_bytes())
+    assert read_part_bytes(store, day) is not None
+    damaged = raw_key(day, "post-detail", "9999999")
+    store.put_bytes(damaged, b"not gzip", content_type="application/json")
+    with open_warehouse(str(warehouse)) as wh:
+        report = load_days(store, wh, [day], index_store=store)
+        assert report.refused == {day: [damaged]}
+        assert read_part_bytes(store, day) is None
+        again = load_days(store, wh, [day], index_store=store)  # no part left to delete: still refused, no error
+        assert again.refused == {day: [damaged]}
+    erasure = erase_user(store, None, bob_id, "bob")  # no part is trusted for the day: it is scanned whole
+    assert erasure.index_days == 0 and "whole archive was scanned" in erasure.summary()
+
+
 def test_an_erasure_through_the_index_leaves_no_trace_in_the_archive_or_the_index(captured, tmp_path: Path) -> None:
     source, _url, day, _keys, bob_id = captured
     store = LocalStore(tmp_path / "archive")

@@ -7,16 +7,17 @@ running it again (every day load is idempotent). Memory is bounded by one day's 
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage import NotFound, ObjectStore
 from tiklive_assets.storage.keys import RAW_PREFIX
 
-from .archive_index_store import day_part, write_part
+from .archive_index_store import day_part, part_key, write_part
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
 from .reader import ParsedDay, count_day_objects, parse_day, parser_pool
@@ -96,7 +97,8 @@ def load_days(
 
     A replay never silently drops rows: when some of a day's archived objects are damaged (their bytes are not
     gzip any more) and the warehouse already holds rows of that day, the day is left as it is and reported in
-    ``refused`` with the damaged keys, unless ``force`` (restore the objects from the secondary store first)."""
+    ``refused`` with the damaged keys, unless ``force`` (restore the objects from the secondary store first). A
+    refused day's index part is deleted from ``index_store``, as it may be stale: erasure then scans that day whole."""
     import time
 
     started = time.monotonic()
@@ -108,6 +110,8 @@ def load_days(
             if parsed.corrupt and not force and _holds_rows(warehouse, day):
                 report.refused[day] = list(parsed.corrupt)
                 report.corrupt.extend(parsed.corrupt)
+                if index_store is not None:  # its old part may miss what was archived since: erasure scans it whole
+                    _drop_part(index_store, day)
                 continue
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
@@ -120,6 +124,12 @@ def load_days(
             pool.shutdown()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _drop_part(index_store: ObjectStore, day: date) -> None:
+    """Delete ``day``'s archive index part (a missing one is fine): without it erasure scans that day whole."""
+    with contextlib.suppress(NotFound):
+        index_store.delete(part_key(day))
 
 
 def _holds_rows(warehouse: Warehouse, day: date) -> bool:
