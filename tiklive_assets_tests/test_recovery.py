@@ -3,6 +3,9 @@ then only the days after it), and the four drills on the real sandbox, each of w
 
 from __future__ import annotations
 
+import json
+import logging
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from tiklive_assets.recovery import (
 )
 from tiklive_assets.recovery.restore import erasures_after
 from tiklive_assets.sandbox import Corpus
-from tiklive_assets.storage import LocalStore, MirroredStore
+from tiklive_assets.storage import LocalStore, MirroredStore, S3Store, make_s3_client
 from tiklive_assets.warehouse import open_warehouse, replay
 from tiklive_assets.warehouse.schema import TABLE_NAMES
 from tiklive_assets_tests.support.archive import write_archive_day
@@ -176,6 +179,133 @@ def test_cli_snapshot_list_and_restore_warehouse(store: LocalStore, tmp_path: Pa
     assert _tables(str(home / "warehouse.duckdb")) == expected
     assert main(["dr", "restore-warehouse", "--at", "2026-01-01", "--home", str(home)]) == 2
     assert "no warehouse snapshot taken at or before" in capsys.readouterr().err
+
+
+def _tamper_manifest(store: LocalStore, prefix: str, table: str, delta: int) -> None:
+    path = store.root / prefix / "manifest.json"
+    data = json.loads(path.read_bytes())
+    data["tables"][table] += delta
+    path.write_bytes(json.dumps(data).encode())
+
+
+def test_other_row_counts_than_the_manifest_leave_the_duckdb_warehouse_unchanged(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    live = tmp_path / "warehouse.duckdb"
+    replay(store, str(live), DAYS[0], DAYS[0])
+    manifest = take_snapshot(store, str(live), now=AFTER_DAY_2)
+    replay(store, str(live), DAYS[1], DAYS[1])  # the warehouse moved on: a replaced file would show it
+    _tamper_manifest(store, manifest.prefix, "posts", 1)
+    before = live.read_bytes()
+    with pytest.raises(SnapshotError, match=r"other row counts \(posts: .* left as it was.*--at"):
+        restore_warehouse(store, str(live), until=DAYS[2])
+    assert live.read_bytes() == before  # byte for byte: the good warehouse was never replaced
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("warehouse.duckdb")) == ["warehouse.duckdb"]
+
+
+def test_other_row_counts_roll_the_postgres_table_back(store: LocalStore, postgres_url) -> None:
+    replay(store, postgres_url, DAYS[0], DAYS[1])
+    manifest = take_snapshot(store, postgres_url, now=AFTER_DAY_2)
+    with open_warehouse(postgres_url) as wh:
+        wh.query("DELETE FROM posts")  # what the warehouse holds now differs from the snapshot
+    before = _tables(postgres_url)
+    _tamper_manifest(store, manifest.prefix, "posts", 1)
+    with pytest.raises(SnapshotError, match=r"other row counts \(posts: .* rolled back"):
+        restore_warehouse(store, postgres_url, until=DAYS[2])
+    assert _tables(postgres_url) == before  # posts rolled back (still empty); the tables before it hold the same rows
+
+
+def test_an_unreadable_manifest_is_skipped_and_an_unsupported_format_refused(
+    store: LocalStore, tmp_path: Path, caplog
+) -> None:
+    live = str(tmp_path / "warehouse.duckdb")
+    replay(store, live, DAYS[0], DAYS[0])
+    first = take_snapshot(store, live, now=datetime(2026, 11, 21, 1, 30, tzinfo=UTC))
+    second = take_snapshot(store, live, now=AFTER_DAY_2)
+    (store.root / second.prefix / "manifest.json").write_bytes(b'{"snapshot_id": "half a manifest')
+    with caplog.at_level(logging.WARNING):
+        assert [m.snapshot_id for m in list_snapshots(store)] == [first.snapshot_id]
+    assert f"{second.prefix}manifest.json is not a snapshot manifest" in caplog.text
+    (store.root / second.prefix / "manifest.json").write_bytes(b'{"format": 1}')  # a field missing
+    assert [m.snapshot_id for m in list_snapshots(store)] == [first.snapshot_id]
+    data = json.loads((store.root / first.prefix / "manifest.json").read_bytes())
+    (store.root / first.prefix / "manifest.json").write_bytes(json.dumps({**data, "format": 99}).encode())
+    with pytest.raises(SnapshotError, match=f"{first.prefix}manifest.json is a snapshot manifest of format 99"):
+        choose_snapshot(store)
+
+
+def test_prune_goes_on_past_a_snapshot_the_store_refuses_to_delete(
+    store: LocalStore, tmp_path: Path, moto_endpoint: str
+) -> None:
+    client = make_s3_client(
+        endpoint_url=moto_endpoint, region_name="us-east-1", access_key_id="testing", secret_access_key="testing"
+    )
+    bucket = f"tiklive-lock-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3 = S3Store(client, bucket, "archive")
+    live = str(tmp_path / "warehouse.duckdb")
+    replay(store, live, DAYS[0], DAYS[0])
+    now = datetime(2026, 12, 31, 2, 0, tzinfo=UTC)
+    taken = [take_snapshot(s3, live, now=now - timedelta(days=age)) for age in (45, 40, 10)]
+    locked = f"archive/{taken[0].prefix}posts.parquet"
+    client.put_object_legal_hold(Bucket=bucket, Key=locked, LegalHold={"Status": "ON"})  # a hold the state lacks
+    try:
+        removed = prune_snapshots(s3, now=now)
+        assert removed == [taken[1].snapshot_id]  # the next old snapshot was still pruned
+        assert (
+            list(removed.failed) == [taken[0].snapshot_id] and "posts.parquet" in removed.failed[taken[0].snapshot_id]
+        )
+        assert [m.snapshot_id for m in list_snapshots(s3)] == [taken[2].snapshot_id]
+    finally:
+        client.put_object_legal_hold(Bucket=bucket, Key=locked, LegalHold={"Status": "OFF"})
+
+
+def test_erasures_not_completed_are_named_whenever_they_started() -> None:
+    taken = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)
+    log = [
+        {"request_id": "a", "status": "completed", "finished_at": "2026-11-21T10:00:00+00:00"},
+        {"request_id": "b", "status": "incomplete", "finished_at": "2026-11-21T11:00:00+00:00"},
+        {"request_id": "c", "status": "started", "started_at": "2026-11-20T10:00:00+00:00", "finished_at": None},
+        {"request_id": "d", "status": "completed", "finished_at": "2026-11-23T10:00:00+00:00"},
+    ]
+    assert [e["request_id"] for e in erasures_after(log, taken)] == ["b", "c", "d"]
+
+
+def test_cli_restore_exits_with_an_error_when_the_erasure_log_cannot_be_read(
+    store: LocalStore, capsys, monkeypatch
+) -> None:
+    from tiklive_assets.cli import main
+
+    home = store.root.parent
+    replay(store, str(home / "warehouse.duckdb"), DAYS[0], DAYS[2])
+    assert main(["dr", "snapshot", "--home", str(home)]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("TIKLIVE_STATE_URL", f"sqlite:///{home / 'no-such-dir' / 'x' / 'state.sqlite'}")
+    (home / "no-such-dir").write_text("a file where the state database's folder should be")
+    assert main(["dr", "restore-warehouse", "--home", str(home)]) == 1
+    captured = capsys.readouterr()
+    assert "restored" in captured.out  # the restore itself still ran
+    assert "the erasure log could not be read" in captured.err and "tiklive erase" in captured.err
+
+
+def test_cli_help_says_how_a_date_is_read_what_drills_stage_and_what_prune_keeps(capsys, monkeypatch) -> None:
+    from tiklive_assets.cli import main
+    from tiklive_assets.cli.dr import STAGES, _parse_time
+    from tiklive_assets.recovery.drills import SCENARIOS
+
+    assert _parse_time("2026-11-28") == datetime(2026, 11, 28, 23, 59, 59, tzinfo=UTC)
+    assert {name: what for name, (_, what, _) in SCENARIOS.items()} == STAGES
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at hyphens too: one line per paragraph here
+    helps = {}
+    for action in ("restore-warehouse", "drill", "snapshot"):
+        with pytest.raises(SystemExit):
+            main(["dr", action, "--help"])
+        helps[action] = " ".join(capsys.readouterr().out.split())
+    assert "a bare date YYYY-MM-DD means the end of that day, 23:59:59 UTC" in helps["restore-warehouse"]
+    assert "scratch copy" in helps["drill"] and "bundled sandbox" in helps["drill"]
+    assert "never touches this deployment" in helps["drill"]
+    assert all(" ".join(what.split()) in helps["drill"] for what in STAGES.values())
+    assert "newest complete snapshot is never pruned" in helps["snapshot"] and "legal hold" in helps["snapshot"]
 
 
 # -- the drills, on the real sandbox ------------------------------------------------------------------------------

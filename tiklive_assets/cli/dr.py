@@ -2,15 +2,18 @@
 
 * ``tiklive dr snapshot``: snapshot the warehouse now into ``warehouse-snapshots/<UTC time>/`` of the archive's
   store (mirrored to the secondary when one is configured), then prune snapshots older than 30 days (never the
-  newest). The ``warehouse_snapshot`` job does the same every day.
+  newest, never one under a legal hold; one the store refuses to delete is named and kept). The
+  ``warehouse_snapshot`` job does the same every day.
 * ``tiklive dr snapshots``: list the snapshots.
-* ``tiklive dr restore-warehouse [--at TIME]``: the latest snapshot (or the newest taken at or before TIME) into the
-  configured warehouse, then a replay of only the archived days after it; prints what it did and the time taken.
+* ``tiklive dr restore-warehouse [--at TIME]``: the latest snapshot (or the newest taken at or before TIME; a bare
+  date means the end of that day, 23:59:59 UTC) into the configured warehouse, then a replay of only the archived
+  days after it; prints what it did and the time taken.
 * ``tiklive dr drill warehouse-lost | state-lost | key-revoked | pipeline-drift | all``: run a disaster on a scratch
   copy (a temp data root and the bundled sandbox API), recover, check the outcome and print the recovery time.
 
-Exit status 0 on success (a drill: it passed); 1 when a restore left damaged days or a drill failed; 2 for a usage
-problem, no snapshot, or a warehouse that cannot be written.
+Exit status 0 on success (a drill: it passed); 1 when a restore left damaged days, named erasures to run again or
+could not read the erasure log, or a drill failed; 2 for a usage problem, no snapshot, or a warehouse that cannot be
+written.
 """
 
 from __future__ import annotations
@@ -36,12 +39,24 @@ EXAMPLES = (
     "tiklive dr drill all",
 )
 DRILLS = ("warehouse-lost", "state-lost", "key-revoked", "pipeline-drift")
+STAGES = {  # what each drill stages (the drills' own words; not imported: that would slow every command's start)
+    "warehouse-lost": "the warehouse is deleted; restore the latest snapshot, then replay what was archived after it",
+    "state-lost": "the state database is deleted; rebuild it from the archive, then run the next day",
+    "key-revoked": "the API rejects the key mid-run; rotate it and rerun",
+    "pipeline-drift": "the API changes its payload shapes; the drift is reported, the unreadable object quarantined",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     dr = add_command(sub, "dr", SUMMARY, DESCRIPTION, EXAMPLES)
     actions = dr.add_subparsers(dest="dr_command", required=True, metavar="ACTION")
-    snapshot = actions.add_parser("snapshot", help="snapshot the warehouse now, then prune snapshots past 30 days")
+    snapshot = actions.add_parser(
+        "snapshot",
+        help="snapshot the warehouse now, then prune snapshots past 30 days (never the newest, never a held one)",
+        description="Snapshot the warehouse now, then prune snapshots older than 30 days. The newest complete "
+        "snapshot is never pruned, however old it is, nor is a snapshot under a legal hold; a snapshot the store "
+        "refuses to delete (an object lock) is named and kept.",
+    )
     listing = actions.add_parser("snapshots", help="list the warehouse snapshots, oldest first")
     restore = actions.add_parser(
         "restore-warehouse",
@@ -52,7 +67,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=_parse_time,
         default=None,
         metavar="TIME",
-        help="the newest snapshot taken at or before TIME (YYYY-MM-DD[THH:MM[:SS]], UTC, or a snapshot id)",
+        help="the newest snapshot taken at or before TIME (YYYY-MM-DD[THH:MM[:SS]], UTC unless it has an offset, or "
+        "a snapshot id like 20261130T013000Z); a bare date YYYY-MM-DD means the end of that day, 23:59:59 UTC, so "
+        "the snapshots taken that day count",
     )
     restore.add_argument(
         "--into",
@@ -65,7 +82,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     restore.add_argument(
         "--processes", type=int, default=1, metavar="N", help="parse the replayed days over N processes"
     )
-    drill = actions.add_parser("drill", help="stage a disaster on a scratch copy, recover, check and time it")
+    drill = actions.add_parser(
+        "drill",
+        help="stage a disaster on a scratch copy, recover, check and time it",
+        description="Stage a disaster, recover from it, check the outcome and print the recovery time. Each drill "
+        "runs on a scratch copy (a temp data root, removed afterwards unless --keep) against the bundled sandbox "
+        "API: it never touches this deployment's data root, warehouse, state database, store or API key.",
+        epilog="scenarios: " + "; ".join(f"{name}: {STAGES[name]}" for name in DRILLS) + "; all: each in turn.",
+    )
     drill.add_argument("scenario", choices=(*DRILLS, "all"), help="which disaster ('all': each in turn)")
     drill.add_argument("--keep", action="store_true", help="keep the scratch data root (its path is printed)")
     add_home(snapshot, listing, restore)
@@ -83,7 +107,7 @@ def _parse_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time; use YYYY-MM-DD, YYYY-MM-DDTHH:MM (UTC) or a snapshot id like 20261130T013000Z"
         ) from None
-    if len(text) == 10:  # a day: its snapshots too
+    if len(text) == 10:  # a bare date means the end of that day (23:59:59 UTC): its snapshots count
         when = when.replace(hour=23, minute=59, second=59)
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
@@ -133,6 +157,8 @@ def _snapshot(root) -> int:
     with DataRootResource(home=str(root.home)).state() as state:  # snapshots under a legal hold are kept
         removed = prune_snapshots(store, held=held_by(state))
     print(f"pruned {len(removed)} snapshot(s) older than 30 days" + (f": {', '.join(removed)}" if removed else ""))
+    for ident, why in removed.failed.items():  # the new snapshot is taken: a refused delete does not undo it
+        print(f"snapshot {ident} was not pruned, the store refused to delete it (kept): {why}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -153,17 +179,17 @@ def _list() -> int:
     return EXIT_OK
 
 
-def _erasure_log(root) -> list[dict]:
-    """The erasure log of the state database, or nothing when the database cannot be read (the restore says so)."""
+def _erasure_log(root) -> tuple[list[dict], str | None]:
+    """The erasure log of the state database and None, or nothing and why it could not be read (the restore goes
+    on, then exits with an error: erased users' rows may be back in the restored tables)."""
     from tiklive_assets.compliance import erasure_log
     from tiklive_assets.defs.resources import DataRootResource
 
     try:
         with DataRootResource(home=str(root.home)).state() as state:
-            return erasure_log(state)
+            return erasure_log(state), None
     except Exception as exc:  # noqa: BLE001 - a lost state database must not stop a warehouse restore
-        print(f"(the erasure log could not be read: {type(exc).__name__}; check erasures by hand)", file=sys.stderr)
-        return []
+        return [], f"{type(exc).__name__}: {exc}"
 
 
 def _restore(args: argparse.Namespace, root) -> int:
@@ -176,6 +202,9 @@ def _restore(args: argparse.Namespace, root) -> int:
     store = _store()
     target = args.into or default_url(root.home)
     print(f"restoring {describe_url(target)} from {store.describe()}")
+    erasures, unreadable = _erasure_log(root)
+    if unreadable:
+        print(f"the erasure log could not be read ({unreadable}): restoring anyway", file=sys.stderr)
     bar = tqdm(desc="replay", unit="obj", unit_scale=True, file=sys.stderr, disable=None)
     try:
         report = restore_warehouse(
@@ -185,7 +214,7 @@ def _restore(args: argparse.Namespace, root) -> int:
             exports=root.exports if args.exports else None,
             processes=args.processes,
             scratch=root.home / "tmp",
-            erasure_log=_erasure_log(root),
+            erasure_log=erasures,
             progress=lambda n: None if bar.update(n) else None,
             say=print,
         )
@@ -208,8 +237,13 @@ def _restore(args: argparse.Namespace, root) -> int:
         f"restored {describe_url(target)} in {report.seconds:.1f}s: snapshot {report.snapshot.snapshot_id} in "
         f"{report.restore_seconds:.1f}s, then {len(report.replayed)} day(s) replayed"
     )
+    if unreadable:
+        fail(
+            f"the erasure log could not be read ({unreadable}): the restored tables may hold erased users' rows "
+            "again; check every erasure request by hand and run `tiklive erase ... --execute` again for each"
+        )
     damaged = report.replay is not None and (report.replay.corrupt or report.replay.refused)
-    return EXIT_ERROR if damaged or report.erasures_after else EXIT_OK
+    return EXIT_ERROR if damaged or report.erasures_after or unreadable else EXIT_OK
 
 
 def _drill(args: argparse.Namespace) -> int:

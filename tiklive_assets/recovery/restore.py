@@ -1,18 +1,22 @@
 """Restore the warehouse: the latest snapshot (or the newest taken at or before a time), then a replay of only the
 days the snapshot cannot hold, from the raw archive.
 
-A DuckDB warehouse is rebuilt in a new file beside the target, checked against the manifest's row counts, then
-moved over the target in one rename (a failed restore leaves the old file as it was). A Postgres warehouse gets each
-table replaced in its own transaction (``DELETE`` then ``COPY`` from the Parquet file, streamed in batches); run the
-restore again if it stops half-way. Tables are created from the project's declarations, so a snapshot taken by an
-older release loads into today's columns (a column it lacks stays null until the days are replayed).
+A DuckDB warehouse is rebuilt in a new file beside the target and each table's row count checked against the
+manifest's; only then is the file moved over the target in one rename, so a failed restore (a damaged file, other row
+counts) leaves the old file as it was. A Postgres warehouse gets each table replaced in its own transaction
+(``DELETE`` then ``COPY`` from the Parquet file, streamed in batches, then its row count checked against the
+manifest's before the commit): a table whose count differs is rolled back, the tables before it stay replaced; run
+the restore again (or with ``--at``) if it stops half-way. Tables are created from the project's declarations, so a
+snapshot taken by an older release loads into today's columns (a column it lacks stays null until the days are
+replayed).
 
 The days after the snapshot come from the archive through the same day load as ``tiklive replay``
 (:func:`tiklive_assets.warehouse.load_days`): every day from :meth:`Manifest.replay_from` to today (UTC) that holds
 archived responses. The Research API's tables are rebuilt from ``research-raw/`` when it changed after the snapshot.
 
 An erasure run after the snapshot was taken removed its user from the archive but not from the snapshot: the restore
-lists such erasures so that they are executed again (``tiklive erase ... --execute``) before anyone reads the data.
+lists such erasures, and every erasure the log does not record as completed, so that they are executed again
+(``tiklive erase ... --execute``) before anyone reads the data.
 """
 
 from __future__ import annotations
@@ -79,11 +83,23 @@ def _create(wh: Any, tables: list[Table], indices: bool) -> None:
             wh.query(statement)
 
 
-def _into_duckdb(target: DuckDBWarehouse, folder: Path, files: dict[str, str], tables: list[Table]) -> dict[str, int]:
-    """Build the warehouse in ``<target>.restoring``, then rename it over ``target`` (and drop the old WAL)."""
+def _wrong_counts(manifest: Manifest, rows: dict[str, int]) -> str | None:
+    """What differs between the restored row counts and the manifest's, or None when they match."""
+    wrong = {name: n for name, n in rows.items() if n != manifest.tables.get(name)}
+    if not wrong:
+        return None
+    return ", ".join(f"{name}: {n} rows, the manifest says {manifest.tables.get(name)}" for name, n in wrong.items())
+
+
+def _into_duckdb(
+    target: DuckDBWarehouse, folder: Path, files: dict[str, str], tables: list[Table], manifest: Manifest
+) -> dict[str, int]:
+    """Build the warehouse in ``<target>.restoring`` and check its row counts against the manifest's; only then
+    rename it over ``target`` (and drop the old WAL). On other counts the new file is removed, the old one stays."""
     _not_in_use(target)
     building = target.path.with_name(target.path.name + ".restoring")
-    for leftover in (building, building.with_name(building.name + ".wal")):
+    leftovers = (building, building.with_name(building.name + ".wal"))
+    for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     rows: dict[str, int] = {}
     with open_warehouse(str(building)) as wh:
@@ -94,8 +110,16 @@ def _into_duckdb(target: DuckDBWarehouse, folder: Path, files: dict[str, str], t
             cols = ", ".join(_columns(table, path))
             escaped = str(path).replace("'", "''")
             wh.con.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM read_parquet('{escaped}')")
-            rows[table.name] = wh.row_count(table.name) if table.name in KNOWN_TABLES else 0
+            rows[table.name] = wh.row_count(table.name)
         wh.con.execute("CHECKPOINT")
+    wrong = _wrong_counts(manifest, rows)
+    if wrong:
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        raise SnapshotError(
+            f"snapshot {manifest.snapshot_id} loaded with other row counts ({wrong}); {target.path} was left as it "
+            "was: restore an older snapshot with --at"
+        )
     target.path.with_name(target.path.name + ".wal").unlink(missing_ok=True)
     os.replace(building, target.path)
     return rows
@@ -118,9 +142,10 @@ def _not_in_use(target: DuckDBWarehouse) -> None:
 
 
 def _into_postgres(
-    target: PostgresWarehouse, folder: Path, files: dict[str, str], tables: list[Table]
+    target: PostgresWarehouse, folder: Path, files: dict[str, str], tables: list[Table], manifest: Manifest
 ) -> dict[str, int]:
-    """Each table replaced in its own transaction: DELETE, then COPY from its Parquet file in batches."""
+    """Each table replaced in its own transaction: DELETE, then COPY from its Parquet file in batches, then its row
+    count checked against the manifest's before the commit (other counts roll that table back and stop)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -138,7 +163,15 @@ def _into_postgres(
                 conn.execute(f"DELETE FROM {table.name}")
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS, columns=cols):
                     copy_rows(conn, table.name, ", ".join(cols), pa.Table.from_batches([batch]))
-            rows[table.name] = wh.row_count(table.name)
+                count = int(conn.execute(f"SELECT count(*) FROM {table.name}").fetchall()[0][0])
+                wrong = _wrong_counts(manifest, {table.name: count})
+                if wrong:  # raised inside the transaction: this table is rolled back to what it held
+                    done = ", ".join(rows) or "none"
+                    raise SnapshotError(
+                        f"snapshot {manifest.snapshot_id} loaded with other row counts ({wrong}); {table.name} was "
+                        f"rolled back (tables already replaced: {done}): restore an older snapshot with --at"
+                    )
+            rows[table.name] = count
     return rows
 
 
@@ -146,7 +179,8 @@ def restore_snapshot(
     store: ObjectStore, manifest: Manifest, target_url: str, *, scratch: Path | None = None
 ) -> tuple[dict[str, int], list[str], list[str]]:
     """Load ``manifest``'s snapshot into the warehouse at ``target_url``: (rows per table, tables the snapshot
-    lacks, snapshot tables this release does not know). The row counts must match the manifest's."""
+    lacks, snapshot tables this release does not know). Each table's row count must match the manifest's before it
+    replaces what the warehouse holds (:class:`SnapshotError` otherwise)."""
     files = _table_files(manifest)
     tables = [KNOWN_TABLES[name] for name in files if name in KNOWN_TABLES]
     unknown = sorted(name for name in files if name not in KNOWN_TABLES)
@@ -154,14 +188,10 @@ def restore_snapshot(
     target = open_warehouse(target_url)
     with fetched(store, manifest, scratch) as folder:
         if isinstance(target, DuckDBWarehouse):
-            rows = _into_duckdb(target, folder, files, tables)
+            rows = _into_duckdb(target, folder, files, tables, manifest)
         else:
             assert isinstance(target, PostgresWarehouse)
-            rows = _into_postgres(target, folder, files, tables)
-    wrong = {name: (n, manifest.tables.get(name)) for name, n in rows.items() if n != manifest.tables.get(name)}
-    if wrong:
-        shown = ", ".join(f"{name}: {got} rows, the manifest says {want}" for name, (got, want) in wrong.items())
-        raise SnapshotError(f"snapshot {manifest.snapshot_id} restored with other row counts ({shown}); try --at")
+            rows = _into_postgres(target, folder, files, tables, manifest)
     return rows, missing, unknown
 
 
@@ -180,11 +210,14 @@ def _research_changed_since(store: ObjectStore, when: datetime) -> bool:
 
 
 def erasures_after(entries: list[dict[str, Any]], when: datetime) -> list[dict[str, Any]]:
-    """The erasure log entries that finished (or started, if unfinished) after ``when``."""
+    """The erasure log entries that finished (or started, if unfinished) after ``when``, and every entry whose
+    status is not ``completed`` (``started``, ``incomplete``: an erasure that did not finish must run again, whenever
+    it started). An entry without a status is judged by its times alone."""
     out = []
     for entry in entries:
+        unfinished = "status" in entry and entry["status"] != "completed"
         stamp = entry.get("finished_at") or entry.get("started_at")
-        if stamp and datetime.fromisoformat(str(stamp)).astimezone(UTC) >= when:
+        if unfinished or (stamp and datetime.fromisoformat(str(stamp)).astimezone(UTC) >= when):
             out.append(entry)
     return out
 

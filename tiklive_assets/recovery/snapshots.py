@@ -12,12 +12,16 @@ removed by the next prune.
 * Postgres: each table through a server-side cursor into a Parquet file, all in one ``REPEATABLE READ``
   transaction, so the files and the counts are of one moment.
 
-Snapshots are kept :data:`KEEP_DAYS` days; the newest complete snapshot is never pruned, however old it is.
+Snapshots are kept :data:`KEEP_DAYS` days; the newest complete snapshot is never pruned, however old it is, nor is
+one under a legal hold. A snapshot the store refuses to delete (an object lock) is reported and kept; the prune goes
+on with the others. A manifest that cannot be read is skipped with a warning naming its key; one of a format this
+release does not support stops the listing (:class:`SnapshotError`) rather than being passed over.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -29,7 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tiklive_assets.storage import ObjectStore, sha256_file
+from tiklive_assets.storage import ObjectStore, StoreError, sha256_file
 from tiklive_assets.storage.mirror import MirroredStore
 from tiklive_assets.warehouse import DuckDBWarehouse, PostgresWarehouse, describe_url, open_warehouse
 from tiklive_assets.warehouse.schema import RESEARCH_TABLES, TABLES, Table
@@ -44,10 +48,23 @@ KNOWN_TABLES: dict[str, Table] = {t.name: t for t in (*TABLES, *RESEARCH_TABLES)
 _BATCH_ROWS = 50_000
 _COPY_LINE = re.compile(r"""COPY\s+"?(?P<table>[^"\s]+)"?\s+FROM\s+'(?P<path>[^']+)'""", re.IGNORECASE)
 _CONTENT_TYPES = {".parquet": "application/vnd.apache.parquet", ".sql": "text/plain", ".json": "application/json"}
+log = logging.getLogger(__name__)
 
 
 class SnapshotError(RuntimeError):
     """A snapshot cannot be taken, found or read; the message says what to do."""
+
+
+class ManifestUnreadable(SnapshotError):
+    """A ``manifest.json`` that is not valid JSON or lacks a field a manifest holds."""
+
+
+class Pruned(list[str]):
+    """The ids of the snapshots removed, oldest first; ``failed``: id -> why the store refused a delete (kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -101,19 +118,33 @@ class Manifest:
         return json.dumps(data, indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
-        data = json.loads(raw)
-        return cls(
-            snapshot_id=data["snapshot_id"],
-            taken_at=datetime.fromisoformat(data["taken_at"]),
-            backend=data["backend"],
-            warehouse=data["warehouse"],
-            last_day=date.fromisoformat(data["last_day"]) if data.get("last_day") else None,
-            tables={str(k): int(v) for k, v in data["tables"].items()},
-            files=[SnapshotFile(**f) for f in data.get("files", [])],
-            seconds=float(data.get("seconds", 0.0)),
-            format=int(data.get("format", FORMAT_VERSION)),
-        )
+    def from_json(cls, raw: bytes, key: str = MANIFEST) -> Manifest:
+        """The manifest in ``raw`` (read from ``key``); :class:`ManifestUnreadable` when it is not one,
+        :class:`SnapshotError` when its format is not :data:`FORMAT_VERSION`."""
+        try:
+            data = json.loads(raw)
+            version = int(data.get("format", FORMAT_VERSION))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ManifestUnreadable(f"{key} is not a snapshot manifest ({type(exc).__name__}: {exc})") from exc
+        if version != FORMAT_VERSION:
+            raise SnapshotError(
+                f"{key} is a snapshot manifest of format {version}; this release reads format {FORMAT_VERSION}: "
+                "restore it with the release that took it, or an older snapshot with --at"
+            )
+        try:
+            return cls(
+                snapshot_id=data["snapshot_id"],
+                taken_at=datetime.fromisoformat(data["taken_at"]),
+                backend=data["backend"],
+                warehouse=data["warehouse"],
+                last_day=date.fromisoformat(data["last_day"]) if data.get("last_day") else None,
+                tables={str(k): int(v) for k, v in data["tables"].items()},
+                files=[SnapshotFile(**f) for f in data.get("files", [])],
+                seconds=float(data.get("seconds", 0.0)),
+                format=version,
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise ManifestUnreadable(f"{key} is not a snapshot manifest ({type(exc).__name__}: {exc})") from exc
 
 
 def snapshot_id(when: datetime) -> str:
@@ -273,12 +304,16 @@ def _folders(store: ObjectStore) -> dict[str, list[str]]:
 
 
 def list_snapshots(store: ObjectStore) -> list[Manifest]:
-    """Every complete snapshot (its manifest written), oldest first."""
+    """Every complete snapshot (its manifest written), oldest first. A manifest that cannot be read is skipped with a
+    warning naming its key; one of an unsupported format raises :class:`SnapshotError`."""
     found = []
     for ident, keys in sorted(_folders(store).items()):
         key = f"{SNAPSHOT_PREFIX}{ident}/{MANIFEST}"
         if key in keys:
-            found.append(Manifest.from_json(store.get_bytes(key)))
+            try:
+                found.append(Manifest.from_json(store.get_bytes(key), key))
+            except ManifestUnreadable as exc:
+                log.warning("skipping snapshot %s: %s", ident, exc)
     return sorted(found, key=lambda m: m.taken_at)
 
 
@@ -302,14 +337,16 @@ def prune_snapshots(
     now: datetime | None = None,
     keep_days: int = KEEP_DAYS,
     held: Callable[[str], bool] = lambda key: False,
-) -> list[str]:
+) -> Pruned:
     """Remove snapshots older than ``keep_days`` and interrupted ones; their ids. The newest complete snapshot
-    stays however old it is, and so does a snapshot with a file ``held`` (under a legal hold)."""
+    stays however old it is, and so does a snapshot with a file ``held`` (under a legal hold). A snapshot whose
+    delete the store refuses (:class:`StoreError`, e.g. an object lock) is kept and named in ``failed``; the prune
+    goes on with the next one (a folder left without its manifest is removed by a later prune)."""
     now = now or datetime.now(UTC)
     folders = _folders(store)
     complete = sorted(i for i, keys in folders.items() if f"{SNAPSHOT_PREFIX}{i}/{MANIFEST}" in keys)
     newest = complete[-1] if complete else None
-    removed = []
+    removed = Pruned()
     for ident, keys in sorted(folders.items()):
         taken = parse_snapshot_id(ident)
         if ident == newest or taken is None or any(held(key) for key in keys):
@@ -318,8 +355,13 @@ def prune_snapshots(
         interrupted = ident not in complete and taken < now - INCOMPLETE_GRACE
         if old or interrupted:
             manifest = [k for k in keys if k.endswith("/" + MANIFEST)]
-            for key in manifest + [k for k in keys if k not in manifest]:  # the manifest first: never half-complete
-                store.delete(key)
+            try:
+                for key in manifest + [k for k in keys if k not in manifest]:  # the manifest first: never half-complete
+                    store.delete(key)
+            except StoreError as exc:
+                log.warning("snapshot %s not pruned: %s", ident, exc)
+                removed.failed[ident] = str(exc)
+                continue
             removed.append(ident)
     return removed
 
