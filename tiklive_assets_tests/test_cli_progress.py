@@ -193,7 +193,9 @@ def _run_piped(tmp_path: Path) -> _PipedRun:
     home = tmp_path / "data"
     home.mkdir()
     (tmp_path / "tiklive.yaml").write_text(RUN_CONFIG)
-    with SandboxServer(SandboxConfig(latency_ms=120)) as sandbox:  # each API call ~0.1 s: steps of a second or more
+    # each API call 0.4 s, so every step (the six videos' details included, however parallel) outlasts several
+    # progress intervals of 0.4 s, however fast the machine: a step shorter than one interval prints no line
+    with SandboxServer(SandboxConfig(latency_ms=400)) as sandbox:
         started = time.monotonic()
         proc = subprocess.Popen(
             [TIKLIVE, "run"],
