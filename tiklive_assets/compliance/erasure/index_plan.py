@@ -152,13 +152,7 @@ def _decide(
         lambda i: _examine_body(store, i, matcher), bodies, workers=workers, thread_name_prefix="erasure-index"
     ):
         use.bodies_read += 1
-        plan.scanned_objects += 1
-        plan.scanned_bytes += info.size
-        if obj is not None:
-            plan.add(obj)
-        plan.aweme_ids |= owned
-        if error:
-            plan.unreadable.append(error)
+        plan.examined(info, obj, owned, error)
 
 
 def _post_object(info: ObjectInfo, prefix: str, aweme_ids: set[str]) -> PlannedObject | Literal[False]:

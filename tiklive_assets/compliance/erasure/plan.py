@@ -67,6 +67,16 @@ class ErasurePlan:
         if current is None or (current.action == "redact" and obj.action == "delete"):
             self.objects[obj.key] = obj
 
+    def examined(self, info: ObjectInfo, obj: PlannedObject | None, owned: set[str], error: str | None) -> None:
+        """Count one body read, and keep what it showed: the object's action, the user's posts it names, an error."""
+        self.scanned_objects += 1
+        self.scanned_bytes += info.size
+        if obj is not None:
+            self.add(obj)
+        self.aweme_ids |= owned
+        if error:
+            self.unreadable.append(error)
+
     @property
     def keys(self) -> list[str]:
         return sorted(self.objects)
@@ -212,13 +222,7 @@ def plan_erasure(  # noqa: C901
             workers=workers,
             thread_name_prefix="erasure-scan",
         ):
-            plan.scanned_objects += 1
-            plan.scanned_bytes += info.size
-            if obj is not None:
-                plan.add(obj)
-            plan.aweme_ids |= owned
-            if error:
-                plan.unreadable.append(error)
+            plan.examined(info, obj, owned, error)
 
     # 3. posts discovered only in bodies: their per-post objects (listing only)
     discovered = plan.aweme_ids - known_before_bodies
