@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tiklive_assets.capture.cdn import parse_origin
+from tiklive_assets.pricing import Provider, StoragePrices
 from tiklive_assets.storage.keys import InvalidKeyPart, check_handle
 
 ID_PATTERN = r"^[0-9]{1,32}$"
@@ -182,6 +183,14 @@ class ResearchConfig(_Strict):
     followers: bool = True
     following: bool = True
     follow_max_pages: int | None = Field(None, ge=1, description="followers/following pages a user (100 a page)")
+    refresh_days: int = Field(
+        15,
+        ge=1,
+        description="the platform's terms: research records are refreshed at least this often (at most 15 days old)",
+    )
+    delete_unavailable: bool = Field(
+        True, description="the platform's terms: delete research records the API no longer returns on a refresh"
+    )
 
     @field_validator("usernames", "hashtags", "keywords", "regions", mode="before")
     @classmethod
@@ -196,6 +205,50 @@ class ResearchConfig(_Strict):
         return [_key_safe_handle(v.lstrip("@"), "username") for v in value]
 
 
+DEFAULT_REFRESH_AGES_HOURS = (1, 6, 24, 72, 168, 720)  # 1 h, 6 h, 24 h, 3 d, 7 d, 30 d after posting
+
+
+class Refresh(_Strict):
+    """Re-resolving tracked videos at set ages after posting, for engagement curves."""
+
+    enabled: bool = Field(True, description="run the refresh at all")
+    ages_hours: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_REFRESH_AGES_HOURS),
+        min_length=1,
+        description="ages after posting (hours) at which a video is re-resolved once each",
+    )
+    daily_credits: int = Field(200, ge=0, description="credits the refresh may spend in one UTC day")
+    max_age_days: int = Field(35, ge=1, description="videos older than this are no longer refreshed")
+
+    @field_validator("ages_hours")
+    @classmethod
+    def _ascending(cls, value: list[float]) -> list[float]:
+        if any(age <= 0 for age in value):
+            raise ValueError("every age must be more than 0 hours")
+        if sorted(set(value)) != list(value):
+            raise ValueError("ages must be given once each, in ascending order")
+        return value
+
+
+class Tombstones(_Strict):
+    """Content that answered "not found" or "private" on a refresh."""
+
+    purge_raw_after_days: int | None = Field(
+        None,
+        ge=1,
+        description="delete a tombstoned video's raw objects this many days after it was first seen missing; "
+        "unset (the default): keep them, they are the only record of deleted content",
+    )
+
+
+class Compaction(_Strict):
+    """Packing a day's small raw objects into one bundle per endpoint once the day is past the hot period."""
+
+    enabled: bool = Field(True, description="compact days older than hot_days")
+    hot_days: int = Field(30, ge=1, description="days a day's raw objects stay loose (hot) before compaction")
+    provider: Provider = Field("s3", description="whose prices the cost figures use: s3, r2 or b2")
+
+
 class TrackingConfig(_Strict):
     plan: Plan = Plan()
     limits: Limits = Limits()
@@ -205,6 +258,10 @@ class TrackingConfig(_Strict):
     keywords: list[Keyword] = []
     music: list[Music] = []
     research: ResearchConfig | None = None
+    refresh: Refresh = Refresh()
+    tombstones: Tombstones = Tombstones()
+    compaction: Compaction = Compaction()
+    storage_prices: StoragePrices = StoragePrices()
 
     @field_validator("accounts", "hashtags", "keywords", "music", mode="before")
     @classmethod

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-import textwrap
 from collections import Counter
-from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from tiklive_assets.crashpoints import crashpoint
 
-from . import schema
+from . import marts_engagement, marts_operations, schema
 from .exports import parquet_glob
+from .mart_text import CHART_DAYS, SPARK, Chart, Rows, columns, markdown_table, since, sparkline  # noqa: F401
 
 MARTS = ("follower_growth", "video_virality", "daily_archive_summary", "top_hashtags", "top_sounds")
-SPARK = "▁▂▃▄▅▆▇█"
 
 MART_SQL = {
     "follower_growth": """
@@ -90,24 +88,10 @@ EXAMPLE_QUERIES = {
 }
 
 
-def _columns(text: str) -> list[tuple[str, str, str]]:
-    """(name, type, meaning) of each column of ``text``: ``name (TYPE): meaning``, continued on deeper lines."""
-    columns: list[tuple[str, str, str]] = []
-    for line in textwrap.dedent(text).strip().splitlines():
-        if line.startswith(" "):  # the meaning goes on
-            name, kind, meaning = columns.pop()
-            columns.append((name, kind, f"{meaning} {line.strip()}"))
-            continue
-        name, _, rest = line.partition(" (")
-        kind, _, meaning = rest.partition("): ")
-        columns.append((name, kind, meaning.strip()))
-    return columns
-
-
 # Each mart's columns in the view's order, one a line: name (DuckDB type): meaning; a line indented further
 # continues the meaning. A test holds them equal to DESCRIBE of each view.
 MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
-    "follower_growth": _columns(
+    "follower_growth": columns(
         """
         day (DATE): Archive day (UTC) of the profile captures.
         user_id (VARCHAR): The account's TikTok user id (stable across handle changes).
@@ -117,7 +101,7 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
             first captured day.
         """
     ),
-    "video_virality": _columns(
+    "video_virality": columns(
         """
         aweme_id (VARCHAR): The post's id.
         author_handle (VARCHAR): The author's handle (newest known).
@@ -132,7 +116,7 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
             post's own page).
         """
     ),
-    "daily_archive_summary": _columns(
+    "daily_archive_summary": columns(
         """
         day (DATE): Archive day (UTC).
         videos_archived (BIGINT): Posts whose media (MP4, or a photo post's images and sound) was stored under that
@@ -145,7 +129,7 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         dead_letters_by_reason (VARCHAR): 'reason: count' pairs, most frequent first; empty when none.
         """
     ),
-    "top_hashtags": _columns(
+    "top_hashtags": columns(
         """
         hashtag (VARCHAR): The hashtag, lowercase, without '#'.
         posts (BIGINT): Distinct captured posts whose title carries it.
@@ -153,7 +137,7 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         last_seen (DATE): The latest archive day on which a captured post carried it.
         """
     ),
-    "top_sounds": _columns(
+    "top_sounds": columns(
         """
         music_id (VARCHAR): The sound's id.
         title (VARCHAR): The sound's title; NULL when no captured post described the sound.
@@ -173,20 +157,6 @@ _GRAIN = {
     "archived API response.",
     "top_hashtags": "Hashtags by reach: one row per hashtag found in the title of a captured post, over all days.",
     "top_sounds": "Sounds by reach: one row per sound used by at least one captured post, over all days.",
-}
-
-MART_DESCRIPTIONS: dict[str, str] = {
-    mart: "\n".join(
-        [
-            _GRAIN[mart],
-            "",
-            *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]),
-            "",
-            f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
-            "open it read-only with `tiklive sql`.",
-        ]
-    )
-    for mart in MARTS
 }
 
 
@@ -289,33 +259,6 @@ def query_marts(marts_path: Path, sql: str, params: dict | None = None) -> tuple
         con.close()
 
 
-def sparkline(values: list[float | int | None]) -> str:
-    """``▁▃▅█``: one character per value, scaled between the series' minimum and maximum."""
-    known = [v for v in values if v is not None]
-    if not known:
-        return ""
-    low, high = min(known), max(known)
-    span = (high - low) or 1
-    return "".join(
-        " " if v is None else SPARK[min(len(SPARK) - 1, int((v - low) / span * (len(SPARK) - 1) + 0.5))] for v in values
-    )
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-    # a '|' or a line break in a sound's title would break the row
-    return text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-
-
-def markdown_table(columns: list[str], rows: list[tuple]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines.extend("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows)
-    return "\n".join(lines)
-
-
-CHART_DAYS = 30  # the charts and sparklines show the last 30 days up to the partition's day
 CHART_LINES = {"follower_growth": 8, "video_virality": 6}  # lines beyond these make a chart unreadable
 
 
@@ -347,31 +290,24 @@ def mart_chart(marts_path: Path, mart: str, up_to: date, limit: int = 10) -> tup
     return total, f"{image}\n\n{table}"
 
 
-Rows = Callable[[str], list[tuple]]  # a query against the mart as of the charted day -> its rows
-
-
-def _since(up_to: date) -> date:
-    return up_to - timedelta(days=CHART_DAYS - 1)
-
-
 def _follower_growth(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
     from . import charts
 
-    since = _since(up_to)
+    first = since(up_to)
     found = rows(
         "SELECT coalesce(arg_max(handle, day), user_id), user_id, list(day ORDER BY day), "
         "list(followers ORDER BY day), list(follower_delta ORDER BY day) "
         "FROM follower_growth GROUP BY user_id ORDER BY 1, user_id"
     )
     body = [
-        (h, f[-1], d[-1], sparkline([n for day, n in zip(ds, f, strict=True) if day >= since]))
+        (h, f[-1], d[-1], sparkline([n for day, n in zip(ds, f, strict=True) if day >= first]))
         for h, _, ds, f, d in found
     ]
     table = markdown_table(["account", "followers", "Δ since previous capture", "followers, last 30 days"], body)
     handles = Counter(h for h, *_ in found)  # a handle two accounts held in turn keeps both lines apart
     series = {
         h if handles[h] == 1 else f"{h} ({user})": [
-            (day, n) for day, n in zip(ds, f, strict=True) if day >= since and n is not None
+            (day, n) for day, n in zip(ds, f, strict=True) if day >= first and n is not None
         ]
         for h, user, ds, f, _ in found
     }
@@ -401,14 +337,14 @@ def _video_virality(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str
 def _daily_archive_summary(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
     from . import charts
 
-    since = _since(up_to)
+    first = since(up_to)
     found = rows(
         "SELECT day, videos_archived, video_bytes, credits, raw_bytes, dead_letters, "
         "dead_letters_by_reason FROM daily_archive_summary ORDER BY day"
     )
     body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
     table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
-    return table, charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= since], up_to)
+    return table, charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= first], up_to)
 
 
 def _ranking(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
@@ -427,10 +363,33 @@ def _ranking(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
 
 
 # mart -> what draws it: (its rows as of the day, the mart, the day, rows to list) -> (markdown table, chart)
-_CHARTS: dict[str, Callable[[Rows, str, date, int], tuple[str, str]]] = {
+_CHARTS: dict[str, Chart] = {
     "follower_growth": _follower_growth,
     "video_virality": _video_virality,
     "daily_archive_summary": _daily_archive_summary,
     "top_hashtags": _ranking,
     "top_sounds": _ranking,
+}
+
+# marts declared in their own modules, merged into the registries above
+for _module in (marts_engagement, marts_operations):
+    MARTS += _module.MARTS
+    MART_SQL.update(_module.MART_SQL)
+    EXAMPLE_QUERIES.update(_module.EXAMPLE_QUERIES)
+    MART_COLUMNS.update(_module.MART_COLUMNS)
+    _GRAIN.update(_module.GRAIN)
+    _CHARTS.update(_module.CHARTS)
+
+MART_DESCRIPTIONS: dict[str, str] = {
+    mart: "\n".join(
+        [
+            _GRAIN[mart],
+            "",
+            *(f"- `{name}` ({kind}): {meaning}" for name, kind, meaning in MART_COLUMNS[mart]),
+            "",
+            f"A view named `{mart}` in TIKLIVE_HOME/marts.duckdb over the Parquet exports (the data stays in Parquet); "
+            "open it read-only with `tiklive sql`.",
+        ]
+    )
+    for mart in MARTS
 }
