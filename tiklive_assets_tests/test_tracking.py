@@ -193,3 +193,34 @@ def test_bare_values_and_empty_sections():
     assert config.hashtags[0].id == "1001"
     assert config.music[0].id == "9001"
     assert parse_config(None) == TrackingConfig()
+
+
+def test_refresh_ages_must_be_positive_and_ascending(tmp_path):
+    message = _error(_write(tmp_path, "refresh:\n  ages_hours: [6, 1]\n"))
+    assert "refresh.ages_hours" in message and "ascending" in message
+    message = _error(_write(tmp_path, "refresh:\n  ages_hours: [0, 1]\n"))
+    assert "more than 0 hours" in message
+
+
+def test_storage_prices_default_to_the_documented_list_prices():
+    config = parse_config(None)
+    s3 = config.storage_prices.s3
+    assert (s3.hot, s3.warm, s3.cold) == ("STANDARD", "STANDARD_IA", "GLACIER")
+    warm = s3.tier("warm")
+    # cold classes bill a 3 KiB object as 128 KiB: the reason compaction exists
+    assert warm.billed_bytes(3 * 1024) == 128 * 1024 and warm.billed_bytes(1 << 20) == 1 << 20
+    assert s3.tier("cold").billed_bytes(3 * 1024) == 43 * 1024
+    assert config.storage_prices.b2.tier("cold").gb_month == 0.006
+    assert config.compaction.hot_days == 30 and config.compaction.provider == "s3"
+
+
+def test_a_provider_price_table_can_be_replaced_and_is_checked(tmp_path):
+    text = (
+        "storage_prices:\n  r2:\n    hot: STANDARD\n    warm: STANDARD\n    cold: COLD\n"
+        "    classes:\n      STANDARD: {gb_month: 0.012}\n"
+    )
+    message = _error(_write(tmp_path, text))
+    assert "storage_prices.r2" in message and "cold='COLD' is not one of the classes given" in message
+    config = load_config(_write(tmp_path, text.replace("cold: COLD", "cold: STANDARD")))
+    assert config.storage_prices.r2.tier("cold").gb_month == 0.012
+    assert config.storage_prices.s3.tier("hot").gb_month == 0.023  # the others keep their defaults
