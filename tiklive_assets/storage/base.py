@@ -155,6 +155,13 @@ class ObjectStore(abc.ABC):
     def open_read(self, key: str) -> BinaryIO:
         """A binary file-like object streaming the object (use as a context manager); raises NotFound."""
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from offset ``start`` (fewer at its end); raises NotFound. A backend
+        that can read part of an object (a file seek, an HTTP Range GET) reads only that part."""
+        if start < 0 or length < 0:
+            raise ValueError(f"read_range({key!r}, {start}, {length}): start and length must be 0 or more")
+        return self.get_bytes(key)[start : start + length]
+
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None
 

@@ -161,6 +161,18 @@ class LocalStore(CreateIfAbsentStore):
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise NotFound(key, self.describe()) from None
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError(f"read_range({key!r}, {start}, {length}): start and length must be 0 or more")
+        path = self._path(key)
+        with self._errors("reading", key):
+            try:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    return f.read(length)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise NotFound(key, self.describe()) from None
+
     def stat(self, key: str) -> ObjectInfo | None:
         path = self._path(key)
         with self._errors("checking", key):

@@ -134,6 +134,9 @@ class MirroredStore(ObjectStore):
     def open_read(self, key: str) -> BinaryIO:
         return self.primary.open_read(key)
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        return self.primary.read_range(key, start, length)
+
     def exists(self, key: str) -> bool:
         return self.primary.exists(key)
 

@@ -348,6 +348,27 @@ class S3Store(CreateIfAbsentStore):
         with self.open_read(key) as body, self._errors("reading", key):
             return body.read()
 
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """One GET with ``Range: bytes=start-(start+length-1)``: only those bytes cross the network."""
+        if start < 0 or length < 0:
+            raise ValueError(f"read_range({key!r}, {start}, {length}): start and length must be 0 or more")
+        if length == 0:
+            return b""
+        full_key = self._full(key)
+        with self._errors("reading", key):
+            try:
+                response = self.client.get_object(
+                    Bucket=self.bucket, Key=full_key, Range=f"bytes={start}-{start + length - 1}"
+                )
+            except ClientError as exc:
+                if _is_missing(exc) and _code(exc) not in _NO_BUCKET_CODES:
+                    raise NotFound(key, self.describe()) from None
+                if _code(exc) == "InvalidRange":  # start at or past the end of the object
+                    return b""
+                raise
+            with response["Body"] as body:
+                return bytes(body.read())
+
     def stat(self, key: str) -> ObjectInfo | None:
         full_key = self._full(key)
         with self._errors("checking", key):
