@@ -112,6 +112,9 @@ class Music(_Strict):
 
 class Plan(_Strict):
     requests_per_minute: int = Field(200, ge=1, description="your TikLiveAPI plan's rate (standard: 200)")
+    window_seconds: float = Field(
+        60, gt=0, le=3600, description="the window the plan's rate is counted over (TikLiveAPI's: a minute)"
+    )
     daily_credit_budget: int | None = Field(None, ge=1, description="stop cleanly before spending more in a UTC day")
     max_retry_after_seconds: float = Field(
         300, ge=0, description="longest Retry-After obeyed; a longer one stops the run at once, saying when to retry"

@@ -231,6 +231,7 @@ class CaptureResources:
             archive = RawArchive(store, day)
             client = self.tiklive_api.client(
                 requests_per_minute=config.plan.requests_per_minute,
+                period_seconds=config.plan.window_seconds,
                 max_attempts=max_attempts,
                 credit_ledger=StateCreditLedger(state, config.plan.daily_credit_budget),
                 on_response=archive.write,
