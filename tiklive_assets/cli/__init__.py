@@ -34,6 +34,7 @@ COMMANDS = {
     "retention": "compliance",
     "state": "state",
     "dr": "dr",
+    "cost": "cost",
 }
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from tiklive_assets.cli import (
         check_key,
         compliance,
+        cost,
         cursors,
         dr,
         mirror,
@@ -73,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_parser(sub)
     state.add_parser(sub)
     dr.add_parser(sub)
+    cost.add_parser(sub)
     return parser
 
 

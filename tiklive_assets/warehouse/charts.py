@@ -286,3 +286,93 @@ def ranking(title: str, items: Sequence[tuple[str, int, int | None]], up_to: dat
             )
 
     return chart(title, draw, margins=BARS)
+
+
+def completeness(days: Sequence[tuple[date, int, int, int, int, int]], up_to: date) -> str:
+    """Per archive day: new posts expected (outline) against posts resolved and dead (stacked bars), with a red
+    mark over each day on which a source fell silent, a walk was cut short or a profile was missing.
+
+    ``days`` holds (day, new_ids, resolved, dead, unresolved, problems).
+    """
+    title = f"Daily completeness: expected against captured, as of {up_to}"
+    if not days:
+        return chart(title, None)
+
+    def draw(ax: Any) -> None:
+        when = [d for d, *_ in days]
+        resolved = [r for _, _, r, _, _, _ in days]
+        ax.bar(when, resolved, width=0.8, color="#55a868", label="resolved")
+        ax.bar(when, [x for _, _, _, x, _, _ in days], width=0.8, bottom=resolved, color="#8c8c8c", label="dead")
+        ax.bar(
+            when,
+            [n for _, n, *_ in days],
+            width=0.8,
+            fill=False,
+            edgecolor="#4c72b0",
+            linewidth=1.2,
+            label="new posts listed (expected)",
+        )
+        peak = max(max(n, r + x) for _, n, r, x, _, _ in days) or 1
+        flagged = [d for d, *_, problems in days if problems]
+        if flagged:
+            ax.scatter(flagged, [peak * 1.12] * len(flagged), marker="v", color="#c44e52", label="a source fell silent")
+        ax.set_ylim(0, peak * 1.45)  # headroom for the marks and the legend
+        _count_axis(ax)
+        _day_axis(ax, when)
+        ax.set_ylabel("posts")
+        ax.set_xlabel("archive day (UTC)")
+        ax.legend(loc="upper left", frameon=False, ncol=2)
+        ax.grid(axis="x", visible=False)
+
+    return chart(title, draw)
+
+
+def engagement_curves(series: Mapping[str, Sequence[tuple[float, float, bool]]], up_to: date) -> str:
+    """One line per video: views (y) at each refresh age (x, hours after posting, log scale: the ages spread from
+    an hour to a month). A deleted video's line is dashed and ends at its last answered age."""
+    title = f"Views by hours since posting, {len(series)} videos, as of {up_to}"
+    if not series:
+        return chart(f"Views by hours since posting, as of {up_to}", None)
+
+    def draw(ax: Any) -> None:
+        for label, points in series.items():
+            ages = [age for age, _, _ in points]
+            views = [v for _, v, _ in points]
+            deleted = any(d for _, _, d in points)
+            ax.plot(
+                ages,
+                views,
+                marker="o",
+                markersize=3,
+                linewidth=1.4,
+                linestyle="--" if deleted else "-",
+                label=short(label + (" (deleted)" if deleted else ""), 30),
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("hours since posting (refresh age, log scale)")
+        ax.set_ylabel("views")
+        _human_axis(ax.xaxis)
+        _human_axis(ax.yaxis)
+        _legend_beside(ax, "author, video id")
+
+    return chart(title, draw, margins=WITH_LEGEND)
+
+
+def deleted_by_day(days: Sequence[tuple[date, int, int]], up_to: date) -> str:
+    """Content first seen missing per archive day: videos and accounts, stacked bars. ``days``: (day, videos,
+    accounts)."""
+    title = f"Deleted or private content, first seen missing per day, as of {up_to}"
+    if not days:
+        return chart(title, None)
+
+    def draw(ax: Any) -> None:
+        when = [d for d, _, _ in days]
+        videos = [v for _, v, _ in days]
+        ax.bar(when, videos, width=0.8, color="#c44e52", label="videos")
+        ax.bar(when, [a for _, _, a in days], width=0.8, bottom=videos, color="#8172b2", label="accounts")
+        ax.set_ylabel("first seen missing")
+        _day_axis(ax, when)
+        _count_axis(ax)
+        ax.legend(loc="upper left", fontsize=8)
+
+    return chart(title, draw)

@@ -190,6 +190,17 @@ def _table_views(exports: Path) -> list[str]:
     return statements
 
 
+def exports_connection(exports: Path):
+    """An in-memory DuckDB connection with every table's view over ``exports``, as the marts file holds them (for
+    a computation over the exports that needs no marts file, such as the completeness check)."""
+    import duckdb
+
+    con = duckdb.connect()
+    for statement in _table_views(exports):
+        con.execute(statement)
+    return con
+
+
 def as_of_sql(mart: str, query: str) -> str:
     """``query`` run against ``mart`` as it stood on day ``$day``: the mart's SQL over the exported days <= $day.
 

@@ -1,0 +1,115 @@
+"""Completeness per day and source: three days captured from the sandbox over real HTTP, then the warehouse, the
+``daily_completeness`` mart and its check.
+
+The sandbox's corpus is frozen, so a source brings new ids on a later day only when a post is published to it:
+alice's account gets a new post before the second day and none before the third, so on the third day it brought
+nothing new against a baseline of two days with new ids, and the check fails naming it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tiklive_assets.defs.capture import assets as capture_assets
+from tiklive_assets.defs.warehouse.assets import parquet_exports
+from tiklive_assets.defs.warehouse.completeness_check import daily_completeness
+from tiklive_assets.defs.warehouse.resources import WarehouseResource
+from tiklive_assets.warehouse import build_marts, completeness, mart_chart, query_marts
+from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, local_store, today
+
+
+def _capture_day(rig: Rig, monkeypatch: pytest.MonkeyPatch, days_back: int) -> None:
+    real = capture_assets.datetime
+
+    class Then(real):
+        @classmethod
+        def now(cls, tz=None):
+            return real.now(tz) - timedelta(days=days_back)
+
+    monkeypatch.setattr(capture_assets, "datetime", Then)
+    result = rig.run(partition=today() - timedelta(days=days_back))
+    assert result.success, failures(result)
+    monkeypatch.setattr(capture_assets, "datetime", real)
+
+
+def _warehouse(rig: Rig, days_back: int) -> dg.ExecuteInProcessResult:
+    resources = {**rig.resources(), "warehouse": WarehouseResource(url=str(rig.home / "warehouse.duckdb"))}
+    day = (today() - timedelta(days=days_back)).isoformat()
+    return dg.materialize(  # the exports and the check: the marts are built once, by the mart test
+        [parquet_exports, daily_completeness],
+        resources=resources,
+        instance=rig.instance,
+        partition_key=day,
+        raise_on_error=False,
+    )
+
+
+def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+@pytest.fixture(scope="module")
+def three_days(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("completeness")
+    monkeypatch = pytest.MonkeyPatch()
+    config = base_config(keywords=[{"keyword": "cooking", "max_pages": 1}])
+    checks = []
+    try:
+        with frozen_sandbox() as sb:
+            rig = Rig(sb, home, local_store(home))
+            for days_back in (2, 1, 0):
+                if days_back == 1:
+                    sb.publish_video("alice123")  # alice brings a new id on the second day, none on the third
+                _capture_day(rig, monkeypatch, days_back) if days_back else rig.run()
+                result = _warehouse(rig, days_back)
+                assert result.success, failures(result)
+                checks.append(_check(result))
+    finally:
+        monkeypatch.undo()
+    return rig, checks, config
+
+
+def test_a_source_that_usually_brings_new_ids_and_brought_none_fails_the_check_by_name(three_days) -> None:
+    rig, (first, second, third), _ = three_days
+    assert first.passed and second.passed, (first.description, second.description)  # no baseline yet: no failure
+    assert not third.passed
+    assert third.metadata["failed_sources"].value == ["account @alice123"]
+    assert "account @alice123 brought no new ids" in (third.description or "")
+    assert "2 of its 2 walked days" in (third.description or "")
+
+
+def test_the_daily_completeness_mart_has_a_row_per_day_with_the_silent_source(three_days) -> None:
+    rig, _, _ = three_days
+    marts = build_marts(rig.home / "exports", rig.home / "marts.duckdb")
+    _, rows = query_marts(
+        marts,
+        "SELECT day, new_ids, resolved, downloaded, dead, silent_sources, problems FROM daily_completeness "
+        "ORDER BY day",
+    )
+    days = [today() - timedelta(days=n) for n in (2, 1, 0)]
+    assert [r[0] for r in rows] == days
+    first, second, third = rows
+    assert first[1] > 0 and first[2] + first[4] > 0  # the first day: every listed id is new
+    assert second[1] >= 1  # alice's new post
+    assert third[5] >= 1 and "account alice123: no new ids" in third[6]
+    assert first[6] == "" and second[6] == ""
+    count, chart = mart_chart(marts, "daily_completeness", days[2])
+    assert count == 3 and "data:image/png;base64," in chart and "account alice123: no new ids" in chart
+    # the same figures the check reads
+    assert completeness.day_totals(rig.home / "exports", days[2])["problems"] == third[6]
+
+
+def test_a_source_taken_out_of_the_config_is_not_judged(three_days, tmp_path: Path) -> None:
+    rig, _, config = three_days
+    from tiklive_assets.defs.warehouse.completeness_check import judged
+    from tiklive_assets.tracking import parse_config
+
+    found = completeness.source_days(rig.home / "exports", today())
+    assert any(row.failed and row.name == "alice123" for row in found)
+    without = parse_config({**config, "accounts": [{"handle": "bob"}]})
+    assert not [row for row in judged(found, without) if row.failed]
