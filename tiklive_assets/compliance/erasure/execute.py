@@ -20,6 +20,7 @@ from tiklive_assets.storage.keys import day_of_key
 from tiklive_assets.warehouse.archive_index_store import prune_part, read_part_bytes, refs_of, write_part
 
 from ..legal_hold import Hold, HoldSet, LegalHoldError, LegalHolds, as_holdset, current_operator
+from .bundles import also_bundled, finish_bundle_rewrites, held_bundles, rewrite_bundles
 from .index_plan import IndexUse, plan_with_index
 from .log import ERASURE_LOG_PREFIX, write_log
 from .matcher import ErasureError, UserMatcher
@@ -154,12 +155,7 @@ def erase_user(
         handles=sorted(matcher.handles),
     )
     if not dry_run:  # first put back what an interrupted erasure left half rewritten, so this plan sees it
-        for key in finish_pending_rewrites(store):
-            logger.warning(
-                "erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half done",
-                report.request_id,
-                key,
-            )
+        _finish_interrupted(store, report.request_id)
     found = (
         plan_with_index(store, matcher, aweme_ids=aweme, workers=workers, verify_scan=verify_scan)
         if use_index
@@ -172,8 +168,9 @@ def erase_user(
     else:
         plan, use = found
         _report_index(report, use, verify_scan)
+    also_bundled(store, plan)
     _report_plan(report, plan)
-    held_by = _covering_holds(report, plan, as_holdset(holds))
+    held_by = _covering_holds(report, plan, as_holdset(holds), store)
 
     statements: list[Statement] = []
     if warehouse is not None:
@@ -197,6 +194,9 @@ def erase_user(
         else:
             _rewrite_redacted(store, obj, matcher, report)
         crashpoint("erasure.object.done")
+    for rewrite in rewrite_bundles(store, plan, lambda member, body: _redact_member(member.key, body, matcher, report)):
+        if rewrite.conflict:
+            report.rewrite_conflicts.append(rewrite.old)
     if use is not None:
         report.index_parts_pruned = _prune_index(store, use.indexed_days, matcher, plan)
     _count_rows(warehouse, statements, report, delete=True)
@@ -206,6 +206,19 @@ def erase_user(
     )
     logger.info(report.summary())
     return report
+
+
+def _finish_interrupted(store: ObjectStore, request_id: str) -> None:
+    """Redacted rewrites an interrupted erasure left half done are finished; bundle generations it replaced (the
+    new one written and verified, the old one, which may still hold the user's objects, not yet deleted) go."""
+    for key in finish_pending_rewrites(store):
+        logger.warning(
+            "erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half done",
+            request_id,
+            key,
+        )
+    for key in finish_bundle_rewrites(store):
+        logger.warning("erasure %s: deleted %s, a bundle generation already replaced", request_id, key)
 
 
 def _report_plan(report: ErasureReport, plan: ErasurePlan) -> None:
@@ -251,15 +264,27 @@ def _prune_index(store: ObjectStore, days: list[date], matcher: UserMatcher, pla
     return rewritten
 
 
-def _covering_holds(report: ErasureReport, plan: ErasurePlan, holdset: HoldSet) -> list[Hold]:
-    """The holds covering planned objects (one per prefix), counted per prefix into ``report.held``."""
+def _covering_holds(report: ErasureReport, plan: ErasurePlan, holdset: HoldSet, store: ObjectStore) -> list[Hold]:
+    """The holds covering planned objects, or a bundle the erasure would rewrite (one per prefix), counted per
+    prefix into ``report.held``."""
     held_by: dict[str, Hold] = {}
     for key in plan.objects:
         hold = holdset.covers(key)
         if hold is not None:
             report.held[hold.prefix] = report.held.get(hold.prefix, 0) + 1
             held_by[hold.prefix] = hold
+    for hold, count in held_bundles(store, plan, holdset).values():
+        report.held[hold.prefix] = report.held.get(hold.prefix, 0) + count
+        held_by[hold.prefix] = hold
     return list(held_by.values())
+
+
+def _redact_member(key: str, body: bytes, matcher: UserMatcher, report: ErasureReport) -> bytes | None:
+    """A bundled object's redacted bytes (None: it goes whole), counted into the report as a loose one is."""
+    redacted, removed = redact_bytes(body, matcher)
+    if redacted is not None:
+        report.redacted[key] = removed
+    return redacted
 
 
 def _count_rows(warehouse: Any | None, statements: list[Statement], report: ErasureReport, *, delete: bool) -> None:
@@ -273,25 +298,35 @@ def _count_rows(warehouse: Any | None, statements: list[Statement], report: Eras
         report.warehouse_rows[table] = report.warehouse_rows.get(table, 0) + n
 
 
+def redact_bytes(data: bytes, matcher: UserMatcher) -> tuple[bytes | None, int]:
+    """(the object's bytes without the user, items removed): None when it must go whole (it is about the user, or
+    still refers to them after redaction); ``data`` itself when nothing was removed (already redacted). The gzip
+    header keeps the capture time, so replays still see when it was captured."""
+    body = load_json(data)
+    if isinstance(body, dict) and matcher.belongs(body):
+        return None, 0
+    redacted, removed = matcher.scrub(body)
+    if matcher.references(redacted):  # changed since planning: it goes whole
+        return None, 0
+    if removed == 0:
+        return data, 0
+    payload = json.dumps(redacted, ensure_ascii=False).encode()
+    fetched = int.from_bytes(data[4:8], "little") if data[:2] == b"\x1f\x8b" else 0  # keep the capture time
+    return gzip.compress(payload, compresslevel=6, mtime=fetched), removed
+
+
 def _rewrite_redacted(store: ObjectStore, obj: PlannedObject, matcher: UserMatcher, report: ErasureReport) -> None:
     try:
         data = store.get_bytes(obj.key)
     except NotFound:
-        return
-    body = load_json(data)
-    if isinstance(body, dict) and matcher.belongs(body):
-        store.delete(obj.key)
-        return
-    redacted, removed = matcher.scrub(body)
-    payload = json.dumps(redacted, ensure_ascii=False).encode()
-    if matcher.references(redacted):  # changed since planning: it goes whole
+        return  # gone, or stored in a bundle (rewritten by rewrite_bundles)
+    compressed, removed = redact_bytes(data, matcher)
+    if compressed is None:
         store.delete(obj.key)
         return
     report.redacted[obj.key] = removed
     if removed == 0:
         return  # already redacted (a re-run)
-    fetched = int.from_bytes(data[4:8], "little") if data[:2] == b"\x1f\x8b" else 0  # keep the capture time
-    compressed = gzip.compress(payload, compresslevel=6, mtime=fetched)
     # The redacted copy is staged first: a process killed between the delete and the put below loses nothing (the
     # other users' data in this object); the next erasure run finishes the rewrite from the staged copy.
     staged = f"{PENDING_REWRITES}{obj.key}"

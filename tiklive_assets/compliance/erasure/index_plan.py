@@ -7,8 +7,11 @@ named object exactly as the full scan does (:func:`.plan.key_decision` on its ke
 on its body): the same objects are deleted or redacted, and only they are read. A post found in a body that the
 index did not attribute to the user is looked up too, until nothing new turns up.
 
+A key the index names that is no longer loose is looked up in the bundles (compaction packed its day): it is
+decided by its key as before, and its body, when needed, is one ranged read of the bundle.
+
 A day without an index part yet (captured but not loaded, or loaded before the index existed) is scanned whole,
-as before, and the plan says which days those were. ``verify_scan`` runs the full scan as well: what it finds and
+bundles included, and the plan says which days those were. ``verify_scan`` runs the full scan as well: what it finds and
 the index missed is reported, and erased too.
 """
 
@@ -21,6 +24,7 @@ from typing import Literal
 
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.storage import ObjectInfo, ObjectStore
+from tiklive_assets.storage.bundles import locate, read_index
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
     RAW_PREFIX,
@@ -40,8 +44,18 @@ from tiklive_assets.warehouse.archive_index_store import (
     refs_of,
 )
 
+from ..bundled import bundled_days
 from .matcher import UserMatcher
-from .plan import _AWEME_ENDPOINTS, ErasurePlan, PlannedObject, _examine_body, key_decision, plan_erasure
+from .plan import (
+    _AWEME_ENDPOINTS,
+    BundledInfo,
+    ErasurePlan,
+    PlannedObject,
+    _examine_body,
+    key_decision,
+    plan_erasure,
+    raw_listing,
+)
 
 _RAW_HEADS = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")
 
@@ -78,7 +92,7 @@ def plan_with_index(
     verify_scan: bool = False,
 ) -> tuple[ErasurePlan, IndexUse] | None:
     """The plan through the index, or None when no day of the archive has an index part (scan everything)."""
-    days = archive_days(store)
+    days = sorted(set(archive_days(store)) | bundled_days(store))  # a compacted day may have no loose object left
     parts = read_parts(store, days)
     if not parts:
         return None
@@ -122,9 +136,10 @@ def _decide(
     """Each named object decided as the full scan decides it: by its key (again on every round, as the user's posts
     grow), else by its body (read once; ``infos`` holds the objects already met)."""
     bodies: list[ObjectInfo] = []
+    members: dict[str, dict[str, BundledInfo]] = {}
     for key in sorted(keys):
         seen = key in infos
-        info = infos[key] if seen else infos.setdefault(key, store.stat(key))
+        info = infos[key] if seen else infos.setdefault(key, store.stat(key) or _bundled_info(store, key, members))
         if info is None:  # gone since it was indexed
             continue
         if key.startswith(VIDEOS_PREFIX):
@@ -145,7 +160,7 @@ def _decide(
         if hit is None:
             continue
         if hit is not False:
-            plan.add(hit)
+            plan.add(hit, info)
         elif not seen:
             bodies.append(info)
     for info, obj, owned, error in bounded_map(
@@ -153,6 +168,19 @@ def _decide(
     ):
         use.bodies_read += 1
         plan.examined(info, obj, owned, error)
+
+
+def _bundled_info(store: ObjectStore, key: str, members: dict[str, dict[str, BundledInfo]]) -> BundledInfo | None:
+    """The bundled member stored under raw ``key`` (compacted since it was indexed), or None: gone. ``members``
+    keeps each bundle's index once read."""
+    bundle = locate(store, key)
+    if bundle is None:
+        return None
+    if bundle not in members:
+        members[bundle] = {
+            m.key: BundledInfo(m.key, m.size, m.fetched_at, bundle=bundle) for m in read_index(store, bundle)
+        }
+    return members[bundle].get(key)
 
 
 def _post_object(info: ObjectInfo, prefix: str, aweme_ids: set[str]) -> PlannedObject | Literal[False]:
@@ -199,10 +227,10 @@ def _listing_pass(store: ObjectStore, matcher: UserMatcher, aweme_ids: set[str],
     plan = ErasurePlan(matcher, aweme_ids=set(aweme_ids))
     for day in map(day_prefixes, days):
         for head, prefix in zip(_RAW_HEADS, day[:2], strict=True):
-            for info in store.list(prefix):
+            for info in raw_listing(store, prefix):
                 hit = _post_object(info, head, plan.aweme_ids)
                 if hit:
-                    plan.add(hit)
+                    plan.add(hit, info)
         for info in store.list(day[2]):
             parts = split_video_key(info.key)
             if parts and parts[1] in aweme_ids:
@@ -216,6 +244,7 @@ def _listing_pass(store: ObjectStore, matcher: UserMatcher, aweme_ids: set[str],
 def _merge(plan: ErasurePlan, other: ErasurePlan, counts: bool = True) -> None:
     for obj in other.objects.values():
         plan.add(obj)
+    plan.bundled.update(other.bundled)
     plan.aweme_ids |= other.aweme_ids
     if counts:
         plan.scanned_objects += other.scanned_objects

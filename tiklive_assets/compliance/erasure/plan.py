@@ -2,11 +2,16 @@
 
 Key-level hits come from listings alone (no GET); every other raw object is streamed through gzip in bounded
 chunks and checked for the user (:meth:`UserMatcher.stream_mentions`); only hits are parsed.
+
+A compacted day's raw objects are members of bundles (one per endpoint and day): their keys come from the bundle's
+index (no body read), and the bodies the plan must see are read from the bundle, one read per bundle. The plan
+records which bundle holds each planned key (:attr:`ErasurePlan.bundled`), so the erasure rewrites that bundle.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import zlib
 from collections.abc import Iterable, Iterator
@@ -16,6 +21,7 @@ from typing import Any, Literal
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.research.endpoints import archive_names as research_names
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
+from tiklive_assets.storage.bundles import read_bundle, read_index, read_member
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
     RAW_PREFIX,
@@ -28,6 +34,7 @@ from tiklive_assets.storage.keys import (
 from tiklive_assets.tikliveapi.endpoints import endpoint_names
 from tiklive_assets.tolerant import as_id, post_id
 
+from ..bundled import live_bundles
 from .matcher import UserMatcher
 
 RAW_PREFIXES: tuple[str, ...] = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")
@@ -42,6 +49,15 @@ _AWEME_ENDPOINTS = endpoint_names(subject="post") | research_names(subject="post
 _NO_USER_DATA = endpoint_names(personal_data=False)
 
 Action = Literal["delete", "redact"]
+
+
+@dataclass(frozen=True)
+class BundledInfo(ObjectInfo):
+    """A raw object stored as a member of a bundle: its key, size and capture time from the bundle's index, the
+    bundle that holds it, and its body when the bundle was already read."""
+
+    bundle: str = ""
+    body: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
@@ -61,18 +77,22 @@ class ErasurePlan:
     scanned_objects: int = 0
     scanned_bytes: int = 0
     unreadable: list[str] = field(default_factory=list)
+    bundled: dict[str, str] = field(default_factory=dict)  # planned raw key -> the live bundle holding it
 
-    def add(self, obj: PlannedObject) -> None:
+    def add(self, obj: PlannedObject, where: ObjectInfo | None = None) -> None:
+        """Plan ``obj`` (a delete wins over a redaction); ``where``, the object as listed, says if a bundle holds it."""
         current = self.objects.get(obj.key)
         if current is None or (current.action == "redact" and obj.action == "delete"):
             self.objects[obj.key] = obj
+        if isinstance(where, BundledInfo):
+            self.bundled[obj.key] = where.bundle
 
     def examined(self, info: ObjectInfo, obj: PlannedObject | None, owned: set[str], error: str | None) -> None:
         """Count one body read, and keep what it showed: the object's action, the user's posts it names, an error."""
         self.scanned_objects += 1
         self.scanned_bytes += info.size
         if obj is not None:
-            self.add(obj)
+            self.add(obj, info)
         self.aweme_ids |= owned
         if error:
             self.unreadable.append(error)
@@ -124,11 +144,16 @@ def _examine_body(
 ) -> tuple[ObjectInfo, PlannedObject | None, set[str], str | None]:
     """Stream one object; on a hit parse it and decide: delete, redact, or (a false alarm) nothing."""
     try:
-        with store.open_read(info.key) as stream:
-            if not matcher.stream_mentions(stream):
+        if isinstance(info, BundledInfo):
+            data = info.body if info.body is not None else read_member(store, info.bundle, info.key)
+            if not matcher.stream_mentions(io.BytesIO(data)):
                 return info, None, set(), None
-        data = store.get_bytes(info.key)
-    except NotFound:  # deleted meanwhile
+        else:
+            with store.open_read(info.key) as stream:
+                if not matcher.stream_mentions(stream):
+                    return info, None, set(), None
+            data = store.get_bytes(info.key)
+    except (NotFound, KeyError):  # deleted (or rewritten without it) meanwhile
         return info, None, set(), None
     try:
         body = load_json(data)
@@ -214,6 +239,18 @@ def plan_erasure(  # noqa: C901
                 plan.add(hit)
                 continue
             yield info
+        for bundle, members in bundled_members(store, prefix):
+            bodies = []
+            for info in members:
+                hit = key_hit(info, prefix)
+                if hit is None:
+                    continue
+                if hit is not False:
+                    plan.add(hit, info)
+                    continue
+                bodies.append(info)
+            if bodies:  # one read of the bundle for every body it must show
+                yield from with_bodies(store, bundle, bodies)
 
     for prefix in raw_prefixes:
         for info, obj, owned, error in bounded_map(
@@ -228,10 +265,10 @@ def plan_erasure(  # noqa: C901
     discovered = plan.aweme_ids - known_before_bodies
     if discovered:
         for prefix in raw_prefixes:  # TikLiveAPI's per-post pages, and the Research API's comment pages
-            for info in store.list(prefix):
+            for info in raw_listing(store, prefix):
                 raw = split_raw_key(info.key, api_root(prefix))
                 if raw and raw.endpoint in _AWEME_ENDPOINTS and raw.entity in discovered:
-                    plan.add(PlannedObject(info.key, "delete", "key:post", info.size))
+                    plan.add(PlannedObject(info.key, "delete", "key:post", info.size), info)
         for info in _listing(store, video_prefixes):
             parts = split_video_key(info.key)
             if parts and parts[1] in discovered:
@@ -243,6 +280,36 @@ def plan_erasure(  # noqa: C901
         if aweme is not None and aweme in plan.aweme_ids:
             plan.add(PlannedObject(info.key, "delete", "key:cover", info.size))
     return plan
+
+
+def bundled_members(store: ObjectStore, prefix: str) -> Iterator[tuple[str, list[BundledInfo]]]:
+    """(bundle key, its members under ``prefix``) of every live bundle under a raw ``prefix``: indexes only."""
+    for bundle in live_bundles(store, prefix):
+        members = [
+            BundledInfo(m.key, m.size, m.fetched_at, bundle=bundle.key)
+            for m in read_index(store, bundle.key)
+            if m.key.startswith(prefix)
+        ]
+        if members:
+            yield bundle.key, members
+
+
+def with_bodies(store: ObjectStore, bundle: str, infos: list[BundledInfo]) -> Iterator[BundledInfo]:
+    """``infos`` with their bodies, from one read of ``bundle`` (a member gone since the index was read is left out)."""
+    try:
+        read = read_bundle(store, bundle)
+    except NotFound:  # rewritten meanwhile
+        return
+    for info in infos:
+        if info.key in read:
+            yield BundledInfo(info.key, info.size, info.last_modified, bundle=bundle, body=read.body(info.key))
+
+
+def raw_listing(store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:
+    """Every raw object under ``prefix``: the loose ones, then the members of live bundles (their keys only)."""
+    yield from store.list(prefix)
+    for _bundle, members in bundled_members(store, prefix):
+        yield from members
 
 
 def _listing(store: ObjectStore, prefixes: tuple[str, ...]) -> Iterator[ObjectInfo]:
