@@ -16,6 +16,7 @@ generation, plus loose objects (:func:`day_objects`).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import heapq
 import io
@@ -29,6 +30,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tiklive_assets.concurrency import bounded_map
 
 from .base import ObjectStore, PutResult, StoreError
 from .errors import NotFound
@@ -214,6 +217,7 @@ class Bundle:
             rows = self._file.metadata.row_group(group).num_rows
             self._groups.append((start, rows))
             start += rows
+        self._starts = [first for first, _ in self._groups]
         self._row = {m.key: row for row, m in enumerate(self.members)}
         self._cached: tuple[int, list[bytes]] | None = None
 
@@ -232,16 +236,48 @@ class Bundle:
     def body(self, raw_key: str) -> bytes:
         """The member's exact gzip bytes; KeyError if the bundle does not hold ``raw_key``."""
         row = self._row[raw_key]
-        for group, (first, rows) in enumerate(self._groups):
-            if first <= row < first + rows:
-                return self._bodies(group)[row - first]
-        raise BundleError(f"{self.key}: member {raw_key!r} is outside every row group")  # pragma: no cover
+        group = bisect.bisect_right(self._starts, row) - 1
+        return self._bodies(group)[row - self._groups[group][0]]
 
     def __iter__(self) -> Iterator[tuple[Member, bytes]]:
         """Every (member, bytes) in key order, one row group in memory at a time."""
         for group, (first, rows) in enumerate(self._groups):
             bodies = self._file.read_row_group(group, columns=["body"]).column(0).to_pylist()
             yield from zip(self.members[first : first + rows], bodies, strict=True)
+
+    @property
+    def row_groups(self) -> int:
+        return len(self._groups)
+
+    @property
+    def metadata(self) -> pq.FileMetaData:
+        return self._file.metadata
+
+
+def iter_members(
+    store: ObjectStore, bundle_key: str, *, threads: int = 1, ahead: int = 4
+) -> Iterator[tuple[Member, bytes]]:
+    """Every (member, bytes) of a bundle in key order, its row groups fetched by up to ``threads`` parallel
+    ranged reads (at most ``ahead`` row groups per thread in memory): the read path for a remote store, where
+    each read waits on the network."""
+    bundle = Bundle(store, bundle_key)
+    if threads <= 1 or bundle.row_groups <= 1:
+        yield from bundle
+        return
+    info = store.stat(bundle_key)
+    size = info.size if info else 0
+    meta = bundle.metadata
+
+    def fetch(group: int) -> list[bytes]:
+        file = pq.ParquetFile(_StoreFile(store, bundle_key, size), metadata=meta)  # no second footer read
+        return list(file.read_row_group(group, columns=["body"]).column(0).to_pylist())
+
+    groups = bounded_map(
+        fetch, range(bundle.row_groups), workers=threads, in_flight=threads * ahead, ordered=True,
+        thread_name_prefix="bundle-get",
+    )  # fmt: skip
+    for (first, rows), bodies in zip(bundle._groups, groups, strict=True):
+        yield from zip(bundle.members[first : first + rows], bodies, strict=True)
 
 
 def read_bundle(store: ObjectStore, bundle_key: str) -> Bundle:

@@ -5,11 +5,18 @@ time (at most two batches of bodies fetched ahead of the parser, in listing orde
 disk reads are cheap and parsing (gzip + JSON) is the cost, so a day can be split over worker processes instead;
 the local listing is a plain directory scan without a stat per file (an object's size is its bytes' length, and
 its modification time is only read when its gzip header carries no fetch time).
+
+A day past the hot period is compacted: its raw objects are members of one bundle per endpoint
+(:mod:`tiklive_assets.storage.bundles`), and loose objects may sit beside them (held keys, late writes, a
+compaction cut short). Every path reads both, in key order, each key once (a key both loose and in the live bundle
+is read from the bundle: compaction checked the bytes are the same), so a compacted day replays to the same
+tables as before. Bundles are read a row group at a time: on S3 by parallel ranged GETs, locally by seeks.
 """
 
 from __future__ import annotations
 
 import gc
+import heapq
 import multiprocessing
 import os
 from collections import Counter
@@ -23,9 +30,11 @@ import pyarrow as pa
 
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.storage import LocalStore, ObjectInfo, ObjectStore
+from tiklive_assets.storage.bundles import Bundle, Member, iter_members, live_bundles_of_day, read_index
 from tiklive_assets.storage.keys import RAW_PREFIX, RAW_SUFFIX
 
 from .parse import DayParser, raw_day_prefix, video_day_prefix
+from .parse_tombstones import tombstones
 
 MEDIA_SUFFIXES = (".mp4", ".jpg", ".mp3")  # a video, a photo post's images and its sound
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
@@ -71,10 +80,53 @@ class ParsedDay:
 
 
 def list_day(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
-    """(raw response objects, media objects: MP4s, photo posts' images and sounds) archived under ``day``."""
+    """(raw response objects, media objects: MP4s, photo posts' images and sounds) archived under ``day``; a
+    bundled raw object is listed with its member size and fetch time (read it with ``bundles.day_objects``)."""
     raw = [info for info in store.list(raw_day_prefix(day, prefix)) if RAW_SUFFIX in info.key]
+    bundled = day_bundles(store, day, prefix)
+    if bundled:
+        members = {m.key: ObjectInfo(m.key, m.size, m.fetched_at) for ms in bundled.values() for m in ms}
+        raw = sorted([*(i for i in raw if i.key not in members), *members.values()], key=lambda i: i.key)
     videos = [info for info in store.list(video_day_prefix(day)) if info.key.endswith(MEDIA_SUFFIXES)]
     return raw, videos
+
+
+def day_bundles(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> dict[str, list[Member]]:
+    """The day's live bundles (the highest generation of each endpoint) and their members: index reads only."""
+    return {key: read_index(store, key) for key in live_bundles_of_day(store, day, prefix).values()}
+
+
+Entry = tuple[str, str | None, datetime | None]  # (raw key, bundle holding it or None: loose, fetch time)
+
+
+def day_entries(loose_keys: list[str], bundled: dict[str, list[Member]]) -> list[Entry]:
+    """Every raw object of a day once, in key order: a loose key a live bundle also holds is read from the bundle."""
+    entries: dict[str, Entry] = {key: (key, None, None) for key in loose_keys}
+    for bundle_key, members in bundled.items():
+        for m in members:
+            entries[m.key] = (m.key, bundle_key, m.fetched_at)
+    return [entries[key] for key in sorted(entries)]
+
+
+def _parse_entries(parser: DayParser, store: LocalStore, entries: list[Entry], opened: dict[str, Bundle]) -> None:
+    """Parse loose and bundled objects in the entries' order: runs of loose keys by :func:`_parse_local`, members
+    from their bundle (opened once, read a row group at a time)."""
+    root, run = str(store.root), []
+    add = parser.add_bytes
+    for key, holder, fetched_at in entries:
+        if holder is None:
+            run.append(key)
+            continue
+        if run:
+            _parse_local(parser, root, run)
+            run = []
+        bundle = opened.get(holder)
+        if bundle is None:
+            bundle = opened[holder] = Bundle(store, holder)
+        gz = bundle.body(key)
+        add(key, gz, len(gz), fetched_at)
+    if run:
+        _parse_local(parser, root, run)
 
 
 def local_raw_keys(store: LocalStore, day: date, prefix: str = RAW_PREFIX) -> list[str]:
@@ -163,6 +215,13 @@ def _parse_chunk(root: str, day: date, prefix: str, keys: list[str], sign_every:
     return parser
 
 
+def _parse_entry_chunk(root: str, day: date, prefix: str, entries: list[Entry], sign_every: int = 1) -> DayParser:
+    parser = DayParser(day, prefix, sign_every=sign_every)
+    with _no_cyclic_gc():
+        _parse_entries(parser, LocalStore(root), entries, {})
+    return parser
+
+
 def parser_pool(processes: int) -> ProcessPoolExecutor:
     """Worker processes for :func:`parse_day`, created once per replay (forked: no re-import per worker)."""
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
@@ -195,19 +254,25 @@ def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
         _parse_in_processes(store, day, prefix, pool, parser, progress)
     elif isinstance(store, LocalStore) and threads in (None, 1):
         keys = local_raw_keys(store, day, prefix)
-        parser.sign_every = sign_every(len(keys))
+        bundled = day_bundles(store, day, prefix)
+        entries = day_entries(keys, bundled) if bundled else None
+        parser.sign_every = sign_every(len(keys) if entries is None else len(entries))
         root = str(store.root)
-        for start in range(0, len(keys), batch):
-            _parse_local(parser, root, keys[start : start + batch])
+        opened: dict[str, Bundle] = {}
+        for start in range(0, len(keys) if entries is None else len(entries), batch):
+            if entries is None:
+                chunk = len(keys[start : start + batch])
+                _parse_local(parser, root, keys[start : start + batch])
+            else:
+                chunk = len(entries[start : start + batch])
+                _parse_entries(parser, store, entries[start : start + batch], opened)
             if progress:
-                progress(len(keys[start : start + batch]))
+                progress(chunk)
     else:
-        raw = [info for info in store.list(raw_day_prefix(day, prefix)) if RAW_SUFFIX in info.key]
-        parser.sign_every = sign_every(len(raw))
         threads = _default_threads(store) if threads is None else threads
         done = 0
-        for info, gz in iter_bodies(store, raw, threads=threads, batch=batch):
-            parser.add(info, gz)
+        for key, gz, modified in _remote_objects(store, day, prefix, parser, threads, batch):
+            parser.add_bytes(key, gz, len(gz), modified)
             done += 1
             if progress and done % batch == 0:
                 progress(batch)
@@ -215,7 +280,7 @@ def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
             progress(done % batch)
     for info in store.list(video_day_prefix(day)):
         parser.add_video(info)
-    tables = parser.tables()
+    tables = tombstones(store, day, parser.tables(), prefix)  # the day's not-found answers of captured content
     return ParsedDay(
         day,
         tables,
@@ -231,21 +296,53 @@ def _parse_day(store, day, prefix, threads, pool, batch, progress) -> ParsedDay:
     )
 
 
+def _remote_objects(
+    store: ObjectStore, day: date, prefix: str, parser: DayParser, threads: int, batch: int
+) -> Iterator[tuple[str, bytes, datetime | None]]:
+    """(key, bytes, fetch time) of the day's loose objects by parallel GETs and of its bundles' members by parallel
+    ranged GETs of their row groups, merged in key order, each key once."""
+    raw = [info for info in store.list(raw_day_prefix(day, prefix)) if RAW_SUFFIX in info.key]
+    bundled = day_bundles(store, day, prefix)
+    members = {m.key for ms in bundled.values() for m in ms}
+    loose = [info for info in raw if info.key not in members]
+    parser.sign_every = sign_every(len(loose) + len(members))
+    streams: list[Iterator[tuple[str, bytes, datetime | None]]] = [
+        ((info.key, gz, info.last_modified) for info, gz in iter_bodies(store, loose, threads=threads, batch=batch))
+    ]
+    for key in bundled:
+        streams.append((m.key, gz, m.fetched_at) for m, gz in iter_members(store, key, threads=threads))
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda item: item[0])
+
+
 def _parse_in_processes(
     store: LocalStore, day: date, prefix: str, pool: Executor, parser: DayParser, progress: Progress | None
 ) -> None:
-    """Split the day's keys into chunks for the pool (workers read the files themselves: only key names travel),
-    and merge each worker's rows as its chunk comes back."""
+    """Split the day's keys into chunks for the pool (workers read the files and bundles themselves: only key
+    names travel), and merge each worker's rows as its chunk comes back."""
     keys = local_raw_keys(store, day, prefix)
     root = str(store.root)
-    parser.sign_every = every = sign_every(len(keys))
-    futures = [
-        (
-            len(keys[start : start + PROCESS_CHUNK]),
-            pool.submit(_parse_chunk, root, day, prefix, keys[start : start + PROCESS_CHUNK], every),
-        )
-        for start in range(0, len(keys), PROCESS_CHUNK)
-    ]
+    bundled = day_bundles(store, day, prefix)
+    if bundled:
+        entries = day_entries(keys, bundled)
+        parser.sign_every = every = sign_every(len(entries))
+        futures = [
+            (
+                len(entries[start : start + PROCESS_CHUNK]),
+                pool.submit(_parse_entry_chunk, root, day, prefix, entries[start : start + PROCESS_CHUNK], every),
+            )
+            for start in range(0, len(entries), PROCESS_CHUNK)
+        ]
+    else:
+        parser.sign_every = every = sign_every(len(keys))
+        futures = [
+            (
+                len(keys[start : start + PROCESS_CHUNK]),
+                pool.submit(_parse_chunk, root, day, prefix, keys[start : start + PROCESS_CHUNK], every),
+            )
+            for start in range(0, len(keys), PROCESS_CHUNK)
+        ]
     for size, future in futures:
         parser.merge(future.result())
         if progress:
@@ -253,7 +350,11 @@ def _parse_in_processes(
 
 
 def count_day_objects(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> int:
-    """How many raw objects a day holds (for a progress bar's total); a listing, no GETs."""
+    """How many raw objects a day holds, loose or bundled (for a progress bar's total); a listing and the bundles'
+    indexes, no bodies."""
     if isinstance(store, LocalStore):
-        return len(local_raw_keys(store, day, prefix))
-    return sum(1 for info in store.list(raw_day_prefix(day, prefix)) if RAW_SUFFIX in info.key)
+        keys = local_raw_keys(store, day, prefix)
+    else:
+        keys = [info.key for info in store.list(raw_day_prefix(day, prefix)) if RAW_SUFFIX in info.key]
+    bundled = day_bundles(store, day, prefix)
+    return len(day_entries(keys, bundled)) if bundled else len(keys)
