@@ -159,3 +159,81 @@ def test_an_erasure_killed_between_the_new_generation_and_the_old_delete_converg
     survivors = every_member(store)
     assert set(before) - set(survivors) <= set(_plan)  # only bob's objects left the day
     assert {k: v for k, v in survivors.items() if k not in _plan} == {k: v for k, v in before.items() if k not in _plan}
+
+
+def test_a_user_hold_from_the_cli_finds_bundled_keys_through_the_index(compacted, tmp_path, monkeypatch) -> None:
+    import tiklive_assets.compliance.erasure as erasure
+    from tiklive_assets.cli import main
+    from tiklive_assets.warehouse.archive_index_store import part_key
+
+    store, state, _keys, loose_plan = compacted
+    home = ["--home", str(tmp_path)]
+    full_scan = erasure.plan_erasure
+
+    def no_scan(*_args, **_kwargs):
+        raise AssertionError("the archive index covers the day: no scan")
+
+    monkeypatch.setattr(erasure, "plan_erasure", no_scan)
+    assert main(["hold", "place", "--user-id", BOB.id, "--reason", "subpoena 7", *home]) == 0
+    (hold,) = LegalHolds(state).list()
+    assert hold.kind == "user" and set(hold.keys) == set(loose_plan)  # bundled raw keys, by their raw keys
+    assert main(["erase", "--user-id", BOB.id, "--execute", "--no-warehouse", *home]) == 3
+    assert main(["hold", "release", "--user-id", BOB.id, *home]) == 0
+    # no index part: the hold falls back to the scan, bundles included, and finds the same keys
+    monkeypatch.setattr(erasure, "plan_erasure", full_scan)
+    store.delete(part_key(DAY))
+    assert main(["hold", "place", "--user-id", BOB.id, "--reason", "subpoena 7", *home]) == 0
+    (hold,) = LegalHolds(state).list()
+    assert set(hold.keys) == set(loose_plan)
+
+
+@pytest.fixture
+def lock_store(moto_endpoint: str):
+    import uuid
+
+    from tiklive_assets.storage import S3Store, make_s3_client
+
+    client = make_s3_client(
+        endpoint_url=moto_endpoint, region_name="us-east-1", access_key_id="testing", secret_access_key="testing"
+    )
+    bucket = f"tiklive-lock-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    return S3Store(client, bucket, "archive")
+
+
+def test_holds_lock_the_bundles_of_held_keys_and_retention_keeps_them(lock_store, tmp_path: Path) -> None:
+    from tiklive_assets.compliance import RetentionPolicy, apply_retention
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets.storage.base import ObjectLocked
+    from tiklive_assets.storage.bundles import bundle_key
+    from tiklive_assets_tests.support.archive import write_archive_day
+
+    store, day = lock_store, date(2026, 5, 20)
+    write_archive_day(store, day, Corpus(seed=7))
+    bundles = set(compact_day(store, day))
+    posts = bundle_key("tiklive-raw", day, "user-posts")
+    userid = bundle_key("tiklive-raw", day, "userid")
+    assert {posts, userid} <= bundles
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        holds = LegalHolds(state)
+        # a prefix hold finer than the bundle (one account's pages): the bundle holding them is locked
+        holds.place(f"tiklive-raw/{day:%Y/%m/%d}/user-posts/{ALICE.id}-", "case 1", store=store)
+        assert store.is_locked(posts) and not store.is_locked(userid)
+        with pytest.raises(ObjectLocked):
+            store.delete(posts)
+        # a key-set hold placed without the store: `hold refresh` locks the bundle holding its key
+        from tiklive_assets.compliance.legal_hold import KeySetTags
+
+        KeySetTags(state).tag("legal-hold=case-2", [raw_key(day, "userid", "bob")])
+        holds.place_tag("legal-hold=case-2", "case 2")
+        assert not store.is_locked(userid)
+        holds.refresh(store)
+        assert store.is_locked(userid)
+        report = apply_retention(store, RetentionPolicy(delete_after_days=400), date(2027, 12, 1), holds)
+        left = {info.key for info in store.list("tiklive-bundles/")}
+        assert left == {posts, userid} and report.held_days == [day] and report.deleted_days == [day]
+        assert report.held_objects == len(read_bundle(store, posts)) + len(read_bundle(store, userid))
+        holds.release(f"tiklive-raw/{day:%Y/%m/%d}/user-posts/{ALICE.id}-", store=store)
+        assert not store.is_locked(posts) and store.is_locked(userid)  # the other hold still keeps its bundle
+        apply_retention(store, RetentionPolicy(delete_after_days=400), date(2027, 12, 1), holds)
+        assert {info.key for info in store.list("tiklive-bundles/")} == {userid}

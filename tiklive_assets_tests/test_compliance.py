@@ -492,10 +492,15 @@ OLD = [date(2025, 7, 10), date(2025, 7, 11), date(2025, 8, 1)]  # the corpus sta
 
 
 def test_apply_retention_deletes_old_days_except_held(tmp_path: Path) -> None:
+    from tiklive_assets.storage.bundles import bundle_key
+    from tiklive_assets_tests.support.bundles import compact_day
+
     store = LocalStore(tmp_path / "archive")
     for day in OLD + DAYS:
         write_archive_day(store, day, CORPUS)
     url = build_warehouse(store, tmp_path / "warehouse.duckdb", OLD + DAYS)
+    for day in OLD[:2]:  # compacted days (the hold below came later): their objects are members of bundles
+        compact_day(store, day)
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
     holds = LegalHolds(state)
     holds.place("tiklive-raw/2025/07/11/user-posts/", "litigation hold")
@@ -512,8 +517,9 @@ def test_apply_retention_deletes_old_days_except_held(tmp_path: Path) -> None:
     assert report.cutoff == date(2025, 8, 25)
     assert report.deleted_days == OLD
     assert report.held_days == [OLD[1]] and report.held_objects == 2  # two accounts' user-posts pages
-    left = {i.key for i in store.list("tiklive-raw/2025/")}
-    assert left == {i for i in left if i.startswith("tiklive-raw/2025/07/11/user-posts/")} and len(left) == 2
+    assert {i.key for i in store.list("tiklive-raw/2025/")} == set()  # the loose day OLD[2] went whole
+    # of the compacted days, only the bundle holding the held pages is left
+    assert {i.key for i in store.list("tiklive-bundles/")} == {bundle_key("tiklive-raw", OLD[1], "user-posts")}
     assert all(any(i.key.startswith(f"tiklive-raw/{d:%Y/%m/%d}/") for i in store.list("tiklive-raw/")) for d in DAYS)
     assert dts == {OLD[1], *DAYS}  # the held day keeps its rows too
     assert report.warehouse_rows["user_snapshots"] == 4
@@ -542,17 +548,20 @@ def test_retention_policy_validation() -> None:
 
 def test_lifecycle_rules_default_policy_validate_on_moto(moto_endpoint: str, s3_bucket: str) -> None:
     config = lifecycle_rules(RetentionPolicy())
-    (rule,) = config["Rules"]
-    assert rule["Filter"] == {"Prefix": "tiklive-raw/"}
+    rule, loose = config["Rules"]
+    assert rule["Filter"] == {"Prefix": "tiklive-bundles/tiklive-raw/"}  # only bundles are tiered
     assert rule["Transitions"] == [
         {"Days": 30, "StorageClass": "STANDARD_IA"},
         {"Days": 365, "StorageClass": "GLACIER"},
     ]
     assert "Expiration" not in rule  # cold forever: holds need no exclusion
+    # loose objects stay where they are: no transition, only the multipart housekeeping
+    assert loose["Filter"] == {"Prefix": "tiklive-raw/"} and "Transitions" not in loose
+    assert loose["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     client.put_bucket_lifecycle_configuration(Bucket=s3_bucket, LifecycleConfiguration=config)
     got = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
-    assert [r["ID"] for r in got] == [rule["ID"]]
+    assert [r["ID"] for r in got] == [rule["ID"], loose["ID"]]
 
 
 def test_lifecycle_expiration_leaves_held_prefixes_out(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
@@ -576,9 +585,11 @@ def test_lifecycle_expiration_leaves_held_prefixes_out(moto_endpoint: str, s3_bu
     day = date(2023, 12, 25)
     while day < date(2026, 1, 10):
         key = f"tiklive-raw/{day:%Y/%m/%d}/userid/bob.json.gz"
-        assert expires(key) == (day.year != 2024 and day != date(2025, 3, 14)), key
+        bundle = f"tiklive-bundles/tiklive-raw/{day:%Y/%m/%d}/userid.parquet"
+        assert expires(key) == expires(bundle) == (day.year != 2024 and day != date(2025, 3, 14)), key
         day += timedelta(days=1)
     assert not expires("videos/dt=2025-01-01/author=bob/1.mp4")
+    assert [r["Filter"]["Prefix"] for r in config["Rules"] if "Transitions" in r] == ["tiklive-bundles/tiklive-raw/"]
 
     # whole-prefix hold: no expiration at all; the tiering rule stays (transitions never destroy data)
     assert [
@@ -595,7 +606,9 @@ def test_lifecycle_expiration_leaves_held_prefixes_out(moto_endpoint: str, s3_bu
     (applied,) = apply_lifecycle(store, policy, holds)
     got = client.get_bucket_lifecycle_configuration(Bucket=s3_bucket)["Rules"]
     assert len(got) == len(applied["Rules"]) > 2
-    assert all(r["Filter"]["Prefix"].startswith("archive/tiklive-raw/") for r in got)
+    assert all(
+        r["Filter"]["Prefix"].startswith(("archive/tiklive-raw/", "archive/tiklive-bundles/tiklive-raw/")) for r in got
+    )
     state.close()
     with pytest.raises(ValueError, match="no S3 bucket"):
         apply_lifecycle(LocalStore(tmp_path), policy, HoldSet())

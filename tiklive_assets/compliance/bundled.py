@@ -33,12 +33,14 @@ from tiklive_assets.storage.bundles import (
     read_index,
     write_bundle,
 )
+from tiklive_assets.storage.keys import RAW_PREFIX, RESEARCH_PREFIX
 
 from .legal_hold import Hold, HoldSet
 
 logger = logging.getLogger(__name__)
 
-_DAY_SEGMENTS = 4  # "<archive prefix>/YYYY/MM/DD" of a raw key
+_DAY_SEGMENTS = 4
+RAW_HEADS = (f"{RAW_PREFIX}/", f"{RESEARCH_PREFIX}/")  # "<archive prefix>/YYYY/MM/DD" of a raw key
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,8 @@ def bundles_of_keys(store: ObjectStore, keys: Iterable[str]) -> dict[str, set[st
     not in it. One bundle listing per day, one index read per day and endpoint met."""
     wanted: dict[str, dict[str, set[str]]] = {}  # day head -> member dir -> keys
     for key in keys:
+        if not key.startswith(RAW_HEADS):
+            continue  # media and covers are never bundled
         head = "/".join(key.split("/")[:_DAY_SEGMENTS]) + "/"
         wanted.setdefault(head, {}).setdefault(member_dir_of(key), set()).add(key)
     out: dict[str, set[str]] = {}

@@ -11,6 +11,10 @@ Three kinds of hold, each a kv row of the state DB holding JSON (reason, who pla
 * **by user id** (``legal-hold-keys:user:<id>``): every object about or mentioning the user: what an erasure of
   that user would delete or rewrite, found through the archive's references to the user.
 
+A hold that covers a raw key compaction has packed into a bundle (one per endpoint and day) holds that bundle:
+retention keeps it whole, erasure refuses to rewrite it, and the store's Object Lock (below) is set on the bundle
+object. A user hold finds the user's keys through the archive index (days without an index part are scanned).
+
 A tag or user hold is the set of keys found when it was placed; placing it again (or :meth:`LegalHolds.refresh`)
 finds the objects archived since. Retention (:mod:`.retention`) skips every held key and leaves held days out of
 the S3 Lifecycle expiration rules it emits; erasure (:mod:`.erasure`) refuses to run when a hold covers an object it
@@ -200,13 +204,17 @@ def user_keys(
     state: StateDB | None = None,
 ) -> tuple[set[str], frozenset[str]]:
     """(keys about or mentioning the user, every handle known for them): the objects an erasure of the user would
-    delete or rewrite, found with the erasure matcher over the archive (read only; the warehouse and the state DB's
-    handle cache add past handles and the user's posts)."""
+    delete or rewrite, found as the erasure finds them: through the archive index, scanning the days it has no part
+    for (the whole archive when it has none); read only. The warehouse and the state DB's handle cache add past
+    handles and the user's posts."""
     from .erasure import UserMatcher, plan_erasure, resolve_user
+    from .erasure.index_plan import plan_with_index
 
     uid, known, aweme = resolve_user(warehouse, user_id, list(handles), state)
     matcher = UserMatcher(uid, known)
-    return set(plan_erasure(store, matcher, aweme_ids=aweme).keys), matcher.handles
+    found = plan_with_index(store, matcher, aweme_ids=aweme)
+    plan = found[0] if found is not None else plan_erasure(store, matcher, aweme_ids=aweme)
+    return set(plan.keys), matcher.handles
 
 
 def enforce(store: ObjectStore, keys: Iterable[str], on: bool) -> tuple[str, ...]:
@@ -295,14 +303,17 @@ class LegalHolds:
         hold = replace(hold, keys=frozenset(keys))
         self.state.set_value(kv_key, hold.to_json())
         if store is not None:
-            hold = replace(hold, enforcement=enforce(store, sorted(keys), True))
+            hold = replace(hold, enforcement=enforce(store, self._held_keys(hold, store), True))
             self.state.set_value(kv_key, hold.to_json())
         return hold
 
     def _held_keys(self, hold: Hold, store: ObjectStore) -> list[str]:
+        """The stored objects ``hold`` keeps: its loose keys, and the bundles holding any key it covers."""
+        from .bundled import bundles_of_keys, bundles_under
+
         if hold.kind == "prefix":
-            return [info.key for info in store.list(hold.prefix)]
-        return sorted(hold.keys)
+            return [info.key for info in store.list(hold.prefix)] + bundles_under(store, hold.prefix)
+        return sorted(hold.keys | set(bundles_of_keys(store, hold.keys)))
 
     def release(self, prefix: str, *, store: ObjectStore | None = None) -> bool:
         """Remove the hold on exactly ``prefix``; False when there was none."""
@@ -323,8 +334,16 @@ class LegalHolds:
             return False
         hold = _decode(kv_key, value)
         if store is not None:
+            from tiklive_assets.storage.bundles import parse_bundle_key
+
+            from .bundled import bundle_hold
+
             others = HoldSet(h for h in self.list() if (h.kind, h.prefix) != (hold.kind, hold.prefix))
-            enforce(store, [k for k in self._held_keys(hold, store) if others.covers(k) is None], False)
+
+            def free(key: str) -> bool:  # no other hold keeps it (a bundle: none of its members either)
+                return (bundle_hold if parse_bundle_key(key) else _covers_key)(others, store, key) is None
+
+            enforce(store, [k for k in self._held_keys(hold, store) if free(k)], False)
         return self.state.delete_value(kv_key)
 
     def refresh(self, store: ObjectStore, *, warehouse: Any | None = None) -> list[Hold]:
@@ -394,6 +413,10 @@ class HoldSet:
             else:
                 out += [replace(hold, prefix=key, kind="prefix", keys=frozenset()) for key in sorted(hold.keys)]
         return out
+
+
+def _covers_key(holds: HoldSet, _store: ObjectStore, key: str) -> Hold | None:
+    return holds.covers(key)
 
 
 def as_holdset(holds: LegalHolds | HoldSet | Iterable[Hold] | None) -> HoldSet:

@@ -1,16 +1,26 @@
 """Tiered retention of the raw archive (hot 30 days, warm 12 months, cold thereafter), honouring legal holds.
 
+Tiering moves bundles only. Once a day leaves the hot period, compaction packs its raw objects into one bundle per
+endpoint and day under ``tiklive-bundles/<prefix>`` (:mod:`tiklive_assets.storage.bundles`); the loose objects under
+``tiklive-raw/`` (the hot days, and keys a legal hold keeps loose) stay in the standard class. Tiering tiny objects
+costs more than it saves: a raw response is a 2-5 KB gzip object, while the warm and cold classes bill every
+object as at least 128 KiB (plus per-object metadata overhead in the cold ones) and charge a request per object for
+each transition; one bundle of a few MB pays those once.
+
 Two ways to apply one :class:`RetentionPolicy`:
 
 * on S3 (AWS; other S3-compatible stores support subsets of lifecycle), :func:`lifecycle_rules` emits the
-  ``LifecycleConfiguration`` for ``put_bucket_lifecycle_configuration``: one tiering rule per prefix (transitions
-  to the warm and cold storage classes; transitions never destroy data, so they ignore holds) and, only when the
-  policy deletes (``delete_after_days``), expiration rules that leave held prefixes out. S3 filters cannot say
+  ``LifecycleConfiguration`` for ``put_bucket_lifecycle_configuration``: one tiering rule per bundle prefix
+  (transitions to the warm and cold storage classes; transitions never destroy data, so they ignore holds), a
+  housekeeping rule per loose prefix (aborting stale multipart uploads, no transition) and, only when the policy
+  deletes (``delete_after_days``), expiration rules for both that leave held prefixes out (a bundle's day is held
+  when a hold reaches any of its members' days). S3 filters cannot say
   "prefix except X", so the expiration is split into the complement of the held prefixes over the
   ``YYYY/MM/DD/`` part of the key (a hold finer than a day keeps its whole day). :func:`apply_lifecycle` puts it.
 * on local disk or a store without lifecycle, :func:`apply_retention` deletes the raw days older than
-  ``delete_after_days`` itself, skipping every held key, and optionally the matching warehouse rows so that
-  "the policy is the same in the warehouse and in the raw archive".
+  ``delete_after_days`` itself, loose objects and bundles alike, skipping every held key and every bundle holding
+  one, and optionally the matching warehouse rows so that "the policy is the same in the warehouse and in the raw
+  archive".
 
 By default nothing is ever deleted (``delete_after_days=None``: cold forever, the default policy).
 """
@@ -26,8 +36,10 @@ from typing import Any
 
 from tiklive_assets.storage import MirroredStore, ObjectStore, S3Store
 from tiklive_assets.storage.base import ObjectLocked
+from tiklive_assets.storage.bundles import BUNDLE_PREFIX, parse_bundle_key, read_index
 from tiklive_assets.storage.keys import RAW_PREFIX, raw_key_day
 
+from .bundled import bundle_hold
 from .legal_hold import Hold, HoldSet, LegalHolds, as_holdset
 
 logger = logging.getLogger(__name__)
@@ -48,7 +60,10 @@ class LifecycleTooLarge(ValueError):
 @dataclass(frozen=True)
 class RetentionPolicy:
     """Hot for ``warm_after_days``, warm until ``cold_after_days``, cold after; deleted after ``delete_after_days``
-    when set (never, by default). Ages count from the archive day in the key (on S3: from object creation)."""
+    when set (never, by default). Ages count from the archive day in the key (on S3: from object creation, and a
+    bundle is created when its day leaves the hot period, so S3 tiers and expires a compacted day that much later
+    than its age says: never sooner). ``prefixes`` are the loose archive prefixes; their bundles live under
+    ``tiklive-bundles/<prefix>`` (:meth:`bundle_prefix`), and only those are tiered."""
 
     warm_after_days: int = 30
     cold_after_days: int = 365
@@ -104,6 +119,11 @@ class RetentionPolicy:
         if "prefixes" in data:
             data["prefixes"] = tuple(data["prefixes"])
         return cls(**data)
+
+    @staticmethod
+    def bundle_prefix(prefix: str) -> str:
+        """Where the bundles of loose ``prefix`` live: ``tiklive-raw/`` -> ``tiklive-bundles/tiklive-raw/``."""
+        return f"{BUNDLE_PREFIX}/{prefix}"
 
     def transitions(self) -> list[tuple[int, str]]:
         out = []
@@ -172,6 +192,48 @@ def unheld_day_prefixes(prefix: str, holds: Iterable[Hold]) -> list[str] | None:
     return out
 
 
+def _as_bundle_hold(hold: Hold, prefix: str) -> Hold:
+    """A prefix hold under loose ``prefix`` as the hold of the bundles of the same days."""
+    return Hold(RetentionPolicy.bundle_prefix(prefix) + hold.prefix[len(prefix) :], hold.reason, "", "")
+
+
+def _prefix_rules(
+    policy: RetentionPolicy, prefix: str, tiered: bool, holds: list[Hold], bucket_prefix: str
+) -> list[dict[str, Any]]:
+    """The rules of one prefix: tiering (bundles) or housekeeping only (loose objects), then the expiration."""
+    rules: list[dict[str, Any]] = []
+    tiering: dict[str, Any] = {
+        "ID": _rule_id(prefix, "tiering" if tiered else "housekeeping"),
+        "Filter": {"Prefix": _join(bucket_prefix, prefix)},
+        "Status": "Enabled",
+    }
+    transitions = [{"Days": days, "StorageClass": cls} for days, cls in policy.transitions()]
+    if transitions and tiered:
+        tiering["Transitions"] = transitions
+    if policy.abort_multipart_after_days:
+        tiering["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": policy.abort_multipart_after_days}
+    if len(tiering) > 3:
+        rules.append(tiering)
+    if policy.delete_after_days is None and policy.noncurrent_expire_days is None:
+        return rules
+    expire: dict[str, Any] = {}
+    if policy.delete_after_days is not None:
+        expire["Expiration"] = {"Days": policy.delete_after_days}
+    if policy.noncurrent_expire_days is not None:
+        expire["NoncurrentVersionExpiration"] = {"NoncurrentDays": policy.noncurrent_expire_days}
+    targets = unheld_day_prefixes(prefix, holds)
+    if targets is None:
+        targets = [prefix]
+    for target in targets:  # distinct leaves of a trie: their IDs are distinct too
+        rule_id = _rule_id(prefix, "expire")
+        if target != prefix:
+            rule_id += "-" + target[len(prefix) :].rstrip("/").replace("/", "-")
+        rules.append(
+            {"ID": rule_id[:255], "Filter": {"Prefix": _join(bucket_prefix, target)}, "Status": "Enabled", **expire}
+        )
+    return rules
+
+
 def lifecycle_rules(
     policy: RetentionPolicy,
     holds: LegalHolds | HoldSet | Iterable[Hold] | None = None,
@@ -191,35 +253,12 @@ def lifecycle_rules(
     prefix_holds = holdset.as_prefixes()  # a tag or user hold keeps the day of each of its keys
     rules: list[dict[str, Any]] = []
     for prefix in policy.prefixes:
-        tiering: dict[str, Any] = {
-            "ID": _rule_id(prefix, "tiering"),
-            "Filter": {"Prefix": _join(bucket_prefix, prefix)},
-            "Status": "Enabled",
-        }
-        transitions = [{"Days": days, "StorageClass": cls} for days, cls in policy.transitions()]
-        if transitions:
-            tiering["Transitions"] = transitions
-        if policy.abort_multipart_after_days:
-            tiering["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": policy.abort_multipart_after_days}
-        if len(tiering) > 3:
-            rules.append(tiering)
-        if policy.delete_after_days is None and policy.noncurrent_expire_days is None:
-            continue
-        expire: dict[str, Any] = {}
-        if policy.delete_after_days is not None:
-            expire["Expiration"] = {"Days": policy.delete_after_days}
-        if policy.noncurrent_expire_days is not None:
-            expire["NoncurrentVersionExpiration"] = {"NoncurrentDays": policy.noncurrent_expire_days}
-        targets = unheld_day_prefixes(prefix, prefix_holds)
-        if targets is None:
-            targets = [prefix]
-        for target in targets:  # distinct leaves of a trie: their IDs are distinct too
-            rule_id = _rule_id(prefix, "expire")
-            if target != prefix:
-                rule_id += "-" + target[len(prefix) :].rstrip("/").replace("/", "-")
-            rules.append(
-                {"ID": rule_id[:255], "Filter": {"Prefix": _join(bucket_prefix, target)}, "Status": "Enabled", **expire}
-            )
+        bundles = policy.bundle_prefix(prefix)
+        # a hold on loose keys of a day keeps that day's bundles too (the bundle layout repeats YYYY/MM/DD/)
+        moved = [_as_bundle_hold(h, prefix) for h in prefix_holds if h.prefix.startswith(prefix)]
+        bundle_holds = [*prefix_holds, *moved]
+        for target, tiered, held in ((bundles, True, bundle_holds), (prefix, False, prefix_holds)):
+            rules += _prefix_rules(policy, target, tiered, held, bucket_prefix)
     if len(rules) > MAX_LIFECYCLE_RULES:
         raise LifecycleTooLarge(
             f"excluding {len(list(holdset))} held prefix(es) from expiration needs {len(rules)} lifecycle rules, over "
@@ -295,7 +334,8 @@ def apply_retention(
     warehouse: Any | None = None,
     dry_run: bool = False,
 ) -> RetentionReport:
-    """Delete raw objects of days before ``policy.cutoff(today)``, except those a legal hold covers.
+    """Delete raw objects of days before ``policy.cutoff(today)``, loose and bundled, except those a legal hold
+    covers. A bundle holding a held key (or under a hold itself) is kept whole: all of its members count as held.
 
     Listing stops at the first key of a day inside the policy (keys list in ascending order, and the date comes
     first in them), so a daily run lists only the expired days. With ``warehouse`` (an open Warehouse), rows with
@@ -336,6 +376,7 @@ def apply_retention(
             report.deleted_objects += 1
             report.deleted_bytes += info.size
             deleted_days.add(day)
+        _expire_bundles(store, policy.bundle_prefix(prefix), cutoff, holdset, report, deleted_days, held_days)
     report.deleted_days = sorted(deleted_days)
     report.held_days = sorted(held_days)
     if warehouse is not None and f"{RAW_PREFIX}/" in policy.prefixes:
@@ -343,6 +384,46 @@ def apply_retention(
     report.seconds = time.monotonic() - started
     logger.info(report.summary())
     return report
+
+
+def _expire_bundles(
+    store: ObjectStore,
+    bundles: str,
+    cutoff: date,
+    holdset: HoldSet,
+    report: RetentionReport,
+    deleted_days: set[date],
+    held_days: set[date],
+) -> None:
+    """Delete the bundles (every generation) of days before ``cutoff`` under ``bundles``, keeping held ones; the
+    listing stops at the first bundle of a day inside the policy, as the loose listing does. A stale generation
+    beside the live one holds the same objects: they are counted once."""
+    counted: set[tuple[date, str]] = set()
+    for info in store.list(bundles):
+        parsed = parse_bundle_key(info.key)
+        if parsed is None:
+            continue  # not a bundle: never touched
+        if parsed.day >= cutoff:
+            break
+        first = (parsed.day, parsed.endpoint) not in counted
+        counted.add((parsed.day, parsed.endpoint))
+        members = len(read_index(store, info.key)) if first else 0
+        hold = bundle_hold(holdset, store, info.key)
+        held_by = hold.prefix if hold is not None else None
+        if held_by is None and not report.dry_run:
+            try:
+                store.delete(info.key)
+            except ObjectLocked:  # the store's own legal hold: kept, not failed
+                held_by = STORE_LOCK
+                report.store_locked.append(info.key)
+        if held_by is not None:
+            report.held_objects += members
+            report.held_prefixes[held_by] = report.held_prefixes.get(held_by, 0) + members
+            held_days.add(parsed.day)
+            continue
+        report.deleted_objects += members
+        report.deleted_bytes += info.size
+        deleted_days.add(parsed.day)
 
 
 def _expire_warehouse(warehouse: Any, cutoff: date, held_days: set[date], dry_run: bool) -> dict[str, int]:

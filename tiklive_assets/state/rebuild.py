@@ -12,6 +12,10 @@ capture wrote to the store says what it had done, because every write reaches th
   it (resolving it again, as it would have anyway: CDN URLs expire within minutes).
 - **user ids**: each archived ``/userid/`` answer that holds a numeric id, the latest day's winning.
 
+A compacted day (its raw objects packed into one bundle per endpoint) is read from its bundles: the post-detail
+and user-id bundles' indexes give the keys and capture times, and the few bodies needed (404s, user ids) come from
+one read of each bundle; a key both loose and bundled counts once.
+
 It merges: an id the database already knows only moves forward (pending, resolved, dead, downloaded), so running it
 twice, or after a restore, changes nothing more than the archive says. Discovery cursors, walk markers and the
 credit ledger are not rebuilt: a run after a rebuild walks today's listings again (listing pages, never a detail).
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from tiklive_assets.storage import NotFound, ObjectInfo
+from tiklive_assets.storage.bundles import Bundle, live_bundles_of_day, locate, read_bundle, read_member
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
     RAW_PREFIX,
@@ -91,10 +97,21 @@ def _media_kind(name: str, aweme_id: str) -> str | None:
     return None
 
 
-def _read_json(store: Any, key: str) -> Any:
+def _read_json(store: Any, key: str, bundle: Bundle | None = None) -> Any:
+    """The JSON of a raw object: loose, from ``bundle`` when given, else from the bundle holding it (compacted)."""
     try:
-        return unwrap(json.loads(gzip.decompress(store.get_bytes(key))))
-    except (OSError, EOFError, ValueError):
+        if bundle is not None:
+            data = bundle.body(key)
+        else:
+            try:
+                data = store.get_bytes(key)
+            except NotFound:
+                holder = locate(store, key)
+                if holder is None:
+                    return None
+                data = read_member(store, holder, key)
+        return unwrap(json.loads(gzip.decompress(data)))
+    except (OSError, EOFError, ValueError, KeyError):
         return None
 
 
@@ -159,14 +176,24 @@ class ArchiveScan:
 
     def scan_day(self, day: date) -> None:
         self.report.days_scanned += 1
+        bundles = live_bundles_of_day(self.store, day, self.raw_prefix)
         for endpoint, read in ((POST_DETAIL.path, self._detail), (USERID.path, self._userid)):
-            head = f"{self.raw_prefix}/{day:%Y/%m/%d}/{endpoint.strip('/')}/"
-            for info in self.store.list(head):
+            name = endpoint.strip("/")
+            seen = set()
+            for info in self.store.list(f"{self.raw_prefix}/{day:%Y/%m/%d}/{name}/"):
                 parts = split_raw_key(info.key, self.raw_prefix)
                 if parts is not None:
-                    read(parts.slug, info)
+                    seen.add(info.key)
+                    read(parts.slug, info, None)
+            if name not in bundles:
+                continue
+            bundle = read_bundle(self.store, bundles[name])  # the index now, a body only when one is needed
+            for member in bundle.members:
+                parts = split_raw_key(member.key, self.raw_prefix)
+                if parts is not None and member.key not in seen:
+                    read(parts.slug, ObjectInfo(member.key, member.size, member.fetched_at), bundle)
 
-    def _detail(self, slug: str, info: Any) -> None:
+    def _detail(self, slug: str, info: Any, bundle: Bundle | None) -> None:
         gone = next((s for s in GONE_SUFFIXES if slug.endswith(s)), None)
         aweme_id = slug.removesuffix(gone) if gone else slug
         if not aweme_id.isdigit():
@@ -178,18 +205,18 @@ class ArchiveScan:
         if gone:
             if video.state != "dead":
                 self.report.objects_read += 1
-                video.state, video.dead_reason = "dead", _gone_reason(_read_json(self.store, info.key))
+                video.state, video.dead_reason = "dead", _gone_reason(_read_json(self.store, info.key, bundle))
                 video.resolved_at = info.last_modified
         elif video.state == "pending":
             video.state, video.detail_key, video.resolved_at = "resolved", info.key, info.last_modified
 
-    def _userid(self, slug: str, info: Any) -> None:
+    def _userid(self, slug: str, info: Any, bundle: Bundle | None) -> None:
         if "-" in slug:
             return  # an answer kept under an error slug (a handle never holds '-')
         from tiklive_assets.tikliveapi.client import user_id_from
 
         self.report.objects_read += 1
-        user_id = user_id_from(_read_json(self.store, info.key))
+        user_id = user_id_from(_read_json(self.store, info.key, bundle))
         if user_id is not None:
             self.user_ids[slug] = user_id  # days go oldest first: the latest answer wins
 

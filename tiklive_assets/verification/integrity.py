@@ -7,14 +7,21 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from tiklive_assets.storage import ObjectStore
+from tiklive_assets.storage.bundles import BUNDLE_PREFIX, parse_bundle_key
 from tiklive_assets.storage.keys import RAW_PREFIX
 from tiklive_assets.warehouse import Warehouse
 from tiklive_assets.warehouse.parse import raw_day_prefix
 
 
 def first_archived_day(store: ObjectStore, prefix: str = RAW_PREFIX) -> date | None:
-    """The first day with a raw object: listings are in key order on every store, and raw keys start with the
-    day (``tiklive-raw/YYYY/MM/DD/``), so the first key found names it. None when nothing is archived."""
+    """The first day with a raw object, loose or compacted into a bundle: listings are in key order on every
+    store, and raw and bundle keys start with the day (``tiklive-raw/YYYY/MM/DD/``,
+    ``tiklive-bundles/tiklive-raw/YYYY/MM/DD/``), so the first key found names it. None when nothing is archived."""
+    firsts = [d for d in (_first_loose_day(store, prefix), _first_bundled_day(store, prefix)) if d is not None]
+    return min(firsts) if firsts else None
+
+
+def _first_loose_day(store: ObjectStore, prefix: str) -> date | None:
     for info in store.list(f"{prefix}/"):
         parts = info.key[len(prefix) + 1 :].split("/")
         if len(parts) > 3 and all(part.isdigit() for part in parts[:3]):
@@ -25,14 +32,30 @@ def first_archived_day(store: ObjectStore, prefix: str = RAW_PREFIX) -> date | N
     return None
 
 
+def _first_bundled_day(store: ObjectStore, prefix: str) -> date | None:
+    for info in store.list(f"{BUNDLE_PREFIX}/{prefix}/"):
+        parsed = parse_bundle_key(info.key)
+        if parsed is not None and parsed.archive_prefix == prefix:
+            return parsed.day
+    return None
+
+
+def bundled_days(store: ObjectStore, prefix: str = RAW_PREFIX) -> set[date]:
+    """Days with at least one bundle (one listing of the bundles: one object per endpoint and day)."""
+    parsed = (parse_bundle_key(info.key) for info in store.list(f"{BUNDLE_PREFIX}/{prefix}/"))
+    return {p.day for p in parsed if p is not None and p.archive_prefix == prefix}
+
+
 def empty_archive_days(store: ObjectStore, today: date, first: date | None = None) -> list[date]:
-    """Every past day (yesterday back to the first capture) with no raw object. Today is not judged: its capture
-    may still be running. ``first`` defaults to the archive's first day; nothing archived means nothing is due."""
+    """Every past day (yesterday back to the first capture) with no raw object, loose or bundled (a compacted day
+    has only bundles). Today is not judged: its capture may still be running. ``first`` defaults to the archive's
+    first day; nothing archived means nothing is due."""
     first = first if first is not None else first_archived_day(store)
     if first is None:
         return []
     days = [first + timedelta(days=n) for n in range((today - first).days)]
-    return [day for day in days if next(iter(store.list(raw_day_prefix(day))), None) is None]
+    compacted = bundled_days(store)
+    return [day for day in days if day not in compacted and next(iter(store.list(raw_day_prefix(day))), None) is None]
 
 
 def duplicate_post_ids(warehouse: Warehouse, limit: int = 20) -> list[tuple[str, int]]:

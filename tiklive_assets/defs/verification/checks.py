@@ -64,7 +64,9 @@ def _severity(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckSeverity:
     description="Nightly restore test (a backup never "
     "restored is a rumour): replay a random archived day of the last 30 (today on a fresh install, when "
     "no earlier day is archived) into a scratch DuckDB; every object is intact gzip and every table "
-    "(quarantine included) matches the warehouse within tolerance. The day and seed are in the metadata.",
+    "(quarantine included) matches the warehouse within tolerance; a sample of its raw objects, loose or packed "
+    "in bundles (a compacted day), is read back one at a time and must match byte for byte the sha256 recorded "
+    "when it was packed. The day and seed are in the metadata.",
 )
 def restore_verification(
     context: dg.AssetCheckExecutionContext,
@@ -104,6 +106,9 @@ def restore_verification(
         ),
         "failing_tables": dg.MetadataValue.json([t.table for t in report.failing_tables]),
         "unreadable_objects": dg.MetadataValue.json(report.unreadable[:100]),
+        "objects_sampled": report.sampled,
+        "bundled_objects_sampled": report.sampled_bundled,
+        "sample_failures": dg.MetadataValue.json(report.sample_failures[:100]),
     }
     severity = _severity(context)
     if report.day is None:
@@ -126,11 +131,15 @@ def restore_verification(
             ),
         )
     if report.passed:
-        what = f"verified {report.day}: {report.objects} objects replayed, {len(report.tables)} tables match"
+        what = (
+            f"verified {report.day}: {report.objects} objects replayed, {len(report.tables)} tables match, "
+            f"{report.sampled} objects ({report.sampled_bundled} from bundles) restore byte for byte"
+        )
     else:
         what = (
             f"{report.day} does not restore: {len(report.unreadable)} unreadable objects, failing tables "
-            f"{', '.join(t.table for t in report.failing_tables) or 'none'}"
+            f"{', '.join(t.table for t in report.failing_tables) or 'none'}, "
+            f"{len(report.sample_failures)} sampled object(s) that do not restore byte for byte"
         )
     return dg.AssetCheckResult(passed=report.passed, metadata=metadata, severity=severity, description=what)
 
