@@ -116,3 +116,18 @@ def test_tiklive_cost_prints_the_ledger_s_totals(tmp_path: Path, capsys, monkeyp
     assert f"credits: {spent:,} spent this month" in text
     assert f"projected {credits['projected_month']:,} for the month" in text
     assert "*  s3" in text  # the configured provider (compaction.provider defaults to s3)
+
+    # the cost_forecast asset shows the same figures, with a chart
+    import dagster as dg
+
+    from tiklive_assets.defs.warehouse.cost_forecast import cost_forecast
+
+    result = dg.materialize([cost_forecast], resources=rig.resources(), partition_key=str(today()))
+    (event,) = result.get_asset_materialization_events()
+    md = {k: getattr(v, "value", v) for k, v in event.materialization.metadata.items()}
+    assert md["credits_spent_this_month"] == spent
+    assert md["credits_projected_month"] == credits["projected_month"]
+    assert md["credits_by_endpoint"] == by_endpoint
+    assert md["stored_objects"] == len(listed)
+    assert md["storage_bill_usd"] == found["bills_usd"]
+    assert "data:image/png;base64," in md["chart"]

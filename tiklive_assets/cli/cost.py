@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from datetime import date
 
 from tiklive_assets.cli.common import EXIT_OK, EXIT_USAGE, add_command, add_config, add_home, fail, use_location
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         sub,
         "cost",
         "this month's credits and storage bill, projected to the month",
-        DESCRIPTION,
+        textwrap.fill(DESCRIPTION, 110),
         examples=["tiklive cost", "tiklive cost --json | jq .credits.projected_month"],
     )
     add_home(parser)

@@ -376,3 +376,52 @@ def deleted_by_day(days: Sequence[tuple[date, int, int]], up_to: date) -> str:
         ax.legend(loc="upper left", fontsize=8)
 
     return chart(title, draw)
+
+
+def cost_forecast(
+    days: Sequence[tuple[date, int]],
+    per_day: float,
+    projected: int,
+    bills: Mapping[str, Mapping[str, float]],
+    up_to: date,
+) -> str:
+    """Two panels: credits per day with the 7-day mean (the month's projection in the title), and each provider's
+    projected monthly storage bill stacked by part (hot, warm, cold storage, writes, transitions).
+
+    ``days`` holds (day, credits); ``bills`` maps a provider to its parts in US dollars.
+    """
+    title = f"What the archive costs, as of {up_to}: {projected:,} credits projected this month"
+    if not days and not bills:
+        return chart(title, None)
+
+    def draw(axes: list[Any]) -> None:
+        credits_ax, bill_ax = axes
+        if days:
+            when = [d for d, _ in days]
+            credits_ax.bar(when, [c for _, c in days], width=0.8, color="#4c72b0")
+            credits_ax.axhline(per_day, color="#c44e52", linewidth=1.2, label=f"7-day mean {human(per_day)}/day")
+            credits_ax.legend(loc="upper left", frameon=False)
+            _day_axis(credits_ax, when)
+        credits_ax.set_title("credits per day")
+        credits_ax.set_ylabel("credits")
+        credits_ax.set_xlabel("day (UTC)")
+        _count_axis(credits_ax)
+        credits_ax.grid(axis="x", visible=False)
+        providers = list(bills)
+        parts = ("hot", "warm", "cold", "writes", "transitions")
+        colours = ("#c44e52", "#dd8452", "#4c72b0", "#8c8c8c", "#55a868")
+        left = [0.0] * len(providers)
+        for part, colour in zip(parts, colours, strict=True):
+            values = [bills[p].get(part, 0.0) for p in providers]
+            bill_ax.barh(range(len(providers)), values, left=left, color=colour, height=0.6, label=part)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        bill_ax.set_yticks(range(len(providers)), [p.upper() for p in providers])
+        bill_ax.invert_yaxis()
+        for row, total in enumerate(left):
+            bill_ax.text(total, row, f"  ${total:,.2f}", va="center", fontsize=7, color="0.3")
+        bill_ax.set_xlim(0, (max(left, default=0) or 1) * 1.4)
+        bill_ax.set_title("projected storage bill this month (USD)")
+        bill_ax.legend(loc="lower right", frameon=False, fontsize=6)
+        bill_ax.grid(axis="y", visible=False)
+
+    return chart(title, draw, panels=2, margins=TWO_PANELS)

@@ -354,8 +354,44 @@ def _daily_archive_summary(rows: Rows, mart: str, up_to: date, limit: int) -> tu
         "dead_letters_by_reason FROM daily_archive_summary ORDER BY day"
     )
     body = [(str(d), v, f"{b / 1e6:.1f} MB", c, n, why) for d, v, b, c, _, n, why in found[-limit:]]
+    if found:  # the month's credits and their projection, under the days
+        body += _credits_forecast(rows, up_to)
     table = markdown_table(["day", "videos", "bytes", "credits", "dead letters", "by reason"], body)
     return table, charts.archive_summary([(d, c, b, r) for d, _, b, c, r, _, _ in found if d >= first], up_to)
+
+
+def _credits_forecast(rows: Rows, up_to: date) -> list[tuple]:
+    """Two rows under the days: the month's credits up to ``up_to`` (from the ledger of archived responses) and
+    its projection (what the month spent, plus the mean of the last 7 complete days for each day left)."""
+    from .cost import TREND_DAYS, credits_forecast
+
+    by_day: dict[date, dict[str, int]] = {}
+    for day, endpoint, credits in rows(
+        f"SELECT dt, endpoint, sum(requests)::BIGINT FROM credits_ledger WHERE dt > $day - {2 * TREND_DAYS + 31} "
+        "GROUP BY ALL"
+    ):
+        by_day.setdefault(day, {})[endpoint] = credits
+
+    class Archived:
+        @staticmethod
+        def credits_spent(day: date) -> dict[str, int]:
+            return by_day.get(day, {})
+
+    forecast = credits_forecast(Archived(), up_to)
+    change = "" if forecast.change is None else f" ({forecast.change:+.0%} against the {TREND_DAYS} before)"
+    sources = ", ".join(f"{source} {n:,}" for source, n in forecast.by_source.items()) or "none"
+    return [
+        (f"**{up_to:%Y-%m} so far**", "", "", forecast.spent, "", f"credits by source: {sources}"),
+        (
+            f"**{up_to:%Y-%m} projected**",
+            "",
+            "",
+            forecast.projected,
+            "",
+            f"{forecast.per_day:,.1f} credits a day over the last {TREND_DAYS} days{change}; storage: "
+            "cost_forecast, `tiklive cost`",
+        ),
+    ]
 
 
 def _ranking(rows: Rows, mart: str, up_to: date, limit: int) -> tuple[str, str]:
