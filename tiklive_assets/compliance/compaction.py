@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.pricing import GB, ProviderPrices
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
 from tiklive_assets.storage.base import ObjectLocked
 from tiklive_assets.storage.bundles import (
@@ -317,3 +318,26 @@ def _verify(store: ObjectStore, key: str, expected: dict[str, tuple[str, bytes]]
         if got is None or _sha(got) != digest or got != data:
             raise CompactionError(f"{key} does not hold the exact bytes of {raw!r}: nothing was deleted")
     return set(found)
+
+
+@dataclass(frozen=True)
+class StorageCosts:
+    """What a set of objects costs a month in each tier of one provider, every object billed by its class's rules
+    (minimum billed size, per-object overhead), and the one-time lifecycle transitions that move them (one request
+    per object into the warm class, and again into the cold one)."""
+
+    objects: int
+    monthly: dict[str, float]  # tier (hot, warm, cold) -> USD a month
+    transitions: float  # USD, once: hot -> warm -> cold
+
+
+def storage_costs(sizes: list[int], prices: ProviderPrices) -> StorageCosts:
+    monthly = {}
+    for tier in ("hot", "warm", "cold"):
+        price = prices.tier(tier)
+        monthly[tier] = sum(price.billed_bytes(size) for size in sizes) / GB * price.gb_month
+    transitions = 0.0
+    for before, after in (("hot", "warm"), ("warm", "cold")):
+        if getattr(prices, before) != getattr(prices, after):  # no lifecycle move when the class stays the same
+            transitions += len(sizes) * prices.tier(after).transition_per_1000 / 1000  # type: ignore[arg-type]
+    return StorageCosts(len(sizes), monthly, transitions)
