@@ -35,7 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "about them and redact them out of shared pages (listings, follower pages, comments). Objects are found "
         "through the archive index exported beside the archive (index/user-ids/), so only the objects it names are "
         "read, with or without the warehouse; a day without an index part yet is scanned whole, and the output "
-        "says which. A dry run (the default) "
+        "says which. Compacted days are erased too: the bundle holding the user's objects is rewritten without them "
+        "(every other object keeps its bytes). A dry run (the default) "
         "prints the plan and changes nothing; --execute carries it out, re-exports the affected days' Parquet and "
         "marts, and writes an erasure log entry without the personal data. A legal hold covering any affected "
         "object refuses the erasure (exit status 3). Remove the user from tiklive.yaml first, or the next capture "
@@ -69,7 +70,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "S3 object tag, or a key-set tag recorded in the state database), or every object about or mentioning a "
         "user (--user-id). Holds live in the state database. On a bucket with S3 Object Lock the hold also sets the "
         "store's own legal hold on every held object, so the bucket itself refuses to delete them; elsewhere the "
-        "jobs enforce it, and `list` says which applies. `refresh` adds the objects archived since a hold was placed.",
+        "jobs enforce it, and `list` says which applies. A held object that compaction packed into a bundle holds "
+        "(and locks) that bundle. --user-id finds the user's objects through the archive index (days without an "
+        "index part are scanned). `refresh` adds the objects archived since a hold was placed, and locks bundles "
+        "written since.",
         [
             'tiklive hold place tiklive-raw/2026/05/ --reason "case 42"',
             'tiklive hold place --tag legal-hold=case-42 --reason "case 42"',
@@ -95,9 +99,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "retention",
         "tiered retention: S3 lifecycle rules (hot/warm/cold) or deleting expired days where there are none",
         "Hot raw archive 30 days, warm 12 months, cold thereafter, with an optional deletion "
-        "age. `lifecycle` prints (or --apply puts) the S3 Lifecycle configuration, skipping held prefixes; `apply` "
-        "deletes expired raw days from stores without lifecycle rules (local disk), skipping held prefixes, and the "
-        "same days' warehouse rows, so the policy is the same in the archive and the warehouse.",
+        "age. Only bundles (tiklive-bundles/, what compaction makes of a day past the hot period) are tiered: loose "
+        "raw objects stay in the standard class, since moving tiny objects costs more than it saves (cold classes "
+        "bill each object as at least 128 KiB and each transition as a request). `lifecycle` prints (or --apply "
+        "puts) the S3 Lifecycle configuration, skipping held prefixes; `apply` deletes expired raw days, loose and "
+        "bundled, from stores without lifecycle rules (local disk), skipping held keys and bundles holding one, and "
+        "the same days' warehouse rows, so the policy is the same in the archive and the warehouse.",
         ["tiklive retention lifecycle", "tiklive retention apply --delete-after 730 --dry-run"],
     )
     lifecycle = ret_sub.add_parser("lifecycle", help="print the S3 lifecycle rules (or --apply them)")

@@ -5,6 +5,8 @@
 * :mod:`.retention`   ``RetentionPolicy``, ``lifecycle_rules`` (S3 Lifecycle JSON), ``apply_retention`` (local disk)
 * :mod:`.legal_hold`  ``LegalHolds`` by prefix, tag or user id, recorded in the state DB kv, enforced by the bucket's
                       S3 Object Lock where it has one and by the two above everywhere
+* :mod:`.bundled`     the three on compacted days: which bundle holds a raw key, which bundles a hold keeps, and
+                      rewriting a bundle without some members (next generation, verified, then the old one deleted)
 """
 
 from .erasure import (

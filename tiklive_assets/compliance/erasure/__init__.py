@@ -18,6 +18,11 @@ What counts as the user's data, and what happens to it:
   ``comments`` by the user and on the user's posts, ``follow_edges`` on either side, ``post_metrics_history``,
   ``hashtags`` and ``dead_letters`` of the user's posts, and the Research tables when present.
 
+Compacted days (raw objects packed into one bundle per endpoint and day) are erased the same way: the plan finds
+members through the archive index or the bundles' indexes, and the bundle is rewritten as its next generation
+without the user's members (redacted ones replaced), verified byte for byte, then the old generation deleted
+(:mod:`.bundles`); every other member keeps its exact bytes. A hold on any member of a bundle to rewrite refuses.
+
 Finding objects: key-level hits come from listings alone (no GET); every other raw object is streamed through
 gzip in bounded chunks and checked for the user id (digit-bounded) and the handles (``"handle"`` or
 ``@handle``); only hits are parsed. Memory is bounded by one API page per worker.

@@ -24,7 +24,7 @@ from typing import Literal
 
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.storage import ObjectInfo, ObjectStore
-from tiklive_assets.storage.bundles import locate, read_index
+from tiklive_assets.storage.bundles import live_bundles_of_day, read_index
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
     RAW_PREFIX,
@@ -106,11 +106,13 @@ def plan_with_index(
         _merge(plan, _scan_days(store, matcher, plan.aweme_ids, use.scanned_days, workers))
     looked_up: set[str] = set()
     infos: dict[str, ObjectInfo | None] = {}
+    members: dict[str, dict[str, BundledInfo]] = {}  # "<api root><day>/<endpoint>" -> its bundled members
     while True:
         new_posts = plan.aweme_ids - looked_up
         looked_up |= new_posts
         lookup(parts, refs_of(None, (), new_posts), hits)
-        _decide(store, plan, matcher, hits.keys() | _covers(store, hits, plan.aweme_ids), infos, use, workers)
+        named = hits.keys() | _covers(store, hits, plan.aweme_ids)
+        _decide(store, plan, matcher, named, infos, use, workers, members)
         if plan.aweme_ids <= looked_up:
             break
         if use.scanned_days:  # posts found now: their per-post objects on the scanned days (listing only)
@@ -132,11 +134,11 @@ def _decide(
     infos: dict[str, ObjectInfo | None],
     use: IndexUse,
     workers: int,
+    members: dict[str, dict[str, BundledInfo]],
 ) -> None:
     """Each named object decided as the full scan decides it: by its key (again on every round, as the user's posts
     grow), else by its body (read once; ``infos`` holds the objects already met)."""
     bodies: list[ObjectInfo] = []
-    members: dict[str, dict[str, BundledInfo]] = {}
     for key in sorted(keys):
         seen = key in infos
         info = infos[key] if seen else infos.setdefault(key, store.stat(key) or _bundled_info(store, key, members))
@@ -172,15 +174,20 @@ def _decide(
 
 def _bundled_info(store: ObjectStore, key: str, members: dict[str, dict[str, BundledInfo]]) -> BundledInfo | None:
     """The bundled member stored under raw ``key`` (compacted since it was indexed), or None: gone. ``members``
-    keeps each bundle's index once read."""
-    bundle = locate(store, key)
-    if bundle is None:
+    keeps each day and endpoint's live bundle index once read (one listing and one index read each)."""
+    prefix = next((head for head in _RAW_HEADS if key.startswith(head)), None)
+    parts = split_raw_key(key, prefix) if prefix is not None else None
+    if prefix is None or parts is None or parts.day is None:
         return None
-    if bundle not in members:
-        members[bundle] = {
-            m.key: BundledInfo(m.key, m.size, m.fetched_at, bundle=bundle) for m in read_index(store, bundle)
-        }
-    return members[bundle].get(key)
+    where = f"{prefix}{parts.day}/{parts.endpoint}"
+    if where not in members:
+        holder = live_bundles_of_day(store, parts.day, prefix.rstrip("/")).get(parts.endpoint)
+        members[where] = (
+            {}
+            if holder is None
+            else {m.key: BundledInfo(m.key, m.size, m.fetched_at, bundle=holder) for m in read_index(store, holder)}
+        )
+    return members[where].get(key)
 
 
 def _post_object(info: ObjectInfo, prefix: str, aweme_ids: set[str]) -> PlannedObject | Literal[False]:
