@@ -80,3 +80,33 @@ def test_the_schedule_compacts_the_day_leaving_the_hot_period(tmp_path: Path) ->
     with dg.build_schedule_context(scheduled_execution_time=early, resources=resources) as context:
         skipped = daily_compaction_schedule(context)
     assert isinstance(skipped, dg.SkipReason) and "before the first archive day" in str(skipped.skip_message)
+
+
+def test_the_cli_compacts_days_past_the_hot_period(tmp_path: Path, monkeypatch, capsys) -> None:
+    import pytest
+
+    from tiklive_assets.cli import main
+
+    monkeypatch.setenv("TIKLIVE_HOME", str(tmp_path))
+    monkeypatch.delenv("TIKLIVE_ARCHIVE_BUCKET", raising=False)
+    store = LocalStore(tmp_path / "archive")
+    for day in (OLD, HOT):
+        write_archive_day(store, day, Corpus(seed=5))
+    config = tmp_path / "tiklive.yaml"
+    config.write_text("accounts:\n  - bob\ncompaction:\n  hot_days: 10\n  provider: r2\n")
+    listing = sorted(i.key for i in store.list(""))
+    assert main(["compact", "--day", str(HOT), "--config", str(config)]) == 2
+    assert "still in the hot period" in capsys.readouterr().err
+    assert main(["compact", "--older-than-hot", "--dry-run", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"tiklive-raw {OLD}: would pack" in out and str(HOT) not in out
+    assert sorted(i.key for i in store.list("")) == listing  # a dry run writes and deletes nothing
+    assert main(["compact", "--older-than-hot", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"tiklive-raw {OLD}: packed" in out and "r2 warm tier: $" in out
+    assert not list(store.list(f"tiklive-raw/{OLD:%Y/%m/%d}/")) and bundles_of_day(store, OLD)
+    assert list(store.list(f"tiklive-raw/{HOT:%Y/%m/%d}/"))  # the hot day stays loose
+    assert main(["compact", "--day", str(OLD), "--config", str(config)]) == 0
+    assert "packed 0 object(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["compact", "--config", str(config)])  # --day or --older-than-hot is required

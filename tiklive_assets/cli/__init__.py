@@ -35,12 +35,14 @@ COMMANDS = {
     "state": "state",
     "dr": "dr",
     "cost": "cost",
+    "compact": "compact",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tiklive_assets.cli import (
         check_key,
+        compact,
         compliance,
         cost,
         cursors,
@@ -76,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_parser(sub)
     dr.add_parser(sub)
     cost.add_parser(sub)
+    compact.add_parser(sub)
     return parser
 
 
