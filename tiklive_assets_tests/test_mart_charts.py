@@ -51,7 +51,7 @@ def marts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     store = LocalStore(root / "archive")
     corpus = Corpus(seed=7)
     for day in CAPTURED:
-        write_archive_day(store, day, corpus)
+        write_archive_day(store, day, corpus, refreshes=True)
     for day in DAYS:
         tables = parse_day(store, day).tables
         export_day(root / "exports", day, tables)

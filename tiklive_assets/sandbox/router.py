@@ -1,8 +1,8 @@
 """The sandbox's HTTP layer: the threaded server on 127.0.0.1 and the handler that routes each request.
 
-``/__sandbox__/`` is the test controls (stats, faults, publishing, the corpus's names; no API key), ``/cdn/`` the
-media, ``/v2/`` the official Research API, and every other path the TikLiveAPI endpoints. The handler only speaks
-HTTP: what to answer is :class:`~tiklive_assets.sandbox.server.SandboxServer`'s.
+``/__sandbox__/`` is the test controls (stats, faults, publishing, moving the clock, the corpus's names; no API
+key), ``/cdn/`` the media, ``/v2/`` the official Research API, and every other path the TikLiveAPI endpoints. The
+handler only speaks HTTP: what to answer is :class:`~tiklive_assets.sandbox.server.SandboxServer`'s.
 """
 
 from __future__ import annotations
@@ -154,6 +154,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 self._json(200, {"ok": True})
             elif name == "/__sandbox__/faults":
                 self._json(200, sb.apply_faults(data) if method == "POST" else sb.fault_settings())
+            elif name == "/__sandbox__/clock":
+                if method == "POST":
+                    sb.advance_clock(float(data.get("advance_seconds", 0)))
+                self._json(200, {"now": sb.clock(), "offset_seconds": sb.clock_offset})
             elif name == "/__sandbox__/publish" and method == "POST":
                 if not data.get("handle"):
                     raise ValueError("missing handle")

@@ -69,10 +69,10 @@ class SandboxServer:
         )
         self._injector = FaultInjector(self.faults, cfg.seed)
         self.realism = Realism(cfg.seed) if cfg.realism else None
-        self.clock = cfg.clock
+        self.clock_offset = 0.0  # seconds the clock was moved by (advance_clock): a test simulates time passing
         self.corpus = Corpus(
             seed=cfg.seed,
-            clock=cfg.clock,
+            clock=self.clock,
             accounts=cfg.accounts,
             video_size=cfg.video_size,
             ttl=lambda: self.faults.cdn_ttl_seconds,
@@ -120,6 +120,19 @@ class SandboxServer:
 
     # ------------------------------------------------------------------ controls
 
+    def clock(self) -> float:
+        """The sandbox's time: the configured clock, moved by :meth:`advance_clock`. Every answer (ages, counters,
+        what is visible) and the CDN's signed URLs read it."""
+        return float(self.config.clock()) + self.clock_offset
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox's clock forward by ``seconds`` (a test captures, then lets hours pass); returns now."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self.clock_offset += float(seconds)
+        return self.clock()
+
     def delete_video(self, aweme_id: str | int) -> None:
         aid = str(aweme_id)
         if self.corpus.find_post(aid) is None:
@@ -166,6 +179,8 @@ class SandboxServer:
             self.delete_video(aid)
         for h in body.get("private") or ():
             self.make_private(h)
+        for h in body.get("public") or ():
+            self.make_public(h)
         return self.fault_settings()
 
     def fault_settings(self) -> dict[str, Any]:
@@ -174,6 +189,8 @@ class SandboxServer:
             "realism": self.realism is not None,
             "deleted": sorted(self.corpus.deleted),
             "private": sorted(self.corpus.private),
+            "clock": self.clock(),
+            "clock_offset_seconds": self.clock_offset,
         }
 
     # ------------------------------------------------------------------ stats

@@ -102,6 +102,51 @@ _DDL = [
         expires_at {ts} NOT NULL
     )
     """,
+    # Units of API work that are not queue items (a listing walk, an account's profile or follow walk, a video's
+    # comment walk, a handle's user id), claimed per day by one owner so concurrent runs split them. A unit is done
+    # when its kv marker ``complete:<unit>:<day>`` exists (committed with its last cursor); 'left' is a unit whose
+    # answers stayed unreadable: its owner keeps it until it ends, and no other run waits for it.
+    """
+    CREATE TABLE IF NOT EXISTS work_claims (
+        unit TEXT NOT NULL,
+        day {date} NOT NULL,
+        state TEXT NOT NULL DEFAULT 'claimed' CHECK (state IN ('claimed', 'left', 'done')),
+        claim_owner TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_at {ts} NOT NULL,
+        done_at {ts},
+        done_by TEXT,
+        done_pid INTEGER,
+        PRIMARY KEY (unit, day)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS work_claims_owner_idx ON work_claims (claim_owner)",
+    # The refresh (state/refresh.py): the downloaded videos it follows, and each (video, age) point it took.
+    """
+    CREATE TABLE IF NOT EXISTS refresh_videos (
+        aweme_id TEXT PRIMARY KEY,
+        author_handle TEXT,
+        create_time BIGINT,
+        play_count BIGINT,
+        enrolled_at {ts} NOT NULL,
+        gone_at {ts},
+        gone_reason TEXT,
+        purged_at {ts}
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS refresh_done (
+        aweme_id TEXT NOT NULL,
+        age_hours DOUBLE PRECISION NOT NULL,
+        day {date} NOT NULL,
+        status TEXT NOT NULL,
+        credits INTEGER NOT NULL DEFAULT 0,
+        source_key TEXT,
+        updated_at {ts} NOT NULL,
+        PRIMARY KEY (aweme_id, age_hours)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS refresh_done_day_idx ON refresh_done (day, status)",
 ]
 
 # Columns added after the first release: (table, column, type). ``migrate`` adds the missing ones to old databases.

@@ -183,6 +183,25 @@ def raw_key(day: date, endpoint: str, slug: str, prefix: str = RAW_PREFIX) -> st
     return f"{check_prefix(prefix)}/{day:%Y/%m/%d}/{check_endpoint(endpoint)}/{check_slug(slug)}{RAW_SUFFIX}"
 
 
+REFRESH_MARKER = "-refresh"  # post-detail/<aweme_id>-refresh<hours>h: a re-resolution at an age after posting
+_REFRESH_SLUG_RE = re.compile(r"(?P<id>[0-9]{1,32})-refresh(?P<age>[0-9]{1,6}(?:\.[0-9]{1,6})?)h")
+
+
+def refresh_slug(aweme_id: str | int, age_hours: float) -> str:
+    """Slug of a post's detail re-resolved ``age_hours`` after it was posted: ``<aweme_id>-refresh<hours>h``
+    (``7301-refresh24h``, ``7301-refresh1.5h``), so it never takes the key of the day's first detail of the post."""
+    if isinstance(age_hours, bool) or not isinstance(age_hours, int | float) or not 0 < age_hours < 10**6:
+        raise InvalidKeyPart("refresh age", age_hours, "hours after posting, more than 0 and below 1,000,000")
+    hours = f"{float(age_hours):.6f}".rstrip("0").rstrip(".")
+    return f"{check_id(aweme_id, 'aweme_id')}{REFRESH_MARKER}{hours}h"
+
+
+def parse_refresh_slug(slug: str) -> tuple[str, float] | None:
+    """(aweme_id, age in hours) of a :func:`refresh_slug`, or None for any other slug."""
+    match = _REFRESH_SLUG_RE.fullmatch(slug)
+    return (match["id"], float(match["age"])) if match else None
+
+
 @dataclass(frozen=True)
 class PageSlug:
     entity: str

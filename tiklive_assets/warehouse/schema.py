@@ -328,6 +328,19 @@ ARCHIVE_INDEX = declare(
     "Research API's objects, under index/user-ids/.",
 )
 
+TOMBSTONES = declare(
+    "tombstones",
+    "window",
+    "kind TEXT NOT NULL, id TEXT NOT NULL, handle TEXT, reason TEXT NOT NULL, http_status INTEGER NOT NULL, "
+    "source_key TEXT NOT NULL, captured_at TIMESTAMPTZ NOT NULL, dt DATE NOT NULL",
+    key="kind, id, dt",
+    indices="dt",
+    description="Content seen missing after it was captured: one row per video (kind 'video', id its aweme_id) whose "
+    "refresh answered not found or private, and per tracked account (kind 'account', id its user id, or its handle "
+    "when the handle itself no longer resolves) whose daily profile capture did, per archive day; reason is the "
+    "API's message, source_key the archived answer. The first day a row appears is when it was first seen missing.",
+)
+
 TABLES: tuple[Table, ...] = (
     POSTS,
     USERS,
@@ -342,6 +355,7 @@ TABLES: tuple[Table, ...] = (
     QUARANTINE,
     SCHEMA_FIELDS,
     ARCHIVE_INDEX,
+    TOMBSTONES,
 )
 BY_NAME: dict[str, Table] = {t.name: t for t in TABLES}
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)

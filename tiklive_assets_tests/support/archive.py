@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime
 
 from tiklive_assets.sandbox import Corpus
 from tiklive_assets.storage import ObjectStore, cover_key, raw_key, slug_page, video_key
+from tiklive_assets.storage.keys import refresh_slug
 
 HANDLES = ["alice123", "bob"]
 GONE = "7000000000000000404"
@@ -54,8 +55,22 @@ def put_photo_media(
     return keys
 
 
-def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
-    """One day's capture in the sandbox's shapes: profiles, listings, details (one 404), follows, comments, MP4s."""
+def write_refreshes(store: ObjectStore, day: date, corpus: Corpus, now: float) -> None:
+    """What the refresh archives on a day: two of alice123's posts re-resolved at their age in whole hours
+    (``post-detail/<id>-refresh<N>h``), one of bob's answering 404 (a tombstone), and a profile that is gone."""
+    alice, bob = corpus.account("alice123"), corpus.account("bob")
+    for post in corpus.visible_posts(alice, now)[:2]:
+        age = max(1, int((now - post.create_time) // 3600))
+        _put(store, day, "post-detail", refresh_slug(post.aweme_id, age), corpus.detail_item(post, now))
+    gone = corpus.visible_posts(bob, now)[5]
+    age = max(1, int((now - gone.create_time) // 3600))
+    _put(store, day, "post-detail", f"{refresh_slug(gone.aweme_id, age)}-http404", {"error": "video not found"})
+    _put(store, day, "userinfo-by-id", f"6899{day:%Y%m%d}-http404", {"error": "user not found"})
+
+
+def write_archive_day(store: ObjectStore, day: date, corpus: Corpus, *, refreshes: bool = False) -> None:
+    """One day's capture in the sandbox's shapes: profiles, listings, details (one 404), follows, comments, MP4s;
+    with ``refreshes``, what the refresh archives too (:func:`write_refreshes`)."""
     now = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
     for handle in HANDLES:
         account = corpus.account(handle)
@@ -117,3 +132,5 @@ def write_archive_day(store: ObjectStore, day: date, corpus: Corpus) -> None:
                     },
                 )
     _put(store, day, "post-detail", f"{GONE}-http404", {"error": "video not found (deleted)"})
+    if refreshes:
+        write_refreshes(store, day, corpus, now)
