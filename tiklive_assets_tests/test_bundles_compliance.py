@@ -237,3 +237,20 @@ def test_holds_lock_the_bundles_of_held_keys_and_retention_keeps_them(lock_store
         assert not store.is_locked(posts) and store.is_locked(userid)  # the other hold still keeps its bundle
         apply_retention(store, RetentionPolicy(delete_after_days=400), date(2027, 12, 1), holds)
         assert {info.key for info in store.list("tiklive-bundles/")} == {userid}
+
+
+def test_erasure_of_a_compacted_day_on_s3(moto_endpoint: str, s3_bucket: str, tmp_path: Path) -> None:
+    from tiklive_assets.storage import S3Store, make_s3_client
+
+    store = S3Store(make_s3_client(endpoint_url=moto_endpoint, region_name="us-east-1"), s3_bucket, "archive")
+    keys = build_archive(store, [DAY])
+    planned = find_objects_for_user(store, user_id=BOB.id, handle="bob")
+    compact_day(store, DAY)
+    before = every_member(store)
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        report = erase_user(store, None, BOB.id, "bob", dry_run=False, state=state, use_index=False)
+    assert report.keys == planned  # the full scan over bundles plans what it planned over loose objects
+    after = every_member(store)
+    assert bundled_mentions(store) == [] and keys["hashtag"] in report.redacted
+    assert {k: v for k, v in after.items() if k not in planned} == {k: v for k, v in before.items() if k not in planned}
+    assert not [i.key for i in store.list("tiklive-bundles/") if parse_bundle_key(i.key) is None]  # no stray copies
