@@ -2,8 +2,9 @@
 ``daily_completeness`` mart and its check.
 
 The sandbox's corpus is frozen, so a source brings new ids on a later day only when a post is published to it:
-alice's account gets a new post before the second day and none before the third, so on the third day it brought
-nothing new against a baseline of two days with new ids, and the check fails naming it.
+alice's account gets a new post before the second day (hashtag 1001 lists it too) and none before the third, so on
+the third day both brought nothing new against a baseline of two days with new ids, and the check fails naming
+them; the keyword search brought new ids on its first day only, which is not "usually".
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def three_days(tmp_path_factory: pytest.TempPathFactory):
     checks = []
     try:
         with frozen_sandbox() as sb:
-            rig = Rig(sb, home, local_store(home))
+            rig = Rig(sb, home, local_store(home), config)
             for days_back in (2, 1, 0):
                 if days_back == 1:
                     sb.publish_video("alice123")  # alice brings a new id on the second day, none on the third
@@ -78,7 +79,9 @@ def test_a_source_that_usually_brings_new_ids_and_brought_none_fails_the_check_b
     rig, (first, second, third), _ = three_days
     assert first.passed and second.passed, (first.description, second.description)  # no baseline yet: no failure
     assert not third.passed
-    assert third.metadata["failed_sources"].value == ["account @alice123"]
+    # alice's new post was listed by hashtag 1001 too; the search brought new ids on its first day only (1 of 2: not
+    # usually), so it is not named
+    assert third.metadata["failed_sources"].value == ["account @alice123", "hashtag 1001"]
     assert "account @alice123 brought no new ids" in (third.description or "")
     assert "2 of its 2 walked days" in (third.description or "")
 
@@ -111,5 +114,40 @@ def test_a_source_taken_out_of_the_config_is_not_judged(three_days, tmp_path: Pa
 
     found = completeness.source_days(rig.home / "exports", today())
     assert any(row.failed and row.name == "alice123" for row in found)
-    without = parse_config({**config, "accounts": [{"handle": "bob"}]})
+    tracked = [row.label() for row in judged(found, parse_config(config)) if row.failed]
+    assert tracked == ["account @alice123", "hashtag 1001"]
+    without = parse_config({**config, "accounts": [{"handle": "bob"}], "hashtags": []})
     assert not [row for row in judged(found, without) if row.failed]
+
+
+def test_the_failed_check_reaches_the_alert_sensor_naming_the_source(three_days, monkeypatch) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tiklive_assets.alerts import ALERT_WEBHOOK_URL
+    from tiklive_assets.defs.alerts.sensors import failed_check_alert
+
+    rig, _, _ = three_days
+    received: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["text"])
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv(ALERT_WEBHOOK_URL, f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        with dg.build_sensor_context(instance=rig.instance, cursor="0") as context:
+            failed_check_alert(context)
+    finally:
+        server.shutdown()
+    [alert] = [text for text in received if "daily_completeness" in text]
+    assert "check failed: daily_completeness on parquet_exports" in alert
+    assert f"partition {today()}" in alert and "account @alice123 brought no new ids" in alert

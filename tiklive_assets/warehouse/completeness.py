@@ -9,8 +9,8 @@ Per day: ids listed by the discovery walks, of which new (never listed or resolv
 answered 404) and new ids neither resolved nor dead that day. Per source, one row per day and source expected:
 
 * a **walk** is one discovery source (an account's posts, a hashtag, a keyword search, a sound), named by its
-  listing's archive slug; its pages are the pages that listed at least one post, its new ids those first seen
-  that day;
+  listing's archive slug; its pages are the pages that listed at least one post (as the archive index and the
+  metrics history name them), its new ids those first seen that day;
 * an account's **profile**: whether the day holds a profile snapshot of it.
 
 The rule ("usually" is a baseline over the previous ``BASELINE_DAYS`` = 7 days, the source's own):
@@ -44,18 +44,27 @@ WALKS = {"user-posts": "account", "challenge-posts": "hashtag", "search-video": 
 PROFILE = "profile"
 # a listing page's slug: <entity>-cursor<N>, whatever follows (a conflict copy's suffix)
 _PAGE = r"'/([^/]+)-cursor([0-9]+)\.json\.gz'"
+_ENDPOINT = r"'^[^/]+/[0-9]{4}/[0-9]{2}/[0-9]{2}/([^/]+)/'"  # a raw key's endpoint
 _WALK_LIST = ", ".join(f"'{endpoint}'" for endpoint in WALKS)
 _KIND = "CASE endpoint " + " ".join(f"WHEN '{e}' THEN '{k}'" for e, k in WALKS.items()) + " END"
 
-# Per day and source: the CTEs below, over the warehouse's table views (post_metrics_history, dead_letters,
-# user_snapshots, users, credits_ledger); ``source_days`` holds one row per day and expected source.
+# Per day and source: the CTEs below, over the warehouse's table views (post_metrics_history, archive_index,
+# dead_letters, user_snapshots, users, credits_ledger); ``source_days`` holds one row per day and expected source.
 SOURCE_CTES = f"""
     cl_days AS (SELECT DISTINCT dt FROM credits_ledger),
-    cl_first AS (SELECT aweme_id, min(dt) AS first_dt FROM post_metrics_history GROUP BY aweme_id),
+    cl_pages AS (
+        SELECT dt, source_key AS key, aweme_id FROM post_metrics_history WHERE source IN ({_WALK_LIST})
+        UNION
+        SELECT dt, key, aweme_id FROM archive_index
+        WHERE aweme_id <> '' AND regexp_extract(key, {_ENDPOINT}, 1) IN ({_WALK_LIST})),
     cl_listed AS (
-        SELECT dt, source AS endpoint, regexp_extract(source_key, {_PAGE}, 1) AS entity,
-               regexp_extract(source_key, {_PAGE}, 2) AS page, aweme_id
-        FROM post_metrics_history WHERE source IN ({_WALK_LIST})),
+        SELECT dt, regexp_extract(key, {_ENDPOINT}, 1) AS endpoint, regexp_extract(key, {_PAGE}, 1) AS entity,
+               regexp_extract(key, {_PAGE}, 2) AS page, aweme_id
+        FROM cl_pages),
+    cl_first AS (
+        SELECT aweme_id, min(dt) AS first_dt
+        FROM (SELECT dt, aweme_id FROM post_metrics_history UNION ALL SELECT dt, aweme_id FROM cl_listed)
+        GROUP BY aweme_id),
     cl_walks AS (
         SELECT l.dt, l.endpoint, l.entity, count(DISTINCT l.page) AS pages, count(DISTINCT l.aweme_id) AS listed,
                count(DISTINCT l.aweme_id) FILTER (WHERE f.first_dt = l.dt) AS new_ids
