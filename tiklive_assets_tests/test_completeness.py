@@ -151,3 +151,47 @@ def test_the_failed_check_reaches_the_alert_sensor_naming_the_source(three_days,
     [alert] = [text for text in received if "daily_completeness" in text]
     assert "check failed: daily_completeness on parquet_exports" in alert
     assert f"partition {today()}" in alert and "account @alice123 brought no new ids" in alert
+
+
+def test_a_walk_cut_to_its_first_page_and_a_missing_profile_fail_against_their_baseline(tmp_path: Path) -> None:
+    """Three fabricated days in the sandbox's shapes: alice's walk goes to a second page on the first two days and
+    stops at the first on the third; bob's profile is captured on the first two days only."""
+    from datetime import UTC, date, datetime
+
+    from tiklive_assets.sandbox import Corpus
+    from tiklive_assets.storage import LocalStore, raw_key, slug_page
+    from tiklive_assets.warehouse import export_day, parse_day
+    from tiklive_assets_tests.support.archive import put_raw, write_archive_day
+
+    store, corpus, exports = LocalStore(tmp_path / "archive"), Corpus(seed=7), tmp_path / "exports"
+    days = [date(2026, 5, 27), date(2026, 5, 28), date(2026, 5, 29)]
+    alice, bob = corpus.account("alice123"), corpus.account("bob")
+    for day in days:
+        write_archive_day(store, day, corpus)
+        now = datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
+        if day != days[-1]:
+            second = corpus.visible_posts(alice, now)[6:12]
+            put_raw(
+                store,
+                day,
+                "user-posts",
+                slug_page(alice.id, "cursor", 1),
+                {"videos": [corpus.listing_item(p, now) for p in second], "hasMore": False},
+            )
+        else:
+            store.delete(raw_key(day, "userinfo-by-id", bob.id))
+        export_day(exports, day, parse_day(store, day).tables)
+    rows = {(row.kind, row.name): row for row in completeness.source_days(exports, days[-1])}
+    walk, profile = rows["account", "alice123"], rows[completeness.PROFILE, "bob"]
+    assert (walk.pages, walk.baseline_days, walk.baseline_deep_days, walk.status) == (
+        1,
+        2,
+        2,
+        completeness.FIRST_PAGE_ONLY,
+    )
+    assert "alice123's walk ended on its first page" in walk.why()
+    assert (profile.pages, profile.baseline_days, profile.status) == (0, 2, completeness.NO_PROFILE)
+    assert rows[completeness.PROFILE, "alice123"].status == completeness.OK
+    assert rows["account", "bob"].status == completeness.OK  # one page every day: nothing cut short
+    earlier = {(row.kind, row.name): row.status for row in completeness.source_days(exports, days[1])}
+    assert set(earlier.values()) == {completeness.OK}  # day two: a baseline of one day only
