@@ -30,8 +30,14 @@ def cost_forecast(
     today = datetime.now(UTC).date()
     usage = cost.storage_usage(store.list(""), config.storage_prices, min(days[-1], today))
     bills = cost.bills(usage, config.storage_prices)
-    bill_parts = {
-        p: {**b.storage, "writes": b.writes, "transitions": b.transitions, "total": b.total} for p, b in bills.items()
+    bill_parts: dict[str, dict[str, float]] = {
+        p: {
+            **{str(t): v for t, v in b.storage.items()},
+            "writes": b.writes,
+            "transitions": b.transitions,
+            "total": b.total,
+        }
+        for p, b in bills.items()
     }
     with data_root.state() as state:
         forecasts = {day: cost.credits_forecast(state, day) for day in days}
