@@ -191,3 +191,75 @@ def test_refresh_key_never_takes_the_first_details_key() -> None:
     assert refresh_slug("7301", 24) == "7301-refresh24h" and refresh_slug("7301", 1.5) == "7301-refresh1.5h"
     assert parse_refresh_slug("7301") is None and parse_refresh_slug("7301-refresh24h") == ("7301", 24.0)
     assert RefreshArchive.__mro__[1].__name__ == "RawArchive"
+
+
+def test_purge_after_days_deletes_a_gone_videos_content_except_held_keeps_its_404(rig: Rig) -> None:
+    from tiklive_assets.compliance.legal_hold import LegalHolds
+
+    rig.config = base_config(
+        hashtags=[],
+        limits={"max_pages": 1, "max_videos_per_day": 2},
+        refresh={"ages_hours": [1, 6], "daily_credits": 100, "max_age_days": 5},
+        tombstones={"purge_raw_after_days": 1},
+    )
+    doomed = rig.sb.publish_video("alice123")
+    assert rig.run().success
+    refresh(rig, at_hours=1.5)
+    rig.sb.delete_video(doomed)
+    assert metadata(refresh(rig, at_hours=6.5), refreshed_posts)["tombstones_by_reason"]
+    with rig.state() as state:
+        files = {f.kind: f.storage_key for f in state.files_for(doomed)}
+        LegalHolds(state).place(files["cover"], "case-7: keep the cover")
+    store = rig.store()
+    day = f"tiklive-raw/{today():%Y/%m/%d}/post-detail"
+    content = [files["video"], files["sidecar"], f"{day}/{doomed}.json.gz", f"{day}/{refresh_slug(doomed, 1)}.json.gz"]
+    gone_answer = f"{day}/{refresh_slug(doomed, 6)}-http404.json.gz"
+    assert all(store.exists(key) for key in [*content, files["cover"], gone_answer])
+
+    early = metadata(refresh(rig, at_hours=20), refreshed_posts)  # less than a day since it was first seen missing
+    assert early["purged_objects"] == 0 and all(store.exists(key) for key in content)
+    late = metadata(refresh(rig, at_hours=6.5 + 25), refreshed_posts)
+    assert late["purged_objects"] == len(content) and late["purge_kept_by_legal_hold"] == 1
+    assert not any(store.exists(key) for key in content)
+    assert store.exists(files["cover"]) and store.exists(gone_answer)  # held; the record of the deletion
+
+
+def test_research_windows_older_than_refresh_days_are_collected_again(tmp_path: Path, monkeypatch) -> None:
+    from tiklive_assets.definitions import defs
+    from tiklive_assets.defs.refresh.research import research_refresh_schedule
+    from tiklive_assets.defs.resources import DataRootResource, TrackingConfigResource
+    from tiklive_assets.research.quota import ResearchState, WindowProgress
+    from tiklive_assets.state import StateDB
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "tiklive.yaml").write_text("research: {usernames: [tagesschau], refresh_days: 15}\n")
+    with StateDB.from_url(f"sqlite:///{home / 'state.sqlite'}") as state:
+        research = ResearchState(state)
+        for key, status in (
+            ("20260101-20260130", "done"),
+            ("20260131-20260301", "done"),
+            ("20260302-20260331", "open"),
+        ):
+            research.save_window(WindowProgress("q1", key, status=status))
+        with state._tx(write=True) as tx:  # the first window was collected 20 days ago, the others today
+            tx.execute(
+                "UPDATE research_windows SET updated_at = ? WHERE window_key = '20260101-20260130'",
+                [datetime(2026, 11, 11, tzinfo=UTC).isoformat(timespec="microseconds")],
+            )
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 12, 1, 0, 40, tzinfo=UTC),
+        resources={
+            "data_root": DataRootResource(home=str(home)),
+            "tracking": TrackingConfigResource(path=str(home / "tiklive.yaml")),
+        },
+    )
+    requests = research_refresh_schedule(context)
+    assert isinstance(requests, list) and len(requests) == 1
+    (request,) = requests
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-01-01"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-01-30"
+    for name in ("TIKTOK_RESEARCH_CLIENT_KEY", "TIKTOK_RESEARCH_CLIENT_SECRET"):  # the job's resources read them
+        monkeypatch.setenv(name, "test-only")
+    job = defs().resolve_job_def("research_videos")
+    assert dg.validate_run_config(job, request.run_config)["ops"]["research_video_archive"]["config"]["refresh"]

@@ -157,7 +157,7 @@ def due_points(
     return due, skipped
 
 
-def _recover_claims(session: CaptureSession, refresh: RefreshState, report: RefreshReport) -> None:
+def _recover_claims(session: CaptureSession, refresh: RefreshState, report: RefreshReport, now: datetime) -> None:
     """Settle the claims a killed run left: the archive says whether its request was answered (the point is done,
     its credit spent) or, for a claim of an earlier day, never made (the claim is dropped). Today's claims without
     an answer are left alone: a live run may be waiting for it."""
@@ -172,7 +172,7 @@ def _recover_claims(session: CaptureSession, refresh: RefreshState, report: Refr
             refresh.finish(aweme_id, age, "ok", 1, key)
         elif gone is not None:
             refresh.finish(aweme_id, age, "gone", 1, gone)
-            refresh.mark_gone(aweme_id, "not found")
+            refresh.mark_gone(aweme_id, "not found", now)
         elif day < session.day:
             refresh.release(aweme_id, age)
         else:
@@ -207,7 +207,7 @@ def refresh_videos(session: CaptureSession, *, now: datetime | None = None) -> R
     archive = session.archive if isinstance(session.archive, RefreshArchive) else RefreshArchive(session.archive)
     session.archive = archive
     session.client.on_response = archive.write
-    _recover_claims(session, refresh, report)
+    _recover_claims(session, refresh, report, now)
     report.enrolled = enroll_new(session, refresh)
     tracked = {account.handle.lower() for account in session.config.accounts}
     points, report.skipped_late = due_points(
@@ -243,7 +243,7 @@ def refresh_videos(session: CaptureSession, *, now: datetime | None = None) -> R
         if status == "gone":
             gone_key = _last_key(archive, key.removesuffix(".json.gz") + "-http404.json.gz")
             refresh.finish(aweme_id, age, "gone", spent, gone_key)
-            refresh.mark_gone(aweme_id, reason or "not found")
+            refresh.mark_gone(aweme_id, reason or "not found", now)
             report.gone[reason or "not found"] = report.gone.get(reason or "not found", 0) + 1
             continue
         refresh.finish(aweme_id, age, "ok", spent, key)
@@ -263,10 +263,10 @@ def refresh_videos(session: CaptureSession, *, now: datetime | None = None) -> R
 def _content_keys(session: CaptureSession, aweme_id: str) -> Iterator[str]:
     """The raw objects about one post that hold its content (details and comment pages, not its 404 answers) and
     its media, found through the state database's record of its files and the days it was asked about."""
-    for record in session.state.files_for(aweme_id):
-        yield record.storage_key
-    days = {record.ingest_date for record in session.state.files_for(aweme_id) if record.ingest_date}
-    days |= {day for _, _, day, _, _, _ in RefreshState(session.state).points() if day}
+    files = session.state.files_for(aweme_id)
+    yield from (record.storage_key for record in files)
+    days = {record.ingest_date for record in files if record.ingest_date}
+    days |= {day for _, _, day, _, _, _ in RefreshState(session.state).points(aweme_id=aweme_id) if day}
     prefix = session.archive.prefix or RAW_PREFIX
     for day in sorted(days):
         for endpoint in (POST_DETAIL, POST_COMMENTS, POST_COMMENT_REPLIES):

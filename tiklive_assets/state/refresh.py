@@ -114,11 +114,12 @@ class RefreshState:
                 [play_count, author_handle, aweme_id],
             )
 
-    def mark_gone(self, aweme_id: str, reason: str) -> None:
+    def mark_gone(self, aweme_id: str, reason: str, at: datetime | None = None) -> None:
+        """Record that the video answered gone at ``at`` (default: now), the clock its ages are measured by."""
         with self._tx(write=True) as tx:
             tx.execute(
                 "UPDATE refresh_videos SET gone_at = ?, gone_reason = ? WHERE aweme_id = ? AND gone_at IS NULL",
-                [utcnow(), reason[:500], aweme_id],
+                [at or utcnow(), reason[:500], aweme_id],
             )
 
     def gone(self, before: datetime | None = None) -> list[Gone]:
@@ -212,13 +213,17 @@ class RefreshState:
             )
         return [(r[0], float(r[1]), read_date(r[2]), r[3]) for r in rows]
 
-    def points(self, status: str | None = None) -> list[tuple[str, float, date | None, str, int, str | None]]:
-        """(aweme_id, age_hours, day, status, credits, source_key) of every recorded point (of ``status``)."""
+    def points(
+        self, status: str | None = None, aweme_id: str | None = None
+    ) -> list[tuple[str, float, date | None, str, int, str | None]]:
+        """(aweme_id, age_hours, day, status, credits, source_key) of every recorded point (of ``status``, of
+        ``aweme_id``)."""
+        where = [(c, v) for c, v in (("status", status), ("aweme_id", aweme_id)) if v is not None]
         with self._tx() as tx:
             rows = tx.fetchall(
                 "SELECT aweme_id, age_hours, day, status, credits, source_key FROM refresh_done"
-                + (" WHERE status = ?" if status else "")
+                + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
                 + " ORDER BY aweme_id, age_hours",
-                [status] if status else [],
+                [v for _, v in where],
             )
         return [(r[0], float(r[1]), read_date(r[2]), r[3], int(r[4]), r[5]) for r in rows]
