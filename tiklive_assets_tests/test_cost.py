@@ -102,6 +102,8 @@ def test_tiklive_cost_prints_the_ledger_s_totals(tmp_path: Path, capsys, monkeyp
     assert credits["by_endpoint"] == by_endpoint
     assert sum(credits["by_source"].values()) == spent
     assert credits["by_day"] == {d: sum(e.values()) for d, e in sorted(month.items())}
+    assert {d: sum(e.values()) for d, e in credits["by_day_source_endpoint"].items()} == credits["by_day"]
+    assert "videos post-detail" in credits["by_day_source_endpoint"][str(today())]
     assert credits["per_day_last_7_days"] == 20 and credits["change_against_previous_7_days"] == 1.0
     days_left = calendar.monthrange(today().year, today().month)[1] - today().day
     today_spent = sum(ledger.get(str(today()), {}).values())

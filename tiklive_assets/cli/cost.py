@@ -109,8 +109,8 @@ def show(found: dict, out) -> None:
         tiers = bill["storage_by_tier"]
         mark = "*" if provider == found["provider"] else " "
         print(
-            f"  {mark}  {provider:<9}{tiers['hot']:>10.2f}{tiers['warm']:>10.2f}{tiers['cold']:>10.2f}"
-            f"{bill['writes']:>10.2f}{bill['transitions']:>10.2f}{bill['total']:>11.2f}",
+            f"  {mark}  {provider:<9}{tiers['hot']:>10.4f}{tiers['warm']:>10.4f}{tiers['cold']:>10.4f}"
+            f"{bill['writes']:>10.4f}{bill['transitions']:>10.4f}{bill['total']:>11.4f}",
             file=out,
         )
     print("  * compaction.provider in tiklive.yaml", file=out)

@@ -117,6 +117,10 @@ class CreditsForecast:
             "by_source": self.by_source,
             "by_endpoint": self.by_endpoint,
             "by_day": {str(d): sum(e.values()) for d, e in sorted(self.by_day.items())},
+            "by_day_source_endpoint": {
+                str(d): {f"{source_of(endpoint)} {endpoint.strip('/')}": n for endpoint, n in sorted(e.items())}
+                for d, e in sorted(self.by_day.items())
+            },
         }
 
 
