@@ -158,6 +158,10 @@ def test_read_range_on_every_store(store: ObjectStore, tmp_path: Path) -> None:
         assert s.read_range("a/b.bin", 3, 0) == b""
     with pytest.raises(Exception, match="missing"):
         store.read_range("a/missing", 0, 4)
+    for key in ("a/c.bin", "a/d/e.bin", "f.bin"):
+        store.put_bytes(key, b"x", content_type="application/octet-stream")
+    store.delete_many(["a/c.bin", "a/d/e.bin", "a/never-there"])  # a missing key is not an error
+    assert sorted(i.key for i in store.list("")) == ["a/b.bin", "f.bin"]
 
 
 def test_write_refuses_bad_members_and_different_bytes(tmp_path: Path) -> None:

@@ -138,6 +138,9 @@ def _crash_child(root: str, point: str) -> None:
     from tiklive_assets import crashpoints
 
     crashpoints.rearm()
+    from tiklive_assets.compliance import compaction
+
+    compaction.DELETE_BATCH = 2  # crash points between small batches: mid-endpoint, not only between endpoints
     compact_day(LocalStore(root), DAY)
     os._exit(0)
 

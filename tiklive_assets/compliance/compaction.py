@@ -57,6 +57,7 @@ from .legal_hold import Hold, HoldSet, LegalHolds, as_holdset
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int], None]  # (endpoint, loose objects of it handled)
+DELETE_BATCH = 500  # loose objects deleted at a time (one directory sync per batch on local disk)
 
 
 class CompactionError(RuntimeError):
@@ -133,15 +134,19 @@ def raw_day_prefix(day: date, archive_prefix: str = RAW_PREFIX) -> str:
     return f"{archive_prefix}/{day:%Y/%m/%d}/"
 
 
-def _endpoint_of(info: ObjectInfo, day: date, archive_prefix: str) -> str | None:
+def _endpoint_of(info: ObjectInfo, day: date, archive_prefix: str, valid: dict[str, bool]) -> str | None:
+    """The endpoint a loose key is bundled under, or None when no bundle key can name it (``valid`` caches the
+    answer per endpoint name)."""
     parts = split_raw_key(info.key, archive_prefix)
     if parts is None or parts.day != day:
         return None
-    try:
-        bundle_key(archive_prefix, day, parts.endpoint)
-    except InvalidKeyPart:
-        return None
-    return parts.endpoint
+    if parts.endpoint not in valid:
+        try:
+            bundle_key(archive_prefix, day, parts.endpoint)
+            valid[parts.endpoint] = True
+        except InvalidKeyPart:
+            valid[parts.endpoint] = False
+    return parts.endpoint if valid[parts.endpoint] else None
 
 
 def _sha(data: bytes) -> str:
@@ -161,11 +166,12 @@ def compact_day(
     held = as_holdset(holds)
     result = CompactionResult(day, archive_prefix, dry_run)
     loose: dict[str, list[ObjectInfo]] = {}
+    valid: dict[str, bool] = {}
     for info in store.list(raw_day_prefix(day, archive_prefix)):
         if RAW_SUFFIX not in info.key:
             continue
         result.sizes_before.append(info.size)
-        endpoint = _endpoint_of(info, day, archive_prefix)
+        endpoint = _endpoint_of(info, day, archive_prefix, valid)
         if endpoint is None:
             logger.warning("%s: not in the raw layout of %s (%s); left loose", info.key, day, ENDPOINT_BUNDLE_RULE)
             result.skipped.append(info.key)
@@ -228,8 +234,9 @@ def _compact_endpoint(  # noqa: C901 - the steps of one (day, endpoint), in the 
 ) -> None:
     generations.sort()
     live = read_bundle(store, generations[-1][1]) if generations else None
-    candidates = [info for info in loose if not held.covers(info.key)]
-    outcome.held = [info.key for info in loose if held.covers(info.key)]
+    covered = {info.key for info in loose if held.covers(info.key)} if held else set()
+    candidates = [info for info in loose if info.key not in covered]
+    outcome.held = sorted(covered)
     if live is not None:
         outcome.bundle, outcome.bundle_bytes = live.key, _size(store, live.key)
         hold = _bundle_hold(held, live.key, live)
@@ -286,13 +293,19 @@ def _compact_endpoint(  # noqa: C901 - the steps of one (day, endpoint), in the 
             store.delete(key)
             outcome.generations_deleted += 1
             crashpoint("compaction.generation.deleted")
-    for key in targets:
+    keys = list(targets)
+    for start in range(0, len(keys), DELETE_BATCH):
+        chunk = keys[start : start + DELETE_BATCH]
         try:
-            store.delete(key)
-        except ObjectLocked:  # the store's own legal hold: kept, as a hold requires
-            outcome.held.append(key)
-            continue
-        outcome.deleted += 1
+            store.delete_many(chunk)
+            outcome.deleted += len(chunk)
+        except ObjectLocked:  # the store's own legal hold on some of them: those are kept, as a hold requires
+            for key in chunk:
+                try:
+                    store.delete(key)
+                    outcome.deleted += 1
+                except ObjectLocked:
+                    outcome.held.append(key)
         crashpoint("compaction.loose.deleted")  # some loose objects of the endpoint deleted, others not yet
 
 

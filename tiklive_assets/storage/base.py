@@ -181,6 +181,12 @@ class ObjectStore(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object; deleting a missing key is not an error."""
 
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """Remove every object of ``keys`` (missing ones are not an error), as :meth:`delete` does one by one; a
+        backend may batch the work (local disk: one directory sync per directory instead of one per object)."""
+        for key in keys:
+            self.delete(key)
+
     @abc.abstractmethod
     def sweep_incomplete(self, older_than: timedelta) -> int:
         """Remove leftovers of interrupted writes started more than ``older_than`` ago; returns how many."""

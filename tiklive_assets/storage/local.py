@@ -8,7 +8,7 @@ import os
 import stat as stat_mode
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -216,6 +216,19 @@ class LocalStore(CreateIfAbsentStore):
             except FileNotFoundError:
                 return
         _fsync_dir(path.parent)
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        directories: dict[Path, None] = {}
+        for key in keys:
+            path = self._path(key)
+            with self._errors("deleting", key):
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+            directories[path.parent] = None
+        for directory in directories:
+            _fsync_dir(directory)
 
     # -- housekeeping --
 
