@@ -263,3 +263,38 @@ def test_research_windows_older_than_refresh_days_are_collected_again(tmp_path: 
         monkeypatch.setenv(name, "test-only")
     job = defs().resolve_job_def("research_videos")
     assert dg.validate_run_config(job, request.run_config)["ops"]["research_video_archive"]["config"]["refresh"]
+
+
+def test_hourly_schedule_one_run_per_hour_on_todays_partition() -> None:
+    from tiklive_assets.defs.refresh.assets import hourly_refresh_schedule
+
+    def tick(hour: int) -> dg.RunRequest:
+        when = datetime(2026, 12, 1, hour, 20, tzinfo=UTC)
+        request = hourly_refresh_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+        assert isinstance(request, dg.RunRequest)
+        return request
+
+    first, again, later = tick(3), tick(3), tick(4)
+    assert first.run_key == again.run_key != later.run_key
+    assert first.partition_key == later.partition_key == "2026-12-01"
+
+
+def test_sandbox_clock_moves_through_its_control_endpoint() -> None:
+    import requests
+
+    with frozen_sandbox() as sb:
+        post = sb.corpus.visible_posts("alice123")[0]
+        url = f"https://www.tiktok.com/@alice123/video/{post.aweme_id}"
+
+        def views() -> int:
+            answer = requests.get(
+                f"{sb.base_url}/post-detail/", params={"url": url}, headers={"X-Api-Key": "sandbox-key"}, timeout=5
+            )
+            return int(answer.json()["play_count"])
+
+        before = views()
+        moved = requests.post(f"{sb.base_url}/__sandbox__/clock", json={"advance_seconds": 6 * HOUR}, timeout=5)
+        assert moved.json() == {"now": FROZEN_NOW + 6 * HOUR, "offset_seconds": 6 * HOUR}
+        assert sb.clock() == FROZEN_NOW + 6 * HOUR and views() > before
+        refused = requests.post(f"{sb.base_url}/__sandbox__/clock", json={"advance_seconds": -1}, timeout=5)
+        assert refused.status_code == 400 and sb.clock() == FROZEN_NOW + 6 * HOUR
