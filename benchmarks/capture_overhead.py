@@ -13,13 +13,19 @@ archive writes, state database) captures today into a temp TIKLIVE_HOME, and is 
 that a rerun spends nothing.
 
 Figures: videos/s (wall of the whole capture, and of the archived_videos step alone), CPU seconds per video
-(resource.getrusage, this process + reaped children: the pipeline only), credits per archived video (the server's
-count of API requests, every one a credit) against the floor 1 + 1/30 (one /post-detail/ + a 30-id listing page
-share), and the most /post-detail/ requests any single id received (server ``detail_requests_by_id``).
+(resource.getrusage, this process + reaped children: the pipeline only), the sandbox's own CPU over the same
+capture (``os.times()`` of the sandbox process, asked over its stdin before and after) per request it served (API +
+CDN) and the ratio pipeline CPU per video : sandbox CPU per request, which holds across machines where the
+absolute figures do not, credits per archived video (the server's count of API requests, every one a credit)
+against the floor 1 + 1/30 (one /post-detail/ + a 30-id listing page share), and the most /post-detail/ requests
+any single id received (server ``detail_requests_by_id``).
 
-Targets: >= 70 videos/s; <= 1.04 credits per archived video; every id detailed at most once; rerun 0 credits.
+Targets: >= 70 videos/s; <= 8 ms pipeline CPU per video; <= 1.04 credits per archived video; every id detailed at
+most once; rerun 0 credits. With ``--repeat N`` the whole measurement runs N times (a fresh sandbox and data root
+each) and the verdict takes the run with the least CPU per video: other work on a shared machine only ever adds.
 
     .venv/bin/python benchmarks/capture_overhead.py                  # 10,000 videos (~2-4 min on 2 cores)
+    .venv/bin/python benchmarks/capture_overhead.py --repeat 3       # best of 3
     .venv/bin/python benchmarks/capture_overhead.py --videos 2000    # a quicker look
 """
 
@@ -46,6 +52,7 @@ from typing import Any, Self
 import yaml
 
 TARGET_RATE = 70.0
+TARGET_CPU_MS = 8.0
 TARGET_CREDITS = 1.04
 FLOOR = 1 + 1 / 30
 
@@ -72,7 +79,7 @@ class SandboxProcess:
             "cdn_ttl_seconds": cdn_ttl,
         }
         cmd = [sys.executable, "-c", _SERVE, json.dumps(cfg)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith("http://"):
             self.proc.kill()
@@ -92,6 +99,13 @@ class SandboxProcess:
 
     def stats(self) -> dict:
         return self._call("/__sandbox__/stats")
+
+    def cpu(self) -> float:
+        """The sandbox process's own CPU seconds so far (user + system, all its threads), as it reports them."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("cpu\n")
+        self.proc.stdin.flush()
+        return float(self.proc.stdout.readline())
 
     def reset_stats(self) -> None:
         self._call("/__sandbox__/reset-stats", {})
@@ -190,12 +204,18 @@ def pipeline_env(home: Path, base_url: str, config: Path) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# The sandbox serves from a thread; its main thread answers "cpu" on stdin with the process's CPU seconds
+# (os.times: every thread, user + system), so the benchmark measures the sandbox's share without psutil.
 _SERVE = """
-import json, sys
+import json, os, sys, threading
 from tiklive_assets.sandbox import SandboxConfig, SandboxServer
 server = SandboxServer(SandboxConfig(**json.loads(sys.argv[1])), port=0)
+threading.Thread(target=server.serve_forever, daemon=True).start()
 print(server.base_url, flush=True)
-server.serve_forever()
+for line in sys.stdin:
+    if line.strip() == "cpu":
+        t = os.times()
+        print(t.user + t.system, flush=True)
 """
 
 
@@ -250,19 +270,8 @@ def _cpu() -> float:
     return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", type=int, default=10_000, help="videos to capture (default 10000)")
-    ap.add_argument("--video-size", type=int, default=50_000, help="mean sandbox MP4 size in bytes (default 50000)")
-    ap.add_argument("--download-concurrency", type=int, default=20, help="capture.download_concurrency (default 20)")
-    ap.add_argument("--api-concurrency", type=int, default=8, help="capture.api_concurrency (default 8)")
-    ap.add_argument(
-        "--dead", type=int, default=20, help="listed ids deleted in the sandbox first: 404 dead letters (default 20)"
-    )
-    ap.add_argument("--keep", action="store_true", help="keep the temp TIKLIVE_HOME and print its path")
-    args = ap.parse_args(argv)
-
-    import tiklive_assets.defs.capture.assets  # noqa: F401 - dagster's import is not part of the measurement
+def run_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement: a fresh sandbox process and data root, the capture, then a rerun. Prints its figures."""
     from tiklive_assets.sandbox import Corpus
     from tiklive_assets.state import StateDB
 
@@ -298,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
                 sandbox.faults(delete=dead_ids)
             sandbox.reset_stats()
             out = io.StringIO()
-            cpu0, t0 = _cpu(), time.monotonic()
+            cpu0, box0, t0 = _cpu(), sandbox.cpu(), time.monotonic()
             rc, took, _ = capture_day(day, out=out)
-            wall, cpu = time.monotonic() - t0, _cpu() - cpu0
+            wall, cpu, box_cpu = time.monotonic() - t0, _cpu() - cpu0, sandbox.cpu() - box0
             first = sandbox.stats()
             out2 = io.StringIO()
             rc2, _, _ = capture_day(day, out=out2)
@@ -328,6 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     rerun_credits = second["api_requests"] - first["api_requests"]
     rate = downloaded / wall if wall else 0.0
     per_video_cpu = cpu / downloaded if downloaded else float("nan")
+    served = credits + first["cdn_requests"]  # every request the sandbox answered during the measured capture
+    box_per_request = box_cpu / served if served else float("nan")
+    ratio = per_video_cpu / box_per_request if box_per_request else float("nan")
     detail = by_ep.get("/post-detail/", 0)
     other = credits - listing - detail
     dead_credits = len(dead_ids)  # the deliberately deleted ids: one /post-detail/ 404 each, by design
@@ -349,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
         f"  CPU (pipeline process, self + children): {cpu:.1f} s -> {per_video_cpu * 1000:.2f} ms per video "
         f"({cpu / wall:.2f} cores busy on average)"
     )
+    box_per_video = box_cpu / downloaded if downloaded else float("nan")
+    print(
+        f"  CPU (sandbox process, same capture): {box_cpu:.1f} s over {served} requests (API + CDN) -> "
+        f"{box_per_request * 1000:.3f} ms per request, {box_per_video * 1000:.2f} ms per video; "
+        f"ratio pipeline CPU per video : sandbox CPU per request = {ratio:.2f}"
+    )
     print(
         f"  credits per archived video: {credits_per_video:.4f} on the video path (listing {listing} + detail {detail} "
         f"- {dead_credits} provoked 404s, over {downloaded}; floor 1 + 1/30 = {FLOOR:.4f}); all credits: "
@@ -356,18 +374,74 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  most /post-detail/ requests for one id (both runs): {detail_max}{' ' + str(over[:5]) if over else ''}; "
-        f"rerun spent {rerun_credits} credits"
+        f"rerun spent {rerun_credits} credits",
+        flush=True,
+    )
+    return {
+        "rate": rate,
+        "cpu_ms": per_video_cpu * 1000,
+        "sandbox_ms": box_per_request * 1000,
+        "ratio": ratio,
+        "credits_per_video": credits_per_video,
+        "detail_max": detail_max,
+        "rerun_credits": rerun_credits,
+        "downloaded": downloaded,
+        "expected": args.videos - len(dead_ids),
+        "steps_ok": rc == 0 and rc2 == 0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", type=int, default=10_000, help="videos to capture (default 10000)")
+    ap.add_argument("--video-size", type=int, default=50_000, help="mean sandbox MP4 size in bytes (default 50000)")
+    ap.add_argument("--download-concurrency", type=int, default=20, help="capture.download_concurrency (default 20)")
+    ap.add_argument("--api-concurrency", type=int, default=8, help="capture.api_concurrency (default 8)")
+    ap.add_argument(
+        "--dead", type=int, default=20, help="listed ids deleted in the sandbox first: 404 dead letters (default 20)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="measure N times; the verdict takes the least CPU per video (default 1)"
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the temp TIKLIVE_HOME and print its path")
+    args = ap.parse_args(argv)
+
+    import tiklive_assets.defs.capture.assets  # noqa: F401 - dagster's import is not part of the measurement
+
+    runs = []
+    for n in range(max(1, args.repeat)):
+        if args.repeat > 1:
+            print(f"run {n + 1} of {args.repeat}", flush=True)
+        runs.append(run_once(args))
+    best = min(runs, key=lambda r: r["cpu_ms"])
+    if len(runs) > 1:
+        print(
+            "  runs: "
+            + "; ".join(
+                f"{r['cpu_ms']:.2f} ms CPU/video, sandbox {r['sandbox_ms']:.3f} ms/request, ratio {r['ratio']:.2f}, "
+                f"{r['rate']:.1f} videos/s"
+                for r in runs
+            )
+            + " -> best (least CPU per video) below"
+        )
+    print(
+        f"  pipeline CPU per video {best['cpu_ms']:.2f} ms; sandbox CPU per request {best['sandbox_ms']:.3f} ms; "
+        f"ratio {best['ratio']:.2f}"
     )
     checks = {
-        f"{rate:.1f} videos/s >= {TARGET_RATE:g}": rate >= TARGET_RATE,
-        f"{credits_per_video:.4f} credits/video <= {TARGET_CREDITS}": credits_per_video <= TARGET_CREDITS,
-        f"max detail per id {detail_max} <= 1": detail_max <= 1,
-        f"rerun {rerun_credits} credits == 0": rerun_credits == 0,
-        f"{downloaded} archived == {args.videos - len(dead_ids)}+": downloaded >= args.videos - len(dead_ids),
+        f"{best['rate']:.1f} videos/s >= {TARGET_RATE:g}": best["rate"] >= TARGET_RATE,
+        f"{best['cpu_ms']:.2f} ms CPU/video <= {TARGET_CPU_MS:g}": best["cpu_ms"] <= TARGET_CPU_MS,
+        f"{best['credits_per_video']:.4f} credits/video <= {TARGET_CREDITS}": best["credits_per_video"]
+        <= TARGET_CREDITS,
+        f"max detail per id {best['detail_max']} <= 1": best["detail_max"] <= 1,
+        f"rerun {best['rerun_credits']} credits == 0": best["rerun_credits"] == 0,
+        f"{best['downloaded']} archived == {best['expected']}+": best["downloaded"] >= best["expected"],
     }
-    ok = all(checks.values()) and rc == 0 and rc2 == 0
+    ok = all(checks.values()) and all(r["steps_ok"] for r in runs)
     print(
-        f"VERDICT: {'PASS' if ok else 'FAIL'}: " + "; ".join(("ok " if v else "MISSED ") + k for k, v in checks.items())
+        f"VERDICT: {'PASS' if ok else 'FAIL'}: "
+        + "; ".join(("ok " if v else "MISSED ") + k for k, v in checks.items())
+        + f" (ratio pipeline CPU per video : sandbox CPU per request {best['ratio']:.2f})"
     )
     return 0 if ok else 1
 

@@ -18,8 +18,8 @@ policy, at every redirect hop:
   ``capture.download_deadline_seconds`` for the whole download (connect, redirects and body), on top of the
   connect/read timeouts, so a body that drips one byte every few seconds fails instead of holding a worker.
 
-No API key, cookie or proxy credential is ever sent: the fetcher has its own sessions, which ignore the
-environment (``*_PROXY``, ``.netrc``).
+No API key, cookie or proxy credential is ever sent: the fetcher has its own connection pools (urllib3's, used
+directly), which ignore the environment (``*_PROXY``, ``.netrc``).
 
 Failure classes, as the capture needs them:
 
@@ -33,6 +33,7 @@ Failure classes, as the capture needs them:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -46,9 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-import requests
+import certifi
 import urllib3
-from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -288,21 +288,21 @@ class _GuardedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-class _GuardedAdapter(HTTPAdapter):
-    """requests' adapter with connection pools whose connections check every address they connect to."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+# What every media request sends: no API key, cookie or credential, ever; identity encoding, so the bytes stored are
+# the bytes served.
+_HEADERS = {"User-Agent": "tiklive-assets/0.1", "Accept-Encoding": "identity", "Accept": "*/*"}
 
 
-def _session(adapter: HTTPAdapter) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxy from the environment, no .netrc credentials sent to a CDN
-    session.headers.update({"User-Agent": "tiklive-assets/0.1", "Accept-Encoding": "identity"})
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def _pools(pool_size: int, num_pools: int, guarded: bool) -> urllib3.PoolManager:
+    """urllib3's connection pools, used directly: no proxy from the environment, no ``.netrc`` credentials, no
+    cookies, and none of a requests session's per-request merging. Certificates are checked against the same CA
+    bundle requests uses. ``guarded``: every connection checks the addresses it connects to."""
+    manager = urllib3.PoolManager(
+        num_pools=num_pools, maxsize=pool_size, block=False, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where()
+    )
+    if guarded:
+        manager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+    return manager
 
 
 # -- the fetcher ----------------------------------------------------------------------------------------------
@@ -314,12 +314,12 @@ class CdnFetcher:
     def __init__(self, connect_timeout: float = 5.0, read_timeout: float = 30.0, pool_size: int = 32):
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._trusted = _session(HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0))
-        self._guarded = _session(_GuardedAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0))
+        self._trusted = _pools(pool_size, 4, guarded=False)
+        self._guarded = _pools(pool_size, 8, guarded=True)
 
     def close(self) -> None:
-        self._trusted.close()
-        self._guarded.close()
+        self._trusted.clear()
+        self._guarded.clear()
 
     def fetch(self, url: str, directory: Path, suffix: str, limits: MediaLimits) -> tuple[Path, str, int]:
         """Stream ``url`` to a new ``.part`` file in ``directory``; return (path, sha256, size).
@@ -327,57 +327,72 @@ class CdnFetcher:
         Never holds the object in memory; the ``.part`` file is removed on any failure.
         """
         end = time.monotonic() + limits.deadline_seconds
-        response = self._open(url, limits, end)
+        url, response = self._open(url, limits, end)
+        complete = False
         try:
-            return self._stream(response, directory, suffix, limits, end)
+            found = self._stream(url, response, directory, suffix, limits, end)
+            complete = True
+            return found
         finally:
-            response.close()
+            if not complete:  # the rest of the body is never read: the connection cannot be reused
+                response.close()
+            response.release_conn()
 
-    def _open(self, url: str, limits: MediaLimits, end: float) -> requests.Response:
+    def _open(self, url: str, limits: MediaLimits, end: float) -> tuple[str, urllib3.BaseHTTPResponse]:
+        """The answer to ``url`` after the redirects the policy allows: (the URL that answered, its response)."""
         first = url
         for hop in range(MAX_REDIRECTS + 1):
             trusted = check_url(url, limits)
-            session = self._trusted if trusted else self._guarded
+            pools = self._trusted if trusted else self._guarded
             left = end - time.monotonic()
             if left <= 0:
                 raise MediaUnreachable(
                     f"CDN download deadline of {limits.deadline_seconds:g} s passed before "
                     f"{redact(url)} answered (capture.download_deadline_seconds)"
                 )
-            timeout = (min(self.connect_timeout, left), min(self.read_timeout, left))
+            timeout = urllib3.Timeout(connect=min(self.connect_timeout, left), read=min(self.read_timeout, left))
             try:
-                response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+                response = pools.urlopen(
+                    "GET",
+                    url,
+                    headers=_HEADERS,
+                    redirect=False,  # each hop is checked by the policy first
+                    retries=False,
+                    timeout=timeout,
+                    preload_content=False,
+                    decode_content=False,
+                )
             except _AddressRefused as exc:
                 raise MediaRefused(url, f"media URL refused: {exc}") from None
-            except (
-                requests.exceptions.InvalidURL,
-                requests.exceptions.InvalidSchema,
-                requests.exceptions.MissingSchema,
-                urllib3.exceptions.LocationParseError,
-                ValueError,
-            ) as exc:
+            except (urllib3.exceptions.LocationValueError, ValueError) as exc:
                 # a URL no client can open (a bad host, a malformed label): the id's own failure, never an outage
                 raise MediaRefused(url, f"malformed media URL ({type(exc).__name__})") from None
-            except requests.RequestException as exc:  # unreachable, reset, timed out: says nothing about the id
+            except (urllib3.exceptions.HTTPError, OSError) as exc:  # unreachable, reset, timed out: not the id's
                 raise MediaUnreachable(f"CDN unreachable: {type(exc).__name__} for {redact(url)}") from None
-            if response.status_code not in _REDIRECTS:
-                return response
+            if response.status not in _REDIRECTS:
+                return url, response
             location = response.headers.get("Location")
             response.close()
+            response.release_conn()
             if not location:
-                raise MediaStatus(url, response.status_code)
+                raise MediaStatus(url, response.status)
             url = urljoin(url, location)
             log.debug("CDN redirect %d: %s -> %s", hop + 1, redact(first), redact(url))
         raise MediaRefused(first, f"more than {MAX_REDIRECTS} redirects")
 
     def _stream(
-        self, response: requests.Response, directory: Path, suffix: str, limits: MediaLimits, end: float
+        self,
+        url: str,
+        response: urllib3.BaseHTTPResponse,
+        directory: Path,
+        suffix: str,
+        limits: MediaLimits,
+        end: float,
     ) -> tuple[Path, str, int]:
-        url = response.url
-        if response.status_code == 403:
+        if response.status == 403:
             raise MediaExpired(url, "CDN answered HTTP 403 (the signed URL expired)")
-        if response.status_code != 200:
-            raise MediaStatus(url, response.status_code)
+        if response.status != 200:
+            raise MediaStatus(url, response.status)
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limits.max_bytes:
             raise MediaTooLarge(
@@ -387,7 +402,7 @@ class CdnFetcher:
         directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix="dl.", suffix=f"{suffix}.part", dir=directory)
         digest, size = hashlib.sha256(), 0
-        raw = response.raw
+        raw = response
         try:
             with os.fdopen(fd, "wb") as out:
                 while True:
@@ -435,9 +450,16 @@ def trusted_origins(api_base_url: str, allowed: Iterable[str] = ()) -> frozenset
 def fetch_media(session, url: str, suffix: str) -> tuple[Path, str, int]:
     """Download one media URL of a capture session: its client's fetcher, its config's limits, its scratch dir."""
     capture = session.config.capture
-    limits = MediaLimits(
-        trusted_origins(session.client.base_url, capture.allowed_media_origins),
+    limits = _limits(
+        session.client.base_url,
+        tuple(capture.allowed_media_origins),
         capture.max_video_bytes,
         capture.download_deadline_seconds,
     )
     return session.client.cdn.fetch(url, session.scratch, suffix, limits)
+
+
+@functools.lru_cache(maxsize=32)
+def _limits(base_url: str, allowed: tuple[str, ...], max_bytes: int, deadline: float) -> MediaLimits:
+    """A session's limits, parsed once per configuration rather than once per download."""
+    return MediaLimits(trusted_origins(base_url, allowed), max_bytes, deadline)

@@ -291,23 +291,22 @@ def archive_one(
                     _dead_letter(session, item, exc, report)
                     return
                 report.add(re_resolved=1)
+        # Every object reaches the store first, then one transaction records them all and marks the id downloaded:
+        # a record always names bytes that exist, and a crash before it leaves the id resolved (redone next run).
+        stored: list[tuple[str, str, str | None, int | None]] = []
         for media, path in files:
-            # the store first, then the record: a record always names bytes that exist
             result = store.put_file(media.key, path, content_type=media.content_type)
             crashpoint(f"videos.{media.kind}.stored")
-            state.record_file(item.aweme_id, media.kind, media.key, result.sha256, result.size, day)
-            crashpoint(f"videos.{media.kind}.recorded")
-            report.add(bytes=result.size)
-        if any(media.kind == "sound" or media.kind.startswith("image-") for media, _ in files):
-            report.add(photo_posts=1)
+            stored.append((media.kind, media.key, result.sha256, result.size))
         sidecar = sidecar_key(day, handle, item.aweme_id)
         result = store.put_bytes(sidecar, raw, content_type="application/json")
         crashpoint("videos.sidecar.stored")
-        state.record_file(item.aweme_id, "sidecar", sidecar, result.sha256, result.size, day)
-        crashpoint("videos.sidecar.recorded")
-        state.mark_downloaded(item.aweme_id)
+        stored.append(("sidecar", sidecar, result.sha256, result.size))
+        state.record_files_downloaded(item.aweme_id, stored, day)
         crashpoint("videos.queue.marked")
-        report.add(downloaded=1)
+        report.add(bytes=sum(size or 0 for kind, _, _, size in stored if kind != "sidecar"), downloaded=1)
+        if any(media.kind == "sound" or media.kind.startswith("image-") for media, _ in files):
+            report.add(photo_posts=1)
     finally:
         for _, path in files:
             path.unlink(missing_ok=True)

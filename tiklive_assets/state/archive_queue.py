@@ -41,6 +41,16 @@ def insert_pending(tx: Tx, rows: list[tuple[str, str, str | None]], now: datetim
     )
 
 
+def mark_downloaded_in(tx: Tx, aweme_id: str, now: datetime) -> bool:
+    """pending/resolved -> downloaded inside ``tx`` (idempotent; the claim ends). False if unknown or dead."""
+    cur = tx.execute(
+        "UPDATE archive_queue SET state = 'downloaded', downloaded_at = COALESCE(downloaded_at, ?), "
+        "lease_until = NULL, claim_owner = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
+        [now, now, aweme_id],
+    )
+    return cur.rowcount > 0
+
+
 class QueueState(StateCore):
     """archive_queue: enqueue, claim (with an owner or a lease), and move ids through their states."""
 
@@ -162,13 +172,8 @@ class QueueState(StateCore):
 
     def mark_downloaded(self, aweme_id: str) -> bool:
         """pending/resolved -> downloaded (idempotent). False if the id is unknown or dead."""
-        now = utcnow()
-        changed = self._write(
-            "UPDATE archive_queue SET state = 'downloaded', downloaded_at = COALESCE(downloaded_at, ?), "
-            "lease_until = NULL, claim_owner = NULL, updated_at = ? WHERE aweme_id = ? AND state <> 'dead'",
-            [now, now, aweme_id],
-        )
-        return changed > 0
+        with self._tx(write=True) as tx:
+            return mark_downloaded_in(tx, aweme_id, utcnow())
 
     def mark_dead(self, aweme_id: str, reason: str, http_status: int | None = None) -> bool:
         """Mark the id dead (never claimed or re-enqueued again) and dead-letter it.

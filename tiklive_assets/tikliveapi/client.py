@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,9 +75,18 @@ class ApiResponse:
     fetched_at: datetime
     attempt: int = 1
     error_kind: str | None = None  # a 200 that is not data: balance, upstream, notjson or invalid (classify_body)
+    # the body as the client already parsed it to classify it, handed to the first json() call (later calls
+    # parse again: a caller may change what it was given)
+    _parsed: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     def json(self) -> Any:
         """The parsed body; a ``{"code": 0, "data": {...}}`` envelope is unwrapped, so callers see the payload."""
+        try:
+            parsed = self._parsed.pop()
+        except IndexError:
+            pass
+        else:
+            return unwrap(parsed)
         try:
             return unwrap(json.loads(self.body))
         except ValueError as exc:
@@ -125,21 +134,27 @@ def classify_body(body: bytes, endpoint: str | None = None) -> tuple[str | None,
     * ``gone``: an upstream error that says the video or account is deleted, private or unavailable: a 404 in a
       200's clothing, never retried (a retry would be billed for the same answer).
     """
+    kind, detail, _ = _classify(body, endpoint)
+    return kind, detail
+
+
+def _classify(body: bytes, endpoint: str | None) -> tuple[str | None, str, list[Any]]:
+    """:func:`classify_body`, plus the parsed body (``[data]``, or ``[]`` when it is not JSON)."""
     try:
         data = json.loads(body)
     except ValueError as exc:
-        return "notjson", f"the body is not JSON ({exc}; {len(body)} bytes)"
+        return "notjson", f"the body is not JSON ({exc}; {len(body)} bytes)", []
     if isinstance(data, dict):
         message = data.get("message")
         if isinstance(message, str) and len(data) <= 3 and _BALANCE_RE.search(message):
-            return "balance", message[:200]
+            return "balance", message[:200], [data]
         problem = envelope_error(data)
         if problem is not None:
-            return ("gone" if _GONE_RE.search(problem) else "upstream"), problem[:200]
+            return ("gone" if _GONE_RE.search(problem) else "upstream"), problem[:200], [data]
     rule = _MUST_HOLD.get(endpoint or "")
     if rule is not None and not rule[1](unwrap(data)):
-        return "invalid", f"the answer holds no {rule[0]}"
-    return None, ""
+        return "invalid", f"the answer holds no {rule[0]}", [data]
+    return None, "", [data]
 
 
 CreditLedger = Ledger  # TikLiveAPI's name for the shared ledger protocol: one credit reserved before each request
@@ -185,6 +200,18 @@ def _read_body(http: requests.Response, limit: int, deadline: Deadline) -> bytes
         if size > limit:
             raise _TooLarge(size, False)
         parts.append(chunk)
+
+
+def _settle_environment(session: requests.Session, base_url: str) -> None:
+    """Read once what requests would read from the environment on every request to ``base_url`` (its proxy, CA
+    bundle and ``.netrc`` login): every request goes to that one origin, and the lookup cost a request's CPU."""
+    found = session.merge_environment_settings(base_url, {}, None, None, None)
+    session.proxies.update({k: v for k, v in found["proxies"].items() if v})
+    session.verify = found["verify"]
+    netrc = requests.utils.get_netrc_auth(base_url)
+    if netrc:
+        session.auth = netrc
+    session.trust_env = False
 
 
 class _OneParameter:
@@ -243,6 +270,7 @@ class TikLiveClient:
         self.session.headers.update(
             {"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"}
         )
+        _settle_environment(self.session, self.base_url)
         # media: a separate fetcher with its own sessions (the API key is never sent to a CDN), which refuses
         # inside addresses, caps sizes and bounds every download (capture/cdn.py)
         self.cdn = CdnFetcher(connect_timeout, read_timeout, pool_size)
@@ -332,8 +360,8 @@ class TikLiveClient:
         finally:
             http.close()
         self.credits.count(endpoint, status)
-        kind, detail = classify_body(body, endpoint) if status == 200 else (None, "")
-        response = ApiResponse(endpoint, params, status, body, datetime.now(UTC), attempt, kind)
+        kind, detail, parsed = _classify(body, endpoint) if status == 200 else (None, "", [])
+        response = ApiResponse(endpoint, params, status, body, datetime.now(UTC), attempt, kind, parsed)
         if status in (200, 404) and self.on_response is not None:
             self.on_response(response)  # archived before anything parses it (a non-data 200 under an error slug)
         if status == 200:
