@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,18 +52,28 @@ def every_member(store: ObjectStore) -> dict[str, str]:
     return {**day_bytes(store, DAY), **day_bytes(store, DAY, RESEARCH_PREFIX)}
 
 
-@pytest.fixture
-def compacted(tmp_path: Path):
-    """The day archived, indexed by a load (the index part names raw keys), then compacted."""
-    store = LocalStore(tmp_path / "archive")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory):
+    """The day archived, indexed by a load (the index part names raw keys), then compacted: built once."""
+    root = tmp_path_factory.mktemp("compacted")
+    store = LocalStore(root / "archive")
     keys = build_archive(store, [DAY])
     loose_plan = find_objects_for_user(store, user_id=BOB.id, handle="bob")
-    with open_warehouse(str(tmp_path / "warehouse.duckdb")) as wh:
+    with open_warehouse(str(root / "warehouse.duckdb")) as wh:
         load_days(store, wh, [DAY], index_store=store)
     bundles = compact_day(store, DAY)
     assert bundles and not [i for i in store.list("tiklive-raw/") if i.key.endswith(".json.gz")]
+    return root, keys, loose_plan
+
+
+@pytest.fixture
+def compacted(template, tmp_path: Path):
+    """A copy of the compacted day of its own (archive and warehouse), with a state DB."""
+    root, keys, loose_plan = template
+    shutil.copytree(root / "archive", tmp_path / "archive")
+    shutil.copy(root / "warehouse.duckdb", tmp_path / "warehouse.duckdb")
     state = StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}")
-    yield store, state, keys, loose_plan
+    yield LocalStore(tmp_path / "archive"), state, keys, loose_plan
     state.close()
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from tiklive_assets.concurrency import bounded_map
 from tiklive_assets.research.endpoints import archive_names as research_names
 from tiklive_assets.storage import NotFound, ObjectInfo, ObjectStore
-from tiklive_assets.storage.bundles import read_bundle, read_index, read_member
+from tiklive_assets.storage.bundles import Bundle, read_bundle, read_member
 from tiklive_assets.storage.keys import (
     COVERS_PREFIX,
     RAW_PREFIX,
@@ -250,7 +250,7 @@ def plan_erasure(  # noqa: C901
                     continue
                 bodies.append(info)
             if bodies:  # one read of the bundle for every body it must show
-                yield from with_bodies(store, bundle, bodies)
+                yield from with_bodies(bundle, bodies)
 
     for prefix in raw_prefixes:
         for info, obj, owned, error in bounded_map(
@@ -282,27 +282,27 @@ def plan_erasure(  # noqa: C901
     return plan
 
 
-def bundled_members(store: ObjectStore, prefix: str) -> Iterator[tuple[str, list[BundledInfo]]]:
-    """(bundle key, its members under ``prefix``) of every live bundle under a raw ``prefix``: indexes only."""
-    for bundle in live_bundles(store, prefix):
+def bundled_members(store: ObjectStore, prefix: str) -> Iterator[tuple[Bundle, list[BundledInfo]]]:
+    """(bundle, its members under ``prefix``) of every live bundle under a raw ``prefix``: the bundle is opened
+    (footer and index columns), its bodies are read only when asked for."""
+    for live in live_bundles(store, prefix):
+        try:
+            bundle = read_bundle(store, live.key)
+        except NotFound:  # rewritten since the listing
+            continue
         members = [
-            BundledInfo(m.key, m.size, m.fetched_at, bundle=bundle.key)
-            for m in read_index(store, bundle.key)
+            BundledInfo(m.key, m.size, m.fetched_at, bundle=live.key)
+            for m in bundle.members
             if m.key.startswith(prefix)
         ]
         if members:
-            yield bundle.key, members
+            yield bundle, members
 
 
-def with_bodies(store: ObjectStore, bundle: str, infos: list[BundledInfo]) -> Iterator[BundledInfo]:
-    """``infos`` with their bodies, from one read of ``bundle`` (a member gone since the index was read is left out)."""
-    try:
-        read = read_bundle(store, bundle)
-    except NotFound:  # rewritten meanwhile
-        return
+def with_bodies(bundle: Bundle, infos: list[BundledInfo]) -> Iterator[BundledInfo]:
+    """``infos`` with their bodies, read from ``bundle`` a row group at a time."""
     for info in infos:
-        if info.key in read:
-            yield BundledInfo(info.key, info.size, info.last_modified, bundle=bundle, body=read.body(info.key))
+        yield BundledInfo(info.key, info.size, info.last_modified, bundle=bundle.key, body=bundle.body(info.key))
 
 
 def raw_listing(store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:
