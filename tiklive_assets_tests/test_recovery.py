@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -32,13 +34,22 @@ DAYS = [date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)]
 AFTER_DAY_2 = datetime(2026, 11, 22, 1, 30, tzinfo=UTC)  # the daily snapshot once day 2 has closed
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    store = LocalStore(tmp_path / "archive")
+@pytest.fixture(scope="module")
+def archived_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The three archived days, written once for the module (a seeded corpus on a fixed clock: the same bytes)."""
+    root = tmp_path_factory.mktemp("archived") / "archive"
+    store = LocalStore(root)
     corpus = Corpus(seed=7, clock=lambda: 1780056000.0)
     for day in DAYS:
         write_archive_day(store, day, corpus)
-    return store
+    return root
+
+
+@pytest.fixture
+def store(archived_once: Path, tmp_path: Path) -> LocalStore:
+    """A copy of the three archived days of its own (tests add snapshots to it and damage them)."""
+    shutil.copytree(archived_once, tmp_path / "archive")
+    return LocalStore(tmp_path / "archive")
 
 
 def _tables(url: str) -> dict[str, tuple[int, str]]:
@@ -311,6 +322,15 @@ def test_cli_help_says_how_a_date_is_read_what_drills_stage_and_what_prune_keeps
 # -- the drills, on the real sandbox ------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def drill_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The drills make their scratch data roots with ``tempfile.mkdtemp``: here under ``tmp_path`` (the suite's RAM
+    filesystem, see conftest), where their pipeline runs' commits cost no disk flush. The drills are unchanged."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.usefixtures("drill_scratch")
 @pytest.mark.parametrize("name", ["warehouse-lost", "state-lost", "pipeline-drift"])
 def test_drill_passes(name: str) -> None:
     from tiklive_assets.recovery.drills import run_drill
@@ -321,6 +341,7 @@ def test_drill_passes(name: str) -> None:
     assert result.recovery_seconds is not None and said[-1].startswith(f"drill {name}: PASS, recovery took")
 
 
+@pytest.mark.usefixtures("drill_scratch")
 def test_key_revoked_drill_passes_through_the_cli(capsys) -> None:
     from tiklive_assets.cli import main
 
@@ -330,6 +351,7 @@ def test_key_revoked_drill_passes_through_the_cli(capsys) -> None:
     assert "drill key-revoked: PASS, recovery took" in out and "request(s) refused, the first on" in out
 
 
+@pytest.mark.usefixtures("drill_scratch")
 def test_a_failing_drill_fails_the_quarterly_job_and_alerts(receiver, monkeypatch) -> None:  # noqa: F811
     from tiklive_assets.defs.recovery.jobs import recovery_drills
     from tiklive_assets.recovery import drills

@@ -1,5 +1,6 @@
 """Restore verification and integrity checks: each passes on good data and fails on planted corruption."""
 
+import shutil
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -25,17 +26,27 @@ TODAY = datetime.now(UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2), TODAY - timedelta(days=1)]
 
 
-@pytest.fixture
-def built(tmp_path: Path) -> tuple[LocalStore, str]:
-    """Three archived days and the warehouse loaded from them."""
-    store = LocalStore(tmp_path / "archive")
+@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three archived days and the warehouse loaded from them, built once for the module: the same seed and days give
+    the same bytes every time, so each test gets a copy instead of writing and loading them again."""
+    root = tmp_path_factory.mktemp("built")
+    store = LocalStore(root / "archive")
     corpus = Corpus(seed=7)
     for day in DAYS:
         write_archive_day(store, day, corpus)
-    url = str(tmp_path / "warehouse.duckdb")
-    with open_warehouse(url) as wh:
+    with open_warehouse(str(root / "warehouse.duckdb")) as wh:
         load_days(store, wh, DAYS)
-    return store, url
+    return root
+
+
+@pytest.fixture
+def built(built_once: Path, tmp_path: Path) -> tuple[LocalStore, str]:
+    """Three archived days and the warehouse loaded from them: a copy of its own, which the test may corrupt."""
+    shutil.copytree(built_once / "archive", tmp_path / "archive")
+    for path in built_once.glob("warehouse.duckdb*"):  # the database (and a WAL, were one left)
+        shutil.copy2(path, tmp_path / path.name)
+    return LocalStore(tmp_path / "archive"), str(tmp_path / "warehouse.duckdb")
 
 
 def test_restore_verification_passes_on_good_data_and_records_seed_and_day(built):
