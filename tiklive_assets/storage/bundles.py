@@ -255,11 +255,11 @@ class Bundle:
 
 
 def iter_members(
-    store: ObjectStore, bundle_key: str, *, threads: int = 1, ahead: int = 4
+    store: ObjectStore, bundle_key: str, *, threads: int = 1, ahead: int = 1
 ) -> Iterator[tuple[Member, bytes]]:
     """Every (member, bytes) of a bundle in key order, its row groups fetched by up to ``threads`` parallel
-    ranged reads (at most ``ahead`` row groups per thread in memory): the read path for a remote store, where
-    each read waits on the network."""
+    ranged reads (at most ``ahead`` row groups per thread fetched and not yet handed on, about 1 MiB each): the
+    read path for a remote store, where each read waits on the network."""
     bundle = Bundle(store, bundle_key)
     if threads <= 1 or bundle.row_groups <= 1:
         yield from bundle
