@@ -1,5 +1,5 @@
-"""What the archive costs: storage tiers and bills of a hand-made store with known object sizes, and `tiklive cost`
-against the credit ledger a real sandbox capture wrote."""
+"""What the archive costs: storage tiers and bills of a hand-made store with known object sizes (S3 Standard-IA bills
+a 3 KB object as 128 KiB), and `tiklive cost` against the credit ledger a real sandbox capture wrote."""
 
 from __future__ import annotations
 
@@ -14,22 +14,24 @@ import pytest
 from tiklive_assets.cli import main
 from tiklive_assets.pricing import DEFAULT_PRICES, GB, KIB
 from tiklive_assets.storage import LocalStore, raw_key, video_key
+from tiklive_assets.storage.bundles import bundle_key
 from tiklive_assets.warehouse import cost
 from tiklive_assets_tests.support.capture import Rig, frozen_sandbox, local_store, today
 
-WARM, COLD, MEDIA = 1000, 5, 10  # objects of each kind in the hand-made store
-SMALL, LARGE = 3000, 200_000  # bytes: a typical raw response, a small video
+WARM, COLD, LOOSE, MEDIA = 1000, 5, 20, 10  # objects of each kind in the hand-made store
+SMALL, LARGE = 3000, 200_000  # bytes: a small object, a small video
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> LocalStore:
-    """Raw responses aged exactly 30 days (warm from today) and 365 days (cold from today), and media files, laid
-    out on disk as the local store keeps them (written directly: a thousand fsynced writes would take seconds)."""
+    """Bundles of days exactly 30 days old (warm from today) and 365 days old (cold from today), loose raw responses
+    and media of old days (never tiered), laid out on disk as the local store keeps them (written directly: a
+    thousand fsynced writes would take seconds)."""
     root = tmp_path / "archive"
     warm_day, cold_day = today() - timedelta(days=30), today() - timedelta(days=365)
-    objects = {raw_key(warm_day, "post-detail", str(7_000_000_000_000_000_000 + n)): SMALL for n in range(WARM)}
-    objects |= {raw_key(cold_day, "user-posts", f"{6_800_000_000_000_000_001 + n}-cursor0"): SMALL for n in range(COLD)}
-    # media never moves: hot whatever its age
+    objects = {bundle_key("tiklive-raw", warm_day, "post-detail", n + 1): SMALL for n in range(WARM)}
+    objects |= {bundle_key("tiklive-raw", cold_day, "user-posts", n + 1): SMALL for n in range(COLD)}
+    objects |= {raw_key(cold_day, "post-detail", str(7_000_000_000_000_000_000 + n)): SMALL for n in range(LOOSE)}
     objects |= {video_key(cold_day, "alice123", 7_100_000_000_000_000_000 + n): LARGE for n in range(MEDIA)}
     for key, size in objects.items():
         (root / key).parent.mkdir(parents=True, exist_ok=True)
@@ -42,24 +44,24 @@ def store(tmp_path: Path) -> LocalStore:
 def test_storage_tiers_and_bills_follow_each_class_s_rules(store: LocalStore) -> None:
     usage = cost.storage_usage(store.list(""), DEFAULT_PRICES, today())
     hot, warm, cold = (usage.tiers[t] for t in cost.TIERS)
-    assert (hot.objects, hot.bytes) == (MEDIA, MEDIA * LARGE)
+    assert (hot.objects, hot.bytes) == (LOOSE + MEDIA, LOOSE * SMALL + MEDIA * LARGE)  # loose objects stay hot
     assert (warm.objects, warm.bytes) == (WARM, WARM * SMALL)
     assert (cold.objects, cold.bytes) == (COLD, COLD * SMALL)
     # S3 Standard-IA bills each 3 KB response as 128 KiB; Glacier adds 40 KiB of index per object; R2 and B2 do not
     assert warm.billed == {"s3": WARM * 128 * KIB, "r2": WARM * SMALL, "b2": WARM * SMALL}
     assert cold.billed == {"s3": COLD * (SMALL + 40 * KIB), "r2": COLD * SMALL, "b2": COLD * SMALL}
-    assert hot.billed == dict.fromkeys(("s3", "r2", "b2"), MEDIA * LARGE)
-    # every object was written now; the raw ones cross into their tier today, so this month
-    assert usage.writes == WARM + COLD + MEDIA
+    assert hot.billed == dict.fromkeys(("s3", "r2", "b2"), LOOSE * SMALL + MEDIA * LARGE)
+    # every object was written now; the bundles cross into their tier today, so this month
+    assert usage.writes == WARM + COLD + LOOSE + MEDIA
     assert usage.transitions == {"warm": WARM, "cold": COLD}
 
     bills = cost.bills(usage, DEFAULT_PRICES)
     s3 = bills["s3"]
     assert s3.storage["warm"] == pytest.approx(WARM * 128 * KIB / GB * 0.0125)
     assert s3.storage["cold"] == pytest.approx(COLD * (SMALL + 40 * KIB) / GB * 0.0036)
-    assert s3.storage["hot"] == pytest.approx(MEDIA * LARGE / GB * 0.023)
+    assert s3.storage["hot"] == pytest.approx((LOOSE * SMALL + MEDIA * LARGE) / GB * 0.023)
     days = calendar.monthrange(today().year, today().month)[1]
-    assert s3.writes == pytest.approx((WARM + COLD + MEDIA) * days / today().day / 1000 * 0.005)
+    assert s3.writes == pytest.approx((WARM + COLD + LOOSE + MEDIA) * days / today().day / 1000 * 0.005)
     assert s3.transitions == pytest.approx(WARM / 1000 * 0.01 + COLD / 1000 * 0.03)
     assert bills["b2"].writes == 0 and bills["b2"].transitions == 0
     assert bills["b2"].storage["warm"] == pytest.approx(WARM * SMALL / GB * 0.006)

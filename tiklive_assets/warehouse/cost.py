@@ -6,14 +6,15 @@ keywords, music; videos for the per-post endpoints), a trend (the mean of the la
 against the 7 before them) and the projected month: what the month has spent, plus the trend for each day left
 after today, plus today's shortfall against the trend while today is under it (a day's capture runs once).
 
-**Storage** is one listing of the store. Each object is in a tier by its age, counted from the archive day in its
-key (else its last write), as the retention policy tiers it: hot for ``warm_after_days`` (30), warm until
-``cold_after_days`` (365), cold after. Only the prefixes the policy tiers (``tiklive-raw/``) and compacted bundles
-(``tiklive-bundles/``) move; media, covers, snapshots and indexes stay hot. Each provider's bill applies its
-classes' rules per object (:meth:`~tiklive_assets.pricing.StorageClassPrice.billed_bytes`: the 128 KiB minimum of
-S3 Standard-IA and Glacier Instant Retrieval, the 40 KiB index of Glacier), so a warm tier of tiny responses costs
-what it really costs. The projected monthly bill is the store at today's size for a whole month, plus the month's
-writes (PUT requests so far, scaled to the whole month) and the lifecycle transitions the month's ages bring.
+**Storage** is one listing of the store. Tiering moves compacted bundles only (``tiklive-bundles/<prefix>/``,
+one per endpoint and day once a day leaves the hot period), as the retention policy tiers them: a bundle is in a
+tier by the age of the archive day its key names, warm from ``warm_after_days`` (30), cold from
+``cold_after_days`` (365); loose objects (responses of the hot period, media, covers, snapshots, indexes) stay hot.
+Each provider's bill applies its classes' rules per object
+(:meth:`~tiklive_assets.pricing.StorageClassPrice.billed_bytes`: the 128 KiB minimum of S3 Standard-IA and Glacier
+Instant Retrieval, the 40 KiB index of Glacier), so a tier of small objects costs what it really costs. The
+projected monthly bill is the store at today's size for a whole month, plus the month's writes (PUT requests so
+far, scaled to the whole month) and the lifecycle transitions the month's ages bring.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from typing import Literal, Protocol
 from tiklive_assets.compliance.retention import RetentionPolicy
 from tiklive_assets.pricing import GB, PROVIDERS, Provider, StoragePrices
 from tiklive_assets.storage.base import ObjectInfo
-from tiklive_assets.storage.keys import day_of_key
+from tiklive_assets.storage.bundles import parse_bundle_key
 
 Tier = Literal["hot", "warm", "cold"]
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
-BUNDLE_PREFIX = "tiklive-bundles/"  # compacted days: one bundle per endpoint and day, tiered like the raw objects
 TREND_DAYS = 7
 # the kind of tracked source each endpoint's credits serve
 SOURCES = {
@@ -170,14 +170,15 @@ def storage_usage(
 ) -> StorageUsage:
     """Sum a store's listing by tier (see the module docstring for the rule)."""
     policy = policy or RetentionPolicy()
-    tiered = (*policy.prefixes, BUNDLE_PREFIX)
+    archives = {prefix.rstrip("/") for prefix in policy.prefixes}
     classes = {(p, t): prices.provider(p).tier(t) for p in PROVIDERS for t in TIERS}
     first, last = today.replace(day=1), month_days(today)[-1]
     usage = StorageUsage(today)
     for info in objects:
         written = info.last_modified.astimezone(UTC).date()
-        moves = info.key.startswith(tiered)
-        born = (day_of_key(info.key) or _bundle_day(info.key) or written) if moves else written
+        bundle = parse_bundle_key(info.key)
+        moves = bundle is not None and bundle.archive_prefix in archives
+        born = bundle.day if bundle is not None and moves else written
         tier = tier_of((today - born).days, policy) if moves else "hot"
         usage_tier = usage.tiers[tier]
         usage_tier.objects += 1
@@ -193,17 +194,6 @@ def storage_usage(
                 if first <= born + timedelta(days=after) <= last:
                     usage.transitions[into] += 1
     return usage
-
-
-def _bundle_day(key: str) -> date | None:
-    """The archive day a bundle's key names (``tiklive-bundles/YYYY/MM/DD/...``), or None."""
-    parts = key.split("/")
-    if len(parts) < 4 or not key.startswith(BUNDLE_PREFIX):
-        return None
-    try:
-        return date(int(parts[1]), int(parts[2]), int(parts[3]))
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

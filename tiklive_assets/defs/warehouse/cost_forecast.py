@@ -20,10 +20,10 @@ def cost_forecast(
 ) -> dg.MaterializeResult:
     """What the archive costs in the month of each day: credits spent from the state database's ledger (by source
     and endpoint), the mean a day over the last 7 complete days and the projected month; the store's objects and
-    bytes per tier (hot under 30 days, warm until 365, cold after, as the retention policy ages raw responses and
-    compacted bundles) and the projected monthly storage bill on S3, R2 and B2, each object billed by its class's
-    rules (the 128 KiB minimum of S3 Standard-IA) with the month's write requests and lifecycle transitions. The
-    store is listed once per run, as it stands then. Same figures as `tiklive cost`."""
+    bytes per tier (the retention policy tiers compacted bundles by the day they hold: warm from 30 days, cold from
+    365; loose objects stay hot) and the projected monthly storage bill on S3, R2 and B2, each object billed by its
+    class's rules (the 128 KiB minimum of S3 Standard-IA) with the month's write requests and lifecycle transitions.
+    The store is listed once per run, as it stands then. Same figures as `tiklive cost`."""
     days = partition_days(context)
     config = tracking.load()
     store = archive_store.open()
