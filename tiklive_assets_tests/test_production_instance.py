@@ -6,7 +6,6 @@ against the sandbox API, and the archive and state are checked afterwards.
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tiklive_assets.sandbox import DEFAULT_API_KEY
 
@@ -40,6 +40,8 @@ def dagster_postgres_db(postgres_url):
     name = f"dagster_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+        # its commits do not wait for the WAL flush (a throwaway database: only a server crash could lose them)
+        conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     base = POSTGRES_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
@@ -54,7 +56,11 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
 
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.production.yaml", home / "dagster.yaml")
+    # the production instance as deployed, its run queue polled every second instead of every five (a clock scaled
+    # down: the daemon launches the same runs, sooner)
+    instance = yaml.safe_load((REPO / "deploy" / "dagster.production.yaml").read_text())
+    instance.setdefault("run_queue", {})["dequeue_interval_seconds"] = 1
+    (home / "dagster.yaml").write_text(yaml.safe_dump(instance, sort_keys=False))
     config = tmp_path / "tiklive.yaml"
     config.write_text(
         "plan: {requests_per_minute: 100000}\n"
@@ -110,7 +116,7 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
                 client._execute("{ version }")
                 break
             except Exception:
-                time.sleep(1)
+                time.sleep(0.5)
         else:
             pytest.fail(f"webserver did not come up:\n{(logs / 'webserver.log').read_text()[-3000:]}")
         today = datetime.now(UTC).date().isoformat()
@@ -127,7 +133,7 @@ def test_daily_capture_through_webserver_and_daemon_on_postgres(sandbox, tmp_pat
                 status = client.get_run_status(run)
                 if status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
                     break
-                time.sleep(2)
+                time.sleep(0.5)
             assert status == DagsterRunStatus.SUCCESS, f"{job}: {status}\n" + (logs / "daemon.log").read_text()[-4000:]
             return run
 
