@@ -207,7 +207,8 @@ def pipeline_env(home: Path, base_url: str, config: Path) -> Iterator[None]:
 # The sandbox serves from a thread; its main thread answers "cpu" on stdin with the process's CPU seconds
 # (os.times: every thread, user + system), so the benchmark measures the sandbox's share without psutil.
 _SERVE = """
-import json, os, sys, threading
+import json, os, signal, sys, threading
+signal.signal(signal.SIGINT, lambda *_: os._exit(0))
 from tiklive_assets.sandbox import SandboxConfig, SandboxServer
 server = SandboxServer(SandboxConfig(**json.loads(sys.argv[1])), port=0)
 threading.Thread(target=server.serve_forever, daemon=True).start()
