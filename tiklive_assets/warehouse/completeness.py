@@ -5,8 +5,9 @@ day missed is lost. Everything here is derived from the Parquet exports (themsel
 alone), so a replayed day gives the same answer.
 
 Per day: ids listed by the discovery walks, of which new (never listed or resolved on an earlier day), resolved
-(a ``/post-detail/`` answer), downloaded (media stored under that day's ``videos/`` prefix), dead (the detail
-answered 404) and new ids neither resolved nor dead that day. Per source, one row per day and source expected:
+(a ``/post-detail/`` answer; a refresh's re-resolution of an older post is not one), downloaded (media stored
+under that day's ``videos/`` prefix), dead (the detail answered 404) and new ids neither resolved nor dead that
+day. Per source, one row per day and source expected:
 
 * a **walk** is one discovery source (an account's posts, a hashtag, a keyword search, a sound), named by its
   listing's archive slug; its pages are the pages that listed at least one post (as the archive index and the
@@ -44,6 +45,7 @@ WALKS = {"user-posts": "account", "challenge-posts": "hashtag", "search-video": 
 PROFILE = "profile"
 # a listing page's slug: <entity>-cursor<N>, whatever follows (a conflict copy's suffix)
 _PAGE = r"'/([^/]+)-cursor([0-9]+)\.json\.gz'"
+_FIRST_DETAIL = r"'/post-detail/[0-9]+\.json\.gz'"  # a post's first detail; a refresh's slug has a suffix
 _ENDPOINT = r"'^[^/]+/[0-9]{4}/[0-9]{2}/[0-9]{2}/([^/]+)/'"  # a raw key's endpoint
 _WALK_LIST = ", ".join(f"'{endpoint}'" for endpoint in WALKS)
 _KIND = "CASE endpoint " + " ".join(f"WHEN '{e}' THEN '{k}'" for e, k in WALKS.items()) + " END"
@@ -115,7 +117,9 @@ DAILY_SQL = f"""
             SELECT l.dt, count(DISTINCT l.aweme_id) AS listed,
                    count(DISTINCT l.aweme_id) FILTER (WHERE f.first_dt = l.dt) AS new_ids
             FROM cl_listed l JOIN cl_first f USING (aweme_id) GROUP BY l.dt),
-        cl_resolved AS (SELECT DISTINCT dt, aweme_id FROM post_metrics_history WHERE source = 'post-detail'),
+        cl_resolved AS (  -- a post's first detail (its slug is its id), not a refresh's re-resolution
+            SELECT DISTINCT dt, aweme_id FROM post_metrics_history
+            WHERE source = 'post-detail' AND regexp_matches(source_key, {_FIRST_DETAIL})),
         cl_dead AS (SELECT DISTINCT dt, aweme_id FROM dead_letters),
         cl_new AS (SELECT DISTINCT l.dt, l.aweme_id FROM cl_listed l JOIN cl_first f USING (aweme_id)
                    WHERE f.first_dt = l.dt),

@@ -23,7 +23,8 @@ MART_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         listed (BIGINT): Distinct posts the discovery walks (accounts' posts, hashtags, searches, sounds) listed.
         new_ids (BIGINT): Of those, posts first seen that day (never listed or resolved on an earlier day): what
             the day was expected to resolve.
-        resolved (BIGINT): Posts whose detail was captured that day.
+        resolved (BIGINT): Posts whose detail was captured that day (a refresh's re-resolution of an older post is
+            not counted).
         downloaded (BIGINT): Posts whose media was stored under that day's videos/ prefix.
         dead (BIGINT): Posts whose detail answered 404 that day.
         unresolved (BIGINT): New posts neither resolved nor dead that day (over a source's daily cap, or left for
