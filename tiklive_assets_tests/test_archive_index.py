@@ -9,8 +9,10 @@ a fraction of the objects; a replay rebuilds the same index; a day without an in
 
 from __future__ import annotations
 
+import copy
 import gzip
 import json
+import random
 import re
 import zlib
 from datetime import date
@@ -21,11 +23,16 @@ import pytest
 
 from tiklive_assets.compliance import erase_user
 from tiklive_assets.compliance.erasure.index_check import check_day
+from tiklive_assets.sandbox import Corpus
 from tiklive_assets.state import StateDB
 from tiklive_assets.storage import LocalStore, ObjectStore, raw_key, slug_page
-from tiklive_assets.warehouse import load_days, open_warehouse, replay
+from tiklive_assets.warehouse import load_days, open_warehouse, replay, schema
 from tiklive_assets.warehouse.archive_index_store import INDEX_PREFIX, part_key, read_part_bytes
+from tiklive_assets.warehouse.arrow import to_arrow, to_arrow_after
+from tiklive_assets.warehouse.parse import DayParser, raw_day_prefix
+from tiklive_assets_tests.support.archive import write_archive_day
 from tiklive_assets_tests.support.capture import Rig, base_config, failures, frozen_sandbox, local_store, today
+from tiklive_assets_tests.support.index_variants import INJECTED_NAMES, INJECTED_VALUES, VARIANTS
 
 WINDOW = "20260501-20260507"
 SAM = {"id": "7111111111111111111", "unique_id": "sam.the.fan", "nickname": "Sam"}  # a commenter who mentions
@@ -282,8 +289,6 @@ def test_the_weekly_check_passes_on_an_indexed_day_and_fails_on_a_day_without_it
 
     from tiklive_assets.defs.resources import ArchiveStoreResource
     from tiklive_assets.defs.warehouse.index_check import archive_index_complete
-    from tiklive_assets.sandbox import Corpus
-    from tiklive_assets_tests.support.archive import write_archive_day
 
     yesterday = datetime.now(UTC).date() - timedelta(days=1)
     store = LocalStore(tmp_path / "archive")
@@ -298,3 +303,88 @@ def test_the_weekly_check_passes_on_an_indexed_day_and_fails_on_a_day_without_it
     store.delete(part_key(yesterday))
     result = archive_index_complete(archive_store=resource)
     assert not result.passed and "no archive index part" in (result.description or "")
+
+
+# -- the typed parsers' index rows are the generic walk's --
+
+
+def _both_indexes(store: ObjectStore, day: date) -> tuple[DayParser, DayParser]:
+    """The day's raw objects parsed twice: index rows from the typed parsers, and from the generic walk alone."""
+    typed, walked = DayParser(day), DayParser(day, index_by_walk=True)
+    for info in store.list(raw_day_prefix(day)):
+        data = store.get_bytes(info.key)
+        typed.add(info, data)
+        walked.add(info, data)
+    return typed, walked
+
+
+def test_the_typed_parsers_index_the_capture_as_the_generic_walk_does(captured) -> None:
+    store, _url, day, _keys, _bob = captured
+    typed, walked = _both_indexes(store, day)
+    assert set(typed.index) == set(walked.index)
+    roles = {row[3] for row in typed.index}
+    assert roles >= {"subject", "author", "follower", "following", "commenter", "mention", "post"}
+    # the typed parsers read every object of the capture themselves: none was left to the walk
+    assert typed.walked == 0 < walked.walked, (typed.walked, walked.walked)
+    # the rows leave the day out until the table is built: the same table as rows with the day
+    rows = list(typed.index)
+    table = to_arrow_after(schema.ARCHIVE_INDEX, day, rows)
+    assert table.equals(to_arrow(schema.ARCHIVE_INDEX, [(day, *row) for row in rows]))
+    assert table.equals(typed.tables()["archive_index"]) and table.num_rows == len(rows)
+
+
+DAY = date(2026, 5, 27)
+
+
+def _gz(body: object) -> bytes:
+    return gzip.compress(body if isinstance(body, bytes) else json.dumps(body).encode(), mtime=1_780_000_000)
+
+
+def _index_of(key: str, data: bytes, *, walk: bool) -> tuple[dict, int]:
+    parser = DayParser(DAY, index_by_walk=walk)
+    parser.add_bytes(key, data, len(data), None)
+    return parser.index, parser.walked
+
+
+def test_the_typed_parsers_index_every_wire_variant_as_the_generic_walk_does(tmp_path: Path) -> None:
+    typed_alone = 0
+    for endpoint, slug, body in VARIANTS:
+        key = raw_key(DAY, endpoint, slug)
+        (typed, walked_typed), (walked, _) = _index_of(key, _gz(body), walk=False), _index_of(key, _gz(body), walk=True)
+        assert set(typed) == set(walked), key
+        typed_alone += walked_typed == 0
+    assert typed_alone >= 20  # most variants are read by the typed parsers alone; the rest is walked
+    store = LocalStore(tmp_path / "archive")  # a whole fabricated day in the sandbox's shapes, media included
+    write_archive_day(store, DAY, Corpus(seed=7))
+    typed_day, walked_day = _both_indexes(store, DAY)
+    assert set(typed_day.index) == set(walked_day.index) and typed_day.walked == 0
+
+
+def _dicts_in(value: object) -> list[dict]:
+    found = [value] if isinstance(value, dict) else []
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    for child in children:
+        found.extend(_dicts_in(child))
+    return found
+
+
+def test_unknown_shapes_are_indexed_as_the_generic_walk_indexes_them(captured) -> None:
+    """Every typed endpoint's objects with user objects, user-id fields and lists put where no parser expects them:
+    the typed parsers index what they read, the rest is left to the walk, and the rows are the walk's."""
+    store, _url, day, _keys, _bob = captured
+    bases = [(raw_key(DAY, endpoint, slug), body) for endpoint, slug, body in VARIANTS if not isinstance(body, bytes)]
+    bases += [(info.key, _read(store, info.key)) for info in store.list(raw_day_prefix(day))]
+    rng = random.Random(5)
+    outcomes = {True: 0, False: 0}  # indexed by the typed parser alone, left to the walk
+    for key, body in bases:
+        for _ in range(6):
+            mutated = copy.deepcopy(body)
+            targets = _dicts_in(mutated)
+            if not targets:
+                continue
+            rng.choice(targets)[rng.choice(INJECTED_NAMES)] = copy.deepcopy(rng.choice(INJECTED_VALUES))
+            data = _gz(mutated)
+            (typed, walked_typed), (walked, _) = _index_of(key, data, walk=False), _index_of(key, data, walk=True)
+            assert set(typed) == set(walked), (key, mutated)
+            outcomes[walked_typed == 0] += 1
+    assert outcomes[True] > 50 and outcomes[False] > 50, outcomes

@@ -21,6 +21,13 @@ every ``@handle`` in any string, ids under user-id fields, and the subjects the 
 endpoint declarations). A user id that appears only inside free text or under another field name is not
 recorded: ``tiklive erase --verify-scan`` and the weekly index check scan the archive and report any such object.
 
+Who records the rows: the typed parsers (posts, listings, profiles, follow and comment pages) add the rows of
+each dict they read, in the role the generic walk gives it (:func:`node_rows`, :func:`child_role`), and count
+those dicts; when the count is not the number of ``{`` in the object's text (a JSON object the parser did not read,
+an unexpected shape, an envelope, an error), or the endpoint has no parser, the generic walk (:func:`body_rows`)
+indexes the whole body. So the rows are always the walk's (a test checks both ways on real captures and on
+payloads reshaped at random), and the walk runs only for what no parser understands.
+
 The warehouse keeps the rows of ``tiklive-raw/`` and ``videos/`` (what a day's parse reads) in the
 ``archive_index`` table; the copy exported beside the archive (:mod:`.archive_index_store`) adds the Research
 API's ``research-raw/`` objects, which name users by username.
@@ -59,6 +66,8 @@ USER_ID_FIELDS = frozenset(
         "reply_to_uid",
     )
 )
+WALK_KEYS = USER_MARKERS | USER_ID_FIELDS  # a dict without any of these gives no rows of its own
+UNACCOUNTED = -(1 << 40)  # the count of dicts a typed parser sets to leave an object to the generic walk
 MENTION = re.compile(rb"@([A-Za-z0-9._]+)")
 
 USER_ID_SUBJECTS = endpoint_names(subject="user_id")
@@ -114,15 +123,89 @@ def _scalar_id(value: Any) -> str | None:
     return str(value)
 
 
-def _user_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
+def user_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
     """The rows of one user object: each of its ids with each of its handles."""
-    ids = [found for k in ID_KEYS.intersection(node) if (found := _scalar_id(node[k])) is not None]
-    handles = [v.lstrip("@").lower() for k in HANDLE_KEYS.intersection(node) if type(v := node[k]) is str]  # noqa: E721
+    _user_rows(node, ID_KEYS.intersection(node), HANDLE_KEYS.intersection(node), key, role, aweme, add)
+
+
+def _user_rows(node: dict, id_keys: Iterable, handle_keys: Iterable, key: str, role: str, aweme: str, add: Add) -> None:
+    ids = [found for k in id_keys if (found := _scalar_id(node[k])) is not None]
+    handles = [v.lstrip("@").lower() for k in handle_keys if type(v := node[k]) is str]  # noqa: E721
     if not ids and not handles:
         return
     for uid in ids or [""]:
         for handle in handles or [""]:
             add((uid, handle, key, role, aweme))
+
+
+# what node_rows does with a dict of these keys: None (nothing: no user marker, no user-id field), or (whether it
+# is a user object, its id keys, its handle keys, its user-id fields)
+_Plan = tuple[bool, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+_NODE_PLANS: dict[tuple, _Plan | None] = {}
+_UNSEEN: Any = object()
+
+
+def _node_plan(names: tuple) -> _Plan | None:
+    if len(_NODE_PLANS) >= _MAX_SHAPES:
+        _NODE_PLANS.clear()
+    plan: _Plan | None = None
+    if not WALK_KEYS.isdisjoint(names):
+        plan = (
+            not USER_MARKERS.isdisjoint(names),
+            tuple(n for n in names if n in ID_KEYS),
+            tuple(n for n in names if n in HANDLE_KEYS),
+            tuple(n for n in names if n in USER_ID_FIELDS),
+        )
+    _NODE_PLANS[names] = plan
+    return plan
+
+
+def node_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
+    """The rows the generic walk gives for the dict ``node`` itself, met in ``role`` about post ``aweme`` (what it
+    gives for the dicts inside is the caller's to add): the typed parsers call it for each dict they read, with the
+    role :func:`child_role` gives it, so their rows are the walk's."""
+    names = tuple(node)
+    plan = _NODE_PLANS.get(names, _UNSEEN)
+    if plan is _UNSEEN:
+        plan = _node_plan(names)
+    if plan is None:
+        return
+    users, id_keys, handle_keys, id_fields = plan
+    if users:
+        if role == "user" and type(node.get("username")) is str:  # noqa: E721 - a Research API video
+            video = as_id(node.get("id"))
+            if video is not None:
+                role, aweme = "author", video
+        _user_rows(node, id_keys, handle_keys, key, role, aweme, add)
+    for name in id_fields:
+        value = node[name]
+        if type(value) is int or (type(value) is str and value.isdigit()):  # noqa: E721
+            add((str(value), "", key, "mention", ""))
+
+
+def count_dicts(value: Any) -> int:
+    """How many JSON objects ``value`` is and holds, at any depth."""
+    kind = type(value)
+    if kind is dict:
+        return 1 + sum(count_dicts(v) for v in value.values() if type(v) is dict or type(v) is list)  # noqa: E721
+    if kind is list:
+        return sum(count_dicts(v) for v in value if type(v) is dict or type(v) is list)  # noqa: E721
+    return 0
+
+
+def item_role(endpoint: str) -> str:
+    """The role of the user objects an endpoint's pages list (their items, a comment's user)."""
+    return _ITEM_ROLE.get(endpoint, "user")
+
+
+def child_role(items: str, role: str, name: str, is_list: bool) -> str:
+    """The walk's role for the value under ``name`` of a dict met in ``role``, on a page whose items are in role
+    ``items`` (:func:`item_role`): an author or owner is the author, a ``reply_to_user`` is mentioned, the ``user``
+    of an item or a comment is that item's, lists are items, any other dict is another user."""
+    found = _CHILD_ROLE.get(name, items if is_list else "user")
+    if name == "user" and (role in _ITEM_ROLES or items == "commenter"):
+        found = role if role in _ITEM_ROLES else items  # {user, stats} items, a comment's user
+    return found
 
 
 def mention_rows(key: str, text: bytes, add: Add) -> None:
@@ -180,7 +263,7 @@ class _Walker:
                 video = as_id(node.get("id"))
                 if video is not None:
                     role, aweme = "author", video
-            _user_rows(node, self.key, role, aweme, self.add)
+            user_rows(node, self.key, role, aweme, self.add)
         for name in id_fields:
             value = node[name]
             if type(value) is int or value.isdigit():  # noqa: E721
@@ -191,10 +274,8 @@ class _Walker:
 
     def child(self, name: str, is_list: bool, role: str, owned: str) -> tuple[str, str]:
         """(role, post) of the value under ``name`` of a dict seen in ``role``; ``owned``: that dict's post."""
-        child_role = _CHILD_ROLE.get(name, self.item_role if is_list else "user")
-        if name == "user" and (role in _ITEM_ROLES or self.item_role == "commenter"):
-            child_role = role if role in _ITEM_ROLES else self.item_role  # {user, stats} items, a comment's user
-        return child_role, owned if child_role == "author" else ""
+        found = child_role(self.item_role, role, name, is_list)
+        return found, owned if found == "author" else ""
 
 
 def body_rows(key: str, endpoint: str, body: Any, add: Add) -> None:
@@ -210,7 +291,7 @@ def body_rows(key: str, endpoint: str, body: Any, add: Add) -> None:
     if type(body) is dict and not USER_MARKERS.isdisjoint(body):  # noqa: E721 - the body is a user
         walker.visit_dict(body, "subject", "")
     elif type(body) is dict and type(body.get("user")) is dict:  # noqa: E721 - a profile: {user, stats}
-        _user_rows(body["user"], key, "subject", "", add)
+        user_rows(body["user"], key, "subject", "", add)
         walker.visit_dict({k: v for k, v in body.items() if k != "user"}, "user", "")
     else:
         walker.visit(body, walker.item_role if type(body) is list else "user", "")  # noqa: E721

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 from tiklive_assets.tolerant import Tally
@@ -25,6 +27,18 @@ def to_arrow(table: schema.Table, rows: list[tuple], tally: Tally | None = None)
     except (OverflowError, pa.ArrowInvalid):  # a number beyond 64 bits: null it rather than lose the whole day
         array = pa.array(_fit_integers(rows, arrow_schema, tally), type=struct)
     return pa.Table.from_struct_array(array).sort_by([(name, "ascending") for name in table.key])
+
+
+def to_arrow_after(table: schema.Table, first: Any, rows: list[tuple]) -> pa.Table:
+    """:func:`to_arrow` of rows that leave out the first column, whose value is ``first`` in every row (the day of
+    a table of many rows of text: no tuple per row to build, no date per row to convert)."""
+    arrow_schema = table.arrow_schema
+    if not rows:
+        return arrow_schema.empty_table()
+    head = arrow_schema.field(0)
+    rest = pa.Table.from_struct_array(pa.array(rows, type=pa.struct(list(arrow_schema)[1:])))
+    column = pa.repeat(pa.scalar(first, head.type), len(rows))
+    return rest.add_column(0, head, column).sort_by([(name, "ascending") for name in table.key])
 
 
 _INT_RANGES = {pa.int64(): (-(2**63), 2**63 - 1), pa.int32(): (-(2**31), 2**31 - 1)}

@@ -53,8 +53,19 @@ from tiklive_assets.tikliveapi.endpoints import ENDPOINTS, endpoint_names
 from tiklive_assets.tolerant import Tally
 
 from . import schema
-from .archive_index import HANDLE_SUBJECTS, POST_SUBJECTS, USER_ID_SUBJECTS, body_rows, key_rows, mention_rows
-from .arrow import to_arrow
+from .archive_index import (
+    HANDLE_SUBJECTS,
+    POST_SUBJECTS,
+    UNACCOUNTED,
+    USER_ID_SUBJECTS,
+    USER_MARKERS,
+    WALK_KEYS,
+    body_rows,
+    key_rows,
+    mention_rows,
+    node_rows,
+)
+from .arrow import to_arrow, to_arrow_after
 from .parse_comments import comment_page
 from .parse_follows import FOLLOW_ENDPOINTS, follow_page
 from .parse_posts import listing, post_detail
@@ -117,7 +128,8 @@ DAY_TABLES = (
     "schema_fields",
     "archive_index",
 )
-_BUILT = ("hashtags", "credits_ledger", "schema_fields")  # from the posts' titles, the keys, the shapes
+# from the posts' titles, the keys, the shapes; the archive index's rows are a set (DayParser.index)
+_BUILT = ("hashtags", "credits_ledger", "schema_fields", "archive_index")
 ROW_STORES = (*(table for table in DAY_TABLES if table not in _BUILT), "videos", "images", "sounds")
 
 
@@ -138,6 +150,13 @@ class DayParser:
     _shapes: dict = field(default_factory=dict)  # shape -> [objects, children to descend into]
     rows: dict[str, dict] = field(default_factory=lambda: {name: {} for name in ROW_STORES})
     _credits: dict = field(default_factory=dict)  # (endpoint, status) -> [objects, bytes, error responses]
+    index_by_walk: bool = False  # index every body with the generic walk (the reference of the typed parsers' rows)
+    walked: int = 0  # objects whose body the generic walk indexed
+    # the archive index: (user_id, handle, key, role, aweme_id) rows, each once, in the order found (about the keys'
+    # order, which Arrow converts and sorts several times faster than a set's order)
+    index: dict = field(default_factory=dict)
+    found: list = field(default_factory=list)  # the current object's index rows, from its typed parser
+    dicts: int = 0  # the JSON objects of the current object the typed parser read (and found the rows of)
 
     @property
     def quarantined(self) -> int:
@@ -191,43 +210,62 @@ class DayParser:
         captured = captured_micros(gz, last_modified)
         try:
             text = inflate(gz)
-            mention_rows(key, text, self._index_row)
+            mention_rows(key, text, self.index.setdefault)
             body = loads(text)
         except UnreadableObject as exc:
             if isinstance(exc, CorruptObject):
                 self.corrupt.append(key)
             self._quarantine_object(key, endpoint, str(exc), size, captured)
             return
-        body_rows(key, endpoint, body, self._index_row)
+        index = self.index.setdefault
         if status != 200:
+            body_rows(key, endpoint, body, index)
             if status == 404 and endpoint in _DETAILS:
                 self._dead_letter(slug, body, key, captured)
             return
+        whole = body  # what the generic walk indexes when the typed parser cannot
         if type(body) is dict and ("code" in body or "message" in body or "msg" in body):  # noqa: E721
             error = body_error(body)
             if error is not None:
+                body_rows(key, endpoint, body, index)
                 credit[2] += 1
                 self.error_responses[(endpoint, error)] += 1
                 return
             if type(body.get("data")) is dict:  # noqa: E721 - a {code: 0, msg, data} envelope around the payload
                 body = body["data"]
+        parser = _PARSER_OF.get(endpoint)  # none: archived only (download URLs, regions, hashtag facts)
+        # The archive index: the typed parser adds the rows of each dict it reads to self.found and counts the dict
+        # in self.dicts; unless that accounts for every JSON object of the text, the generic walk indexes the body.
+        self.dicts = 1 if parser is not None and body is whole and not self.index_by_walk else UNACCOUNTED
+        found: list[tuple[str, str, str, str, str]] = []
+        self.found = found
         try:
             if type(body) is not dict:  # noqa: E721
                 raise ShapeError(f"the body is a JSON {json_type(body)}, not an object")
+            if not body.keys().isdisjoint(WALK_KEYS):  # the body's own user-id fields; a body that is a user: walked
+                if body.keys().isdisjoint(USER_MARKERS):
+                    node_rows(body, key, "user", "", found.append)
+                else:
+                    self.dicts = UNACCOUNTED
             if self.sign_every == 1 or zlib.crc32(key.encode()) % self.sign_every == 0:
                 self._signature(endpoint, body)
-            parser = _PARSER_OF.get(endpoint)  # none: archived only (download URLs, regions, hashtag facts)
             if parser is not None:
                 parser(self, endpoint, slug, body, key, captured)
         except (ShapeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            self.dicts = UNACCOUNTED
             kind = "" if isinstance(exc, ShapeError) else f"{type(exc).__name__}: "
             self._quarantine_object(key, endpoint, f"unexpected shape ({kind}{exc})", size, captured)
+        if self.dicts == text.count(b"{"):  # each JSON object is one "{" (a string may hold more: then walked)
+            self.index.update(dict.fromkeys(found))
+        else:
+            self.walked += 1
+            body_rows(key, endpoint, whole, index)
 
     def add_video(self, info: ObjectInfo) -> None:
         """One archived media file under ``videos/dt=DAY/author=HANDLE/``: a video's ``<aweme_id>.mp4``, a photo
         post's images ``<aweme_id>-<n>.jpg`` (n = 1, 2, … in ``images`` order) and its sound ``<aweme_id>.mp3``."""
         key = info.key
-        key_rows(key, self._index_row)
+        key_rows(key, self.index.setdefault)
         name = key.rsplit("/", 1)[-1]
         row = (key, info.size, micros(info.last_modified))
         if name.endswith(".mp4"):
@@ -252,25 +290,20 @@ class DayParser:
 
     # -- the archive index (see .archive_index) --
 
-    def _index_row(self, row: tuple[str, str, str, str, str]) -> None:
-        rows = self.rows["archive_index"]
-        if row not in rows:
-            rows[row] = (0, (self.day, *row))
-
     def _key_subject(self, key: str, subject: str, entity: str) -> None:
         if subject == "user_id":
-            self._index_row((entity, "", key, "subject", ""))
+            self.index.setdefault((entity, "", key, "subject", ""))
         elif subject == "handle":
-            self._index_row(("", entity.lower(), key, "subject", ""))
+            self.index.setdefault(("", entity.lower(), key, "subject", ""))
         else:
-            self._index_row(("", "", key, "post", entity))
+            self.index.setdefault(("", "", key, "post", entity))
 
     def _index_error_body(self, key: str, endpoint: str, gz: bytes) -> None:
         """An error answer (or a body that is not JSON) is still indexed: what it says about users, if anything."""
         try:
             text = inflate(gz)
-            mention_rows(key, text, self._index_row)
-            body_rows(key, endpoint, loads(text), self._index_row)
+            mention_rows(key, text, self.index.setdefault)
+            body_rows(key, endpoint, loads(text), self.index.setdefault)
         except UnreadableObject:
             return
 
@@ -327,6 +360,7 @@ class DayParser:
                     child[0] += 1
 
     def _dead_letter(self, slug: str, body: Any, key: str, captured: int, status: int = 404) -> None:
+        slug = slug.partition("-")[0]  # the post's id: a refresh's slug is <aweme_id>-refresh<N>h
         reason = "not found"
         if isinstance(body, dict):
             for name in ("error", "message", "msg"):
@@ -345,6 +379,8 @@ class DayParser:
         self.errors.extend(other.errors)
         self.corrupt.extend(other.corrupt)
         self.items_without_id += other.items_without_id
+        self.walked += other.walked
+        self.index.update(other.index)
         self.posts_without_author += other.posts_without_author
         self.tally.nulled.update(other.tally.nulled)
         self.error_responses.update(other.error_responses)
@@ -414,14 +450,17 @@ class DayParser:
         derived = {"posts": posts, "hashtags": tags, "credits_ledger": credits, "schema_fields": self.field_signature()}
         self.errors.sort()
         self.corrupt.sort()
-        return {
+        tables = {
             name: to_arrow(
                 schema.BY_NAME[name],
                 derived[name] if name in derived else [row for _rank, row in self.rows[name].values()],
                 self.tally,
             )
             for name in DAY_TABLES
+            if name != "archive_index"
         }
+        tables["archive_index"] = to_arrow_after(schema.ARCHIVE_INDEX, day, list(self.index))  # rows without dt
+        return {name: tables[name] for name in DAY_TABLES}
 
 
 # parse target (an endpoint declaration's ``parse``) -> the function that reads its answers into a DayParser

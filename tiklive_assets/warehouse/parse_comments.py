@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from tiklive_assets.storage.keys import parse_page_slug
 from tiklive_assets.tolerant import as_id, first_present
 
+from .archive_index import child_role, item_role, node_rows
 from .raw import a_list
 
 if TYPE_CHECKING:
@@ -23,13 +24,32 @@ def comment_page(p: DayParser, endpoint: str, slug: str, body: dict, key: str, c
     items = body.get("comments")
     if items is None:
         return
+    # the archive index: each comment and its user in the commenter's role, a reply_to_user mentioned
+    items_role = item_role(endpoint)
+    role = child_role(items_role, "user", "comments", True)
+    user_role = child_role(items_role, role, "user", False)
+    reply_role = child_role(items_role, role, "reply_to_user", False)
+    add = p.found.append
     for item in a_list(items, "comments is"):
-        comment_id = as_id(item.get("id")) or as_id(item.get("cid")) if type(item) is dict else None  # noqa: E721
+        if type(item) is not dict:  # noqa: E721
+            p.items_without_id += 1
+            continue
+        p.dicts += 1
+        node_rows(item, key, role, "", add)
+        user = item.get("user")
+        if type(user) is dict:  # noqa: E721
+            p.dicts += 1
+            node_rows(user, key, user_role, "", add)
+        else:
+            user = {}
+        reply_to = item.get("reply_to_user")
+        if type(reply_to) is dict:  # noqa: E721
+            p.dicts += 1
+            node_rows(reply_to, key, reply_role, "", add)
+        comment_id = as_id(item.get("id")) or as_id(item.get("cid"))
         if comment_id is None:
             p.items_without_id += 1
             continue
-        user = item.get("user")
-        user = user if type(user) is dict else {}  # noqa: E721
         p.keep(
             p.rows["comments"],
             comment_id,

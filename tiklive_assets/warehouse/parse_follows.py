@@ -12,6 +12,7 @@ from tiklive_assets.storage.keys import parse_page_slug
 from tiklive_assets.tikliveapi.endpoints import ENDPOINTS
 from tiklive_assets.tolerant import FOLLOWER_ITEM_KEYS, FOLLOWING_ITEM_KEYS, as_id, first_present, stats_object
 
+from .archive_index import child_role, item_role, node_rows
 from .raw import ShapeError, a_list, is_id
 
 if TYPE_CHECKING:
@@ -31,14 +32,27 @@ def follow_page(p: DayParser, endpoint: str, slug: str, body: dict, key: str, ca
     items = first_present(body, *FOLLOW_ITEMS[items_key])
     if items is None:
         return
+    # the archive index: the items are followers or followings (and so is the user of a {user, stats} item); no
+    # name of FOLLOW_ITEMS has a role of its own, so the items' role is the endpoint's
+    role = item_role(endpoint)
+    user_role = child_role(role, role, "user", False)
+    add = p.found.append
     for item in a_list(items, f"{items_key} is"):
         if type(item) is not dict:  # noqa: E721
             p.items_without_id += 1
             continue
+        p.dicts += 1
+        node_rows(item, key, role, "", add)
         user, stats = item, item
         if type(item.get("user")) is dict:  # noqa: E721 - TikTok web: {user: {...}, stats: {...}}
             user = item["user"]
-            stats = stats_object(item) or {}
+            p.dicts += 1
+            node_rows(user, key, user_role, "", add)
+            found = stats_object(item)
+            if found is not None:
+                p.dicts += 1
+                node_rows(found, key, "user", "", add)
+            stats = found or {}
         other = user.get("id")
         if not is_id(other):
             other = as_id(other)

@@ -14,6 +14,7 @@ from tiklive_assets.storage.keys import parse_page_slug
 from tiklive_assets.tikliveapi.endpoints import endpoint_names
 from tiklive_assets.tolerant import LISTING_ITEM_KEYS, as_id, first_present, image_list, post_id, stats_object
 
+from .archive_index import WALK_KEYS, item_role, node_rows
 from .raw import ShapeError, a_list
 
 if TYPE_CHECKING:
@@ -38,8 +39,15 @@ def listing(p: DayParser, endpoint: str, slug: str, body: dict, key: str, captur
     if endpoint in _OWNED_LISTINGS:  # the slug names the account: the author of items that carry no author id
         page = parse_page_slug(slug)
         owner = page.entity if page and page.entity.isdigit() else None
+    role = item_role(endpoint)  # the items' role in the archive index (their dicts are counted in p.dicts)
     for item in a_list(items, "the items are"):
-        if type(item) is not dict or not post(p, item, key, captured, LISTING, endpoint, owner):  # noqa: E721
+        if type(item) is not dict:  # noqa: E721
+            p.items_without_id += 1
+            continue
+        p.dicts += 1
+        if not item.keys().isdisjoint(WALK_KEYS):
+            node_rows(item, key, role, "", p.found.append)
+        if not post(p, item, key, captured, LISTING, endpoint, owner):
             p.items_without_id += 1
 
 
@@ -61,6 +69,8 @@ def post(  # noqa: C901
     author = item.get("author")
     nickname = None
     if type(author) is dict:  # noqa: E721
+        p.dicts += 1  # the archive index: the author of the post (the caller indexed the post's own dict)
+        node_rows(author, key, "author", aweme_id, p.found.append)
         author_id = author.get("id")
         if not (type(author_id) is str and author_id.isdigit() and author_id.isascii()):  # noqa: E721
             author_id = p.tally.id(author_id, "author.id")
@@ -93,6 +103,13 @@ def post(  # noqa: C901
             for value, name in zip(counters, _COUNTERS, strict=True)
         )
         play, digg, comment, share, download, collect = counters
+    music = item.get("music_info")
+    if type(music) is not dict:  # noqa: E721
+        music = item.get("music")  # TikTok web: an object; TikLiveAPI: the sound's URL (or "")
+        music = music if type(music) is dict else None  # noqa: E721
+    if music is not None:
+        p.dicts += 1
+        node_rows(music, key, "user", "", p.found.append)
     rank = (priority, captured, key)
     current = p.rows["posts"].get(aweme_id)
     if current is None or rank > current[0]:
@@ -112,10 +129,6 @@ def post(  # noqa: C901
         created = item.get("create_time")
         if type(created) is not int or created >= 10**11:  # noqa: E721
             created = p.read_time(created if created is not None else item.get("createTime"), "create_time")
-        music = item.get("music_info")
-        if type(music) is not dict:  # noqa: E721
-            music = item.get("music")  # TikTok web: an object; TikLiveAPI: the sound's URL (or "")
-            music = music if type(music) is dict else None  # noqa: E721
         music_id = None
         if music is not None:
             music_id = music.get("id")
