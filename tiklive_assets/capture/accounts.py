@@ -3,6 +3,11 @@
 Crash-only: each walk's cursor is committed with its markers (the walk's end, the comment page whose replies are
 pending) in one transaction, so a rerun after a kill resumes exactly where the archive stops and never fetches a
 page the interrupted run would not have fetched.
+
+Concurrent runs split the work: each account's profile, followers and following walk, each video's comment walk
+and each handle's user id is a unit claimed in the state database before its first request (``capture/units.py``).
+A unit another live run holds is left to it (``held_elsewhere``); one a stopped run held is taken over and resumed
+from its saved cursor; one finished by any run is skipped.
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.capture.units import WorkUnits, heartbeat_seconds
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage.keys import raw_key, slug_page
 from tiklive_assets.tikliveapi import endpoints as api
@@ -29,13 +36,39 @@ from tiklive_assets.tolerant import as_id, as_int, post_id, unwrap
 from tiklive_assets.tracking import Account
 
 log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def resolve_user_id(session: CaptureSession, handle: str) -> str:
-    """/userid/ once per handle, ever: the id is cached in the state database."""
+def resolve_user_id(session: CaptureSession, handle: str, units: WorkUnits | None = None) -> str:
+    """/userid/ once per handle, ever: the id is cached in the state database.
+
+    With ``units``, asking is a unit of its own: while another live run asks for the same handle this one waits for
+    its answer (one request, not one per run); an answer that could not be cached frees the unit again."""
     cached = session.state.cached_user_id(handle)
     if cached:
         return cached
+    if units is None:
+        return _ask_user_id(session, handle)
+    unit = f"{api.USERID.name}:{handle}"
+    while True:
+        claim = units.claim(unit)
+        if claim.status == "mine":
+            try:
+                user_id = _ask_user_id(session, handle)
+            except BaseException:
+                units.release(unit)
+                raise
+            units.finish(unit)
+            return user_id
+        cached = session.state.cached_user_id(handle)
+        if cached:
+            return cached
+        if claim.status == "done":  # asked today, but the cache lost it since (an erasure): ask again
+            return _ask_user_id(session, handle)
+        time.sleep(min(0.5, heartbeat_seconds(session) / 4))
+
+
+def _ask_user_id(session: CaptureSession, handle: str) -> str:
     response = session.client.userid(handle)
     crashpoint("accounts.userid.archived")
     body = response.json()
@@ -64,6 +97,8 @@ class AccountsReport:
     drift: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # walks whose answers could not be read: left for the next run
     skipped_complete: Counter = field(default_factory=Counter)
+    held_elsewhere: Counter = field(default_factory=Counter)  # units another live run was capturing, by kind
+    taken_over: int = 0  # units of runs that stopped, resumed here from their saved cursor
 
     @property
     def walks_complete(self) -> int:
@@ -135,26 +170,50 @@ def _mark_done(session: CaptureSession, task: str) -> None:
     session.state.set_value(f"complete:{task}:{session.day.isoformat()}", "1")
 
 
-def capture_profiles(session: CaptureSession, report: AccountsReport) -> None:
-    for account in session.config.accounts:
-        task = f"{api.USERINFO_BY_ID.name}:{account.handle}"
-        if not _once_per_day(session, task):
-            report.skipped_complete["profiles"] += 1
-            continue
-        with walk_outcome(report, account.handle, logged_as=f"profile of @{account.handle}") as outcome:
-            user_id = resolve_user_id(session, account.handle)
-            session.client.userinfo_by_id(user_id)
-            crashpoint("accounts.profile.archived")  # archived, the day not yet marked done
-            report.profiles += 1
-        if not outcome.left:
-            _mark_done(session, task)
+def _claimed(units: WorkUnits, task: str, report: AccountsReport, kind: str) -> bool:
+    """Claim ``task`` for this run: False (and counted) when another run finished it or a live one holds it."""
+    claim = units.claim(task)
+    if claim.status == "done":
+        report.skipped_complete[kind] += 1
+    elif claim.status == "held":
+        report.held_elsewhere[kind] += 1
+    report.taken_over += int(claim.taken_over)
+    return claim.status == "mine"
 
 
-def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> None:
+def _guard(units: WorkUnits | None, task: str, fetch: F) -> F:
+    """``fetch`` checking first that this run still holds ``task`` (without units: ``fetch`` itself)."""
+    return fetch if units is None else units.guarded(task, fetch)  # type: ignore[return-value]
+
+
+def capture_profiles(session: CaptureSession, report: AccountsReport, run_id: str | None = None) -> None:
+    with WorkUnits(session, run_id) as units:
+        for account in session.config.accounts:
+            task = f"{api.USERINFO_BY_ID.name}:{account.handle}"
+            if not _once_per_day(session, task):
+                report.skipped_complete["profiles"] += 1
+                continue
+            if not _claimed(units, task, report, "profiles"):
+                continue
+            with units.working(task) as left:
+                with walk_outcome(report, account.handle, logged_as=f"profile of @{account.handle}") as outcome:
+                    user_id = resolve_user_id(session, account.handle, units)
+                    units.guarded(task, session.client.userinfo_by_id)(user_id)
+                    crashpoint("accounts.profile.archived")  # archived, the day not yet marked done
+                    report.profiles += 1
+                left[0] = outcome.left
+
+
+def capture_follow_graph(session: CaptureSession, report: AccountsReport, run_id: str | None = None) -> None:
+    with WorkUnits(session, run_id) as units:
+        _follow_graph(session, report, units)
+
+
+def _follow_graph(session: CaptureSession, report: AccountsReport, units: WorkUnits) -> None:
     client = session.client
     for account in session.config.accounts:
         with walk_outcome(report, account.handle) as resolved:
-            user_id = resolve_user_id(session, account.handle)
+            user_id = resolve_user_id(session, account.handle, units)
         if not resolved.answered:
             continue
         walks: list[tuple[Endpoint, Callable[..., FollowPages], Callable[[str], ApiResponse]]] = []
@@ -163,7 +222,14 @@ def capture_follow_graph(session: CaptureSession, report: AccountsReport) -> Non
         if account.following:
             walks.append((api.USER_FOLLOWING, FollowPages.following, partial(client.user_following, user_id)))
         for endpoint, make_walk, fetch in walks:
-            _follow_walk(session, report, account, user_id, endpoint, make_walk, fetch)
+            task = f"{endpoint.name}:{user_id}"
+            if not _once_per_day(session, task):
+                report.skipped_complete[endpoint.name] += 1
+            elif _claimed(units, task, report, endpoint.name):
+                with units.working(task) as left:
+                    left[0] = _follow_walk(
+                        session, report, account, user_id, endpoint, make_walk, units.guarded(task, fetch)
+                    )
 
 
 def _follow_walk(
@@ -174,12 +240,10 @@ def _follow_walk(
     endpoint: Endpoint,
     make_walk: Callable[..., FollowPages],
     fetch: Callable[[str], ApiResponse],
-) -> None:
-    """One account's followers (or following) for the day, resumed from the ``time`` a stopped run persisted."""
+) -> bool:
+    """One account's followers (or following) for the day, resumed from the ``time`` a stopped run persisted.
+    True when its answers stayed unreadable (left for the next run)."""
     task = f"{endpoint.name}:{user_id}"
-    if not _once_per_day(session, task):
-        report.skipped_complete[endpoint.name] += 1
-        return
     scope = session.cursor_scope(endpoint.name, user_id)
     saved = session.state.get_cursor(scope)
     pages_done = (saved.pages or 0) if saved else 0
@@ -196,8 +260,7 @@ def _follow_walk(
             # the last page's cursor and the walk's end commit together: a rerun never asks past the end
             session.state.set_cursor(scope, page.next_cursor, done, values={done_key: "1"} if last else None)
             crashpoint("follow.page.recorded")
-    if not outcome.left:
-        _mark_done(session, task)
+    return outcome.left
 
 
 def _archived_page(session: CaptureSession, endpoint: Endpoint, entity: str, cursor: str | int) -> Any:
@@ -218,7 +281,12 @@ def recent_videos(session: CaptureSession, user_id: str, limit: int) -> list[dic
 
 
 def _capture_replies(
-    session: CaptureSession, report: AccountsReport, account: Account, aweme_id: str, comments: list[dict]
+    session: CaptureSession,
+    report: AccountsReport,
+    account: Account,
+    aweme_id: str,
+    comments: list[dict],
+    units: WorkUnits | None = None,
 ) -> None:
     """The reply walks of one page of comments; each finished walk is marked so a resumed run skips it."""
     for comment in comments:
@@ -228,8 +296,9 @@ def _capture_replies(
         reply_task = f"{api.POST_COMMENT_REPLIES.name}:{aweme_id}-{comment_id}"
         if not (as_int(comment.get("reply_total")) or 0) or not _once_per_day(session, reply_task):
             continue
+        task = f"{api.POST_COMMENTS.name}:{aweme_id}"
         replies = CommentPages(
-            partial(session.client.post_comment_replies, comment_id, aweme_id, account.handle),
+            _guard(units, task, partial(session.client.post_comment_replies, comment_id, aweme_id, account.handle)),
             max_pages=account.comments.max_reply_pages,
         )
         for reply_page in replies.pages():
@@ -239,7 +308,12 @@ def _capture_replies(
         _mark_done(session, reply_task)
 
 
-def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
+def capture_comments(session: CaptureSession, report: AccountsReport, run_id: str | None = None) -> None:
+    with WorkUnits(session, run_id) as units:
+        _comments(session, report, units)
+
+
+def _comments(session: CaptureSession, report: AccountsReport, units: WorkUnits) -> None:
     for account in session.config.accounts:
         user_id = session.state.cached_user_id(account.handle)
         if not user_id or account.comments.recent_videos == 0:
@@ -252,13 +326,17 @@ def capture_comments(session: CaptureSession, report: AccountsReport) -> None:
             if not _once_per_day(session, task):
                 report.skipped_complete["comments"] += 1
                 continue
-            with walk_outcome(report, f"comments of {aweme_id}") as outcome:
-                _comment_walk(session, report, account, aweme_id)
-            if not outcome.left:
-                _mark_done(session, task)
+            if not _claimed(units, task, report, "comments"):
+                continue
+            with units.working(task) as left:
+                with walk_outcome(report, f"comments of {aweme_id}") as outcome:
+                    _comment_walk(session, report, account, aweme_id, units)
+                left[0] = outcome.left
 
 
-def _comment_walk(session: CaptureSession, report: AccountsReport, account: Account, aweme_id: str) -> None:
+def _comment_walk(
+    session: CaptureSession, report: AccountsReport, account: Account, aweme_id: str, units: WorkUnits | None = None
+) -> None:
     """One video's comments (and their replies) for the day.
 
     A walk a stopped run (credit budget, crash) left half done resumes from its persisted cursor; the page whose
@@ -274,12 +352,16 @@ def _comment_walk(session: CaptureSession, report: AccountsReport, account: Acco
         pending_page = _archived_page(session, api.POST_COMMENTS, aweme_id, pending)
         if pending_page is not None:
             page_items = [c for c in (pending_page.get("comments") or ()) if isinstance(c, dict)]
-            _capture_replies(session, report, account, aweme_id, page_items)
+            _capture_replies(session, report, account, aweme_id, page_items, units)
     if pending is not None:
         session.state.delete_value(replies_of)
     remaining = 0 if session.state.get_value(walked) else max(options.max_pages - pages_done, 0)
     walk = CommentPages(
-        partial(session.client.post_comments, aweme_id, account.handle),
+        _guard(
+            units,
+            f"{api.POST_COMMENTS.name}:{aweme_id}",
+            partial(session.client.post_comments, aweme_id, account.handle),
+        ),
         start=saved.value if saved else None,
         max_pages=remaining,
     )
@@ -295,6 +377,6 @@ def _comment_walk(session: CaptureSession, report: AccountsReport, account: Acco
         )
         crashpoint("comments.page.recorded")
         if options.reply_depth >= 1:
-            _capture_replies(session, report, account, aweme_id, page.items)
+            _capture_replies(session, report, account, aweme_id, page.items, units)
         crashpoint("comments.replies.done")
         session.state.delete_value(replies_of)

@@ -4,7 +4,9 @@ This is the pipeline-drift runbook's tool."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
+from datetime import date
 
 from tiklive_assets.capture.discovery import complete_key
 from tiklive_assets.state import StateDB
@@ -57,4 +59,7 @@ def reset_cursor(state: StateDB, scope: str, value: str | None = None, *, back: 
     state.set_cursor(scope, value, current.pages if current else 0)
     state.delete_value(complete_key(scope))
     state.delete_value(f"drift:{scope}")
+    unit, _, day = scope.rpartition(":")  # the walk's claim for its day: open again, so the next run walks it
+    with suppress(ValueError):
+        state.reopen_unit(unit, date.fromisoformat(day))
     return value

@@ -1,9 +1,17 @@
-"""Claim owners in the state database: who holds which queued ids, their heartbeats, and what a run left behind."""
+"""Claim owners in the state database: who holds which queued ids and units of work, their heartbeats, and what a
+run left behind.
+
+Two kinds of claim share one owner machinery: queued video ids (``archive_queue.claim_owner``) and units of API work
+that are not queue items (``work_claims``: a listing walk, an account's profile or follow walk, a video's comment
+walk, a handle's user id, each for one day). Either holds while its owner heartbeats and is free as soon as the owner
+is dead (its process gone from this host) or silent for three heartbeats.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Literal
 
 from .core import StateCore, batches, read_dt, read_dt_required, utcnow
 from .owners import ClaimOwner, OwnerStatus, host_key, process_alive
@@ -19,6 +27,43 @@ class LeftItem:
     owner_id: str | None
     owner_alive: bool | None  # None: not claimed
     last_error: str | None
+
+
+UnitClaimStatus = Literal["mine", "done", "held"]
+
+
+@dataclass(frozen=True)
+class UnitClaim:
+    """The answer to claiming one unit of work: ``mine`` (claimed now, ``taken_over`` when another owner had it before
+    and stopped), ``done`` (finished for the day, by anyone) or ``held`` (a live owner other than us works on it)."""
+
+    status: UnitClaimStatus
+    taken_over: bool = False
+    holder: str | None = None  # the live owner's run id, when held
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    """One unit of the day as `tiklive status` and waiting workers read it."""
+
+    unit: str
+    state: str  # 'claimed', 'left' or 'done'
+    owner_id: str | None
+    owner_alive: bool
+    complete: bool  # its kv marker says it is finished for the day
+    done_by: str | None
+
+
+# A unit row is free when nobody live holds it: no owner, or an owner whose expiry passed (silent, or found dead).
+_UNIT_FREE = (
+    "(work_claims.claim_owner IS NULL OR NOT EXISTS (SELECT 1 FROM claim_owners o "
+    "WHERE o.owner_id = work_claims.claim_owner AND o.expires_at > ?))"
+)
+
+
+def unit_done_key(unit: str, day: date) -> str:
+    """The kv marker that says ``unit`` is finished for ``day`` (committed with the walk's last cursor)."""
+    return f"complete:{unit}:{day.isoformat()}"
 
 
 class OwnerState(StateCore):
@@ -64,11 +109,15 @@ class OwnerState(StateCore):
         return live
 
     def end_owner(self, owner: ClaimOwner) -> int:
-        """The owner is done: whatever it still holds is released (attempts kept). Returns how many claims."""
+        """The owner is done: whatever it still holds (queued ids, units of work) is released (attempts kept).
+        Returns how many claims."""
         with self._tx(write=True) as tx:
             released = tx.execute(
                 "UPDATE archive_queue SET claim_owner = NULL, lease_until = NULL, updated_at = ? WHERE claim_owner = ?",
                 [utcnow(), owner.owner_id],
+            ).rowcount
+            released += tx.execute(
+                "UPDATE work_claims SET claim_owner = NULL WHERE claim_owner = ? AND state <> 'done'", [owner.owner_id]
             ).rowcount
             tx.execute("DELETE FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
         return released
@@ -109,6 +158,11 @@ class OwnerState(StateCore):
                     "AND state IN ('pending', 'resolved') GROUP BY claim_owner"
                 )
             )
+            for owner_id, count in tx.fetchall(
+                "SELECT claim_owner, COUNT(*) FROM work_claims WHERE claim_owner IS NOT NULL AND state <> 'done' "
+                "GROUP BY claim_owner"
+            ):
+                claims[owner_id] = claims.get(owner_id, 0) + count
         out = []
         for owner_id, run_id, host, key, pid, started, beat, expires in owners:
             beat_at = read_dt(beat)
@@ -150,3 +204,106 @@ class OwnerState(StateCore):
                 alive = None
             items.append(LeftItem(aweme_id, state, int(attempts), owner, alive, error))
         return total, items
+
+    # -- units of work that are not queue items ----------------------------------------------------------------------
+    def claim_unit(self, unit: str, day: date, owner: ClaimOwner) -> UnitClaim:
+        """Atomically claim ``unit`` for ``day`` for ``owner`` (registered), before its first request.
+
+        One statement decides, on both backends (an upsert whose update applies only to a free row: on Postgres the
+        conflicting row is locked while its condition is evaluated; SQLite holds the write lock): of concurrent
+        claimers exactly one gets ``mine``. A unit whose done marker exists is ``done``; one held by a live owner
+        other than ``owner`` is ``held``; one whose owner is dead or silent is taken over (``taken_over``), and the
+        walk resumes from the cursor its owner persisted after every page. Claiming a unit already ours is ``mine``.
+        """
+        now = utcnow()
+        done_key = unit_done_key(unit, day)
+        with self._tx(write=True) as tx:
+            if tx.fetchone("SELECT 1 FROM kv WHERE key = ?", [done_key]) is not None:
+                return UnitClaim("done")
+            before = tx.fetchone("SELECT claim_owner FROM work_claims WHERE unit = ? AND day = ?", [unit, day])
+            won = tx.fetchall(
+                "INSERT INTO work_claims (unit, day, state, claim_owner, attempts, claimed_at) "
+                "VALUES (?, ?, 'claimed', ?, 1, ?) ON CONFLICT (unit, day) DO UPDATE SET state = 'claimed', "
+                "claim_owner = excluded.claim_owner, attempts = work_claims.attempts + 1, "
+                "claimed_at = excluded.claimed_at, done_at = NULL, done_by = NULL, done_pid = NULL "
+                f"WHERE work_claims.claim_owner = excluded.claim_owner OR {_UNIT_FREE} RETURNING unit",
+                [unit, day, owner.owner_id, now, now],
+            )
+            if won:
+                previous = before[0] if before else None
+                return UnitClaim("mine", taken_over=previous is not None and previous != owner.owner_id)
+            holder = tx.fetchone(
+                "SELECT o.run_id FROM work_claims w JOIN claim_owners o ON o.owner_id = w.claim_owner "
+                "WHERE w.unit = ? AND w.day = ?",
+                [unit, day],
+            )
+        return UnitClaim("held", holder=holder[0] if holder else None)
+
+    def unit_held(self, unit: str, day: date, owner: ClaimOwner) -> bool:
+        """Whether ``owner`` still holds ``unit`` (checked before each page: a claim lost while this process was
+        silent may have been taken over by another run, which then walks on from the persisted cursor)."""
+        with self._tx() as tx:
+            row = tx.fetchone(
+                "SELECT 1 FROM work_claims WHERE unit = ? AND day = ? AND claim_owner = ? AND state <> 'done'",
+                [unit, day, owner.owner_id],
+            )
+        return row is not None
+
+    def finish_unit(self, unit: str, day: date, owner: ClaimOwner) -> None:
+        """``unit`` is finished for ``day``: its done marker is written (if the walk's last page did not already) and
+        the claim records who finished it. Another owner that claims it now gets ``done`` and spends nothing."""
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            tx.execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?, '1', ?) ON CONFLICT (key) DO NOTHING",
+                [unit_done_key(unit, day), now],
+            )
+            tx.execute(
+                "UPDATE work_claims SET state = 'done', claim_owner = NULL, done_at = ?, done_by = ?, done_pid = ? "
+                "WHERE unit = ? AND day = ?",
+                [now, owner.run_id, owner.pid, unit, day],
+            )
+
+    def leave_unit(self, unit: str, day: date, owner: ClaimOwner) -> None:
+        """``unit``'s answers stayed unreadable: ``owner`` keeps it until it ends (so this run does not loop on it and
+        no other run waits for it), then it is free for the next run."""
+        self._write(
+            "UPDATE work_claims SET state = 'left' WHERE unit = ? AND day = ? AND claim_owner = ?",
+            [unit, day, owner.owner_id],
+        )
+
+    def release_unit(self, unit: str, day: date, owner: ClaimOwner) -> None:
+        """Give ``unit`` back at once (nothing was spent on it): the next claimer takes it."""
+        self._write(
+            "UPDATE work_claims SET claim_owner = NULL WHERE unit = ? AND day = ? AND claim_owner = ? "
+            "AND state <> 'done'",
+            [unit, day, owner.owner_id],
+        )
+
+    def reopen_unit(self, unit: str, day: date) -> None:
+        """Operator action (a cursor reset): the unit is no longer done for ``day``; the next run walks it again."""
+        with self._tx(write=True) as tx:
+            tx.execute("DELETE FROM kv WHERE key = ?", [unit_done_key(unit, day)])
+            tx.execute(
+                "UPDATE work_claims SET state = 'claimed', claim_owner = NULL WHERE unit = ? AND day = ?", [unit, day]
+            )
+
+    def units(self, day: date, prefix: str = "") -> list[UnitRow]:
+        """The day's claimed units whose name starts with ``prefix``, with their holder's liveness and done marker."""
+        now = utcnow()
+        local = host_key()
+        with self._tx() as tx:
+            rows = tx.fetchall(
+                "SELECT w.unit, w.state, w.claim_owner, o.expires_at, o.host_key, o.pid, o.pid_start, w.done_by, "
+                "k.key FROM work_claims w LEFT JOIN claim_owners o ON o.owner_id = w.claim_owner "
+                "LEFT JOIN kv k ON k.key = 'complete:' || w.unit || ':' || ? "
+                "WHERE w.day = ? AND substr(w.unit, 1, CAST(? AS INTEGER)) = ? ORDER BY w.unit",
+                [day.isoformat(), day, len(prefix), prefix],
+            )
+        out = []
+        for unit, state, owner_id, expires, key, pid, started, done_by, marker in rows:
+            alive = owner_id is not None and expires is not None and read_dt_required(expires) > now
+            if alive and key == local:  # on this host a gone process is dead whatever its last heartbeat
+                alive = process_alive(int(pid), started)
+            out.append(UnitRow(unit, state, owner_id, alive, marker is not None, done_by))
+        return out
