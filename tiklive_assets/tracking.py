@@ -216,7 +216,7 @@ class Refresh(_Strict):
 
     enabled: bool = Field(True, description="run the refresh at all")
     ages_hours: list[float] = Field(
-        default_factory=lambda: list(DEFAULT_REFRESH_AGES_HOURS),
+        default_factory=lambda: [float(age) for age in DEFAULT_REFRESH_AGES_HOURS],
         min_length=1,
         description="ages after posting (hours) at which a video is re-resolved once each",
     )
