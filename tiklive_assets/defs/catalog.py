@@ -21,8 +21,9 @@ from tiklive_assets import settings
 
 OWNER = "team:data-engineering"
 DOMAIN = "tiktok"
-# The layer of each group: raw archive (capture), derived tables and files (warehouse), researcher data (research)
-LAYERS = {"capture": "raw", "warehouse": "warehouse", "research": "research"}
+# The layer of each group: raw archive (capture, and its compaction into bundles), derived tables and files
+# (warehouse), researcher data (research)
+LAYERS = {"capture": "raw", "compaction": "raw", "warehouse": "warehouse", "research": "research"}
 KIND_TAG = "dagster/kind/"
 FRESHNESS = {
     # materialized between 00:00 and 06:00 UTC every day
