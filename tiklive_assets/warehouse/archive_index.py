@@ -139,8 +139,9 @@ def _user_rows(node: dict, id_keys: Iterable, handle_keys: Iterable, key: str, r
 
 
 # what node_rows does with a dict of these keys: None (nothing: no user marker, no user-id field), or (whether it
-# is a user object, its id keys, its handle keys, its user-id fields)
-_Plan = tuple[bool, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+# is a user object, its id keys, its handle keys, its user-id fields, and (id key, handle key) when it has one of
+# each: the common user object, whose row is built inline)
+_Plan = tuple[bool, tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, str] | None]
 _NODE_PLANS: dict[tuple, _Plan | None] = {}
 _UNSEEN: Any = object()
 
@@ -150,11 +151,14 @@ def _node_plan(names: tuple) -> _Plan | None:
         _NODE_PLANS.clear()
     plan: _Plan | None = None
     if not WALK_KEYS.isdisjoint(names):
+        id_keys = tuple(n for n in names if n in ID_KEYS)
+        handle_keys = tuple(n for n in names if n in HANDLE_KEYS)
         plan = (
             not USER_MARKERS.isdisjoint(names),
-            tuple(n for n in names if n in ID_KEYS),
-            tuple(n for n in names if n in HANDLE_KEYS),
+            id_keys,
+            handle_keys,
             tuple(n for n in names if n in USER_ID_FIELDS),
+            (id_keys[0], handle_keys[0]) if len(id_keys) == 1 and len(handle_keys) == 1 else None,
         )
     _NODE_PLANS[names] = plan
     return plan
@@ -170,13 +174,20 @@ def node_rows(node: dict, key: str, role: str, aweme: str, add: Add) -> None:
         plan = _node_plan(names)
     if plan is None:
         return
-    users, id_keys, handle_keys, id_fields = plan
+    users, id_keys, handle_keys, id_fields, single = plan
     if users:
         if role == "user" and type(node.get("username")) is str:  # noqa: E721 - a Research API video
             video = as_id(node.get("id"))
             if video is not None:
                 role, aweme = "author", video
-        _user_rows(node, id_keys, handle_keys, key, role, aweme, add)
+        if single is not None:  # one id, one handle: when both are strings, the one row, built here
+            uid, handle = node[single[0]], node[single[1]]
+            if type(uid) is str and type(handle) is str:  # noqa: E721
+                add((uid, handle.lstrip("@").lower(), key, role, aweme))
+            else:
+                _user_rows(node, id_keys, handle_keys, key, role, aweme, add)
+        else:
+            _user_rows(node, id_keys, handle_keys, key, role, aweme, add)
     for name in id_fields:
         value = node[name]
         if type(value) is int or (type(value) is str and value.isdigit()):  # noqa: E721

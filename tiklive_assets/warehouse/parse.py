@@ -73,6 +73,7 @@ from .parse_users import profile, user_id
 from .raw import (
     CONFLICT_MARKER,
     ERROR_MARKER,
+    INFLATE_ERRORS,
     JSON_TYPES,
     CorruptObject,
     ShapeError,
@@ -80,6 +81,8 @@ from .raw import (
     body_error,
     captured_micros,
     decode,
+    fast_inflate,
+    fast_loads,
     inflate,
     json_type,
     loads,
@@ -190,7 +193,9 @@ class DayParser:
         credit[0] += 1
         credit[1] += size
         subject = _KEY_SUBJECT.get(endpoint)
-        if subject is not None:  # the archive index: who or what the key names
+        if subject == "post":  # the archive index: who or what the key names
+            self.index.setdefault(("", "", key, "post", slug.partition("-")[0]))
+        elif subject is not None:
             self._key_subject(key, subject, slug.partition("-")[0])
         marker = slug.rfind(ERROR_MARKER)
         if marker >= 0:  # archived as an error: paid for, never data (a notjson body would not even decode)
@@ -207,17 +212,27 @@ class DayParser:
             return
         # A copy kept beside (``.conflict-<sha>``) is the same request captured again with new bytes (a sensor poll,
         # a re-resolved expired URL): a real response, parsed as one more capture at its own last_modified.
-        captured = captured_micros(gz, last_modified)
+        # captured_micros, inflate, mention_rows and loads inline (their fast paths; the fallbacks are theirs)
+        captured = int.from_bytes(gz[4:8], "little") * 1_000_000 if len(gz) >= 8 and gz[:2] == b"\x1f\x8b" else 0
+        if not captured and last_modified is not None:
+            captured = micros(last_modified)
+        index = self.index.setdefault
         try:
-            text = inflate(gz)
-            mention_rows(key, text, self.index.setdefault)
-            body = loads(text)
+            try:
+                text = fast_inflate(gz, 31)
+            except INFLATE_ERRORS:
+                text = inflate(gz)
+            if b"@" in text:
+                mention_rows(key, text, index)
+            try:
+                body = fast_loads(text)
+            except ValueError:
+                body = loads(text)
         except UnreadableObject as exc:
             if isinstance(exc, CorruptObject):
                 self.corrupt.append(key)
             self._quarantine_object(key, endpoint, str(exc), size, captured)
             return
-        index = self.index.setdefault
         if status != 200:
             body_rows(key, endpoint, body, index)
             if status == 404 and endpoint in _DETAILS:
@@ -430,6 +445,7 @@ class DayParser:
         tags: list[tuple] = []
         media = self._media()
         without_author = 0
+        tags_of: dict[str, tuple[str, ...]] = {}
         for _rank, row in self.rows["posts"].values():
             if row[1] is None or row[2] is None:  # an item without its author cannot satisfy posts' NOT NULLs
                 without_author += 1
@@ -441,7 +457,11 @@ class DayParser:
             posts.append(row)
             title = row[3]
             if title and "#" in title:  # each tag once per post (the key is hashtag, aweme_id, dt)
-                tags.extend((tag, row[0], row[1], day) for tag in {t.lower() for t in _HASHTAG_RE.findall(title)})
+                found_tags = tags_of.get(title)
+                if found_tags is None:  # titles repeat (templates, reposts): their tags are found once
+                    found_tags = tags_of[title] = tuple({t.lower() for t in _HASHTAG_RE.findall(title)})
+                for tag in found_tags:
+                    tags.append((tag, row[0], row[1], day))
         self.posts_without_author = without_author
         credits = [
             (day, endpoint, status, count, size, errors)

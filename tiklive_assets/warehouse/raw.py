@@ -101,6 +101,12 @@ except ImportError:  # pragma: no cover - optional accelerator; zlib gives the s
     _GUNZIP_ERRORS = (zlib.error,)
 
 
+# the accelerated gzip and JSON decoders, for a caller's inline fast path (:func:`inflate`, :func:`loads` on failure)
+fast_inflate = _gunzip
+INFLATE_ERRORS = _GUNZIP_ERRORS
+fast_loads = _fast_loads
+
+
 def decode(gz: bytes) -> Any:
     """gzip JSON -> Python, through zlib directly (faster than gzip.decompress on many small objects).
 
