@@ -6,17 +6,19 @@ from __future__ import annotations
 import calendar
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 
 from tiklive_assets.cli import main
-from tiklive_assets.pricing import DEFAULT_PRICES, GB, KIB
-from tiklive_assets.storage import LocalStore, raw_key, video_key
+from tiklive_assets.compliance.compaction import storage_costs
+from tiklive_assets.pricing import DEFAULT_PRICES, GB, KIB, PROVIDERS
+from tiklive_assets.storage import LocalStore, MirroredStore, raw_key, video_key
+from tiklive_assets.storage.base import ObjectInfo
 from tiklive_assets.storage.bundles import bundle_key
 from tiklive_assets.warehouse import cost
-from tiklive_assets_tests.support.capture import Rig, frozen_sandbox, local_store, today
+from tiklive_assets_tests.support.capture import Rig, frozen_sandbox, local_store, s3_store, today
 
 WARM, COLD, LOOSE, MEDIA = 1000, 5, 20, 10  # objects of each kind in the hand-made store
 SMALL, LARGE = 3000, 200_000  # bytes: a small object, a small video
@@ -66,6 +68,75 @@ def test_storage_tiers_and_bills_follow_each_class_s_rules(store: LocalStore) ->
     assert bills["b2"].writes == 0 and bills["b2"].transitions == 0
     assert bills["b2"].storage["warm"] == pytest.approx(WARM * SMALL / GB * 0.006)
     assert s3.total == pytest.approx(sum(s3.storage.values()) + s3.writes + s3.transitions)
+
+
+def test_on_s3_a_bundle_ages_from_its_creation_not_its_day(tmp_path: Path, s3_bucket: str, moto_endpoint: str) -> None:
+    """Bucket lifecycle rules count from object creation: a bundle compacted (or rewritten by an erasure) today for
+    a day 400 days old is still hot on S3; on local disk tiklive counts from the key's day, so there it is cold."""
+    s3 = s3_store(s3_bucket, moto_endpoint).open()
+    local = LocalStore(tmp_path / "archive")
+    keys = [bundle_key("tiklive-raw", today() - timedelta(days=400), "user-posts", n + 1) for n in range(3)]
+    keys += [bundle_key("tiklive-raw", today() - timedelta(days=40), "post-detail", n + 1) for n in range(2)]
+    for store in (s3, local):
+        for key in keys:
+            store.put_bytes(key, b"x" * SMALL, content_type="application/vnd.apache.parquet")
+    assert cost.from_creation(s3) and cost.from_creation(MirroredStore(local, s3)) and not cost.from_creation(local)
+
+    on_s3 = cost.store_usage(s3, DEFAULT_PRICES, today())
+    assert {t: u.objects for t, u in on_s3.tiers.items()} == {"hot": 5, "warm": 0, "cold": 0}
+    # created today: into warm 30 days from now, which is this month only on the 1st of a 31-day month
+    warm_this_month = (today() + timedelta(days=30)).month == today().month
+    assert on_s3.transitions == {"warm": 5 if warm_this_month else 0, "cold": 0}
+    assert cost.bills(on_s3, DEFAULT_PRICES)["s3"].storage["hot"] == pytest.approx(5 * SMALL / GB * 0.023)
+
+    on_disk = cost.store_usage(local, DEFAULT_PRICES, today())
+    assert {t: u.objects for t, u in on_disk.tiers.items()} == {"hot": 0, "warm": 2, "cold": 3}
+
+
+def _created(day: date, sizes: list[int]) -> list[ObjectInfo]:
+    """Bundles of one old archive day, each created (compacted) on ``day``."""
+    old = date(2020, 1, 1)
+    when = datetime.combine(day, time(12), UTC)
+    return [
+        ObjectInfo(bundle_key("tiklive-raw", old, "post-detail", n + 1), size, when) for n, size in enumerate(sizes)
+    ]
+
+
+def test_no_transition_is_billed_where_the_storage_class_stays() -> None:
+    """R2 maps warm and cold to Infrequent Access and B2 everything to its one class: those moves never happen."""
+    asof = date(2026, 6, 15)
+    objects = _created(asof - timedelta(days=30), [SMALL] * 40) + _created(asof - timedelta(days=365), [SMALL] * 7)
+    usage = cost.storage_usage(objects, DEFAULT_PRICES, asof, by_creation=True)
+    assert usage.transitions == {"warm": 40, "cold": 7}
+    bills = cost.bills(usage, DEFAULT_PRICES)
+    assert bills["s3"].moves == {"warm": 40, "cold": 7}
+    assert bills["s3"].transitions == pytest.approx(40 / 1000 * 0.01 + 7 / 1000 * 0.03)
+    assert bills["r2"].moves == {"warm": 40, "cold": 0}  # STANDARD -> INFREQUENT_ACCESS only
+    assert bills["r2"].transitions == pytest.approx(40 / 1000 * 0.009)
+    assert bills["b2"].moves == {"warm": 0, "cold": 0}
+    assert bills["r2"].as_json()["transitions_by_tier"] == {"warm": 40, "cold": 0}
+
+
+def test_the_forecast_agrees_with_compaction_s_estimate() -> None:
+    """The same bundles, forecast on their creation day (hot), 30 days on (warm, moving in) and 365 days on (cold,
+    moving in), cost per tier and in transitions what compaction.storage_costs says they cost, on every provider."""
+    created = date(2025, 3, 10)
+    sizes = [SMALL, 90_000, LARGE, 4_000_000, 31_000_000]
+    objects = _created(created, sizes)
+    at = {
+        tier: cost.bills(
+            cost.storage_usage(objects, DEFAULT_PRICES, created + timedelta(days=age), by_creation=True), DEFAULT_PRICES
+        )
+        for tier, age in (("hot", 0), ("warm", 30), ("cold", 365))
+    }
+    for provider in PROVIDERS:
+        estimate = storage_costs(sizes, DEFAULT_PRICES.provider(provider))
+        for tier in cost.TIERS:
+            assert at[tier][provider].storage[tier] == pytest.approx(estimate.monthly[tier]), (provider, tier)
+        assert at["hot"][provider].transitions == 0
+        moved = at["warm"][provider].transitions + at["cold"][provider].transitions
+        assert moved == pytest.approx(estimate.transitions), provider
+    assert storage_costs(sizes, DEFAULT_PRICES.provider("r2")).transitions > 0  # not a trivial agreement
 
 
 def _ledger(home: Path) -> dict[str, dict[str, int]]:

@@ -18,10 +18,13 @@ DESCRIPTION = (
     "ledger, by source (accounts, hashtags, keywords, music, videos) and endpoint; the mean a day over the last 7 "
     "complete days and its change against the 7 before; the projected month (spent, plus that mean for each day "
     "left). Storage: one listing of the archive store, by tier as the retention policy ages compacted bundles (warm "
-    "from 30 days, cold from 365, by the day they hold; loose objects stay hot), and the projected monthly "
+    "from 30 days, cold from 365; loose objects stay hot). On an S3-compatible store a bundle's age counts from "
+    "its creation, as bucket lifecycle rules count it (compaction creates a bundle about 30 days after its day, and "
+    "an erasure rewrites it anew); on local disk from the archive day it holds. Then the projected monthly "
     "bill on AWS S3, Cloudflare R2 and Backblaze B2 at the prices of tiklive.yaml's storage_prices (defaults: list "
     "prices), each object billed by its class's rules (S3 Standard-IA bills every object as at least 128 KiB), "
-    "with the month's write requests and lifecycle transitions. The provider compaction.provider names is marked. "
+    "with the month's write requests and lifecycle transitions (only where the storage class changes: R2's warm "
+    "and cold share one class, B2 has one). The provider compaction.provider names is marked. "
     "Exit status 0; 2 when the state database or the store cannot be read."
 )
 
@@ -54,12 +57,13 @@ def figures(today: date) -> dict:
     finally:
         state.close()
     store = resources["archive_store"].open()
-    usage = cost.storage_usage(store.list(""), config.storage_prices, today)
+    usage = cost.store_usage(store, config.storage_prices, today)
     bills = cost.bills(usage, config.storage_prices)
     return {
         "as_of": str(today),
         "store": store.describe(),
         "provider": config.compaction.provider,
+        "ages_from": "object creation" if cost.from_creation(store) else "archive day",
         "credits": credits.as_json(),
         "storage": {
             "objects": usage.objects,
@@ -92,7 +96,11 @@ def show(found: dict, out) -> None:
     for what in ("by_source", "by_endpoint"):
         shown = ", ".join(f"{k} {v:,}" for k, v in credits[what].items()) or "none"
         print(f"  {what.replace('_', ' ')}: {shown}", file=out)
-    print(f"storage ({found['store']}): {storage['objects']:,} objects, {_mb(storage['bytes'])}", file=out)
+    print(
+        f"storage ({found['store']}): {storage['objects']:,} objects, {_mb(storage['bytes'])}; "
+        f"bundles age from their {found['ages_from']}",
+        file=out,
+    )
     for tier, usage in storage["tiers"].items():
         print(f"  {tier:<5} {usage['objects']:>10,} objects  {_mb(usage['bytes']):>14}", file=out)
     moved = storage["transitions_this_month"]

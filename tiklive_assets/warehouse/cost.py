@@ -7,9 +7,15 @@ against the 7 before them) and the projected month: what the month has spent, pl
 after today, plus today's shortfall against the trend while today is under it (a day's capture runs once).
 
 **Storage** is one listing of the store. Tiering moves compacted bundles only (``tiklive-bundles/<prefix>/``,
-one per endpoint and day once a day leaves the hot period), as the retention policy tiers them: a bundle is in a
-tier by the age of the archive day its key names, warm from ``warm_after_days`` (30), cold from
-``cold_after_days`` (365); loose objects (responses of the hot period, media, covers, snapshots, indexes) stay hot.
+one per endpoint and day once a day leaves the hot period), as the retention policy tiers them: warm from
+``warm_after_days`` (30), cold from ``cold_after_days`` (365); loose objects (responses of the hot period, media,
+covers, snapshots, indexes) stay hot. Where a bundle's age starts depends on who tiers it. On an S3-compatible
+store (S3, R2, B2, or a mirror with an S3 side) the bucket's lifecycle rules count from object creation, the
+object's ``last_modified``: a bundle is created when compaction packs its day (about ``warm_after_days`` after the
+day) and again whenever an erasure rewrites it, so it tiers that much later than its day's age. On local disk
+tiklive applies retention itself and counts from the archive day the key names. A provider bills a lifecycle
+transition only when the tier's storage class changes (R2's warm and cold are both Infrequent Access, B2 has one
+class), as compaction's estimate does.
 Each provider's bill applies its classes' rules per object
 (:meth:`~tiklive_assets.pricing.StorageClassPrice.billed_bytes`: the 128 KiB minimum of S3 Standard-IA and Glacier
 Instant Retrieval, the 40 KiB index of Glacier), so a tier of small objects costs what it really costs. The
@@ -28,11 +34,13 @@ from typing import Literal, Protocol
 
 from tiklive_assets.compliance.retention import RetentionPolicy
 from tiklive_assets.pricing import GB, PROVIDERS, Provider, StoragePrices
+from tiklive_assets.storage import MirroredStore, ObjectStore, S3Store
 from tiklive_assets.storage.base import ObjectInfo
 from tiklive_assets.storage.bundles import parse_bundle_key
 
 Tier = Literal["hot", "warm", "cold"]
 TIERS: tuple[Tier, ...] = ("hot", "warm", "cold")
+STEPS: tuple[tuple[Tier, Tier], ...] = (("hot", "warm"), ("warm", "cold"))  # lifecycle transitions, in order
 TREND_DAYS = 7
 # the kind of tracked source each endpoint's credits serve
 SOURCES = {
@@ -165,10 +173,33 @@ def tier_of(age_days: int, policy: RetentionPolicy) -> Tier:
     return "warm" if age_days >= policy.warm_after_days else "hot"
 
 
-def storage_usage(
-    objects: Iterable[ObjectInfo], prices: StoragePrices, today: date, policy: RetentionPolicy | None = None
+def from_creation(store: ObjectStore) -> bool:
+    """True when ``store``'s bundles are tiered by bucket lifecycle rules, which count from object creation (any
+    part of it is S3-compatible); False on local disk, where retention counts from the key's archive day."""
+    if isinstance(store, S3Store):
+        return True
+    if isinstance(store, MirroredStore):
+        return from_creation(store.primary) or from_creation(store.secondary)
+    return False
+
+
+def store_usage(
+    store: ObjectStore, prices: StoragePrices, today: date, policy: RetentionPolicy | None = None
 ) -> StorageUsage:
-    """Sum a store's listing by tier (see the module docstring for the rule)."""
+    """:func:`storage_usage` of one listing of ``store``, ages counted as ``store``'s tiering counts them."""
+    return storage_usage(store.list(""), prices, today, policy, by_creation=from_creation(store))
+
+
+def storage_usage(
+    objects: Iterable[ObjectInfo],
+    prices: StoragePrices,
+    today: date,
+    policy: RetentionPolicy | None = None,
+    *,
+    by_creation: bool = False,
+) -> StorageUsage:
+    """Sum a store's listing by tier (see the module docstring for the rule). ``by_creation``: a bundle's age
+    counts from its ``last_modified`` (bucket lifecycle rules), else from the archive day its key names."""
     policy = policy or RetentionPolicy()
     archives = {prefix.rstrip("/") for prefix in policy.prefixes}
     classes = {(p, t): prices.provider(p).tier(t) for p in PROVIDERS for t in TIERS}
@@ -178,7 +209,7 @@ def storage_usage(
         written = info.last_modified.astimezone(UTC).date()
         bundle = parse_bundle_key(info.key)
         moves = bundle is not None and bundle.archive_prefix in archives
-        born = bundle.day if bundle is not None and moves else written
+        born = bundle.day if bundle is not None and moves and not by_creation else written
         tier = tier_of((today - born).days, policy) if moves else "hot"
         usage_tier = usage.tiers[tier]
         usage_tier.objects += 1
@@ -204,6 +235,7 @@ class Bill:
     storage: dict[Tier, float]  # tier -> storage of the tier's billed bytes for a month
     writes: float  # PUT requests of the month's writes, scaled to the whole month
     transitions: float  # lifecycle transitions of the month
+    moves: dict[Tier, int] = field(default_factory=lambda: {"warm": 0, "cold": 0})  # transitions billed, into tier
 
     @property
     def total(self) -> float:
@@ -214,6 +246,7 @@ class Bill:
             "storage_by_tier": {t: round(v, 4) for t, v in self.storage.items()},
             "writes": round(self.writes, 4),
             "transitions": round(self.transitions, 4),
+            "transitions_by_tier": dict(self.moves),
             "total": round(self.total, 4),
         }
 
@@ -227,8 +260,13 @@ def bills(usage: StorageUsage, prices: StoragePrices) -> dict[Provider, Bill]:
         rates = prices.provider(provider)
         storage = {t: usage.tiers[t].billed[provider] / GB * rates.tier(t).gb_month for t in TIERS}
         put = writes / 1000 * rates.tier("hot").put_per_1000
-        moved = sum(n / 1000 * rates.tier(t).transition_per_1000 for t, n in usage.transitions.items())
-        out[provider] = Bill(provider, storage, put, moved)
+        # a move into a tier whose class is the previous tier's is no transition (R2's warm and cold, all of B2)
+        moves: dict[Tier, int] = {
+            into: usage.transitions[into] if getattr(rates, before) != getattr(rates, into) else 0
+            for before, into in STEPS
+        }
+        moved = sum(n / 1000 * rates.tier(t).transition_per_1000 for t, n in moves.items())
+        out[provider] = Bill(provider, storage, put, moved, moves)
     return out
 
 

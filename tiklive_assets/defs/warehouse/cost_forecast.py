@@ -20,15 +20,17 @@ def cost_forecast(
 ) -> dg.MaterializeResult:
     """What the archive costs in the month of each day: credits spent from the state database's ledger (by source
     and endpoint), the mean a day over the last 7 complete days and the projected month; the store's objects and
-    bytes per tier (the retention policy tiers compacted bundles by the day they hold: warm from 30 days, cold from
-    365; loose objects stay hot) and the projected monthly storage bill on S3, R2 and B2, each object billed by its
-    class's rules (the 128 KiB minimum of S3 Standard-IA) with the month's write requests and lifecycle transitions.
+    bytes per tier (the retention policy tiers compacted bundles: warm from 30 days, cold from 365, counted from the
+    bundle's creation on an S3-compatible store as its lifecycle rules count, from the day it holds on local disk;
+    loose objects stay hot) and the projected monthly storage bill on S3, R2 and B2, each object billed by its
+    class's rules (the 128 KiB minimum of S3 Standard-IA) with the month's write requests and lifecycle transitions
+    (only where the storage class changes).
     The store is listed once per run, as it stands then. Same figures as `tiklive cost`."""
     days = partition_days(context)
     config = tracking.load()
     store = archive_store.open()
     today = datetime.now(UTC).date()
-    usage = cost.storage_usage(store.list(""), config.storage_prices, min(days[-1], today))
+    usage = cost.store_usage(store, config.storage_prices, min(days[-1], today))
     bills = cost.bills(usage, config.storage_prices)
     bill_parts: dict[str, dict[str, float]] = {
         p: {
