@@ -187,3 +187,77 @@ def test_fetch_time_of_a_headerless_gzip_survives(tmp_path: Path) -> None:
     compact_day(store, DAY)
     ((_, _, fetched),) = list(day_objects(store, DAY))
     assert fetched == datetime(2026, 4, 2, 9, 15, 30, 250000, tzinfo=UTC)
+
+
+def test_a_loose_object_erased_while_compaction_packs_it_does_not_come_back(tmp_path: Path, monkeypatch) -> None:
+    """An erasure deletes a loose object after compaction read it and before its bundle is checked: the object is
+    left out of the live bundle, the generation that held it is deleted, and every other object stays."""
+    import tiklive_assets.compliance.compaction as compaction
+
+    store = LocalStore(tmp_path / "archive")
+    _archive(store)
+    compact_day(store, DAY)  # generation 1 of every endpoint
+    late = [raw_key(DAY, "user-posts", f"9{i}-cursor0") for i in range(3)]
+    for i, key in enumerate(late):
+        store.put_bytes(key, gzip.compress(b"late %d" % i), content_type="application/json")
+    erased = late[1]
+    before = _snapshot(store)
+    real = compaction.crashpoint
+
+    def erase_meanwhile(name: str) -> None:  # the erasure's delete, between compaction's read and its check
+        if name == "compaction.bundle.written" and store.exists(erased):
+            store.delete(erased)
+        real(name)
+
+    monkeypatch.setattr(compaction, "crashpoint", erase_meanwhile)
+    result = compact_day(store, DAY)
+    outcome = result.endpoints["user-posts"]
+    assert outcome.vanished == [erased] and "deleted meanwhile" in result.summary()
+    live = bundle_key("tiklive-raw", DAY, "user-posts", 3)  # generation 2 held the erased object: replaced
+    assert outcome.bundle == live and bundles_of_day(store, DAY).count(live) == 1
+    assert not [k for k in bundles_of_day(store, DAY) if parse_bundle_key(k).endpoint == "user-posts" and k != live]
+    assert erased not in {m.key for key in bundles_of_day(store, DAY) for m in read_index(store, key)}
+    assert _loose(store) == [] and outcome.packed == 2 and outcome.deleted == 2
+    del before[erased]
+    assert _snapshot(store) == before
+
+
+def test_all_new_objects_erased_meanwhile_leave_the_live_bundle_as_it_was(tmp_path: Path, monkeypatch) -> None:
+    import tiklive_assets.compliance.compaction as compaction
+
+    store = LocalStore(tmp_path / "archive")
+    _archive(store)
+    compact_day(store, DAY)
+    late = raw_key(DAY, "user-posts", "99-cursor0")
+    store.put_bytes(late, gzip.compress(b"late"), content_type="application/json")
+    before = _snapshot(store)
+    monkeypatch.setattr(compaction, "crashpoint", lambda name: store.delete(late) if store.exists(late) else None)
+    result = compact_day(store, DAY)
+    first = bundle_key("tiklive-raw", DAY, "user-posts")
+    assert result.endpoints["user-posts"].bundle == first and not result.endpoints["user-posts"].written
+    assert [k for k in bundles_of_day(store, DAY) if parse_bundle_key(k).endpoint == "user-posts"] == [first]
+    del before[late]
+    assert _snapshot(store) == before
+
+
+def test_a_hold_on_the_bundles_keeps_their_stale_generations(tmp_path: Path) -> None:
+    from tiklive_assets.compliance.bundled import settle_generations
+    from tiklive_assets.storage.bundles import Member, write_bundle
+
+    store = LocalStore(tmp_path / "archive")
+    _archive(store)
+    compact_day(store, DAY)
+    first = bundle_key("tiklive-raw", DAY, "user-posts")
+    extra = raw_key(DAY, "user-posts", "99-cursor0")
+    body = gzip.compress(b"late")
+    member = Member(extra, hashlib.sha256(body).hexdigest(), len(body), datetime(2026, 4, 2, tzinfo=UTC))
+    items = [*read_bundle(store, first), (member, body)]
+    second = bundle_key("tiklive-raw", DAY, "user-posts", 2)
+    write_bundle(store, second, items)  # a rewrite interrupted before generation 1 was deleted
+    hold = HoldSet([_hold(f"{BUNDLE_PREFIX}/")])
+    result = compact_day(store, DAY, holds=hold)
+    assert result.endpoints["user-posts"].generations_kept == [first] and store.exists(first)
+    assert result.endpoints["user-posts"].generations_deleted == 0 and "stale bundle generation" in result.summary()
+    kept: list[str] = []
+    assert settle_generations(store, holds=hold, kept=kept) == [] and kept == [first] and store.exists(first)
+    assert settle_generations(store) == [first] and not store.exists(first)  # the hold released

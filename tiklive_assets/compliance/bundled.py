@@ -22,6 +22,7 @@ from datetime import date
 
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.storage import NotFound, ObjectStore
+from tiklive_assets.storage.base import ObjectLocked
 from tiklive_assets.storage.bundles import (
     BUNDLE_PREFIX,
     BundleError,
@@ -232,10 +233,13 @@ def intact(store: ObjectStore, key: str) -> bool:
         return False
 
 
-def settle_generations(store: ObjectStore, raw_prefix: str = "") -> list[str]:
+def settle_generations(
+    store: ObjectStore, raw_prefix: str = "", *, holds: HoldSet | None = None, kept: list[str] | None = None
+) -> list[str]:
     """Delete the stale generations an interrupted rewrite left beside a live bundle that reads back intact
-    (a live one that does not is left alone and logged: its predecessor is then the only good copy). Returns the
-    keys deleted."""
+    (a live one that does not is left alone and logged: its predecessor is then the only good copy). A stale
+    generation a legal hold covers, or the store refuses to delete (its own hold or retention), is kept, logged and
+    added to ``kept``. Returns the keys deleted."""
     deleted = []
     for bundle in live_bundles(store, raw_prefix):
         if not bundle.stale:
@@ -244,8 +248,17 @@ def settle_generations(store: ObjectStore, raw_prefix: str = "") -> list[str]:
             logger.warning("%s does not read back intact: kept its older generation(s) %s", bundle.key, bundle.stale)
             continue
         for key in bundle.stale:
-            store.delete(key)
-            deleted.append(key)
+            if holds is not None and holds.covers(key):
+                logger.warning("%s: a stale bundle generation kept, as a legal hold covers it", key)
+            else:
+                try:
+                    store.delete(key)
+                    deleted.append(key)
+                    continue
+                except ObjectLocked:
+                    logger.warning("%s: a stale bundle generation kept, as the store locks it", key)
+            if kept is not None:
+                kept.append(key)
     return deleted
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -74,6 +75,8 @@ class EndpointCompaction:
     written: bool = False  # a new generation was written by this run
     deleted: int = 0  # loose objects deleted
     generations_deleted: int = 0
+    generations_kept: list[str] = field(default_factory=list)  # stale generations a legal hold or store lock kept
+    vanished: list[str] = field(default_factory=list)  # loose keys deleted (an erasure) while this run packed them
     held: list[str] = field(default_factory=list)  # loose keys left loose because a legal hold covers them
     held_bundle: str | None = None  # the hold that kept the live bundle from being replaced
 
@@ -122,6 +125,12 @@ class CompactionResult:
         )
         if self.held_left_loose:
             text += f"; {len(self.held_left_loose):,} held key(s) left loose (a legal hold forbids deleting them)"
+        kept = sum(len(e.generations_kept) for e in self.endpoints.values())
+        if kept:
+            text += f"; {kept:,} stale bundle generation(s) kept (a legal hold or store lock forbids deleting them)"
+        vanished = sum(len(e.vanished) for e in self.endpoints.values())
+        if vanished:
+            text += f"; {vanished:,} object(s) deleted meanwhile (an erasure) were left out of the bundle"
         if self.skipped:
             text += f"; {len(self.skipped):,} key(s) outside the raw layout left loose"
         return text
@@ -276,21 +285,47 @@ def _compact_endpoint(  # noqa: C901 - the steps of one (day, endpoint), in the 
     loose_bytes = {targets[k]: (_sha(b), b) for k, b in bodies.items()}
     superseded = [key for _, key in generations]
     if fresh:
-        new_key = bundle_key(archive_prefix, day, endpoint, generations[-1][0] + 1 if generations else 1)
-        items = [*(live if live is not None else []), *fresh]
-        write_bundle(store, new_key, items)
-        crashpoint("compaction.bundle.written")  # written, not yet verified; nothing deleted
-        expected = {m.key: (m.sha256, b) for m, b in items} | loose_bytes
-        holding = _verify(store, new_key, expected, complete=True)
-        outcome.bundle, outcome.bundle_bytes, outcome.written = new_key, _size(store, new_key), True
-    elif live is not None:
+        generation = generations[-1][0] + 1 if generations else 1
+        base = list(live) if live is not None else []
+        new_key, holding = _write_verified(store, bundle_key(archive_prefix, day, endpoint, generation),
+                                           [*base, *fresh], loose_bytes)  # fmt: skip
+        # A loose key deleted while this run read and wrote it (an erasure, which found no bundle holding it yet)
+        # must not come back inside the bundle: the next generation is written without it, then this one goes.
+        while gone := _vanished(store, targets):
+            outcome.vanished += gone
+            dropped = {targets.pop(key) for key in gone}
+            for key in gone:
+                del bodies[key]
+            loose_bytes = {k: v for k, v in loose_bytes.items() if k not in dropped}
+            fresh = [(m, b) for m, b in fresh if m.key not in dropped]
+            tainted = new_key
+            if fresh:
+                generation += 1
+                new_key, holding = _write_verified(store, bundle_key(archive_prefix, day, endpoint, generation),
+                                                   [*base, *fresh], loose_bytes)  # fmt: skip
+            store.delete(tainted)  # it holds the deleted objects' bytes
+            crashpoint("compaction.tainted.deleted")
+            if not fresh:
+                break
+        outcome.packed = len(targets)
+        outcome.packed_bytes = sum(len(b) for b in bodies.values())
+        if fresh:
+            outcome.bundle, outcome.bundle_bytes, outcome.written = new_key, _size(store, new_key), True
+    if not fresh:  # nothing new to pack (or all of it deleted meanwhile): the live bundle, if any, stays
+        if live is None:
+            return
         superseded = superseded[:-1]
         holding = _verify(store, live.key, loose_bytes, complete=False) if loose_bytes else set(members)
-    else:
-        return
     for key in superseded:  # older generations: deleted only when the live one holds all of their members
         if all(m.key in holding for m in read_bundle(store, key).members):
-            store.delete(key)
+            if held.covers(key):  # a hold on the bundle's key forbids deleting it, stale or not
+                outcome.generations_kept.append(key)
+                continue
+            try:
+                store.delete(key)
+            except ObjectLocked:  # the store's own legal hold or retention on it
+                outcome.generations_kept.append(key)
+                continue
             outcome.generations_deleted += 1
             crashpoint("compaction.generation.deleted")
     keys = list(targets)
@@ -307,6 +342,25 @@ def _compact_endpoint(  # noqa: C901 - the steps of one (day, endpoint), in the 
                 except ObjectLocked:
                     outcome.held.append(key)
         crashpoint("compaction.loose.deleted")  # some loose objects of the endpoint deleted, others not yet
+
+
+def _write_verified(
+    store: ObjectStore, key: str, items: list[tuple[Member, bytes]], loose_bytes: dict[str, tuple[str, bytes]]
+) -> tuple[str, set[str]]:
+    """Write bundle ``key`` of ``items`` and read it back against them and the loose objects' bytes."""
+    write_bundle(store, key, items)
+    crashpoint("compaction.bundle.written")  # written, not yet verified; nothing deleted
+    expected = {m.key: (m.sha256, b) for m, b in items} | loose_bytes
+    return key, _verify(store, key, expected, complete=True)
+
+
+def _vanished(store: ObjectStore, targets: dict[str, str]) -> list[str]:
+    """The packed loose keys no longer in the store (one listing of their common prefix, not a request each)."""
+    if not targets:
+        return []
+    prefix = os.path.commonprefix(list(targets))
+    present = {info.key for info in store.list(prefix)}
+    return sorted(key for key in targets if key not in present)
 
 
 def _size(store: ObjectStore, key: str) -> int:
