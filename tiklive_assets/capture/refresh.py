@@ -17,7 +17,10 @@ publication time read once from its archived sidecar, no credit) and asks for it
   ``…-http404`` is what the warehouse's ``tombstones`` read); it is never asked again.
 - **Purging gone content** (``tombstones.purge_raw_after_days``, off by default): a gone video's raw detail
   answers, comment pages and media are deleted that many days after it was first seen missing, except what a
-  legal hold covers; the 404 answers stay (they are the record of the deletion and hold no content).
+  legal hold covers; the 404 answers stay (they are the record of the deletion and hold no content). By then its
+  day is often compacted: its raw objects are then removed from their bundle by writing the bundle's verified next
+  generation without them (the other members keep their bytes), and a held bundle is left whole. A video is marked
+  purged only when none of its content is left anywhere; until then each run tries again.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from tiklive_assets.capture.raw_archive import RawArchive
 from tiklive_assets.capture.session import CaptureSession
 from tiklive_assets.capture.videos import SYSTEMIC
+from tiklive_assets.compliance.legal_hold import HoldSet
 from tiklive_assets.state.refresh import Followed, RefreshState
 from tiklive_assets.storage import NotFound
+from tiklive_assets.storage.bundles import Member
 from tiklive_assets.storage.keys import RAW_PREFIX, raw_key, refresh_slug, split_raw_key
 from tiklive_assets.tikliveapi.client import ApiResponse, aweme_id_from_url
 from tiklive_assets.tikliveapi.endpoints import POST_COMMENT_REPLIES, POST_COMMENTS, POST_DETAIL
@@ -89,7 +95,8 @@ class RefreshReport:
     order: list[tuple[str, float]] = field(default_factory=list)  # (aweme_id, age) in the order they were asked
     claims_recovered: int = 0  # claims of a killed run settled from what the archive holds
     purged_objects: int = 0
-    purge_held: int = 0  # objects a legal hold kept
+    purge_held: int = 0  # objects a legal hold kept (loose, or members of a held bundle)
+    purge_left: list[str] = field(default_factory=list)  # gone videos with content left: not purged, retried
     budget_stop: CreditBudgetExhausted | None = None
     systemic_error: str | None = None
 
@@ -260,38 +267,98 @@ def refresh_videos(session: CaptureSession, *, now: datetime | None = None) -> R
     return report
 
 
-def _content_keys(session: CaptureSession, aweme_id: str) -> Iterator[str]:
+def _content_keys(session: CaptureSession, aweme_id: str) -> tuple[list[str], dict[str, set[str]]]:
     """The raw objects about one post that hold its content (details and comment pages, not its 404 answers) and
-    its media, found through the state database's record of its files and the days it was asked about."""
+    its media, found through the state database's record of its files and the days it was asked about: the loose
+    keys, and the live bundles holding the rest (bundle key -> the post's member keys). A compacted day's objects
+    are bundle members, not loose objects."""
+    from tiklive_assets.compliance.bundled import bundles_of_keys, iter_members
+
     files = session.state.files_for(aweme_id)
-    yield from (record.storage_key for record in files)
+    loose = [record.storage_key for record in files]
+    bundled: dict[str, set[str]] = {}
+    for bundle, found in bundles_of_keys(session.store, loose).items():
+        bundled.setdefault(bundle, set()).update(found)
     days = {record.ingest_date for record in files if record.ingest_date}
     days |= {day for _, _, day, _, _, _ in RefreshState(session.state).points(aweme_id=aweme_id) if day}
     prefix = session.archive.prefix or RAW_PREFIX
+
+    def content(key: str) -> bool:
+        parts = split_raw_key(key, prefix)
+        return (
+            parts is not None
+            and parts.entity == aweme_id
+            and "-http404" not in parts.slug
+            and ("-error-" not in parts.slug)
+        )
+
     for day in sorted(days):
         for endpoint in (POST_DETAIL, POST_COMMENTS, POST_COMMENT_REPLIES):
             folder = f"{prefix}/{day:%Y/%m/%d}/{endpoint.name}/{aweme_id}"
-            for info in session.store.list(folder):
-                parts = split_raw_key(info.key, prefix)
-                if parts is None or parts.entity != aweme_id or "-http404" in parts.slug or "-error-" in parts.slug:
-                    continue
-                yield info.key
+            loose.extend(info.key for info in session.store.list(folder) if content(info.key))
+            for live, member in iter_members(session.store, folder):
+                if content(member.key):
+                    bundled.setdefault(live.key, set()).add(member.key)
+    return list(dict.fromkeys(loose)), bundled
+
+
+def _unless(member: Member, body: bytes, gone: set[str]) -> bytes | None:
+    return None if member.key in gone else body
+
+
+def _purge_bundled(session: CaptureSession, holds: HoldSet, bundled: dict[str, set[str]], report: RefreshReport) -> int:
+    """Remove the members ``bundled`` names from their bundles by writing each bundle's verified next generation
+    (the other members keep their exact bytes), as an erasure does; a bundle a legal hold keeps (a hold on it or on
+    any member) is left as it is. Returns how many of the members are left (held, or the rewrite did not
+    complete)."""
+    from tiklive_assets.compliance.bundled import RewriteFailed, bundle_hold, rewrite_bundle
+
+    left = 0
+    for bundle, keys in sorted(bundled.items()):
+        if bundle_hold(holds, session.store, bundle) is not None:
+            report.purge_held += len(keys)
+            left += len(keys)
+            continue
+        try:
+            result = rewrite_bundle(session.store, bundle, partial(_unless, gone=keys))
+        except (RewriteFailed, NotFound) as exc:  # the old generation is kept; the next run tries again
+            log.warning("purge: %s not rewritten (%s); retried next run", bundle, exc)
+            left += len(keys)
+            continue
+        if result.conflict:
+            log.warning("purge: %s got a new generation concurrently; retried next run", bundle)
+            left += len(keys)
+            continue
+        report.purged_objects += len(result.removed)
+    return left
 
 
 def purge_gone(session: CaptureSession, refresh: RefreshState, gone_before: datetime, report: RefreshReport) -> None:
-    """Delete the content of videos gone since before ``gone_before``, except what a legal hold covers."""
+    """Delete the content of videos gone since before ``gone_before`` (loose objects, and bundle members by a
+    rewrite of their bundle), except what a legal hold covers. A video is marked purged only once none of its
+    content is left, loose or bundled; until then it stays due and is tried again by the next run."""
     from tiklive_assets.compliance.legal_hold import LegalHolds
 
     holds = LegalHolds(session.state).snapshot()
     for gone in refresh.gone(before=gone_before):
-        held = 0
-        for key in dict.fromkeys(_content_keys(session, gone.aweme_id)):
+        left = 0
+        loose, bundled = _content_keys(session, gone.aweme_id)
+        for key in loose:
             if holds.covers(key) is not None:
-                held += 1
+                if session.store.exists(key):
+                    report.purge_held += 1
+                    left += 1
                 continue
             if session.store.exists(key):
                 session.store.delete(key)
                 report.purged_objects += 1
-        report.purge_held += held
-        if not held:  # a held object keeps the video due: it is purged once the hold is released
+        left += _purge_bundled(session, holds, bundled, report)
+        if not left:  # what was loose may have been packed meanwhile: purged only when nothing is left anywhere
+            again_loose, again_bundled = _content_keys(session, gone.aweme_id)
+            left = sum(session.store.exists(key) for key in again_loose) + sum(map(len, again_bundled.values()))
+        if left:
+            report.purge_left.append(gone.aweme_id)
+            log.warning("purge: %s keeps %d content object(s) (held or not rewritten): retried next run",
+                        gone.aweme_id, left)  # fmt: skip
+        else:
             refresh.mark_purged(gone.aweme_id)
