@@ -8,14 +8,19 @@
   read again here for the API's message), or answered a profile marked ``privateAccount`` (reason
   ``private account``, from the day's ``users`` and ``user_snapshots`` rows).
 
-A pure function of the day's archived objects, like every table: a replay of the day rebuilds the same rows.
+A pure function of the day's archived objects (loose or compacted into bundles), like every table: a replay of
+the day rebuilds the same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date, datetime
+
 import pyarrow as pa
 
 from tiklive_assets.storage import NotFound, ObjectStore
+from tiklive_assets.storage.bundles import Bundle, live_bundles_of_day, locate, read_bundle, read_member
 from tiklive_assets.storage.keys import RAW_PREFIX, parse_refresh_slug, split_raw_key
 from tiklive_assets.tikliveapi.endpoints import USERID, USERINFO_BY_ID, USERINFO_BY_USERNAME
 
@@ -44,11 +49,11 @@ def _gone_slug(slug: str) -> tuple[str, int] | None:
     return None
 
 
-def video_rows(dead_letters: pa.Table) -> list[tuple]:
-    """A tombstone per refreshed video the day's dead letters say is gone."""
+def video_rows(dead_letters: pa.Table, prefix: str = RAW_PREFIX) -> list[tuple]:
+    """A tombstone per refreshed video the day's dead letters (keys under ``prefix``) say is gone."""
     rows = []
     for letter in dead_letters.to_pylist():
-        parts = split_raw_key(letter["source_key"])
+        parts = split_raw_key(letter["source_key"], prefix)
         if parts is None:
             continue
         gone = _gone_slug(parts.slug)
@@ -61,23 +66,50 @@ def video_rows(dead_letters: pa.Table) -> list[tuple]:
     return rows
 
 
-def account_rows(store: ObjectStore, day_prefix: str, prefix: str = RAW_PREFIX) -> list[tuple]:
-    """A tombstone per tracked account whose profile capture of the day answered not found or private."""
+def _gone_objects(store: ObjectStore, day: date, endpoint: str, prefix: str) -> Iterator[tuple[str, bytes, datetime]]:
+    """(key, gzip bytes, fetched_at) of the day's gone answers of ``endpoint``, loose or packed in its live bundle
+    (a compacted day), each key once: a key both loose and bundled (mid-compaction, equal bytes) is read from the
+    bundle, as every replay reads it. Only the gone answers' bodies are read (the bundle's index names the rest)."""
+    found: dict[str, tuple[datetime, Bundle | None]] = {}
+    for info in store.list(f"{raw_day_prefix(day, prefix)}{endpoint}/"):
+        found[info.key] = (info.last_modified, None)
+    holder = live_bundles_of_day(store, day, prefix).get(endpoint)
+    if holder is not None:
+        bundle = read_bundle(store, holder)
+        for member in bundle.members:
+            found[member.key] = (member.fetched_at, bundle)
+    for key in sorted(found):
+        parts = split_raw_key(key, prefix)
+        if parts is None or _gone_slug(parts.slug) is None:
+            continue
+        fetched_at, source = found[key]
+        try:
+            if source is not None:
+                yield key, source.body(key), fetched_at
+                continue
+            yield key, store.get_bytes(key), fetched_at
+        except NotFound:  # packed and deleted since the listing, or erased: from its bundle if any
+            packed = locate(store, key)
+            if packed is not None:
+                yield key, read_member(store, packed, key), fetched_at
+
+
+def account_rows(store: ObjectStore, day: date, prefix: str = RAW_PREFIX) -> list[tuple]:
+    """A tombstone per tracked account whose profile capture of the day answered not found (loose or compacted)."""
     rows = []
     for endpoint, id_kind in _PROFILES.items():
-        for info in store.list(f"{day_prefix}{endpoint}/"):
-            parts = split_raw_key(info.key, prefix)
+        for key, gz, fetched_at in _gone_objects(store, day, endpoint, prefix):
+            parts = split_raw_key(key, prefix)
             gone = _gone_slug(parts.slug) if parts is not None else None
             if gone is None:
                 continue
             try:
-                gz = store.get_bytes(info.key)
                 reason = _reason(decode(gz))
-            except (NotFound, UnreadableObject):
+            except UnreadableObject:
                 continue
             entity = gone[0]
             handle = entity.lower() if id_kind == "handle" else None
-            rows.append(("account", entity, handle, reason, gone[1], info.key, captured_micros(gz, info.last_modified)))
+            rows.append(("account", entity, handle, reason, gone[1], key, captured_micros(gz, fetched_at)))
     return rows
 
 
@@ -94,12 +126,14 @@ def private_rows(users: pa.Table, snapshots: pa.Table) -> list[tuple]:
     return rows
 
 
-def tombstones(store: ObjectStore, day, tables: dict[str, pa.Table], prefix: str = RAW_PREFIX) -> dict[str, pa.Table]:
+def tombstones(
+    store: ObjectStore, day: date, tables: dict[str, pa.Table], prefix: str = RAW_PREFIX
+) -> dict[str, pa.Table]:
     """``tables`` (a parsed day) with its ``tombstones`` table added; the first sighting of the day per key."""
     found: dict[tuple[str, str], tuple] = {}
     found_rows = (
-        video_rows(tables["dead_letters"])
-        + account_rows(store, raw_day_prefix(day, prefix), prefix)
+        video_rows(tables["dead_letters"], prefix)
+        + account_rows(store, day, prefix)
         + private_rows(tables["users"], tables["user_snapshots"])
     )
     for row in sorted(found_rows, key=lambda r: r[:2] + (r[6], r[5])):

@@ -47,8 +47,9 @@ def warehouse_statements(
     def hnd(col: str) -> Condition | None:
         return _in(f"lower({col})", handles) if handles else None
 
+    account = _or([uid("id"), hnd("handle")])
     plan: list[tuple[str, list[Condition | None], str | None]] = [
-        # table, base conditions, column holding aweme ids of the user's posts
+        # table, base conditions, column (or expression) holding aweme ids of the user's posts
         ("post_metrics_history", [], "aweme_id"),
         ("hashtags", [uid("author_id")], "aweme_id"),
         ("dead_letters", [], "aweme_id"),
@@ -58,6 +59,12 @@ def warehouse_statements(
         ("users", [uid("user_id"), hnd("handle")], None),
         ("follow_edges", [uid("user_id"), uid("other_id"), hnd("other_handle")], None),
         ("archive_index", [uid("user_id"), hnd("handle")], "aweme_id"),
+        # an account row is the user (id, or the handle that stopped resolving); a video row is one of their posts
+        (
+            "tombstones",
+            [(f"kind = 'account' AND ({account[0]})", account[1]) if account else None],
+            "CASE WHEN kind = 'video' THEN id END",
+        ),
     ]
     if handles:
         videos_of = f"id IN (SELECT id FROM research_videos WHERE {_in('lower(username)', handles)[0]})"
