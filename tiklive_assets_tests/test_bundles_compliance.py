@@ -265,3 +265,25 @@ def test_erasure_of_a_compacted_day_on_s3(moto_endpoint: str, s3_bucket: str, tm
     assert bundled_mentions(store) == [] and keys["hashtag"] in report.redacted
     assert {k: v for k, v in after.items() if k not in planned} == {k: v for k, v in before.items() if k not in planned}
     assert not [i.key for i in store.list("tiklive-bundles/") if parse_bundle_key(i.key) is None]  # no stray copies
+
+
+def test_a_day_compacted_while_an_erasure_deletes_keeps_none_of_the_user_in_its_bundles(tmp_path, monkeypatch) -> None:
+    """Compaction packs the day after the erasure planned over loose objects and before it deleted them: the
+    erasure finds the bundles that now hold its keys and rewrites them, so nothing of the user is left."""
+    import tiklive_assets.compliance.erasure.execute as execute
+
+    store = LocalStore(tmp_path / "archive")
+    build_archive(store, [DAY])
+    packed: list[list[str]] = []
+
+    def compact_meanwhile(name: str) -> None:  # the first object deleted, then the whole day compacted
+        if name == "erasure.object.done" and not packed:
+            packed.append(compact_day(store, DAY))
+
+    monkeypatch.setattr(execute, "crashpoint", compact_meanwhile)
+    with StateDB.from_url(f"sqlite:///{tmp_path / 'state.sqlite'}") as state:
+        report = erase_user(store, None, BOB.id, "bob", dry_run=False, state=state, use_index=False)
+    assert packed and packed[0] and report.keys and not report.rewrite_conflicts
+    assert bundled_mentions(store) == []
+    assert find_objects_for_user(store, user_id=BOB.id, handle="bob") == []
+    assert raw_key(DAY, "userinfo-by-id", ALICE.id) in every_member(store)

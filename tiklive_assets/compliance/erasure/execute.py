@@ -194,6 +194,10 @@ def erase_user(
         else:
             _rewrite_redacted(store, obj, matcher, report)
         crashpoint("erasure.object.done")
+    # A day compacted while this erasure ran may have packed planned keys after the plan looked for their bundles:
+    # looked for again now that the loose copies are gone (compaction checks its packed keys are still there after
+    # writing a bundle, so one of the two always sees the other), and those bundles are rewritten too.
+    also_bundled(store, plan)
     for rewrite in rewrite_bundles(store, plan, lambda member, body: _redact_member(member.key, body, matcher, report)):
         if rewrite.conflict:
             report.rewrite_conflicts.append(rewrite.old)
