@@ -73,7 +73,7 @@ def rewrite_bundles(
     return done
 
 
-def finish_bundle_rewrites(store: ObjectStore) -> list[str]:
+def finish_bundle_rewrites(store: ObjectStore, holds: HoldSet | None = None) -> list[str]:
     """Delete the old generations an interrupted rewrite left (the new one reads back intact): they may still
-    hold an erased user's objects. Returns the keys deleted."""
-    return settle_generations(store)
+    hold an erased user's objects. A generation a legal hold covers is kept. Returns the keys deleted."""
+    return settle_generations(store, holds=holds)

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
@@ -155,7 +155,7 @@ def erase_user(
         handles=sorted(matcher.handles),
     )
     if not dry_run:  # first put back what an interrupted erasure left half rewritten, so this plan sees it
-        _finish_interrupted(store, report.request_id)
+        _finish_interrupted(store, report.request_id, as_holdset(holds))
     found = (
         plan_with_index(store, matcher, aweme_ids=aweme, workers=workers, verify_scan=verify_scan)
         if use_index
@@ -187,20 +187,14 @@ def erase_user(
 
     log_key = f"{ERASURE_LOG_PREFIX}{report.started_at}-{report.request_id}"
     write_log(state, log_key, report, matcher, "started", plan.aweme_ids)
-    for key in sorted(plan.objects):
-        obj = plan.objects[key]
-        if obj.action == "delete":
-            store.delete(key)
-        else:
-            _rewrite_redacted(store, obj, matcher, report)
-        crashpoint("erasure.object.done")
-    # A day compacted while this erasure ran may have packed planned keys after the plan looked for their bundles:
-    # looked for again now that the loose copies are gone (compaction checks its packed keys are still there after
-    # writing a bundle, so one of the two always sees the other), and those bundles are rewritten too.
-    also_bundled(store, plan)
-    for rewrite in rewrite_bundles(store, plan, lambda member, body: _redact_member(member.key, body, matcher, report)):
-        if rewrite.conflict:
-            report.rewrite_conflicts.append(rewrite.old)
+    _erase_archive(
+        store,
+        plan,
+        matcher,
+        report,
+        as_holdset(holds),
+        lambda outcome: write_log(state, log_key, report, matcher, outcome, plan.aweme_ids),
+    )
     if use is not None:
         report.index_parts_pruned = _prune_index(store, use.indexed_days, matcher, plan)
     _count_rows(warehouse, statements, report, delete=True)
@@ -212,16 +206,47 @@ def erase_user(
     return report
 
 
-def _finish_interrupted(store: ObjectStore, request_id: str) -> None:
+def _erase_archive(
+    store: ObjectStore,
+    plan: ErasurePlan,
+    matcher: UserMatcher,
+    report: ErasureReport,
+    holdset: HoldSet,
+    log: Callable[[str], None],
+) -> None:
+    """The archive's part: planned loose objects deleted or rewritten redacted, then the bundles holding planned
+    keys rewritten without them (a bundle found only now, and under a hold, stops the erasure as incomplete)."""
+    for key in sorted(plan.objects):
+        obj = plan.objects[key]
+        if obj.action == "delete":
+            store.delete(key)
+        else:
+            _rewrite_redacted(store, obj, matcher, report)
+        crashpoint("erasure.object.done")
+    # A day compacted while this erasure ran may have packed planned keys after the plan looked for their bundles:
+    # looked for again now that the loose copies are gone (compaction checks its packed keys are still there after
+    # writing a bundle, so one of the two always sees the other), and those bundles are rewritten too.
+    also_bundled(store, plan)
+    late_holds = _covering_holds(report, plan, holdset, store)
+    if report.held:  # a bundle found only now is under a hold: leave it whole, and say the erasure is not complete
+        log("incomplete")
+        raise LegalHoldError(f"erase a user ({len(plan.objects)} object(s))", report.held, late_holds)
+    for rewrite in rewrite_bundles(store, plan, lambda member, body: _redact_member(member.key, body, matcher, report)):
+        if rewrite.conflict:
+            report.rewrite_conflicts.append(rewrite.old)
+
+
+def _finish_interrupted(store: ObjectStore, request_id: str, holdset: HoldSet) -> None:
     """Redacted rewrites an interrupted erasure left half done are finished; bundle generations it replaced (the
-    new one written and verified, the old one, which may still hold the user's objects, not yet deleted) go."""
+    new one written and verified, the old one, which may still hold the user's objects, not yet deleted) go, except
+    those a legal hold covers."""
     for key in finish_pending_rewrites(store):
         logger.warning(
             "erasure %s: finished the redacted rewrite of %s that an interrupted erasure left half done",
             request_id,
             key,
         )
-    for key in finish_bundle_rewrites(store):
+    for key in finish_bundle_rewrites(store, holdset):
         logger.warning("erasure %s: deleted %s, a bundle generation already replaced", request_id, key)
 
 
