@@ -191,9 +191,6 @@ class ResearchConfig(_Strict):
         ge=1,
         description="the platform's terms: research records are refreshed at least this often (at most 15 days old)",
     )
-    delete_unavailable: bool = Field(
-        True, description="the platform's terms: delete research records the API no longer returns on a refresh"
-    )
 
     @field_validator("usernames", "hashtags", "keywords", "regions", mode="before")
     @classmethod
