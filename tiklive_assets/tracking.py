@@ -189,7 +189,8 @@ class ResearchConfig(_Strict):
     refresh_days: int = Field(
         15,
         ge=1,
-        description="the platform's terms: research records are refreshed at least this often (at most 15 days old)",
+        le=15,
+        description="the platform's terms: research records are refreshed at least every 15 days (1-15)",
     )
 
     @field_validator("usernames", "hashtags", "keywords", "regions", mode="before")
