@@ -149,48 +149,27 @@ def post(  # noqa: C901
         # in the posts table's column order; storage_key, bytes and archived_at (None here) are filled in by
         # tables() for the few posts whose media the day archived
         day = p.day
-        if images is None:
-            row = (
-                aweme_id,
-                author_id,
-                handle,
-                title,
-                region,
-                duration,
-                created,
-                play,
-                digg,
-                comment,
-                share,
-                music_id,
-                None,
-                None,
-                None,
-                day,
-                "video",
-                0,
-            )
-        else:
-            row = (
-                aweme_id,
-                author_id,
-                handle,
-                title,
-                region,
-                duration,
-                created,
-                play,
-                digg,
-                comment,
-                share,
-                music_id,
-                None,
-                None,
-                None,
-                day,
-                "photo",
-                len(images),
-            )
+        photos = 0 if images is None else len(images)
+        row = (
+            aweme_id,
+            author_id,
+            handle,
+            title,
+            region,
+            duration,
+            created,
+            play,
+            digg,
+            comment,
+            share,
+            music_id,
+            None,
+            None,
+            None,
+            day,
+            "video" if images is None else "photo",
+            photos,
+        )
         posts[aweme_id] = (rank, row)
         if music is not None and music_id is not None:
             _sound(p, rows["music"], music, music_id, captured, key)
