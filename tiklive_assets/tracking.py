@@ -166,6 +166,20 @@ class Capture(_Strict):
         description="how often a run renews its claims; "
         "a run silent for 3 of these (or whose process is gone) loses them",
     )
+    # Read by the daily capture schedule at each tick (defs/capture/jobs.py), never by a run: a UI backfill or a
+    # run launched by hand is one run per partition whatever this says. Workers split the day's walks and queued
+    # videos by claims in the state database, so N runs send the requests one run sends (never more credits), under
+    # the plan's one rate window; they only finish sooner. They run together only as far as the Dagster instance
+    # lets them: the `tiklive_api` pool limit (`dagster instance concurrency set tiklive_api N`) and
+    # `concurrency.runs.max_concurrent_runs` in dagster.yaml; below that, the extra runs wait in the queue.
+    workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="capture runs the daily schedule launches for the day (one by default); more than 1 needs "
+        "the tiklive_api pool limit raised to match, and across hosts a shared state database "
+        "(TIKLIVE_STATE_URL), rate window (TIKLIVE_RATELIMIT_URL) and archive",
+    )
 
 
 class ResearchConfig(_Strict):

@@ -1,4 +1,24 @@
-"""Capture jobs and schedules: today's capture every day, the janitor and the mirror repair every hour."""
+"""Capture jobs and schedules: today's capture every day, the janitor and the mirror repair every hour.
+
+Today's capture is one run, or ``capture.workers`` runs of the same partition that split the day between them
+(claims in the state database: each walk and each queued video is taken by one run before its first request, so
+the runs together send what one run sends, under the plan's one rate window). The schedule only queues them; the
+Dagster instance decides how many run at once:
+
+* the run queue (``concurrency.runs.max_concurrent_runs`` in dagster.yaml) bounds runs of every kind;
+* every capture step is in the ``tiklive_api`` pool, whose limit (``dagster instance concurrency set tiklive_api
+  N``; ``concurrency.pools.default_limit`` for pools without one) bounds capture steps across all runs, and the
+  queued run coordinator keeps a capture run queued while every slot is taken or waited for. With a limit of 1 the
+  workers take turns on the one slot, which gains nothing over one run; give the pool at least ``workers`` slots;
+* one host: the default state database and rate window (SQLite files under TIKLIVE_HOME) are shared by every run
+  of the host, so raising the pool limit to ``workers`` is all it takes;
+* many hosts (a run launcher that starts runs elsewhere): every run must share the state database
+  (TIKLIVE_STATE_URL=postgresql://...), the rate window (TIKLIVE_RATELIMIT_URL=redis://... or postgresql://...)
+  and the archive (S3), or the runs would buy the same pages and overrun the plan.
+
+A backfill launched from the UI, or a run launched by hand, is one run per partition whatever ``capture.workers``
+says: only the schedule's tick multiplies runs.
+"""
 
 from datetime import timedelta
 
@@ -9,6 +29,7 @@ from tiklive_assets.defs.capture.assets import CAPTURE_ASSETS
 from tiklive_assets.defs.resources import ArchiveStoreResource, DataRootResource, TrackingConfigResource
 from tiklive_assets.defs.scheduling import HOUR, asset_job, tick_schedule
 from tiklive_assets.defs.verification.checks import NIGHTLY_CHECKS
+from tiklive_assets.tracking import ConfigError
 
 daily_capture_job = asset_job(
     "daily_capture",
@@ -17,6 +38,17 @@ daily_capture_job = asset_job(
     description="Today's capture: profiles, discovery, videos, follow graph, comments.",
 )
 
+
+def capture_workers() -> int:
+    """``capture.workers`` of the tracking config, read at each tick. A config that cannot be read counts as one
+    worker: that run fails at its preflight with the file, line and field, where the run-failure alert sees it (a
+    schedule tick that failed instead would launch nothing, and say so only on the schedule's page)."""
+    try:
+        return TrackingConfigResource().load().capture.workers
+    except ConfigError:
+        return 1
+
+
 # today's partition once a day: the API only serves the present
 daily_capture_schedule = tick_schedule(
     daily_capture_job,
@@ -24,8 +56,11 @@ daily_capture_schedule = tick_schedule(
     name="daily_capture_schedule",
     run_key="daily-capture",
     partition_days_back=0,
+    workers=capture_workers,
     description="Captures today's partition at 03:15 UTC, so it has landed by 06:00: TikLiveAPI serves only "
-    "the present, so a day not captured on the day is lost. Rerunning it fetches only what is new.",
+    "the present, so a day not captured on the day is lost. Rerunning it fetches only what is new. With "
+    "capture.workers above 1 it queues that many runs of the day (tag tiklive/worker), which split the work and "
+    "run together as far as the tiklive_api pool limit allows; a backfill stays one run per partition.",
 )
 
 
