@@ -5,6 +5,9 @@ statements end with ``;`` and may span lines, ``.tables`` lists the views, ``.mo
 output, ``.quit`` (or Ctrl-D) leaves, and history is kept in ``~/.tiklive_sql_history``. ``-c "SELECT ..."`` runs
 one query and exits (0, or 1 with the error), for scripts. The file is opened read-only, so nothing an analyst
 types can change the marts (they are rebuilt from the warehouse by every run anyway).
+
+``--remote s3://bucket/prefix`` opens the same marts over the exports published beside an archive on S3 (DuckDB's
+httpfs reads them in place, nothing is copied): :mod:`tiklive_assets.warehouse.remote`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ EXAMPLES = (
     "tiklive sql",
     'tiklive sql -c "SELECT handle, followers FROM follower_growth ORDER BY day DESC LIMIT 5"',
     'tiklive sql --csv -c "SELECT * FROM top_hashtags" > hashtags.csv',
+    'tiklive sql --remote "s3://team-archive/tiklive?endpoint_url=https://ACCOUNT.r2.cloudflarestorage.com"',
+)
+REMOTE_HELP = (
+    "query the exports published beside an archive on S3 instead of the local marts: s3://bucket/prefix "
+    "(?endpoint_url=...&region=... optional; default TIKLIVE_S3_ENDPOINT_URL and TIKLIVE_S3_REGION); without a "
+    "URL, the archive's TIKLIVE_ARCHIVE_BUCKET and TIKLIVE_ARCHIVE_PREFIX. Credentials: the usual AWS chain "
+    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, a profile or a role), never printed or stored"
 )
 
 
@@ -58,6 +68,7 @@ def add_parser(sub: argparse._SubParsersAction, epilog: str = EPILOG) -> None:
         help="run this SQL (one or more statements), print the last result and exit",
     )
     sql.add_argument("--csv", action="store_true", help="print results as CSV (with a header line)")
+    sql.add_argument("--remote", nargs="?", const="", default=None, metavar="S3_URL", help=REMOTE_HELP)
     add_home(sql)
 
 
@@ -66,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     from tiklive_assets.warehouse.marts import default_marts_path
 
+    if args.remote is not None:
+        return run_remote(args)
     path = default_marts_path(use_location(args).home)
     if not path.is_file():
         return fail(
@@ -89,6 +102,30 @@ def run(args: argparse.Namespace) -> int:
         return shell.repl(path)
     finally:
         con.close()
+
+
+def run_remote(args: argparse.Namespace) -> int:
+    """The shell over the marts on S3: views built for this session over the published exports, read-only."""
+    import duckdb
+
+    from tiklive_assets.storage import InvalidStoreUrl, StoreError
+    from tiklive_assets.warehouse import WarehouseError
+    from tiklive_assets.warehouse.remote import RemoteExports, remote_marts
+
+    use_location(args)
+    where = "the archive bucket"
+    try:
+        remote = RemoteExports.from_url(args.remote) if args.remote else RemoteExports.from_settings()
+        where = f"{remote.url}/exports/"
+        with remote_marts(remote) as con:
+            shell = Shell(con, mode="csv" if args.csv else "table")
+            if args.sql is not None:
+                return 0 if shell.execute(args.sql) else 1
+            return shell.repl(where)
+    except (InvalidStoreUrl, StoreError, WarehouseError) as exc:
+        return fail(str(exc), EXIT_ERROR)
+    except duckdb.Error as exc:  # the views could not read the bucket (refused, unreachable, not Parquet)
+        return fail(f"cannot read the exports under {where}: {exc}", EXIT_ERROR)
 
 
 class Shell:
@@ -217,7 +254,7 @@ class Shell:
 
     # -- the loop --------------------------------------------------------------------------------------------
 
-    def repl(self, path: Path, stdin=None) -> int:
+    def repl(self, path: Path | str, stdin=None) -> int:
         """Read statements and commands until .quit or end of input. Interactive (a terminal): prompts, line
         editing and history; from a pipe: no prompts, and exit 1 if any statement failed."""
         stdin = stdin or sys.stdin
