@@ -7,7 +7,10 @@ session had to spool (responses paid for while the store was down), before any n
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,13 +23,31 @@ from tiklive_assets.tracking import TrackingConfig
 
 
 class StateCreditLedger:
-    """The client's credit ledger, persisted in the state database so every process shares the day's budget."""
+    """The client's credit ledger, persisted in the state database so every process shares the day's budget.
+
+    The client reserves a credit right before it sends each request, after its rate-limit wait and on every retry:
+    the last moment a paid request can still be refused. A capture thread that pays for claimed work installs a
+    check there (``guard``): it renews the claim and raises when the claim is no longer this run's, so the request is
+    never sent (and no credit is recorded), however long the thread waited for its turn in the rate window."""
 
     def __init__(self, state: StateDB, daily_budget: int | None):
         self.state = state
         self.daily_budget = daily_budget
+        self._local = threading.local()
+
+    @contextmanager
+    def guard(self, check: Callable[[], None]) -> Iterator[None]:
+        """While open, this thread's every reserve first calls ``check`` (which raises to refuse the request)."""
+        checks = self._local.__dict__.setdefault("checks", [])
+        checks.append(check)
+        try:
+            yield
+        finally:
+            checks.pop()
 
     def reserve(self, endpoint: str) -> None:
+        for check in getattr(self._local, "checks", ()):
+            check()
         self.state.reserve_credit(datetime.now(UTC).date(), endpoint, self.daily_budget)
 
 
@@ -50,6 +71,19 @@ class CaptureSession:
     @property
     def credits_spent(self) -> int:
         return self.client.credits.total
+
+    @contextmanager
+    def paying_for(self, check: Callable[[], None]) -> Iterator[None]:
+        """Around a paid request for claimed work: ``check`` runs right before each credit is reserved (see
+        ``StateCreditLedger``). A client without the state ledger has no such hook: ``check`` then runs once, on
+        entering."""
+        ledger = getattr(self.client, "credit_ledger", None)
+        if isinstance(ledger, StateCreditLedger):
+            with ledger.guard(check):
+                yield
+        else:
+            check()
+            yield
 
     def cursor_scope(self, endpoint: str, entity: str) -> str:
         """The key of a discovery cursor: one walk per (endpoint, entity, ingest day)."""

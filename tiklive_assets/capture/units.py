@@ -4,9 +4,11 @@ A unit is one listing walk, one account's profile, followers or following, one v
 user id, each for one day. Every capture step registers this process as a claim owner (heartbeating every
 ``capture.claim_heartbeat_seconds``) and claims a unit before its first request; a unit finished by any run is done
 for the day (its ``complete:`` marker, committed with the walk's last cursor) and skipped by every other run. A unit
-held by a live run is left to it; one whose owner died (its process gone from this host) or fell silent for three
-heartbeats is taken over and resumed from the cursor its owner saved after every page. Before each page, the walk
-checks that its claim still holds: a run that was silent long enough to lose it stops, so no page is bought twice.
+held by a live run is left to it: on this host, a run whose process is alive keeps its units however late its
+heartbeat (a loaded machine slows a worker, it does not kill it). One whose owner died (its process gone from this
+host) or, on another host, fell silent for three heartbeats is taken over and resumed from the cursor its owner
+saved after every page. Right before each page is paid for (after the wait for the rate window), the walk renews
+and re-checks its claim in one transaction: a run that lost it stops, so no page is bought twice.
 """
 
 from __future__ import annotations
@@ -118,12 +120,16 @@ class WorkUnits:
         return self.session.state.unit_held(unit, self.session.day, self.owner)
 
     def guarded(self, unit: str, fetch: Callable[..., T]) -> Callable[..., T]:
-        """``fetch`` that first checks the claim on ``unit`` still holds (raises ClaimLost, spending nothing)."""
+        """``fetch`` whose every paid request is preceded (after its rate-limit wait) by a renewal and re-check of the
+        claim on ``unit`` in one transaction: a claim taken over raises ClaimLost, spending nothing."""
+
+        def still_ours() -> None:
+            if not self.session.state.confirm_unit(unit, self.session.day, self.owner):
+                raise ClaimLost(unit)
 
         def call(*args: Any, **kwargs: Any) -> T:
-            if not self.held(unit):
-                raise ClaimLost(unit)
-            return fetch(*args, **kwargs)
+            with self.session.paying_for(still_ours):  # renewed and re-checked right before each credit
+                return fetch(*args, **kwargs)
 
         return call
 

@@ -5,8 +5,10 @@ the id (one more credit) and retries once. Files stream in chunks to a ``.part``
 whatever the size) and only then enter the store, atomically. A 404 from /post-detail/ is a dead letter: the
 credit is spent, and the id is never tried again.
 
-Crash-only: every claim names its owner (this process: run id, host, pid), renewed by a heartbeat while the id is in
-flight, so a killed run's ids go to the next run at once while a live run's are never taken. A detail already
+Crash-only: every claim names its owner (this process: run id, host, pid), renewed by a heartbeat thread, so a
+killed run's ids go to the next run at once while a live run's are never taken (on this host, however late its
+heartbeat). Each paid /post-detail/ request, retries included, is preceded by a renewal and re-check of the claim
+in one transaction (``confirm_claim``), so an id taken over meanwhile is never bought twice. A detail already
 archived today (the kill came after the answer was paid for and stored) is read back from the archive, never
 bought again; every write reaches the store before the state database records it.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from tiklive_assets import progress
 from tiklive_assets.capture.session import CaptureSession
+from tiklive_assets.capture.units import heartbeat_seconds
 from tiklive_assets.crashpoints import crashpoint
 from tiklive_assets.state import ClaimOwner, QueueItem, StateUnavailable
 from tiklive_assets.storage.base import StoreError
@@ -191,6 +194,31 @@ def _resolve(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes]:
     return detail, response.body
 
 
+class ClaimTaken(Exception):
+    """The id's claim is no longer this run's (another run took it over): its /post-detail/ is not bought here."""
+
+
+def _buy_detail(
+    session: CaptureSession, item: QueueItem, report: VideosReport, slots: threading.Semaphore, owner: ClaimOwner | None
+) -> tuple[dict, bytes] | None:
+    """``_resolve`` for a claimed id, or None when nothing more is to be done (dead-lettered, or taken over). Right
+    before the credit is spent (after the waits for a slot and the rate window; before any retry too) the claim is
+    renewed and re-checked in one transaction: a claim no longer ours sends nothing."""
+
+    def still_ours() -> None:
+        if owner is not None and not session.state.confirm_claim(item.aweme_id, owner):
+            raise ClaimTaken(item.aweme_id)
+
+    try:
+        with slots, session.paying_for(still_ours):
+            return _resolve(session, item)
+    except VideoGone as exc:
+        _dead_letter(session, item, exc, report)
+    except ClaimTaken:
+        report.add(claims_lost=1)  # another run holds it now: it pays, not us
+    return None
+
+
 def _archived_detail(session: CaptureSession, item: QueueItem) -> tuple[dict, bytes] | VideoGone | None:
     """Today's archived /post-detail/ answer for the id, if a run (killed before recording it) already paid for it.
 
@@ -255,12 +283,9 @@ def archive_one(
         detail, raw = reused
         report.add(details_reused=1)
     else:
-        try:
-            with api_slots:
-                detail, raw = _resolve(session, item)
-        except VideoGone as exc:
-            _dead_letter(session, item, exc, report)
+        if (bought := _buy_detail(session, item, report, api_slots, owner)) is None:
             return
+        detail, raw = bought
     report.add(resolved=1)
     author = detail.get("author")
     handle = (
@@ -284,12 +309,10 @@ def archive_one(
                 files.clear()
                 if attempt == 2:
                     raise DownloadFailed("CDN URL expired twice in a row") from None
-                try:
-                    with api_slots:
-                        detail, raw = _resolve(session, item)  # one more credit, fresh URLs
-                except VideoGone as exc:  # gone since the first resolution: dead, not retried on every run
-                    _dead_letter(session, item, exc, report)
+                # one more credit, fresh URLs; gone since the first resolution: dead, not retried on every run
+                if (bought := _buy_detail(session, item, report, api_slots, owner)) is None:
                     return
+                detail, raw = bought
                 report.add(re_resolved=1)
         # Every object reaches the store first, then one transaction records them all and marks the id downloaded:
         # a record always names bytes that exist, and a crash before it leaves the id resolved (redone next run).
@@ -310,9 +333,6 @@ def archive_one(
     finally:
         for _, path in files:
             path.unlink(missing_ok=True)
-
-
-DEFAULT_HEARTBEAT_SECONDS = 10.0
 
 
 class _Heartbeat(threading.Thread):
@@ -359,8 +379,7 @@ def archive_pending(
     # Claim just in time, a little more than the workers can take at once.
     batch = batch or 2 * capture.download_concurrency
     lease = timedelta(seconds=capture.claim_lease_seconds)
-    heartbeat = float(getattr(capture, "claim_heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS))
-    owner = ClaimOwner.this_process(run_id, heartbeat)
+    owner = ClaimOwner.this_process(run_id, heartbeat_seconds(session))
     report.run_id = owner.run_id
     api_slots = threading.BoundedSemaphore(capture.api_concurrency)
     unfinished: list[tuple[str, bool]] = []  # (id, refund the attempt: it was never really tried)
@@ -435,7 +454,7 @@ def archive_pending(
     finally:
         beats.stop()
         for aweme_id, refund in unfinished:
-            session.state.release(aweme_id, refund_attempt=refund)
+            session.state.release(aweme_id, refund_attempt=refund, owner=owner)
         session.state.end_owner(owner)
     report.left = left_behind(session, report, capture.max_attempts)
     return report

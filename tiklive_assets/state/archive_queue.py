@@ -1,4 +1,10 @@
-"""The archive queue: ids to capture, claimed by one worker at a time, and the states each id moves through."""
+"""The archive queue: ids to capture, claimed by one worker at a time, and the states each id moves through.
+
+A claimed id is paid for (its /post-detail/ request) only by the owner that holds it: ``confirm_claim`` renews the
+owner and re-checks the claim in one transaction right before each paid request, a claim is taken from an owner of
+this host only once its process is gone (``claims.vouch_for_local`` runs in every claim's transaction), and a
+release names its owner, so a run never frees an id that another run has taken since.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .backends import Tx
+from .claims import vouch_for_local
 from .core import StateCore, batches, utcnow
 from .models import QUEUE_STATES, QueueItem
 from .owners import ClaimOwner
@@ -117,6 +124,7 @@ class QueueState(StateCore):
         now = utcnow()
         lock = " FOR UPDATE OF q SKIP LOCKED" if self.dialect == "postgres" else ""
         with self._tx(write=True) as tx:
+            vouch_for_local(tx, now)  # a late owner of this host whose process lives keeps its ids
             rows = tx.fetchall(
                 "UPDATE archive_queue SET attempts = attempts + 1, lease_until = ?, claim_owner = ?, updated_at = ? "
                 "WHERE aweme_id IN (SELECT q.aweme_id FROM archive_queue q "
@@ -139,15 +147,35 @@ class QueueState(StateCore):
             )
         return row is not None
 
-    def release(self, aweme_id: str, *, refund_attempt: bool = False) -> bool:
+    def confirm_claim(self, aweme_id: str, owner: ClaimOwner) -> bool:
+        """Right before paying for ``aweme_id``: renew ``owner`` (its heartbeat, as the heartbeat thread would) and
+        check that it still holds the id, in one transaction that locks the id's row, so no claimer can take it
+        between the check and the renewal. False: another run holds it now (it pays, not us)."""
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            # the owner's row first, then the id's: the order the heartbeat takes them in (no deadlock with it)
+            tx.execute(
+                "UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
+                [now, now + timedelta(seconds=owner.stale_after), owner.owner_id],
+            )
+            held = tx.fetchall(
+                "UPDATE archive_queue SET updated_at = ? WHERE aweme_id = ? AND claim_owner = ? "
+                "AND state IN ('pending', 'resolved') RETURNING aweme_id",
+                [now, aweme_id, owner.owner_id],
+            )
+        return bool(held)
+
+    def release(self, aweme_id: str, *, refund_attempt: bool = False, owner: ClaimOwner | None = None) -> bool:
         """Drop the claim on a row so it can be claimed again at once. ``refund_attempt`` takes back the attempt the
         claim counted, for an id that was never really tried (the run stopped first, or failed for a reason that
-        was not the id's)."""
+        was not the id's). With ``owner``, only that owner's claim is dropped: an id another run has taken since is
+        left to it."""
         refund = ", attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END" if refund_attempt else ""
+        mine = " AND claim_owner = ?" if owner is not None else ""
         changed = self._write(
             f"UPDATE archive_queue SET lease_until = NULL, claim_owner = NULL{refund}, updated_at = ? "
-            "WHERE aweme_id = ?",
-            [utcnow(), aweme_id],
+            f"WHERE aweme_id = ?{mine}",
+            [utcnow(), aweme_id, *([owner.owner_id] if owner is not None else [])],
         )
         return changed > 0
 

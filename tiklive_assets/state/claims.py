@@ -3,18 +3,21 @@ run left behind.
 
 Two kinds of claim share one owner machinery: queued video ids (``archive_queue.claim_owner``) and units of API work
 that are not queue items (``work_claims``: a listing walk, an account's profile or follow walk, a video's comment
-walk, a handle's user id, each for one day). Either holds while its owner heartbeats and is free as soon as the owner
-is dead (its process gone from this host) or silent for three heartbeats.
+walk, a handle's user id, each for one day). Either holds while its owner lives (see ``owners``): an owner on this
+host is dead only when its process is gone, however late its heartbeat (every claim first vouches for this host's
+late owners whose process is alive, in the claim's own transaction); an owner on another host is presumed dead once
+silent for three heartbeats.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
+from .backends import Tx
 from .core import StateCore, batches, read_dt, read_dt_required, utcnow
-from .owners import ClaimOwner, OwnerStatus, host_key, process_alive
+from .owners import STALE_AFTER_BEATS, ClaimOwner, OwnerStatus, host_key, process_alive, provably_alive
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,28 @@ _UNIT_FREE = (
     "(work_claims.claim_owner IS NULL OR NOT EXISTS (SELECT 1 FROM claim_owners o "
     "WHERE o.owner_id = work_claims.claim_owner AND o.expires_at > ?))"
 )
+
+
+def vouch_for_local(tx: Tx, now: datetime, local_key: str | None = None) -> list[str]:
+    """Inside a claim's transaction, before it decides: renew every owner on this host whose heartbeat is late but
+    whose process is provably the one that registered (alive, same start time). Returns their ids.
+
+    A late heartbeat on this host says the owner is slow (starved of CPU, a long stall, a wall-clock jump), never
+    that it is dead: the process table says that, and ``expire_dead_owners`` acts on it. Without this a claimer
+    would take a live owner's ids whose requests may already be on their way, and both would pay for them."""
+    rows = tx.fetchall(
+        "SELECT owner_id, pid, pid_start, heartbeat_seconds FROM claim_owners WHERE host_key = ? AND expires_at <= ?",
+        [local_key or host_key(), now],
+    )
+    vouched = []
+    for owner_id, pid, started, beat in rows:
+        if provably_alive(int(pid), started):
+            tx.execute(
+                "UPDATE claim_owners SET expires_at = ? WHERE owner_id = ?",
+                [now + timedelta(seconds=STALE_AFTER_BEATS * float(beat)), owner_id],
+            )
+            vouched.append(owner_id)
+    return vouched
 
 
 def unit_done_key(unit: str, day: date) -> str:
@@ -220,6 +245,7 @@ class OwnerState(StateCore):
         with self._tx(write=True) as tx:
             if tx.fetchone("SELECT 1 FROM kv WHERE key = ?", [done_key]) is not None:
                 return UnitClaim("done")
+            vouch_for_local(tx, now)  # a late owner of this host whose process lives keeps its unit
             before = tx.fetchone("SELECT claim_owner FROM work_claims WHERE unit = ? AND day = ?", [unit, day])
             won = tx.fetchall(
                 "INSERT INTO work_claims (unit, day, state, claim_owner, attempts, claimed_at) "
@@ -243,6 +269,21 @@ class OwnerState(StateCore):
         """Whether ``owner`` still holds ``unit`` (checked before each page: a claim lost while this process was
         silent may have been taken over by another run, which then walks on from the persisted cursor)."""
         with self._tx() as tx:
+            row = tx.fetchone(
+                "SELECT 1 FROM work_claims WHERE unit = ? AND day = ? AND claim_owner = ? AND state <> 'done'",
+                [unit, day, owner.owner_id],
+            )
+        return row is not None
+
+    def confirm_unit(self, unit: str, day: date, owner: ClaimOwner) -> bool:
+        """Right before a page is paid for: renew ``owner`` and check that it still holds ``unit``, in one
+        transaction (the owner's row first, as its heartbeat does). False: taken over, the page is not bought."""
+        now = utcnow()
+        with self._tx(write=True) as tx:
+            tx.execute(
+                "UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
+                [now, now + timedelta(seconds=owner.stale_after), owner.owner_id],
+            )
             row = tx.fetchone(
                 "SELECT 1 FROM work_claims WHERE unit = ? AND day = ? AND claim_owner = ? AND state <> 'done'",
                 [unit, day, owner.owner_id],

@@ -1,8 +1,19 @@
 """Who holds a claim: the capture process (Dagster run id, host, pid) that registered as a claim owner.
 
-A claim is held while its owner heartbeats. An owner that stops (killed, OOM, machine lost) loses its claims to the
-next run: at once when the owner ran on this host and its process is gone, otherwise once it has missed
-``STALE_AFTER_BEATS`` heartbeats. A live owner's claims are never taken.
+A claim is held while its owner lives. How that is decided depends on where the owner runs:
+
+* On this host (same host name, boot and pid namespace: ``host_key``) the process table is the proof. An owner whose
+  process is gone (or is a zombie, or whose pid now belongs to a process started later) is dead, and its claims are
+  free at once. An owner whose process is still the one that registered is alive and keeps its claims *however late
+  its heartbeat is*: a worker starved of CPU, stalled on a slow store, or whose wall clock jumped is slow, not dead.
+  Claimers vouch for such owners (``vouch_for_local``) before they claim, so a late heartbeat never hands a live
+  owner's ids to another worker of this host.
+* On another host nothing can be proven, so a lease remains: the owner is presumed dead once it has missed
+  ``STALE_AFTER_BEATS`` heartbeats. Its heartbeat runs on a thread of its own, and every paid request renews it and
+  re-checks the claim in one transaction right before the credit is spent (``confirm_claim``), so a claim taken over
+  meanwhile is never paid for twice. What remains: a request already sent when its owner's lease runs out on another
+  host (a process that stayed silent ``stale_after`` seconds between its last check and the answer) can be bought by
+  the taker too; on one host this cannot happen.
 """
 
 from __future__ import annotations
@@ -35,19 +46,24 @@ def host_key() -> str:
     return f"{socket.gethostname()}|{_read('/proc/sys/kernel/random/boot_id')}|{pid_ns}"
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (field 3, the state, first), or None where there is no such file."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat or ")" not in stat:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), so a reused pid is not mistaken for the owner."""
-    stat = _read(f"/proc/{pid}/stat")
-    if not stat:
-        return None
-    try:
-        return stat.rsplit(")", 1)[1].split()[19]
-    except IndexError:
-        return None
+    fields = _stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def process_alive(pid: int, started: str | None) -> bool:
-    """Whether ``pid`` on this host is still the process that registered (same start time when it is known)."""
+    """Whether ``pid`` on this host is still the process that registered (same start time when it is known).
+
+    A zombie (exited, not yet reaped by its parent) is dead: it will never heartbeat or pay for anything again."""
     if pid <= 0:
         return False
     try:
@@ -56,11 +72,20 @@ def process_alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         pass  # exists, another user's
+    fields = _stat_fields(pid)
+    if fields is not None and fields and fields[0] in ("Z", "X", "x"):
+        return False
     if started:
-        current = process_start(pid)
+        current = fields[19] if fields is not None and len(fields) > 19 else None
         if current is not None and current != started:
             return False  # the pid was reused by another process
     return True
+
+
+def provably_alive(pid: int, started: str | None) -> bool:
+    """Whether ``pid`` on this host is certainly still the registered process: alive, with its start time known and
+    unchanged. Only such an owner is vouched for past its heartbeat (a pid without a start time may be reused)."""
+    return bool(started) and process_alive(pid, started) and process_start(pid) == started
 
 
 @dataclass(frozen=True)
