@@ -72,7 +72,8 @@ def vouch_for_local(tx: Tx, now: datetime, local_key: str | None = None) -> list
     that it is dead: the process table says that, and ``expire_dead_owners`` acts on it. Without this a claimer
     would take a live owner's ids whose requests may already be on their way, and both would pay for them."""
     rows = tx.fetchall(
-        "SELECT owner_id, pid, pid_start, heartbeat_seconds FROM claim_owners WHERE host_key = ? AND expires_at <= ?",
+        "SELECT owner_id, pid, pid_start, heartbeat_seconds FROM claim_owners WHERE host_key = ? AND expires_at <= ? "
+        "ORDER BY owner_id",  # owner rows are locked in one order by every claimer (no deadlock between two)
         [local_key or host_key(), now],
     )
     vouched = []
@@ -84,6 +85,15 @@ def vouch_for_local(tx: Tx, now: datetime, local_key: str | None = None) -> list
             )
             vouched.append(owner_id)
     return vouched
+
+
+def owner_alive(expires: object, key: str, pid: object, started: str | None, now: datetime, local: str) -> bool:
+    """Whether a registered owner still holds its claims, as claimers decide it: on this host, with its start time
+    known, its process alone decides (a late heartbeat is vouched for at the next claim); elsewhere its expiry."""
+    if key == local and started:
+        return process_alive(int(pid), started)  # type: ignore[call-overload]
+    alive = expires is not None and read_dt_required(expires) > now
+    return alive and (key != local or process_alive(int(pid), started))  # type: ignore[call-overload]
 
 
 def unit_done_key(unit: str, day: date) -> str:
@@ -137,6 +147,8 @@ class OwnerState(StateCore):
         """The owner is done: whatever it still holds (queued ids, units of work) is released (attempts kept).
         Returns how many claims."""
         with self._tx(write=True) as tx:
+            # the owner's row first, as every claim (vouching), heartbeat and confirmation takes it: no deadlock
+            tx.execute("DELETE FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
             released = tx.execute(
                 "UPDATE archive_queue SET claim_owner = NULL, lease_until = NULL, updated_at = ? WHERE claim_owner = ?",
                 [utcnow(), owner.owner_id],
@@ -144,7 +156,6 @@ class OwnerState(StateCore):
             released += tx.execute(
                 "UPDATE work_claims SET claim_owner = NULL WHERE claim_owner = ? AND state <> 'done'", [owner.owner_id]
             ).rowcount
-            tx.execute("DELETE FROM claim_owners WHERE owner_id = ?", [owner.owner_id])
         return released
 
     def expire_dead_owners(self, *, alive=process_alive, local_key: str | None = None) -> list[str]:
@@ -191,12 +202,13 @@ class OwnerState(StateCore):
         out = []
         for owner_id, run_id, host, key, pid, started, beat, expires in owners:
             beat_at = read_dt(beat)
-            if read_dt_required(expires) <= now:
-                alive, why = False, f"silent since {beat_at:%Y-%m-%d %H:%M:%S} UTC"
+            if owner_alive(expires, key, pid, started, now, local):
+                late = read_dt_required(expires) <= now
+                alive, why = True, "alive (heartbeat late)" if late else "heartbeating"
             elif key == local and not process_alive(int(pid), started):
                 alive, why = False, "process gone"
             else:
-                alive, why = True, "heartbeating"
+                alive, why = False, f"silent since {beat_at:%Y-%m-%d %H:%M:%S} UTC"
             out.append(OwnerStatus(owner_id, run_id, host, int(pid), beat_at, alive, why, int(claims.pop(owner_id, 0))))
         for owner_id, count in claims.items():
             out.append(OwnerStatus(owner_id, None, "?", 0, None, False, "unregistered", int(count)))
@@ -220,9 +232,7 @@ class OwnerState(StateCore):
         local = host_key()
         for aweme_id, state, attempts, owner, expires, error, lease, key, pid, started in rows:
             if owner is not None:
-                alive = expires is not None and read_dt_required(expires) > now
-                if alive and key == local:  # on this host a gone process is dead whatever its last heartbeat
-                    alive = process_alive(int(pid), started)
+                alive = expires is not None and owner_alive(expires, key, pid, started, now, local)
             elif lease is not None and read_dt_required(lease) > now:
                 alive = True  # a lease of a release before owners
             else:
@@ -343,8 +353,6 @@ class OwnerState(StateCore):
             )
         out = []
         for unit, state, owner_id, expires, key, pid, started, done_by, marker in rows:
-            alive = owner_id is not None and expires is not None and read_dt_required(expires) > now
-            if alive and key == local:  # on this host a gone process is dead whatever its last heartbeat
-                alive = process_alive(int(pid), started)
+            alive = owner_id is not None and expires is not None and owner_alive(expires, key, pid, started, now, local)
             out.append(UnitRow(unit, state, owner_id, alive, marker is not None, done_by))
         return out

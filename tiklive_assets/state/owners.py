@@ -13,7 +13,8 @@ A claim is held while its owner lives. How that is decided depends on where the 
   re-checks the claim in one transaction right before the credit is spent (``confirm_claim``), so a claim taken over
   meanwhile is never paid for twice. What remains: a request already sent when its owner's lease runs out on another
   host (a process that stayed silent ``stale_after`` seconds between its last check and the answer) can be bought by
-  the taker too; on one host this cannot happen.
+  the taker too. On one host that cannot happen; the price is that a process that hangs without exiting keeps its
+  claims until it exits or is killed (``tiklive status`` shows it "alive (heartbeat late)").
 """
 
 from __future__ import annotations
