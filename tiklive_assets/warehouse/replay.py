@@ -21,6 +21,7 @@ from .archive_index_store import day_part, part_key, write_part
 from .backends import Warehouse, open_warehouse
 from .exports import export_day
 from .reader import ParsedDay, count_day_objects, parse_day, parser_pool
+from .remote import publish_day
 from .schema import TABLES
 
 
@@ -116,6 +117,8 @@ def load_days(
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
                 export_day(exports, day, parsed.tables)
+                if index_store is not None:  # beside an archive on S3 the published copy follows (erasure too)
+                    publish_day(index_store, exports, day)
             if index_store is not None:
                 write_part(index_store, day, day_part(store, day, parsed.tables["archive_index"]))
             report.add(day, parsed.objects, parsed.row_counts, parsed.errors, parsed)

@@ -41,6 +41,7 @@ from tiklive_assets.warehouse import (
 from tiklive_assets.warehouse.drift import schema_drift
 from tiklive_assets.warehouse.exports import PARQUET_NAME, day_dir
 from tiklive_assets.warehouse.marts import EXAMPLE_QUERIES
+from tiklive_assets.warehouse.remote import publish_day
 
 DUCKDB_POOL = "duckdb_writer"
 CHARTED_DAYS = 31  # the days of one run whose mart metadata carries a drawn chart (the newest ones)
@@ -289,6 +290,7 @@ def parquet_exports(
         if not parsed.objects:
             warn_no_capture(context, "parquet_exports", day, "its Parquet files are empty")
         written = export_day(exports, day, parsed.tables)
+        published = publish_day(store, exports, day)  # beside an archive on S3, for analysts elsewhere; {} on disk
         day_rows = sum(parsed.row_counts.values())
         files_bytes += sum(written.values())
         rows += day_rows
@@ -302,6 +304,7 @@ def parquet_exports(
                 "rows_by_table": dg.MetadataValue.json(dict(parsed.row_counts)),
                 "bytes": sum(written.values()),
                 "archive_objects": parsed.objects,
+                **({"published_bytes": sum(published.values())} if published else {}),
             },
         )
     return run_result(days, exports, run_rows=rows, run_bytes=files_bytes)
