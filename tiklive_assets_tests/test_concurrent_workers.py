@@ -408,7 +408,15 @@ def test_three_workers_split_the_day_and_spend_what_one_run_spends(
         requests = _requests(sb)
         stats = sb.stats()
 
-        # every request once: no video resolved twice, no page of a listing, follower list or comments asked twice
+        # every request once: no video resolved twice, no page of a listing, follower list or comments asked twice.
+        # A repeat is shown with its answers' statuses and its workers' warnings: a 429 first is the rate window
+        # letting one request too many through (the client retries it), two 200s are two workers paying for one id.
+        answers: dict[tuple[str, str], list[int]] = {}
+        for path, query, status in sb.log:
+            answers.setdefault((path, query), []).append(status)
+        repeated = {key: got for key, got in answers.items() if len(got) > 1}
+        warnings = [line for o in outputs for line in o.splitlines() if "rate limited" in line or "lapsed" in line]
+        assert not repeated, (repeated, warnings)
         assert all(n == 1 for n in stats["detail_requests_by_id"].values()), stats["detail_requests_by_id"]
         asked_twice = {key: n for key, n in requests.items() if n > 1}
         assert not asked_twice, asked_twice

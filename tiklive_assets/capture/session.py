@@ -8,6 +8,7 @@ session had to spool (responses paid for while the store was down), before any n
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,16 +74,29 @@ class CaptureSession:
         return self.client.credits.total
 
     @contextmanager
-    def paying_for(self, check: Callable[[], None]) -> Iterator[None]:
-        """Around a paid request for claimed work: ``check`` runs right before each credit is reserved (see
-        ``StateCreditLedger``). A client without the state ledger has no such hook: ``check`` then runs once, on
-        entering."""
+    def paying_for(
+        self, confirm: Callable[[], bool], lost: Callable[[], Exception], fresh_for: float
+    ) -> Iterator[None]:
+        """Around a paid request for claimed work. ``confirm`` renews and re-checks the claim (False: not ours any
+        more, ``lost()`` is raised and nothing is sent). It runs on entering, and again right before each credit is
+        reserved (see ``StateCreditLedger``: after the rate-limit wait, before every retry) unless it succeeded less
+        than ``fresh_for`` seconds ago: the claim was renewed for longer than that, so nobody can have taken it, and
+        the request is not delayed past the rate window's jitter margin by a database round trip."""
+        confirmed_at: list[float] = []
+
+        def check() -> None:
+            if confirmed_at and time.monotonic() - confirmed_at[-1] < fresh_for:
+                return
+            if not confirm():
+                raise lost()
+            confirmed_at.append(time.monotonic())
+
+        check()
         ledger = getattr(self.client, "credit_ledger", None)
         if isinstance(ledger, StateCreditLedger):
             with ledger.guard(check):
                 yield
         else:
-            check()
             yield
 
     def cursor_scope(self, endpoint: str, entity: str) -> str:

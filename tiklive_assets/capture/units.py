@@ -123,12 +123,11 @@ class WorkUnits:
         """``fetch`` whose every paid request is preceded (after its rate-limit wait) by a renewal and re-check of the
         claim on ``unit`` in one transaction: a claim taken over raises ClaimLost, spending nothing."""
 
-        def still_ours() -> None:
-            if not self.session.state.confirm_unit(unit, self.session.day, self.owner):
-                raise ClaimLost(unit)
+        def still_ours() -> bool:
+            return self.session.state.confirm_unit(unit, self.session.day, self.owner)
 
         def call(*args: Any, **kwargs: Any) -> T:
-            with self.session.paying_for(still_ours):  # renewed and re-checked right before each credit
+            with self.session.paying_for(still_ours, lambda: ClaimLost(unit), self.owner.heartbeat_seconds):
                 return fetch(*args, **kwargs)
 
         return call

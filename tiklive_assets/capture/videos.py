@@ -201,16 +201,15 @@ class ClaimTaken(Exception):
 def _buy_detail(
     session: CaptureSession, item: QueueItem, report: VideosReport, slots: threading.Semaphore, owner: ClaimOwner | None
 ) -> tuple[dict, bytes] | None:
-    """``_resolve`` for a claimed id, or None when nothing more is to be done (dead-lettered, or taken over). Right
-    before the credit is spent (after the waits for a slot and the rate window; before any retry too) the claim is
-    renewed and re-checked in one transaction: a claim no longer ours sends nothing."""
+    """``_resolve`` for a claimed id, or None when nothing more is to be done (dead-lettered, or taken over). The
+    claim is renewed and re-checked before the credit is spent (``paying_for``): a claim not ours sends nothing."""
 
-    def still_ours() -> None:
-        if owner is not None and not session.state.confirm_claim(item.aweme_id, owner):
-            raise ClaimTaken(item.aweme_id)
+    def still_ours() -> bool:
+        return owner is None or session.state.confirm_claim(item.aweme_id, owner)
 
+    fresh_for = owner.heartbeat_seconds if owner is not None else 0.0
     try:
-        with slots, session.paying_for(still_ours):
+        with slots, session.paying_for(still_ours, lambda: ClaimTaken(item.aweme_id), fresh_for):
             return _resolve(session, item)
     except VideoGone as exc:
         _dead_letter(session, item, exc, report)
