@@ -55,6 +55,7 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConn
 from urllib3.util import connection as urllib3_connection
 
 from tiklive_assets.crashpoints import crashpoint
+from tiklive_assets.storage.base import StagedFile
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,8 @@ class CdnFetcher:
     def fetch(self, url: str, directory: Path, suffix: str, limits: MediaLimits) -> tuple[Path, str, int]:
         """Stream ``url`` to a new ``.part`` file in ``directory``; return (path, sha256, size).
 
-        Never holds the object in memory; the ``.part`` file is removed on any failure.
+        Never holds the object in memory; the ``.part`` file is removed on any failure. The path is a StagedFile
+        carrying the sha256 and size, so a store takes it without reading it again.
         """
         end = time.monotonic() + limits.deadline_seconds
         url, response = self._open(url, limits, end)
@@ -435,7 +437,9 @@ class CdnFetcher:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return Path(tmp), digest.hexdigest(), size
+        sha256 = digest.hexdigest()
+        # closed and never written again, its digest known: the store may take the file itself (storage/base.py)
+        return StagedFile.of(tmp, sha256, size), sha256, size
 
 
 def trusted_origins(api_base_url: str, allowed: Iterable[str] = ()) -> frozenset[Origin]:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PosixPath
 from typing import BinaryIO, Literal
 
 from .errors import NotFound, StoreError, StoreMisconfigured, StoreUnavailable  # noqa: F401 - also imported from here
@@ -100,6 +100,33 @@ def is_sha256(value: object) -> bool:
     return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
+class StagedFile(PosixPath):
+    """A local file its writer hands to the store whole: written, closed, never written again, of known sha256
+    and size (the downloader computed them from the bytes as it wrote them).
+
+    A store need not read it again to learn them, and a LocalStore on the same filesystem publishes it by hard link
+    (the file's data synced first, then the link, then the directory) instead of copying it into a new file: the
+    object is the file itself, and the writer's name for it is only removed afterwards. Paths derived from it
+    (``.parent``, ``/``) are plain: their ``sha256`` is None.
+    """
+
+    sha256: str | None = None
+    size: int | None = None
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str], sha256: str, size: int) -> StagedFile:
+        staged = cls(path)
+        staged.sha256, staged.size = sha256, size
+        return staged
+
+
+def staged_digest(path: Path) -> tuple[str, int] | None:
+    """(sha256, size) of a StagedFile that knows them, else None (any other path is read to learn them)."""
+    if isinstance(path, StagedFile) and path.sha256 is not None and path.size is not None:
+        return path.sha256, path.size
+    return None
+
+
 def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(hex sha256, size) of a local file, read in chunks."""
     digest = hashlib.sha256()
@@ -139,7 +166,7 @@ class ObjectStore(abc.ABC):
         content_encoding: str | None = None,
     ) -> PutResult:
         """Like ``put_bytes``, streaming from a local file that is never read whole into memory."""
-        return self._put(key, Path(path), content_type, content_encoding)
+        return self._put(key, path if isinstance(path, Path) else Path(path), content_type, content_encoding)
 
     @abc.abstractmethod
     def _put(self, key: str, body: Body, content_type: str, content_encoding: str | None) -> PutResult:
@@ -264,7 +291,7 @@ class CreateIfAbsentStore(ObjectStore):
 
             else:
                 source = body
-                digest, size = sha256_file(source)
+                digest, size = staged_digest(source) or sha256_file(source)
 
                 def create(target: str) -> bool:
                     return self._create_from_file(target, source, digest, size, content_type, content_encoding)

@@ -18,8 +18,11 @@ that sits silent for a minute looks hung, while one that says it waits for the p
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -89,6 +92,8 @@ class RateLimiter:
             bucket = SQLiteBucket.init_from_file(
                 [self._rate], table=self._bucket_key.replace("-", "_"), db_path=str(path), use_file_lock=True
             )
+            # the same lock file, flocked the same way, through a lighter lock (see HostLock)
+            bucket.lock = HostLock(f"{path}.lock")  # type: ignore[assignment]
             return self._limiter_for(bucket)
         if scheme in ("redis", "rediss"):
             from pyrate_limiter import RedisBucket
@@ -159,6 +164,78 @@ class RateLimiter:
                     self._limiter = self._build()
                 limiter = self._limiter
         return limiter
+
+
+class HostLock:
+    """The sqlite window's lock, across the threads and the processes of one host: a re-entrant thread lock, and
+    an exclusive ``flock`` of ``path`` held by the outermost holder.
+
+    It locks the very file pyrate-limiter's ``FileLock`` locks, in the same way, so processes using either wait on
+    each other; but the file is opened once per process (again after a fork, never unlocking the parent's) rather
+    than at every request, whose bookkeeping cost more CPU than the window's own query.
+    """
+
+    POLL_SECONDS = 0.005
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def _file(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        return self._fd
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._pid != os.getpid():  # forked: the parent's thread lock and descriptor (and its flock) are not ours
+            self._thread_lock, self._depth, self._fd, self._pid = threading.RLock(), 0, None, os.getpid()
+        deadline = None if not blocking or timeout is None or timeout < 0 else time.monotonic() + timeout
+        if not self._thread_lock.acquire(blocking, -1 if deadline is None else timeout):
+            return False
+        if self._depth == 0:
+            try:
+                if not self._lock_file(blocking, deadline):
+                    self._thread_lock.release()
+                    return False
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth += 1
+        return True
+
+    def _lock_file(self, blocking: bool, deadline: float | None) -> bool:
+        fd = self._file()
+        if blocking and deadline is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if deadline is None or time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_SECONDS)
+
+    def release(self) -> None:
+        if self._depth <= 0:
+            raise RuntimeError("HostLock released more often than acquired")
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def __enter__(self) -> HostLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def _backend_failure(exc: Exception) -> str | None:
