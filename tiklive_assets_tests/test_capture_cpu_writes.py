@@ -1,6 +1,7 @@
-"""The cheaper write paths keep their rules: a downloaded file handed to a local store whole is published by hard link
-(synced, never replacing, its digest checked against what it claims), and the rate window's host lock excludes other
-holders of the same lock file while staying re-entrant for its own thread."""
+"""The cheaper capture paths keep their rules: a downloaded file handed to a local store whole is published by hard
+link (synced, never replacing, its digest checked against what it claims); the rate window's host lock excludes other
+holders of the same lock file while staying re-entrant for its own thread; and an API request sent through urllib3
+directly carries what the requests session would send, while a proxy or a login keeps the session."""
 
 from __future__ import annotations
 
@@ -9,12 +10,16 @@ import hashlib
 import os
 import stat
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tiklive_assets.storage import LocalStore, StoreError
 from tiklive_assets.storage.base import StagedFile, staged_digest
+from tiklive_assets.tikliveapi.client import TikLiveClient
+from tiklive_assets.tikliveapi.errors import TransientError
 from tiklive_assets.tikliveapi.ratelimit import HostLock
 
 
@@ -117,3 +122,89 @@ def test_the_host_lock_makes_other_threads_wait(tmp_path):
     lock.release()
     thread.join(5)
     assert order == ["holder", "other"]
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every GET with a small JSON body (or never, for a path starting /stall), recording what it got."""
+
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def do_GET(self) -> None:
+        type(self).seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+        if self.path.startswith("/stall"):
+            time.sleep(1.5)
+            return
+        body = b'{"id": "12345"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder():
+    _Recorder.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _no_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "netrc").write_text("")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+
+
+def test_direct_requests_carry_what_the_session_would_send_and_reuse_the_connection(recorder, monkeypatch, tmp_path):
+    _no_environment(monkeypatch, tmp_path)
+    client = TikLiveClient("the-key", f"http://127.0.0.1:{recorder.server_port}", max_attempts=1)
+    try:
+        assert client.sender.pools is not None  # nothing requests must apply per request: urllib3 directly
+        for _ in range(3):
+            assert client.userid("a b&c=é").json() == {"id": "12345"}
+        pool = client.sender.pools.connection_from_url(client.base_url)
+        assert pool.num_connections == 1  # each body read to its end: one keep-alive connection for all three
+    finally:
+        client.close()
+    path, headers = _Recorder.seen[0]
+    assert path == "/userid/?username=a+b%26c%3D%C3%A9"  # encoded as requests encodes params
+    sent = {k.lower(): v for k, v in client.session.headers.items()}
+    assert {k: headers.get(k) for k in sent} == sent  # the key, Accept, User-Agent, Accept-Encoding, Connection
+    assert {p for p, _ in _Recorder.seen} == {path}
+
+
+def test_a_request_without_an_answer_is_transient_and_named_as_requests_names_it(recorder, monkeypatch, tmp_path):
+    _no_environment(monkeypatch, tmp_path)
+    client = TikLiveClient(
+        "the-key", f"http://127.0.0.1:{recorder.server_port}/stall", max_attempts=1, read_timeout=0.3
+    )
+    try:
+        with pytest.raises(TransientError, match="connection failed: ReadTimeout"):
+            client.userid("x")
+        assert dict(client.credits.by_status) == {"connection-error": 1}
+    finally:
+        client.close()
+
+
+def test_a_proxy_or_a_login_from_the_environment_keeps_the_requests_session(monkeypatch, tmp_path):
+    _no_environment(monkeypatch, tmp_path)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    client = TikLiveClient("the-key", "https://api.example.com")
+    assert client.sender.pools is None and client.session.proxies.get("https") == "http://127.0.0.1:9"
+    client.close()
+    monkeypatch.delenv("HTTPS_PROXY")
+    (tmp_path / "netrc").write_text("machine api.example.com login me password pw\n")
+    client = TikLiveClient("the-key", "https://api.example.com")
+    assert client.sender.pools is None and client.session.auth == ("me", "pw")
+    client.close()

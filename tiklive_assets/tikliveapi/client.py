@@ -37,6 +37,7 @@ from tiklive_assets.tikliveapi.errors import (
     VideoGone,
 )
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter
+from tiklive_assets.tikliveapi.wire import DeadlinePassed, Sender, TooLarge, Unreachable, read_body, settle_environment
 from tiklive_assets.tolerant import as_id, envelope_error, post_id, unwrap
 from tiklive_assets.transport import (
     DEFAULT_MAX_RETRY_AFTER,
@@ -170,50 +171,6 @@ class _NotData(TransientError):
     """A 200 whose body is not data (an upstream error inside it, or not JSON): retried, bounded, then BadResponse."""
 
 
-class _TooLarge(Exception):
-    def __init__(self, size: int, declared: bool):
-        self.size = size
-        self.declared = declared
-
-
-class _DeadlinePassed(Exception):
-    pass
-
-
-def _read_body(http: requests.Response, limit: int, deadline: Deadline) -> bytes:
-    """The whole body of a streamed response, at most ``limit`` bytes and within ``deadline``: a hostile server can
-    neither fill memory nor drip one byte at a time to hold the request open (read1 returns after each socket
-    read, so the deadline is checked between drips)."""
-    declared = http.headers.get("Content-Length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise _TooLarge(int(declared), True)
-    parts: list[bytes] = []
-    size = 0
-    raw = http.raw
-    while True:
-        if deadline.expired:
-            raise _DeadlinePassed()
-        chunk = raw.read1(1 << 16, decode_content=True)
-        if not chunk:
-            return b"".join(parts)
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size, False)
-        parts.append(chunk)
-
-
-def _settle_environment(session: requests.Session, base_url: str) -> None:
-    """Read once what requests would read from the environment on every request to ``base_url`` (its proxy, CA
-    bundle and ``.netrc`` login): every request goes to that one origin, and the lookup cost a request's CPU."""
-    found = session.merge_environment_settings(base_url, {}, None, None, None)
-    session.proxies.update({k: v for k, v in found["proxies"].items() if v})
-    session.verify = found["verify"]
-    netrc = requests.utils.get_netrc_auth(base_url)
-    if netrc:
-        session.auth = netrc
-    session.trust_env = False
-
-
 class _OneParameter:
     """The typed method of an endpoint that takes exactly one parameter and does not page: ``client.userid("x")``
     sends ``/userid/?username=x``; the path and the parameter's name are the declaration's."""
@@ -270,7 +227,8 @@ class TikLiveClient:
         self.session.headers.update(
             {"X-Api-Key": api_key, "Accept": "application/json", "User-Agent": "tiklive-assets/0.1"}
         )
-        _settle_environment(self.session, self.base_url)
+        settle_environment(self.session, self.base_url)
+        self.sender = Sender(self.session, pool_size)  # urllib3's pools directly when the session needs nothing more
         # media: a separate fetcher with its own sessions (the API key is never sent to a CDN), which refuses
         # inside addresses, caps sizes and bounds every download (capture/cdn.py)
         self.cdn = CdnFetcher(connect_timeout, read_timeout, pool_size)
@@ -279,7 +237,7 @@ class TikLiveClient:
         return f"TikLiveClient(base_url={self.base_url!r}, credits={self.credits.total})"
 
     def close(self) -> None:
-        self.session.close()
+        self.sender.close()
         self.cdn.close()
 
     # -- transport ---------------------------------------------------------------------------------------
@@ -325,18 +283,15 @@ class TikLiveClient:
             self.credit_ledger.reserve(endpoint)
         url = f"{self.base_url}{endpoint}"
         try:
-            # never follow a redirect: requests would forward X-Api-Key to whatever host it names
-            http = self.session.get(
-                url, params=params, timeout=deadline.timeout(*self.timeout), allow_redirects=False, stream=True
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            http = self.sender.get(url, params, deadline.timeout(*self.timeout))  # never follows a redirect
+        except Unreachable as exc:
             self.credits.count(endpoint, "connection-error")
-            log.warning("%s: %s (attempt %d)", endpoint, type(exc).__name__, attempt)
-            raise TransientError(endpoint, f"connection failed: {type(exc).__name__}") from None
+            log.warning("%s: %s (attempt %d)", endpoint, exc.kind, attempt)
+            raise TransientError(endpoint, f"connection failed: {exc.kind}") from None
         status = http.status_code
         try:
-            body = _read_body(http, self.max_response_bytes, deadline)
-        except _TooLarge as exc:  # paid for, but never read whole: not archived, never retried (it would be again)
+            body = read_body(http, self.max_response_bytes, deadline)
+        except TooLarge as exc:  # paid for, but never read whole: not archived, never retried (it would be again)
             self.credits.count(endpoint, status)
             how = "declares" if exc.declared else "passed"
             raise BadResponse(
@@ -345,7 +300,7 @@ class TikLiveClient:
                 f"the response {how} {exc.size} bytes, over the cap of "
                 f"{self.max_response_bytes} (plan.max_response_bytes); not archived",
             ) from None
-        except _DeadlinePassed:
+        except DeadlinePassed:
             self.credits.count(endpoint, "connection-error")
             log.warning("%s: body still arriving at the request deadline (attempt %d)", endpoint, attempt)
             raise DeadlineExceeded(
