@@ -23,6 +23,8 @@ any single id received (server ``detail_requests_by_id``).
 Targets: >= 70 videos/s; <= 8 ms pipeline CPU per video; <= 1.04 credits per archived video; every id detailed at
 most once; rerun 0 credits. With ``--repeat N`` the whole measurement runs N times (a fresh sandbox and data root
 each) and the verdict takes the run with the least CPU per video: other work on a shared machine only ever adds.
+The runs' data roots are deleted after the last run, not between runs (a deletion just before a run slows its file
+creations on some filesystems: see ``_LEFT``).
 
     .venv/bin/python benchmarks/capture_overhead.py                  # 10,000 videos (~2-4 min on 2 cores)
     .venv/bin/python benchmarks/capture_overhead.py --repeat 3       # best of 3
@@ -271,6 +273,12 @@ def _cpu() -> float:
     return self_.ru_utime + self_.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+# Data roots of finished runs, removed once every run is measured: deleting one frees ~4 inodes per video, and on ext4
+# without a journal every inode freed in the last half minute is skipped, one by one, by each file created after it,
+# so a run started right after the previous one's cleanup would pay for that cleanup in its own CPU figure.
+_LEFT: list[Path] = []
+
+
 def run_once(args: argparse.Namespace) -> dict[str, Any]:
     """One measurement: a fresh sandbox process and data root, the capture, then a rerun. Prints its figures."""
     from tiklive_assets.sandbox import Corpus
@@ -323,7 +331,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
         if args.keep:
             print(f"  kept {tmp}")
         else:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _LEFT.append(tmp)  # removed after the last run (see main)
 
     print("  " + out.getvalue().strip().replace("\n", "\n  "))
     step = took.get("archived_videos")
@@ -410,10 +418,14 @@ def main(argv: list[str] | None = None) -> int:
     import tiklive_assets.defs.capture.assets  # noqa: F401 - dagster's import is not part of the measurement
 
     runs = []
-    for n in range(max(1, args.repeat)):
-        if args.repeat > 1:
-            print(f"run {n + 1} of {args.repeat}", flush=True)
-        runs.append(run_once(args))
+    try:
+        for n in range(max(1, args.repeat)):
+            if args.repeat > 1:
+                print(f"run {n + 1} of {args.repeat}", flush=True)
+            runs.append(run_once(args))
+    finally:
+        for tmp in _LEFT:
+            shutil.rmtree(tmp, ignore_errors=True)
     best = min(runs, key=lambda r: r["cpu_ms"])
     if len(runs) > 1:
         print(
