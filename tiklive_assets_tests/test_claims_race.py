@@ -143,3 +143,19 @@ def test_a_release_frees_only_its_owners_claim(state: StateDB) -> None:
     assert _claim_one(state, b) == ["7000000000000000004"]  # a silent remote owner's id, taken over
     assert not state.release("7000000000000000004", refund_attempt=True, owner=a)  # a's stop frees nothing of b's
     assert state.claim_held("7000000000000000004", b)
+
+
+def test_a_unit_finished_between_a_claimers_look_at_its_marker_and_its_claim_is_done(state: StateDB) -> None:
+    """B looks for the unit's done marker, A finishes the unit and commits, B claims: B read no marker (its look came
+    first), so only the claim itself can see that the unit is done. It did not, and B paid for the unit again."""
+    a, b = _owner(), _owner()
+    state.register_owner(a)
+    state.register_owner(b)
+    assert state.claim_unit("userinfo-by-id:alice123", DAY, a).status == "mine"
+    state.finish_unit("userinfo-by-id:alice123", DAY, a)
+    # B's look at the marker came before A's commit: the marker is not there for it
+    state._write("DELETE FROM kv WHERE key = ?", ["complete:userinfo-by-id:alice123:" + DAY.isoformat()])
+    assert state.claim_unit("userinfo-by-id:alice123", DAY, b).status == "done"
+    assert not state.confirm_unit("userinfo-by-id:alice123", DAY, b)
+    state.reopen_unit("userinfo-by-id:alice123", DAY)  # an operator's reset still makes it claimable
+    assert state.claim_unit("userinfo-by-id:alice123", DAY, b).status == "mine"

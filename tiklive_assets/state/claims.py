@@ -262,18 +262,23 @@ class OwnerState(StateCore):
                 "VALUES (?, ?, 'claimed', ?, 1, ?) ON CONFLICT (unit, day) DO UPDATE SET state = 'claimed', "
                 "claim_owner = excluded.claim_owner, attempts = work_claims.attempts + 1, "
                 "claimed_at = excluded.claimed_at, done_at = NULL, done_by = NULL, done_pid = NULL "
-                f"WHERE work_claims.claim_owner = excluded.claim_owner OR {_UNIT_FREE} RETURNING unit",
+                # a row finished since our look at its done marker (the finisher committed in between) is done: the
+                # upsert decides on the row as committed now, so a unit just finished is never claimed again
+                "WHERE work_claims.state <> 'done' AND "
+                f"(work_claims.claim_owner = excluded.claim_owner OR {_UNIT_FREE}) RETURNING unit",
                 [unit, day, owner.owner_id, now, now],
             )
             if won:
                 previous = before[0] if before else None
                 return UnitClaim("mine", taken_over=previous is not None and previous != owner.owner_id)
             holder = tx.fetchone(
-                "SELECT o.run_id FROM work_claims w JOIN claim_owners o ON o.owner_id = w.claim_owner "
+                "SELECT w.state, o.run_id FROM work_claims w LEFT JOIN claim_owners o ON o.owner_id = w.claim_owner "
                 "WHERE w.unit = ? AND w.day = ?",
                 [unit, day],
             )
-        return UnitClaim("held", holder=holder[0] if holder else None)
+        if holder is not None and holder[0] == "done":
+            return UnitClaim("done")
+        return UnitClaim("held", holder=holder[1] if holder else None)
 
     def unit_held(self, unit: str, day: date, owner: ClaimOwner) -> bool:
         """Whether ``owner`` still holds ``unit`` (checked before each page: a claim lost while this process was
