@@ -10,15 +10,25 @@ shared 2-core machine), and the Postgres fixtures commit without waiting for the
 only: what one connection or process sees of another's writes (a SIGKILL included: the page cache survives it) is
 the same.
 ``PYTEST_DEBUG_TEMPROOT`` or ``--basetemp`` still choose the directory.
+
+The suite runs on several pytest-xdist workers (``addopts`` in pyproject.toml): most tests wait on subprocesses,
+HTTP servers and databases, so workers overlap those waits even on two cores. Every fixture isolates its test
+(ephemeral ports, a Postgres schema or database and an S3 bucket of its own, files under tmp_path). A test whose
+assertion is about real time measured beside the work of other processes (a rate window counted from the server's
+arrival log, three workers overlapping) is marked ``alone``: it starts once the other workers' tests have ended,
+and no other test starts until it has ended, so the run's other workers cannot delay its requests past the
+limiter's jitter margin (see ``_turn``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +44,11 @@ REDIS_URL = os.environ.get("TIKLIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_FAST_COMMIT = "-csynchronous_commit%3Doff"
 RAM_TEMPROOT = Path("/dev/shm")
 RAM_TEMPROOT_MIN_FREE = 2 * 1024**3  # the whole suite's temporary files stay well below this
+# Tests of files their owners keep that must run alone (see the module docstring), by node id; the others carry
+# ``@pytest.mark.alone`` themselves.
+ALONE_NODEIDS = (
+    "tiklive_assets_tests/test_concurrent_workers.py::test_three_workers_split_the_day_and_spend_what_one_run_spends",
+)
 
 
 def _ram_temproot() -> Path | None:
@@ -51,11 +66,68 @@ def _ram_temproot() -> Path | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """tmp_path and tmp_path_factory on a RAM filesystem (see the module docstring), unless told otherwise."""
+    config.addinivalue_line(
+        "markers", "alone: runs while no other test of the run does (its assertion is about real time under load)"
+    )
+    # pytest-xdist registers it too; here as well so a run without xdist (-p no:xdist) does not warn about it
+    config.addinivalue_line("markers", "xdist_group(name): the tests of one group run on one xdist worker")
     if config.option.basetemp or os.environ.get("PYTEST_DEBUG_TEMPROOT"):
         return
     root = _ram_temproot()
     if root is not None:
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)  # read by pytest when it makes the session's basetemp
+
+
+def _uses_a_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    return any(d.scope == "module" for same_name in defs for d in same_name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests of one file that share a module-scoped fixture (a Dagster webserver, a captured world) go to one
+    xdist worker together (``--dist loadgroup``), so the fixture is built once, not once per worker."""
+    for item in items:
+        if item.nodeid.split("[")[0] in ALONE_NODEIDS:
+            item.add_marker(pytest.mark.alone)
+        if _uses_a_module_fixture(item) and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+@contextmanager
+def _turn(config: pytest.Config, alone: bool) -> Iterator[None]:
+    """Between the xdist workers of one run: a shared turn for every test, an exclusive one for an ``alone`` test.
+
+    Two lock files in the run's base temporary directory (shared by its workers, by no other run). A test takes the
+    gate, then the running lock (shared, or exclusive when alone), and lets go of the gate at once unless it is
+    alone: an alone test holding the gate keeps new tests from starting while it waits for the running ones to end,
+    so it cannot be starved. Outside xdist (one process) there is nothing to wait for.
+    """
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or not config.option.basetemp:
+        yield
+        return
+    root = Path(config.option.basetemp).parent  # xdist gives each worker <the run's basetemp>/<worker id>
+    with open(root / "turn.gate", "a") as gate, open(root / "turn.running", "a") as running:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(running, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            if not alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(running, fcntl.LOCK_UN)
+            if alone:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: the wait for a turn is not counted in the test's timeout
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with _turn(item.config, item.get_closest_marker("alone") is not None):
+        return (yield)
 
 
 def _reachable(host: str, port: int) -> bool:

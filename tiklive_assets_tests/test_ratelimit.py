@@ -16,6 +16,11 @@ from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
 from tiklive_assets.tikliveapi.client import TikLiveClient
 from tiklive_assets.tikliveapi.ratelimit import RateLimiter, RatePlan
 
+# The plans hold at the server only while our requests reach it within the limiter's jitter margin of when they were
+# allowed, and the counter-check needs its requests inside one window: both are about real time, so no other test
+# of the run (on another xdist worker) runs beside them (conftest.py, ``alone``).
+pytestmark = pytest.mark.alone
+
 
 def _send(base_url: str, backend_url: str, limit: int, window: float, n: int) -> int:
     """n /userid/ calls through a limiter of its own on the shared backend; max_attempts=1 so a 429 raises."""
