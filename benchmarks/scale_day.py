@@ -9,9 +9,10 @@ with an N times larger plan, enforced by the sandbox too. The window is the real
 N ``tiklive run`` processes (the capture steps; forked from one process that imported the pipeline once) share
 the day; then the day's archive is replayed into a fresh DuckDB warehouse, timed.
 
-Throughput is measured in windows of steady state: from one window after the first video is archived, while the
-queue still holds work. ``--windows K`` stops the workers after K such windows (the rest of the day stays in the
-queue, and the output says so); without it the whole day runs. The figure that scales is videos per window.
+Throughput is measured in windows of steady state: from the moment the day's listings are done (the number of
+queued ids stops moving for half a window, so every worker is archiving videos), while the queue still holds work.
+``--windows K`` stops the workers after K such windows (the rest of the day stays in the queue, and the output says
+so); without it the whole day runs. The figure that scales is videos per window.
 """
 
 from __future__ import annotations
@@ -255,7 +256,9 @@ def monitor(n, args, window, server, pids, state_url, started) -> dict:
                 cpu[pid], r["hwm"][pid] = sample[0], max(r["hwm"][pid], sample[1])
         cpu_series.append((now, sum(cpu.values())))
         if r["first"] is None and series and series[-1][1]["downloaded"] > 0:
-            r["first"], r["steady_from"] = now, now + window
+            r["first"] = now
+        if r["first"] is not None and r["steady_from"] is None and discovery_over(series, now, window):
+            r["steady_from"] = now  # every worker is past the listings: from here on all of them archive videos
         steady_done = args.windows and r["steady_from"] and now >= r["steady_from"] + args.windows * window
         if r["stopped_at"] is None and (steady_done or now > deadline):
             r["stopped_at"] = now
@@ -277,6 +280,13 @@ def monitor(n, args, window, server, pids, state_url, started) -> dict:
     r.update(cpu_series=cpu_series, final_depth=series[-1][1], wall=time.time() - started)
     r["day"] = datetime.fromtimestamp(started, UTC).date().isoformat()
     return r
+
+
+def discovery_over(series: list, now: float, window: float) -> bool:
+    """Whether the listings are done: the number of ids the day has queued (in any state) has not moved for half a
+    window. Until then some workers still walk listings while others archive, and a window mixes the two."""
+    total = [(t, sum(d.values())) for t, d in series if t >= now - window / 2]
+    return len(total) > 1 and total[0][0] <= now - window / 2 + 1 and total[0][1] == total[-1][1]
 
 
 def max_in(times: list[float], window: float) -> int:
@@ -315,7 +325,7 @@ def load_warehouse(shared: Path, day: str, processes: int) -> dict:
 
 
 def steady_windows(r: dict, window: float, arrivals: list[float]) -> list[dict]:
-    """Each steady window's videos, credits and worker CPU: from one window after the first video, ending before
+    """Each steady window's videos, credits and worker CPU: from the end of the listings, ending before
     the workers stopped or the last video landed, with at least a window's work still queued at its end."""
     series, cpu_series, work = r["series"], r["cpu_series"], r["work_series"]
     end_of_work = r["stopped_at"] or next((t for t, d in series if d == series[-1][1]), series[-1][0])
