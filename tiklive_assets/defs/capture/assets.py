@@ -196,14 +196,16 @@ def _walks(report: AccountsReport | DiscoveryReport, counts: Metadata, drifts: b
 
 
 def _accounts(
+    context: dg.AssetExecutionContext,
     session: CaptureSession,
-    capture: Callable[[CaptureSession, AccountsReport], None],
+    capture: Callable[[CaptureSession, AccountsReport, str | None], None],
     counts: Callable[[AccountsReport], Metadata],
     drifts: bool = True,
 ) -> Metadata:
-    """Run one of the tracked accounts' captures (profiles, follow graph, comments) and report its ``counts``."""
+    """Run one of the tracked accounts' captures (profiles, follow graph, comments) and report its ``counts``; its
+    claims are held under the Dagster run's id, so `tiklive status` names the run that holds a walk."""
     report = AccountsReport()
-    capture(session, report)
+    capture(session, report, context.run.run_id)
     return _walks(report, counts(report), drifts)
 
 
@@ -213,7 +215,7 @@ def _accounts(
     "user id once (then cached, 1 credit saved per account and day), the profile's counters fetched every day.",
 )
 def account_profiles(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    return _accounts(session, capture_profiles, lambda r: {"profiles": r.profiles}, drifts=False)
+    return _accounts(context, session, capture_profiles, lambda r: {"profiles": r.profiles}, drifts=False)
 
 
 @capture_asset(
@@ -224,7 +226,7 @@ def account_profiles(context: dg.AssetExecutionContext, session: CaptureSession)
     "Each id is queued once, whatever lists it.",
 )
 def discovery_queue(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    report = discover(session)
+    report = discover(session, run_id=context.run.run_id)
     for problem in report.drift:
         context.log.warning("paginator drift: %s", problem)
     counts = {
@@ -295,7 +297,9 @@ def archived_videos(context: dg.AssetExecutionContext, session: CaptureSession) 
     "warehouse turns them into follow edges.",
 )
 def follow_graph(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    return _accounts(session, capture_follow_graph, lambda r: {"pages": r.follow_pages, "edges": r.follow_edges})
+    return _accounts(
+        context, session, capture_follow_graph, lambda r: {"pages": r.follow_pages, "edges": r.follow_edges}
+    )
 
 
 @capture_asset(
@@ -305,7 +309,7 @@ def follow_graph(context: dg.AssetExecutionContext, session: CaptureSession) -> 
     "cursor per video.",
 )
 def post_comments(context: dg.AssetExecutionContext, session: CaptureSession) -> Metadata:
-    return _accounts(session, capture_comments, lambda r: {"pages": r.comment_pages, "comments": r.comments})
+    return _accounts(context, session, capture_comments, lambda r: {"pages": r.comment_pages, "comments": r.comments})
 
 
 CAPTURE_ASSETS = [account_profiles, discovery_queue, archived_videos, follow_graph, post_comments]
