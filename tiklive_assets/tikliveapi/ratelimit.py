@@ -33,7 +33,8 @@ from tiklive_assets import progress
 from tiklive_assets.tikliveapi.errors import TransientError
 
 DEFAULT_MARGIN = 0.005  # 0.5 % of the window ...
-JITTER_MS = 100  # ... plus 100 ms for scheduling and network jitter between our clock and the server's arrivals
+JITTER_MS = 250  # ... plus 250 ms for scheduling and network delay between a slot's grant and its arrival (100 ms
+# let a loaded host send requests late enough, between three workers, for the API to refuse one: a 429 costs a credit)
 LONG_WAIT_SECONDS = 2.0  # waits longer than this are announced on the logger below
 
 log = logging.getLogger(__name__)
