@@ -142,10 +142,13 @@ class LoggedSandbox(SandboxServer):
         self.gate.set()
 
     def handle_api(self, path: str, query: str, headers: Any) -> tuple[int, dict | bytes, dict[str, str]]:
-        self.gate.wait(timeout=GATE_SECONDS)  # each request held at most this long
+        # Answered (and counted against the plan's window) as it arrives, then held: holding a request before the
+        # sandbox sees it would make the held ones arrive together when the gate opens, a burst their senders
+        # never sent, answered 429.
         status, body, extra = super().handle_api(path, query, headers)
         with self._lock:
             self.log.append((path, query, status))
+        self.gate.wait(timeout=GATE_SECONDS)  # each answer held at most this long
         return status, body, extra
 
 

@@ -239,6 +239,8 @@ class TikLiveClient:
     def close(self) -> None:
         self.sender.close()
         self.cdn.close()
+        if self.rate_limiter is not None:  # its backend connections and lock file; rebuilt if used again
+            self.rate_limiter.close()
 
     # -- transport ---------------------------------------------------------------------------------------
 

@@ -18,11 +18,14 @@ that sits silent for a minute looks hung, while one that says it waits for the p
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import logging
 import os
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -157,6 +160,21 @@ class RateLimiter:
                     f"unreachable ({type(exc).__name__}); check TIKLIVE_RATELIMIT_URL",
                 ) from None
 
+    def close(self) -> None:
+        """Release the backend: the limiter's buckets (their connections, pyrate-limiter's leak thread) and, for the
+        sqlite window, this process's lock file. The next ``acquire`` builds them again."""
+        with self._init_lock:
+            limiter, self._limiter = self._limiter, None
+        if limiter is None:
+            return
+        locks = [lock for bucket in limiter.buckets() if isinstance(lock := getattr(bucket, "lock", None), HostLock)]
+        limiter.close()  # its leak thread; a bucket given to it is not "owned", so close those here
+        for bucket in limiter.buckets():
+            with contextlib.suppress(Exception):
+                bucket.close()
+        for lock in locks:
+            lock.close()
+
     def _ensure(self) -> Limiter:
         limiter = self._limiter
         if limiter is None:
@@ -184,6 +202,24 @@ class HostLock:
         self._depth = 0
         self._fd: int | None = None
         self._pid = os.getpid()
+        _HOST_LOCKS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child drops the parent's descriptor at once: a flock belongs to the open file, so a child that
+        kept the copy would hold the parent's lock for as long as it lives, even after the parent was killed.
+        Closing the copy (never ``LOCK_UN`` on it) leaves the parent's lock as it is."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._thread_lock, self._depth, self._fd, self._pid = threading.RLock(), 0, None, os.getpid()
+
+    def close(self) -> None:
+        """Close this process's descriptor of the lock file (unlocking it if held)."""
+        with self._thread_lock:
+            fd, self._fd, self._depth = self._fd, None, 0
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def _file(self) -> int:
         if self._fd is None:
@@ -191,8 +227,8 @@ class HostLock:
         return self._fd
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        if self._pid != os.getpid():  # forked: the parent's thread lock and descriptor (and its flock) are not ours
-            self._thread_lock, self._depth, self._fd, self._pid = threading.RLock(), 0, None, os.getpid()
+        if self._pid != os.getpid():  # forked without the hook below (it runs for every fork of Python code)
+            self._after_fork_in_child()
         deadline = None if not blocking or timeout is None or timeout < 0 else time.monotonic() + timeout
         if not self._thread_lock.acquire(blocking, -1 if deadline is None else timeout):
             return False
@@ -208,6 +244,18 @@ class HostLock:
         return True
 
     def _lock_file(self, blocking: bool, deadline: float | None) -> bool:
+        try:
+            return self._flock(blocking, deadline)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL):
+                raise OSError(
+                    exc.errno,
+                    f"the rate window's lock file {self.path} is on a filesystem without flock ({exc.strerror}); "
+                    "point TIKLIVE_RATELIMIT_URL at a sqlite file on a local disk, or at redis:// or postgresql://",
+                ) from None
+            raise
+
+    def _flock(self, blocking: bool, deadline: float | None) -> bool:
         fd = self._file()
         if blocking and deadline is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -237,6 +285,17 @@ class HostLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+_HOST_LOCKS: weakref.WeakSet[HostLock] = weakref.WeakSet()
+
+
+def _close_inherited_locks() -> None:
+    for lock in list(_HOST_LOCKS):
+        lock._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def _backend_failure(exc: Exception) -> str | None:
