@@ -11,8 +11,9 @@ only: what one connection or process sees of another's writes (a SIGKILL include
 the same.
 ``PYTEST_DEBUG_TEMPROOT`` or ``--basetemp`` still choose the directory.
 
-The suite runs on several pytest-xdist workers (``addopts`` in pyproject.toml): most tests wait on subprocesses,
-HTTP servers and databases, so workers overlap those waits even on two cores. Every fixture isolates its test
+The suite is ready for pytest-xdist (``-n 4 --dist loadgroup``; not yet the default: under load its longest
+end-to-end tests outlast their waits): most tests wait on subprocesses, HTTP servers and databases, so workers
+can overlap those waits even on two cores. Every fixture isolates its test
 (ephemeral ports, a Postgres schema or database and an S3 bucket of its own, files under tmp_path). A test whose
 assertion is about real time measured beside the work of other processes (a rate window counted from the server's
 arrival log, three workers overlapping) is marked ``alone``: it starts once the other workers' tests have ended,

@@ -292,18 +292,20 @@ class OwnerState(StateCore):
 
     def confirm_unit(self, unit: str, day: date, owner: ClaimOwner) -> bool:
         """Right before a page is paid for: renew ``owner`` and check that it still holds ``unit``, in one
-        transaction (the owner's row first, as its heartbeat does). False: taken over, the page is not bought."""
+        transaction that locks the unit's row (the owner's row first, as its heartbeat does), so no claimer can take
+        it between the check and the renewal. False: taken over, the page is not bought."""
         now = utcnow()
         with self._tx(write=True) as tx:
             tx.execute(
                 "UPDATE claim_owners SET heartbeat_at = ?, expires_at = ? WHERE owner_id = ?",
                 [now, now + timedelta(seconds=owner.stale_after), owner.owner_id],
             )
-            row = tx.fetchone(
-                "SELECT 1 FROM work_claims WHERE unit = ? AND day = ? AND claim_owner = ? AND state <> 'done'",
+            held = tx.fetchall(  # an UPDATE, not a SELECT: it takes the row's lock (Postgres) as confirm_claim does
+                "UPDATE work_claims SET claimed_at = claimed_at WHERE unit = ? AND day = ? AND claim_owner = ? "
+                "AND state <> 'done' RETURNING unit",
                 [unit, day, owner.owner_id],
             )
-        return row is not None
+        return bool(held)
 
     def finish_unit(self, unit: str, day: date, owner: ClaimOwner) -> None:
         """``unit`` is finished for ``day``: its done marker is written (if the walk's last page did not already) and

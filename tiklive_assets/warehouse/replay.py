@@ -117,8 +117,7 @@ def load_days(
             warehouse.load_day(day, parsed.tables)
             if exports is not None:
                 export_day(exports, day, parsed.tables)
-                if index_store is not None:  # beside an archive on S3 the published copy follows (erasure too)
-                    publish_day(index_store, exports, day)
+                publish_day(store, exports, day)  # beside an archive on S3 the published copy follows (erasure too)
             if index_store is not None:
                 write_part(index_store, day, day_part(store, day, parsed.tables["archive_index"]))
             report.add(day, parsed.objects, parsed.row_counts, parsed.errors, parsed)
