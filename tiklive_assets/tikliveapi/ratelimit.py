@@ -202,6 +202,7 @@ class HostLock:
         self._depth = 0
         self._fd: int | None = None
         self._pid = os.getpid()
+        self._closed = False
         _HOST_LOCKS.add(self)
 
     def _after_fork_in_child(self) -> None:
@@ -214,8 +215,10 @@ class HostLock:
         self._thread_lock, self._depth, self._fd, self._pid = threading.RLock(), 0, None, os.getpid()
 
     def close(self) -> None:
-        """Close this process's descriptor of the lock file (unlocking it if held)."""
+        """Close this process's descriptor of the lock file (unlocking it if held). A late user (pyrate-limiter's
+        leak thread, until it sees the stop) still locks, but no longer keeps the file open between uses."""
         with self._thread_lock:
+            self._closed = True
             fd, self._fd, self._depth = self._fd, None, 0
         if fd is not None:
             with contextlib.suppress(OSError):
@@ -276,6 +279,9 @@ class HostLock:
         try:
             if self._depth == 0 and self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+                if self._closed:
+                    os.close(self._fd)
+                    self._fd = None
         finally:
             self._thread_lock.release()
 
