@@ -45,11 +45,6 @@ REDIS_URL = os.environ.get("TIKLIVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_FAST_COMMIT = "-csynchronous_commit%3Doff"
 RAM_TEMPROOT = Path("/dev/shm")
 RAM_TEMPROOT_MIN_FREE = 2 * 1024**3  # the whole suite's temporary files stay well below this
-# Tests of files their owners keep that must run alone (see the module docstring), by node id; the others carry
-# ``@pytest.mark.alone`` themselves.
-ALONE_NODEIDS = (
-    "tiklive_assets_tests/test_concurrent_workers.py::test_three_workers_split_the_day_and_spend_what_one_run_spends",
-)
 
 
 def _ram_temproot() -> Path | None:
@@ -90,8 +85,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests of one file that share a module-scoped fixture (a Dagster webserver, a captured world) go to one
     xdist worker together (``--dist loadgroup``), so the fixture is built once, not once per worker."""
     for item in items:
-        if item.nodeid.split("[")[0] in ALONE_NODEIDS:
-            item.add_marker(pytest.mark.alone)
         if _uses_a_module_fixture(item) and item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
