@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from tiklive_assets.tikliveapi.ratelimit import JITTER_MS
+
 ROOT = Path(__file__).resolve().parents[1]
 PLAN, REAL_WINDOW = 200, 60.0  # the plan: 200 requests a minute per key
 TARGET_CREDITS, TARGET_SCALING, RATE_BOUND = 1.04, 0.9, 0.90  # scaling: 4 workers >= 3.6x one (0.9 per worker)
@@ -483,9 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     r429 = {n: f["r429"] for n, f in out.items() if f["r429"]}
     if r429:
         print(
-            f"  NOTE: the sandbox answered 429 (not charged, retried) {r429} times by worker count: requests left the "
-            "client later than its limiter slot by more than the limiter's margin (0.5 % of the window + 100 ms, "
-            f"{0.005 * window * 1000 + 100:.0f} ms at this window, 400 ms at the real one); see the load average"
+            f"  NOTE: the sandbox answered 429 {r429} times by worker count (it charges none; the real API charges "
+            "every request): requests left the client later than their limiter slot by more than the limiter's margin "
+            f"(0.5 % of the window + {JITTER_MS} ms: {0.005 * window * 1000 + JITTER_MS:.0f} ms at this window, "
+            f"{300 + JITTER_MS} ms at the real one); see the load average"
         )
     bound = [n for n, f in out.items() if not f["rate_bound"] or not f["windows"]]
     ok = all(checks.values())
