@@ -36,8 +36,9 @@ import boto3
 import pytest
 import yaml
 
-from tiklive_assets.sandbox import DEFAULT_API_KEY, SandboxConfig, SandboxServer
+from tiklive_assets.sandbox import DEFAULT_API_KEY
 from tiklive_assets.state import ClaimOwner, StateDB
+from tiklive_assets_tests.support.logged_sandbox import LoggedSandbox, logged_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -219,29 +220,8 @@ def test_concurrent_claimers_of_one_unit_get_it_exactly_once(claims_state: State
 # ------------------------------------------------------------------------------------------------
 # the sandbox: its own log of every request, and a gate that holds answers until the workers are all in
 # ------------------------------------------------------------------------------------------------
-class LoggedSandbox(SandboxServer):
-    """The sandbox, logging each API request's path and query (which page, which id) beside its own counters."""
-
-    def __init__(self, config: SandboxConfig) -> None:
-        super().__init__(config)
-        self.log: list[tuple[str, str, int]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def handle_api(self, path: str, query: str, headers: Any) -> tuple[int, dict | bytes, dict[str, str]]:
-        # Answered (and counted against the plan's window) as it arrives, then held: holding a request before the
-        # sandbox sees it would make the held ones arrive together when the gate opens, a burst their senders
-        # never sent, answered 429 (a credit: seen in CI as one id "resolved twice").
-        status, body, extra = super().handle_api(path, query, headers)
-        with self._lock:
-            self.log.append((path, query, status))
-        self.gate.wait(timeout=20)
-        return status, body, extra
-
-
 def _sandbox(**config: Any) -> LoggedSandbox:
-    started = time.monotonic()
-    return LoggedSandbox(SandboxConfig(clock=lambda: BASE_CLOCK + (time.monotonic() - started), **config))
+    return logged_sandbox(BASE_CLOCK, 20.0, **config)
 
 
 def _today() -> str:
