@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -179,9 +180,15 @@ def _newest(spec: schema.Table) -> str:
 
 
 def _table_views(exports: Path) -> list[str]:
+    return table_views(lambda table: str(parquet_glob(exports, table)))
+
+
+def table_views(glob_of: Callable[[str], str]) -> list[str]:
+    """Every table's views over the Parquet files ``glob_of(table)`` names (a local path or an ``s3://`` URL,
+    already quoted for SQL): the day's rows of a window table; the newest row per key of the others."""
     statements = []
     for spec in schema.TABLES:
-        raw = f"read_parquet('{parquet_glob(exports, spec.name)}', hive_partitioning = false, union_by_name = true)"
+        raw = f"read_parquet('{glob_of(spec.name)}', hive_partitioning = false, union_by_name = true)"
         if spec.mode == "window":
             statements.append(f"CREATE VIEW {spec.name} AS SELECT * FROM {raw}")
             continue

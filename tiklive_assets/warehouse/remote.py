@@ -37,7 +37,7 @@ from tiklive_assets.storage import InvalidStoreUrl, MirroredStore, ObjectStore, 
 from . import schema
 from .backends import WarehouseError
 from .exports import PARQUET_NAME, day_dir, exported_days
-from .marts import MART_SQL, _newest
+from .marts import MART_SQL, table_views
 
 EXPORTS_DIR = "exports"  # under the archive's prefix
 SECRET_NAME = "tiklive_exports"
@@ -257,14 +257,7 @@ def prepare(con: Any, remote: RemoteExports) -> None:
 
 def remote_views(remote: RemoteExports) -> list[str]:
     """The marts file's statements (every table's view, then each mart) with the tables read from ``remote``."""
-    statements = []
-    for spec in schema.TABLES:
-        raw = f"read_parquet('{_quote(remote.glob(spec.name))}', hive_partitioning = false, union_by_name = true)"
-        if spec.mode == "window":
-            statements.append(f"CREATE VIEW {spec.name} AS SELECT * FROM {raw}")
-            continue
-        statements.append(f"CREATE VIEW {spec.name}_by_day AS SELECT * FROM {raw}")
-        statements.append(f"CREATE VIEW {spec.name} AS {_newest(spec)}")
+    statements = table_views(lambda table: _quote(remote.glob(table)))
     statements += [f"CREATE VIEW {name} AS {sql}" for name, sql in MART_SQL.items()]
     return statements
 
